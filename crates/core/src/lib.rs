@@ -1,0 +1,16 @@
+//! hookwarden's pure core: the parts that decide security outcomes, written as
+//! plain functions over bytes so they can be unit-tested and fuzzed without a
+//! server, a database or a network.
+//!
+//! Architecture invariant: nothing here performs I/O (no sockets, files,
+//! clocks other than values passed in, or environment reads), and nothing here
+//! depends on axum, sqlx, redis or nats.
+
+pub mod backoff;
+pub mod crypto;
+pub mod destination;
+pub mod duration;
+pub mod ids;
+pub mod secret;
+pub mod standard_webhooks;
+pub mod validate;
