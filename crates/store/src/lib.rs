@@ -1,1 +1,125 @@
-//! placeholder
+//! hookwarden's storage: one `Store` trait and its two implementations,
+//! SQLite (the embedded default) and PostgreSQL (production, schema `hook`).
+//! Both are run by the same test suite.
+//!
+//! Architecture invariant: the store never sees a plaintext secret (only
+//! `Sealed` ciphertext), and it knows nothing of HTTP, NATS or Redis.
+
+mod error;
+pub mod model;
+mod postgres;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+pub use error::{Result, StoreError};
+use model::*;
+use std::sync::Arc;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_webhook(&self, webhook: &Webhook) -> Result<()>;
+    async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>>;
+    /// Webhooks by id, whatever the account (the delivery worker's view).
+    async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>>;
+    async fn list_webhooks(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Page<Webhook>>;
+    async fn update_webhook(&self, account_id: &str, id: &str, update: &WebhookUpdate) -> Result<Option<Webhook>>;
+    /// Deletes a webhook; its pending attempts become dead letters.
+    async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// The endpoint answered 410 Gone: stop delivering until it is updated.
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()>;
+    /// The endpoint asked us to slow down: claim nothing for it until `until`.
+    async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
+
+    /// Stores an event and, in the same transaction, one pending attempt per
+    /// enabled webhook of its account subscribed to its type.
+    async fn publish_event(&self, event: &NewEvent) -> Result<PublishOutcome>;
+
+    /// Claims due attempts under a lease (SKIP LOCKED on PostgreSQL, one
+    /// atomic statement on SQLite): no two workers hold the same attempt.
+    async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<Attempt>>;
+    /// Gives back a claimed attempt without trying it.
+    async fn release(&self, attempt_id: &str, worker_id: &str) -> Result<()>;
+    /// Records a try's outcome and, for a failure with retries left, the next
+    /// pending attempt, atomically. Returns false if the lease was lost.
+    async fn complete_attempt(&self, result: &AttemptResult) -> Result<bool>;
+
+    async fn list_attempts(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        status: Option<AttemptStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Attempt>>;
+    async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>>;
+    /// Schedules the attempt's event for its webhook again, due now: the
+    /// pending attempt if one exists, else a new one. `None` if the webhook is gone.
+    async fn retry_now(&self, account_id: &str, attempt_id: &str, new_id: &str, now: DateTime<Utc>)
+        -> Result<Option<Attempt>>;
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+}
+
+/// Opens the store named by a database URL (`sqlite://…` or `postgres://…`).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// A database URL fit for logs: the password replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable database url>".to_owned(),
+    }
+}
+
+/// Same content? Used to tell an idempotent re-publish from an id collision.
+pub(crate) fn same_event(stored: &NewEvent, incoming: &NewEvent) -> bool {
+    stored.account_id == incoming.account_id
+        && stored.event_type == incoming.event_type
+        && stored.payload == incoming.payload
+}
+
+/// The body snapshot delivered for an event: `{type, timestamp, data}`.
+pub fn snapshot(event: &NewEvent) -> serde_json::Value {
+    serde_json::json!({
+        "type": event.event_type,
+        "timestamp": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": event.payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        let r = redact_url("postgres://hook:s3cr3t@db:5432/app?sslmode=require");
+        assert!(!r.contains("s3cr3t"));
+        assert!(r.contains("REDACTED"));
+    }
+}

@@ -1,0 +1,482 @@
+//! The PostgreSQL store: schema `hook`, claims with `FOR UPDATE SKIP LOCKED`
+//! so that workers of many replicas share one outbox safely.
+
+use crate::error::{classify, Result, StoreError};
+use crate::model::*;
+use crate::{same_event, snapshot, Store};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hookwarden_core::{crypto::Sealed, ids, validate::subscribed};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
+     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, throttled_until, \
+     created_at, updated_at";
+const ATTEMPT_COLUMNS: &str = "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
+     http_status, duration_ms, response_preview, error, created_at, completed_at";
+
+impl PgStore {
+    /// Connects with the URL's options (including `sslmode`), every session
+    /// on `search_path = hook` so that sqlx's own bookkeeping stays in our schema.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url)?.options([("search_path", "hook")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn webhook(row: &PgRow) -> Result<Webhook> {
+    let old = match (
+        row.try_get::<Option<Vec<u8>>, _>("old_secret_enc")?,
+        row.try_get::<Option<String>, _>("old_secret_key_id")?,
+        row.try_get::<Option<DateTime<Utc>>, _>("old_secret_expires_at")?,
+    ) {
+        (Some(ciphertext), Some(key_id), Some(until)) => Some((Sealed { key_id, ciphertext }, until)),
+        _ => None,
+    };
+    Ok(Webhook {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+        secret: Sealed { key_id: row.try_get("secret_key_id")?, ciphertext: row.try_get("secret_enc")? },
+        old_secret: old,
+        disabled: row.try_get("disabled")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        throttled_until: row.try_get("throttled_until")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn attempt(row: &PgRow) -> Result<Attempt> {
+    let status: String = row.try_get("status")?;
+    Ok(Attempt {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        account_id: row.try_get("account_id")?,
+        attempt: row.try_get("attempt")?,
+        status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
+        due_at: row.try_get("due_at")?,
+        payload_snapshot: row.try_get::<Json<serde_json::Value>, _>("payload_snapshot")?.0,
+        http_status: row.try_get("http_status")?,
+        duration_ms: row.try_get("duration_ms")?,
+        response_preview: row.try_get("response_preview")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        // The schema must exist before sqlx creates its bookkeeping table in it.
+        sqlx::query("CREATE SCHEMA IF NOT EXISTS hook").execute(&self.pool).await?;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_webhook(&self, w: &Webhook) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO hook.webhook_configs (id, account_id, url, description, event_types, secret_enc, \
+             secret_key_id, disabled, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,FALSE,$8,$9)",
+        )
+        .bind(&w.id)
+        .bind(&w.account_id)
+        .bind(&w.url)
+        .bind(&w.description)
+        .bind(Json(&w.event_types))
+        .bind(&w.secret.ciphertext)
+        .bind(&w.secret.key_id)
+        .bind(w.created_at)
+        .bind(w.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id = $2");
+        let row = sqlx::query(&sql).bind(account_id).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
+    async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE id = ANY($1)");
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(webhook).collect()
+    }
+
+    async fn list_webhooks(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Page<Webhook>> {
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(webhook).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |w| w.id.clone()))
+    }
+
+    async fn update_webhook(&self, account_id: &str, id: &str, u: &WebhookUpdate) -> Result<Option<Webhook>> {
+        let (new_enc, new_kid, old_until) = match &u.rotate {
+            Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(*until)),
+            None => (None, None, None),
+        };
+        // On rotation the current secret moves to the old_* columns in the same
+        // statement (right-hand sides read the row as it was).
+        let sql = format!(
+            "UPDATE hook.webhook_configs SET \
+               url = COALESCE($3, url), description = COALESCE($4, description), \
+               event_types = COALESCE($5, event_types), \
+               old_secret_enc = CASE WHEN $6::bytea IS NULL THEN old_secret_enc ELSE secret_enc END, \
+               old_secret_key_id = CASE WHEN $6::bytea IS NULL THEN old_secret_key_id ELSE secret_key_id END, \
+               old_secret_expires_at = CASE WHEN $6::bytea IS NULL THEN old_secret_expires_at ELSE $8 END, \
+               secret_enc = COALESCE($6, secret_enc), secret_key_id = COALESCE($7, secret_key_id), \
+               disabled = CASE WHEN $9 THEN FALSE ELSE disabled END, \
+               disabled_reason = CASE WHEN $9 THEN NULL ELSE disabled_reason END, \
+               throttled_until = CASE WHEN $9 THEN NULL ELSE throttled_until END, \
+               updated_at = $10 \
+             WHERE account_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(id)
+            .bind(&u.url)
+            .bind(&u.description)
+            .bind(u.event_types.as_ref().map(Json))
+            .bind(new_enc)
+            .bind(new_kid)
+            .bind(old_until)
+            .bind(u.enable)
+            .bind(u.updated_at)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
+    async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM hook.webhook_configs WHERE account_id = $1 AND id = $2")
+            .bind(account_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            sqlx::query(
+                "UPDATE hook.delivery_attempts SET status = 'dead', error = 'webhook deleted', completed_at = $2, \
+                 lease_until = NULL WHERE webhook_id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(reason)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE hook.webhook_configs SET throttled_until = GREATEST(COALESCE(throttled_until, $2), $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.account_id)
+        .bind(&e.event_type)
+        .bind(Json(&e.payload))
+        .bind(&e.producer)
+        .bind(e.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let row = sqlx::query(
+                "SELECT account_id, event_type, payload, producer, created_at, \
+                 (SELECT count(DISTINCT webhook_id) FROM hook.delivery_attempts WHERE event_id = $1) AS deliveries \
+                 FROM hook.events WHERE id = $1",
+            )
+            .bind(&e.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let stored = NewEvent {
+                id: e.id.clone(),
+                account_id: row.try_get("account_id")?,
+                event_type: row.try_get("event_type")?,
+                payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+                producer: row.try_get("producer")?,
+                created_at: row.try_get("created_at")?,
+            };
+            let deliveries: i64 = row.try_get("deliveries")?;
+            return Ok(if same_event(&stored, e) {
+                PublishOutcome::Existing { deliveries: deliveries as u64 }
+            } else {
+                PublishOutcome::Conflict
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT id, event_types FROM hook.webhook_configs WHERE account_id = $1 AND NOT disabled",
+        )
+        .bind(&e.account_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let body = snapshot(e);
+        let mut deliveries = 0u64;
+        for row in rows {
+            let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
+            if !subscribed(&types, &e.event_type) {
+                continue;
+            }
+            let webhook_id: String = row.try_get("id")?;
+            sqlx::query(
+                "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                 payload_snapshot, created_at) VALUES ($1,$2,$3,$4,1,'pending',$5,$6,$5)",
+            )
+            .bind(ids::attempt_id())
+            .bind(&e.id)
+            .bind(&webhook_id)
+            .bind(&e.account_id)
+            .bind(e.created_at)
+            .bind(Json(&body))
+            .execute(&mut *tx)
+            .await?;
+            deliveries += 1;
+        }
+        tx.commit().await?;
+        Ok(PublishOutcome::Created { deliveries })
+    }
+
+    async fn claim_due(&self, c: &Claim<'_>) -> Result<Vec<Attempt>> {
+        let sql = format!(
+            "UPDATE hook.delivery_attempts SET lease_until = $1, claimed_by = $2 WHERE id IN ( \
+               SELECT a.id FROM hook.delivery_attempts a JOIN hook.webhook_configs w ON w.id = a.webhook_id \
+               WHERE a.status = 'pending' AND a.due_at <= $3 AND (a.lease_until IS NULL OR a.lease_until < $3) \
+                 AND NOT w.disabled AND (w.throttled_until IS NULL OR w.throttled_until <= $3) \
+                 AND a.webhook_id <> ALL($4) \
+               ORDER BY a.due_at LIMIT $5 FOR UPDATE OF a SKIP LOCKED) \
+             RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(c.lease_until)
+            .bind(c.worker_id)
+            .bind(c.now)
+            .bind(c.exclude_webhooks)
+            .bind(i64::from(c.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(attempt).collect()
+    }
+
+    async fn release(&self, attempt_id: &str, worker_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE hook.delivery_attempts SET lease_until = NULL, claimed_by = NULL \
+             WHERE id = $1 AND claimed_by = $2 AND status = 'pending'",
+        )
+        .bind(attempt_id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn complete_attempt(&self, r: &AttemptResult) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE hook.delivery_attempts SET status = $3, http_status = $4, duration_ms = $5, \
+             response_preview = $6, error = $7, completed_at = $8, lease_until = NULL \
+             WHERE id = $1 AND claimed_by = $2 AND status = 'pending' \
+             RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot",
+        )
+        .bind(&r.attempt_id)
+        .bind(&r.worker_id)
+        .bind(r.status.as_str())
+        .bind(r.http_status)
+        .bind(r.duration_ms)
+        .bind(&r.response_preview)
+        .bind(&r.error)
+        .bind(r.completed_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        if let Some((next_id, due)) = &r.next {
+            sqlx::query(
+                "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                 payload_snapshot, created_at) VALUES ($1,$2,$3,$4,$5,'pending',$6,$7,$8) \
+                 ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
+            )
+            .bind(next_id)
+            .bind(row.try_get::<String, _>("event_id")?)
+            .bind(row.try_get::<String, _>("webhook_id")?)
+            .bind(row.try_get::<String, _>("account_id")?)
+            .bind(row.try_get::<i32, _>("attempt")? + 1)
+            .bind(due)
+            .bind(row.try_get::<Json<serde_json::Value>, _>("payload_snapshot")?)
+            .bind(r.completed_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_attempts(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        status: Option<AttemptStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Attempt>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND webhook_id = $2 \
+             AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(webhook_id)
+            .bind(status.map(AttemptStatus::as_str))
+            .bind(before)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(attempt).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |a| a.id.clone()))
+    }
+
+    async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND id = $2");
+        let row = sqlx::query(&sql).bind(account_id).bind(attempt_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(attempt).transpose()
+    }
+
+    async fn retry_now(&self, account_id: &str, attempt_id: &str, new_id: &str, now: DateTime<Utc>) -> Result<Option<Attempt>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(orig) = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let orig = attempt(&orig)?;
+        // Serialize retries of one (event, webhook) pair, and make sure the webhook still exists.
+        let webhook = sqlx::query("SELECT id FROM hook.webhook_configs WHERE id = $1 AND account_id = $2 FOR UPDATE")
+            .bind(&orig.webhook_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if webhook.is_none() {
+            return Ok(None);
+        }
+        let pending = sqlx::query(&format!(
+            "UPDATE hook.delivery_attempts SET due_at = $3 WHERE event_id = $1 AND webhook_id = $2 \
+             AND status = 'pending' RETURNING {ATTEMPT_COLUMNS}"
+        ))
+        .bind(&orig.event_id)
+        .bind(&orig.webhook_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = match pending {
+            Some(row) => row,
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                     payload_snapshot, created_at) \
+                     SELECT $1, $2, $3, $4, COALESCE(MAX(attempt), 0) + 1, 'pending', $5, $6, $5 \
+                     FROM hook.delivery_attempts WHERE event_id = $2 AND webhook_id = $3 \
+                     RETURNING {ATTEMPT_COLUMNS}"
+                ))
+                .bind(new_id)
+                .bind(&orig.event_id)
+                .bind(&orig.webhook_id)
+                .bind(account_id)
+                .bind(now)
+                .bind(Json(&orig.payload_snapshot))
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let result = attempt(&row)?;
+        tx.commit().await?;
+        Ok(Some(result))
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+        let row = sqlx::query(
+            "SELECT count(*) AS pending, count(*) FILTER (WHERE due_at <= $1) AS due, min(due_at) AS oldest \
+             FROM hook.delivery_attempts WHERE status = 'pending'",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest: Option<DateTime<Utc>> = row.try_get("oldest")?;
+        Ok(QueueStats {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            due: row.try_get::<i64, _>("due")? as u64,
+            oldest_due_age_seconds: oldest.map(|o| ((now - o).num_milliseconds().max(0) as f64) / 1000.0).unwrap_or(0.0),
+        })
+    }
+}

@@ -1,0 +1,488 @@
+//! The SQLite store (embedded default): WAL, full fsync on commit, one writer
+//! connection (SQLite's single writer) beside a pool of readers.
+
+use crate::error::{classify, Result, StoreError};
+use crate::model::*;
+use crate::{same_event, snapshot, Store};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use hookwarden_core::{crypto::Sealed, ids, validate::subscribed};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub struct SqliteStore {
+    /// Exactly one connection: every write goes through it, in order.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
+     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, throttled_until, \
+     created_at, updated_at";
+const ATTEMPT_COLUMNS: &str = "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
+     http_status, duration_ms, response_preview, error, created_at, completed_at";
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(v: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(v).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
+}
+
+fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(time).transpose()
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before we acknowledge it, even across power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        let readers = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(false)).await?;
+        Ok(Self { writer, readers })
+    }
+}
+
+fn webhook(row: &SqliteRow) -> Result<Webhook> {
+    let old = match (
+        row.try_get::<Option<Vec<u8>>, _>("old_secret_enc")?,
+        row.try_get::<Option<String>, _>("old_secret_key_id")?,
+        row.try_get::<Option<i64>, _>("old_secret_expires_at")?,
+    ) {
+        (Some(ciphertext), Some(key_id), Some(until)) => Some((Sealed { key_id, ciphertext }, time(until)?)),
+        _ => None,
+    };
+    Ok(Webhook {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+        secret: Sealed { key_id: row.try_get("secret_key_id")?, ciphertext: row.try_get("secret_enc")? },
+        old_secret: old,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        disabled_reason: row.try_get("disabled_reason")?,
+        throttled_until: opt_time(row.try_get("throttled_until")?)?,
+        created_at: time(row.try_get("created_at")?)?,
+        updated_at: time(row.try_get("updated_at")?)?,
+    })
+}
+
+fn attempt(row: &SqliteRow) -> Result<Attempt> {
+    let status: String = row.try_get("status")?;
+    Ok(Attempt {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        account_id: row.try_get("account_id")?,
+        attempt: row.try_get("attempt")?,
+        status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
+        due_at: time(row.try_get("due_at")?)?,
+        payload_snapshot: row.try_get::<Json<serde_json::Value>, _>("payload_snapshot")?.0,
+        http_status: row.try_get("http_status")?,
+        duration_ms: row.try_get("duration_ms")?,
+        response_preview: row.try_get("response_preview")?,
+        error: row.try_get("error")?,
+        created_at: time(row.try_get("created_at")?)?,
+        completed_at: opt_time(row.try_get("completed_at")?)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn create_webhook(&self, w: &Webhook) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_configs (id, account_id, url, description, event_types, secret_enc, \
+             secret_key_id, disabled, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,0,?8,?9)",
+        )
+        .bind(&w.id)
+        .bind(&w.account_id)
+        .bind(&w.url)
+        .bind(&w.description)
+        .bind(Json(&w.event_types))
+        .bind(&w.secret.ciphertext)
+        .bind(&w.secret.key_id)
+        .bind(ms(w.created_at))
+        .bind(ms(w.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE account_id = ?1 AND id = ?2");
+        let row = sqlx::query(&sql).bind(account_id).bind(id).fetch_optional(&self.readers).await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
+    async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE id IN (SELECT value FROM json_each(?1))");
+        let rows = sqlx::query(&sql).bind(Json(ids)).fetch_all(&self.readers).await?;
+        rows.iter().map(webhook).collect()
+    }
+
+    async fn list_webhooks(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Page<Webhook>> {
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.readers)
+            .await?;
+        let items = rows.iter().map(webhook).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |w| w.id.clone()))
+    }
+
+    async fn update_webhook(&self, account_id: &str, id: &str, u: &WebhookUpdate) -> Result<Option<Webhook>> {
+        let (new_enc, new_kid, old_until) = match &u.rotate {
+            Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(ms(*until))),
+            None => (None, None, None),
+        };
+        // SQLite, like PostgreSQL, evaluates every right-hand side against the
+        // row as it was, so the current secret moves to old_* in one statement.
+        let sql = format!(
+            "UPDATE webhook_configs SET \
+               url = COALESCE(?3, url), description = COALESCE(?4, description), \
+               event_types = COALESCE(?5, event_types), \
+               old_secret_enc = CASE WHEN ?6 IS NULL THEN old_secret_enc ELSE secret_enc END, \
+               old_secret_key_id = CASE WHEN ?6 IS NULL THEN old_secret_key_id ELSE secret_key_id END, \
+               old_secret_expires_at = CASE WHEN ?6 IS NULL THEN old_secret_expires_at ELSE ?8 END, \
+               secret_enc = COALESCE(?6, secret_enc), secret_key_id = COALESCE(?7, secret_key_id), \
+               disabled = CASE WHEN ?9 THEN 0 ELSE disabled END, \
+               disabled_reason = CASE WHEN ?9 THEN NULL ELSE disabled_reason END, \
+               throttled_until = CASE WHEN ?9 THEN NULL ELSE throttled_until END, \
+               updated_at = ?10 \
+             WHERE account_id = ?1 AND id = ?2 RETURNING {WEBHOOK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(id)
+            .bind(&u.url)
+            .bind(&u.description)
+            .bind(u.event_types.as_ref().map(Json))
+            .bind(new_enc)
+            .bind(new_kid)
+            .bind(old_until)
+            .bind(u.enable)
+            .bind(ms(u.updated_at))
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
+    async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let deleted = sqlx::query("DELETE FROM webhook_configs WHERE account_id = ?1 AND id = ?2")
+            .bind(account_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            sqlx::query(
+                "UPDATE delivery_attempts SET status = 'dead', error = 'webhook deleted', completed_at = ?2, \
+                 lease_until = NULL WHERE webhook_id = ?1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(reason)
+            .bind(ms(now))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE webhook_configs SET throttled_until = MAX(COALESCE(throttled_until, ?2), ?2) WHERE id = ?1")
+            .bind(id)
+            .bind(ms(until))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
+             VALUES (?1,?2,?3,?4,?5,?6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.account_id)
+        .bind(&e.event_type)
+        .bind(Json(&e.payload))
+        .bind(&e.producer)
+        .bind(ms(e.created_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let row = sqlx::query(
+                "SELECT account_id, event_type, payload, producer, created_at, \
+                 (SELECT count(DISTINCT webhook_id) FROM delivery_attempts WHERE event_id = ?1) AS deliveries \
+                 FROM events WHERE id = ?1",
+            )
+            .bind(&e.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let stored = NewEvent {
+                id: e.id.clone(),
+                account_id: row.try_get("account_id")?,
+                event_type: row.try_get("event_type")?,
+                payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+                producer: row.try_get("producer")?,
+                created_at: time(row.try_get("created_at")?)?,
+            };
+            let deliveries: i64 = row.try_get("deliveries")?;
+            return Ok(if same_event(&stored, e) {
+                PublishOutcome::Existing { deliveries: deliveries as u64 }
+            } else {
+                PublishOutcome::Conflict
+            });
+        }
+        let rows = sqlx::query("SELECT id, event_types FROM webhook_configs WHERE account_id = ?1 AND disabled = 0")
+            .bind(&e.account_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let body = snapshot(e);
+        let mut deliveries = 0u64;
+        for row in rows {
+            let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
+            if !subscribed(&types, &e.event_type) {
+                continue;
+            }
+            let webhook_id: String = row.try_get("id")?;
+            sqlx::query(
+                "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                 payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?5,?6,?5)",
+            )
+            .bind(ids::attempt_id())
+            .bind(&e.id)
+            .bind(&webhook_id)
+            .bind(&e.account_id)
+            .bind(ms(e.created_at))
+            .bind(Json(&body))
+            .execute(&mut *tx)
+            .await?;
+            deliveries += 1;
+        }
+        tx.commit().await?;
+        Ok(PublishOutcome::Created { deliveries })
+    }
+
+    async fn claim_due(&self, c: &Claim<'_>) -> Result<Vec<Attempt>> {
+        // One statement: SQLite applies it atomically under its write lock, so
+        // two workers (even in two processes) never claim the same row.
+        let sql = format!(
+            "UPDATE delivery_attempts SET lease_until = ?1, claimed_by = ?2 WHERE id IN ( \
+               SELECT a.id FROM delivery_attempts a JOIN webhook_configs w ON w.id = a.webhook_id \
+               WHERE a.status = 'pending' AND a.due_at <= ?3 AND (a.lease_until IS NULL OR a.lease_until < ?3) \
+                 AND w.disabled = 0 AND (w.throttled_until IS NULL OR w.throttled_until <= ?3) \
+                 AND a.webhook_id NOT IN (SELECT value FROM json_each(?4)) \
+               ORDER BY a.due_at LIMIT ?5) \
+             RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ms(c.lease_until))
+            .bind(c.worker_id)
+            .bind(ms(c.now))
+            .bind(Json(c.exclude_webhooks))
+            .bind(i64::from(c.limit))
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(attempt).collect()
+    }
+
+    async fn release(&self, attempt_id: &str, worker_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE delivery_attempts SET lease_until = NULL, claimed_by = NULL \
+             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'",
+        )
+        .bind(attempt_id)
+        .bind(worker_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn complete_attempt(&self, r: &AttemptResult) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "UPDATE delivery_attempts SET status = ?3, http_status = ?4, duration_ms = ?5, \
+             response_preview = ?6, error = ?7, completed_at = ?8, lease_until = NULL \
+             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' \
+             RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot",
+        )
+        .bind(&r.attempt_id)
+        .bind(&r.worker_id)
+        .bind(r.status.as_str())
+        .bind(r.http_status)
+        .bind(r.duration_ms)
+        .bind(&r.response_preview)
+        .bind(&r.error)
+        .bind(ms(r.completed_at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        if let Some((next_id, due)) = &r.next {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                 payload_snapshot, created_at) VALUES (?1,?2,?3,?4,?5,'pending',?6,?7,?8) \
+                 ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
+            )
+            .bind(next_id)
+            .bind(row.try_get::<String, _>("event_id")?)
+            .bind(row.try_get::<String, _>("webhook_id")?)
+            .bind(row.try_get::<String, _>("account_id")?)
+            .bind(row.try_get::<i32, _>("attempt")? + 1)
+            .bind(ms(*due))
+            .bind(row.try_get::<String, _>("payload_snapshot")?)
+            .bind(ms(r.completed_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_attempts(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        status: Option<AttemptStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Attempt>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND webhook_id = ?2 \
+             AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(webhook_id)
+            .bind(status.map(AttemptStatus::as_str))
+            .bind(before)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.readers)
+            .await?;
+        let items = rows.iter().map(attempt).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |a| a.id.clone()))
+    }
+
+    async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2");
+        let row = sqlx::query(&sql).bind(account_id).bind(attempt_id).fetch_optional(&self.readers).await?;
+        row.as_ref().map(attempt).transpose()
+    }
+
+    async fn retry_now(&self, account_id: &str, attempt_id: &str, new_id: &str, now: DateTime<Utc>) -> Result<Option<Attempt>> {
+        let mut tx = self.writer.begin().await?;
+        let Some(orig) = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2"
+        ))
+        .bind(account_id)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let orig = attempt(&orig)?;
+        let webhook = sqlx::query("SELECT id FROM webhook_configs WHERE id = ?1 AND account_id = ?2")
+            .bind(&orig.webhook_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if webhook.is_none() {
+            return Ok(None);
+        }
+        let pending = sqlx::query(&format!(
+            "UPDATE delivery_attempts SET due_at = ?3 WHERE event_id = ?1 AND webhook_id = ?2 \
+             AND status = 'pending' RETURNING {ATTEMPT_COLUMNS}"
+        ))
+        .bind(&orig.event_id)
+        .bind(&orig.webhook_id)
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = match pending {
+            Some(row) => row,
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                     payload_snapshot, created_at) \
+                     SELECT ?1, ?2, ?3, ?4, COALESCE(MAX(attempt), 0) + 1, 'pending', ?5, ?6, ?5 \
+                     FROM delivery_attempts WHERE event_id = ?2 AND webhook_id = ?3 \
+                     RETURNING {ATTEMPT_COLUMNS}"
+                ))
+                .bind(new_id)
+                .bind(&orig.event_id)
+                .bind(&orig.webhook_id)
+                .bind(account_id)
+                .bind(ms(now))
+                .bind(Json(&orig.payload_snapshot))
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let result = attempt(&row)?;
+        tx.commit().await?;
+        Ok(Some(result))
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+        let row = sqlx::query(
+            "SELECT count(*) AS pending, coalesce(sum(due_at <= ?1), 0) AS due, min(due_at) AS oldest \
+             FROM delivery_attempts WHERE status = 'pending'",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.readers)
+        .await?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok(QueueStats {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            due: row.try_get::<i64, _>("due")? as u64,
+            oldest_due_age_seconds: oldest.map(|o| ((ms(now) - o).max(0) as f64) / 1000.0).unwrap_or(0.0),
+        })
+    }
+}
