@@ -1,1 +1,217 @@
-fn main() {}
+//! The `hookwarden` binary: a thin shell over the server crate.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hookwarden_core::secret::WebhookSecret;
+use hookwarden_core::standard_webhooks;
+use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_server::config::Settings;
+use hookwarden_server::startup::Application;
+use hookwarden_server::{keys, telemetry};
+use secrecy::ExposeSecret;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "hookwarden", version, about = "A secure webhook gateway: signed outbound delivery and verified inbound ingestion.")]
+struct Cli {
+    /// TOML configuration file; HOOKWARDEN_* environment variables override it.
+    #[arg(long, global = true, env = "HOOKWARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the APIs, the delivery worker and (when configured) the NATS consumer.
+    Serve,
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Mints a development tenant or producer token with the HS256 secret.
+    Token {
+        /// The account the token acts for (omit for a producer token).
+        #[arg(long)]
+        account: Option<String>,
+        /// Space-separated scopes: webhooks:read webhooks:write events:publish.
+        #[arg(long, default_value = "webhooks:read webhooks:write")]
+        scope: String,
+        /// Lifetime, e.g. 15m, 1h.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// The subject (defaults to the account, or "dev-producer").
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Master key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Signs a body read from stdin as Standard Webhooks and prints the headers.
+    Sign {
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        id: String,
+        /// Unix seconds (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+    /// Verifies a Standard Webhooks signature over a body read from stdin.
+    Verify {
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        timestamp: String,
+        #[arg(long)]
+        signature: String,
+        /// Accepted clock difference in seconds.
+        #[arg(long, default_value_t = standard_webhooks::DEFAULT_TOLERANCE_SECS)]
+        tolerance: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validates the configuration and prints it with secrets redacted.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Prints a new random master key (base64 of 32 bytes) and its key id.
+    Generate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = || Settings::load(cli.config.as_deref());
+    match cli.command {
+        Command::Serve => {
+            let settings = settings()?;
+            telemetry::init(settings.log_format);
+            let app = Application::build(settings).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            app.run_until_stopped(shutdown).await?;
+        }
+        Command::Migrate => {
+            let settings = settings()?;
+            telemetry::init(settings.log_format);
+            let url = settings.database_url.expose_secret();
+            let store = hookwarden_store::connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", hookwarden_store::redact_url(url)))?;
+            store.migrate().await?;
+            println!("migrations applied ({})", store.backend());
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            let settings = settings()?;
+            print!("{}", settings.redacted_toml());
+            eprintln!("configuration is valid");
+        }
+        Command::Token { account, scope, ttl, subject } => {
+            let settings = settings()?;
+            let secret = keys::jwt_hs256_secret(&settings)?
+                .context("no HS256 secret: set HOOKWARDEN_JWT_HS256_SECRET (production tokens come from your identity provider)")?;
+            let ttl = hookwarden_core::duration::parse_duration(&ttl)?;
+            let now = chrono::Utc::now().timestamp();
+            let claims = Claims {
+                sub: subject.or_else(|| account.clone()).unwrap_or_else(|| "dev-producer".into()),
+                account_id: account,
+                scope,
+                exp: now + ttl.as_secs() as i64,
+                nbf: Some(now),
+                iat: Some(now),
+                iss: settings.jwt_issuer.clone(),
+                aud: settings.jwt_audience.clone(),
+            };
+            println!("{}", mint_hs256(&secret, &claims)?);
+        }
+        Command::Keys { command: KeysCommand::Generate } => {
+            let key = hookwarden_core::crypto::MasterKey::generate();
+            println!("{}", &*key.to_base64());
+            eprintln!("key id: {}", key.id());
+        }
+        Command::Sign { secret, id, timestamp } => {
+            let secret = WebhookSecret::parse(&secret)?;
+            let body = read_stdin()?;
+            let ts = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
+            println!("webhook-id: {id}");
+            println!("webhook-timestamp: {ts}");
+            println!("webhook-signature: {}", standard_webhooks::sign(&secret, &id, ts, &body));
+        }
+        Command::Verify { secret, id, timestamp, signature, tolerance } => {
+            let secret = WebhookSecret::parse(&secret)?;
+            let body = read_stdin()?;
+            let now = chrono::Utc::now().timestamp();
+            return Ok(match standard_webhooks::verify(&[&secret], &id, &timestamp, &signature, &body, now, tolerance) {
+                Ok(()) => {
+                    println!("valid");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("invalid: {e}");
+                    ExitCode::from(1)
+                }
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body).context("reading the body from stdin")?;
+    Ok(body)
+}
+
+/// Cancels on SIGTERM or Ctrl-C so tasks drain in-flight work.
+async fn stop_on_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

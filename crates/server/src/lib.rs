@@ -1,1 +1,21 @@
-//! placeholder
+//! hookwarden's server: configuration, the HTTP APIs, the delivery worker,
+//! NATS intake and start-up. The pure decisions live in `hookwarden-core`,
+//! persistence behind `hookwarden-store`.
+//!
+//! Architecture invariant: handlers and workers reach the database only
+//! through the `Store` trait, and plaintext secrets only through `secrets`.
+
+pub mod auth;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod http;
+pub mod intake;
+pub mod keys;
+pub mod metrics;
+pub mod nats;
+pub mod ratelimit;
+pub mod secrets;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,117 @@
+//! Who is calling: tenants and producers (JWT), each with scopes, and the
+//! extractors that authenticate a request and apply its rate limit.
+
+pub mod jwt;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    WebhooksRead,
+    WebhooksWrite,
+    EventsPublish,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebhooksRead => "webhooks:read",
+            Self::WebhooksWrite => "webhooks:write",
+            Self::EventsPublish => "events:publish",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    pub account_id: Option<String>,
+    scopes: Vec<String>,
+}
+
+impl Principal {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| s == scope.as_str())
+    }
+
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        self.has(scope)
+            .then_some(())
+            .ok_or_else(|| ApiError::Forbidden(format!("token lacks scope {}", scope.as_str())))
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed authorization header".into()))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| ApiError::Unauthorized("malformed authorization header".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized("authorization must be a bearer token".into()));
+    }
+    Ok(token.trim())
+}
+
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let token = bearer(parts)?;
+    let claims = state.jwt.verify(token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    Ok(Principal {
+        subject: claims.sub,
+        account_id: claims.account_id.filter(|a| !a.is_empty()),
+        scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+    })
+}
+
+/// A tenant: a verified token naming an account, within the account's rate limit.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub principal: Principal,
+    pub account_id: String,
+}
+
+impl Tenant {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        self.principal.require(scope)
+    }
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let principal = authenticate(parts, state)?;
+        let account_id = principal
+            .account_id
+            .clone()
+            .ok_or_else(|| ApiError::Forbidden("token names no account".into()))?;
+        state.limiter.check(&format!("tenant:{account_id}"), state.settings.api_rate_limit_per_minute).await?;
+        Ok(Self { principal, account_id })
+    }
+}
+
+/// A producer: a verified token with `events:publish`, metered per subject.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    pub principal: Principal,
+}
+
+impl FromRequestParts<AppState> for Producer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let principal = authenticate(parts, state)?;
+        principal.require(Scope::EventsPublish)?;
+        state
+            .limiter
+            .check(&format!("producer:{}", principal.subject), state.settings.publish_rate_limit_per_minute)
+            .await?;
+        Ok(Self { principal })
+    }
+}

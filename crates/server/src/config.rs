@@ -1,0 +1,405 @@
+//! Configuration: built-in defaults, then a TOML file, then `HOOKWARDEN_*`
+//! environment variables; parsed into typed settings, cross-checked, and
+//! refused in production when insecure. Secrets stay in `secrecy` types.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use hookwarden_core::destination::{parse_cidrs, AddressPolicy};
+use hookwarden_core::duration::{format_duration, parse_duration, parse_schedule};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The keys accepted from the environment (`HOOKWARDEN_<KEY>`) and the TOML
+/// file (`key = …`). Anything else in the environment is ignored; anything
+/// else in the file is an error (a typo must not silently keep a default).
+const KEYS: &[&str] = &[
+    "env", "data_dir", "database_url", "run_migrations", "nats_url", "nats_creds_file", "nats_subject_prefix",
+    "nats_stream", "redis_url", "listen", "ops_listen", "master_key", "master_key_file", "jwt_hs256_secret",
+    "jwt_jwks_file", "jwt_issuer", "jwt_audience", "management_api_keys", "allowed_destinations",
+    "allow_http_destinations", "retry_schedule", "delivery_timeout", "delivery_lease", "max_in_flight",
+    "max_in_flight_per_endpoint", "api_rate_limit_per_minute", "publish_rate_limit_per_minute", "rotation_grace",
+    "log_format", "poll_interval", "delivery_worker", "nats_consumer",
+];
+
+/// The configuration as written: every field optional, defaults applied later.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    env: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<SecretString>,
+    run_migrations: Option<bool>,
+    nats_url: Option<String>,
+    nats_creds_file: Option<PathBuf>,
+    nats_subject_prefix: Option<String>,
+    nats_stream: Option<String>,
+    redis_url: Option<SecretString>,
+    listen: Option<String>,
+    ops_listen: Option<String>,
+    master_key: Option<SecretString>,
+    master_key_file: Option<PathBuf>,
+    jwt_hs256_secret: Option<SecretString>,
+    jwt_jwks_file: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    management_api_keys: Option<SecretString>,
+    allowed_destinations: Option<String>,
+    allow_http_destinations: Option<bool>,
+    retry_schedule: Option<String>,
+    delivery_timeout: Option<String>,
+    delivery_lease: Option<String>,
+    max_in_flight: Option<usize>,
+    max_in_flight_per_endpoint: Option<usize>,
+    api_rate_limit_per_minute: Option<u32>,
+    publish_rate_limit_per_minute: Option<u32>,
+    rotation_grace: Option<String>,
+    log_format: Option<String>,
+    poll_interval: Option<String>,
+    delivery_worker: Option<bool>,
+    nats_consumer: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    pub url: String,
+    pub creds_file: Option<PathBuf>,
+    /// Subjects are `<prefix>.dispatch` and `<prefix>.dispatch.deadletter`.
+    pub subject_prefix: String,
+    pub stream: String,
+}
+
+impl NatsSettings {
+    pub fn dispatch_subject(&self) -> String {
+        format!("{}.dispatch", self.subject_prefix)
+    }
+    pub fn deadletter_subject(&self) -> String {
+        format!("{}.dispatch.deadletter", self.subject_prefix)
+    }
+}
+
+/// Validated settings. `Debug` never shows a secret (secrecy redacts them).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: Environment,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub run_migrations: bool,
+    pub nats: Option<NatsSettings>,
+    pub redis_url: Option<SecretString>,
+    pub listen: SocketAddr,
+    pub ops_listen: SocketAddr,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    pub jwt_hs256_secret: Option<SecretString>,
+    pub jwt_jwks_file: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub management_api_keys: Vec<SecretString>,
+    pub allowed_destinations: Vec<IpNet>,
+    pub allow_http_destinations: bool,
+    pub retry_schedule: Vec<Duration>,
+    pub delivery_timeout: Duration,
+    pub delivery_lease: Duration,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_endpoint: usize,
+    pub api_rate_limit_per_minute: u32,
+    pub publish_rate_limit_per_minute: u32,
+    pub rotation_grace: Duration,
+    pub log_format: LogFormat,
+    pub poll_interval: Duration,
+    pub delivery_worker: bool,
+    pub nats_consumer: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("refusing to start in production: {0}")]
+    Production(String),
+    #[error("configuration file: {0}")]
+    File(String),
+}
+
+fn invalid(key: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid(format!("HOOKWARDEN_{} ({key}): {why}", key.to_ascii_uppercase()))
+}
+
+impl Settings {
+    /// Loads defaults → `file` (if given) → the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::File(format!("{} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("HOOKWARDEN_").filter(|k| KEYS.iter().any(|n| k == *n)));
+        let raw: RawConfig = fig.extract().map_err(|e| ConfigError::File(e.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let env = match raw.env.as_deref().unwrap_or("development") {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            other => return Err(invalid("env", format!("{other:?} is neither development nor production"))),
+        };
+        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = raw
+            .database_url
+            .unwrap_or_else(|| SecretString::from(format!("sqlite://{}", data_dir.join("hookwarden.db").display())));
+        {
+            let u = database_url.expose_secret();
+            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(invalid("database_url", "must start with sqlite:, postgres:// or postgresql://"));
+            }
+        }
+        let duration = |key: &str, v: Option<String>, default: &str| {
+            parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| invalid(key, e))
+        };
+        let addr = |key: &str, v: Option<String>, default: &str| {
+            v.as_deref().unwrap_or(default).parse::<SocketAddr>().map_err(|e| invalid(key, e))
+        };
+        let delivery_timeout = duration("delivery_timeout", raw.delivery_timeout, "5s")?;
+        let max_in_flight = raw.max_in_flight.unwrap_or(20);
+        let settings = Settings {
+            env,
+            database_url,
+            run_migrations: raw.run_migrations.unwrap_or(true),
+            nats: raw.nats_url.filter(|u| !u.is_empty()).map(|url| NatsSettings {
+                url,
+                creds_file: raw.nats_creds_file,
+                subject_prefix: raw.nats_subject_prefix.unwrap_or_else(|| "webhook".into()),
+                stream: raw.nats_stream.unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
+            }),
+            redis_url: raw.redis_url,
+            listen: addr("listen", raw.listen, "127.0.0.1:8080")?,
+            ops_listen: addr("ops_listen", raw.ops_listen, "127.0.0.1:9090")?,
+            master_key: raw.master_key,
+            master_key_file: raw.master_key_file,
+            jwt_hs256_secret: raw.jwt_hs256_secret,
+            jwt_jwks_file: raw.jwt_jwks_file,
+            jwt_issuer: raw.jwt_issuer,
+            jwt_audience: raw.jwt_audience,
+            management_api_keys: raw
+                .management_api_keys
+                .map(|k| {
+                    k.expose_secret()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| SecretString::from(s.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            allowed_destinations: parse_cidrs(raw.allowed_destinations.as_deref().unwrap_or(""))
+                .map_err(|e| invalid("allowed_destinations", e))?,
+            allow_http_destinations: raw.allow_http_destinations.unwrap_or(env == Environment::Development),
+            retry_schedule: parse_schedule(raw.retry_schedule.as_deref().unwrap_or("5s,5m,30m,2h,5h,10h,10h"))
+                .map_err(|e| invalid("retry_schedule", e))?,
+            delivery_timeout,
+            // A lease must outlast a try, or a slow try could be claimed twice.
+            delivery_lease: duration("delivery_lease", raw.delivery_lease, &format_duration(delivery_timeout * 2 + Duration::from_secs(20)))?,
+            max_in_flight,
+            max_in_flight_per_endpoint: raw.max_in_flight_per_endpoint.unwrap_or((max_in_flight / 4).max(1)),
+            api_rate_limit_per_minute: raw.api_rate_limit_per_minute.unwrap_or(60),
+            publish_rate_limit_per_minute: raw.publish_rate_limit_per_minute.unwrap_or(60_000),
+            rotation_grace: duration("rotation_grace", raw.rotation_grace, "24h")?,
+            log_format: match raw.log_format.as_deref().unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(invalid("log_format", format!("{other:?} is neither text nor json"))),
+            },
+            poll_interval: duration("poll_interval", raw.poll_interval, "500ms")?,
+            delivery_worker: raw.delivery_worker.unwrap_or(true),
+            nats_consumer: raw.nats_consumer.unwrap_or(true),
+            data_dir,
+        };
+        settings.cross_check()?;
+        Ok(settings)
+    }
+
+    fn cross_check(&self) -> Result<(), ConfigError> {
+        if self.delivery_timeout.is_zero() || self.delivery_timeout > Duration::from_secs(60) {
+            return Err(invalid("delivery_timeout", "must be between 1ms and 60s"));
+        }
+        if self.delivery_lease <= self.delivery_timeout {
+            return Err(invalid("delivery_lease", "must be longer than delivery_timeout"));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
+            return Err(invalid("max_in_flight", "must be between 1 and 10000"));
+        }
+        if self.max_in_flight_per_endpoint == 0 || self.max_in_flight_per_endpoint > self.max_in_flight {
+            return Err(invalid("max_in_flight_per_endpoint", "must be between 1 and max_in_flight"));
+        }
+        if self.api_rate_limit_per_minute == 0 || self.publish_rate_limit_per_minute == 0 {
+            return Err(invalid("api_rate_limit_per_minute", "rate limits must be at least 1"));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(invalid("poll_interval", "must be positive"));
+        }
+        if self.env == Environment::Production {
+            self.production_refusals()?;
+        }
+        Ok(())
+    }
+
+    /// Every insecure setting production refuses, in one place.
+    fn production_refusals(&self) -> Result<(), ConfigError> {
+        let refuse = |why: &str| Err(ConfigError::Production(why.to_owned()));
+        if self.master_key.is_none() && self.master_key_file.is_none() {
+            return refuse("no master key: set HOOKWARDEN_MASTER_KEY or HOOKWARDEN_MASTER_KEY_FILE (a generated development key is not accepted)");
+        }
+        if !self.allowed_destinations.is_empty() {
+            return refuse("HOOKWARDEN_ALLOWED_DESTINATIONS exempts addresses from the SSRF policy");
+        }
+        if self.allow_http_destinations {
+            return refuse("HOOKWARDEN_ALLOW_HTTP_DESTINATIONS allows plain http:// destinations");
+        }
+        if self.jwt_hs256_secret.is_none() && self.jwt_jwks_file.is_none() {
+            return refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// The destination policy derived from the settings.
+    pub fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::new(self.allowed_destinations.clone(), self.allow_http_destinations)
+    }
+
+    /// The effective configuration as TOML, secrets redacted (`config check`).
+    pub fn redacted_toml(&self) -> String {
+        let secret = |s: &Option<SecretString>| if s.is_some() { "\"<redacted>\"".to_owned() } else { "# unset".to_owned() };
+        let opt = |s: &Option<String>| s.as_ref().map(|v| format!("{v:?}")).unwrap_or_else(|| "# unset".into());
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|v| format!("{:?}", v.display().to_string())).unwrap_or_else(|| "# unset".into());
+        let schedule = self.retry_schedule.iter().map(|d| format_duration(*d)).collect::<Vec<_>>().join(",");
+        let cidrs = self.allowed_destinations.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        let mut out = vec![
+            format!("env = {:?}", if self.is_production() { "production" } else { "development" }),
+            format!("data_dir = {:?}", self.data_dir.display().to_string()),
+            format!("database_url = {:?}", hookwarden_store::redact_url(self.database_url.expose_secret())),
+            format!("run_migrations = {}", self.run_migrations),
+            format!("nats_url = {}", opt(&self.nats.as_ref().map(|n| n.url.clone()))),
+            format!("redis_url = {}", self.redis_url.as_ref().map(|u| format!("{:?}", hookwarden_store::redact_url(u.expose_secret()))).unwrap_or_else(|| "# unset".into())),
+            format!("listen = \"{}\"", self.listen),
+            format!("ops_listen = \"{}\"", self.ops_listen),
+            format!("master_key = {}", secret(&self.master_key)),
+            format!("master_key_file = {}", path(&self.master_key_file)),
+            format!("jwt_hs256_secret = {}", secret(&self.jwt_hs256_secret)),
+            format!("jwt_jwks_file = {}", path(&self.jwt_jwks_file)),
+            format!("jwt_issuer = {}", opt(&self.jwt_issuer)),
+            format!("jwt_audience = {}", opt(&self.jwt_audience)),
+            format!("management_api_keys = \"<{} redacted>\"", self.management_api_keys.len()),
+            format!("allowed_destinations = {cidrs:?}"),
+            format!("allow_http_destinations = {}", self.allow_http_destinations),
+            format!("retry_schedule = {schedule:?}"),
+            format!("delivery_timeout = {:?}", format_duration(self.delivery_timeout)),
+            format!("delivery_lease = {:?}", format_duration(self.delivery_lease)),
+            format!("max_in_flight = {}", self.max_in_flight),
+            format!("max_in_flight_per_endpoint = {}", self.max_in_flight_per_endpoint),
+            format!("api_rate_limit_per_minute = {}", self.api_rate_limit_per_minute),
+            format!("publish_rate_limit_per_minute = {}", self.publish_rate_limit_per_minute),
+            format!("rotation_grace = {:?}", format_duration(self.rotation_grace)),
+            format!("log_format = {:?}", if self.log_format == LogFormat::Json { "json" } else { "text" }),
+            format!("poll_interval = {:?}", format_duration(self.poll_interval)),
+            format!("delivery_worker = {}", self.delivery_worker),
+            format!("nats_consumer = {}", self.nats_consumer),
+        ];
+        if let Some(n) = &self.nats {
+            out.push(format!("nats_subject_prefix = {:?}", n.subject_prefix));
+            out.push(format!("nats_stream = {:?}", n.stream));
+            out.push(format!("nats_creds_file = {}", path(&n.creds_file)));
+        }
+        out.join("\n") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawConfig {
+        RawConfig::default()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::from_raw(raw()).expect("defaults");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.ops_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(s.retry_schedule.len(), 7);
+        assert_eq!(s.delivery_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_in_flight, 20);
+        assert_eq!(s.api_rate_limit_per_minute, 60);
+        assert_eq!(s.rotation_grace, Duration::from_secs(86400));
+        assert!(s.database_url.expose_secret().ends_with("data/hookwarden.db"));
+        assert!(s.allow_http_destinations);
+    }
+
+    #[test]
+    fn production_refuses_each_insecure_setting() {
+        let prod = || RawConfig {
+            env: Some("production".into()),
+            master_key: Some(SecretString::from("k".to_owned())),
+            jwt_jwks_file: Some("/etc/jwks.json".into()),
+            ..raw()
+        };
+        assert!(Settings::from_raw(prod()).is_ok());
+        let cases = [
+            RawConfig { master_key: None, ..prod() },
+            RawConfig { allowed_destinations: Some("127.0.0.0/8".into()), ..prod() },
+            RawConfig { allow_http_destinations: Some(true), ..prod() },
+            RawConfig { jwt_jwks_file: None, ..prod() },
+        ];
+        for case in cases {
+            let err = Settings::from_raw(case).expect_err("refused");
+            assert!(matches!(err, ConfigError::Production(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Settings::from_raw(RawConfig { retry_schedule: Some("5x".into()), ..raw() }).expect_err("bad");
+        assert!(err.to_string().contains("HOOKWARDEN_RETRY_SCHEDULE"), "{err}");
+        let err = Settings::from_raw(RawConfig { max_in_flight: Some(0), ..raw() }).expect_err("bad");
+        assert!(err.to_string().contains("HOOKWARDEN_MAX_IN_FLIGHT"), "{err}");
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets() {
+        let s = Settings::from_raw(RawConfig {
+            master_key: Some(SecretString::from("TOPSECRETKEY".to_owned())),
+            jwt_hs256_secret: Some(SecretString::from("JWTSECRET".to_owned())),
+            management_api_keys: Some(SecretString::from("OPKEY1,OPKEY2".to_owned())),
+            database_url: Some(SecretString::from("postgres://u:DBPASS@h/db".to_owned())),
+            ..raw()
+        })
+        .expect("settings");
+        let text = s.redacted_toml() + &format!("{s:?}");
+        for secret in ["TOPSECRETKEY", "JWTSECRET", "OPKEY1", "DBPASS"] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The outbound HTTP client for deliveries, SSRF-safe by construction:
+//! every try re-checks the URL (IP literals never reach a resolver), names are
+//! resolved once by our resolver, which refuses the name if any address is
+//! blocked and hands the checked addresses to the connector (no second
+//! resolution, so DNS rebinding cannot swap the address). Redirects are off,
+//! proxies from the environment are ignored, TLS uses the system roots.
+
+use async_trait::async_trait;
+use hookwarden_core::destination::{check_name, AddressPolicy, DestinationError};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{timeout_at, Instant};
+
+/// Bytes of the response body read at most (enough for 512 characters).
+const PREVIEW_BYTES: usize = 2048;
+/// Characters of the response body kept.
+pub const PREVIEW_CHARS: usize = 512;
+
+/// Name resolution, replaceable in tests.
+#[async_trait]
+pub trait Lookup: Send + Sync + 'static {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+/// The operating system's resolver.
+pub struct SystemLookup;
+
+#[async_trait]
+impl Lookup for SystemLookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, 0)).await?.map(|a| a.ip()).collect())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("destination refused: {0}")]
+pub struct Refused(pub DestinationError);
+
+struct PolicyResolver {
+    policy: AddressPolicy,
+    lookup: Arc<dyn Lookup>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let lookup = self.lookup.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            check_name(&host).map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+            let addrs = lookup.lookup(&host).await?;
+            policy.check_resolved(&addrs).map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+            // Port 0 is replaced by the URL's port by the connector.
+            let addrs: Addrs = Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+/// What one try observed.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub http_status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub preview: Option<String>,
+    /// Why no HTTP status was obtained (or the destination was refused).
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+pub struct DeliveryClient {
+    http: reqwest::Client,
+    policy: AddressPolicy,
+    timeout: Duration,
+}
+
+impl DeliveryClient {
+    pub fn new(policy: AddressPolicy, timeout: Duration, lookup: Arc<dyn Lookup>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone(), lookup }))
+            .connect_timeout(timeout)
+            .timeout(timeout + Duration::from_secs(1))
+            .user_agent(concat!("hookwarden/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build()?;
+        Ok(Self { http, policy, timeout })
+    }
+
+    /// POSTs `body` to `url` with `headers`, within the try's timeout.
+    pub async fn send(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Outcome {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut out = Outcome::default();
+        let url = match self.policy.check_url(url) {
+            Ok(u) => u,
+            Err(e) => {
+                out.error = Some(Refused(e).to_string());
+                return out;
+            }
+        };
+        let mut req = self.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        match timeout_at(deadline, req.send()).await {
+            Err(_) => out.error = Some(format!("timed out after {}ms", self.timeout.as_millis())),
+            Ok(Err(e)) => out.error = Some(describe(&e)),
+            Ok(Ok(resp)) => {
+                out.http_status = Some(resp.status().as_u16());
+                out.retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(hookwarden_core::backoff::parse_retry_after);
+                out.preview = read_preview(resp, deadline).await;
+            }
+        }
+        out.duration = started.elapsed();
+        out
+    }
+}
+
+/// Reads at most `PREVIEW_BYTES` before the deadline and keeps the first
+/// `PREVIEW_CHARS` characters as text: never interpreted, never all of it.
+async fn read_preview(mut resp: reqwest::Response, deadline: Instant) -> Option<String> {
+    let mut buf = Vec::new();
+    while buf.len() < PREVIEW_BYTES {
+        match timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => buf.extend_from_slice(&chunk[..chunk.len().min(PREVIEW_BYTES - buf.len())]),
+            _ => break,
+        }
+    }
+    // Dropping the response here closes a body we did not finish reading.
+    (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).chars().take(PREVIEW_CHARS).collect())
+}
+
+/// A failure description without the URL (which may carry customer tokens).
+fn describe(e: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
+        source = err.source();
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        let mut text = "request failed".to_owned();
+        let mut source = std::error::Error::source(e);
+        while let Some(err) = source {
+            text = format!("{text}: {err}");
+            source = err.source();
+        }
+        text
+    }
+}

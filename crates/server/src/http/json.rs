@@ -1,0 +1,71 @@
+//! Request-body and query extractors that answer in the error contract:
+//! 415 without `application/json`, 413 over the limit, 400 for malformed JSON
+//! or unknown fields.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub struct StrictJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Validation("request body could not be read".into())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(StrictJson).map_err(|e| ApiError::Validation(describe(&e)))
+    }
+}
+
+/// serde's messages name the field and the problem; we drop the position
+/// details and never include the input itself beyond what serde quotes.
+fn describe(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text);
+    format!("invalid request body: {text}")
+}
+
+/// Query strings parsed strictly: unknown parameters are a 400.
+pub struct StrictQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded_parse(query).map(StrictQuery)
+    }
+}
+
+fn serde_urlencoded_parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| ApiError::Validation("invalid query string".into()))?)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::Validation(format!("invalid query: {}", e.body_text())))
+}
+
+/// `limit` for list endpoints: 1–100, default 50.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=100) => Ok(n),
+        Some(_) => Err(ApiError::Validation("limit must be between 1 and 100".into())),
+    }
+}

@@ -1,0 +1,50 @@
+//! The two HTTP surfaces: the public router (`/v1/*`, `/api/v1/*`) and the
+//! internal ops router (`/health`, `/ready`, `/metrics`).
+
+pub mod deliveries;
+pub mod events;
+pub mod json;
+pub mod ops;
+pub mod request_id;
+pub mod webhooks;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// Largest request body on the tenant API.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Validation("method not allowed on this route".into())
+}
+
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::get).put(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/v1/events", post(events::publish))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
+}

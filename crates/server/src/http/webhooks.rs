@@ -1,0 +1,202 @@
+//! Tenant routes for webhook endpoints: `/v1/webhooks` CRUD. Every lookup is
+//! scoped to the caller's account; another account's id answers 404.
+
+use crate::auth::{Scope, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::http::json::{page_limit, StrictJson, StrictQuery};
+use crate::secrets::seal_webhook_secret;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::{SecondsFormat, Utc};
+use hookwarden_core::secret::WebhookSecret;
+use hookwarden_core::{ids, validate};
+use hookwarden_store::model::{Webhook, WebhookUpdate};
+use hookwarden_store::StoreError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateWebhook {
+    url: String,
+    event_types: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateWebhook {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    rotate_secret: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The public view of a webhook: never the stored secret.
+pub fn view(w: &Webhook) -> Value {
+    json!({
+        "id": w.id,
+        "url": w.url,
+        "eventTypes": w.event_types,
+        "description": w.description,
+        "disabled": w.disabled,
+        "disabledReason": w.disabled_reason,
+        "secretRotationEndsAt": w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
+        "createdAt": rfc3339(w.created_at),
+        "updatedAt": rfc3339(w.updated_at),
+    })
+}
+
+fn with_secret(w: &Webhook, secret: &WebhookSecret) -> Value {
+    let mut v = view(w);
+    v["secret"] = Value::String(secret.expose().to_string());
+    v
+}
+
+fn parse_secret(text: &str) -> ApiResult<WebhookSecret> {
+    WebhookSecret::parse(text).map_err(|e| ApiError::Validation(format!("secret: {e}")))
+}
+
+fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
+    state.policy.check_url(url).map(|_| ()).map_err(|e| ApiError::Validation(format!("url: {e}")))
+}
+
+pub async fn create(State(state): State<AppState>, tenant: Tenant, StrictJson(body): StrictJson<CreateWebhook>) -> ApiResult<impl IntoResponse> {
+    tenant.require(Scope::WebhooksWrite)?;
+    check_url(&state, &body.url)?;
+    validate::subscriptions(&body.event_types)?;
+    let description = body.description.unwrap_or_default();
+    validate::description(&description)?;
+    let secret = match &body.secret {
+        Some(s) => parse_secret(s)?,
+        None => WebhookSecret::generate(),
+    };
+    let id = ids::webhook_id();
+    let now = Utc::now();
+    let webhook = Webhook {
+        secret: seal_webhook_secret(&state.keyring, &tenant.account_id, &id, &secret),
+        id,
+        account_id: tenant.account_id.clone(),
+        url: body.url,
+        description,
+        event_types: body.event_types,
+        old_secret: None,
+        disabled: false,
+        disabled_reason: None,
+        throttled_until: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_webhook(&webhook).await.map_err(|e| match e {
+        StoreError::WebhookLimit => ApiError::LimitExceeded("an account may have at most 10 webhooks".into()),
+        other => ApiError::internal("create webhook", other),
+    })?;
+    tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
+    Ok((StatusCode::CREATED, Json(with_secret(&webhook, &secret))))
+}
+
+pub async fn list(State(state): State<AppState>, tenant: Tenant, StrictQuery(q): StrictQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    tenant.require(Scope::WebhooksRead)?;
+    let limit = page_limit(q.limit)?;
+    let page = state
+        .store
+        .list_webhooks(&tenant.account_id, q.cursor.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::internal("list webhooks", e))?;
+    Ok(Json(json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor})))
+}
+
+pub async fn get(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    tenant.require(Scope::WebhooksRead)?;
+    let w = state
+        .store
+        .get_webhook(&tenant.account_id, &id)
+        .await
+        .map_err(|e| ApiError::internal("get webhook", e))?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(view(&w)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    StrictJson(body): StrictJson<UpdateWebhook>,
+) -> ApiResult<Json<Value>> {
+    tenant.require(Scope::WebhooksWrite)?;
+    if let Some(url) = &body.url {
+        check_url(&state, url)?;
+    }
+    if let Some(types) = &body.event_types {
+        validate::subscriptions(types)?;
+    }
+    if let Some(d) = &body.description {
+        validate::description(d)?;
+    }
+    let new_secret = match (&body.secret, body.rotate_secret.unwrap_or(false)) {
+        (Some(_), true) => return Err(ApiError::Validation("give either secret or rotateSecret, not both".into())),
+        (Some(s), false) => Some(parse_secret(s)?),
+        (None, true) => Some(WebhookSecret::generate()),
+        (None, false) => None,
+    };
+    let now = Utc::now();
+    let grace = chrono::Duration::from_std(state.settings.rotation_grace).unwrap_or(chrono::Duration::hours(24));
+    let update = WebhookUpdate {
+        url: body.url,
+        description: body.description,
+        event_types: body.event_types,
+        rotate: new_secret
+            .as_ref()
+            .map(|s| (seal_webhook_secret(&state.keyring, &tenant.account_id, &id, s), now + grace)),
+        enable: true,
+        updated_at: now,
+    };
+    let w = state
+        .store
+        .update_webhook(&tenant.account_id, &id, &update)
+        .await
+        .map_err(|e| ApiError::internal("update webhook", e))?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(account.id = %w.account_id, webhook.id = %w.id, secret_rotated = new_secret.is_some(), "webhook updated");
+    Ok(Json(match &new_secret {
+        Some(s) => with_secret(&w, s),
+        None => view(&w),
+    }))
+}
+
+pub async fn delete(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    tenant.require(Scope::WebhooksWrite)?;
+    let deleted = state
+        .store
+        .delete_webhook(&tenant.account_id, &id, Utc::now())
+        .await
+        .map_err(|e| ApiError::internal("delete webhook", e))?;
+    if !deleted {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(account.id = %tenant.account_id, webhook.id = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,135 @@
+//! NATS JetStream: the durable consumer of `<prefix>.dispatch` (event intake,
+//! acked only after the event is committed) and the dead-letter publisher on
+//! `<prefix>.dispatch.deadletter`. NATS never holds the only copy of anything
+//! we accepted: the database does.
+
+use crate::config::NatsSettings;
+use crate::dispatch::DeadLetterSink;
+use crate::intake::{self, IntakeError, PublishRequest};
+use crate::state::AppState;
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Durable consumer name shared by every replica (they split the messages).
+const DURABLE: &str = "hookwarden-dispatcher";
+/// How long a message may stay unacked before JetStream redelivers it.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+pub struct Nats {
+    pub client: async_nats::Client,
+    js: jetstream::Context,
+    settings: NatsSettings,
+}
+
+impl Nats {
+    /// Connects (with a creds file when configured) and makes sure the stream exists.
+    pub async fn connect(settings: &NatsSettings) -> anyhow::Result<Self> {
+        let mut opts = async_nats::ConnectOptions::new().name("hookwarden").retry_on_initial_connect();
+        if let Some(creds) = &settings.creds_file {
+            opts = opts.credentials_file(creds).await.with_context(|| format!("NATS creds file {}", creds.display()))?;
+        }
+        let client = tokio::time::timeout(Duration::from_secs(10), opts.connect(&settings.url))
+            .await
+            .context("NATS did not answer within 10s")?
+            .context("connecting to NATS")?;
+        let js = jetstream::new(client.clone());
+        let dispatch = settings.dispatch_subject();
+        js.get_or_create_stream(stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![dispatch.clone(), format!("{dispatch}.>")],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("creating the JetStream stream")?;
+        Ok(Self { client, js, settings: settings.clone() })
+    }
+
+    /// Consumes intake messages until `shutdown`.
+    pub async fn consume(&self, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stream = self.js.get_stream(&self.settings.stream).await.context("opening the JetStream stream")?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                DURABLE,
+                consumer::pull::Config {
+                    durable_name: Some(DURABLE.into()),
+                    filter_subject: self.settings.dispatch_subject(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("creating the durable consumer")?;
+        let mut messages = consumer.messages().await.context("subscribing to the consumer")?;
+        tracing::info!(subject = %self.settings.dispatch_subject(), "NATS intake started");
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = messages.next() => next,
+            };
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error.message = %e, "NATS consumer error; continuing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Some(Ok(msg)) => self.handle(&state, msg).await,
+            }
+        }
+        tracing::info!("NATS intake stopped");
+        Ok(())
+    }
+
+    async fn handle(&self, state: &AppState, msg: jetstream::Message) {
+        let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
+        let verdict = match parsed {
+            Err(e) => Err(format!("malformed message: {}", e.to_string().split(" at line ").next().unwrap_or(""))),
+            Ok(req) => match intake::publish(state, req, "nats", "nats").await {
+                Ok(_) => Ok(()),
+                Err(IntakeError::Store(e)) => {
+                    // Not committed: let JetStream redeliver it shortly.
+                    tracing::warn!(error.message = %e, "storing a NATS event failed; it will be redelivered");
+                    if let Err(e) = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await {
+                        tracing::warn!(error.message = %e, "nak failed; JetStream redelivers after ack_wait");
+                    }
+                    return;
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if let Err(reason) = verdict {
+            // Never dropped silently: the message goes to the dead-letter subject with the reason.
+            tracing::warn!(reason = %reason, "NATS event refused; dead-lettered");
+            let notice = json!({
+                "kind": "intake",
+                "reason": reason,
+                "subject": msg.subject.as_str(),
+                "message": String::from_utf8_lossy(&msg.payload),
+            });
+            if let Err(e) = self.publish(&notice).await {
+                tracing::warn!(error.message = %e, "dead-lettering failed; the message will be redelivered");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                return;
+            }
+        }
+        if let Err(e) = msg.double_ack().await {
+            tracing::warn!(error.message = %e, "ack failed; the message may be redelivered (intake is idempotent on id)");
+        }
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for Nats {
+    async fn publish(&self, notice: &Value) -> anyhow::Result<()> {
+        let ack = self.js.publish(self.settings.deadletter_subject(), notice.to_string().into()).await?;
+        ack.await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Building and running the application: one store, the public and ops
+//! listeners, the delivery worker and the NATS consumer as separate tasks
+//! sharing one cancellation token. Tests build it with port 0 and step the
+//! worker themselves.
+
+use crate::auth::jwt::JwtVerifier;
+use crate::config::Settings;
+use crate::dispatch::client::{DeliveryClient, Lookup, SystemLookup};
+use crate::dispatch::worker::Dispatcher;
+use crate::dispatch::DeadLetterSink;
+use crate::nats::Nats;
+use crate::ratelimit::LocalRateLimiter;
+use crate::state::{AppState, Shared};
+use crate::{http, keys};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    state: AppState,
+    public: TcpListener,
+    ops: TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    nats: Option<Arc<Nats>>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Arc::new(SystemLookup)).await
+    }
+
+    /// As `build`, with a name resolver of the caller's choice (tests).
+    pub async fn build_with(settings: Settings, lookup: Arc<dyn Lookup>) -> anyhow::Result<Self> {
+        // Install the recorder before anything counts, or early counts are lost.
+        crate::metrics::handle();
+        let keyring = keys::load_keyring(&settings)?;
+        let hs256 = keys::jwt_hs256_secret(&settings)?;
+        let jwt = JwtVerifier::new(
+            hs256.as_ref(),
+            settings.jwt_jwks_file.as_deref(),
+            settings.jwt_issuer.clone(),
+            settings.jwt_audience.clone(),
+        )?;
+        if !jwt.is_configured() {
+            tracing::warn!("no token verification key is configured: the tenant API refuses every request");
+        }
+        let db_url = settings.database_url.expose_secret().to_owned();
+        let store = hookwarden_store::connect(&db_url)
+            .await
+            .with_context(|| format!("connecting to the database at {}", hookwarden_store::redact_url(&db_url)))?;
+        if settings.run_migrations {
+            store.migrate().await.context("running database migrations")?;
+        }
+        let nats = match &settings.nats {
+            Some(n) => Some(Arc::new(Nats::connect(n).await?)),
+            None => None,
+        };
+        let public = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        let ops = TcpListener::bind(settings.ops_listen).await.with_context(|| format!("binding {}", settings.ops_listen))?;
+        let policy = settings.address_policy();
+        let client = DeliveryClient::new(policy.clone(), settings.delivery_timeout, lookup)?;
+        let state = AppState(Arc::new(Shared {
+            store,
+            keyring,
+            jwt,
+            limiter: Arc::new(LocalRateLimiter::default()),
+            policy,
+            wake: Arc::new(Notify::new()),
+            nats: nats.as_ref().map(|n| n.client.clone()),
+            settings,
+        }));
+        let sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
+        let dispatcher = Arc::new(Dispatcher::new(state.clone(), client, sink));
+        Ok(Self { state, public, ops, dispatcher, nats })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().unwrap_or_else(|_| self.state.settings.listen)
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr().unwrap_or_else(|_| self.state.settings.ops_listen)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        self.dispatcher.clone()
+    }
+
+    /// Serves and works until `shutdown` is cancelled, then drains.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self { state, public, ops, dispatcher, nats } = self;
+        tracing::info!(
+            public = %public.local_addr()?, ops = %ops.local_addr()?, backend = state.store.backend(),
+            production = state.settings.is_production(), "hookwarden serving"
+        );
+        let mut workers = tokio::task::JoinSet::new();
+        if state.settings.delivery_worker {
+            workers.spawn(dispatcher.run(shutdown.clone()));
+        }
+        if let (Some(nats), true) = (nats, state.settings.nats_consumer) {
+            let (st, sd) = (state.clone(), shutdown.clone());
+            workers.spawn(async move {
+                if let Err(e) = nats.consume(st, sd.clone()).await {
+                    tracing::error!(error.message = %format!("{e:#}"), "NATS intake stopped with an error");
+                    sd.cancel();
+                }
+            });
+        }
+        let public_srv = axum::serve(public, http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let ops_srv = axum::serve(ops, http::ops_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = tokio::try_join!(public_srv, ops_srv);
+        shutdown.cancel();
+        while workers.join_next().await.is_some() {}
+        served.context("serving HTTP")?;
+        tracing::info!("hookwarden stopped");
+        Ok(())
+    }
+}

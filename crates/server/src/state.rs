@@ -1,0 +1,34 @@
+//! What every request handler and worker shares.
+
+use crate::auth::jwt::JwtVerifier;
+use crate::config::Settings;
+use crate::ratelimit::RateLimiter;
+use hookwarden_core::crypto::Keyring;
+use hookwarden_core::destination::AddressPolicy;
+use hookwarden_store::Store;
+use std::ops::Deref;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub struct Shared {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub keyring: Keyring,
+    pub jwt: JwtVerifier,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub policy: AddressPolicy,
+    /// Wakes the delivery worker when new work was committed by this process.
+    pub wake: Arc<Notify>,
+    /// The NATS client when configured (readiness reports its state).
+    pub nats: Option<async_nats::Client>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
