@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "hookwarden", version, about = "A secure webhook gateway: signed outbound delivery and verified inbound ingestion.")]
+#[command(
+    name = "hookwarden",
+    version,
+    about = "A secure webhook gateway: signed outbound delivery and verified inbound ingestion."
+)]
 struct Cli {
     /// TOML configuration file; HOOKWARDEN_* environment variables override it.
     #[arg(long, global = true, env = "HOOKWARDEN_CONFIG")]
@@ -95,7 +99,10 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -132,19 +139,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             println!("migrations applied ({})", store.backend());
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             let settings = settings()?;
             print!("{}", settings.redacted_toml());
             eprintln!("configuration is valid");
         }
-        Command::Token { account, scope, ttl, subject } => {
+        Command::Token {
+            account,
+            scope,
+            ttl,
+            subject,
+        } => {
             let settings = settings()?;
             let secret = keys::jwt_hs256_secret(&settings)?
                 .context("no HS256 secret: set HOOKWARDEN_JWT_HS256_SECRET (production tokens come from your identity provider)")?;
             let ttl = hookwarden_core::duration::parse_duration(&ttl)?;
             let now = chrono::Utc::now().timestamp();
             let claims = Claims {
-                sub: subject.or_else(|| account.clone()).unwrap_or_else(|| "dev-producer".into()),
+                sub: subject
+                    .or_else(|| account.clone())
+                    .unwrap_or_else(|| "dev-producer".into()),
                 account_id: account,
                 scope,
                 exp: now + ttl.as_secs() as i64,
@@ -155,33 +171,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!("{}", mint_hs256(&secret, &claims)?);
         }
-        Command::Keys { command: KeysCommand::Generate } => {
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => {
             let key = hookwarden_core::crypto::MasterKey::generate();
             println!("{}", &*key.to_base64());
             eprintln!("key id: {}", key.id());
         }
-        Command::Sign { secret, id, timestamp } => {
+        Command::Sign {
+            secret,
+            id,
+            timestamp,
+        } => {
             let secret = WebhookSecret::parse(&secret)?;
             let body = read_stdin()?;
             let ts = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
             println!("webhook-id: {id}");
             println!("webhook-timestamp: {ts}");
-            println!("webhook-signature: {}", standard_webhooks::sign(&secret, &id, ts, &body));
+            println!(
+                "webhook-signature: {}",
+                standard_webhooks::sign(&secret, &id, ts, &body)
+            );
         }
-        Command::Verify { secret, id, timestamp, signature, tolerance } => {
+        Command::Verify {
+            secret,
+            id,
+            timestamp,
+            signature,
+            tolerance,
+        } => {
             let secret = WebhookSecret::parse(&secret)?;
             let body = read_stdin()?;
             let now = chrono::Utc::now().timestamp();
-            return Ok(match standard_webhooks::verify(&[&secret], &id, &timestamp, &signature, &body, now, tolerance) {
-                Ok(()) => {
-                    println!("valid");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    println!("invalid: {e}");
-                    ExitCode::from(1)
-                }
-            });
+            return Ok(
+                match standard_webhooks::verify(
+                    &[&secret],
+                    &id,
+                    &timestamp,
+                    &signature,
+                    &body,
+                    now,
+                    tolerance,
+                ) {
+                    Ok(()) => {
+                        println!("valid");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        println!("invalid: {e}");
+                        ExitCode::from(1)
+                    }
+                },
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -189,7 +230,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).context("reading the body from stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("reading the body from stdin")?;
     Ok(body)
 }
 

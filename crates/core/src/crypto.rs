@@ -34,15 +34,25 @@ pub enum CryptoError {
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         // The id is a digest of the key, so it names the key without revealing it.
-        let digest = Sha256::new_with_prefix(b"hookwarden master key id\0").chain_update(bytes).finalize();
+        let digest = Sha256::new_with_prefix(b"hookwarden master key id\0")
+            .chain_update(bytes)
+            .finalize();
         let id = format!("mk_{}", hex::encode(&digest[..8]));
-        Self { bytes: Zeroizing::new(bytes), id }
+        Self {
+            bytes: Zeroizing::new(bytes),
+            id,
+        }
     }
 
     /// Parses base64 of 32 bytes (`HOOKWARDEN_MASTER_KEY`, key files).
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        let mut raw = STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadMasterKey)?;
-        let arr: [u8; 32] = raw.as_slice().try_into().map_err(|_| CryptoError::BadMasterKey)?;
+        let mut raw = STANDARD
+            .decode(text.trim())
+            .map_err(|_| CryptoError::BadMasterKey)?;
+        let arr: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::BadMasterKey)?;
         raw.zeroize();
         Ok(Self::from_bytes(arr))
     }
@@ -68,7 +78,8 @@ impl MasterKey {
         let hk = Hkdf::<Sha256>::new(Some(b"hookwarden/secrets/v1"), &*self.bytes);
         let mut okm = Zeroizing::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA256's output limit, so expand cannot fail.
-        hk.expand(account_id.as_bytes(), &mut *okm).unwrap_or_else(|_| unreachable!());
+        hk.expand(account_id.as_bytes(), &mut *okm)
+            .unwrap_or_else(|_| unreachable!());
         okm
     }
 }
@@ -109,7 +120,12 @@ pub struct Sealed {
 
 impl std::fmt::Debug for Sealed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sealed({}, {} bytes)", self.key_id, self.ciphertext.len())
+        write!(
+            f,
+            "Sealed({}, {} bytes)",
+            self.key_id,
+            self.ciphertext.len()
+        )
     }
 }
 
@@ -131,7 +147,9 @@ impl Keyring {
     }
 
     fn by_id(&self, id: &str) -> Option<&MasterKey> {
-        std::iter::once(&self.current).chain(&self.previous).find(|k| k.id() == id)
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id() == id)
     }
 
     pub fn seal(&self, row: RowIdentity<'_>, plaintext: &[u8]) -> Sealed {
@@ -142,16 +160,29 @@ impl Keyring {
         let aad = row.aad();
         // Encryption with a valid key and nonce only fails on absurd lengths.
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .unwrap_or_else(|_| unreachable!());
         let mut ciphertext = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         ciphertext.push(FORMAT_V1);
         ciphertext.extend_from_slice(&nonce);
         ciphertext.extend_from_slice(&ct);
-        Sealed { key_id: self.current.id().to_owned(), ciphertext }
+        Sealed {
+            key_id: self.current.id().to_owned(),
+            ciphertext,
+        }
     }
 
-    pub fn open(&self, row: RowIdentity<'_>, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(
+        &self,
+        row: RowIdentity<'_>,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let master = self
             .by_id(&sealed.key_id)
             .ok_or_else(|| CryptoError::UnknownKeyId(sealed.key_id.clone()))?;
@@ -163,7 +194,13 @@ impl Keyring {
         let cipher = Aes256Gcm::new_from_slice(&*key).unwrap_or_else(|_| unreachable!());
         let aad = row.aad();
         cipher
-            .decrypt(Nonce::from_slice(&data[1..1 + NONCE_LEN]), Payload { msg: &data[1 + NONCE_LEN..], aad: &aad })
+            .decrypt(
+                Nonce::from_slice(&data[1..1 + NONCE_LEN]),
+                Payload {
+                    msg: &data[1 + NONCE_LEN..],
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Decrypt)
     }
@@ -179,7 +216,11 @@ impl Keyring {
 mod tests {
     use super::*;
 
-    const ROW: RowIdentity<'static> = RowIdentity { table: "webhook_configs", account_id: "acct_a", row_id: "wh_1" };
+    const ROW: RowIdentity<'static> = RowIdentity {
+        table: "webhook_configs",
+        account_id: "acct_a",
+        row_id: "wh_1",
+    };
 
     #[test]
     fn round_trip() {
@@ -193,9 +234,18 @@ mod tests {
     fn ciphertext_moved_to_another_row_or_account_fails() {
         let ring = Keyring::new(MasterKey::generate(), vec![]);
         let sealed = ring.seal(ROW, b"secret");
-        let other_row = RowIdentity { row_id: "wh_2", ..ROW };
-        let other_account = RowIdentity { account_id: "acct_b", ..ROW };
-        let other_table = RowIdentity { table: "integrations", ..ROW };
+        let other_row = RowIdentity {
+            row_id: "wh_2",
+            ..ROW
+        };
+        let other_account = RowIdentity {
+            account_id: "acct_b",
+            ..ROW
+        };
+        let other_table = RowIdentity {
+            table: "integrations",
+            ..ROW
+        };
         for row in [other_row, other_account, other_table] {
             assert_eq!(ring.open(row, &sealed), Err(CryptoError::Decrypt));
         }
@@ -216,16 +266,25 @@ mod tests {
         let sealed = Keyring::new(old.clone(), vec![]).seal(ROW, b"secret");
         let ring = Keyring::new(MasterKey::generate(), vec![old]);
         assert!(ring.needs_reseal(&sealed));
-        assert_eq!(&*ring.open(ROW, &sealed).expect("old key still opens"), b"secret");
+        assert_eq!(
+            &*ring.open(ROW, &sealed).expect("old key still opens"),
+            b"secret"
+        );
         let resealed = ring.seal(ROW, b"secret");
         assert!(!ring.needs_reseal(&resealed));
         let without_old = Keyring::new(MasterKey::generate(), vec![]);
-        assert!(matches!(without_old.open(ROW, &sealed), Err(CryptoError::UnknownKeyId(_))));
+        assert!(matches!(
+            without_old.open(ROW, &sealed),
+            Err(CryptoError::UnknownKeyId(_))
+        ));
     }
 
     #[test]
     fn master_key_parsing_and_debug() {
-        assert_eq!(MasterKey::from_base64("AAAA").err(), Some(CryptoError::BadMasterKey));
+        assert_eq!(
+            MasterKey::from_base64("AAAA").err(),
+            Some(CryptoError::BadMasterKey)
+        );
         let k = MasterKey::generate();
         let again = MasterKey::from_base64(&k.to_base64()).expect("parse");
         assert_eq!(k.id(), again.id());

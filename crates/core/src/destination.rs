@@ -16,15 +16,41 @@ fn blocked_nets() -> &'static [IpNet] {
     NETS.get_or_init(|| {
         // IANA IPv4 and IPv6 special-purpose address registries (SPEC §6).
         [
-            "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-            "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-            "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-            "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
-            "2001:db8::/32", "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
-            "fec0::/10", "ff00::/8",
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.0.2.0/24",
+            "192.88.99.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+            "::/128",
+            "::1/128",
+            "64:ff9b::/96",
+            "64:ff9b:1::/48",
+            "100::/64",
+            "2001::/23",
+            "2001:db8::/32",
+            "2002::/16",
+            "3fff::/20",
+            "5f00::/16",
+            "fc00::/7",
+            "fe80::/10",
+            "fec0::/10",
+            "ff00::/8",
         ]
         .iter()
-        .map(|s| s.parse().unwrap_or_else(|_| unreachable!("constant CIDR {s}")))
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| unreachable!("constant CIDR {s}"))
+        })
         .collect()
     })
 }
@@ -94,10 +120,18 @@ impl AddressPolicy {
     /// Is this address one we may connect to?
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), DestinationError> {
         let canon = canonical(ip);
-        if self.allow.iter().any(|n| n.contains(&canon) || n.contains(&ip)) {
+        if self
+            .allow
+            .iter()
+            .any(|n| n.contains(&canon) || n.contains(&ip))
+        {
             return Ok(());
         }
-        if blocked_nets().iter().any(|n| n.contains(&canon) || n.contains(&ip)) || is_broadcast(canon) {
+        if blocked_nets()
+            .iter()
+            .any(|n| n.contains(&canon) || n.contains(&ip))
+            || is_broadcast(canon)
+        {
             return Err(DestinationError::BlockedAddress);
         }
         Ok(())
@@ -196,20 +230,57 @@ mod tests {
     fn refuses_every_blocked_form() {
         let p = strict_http();
         let refused = [
-            "http://127.0.0.1/", "http://127.1/", "http://2130706433/", "http://0x7f000001/",
-            "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://127.0.0.1./", "http://0/",
-            "http://0.0.0.0/", "http://10.0.0.1/", "http://100.64.0.1/", "http://169.254.169.254/latest/meta-data",
-            "http://172.16.0.1/", "http://172.31.255.255/", "http://192.0.0.8/", "http://192.0.2.1/",
-            "http://192.88.99.1/", "http://192.168.1.1/", "http://198.18.0.1/", "http://198.51.100.7/",
-            "http://203.0.113.9/", "http://224.0.0.1/", "http://240.0.0.1/", "http://255.255.255.255/",
-            "http://[::]/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/",
-            "http://[::ffff:169.254.169.254]/", "http://[::127.0.0.1]/", "http://[64:ff9b::7f00:1]/",
-            "http://[64:ff9b:1::1]/", "http://[100::1]/", "http://[2001::1]/", "http://[2001:db8::1]/",
-            "http://[2002:7f00:1::]/", "http://[3fff::1]/", "http://[5f00::1]/", "http://[fc00::1]/",
-            "http://[fd00:ec2::254]/", "http://[fe80::1]/", "http://[fec0::1]/", "http://[ff02::1]/",
-            "http://localhost/", "http://LOCALHOST./", "http://localhost../", "http://api.localhost/",
-            "http://metadata.google.internal/", "http://METADATA.google.internal./",
-            "http://%6c%6f%63%61%6c%68%6f%73%74/", "http://[0:0:0:0:0:ffff:127.0.0.1]/",
+            "http://127.0.0.1/",
+            "http://127.1/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0177.0.0.1/",
+            "http://0x7f.0.0.1/",
+            "http://127.0.0.1./",
+            "http://0/",
+            "http://0.0.0.0/",
+            "http://10.0.0.1/",
+            "http://100.64.0.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://172.16.0.1/",
+            "http://172.31.255.255/",
+            "http://192.0.0.8/",
+            "http://192.0.2.1/",
+            "http://192.88.99.1/",
+            "http://192.168.1.1/",
+            "http://198.18.0.1/",
+            "http://198.51.100.7/",
+            "http://203.0.113.9/",
+            "http://224.0.0.1/",
+            "http://240.0.0.1/",
+            "http://255.255.255.255/",
+            "http://[::]/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b:1::1]/",
+            "http://[100::1]/",
+            "http://[2001::1]/",
+            "http://[2001:db8::1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[3fff::1]/",
+            "http://[5f00::1]/",
+            "http://[fc00::1]/",
+            "http://[fd00:ec2::254]/",
+            "http://[fe80::1]/",
+            "http://[fec0::1]/",
+            "http://[ff02::1]/",
+            "http://localhost/",
+            "http://LOCALHOST./",
+            "http://localhost../",
+            "http://api.localhost/",
+            "http://metadata.google.internal/",
+            "http://METADATA.google.internal./",
+            "http://%6c%6f%63%61%6c%68%6f%73%74/",
+            "http://[0:0:0:0:0:ffff:127.0.0.1]/",
         ];
         for url in refused {
             assert!(p.check_url(url).is_err(), "{url} must be refused");
@@ -219,7 +290,12 @@ mod tests {
     #[test]
     fn accepts_public_destinations() {
         let p = AddressPolicy::strict();
-        for url in ["https://example.com/hook", "https://93.184.216.34/x", "https://[2606:4700::1111]/", "https://example.com:8443/a?b=c"] {
+        for url in [
+            "https://example.com/hook",
+            "https://93.184.216.34/x",
+            "https://[2606:4700::1111]/",
+            "https://example.com:8443/a?b=c",
+        ] {
             assert!(p.check_url(url).is_ok(), "{url} must be accepted");
         }
     }
@@ -227,12 +303,30 @@ mod tests {
     #[test]
     fn scheme_userinfo_and_fragment_rules() {
         let p = AddressPolicy::strict();
-        assert_eq!(p.check_url("http://example.com/").err(), Some(DestinationError::Scheme(false)));
-        assert_eq!(p.check_url("ftp://example.com/").err(), Some(DestinationError::Scheme(false)));
-        assert_eq!(p.check_url("https://user:pw@example.com/").err(), Some(DestinationError::Userinfo));
-        assert_eq!(p.check_url("https://user@example.com/").err(), Some(DestinationError::Userinfo));
-        assert_eq!(p.check_url("https://example.com/#x").err(), Some(DestinationError::Fragment));
-        assert_eq!(p.check_url("not a url").err(), Some(DestinationError::Invalid));
+        assert_eq!(
+            p.check_url("http://example.com/").err(),
+            Some(DestinationError::Scheme(false))
+        );
+        assert_eq!(
+            p.check_url("ftp://example.com/").err(),
+            Some(DestinationError::Scheme(false))
+        );
+        assert_eq!(
+            p.check_url("https://user:pw@example.com/").err(),
+            Some(DestinationError::Userinfo)
+        );
+        assert_eq!(
+            p.check_url("https://user@example.com/").err(),
+            Some(DestinationError::Userinfo)
+        );
+        assert_eq!(
+            p.check_url("https://example.com/#x").err(),
+            Some(DestinationError::Fragment)
+        );
+        assert_eq!(
+            p.check_url("not a url").err(),
+            Some(DestinationError::Invalid)
+        );
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(p.check_url(&long).err(), Some(DestinationError::TooLong));
     }

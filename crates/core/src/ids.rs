@@ -23,7 +23,9 @@ pub fn request_id() -> String {
 /// A request id accepted from a client: short, printable, no separators that
 /// could forge log lines.
 pub fn is_well_formed_request_id(s: &str) -> bool {
-    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 #[cfg(test)]

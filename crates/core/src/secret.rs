@@ -40,7 +40,9 @@ impl WebhookSecret {
 
     /// Parses a `whsec_…` string. Error messages never echo the input.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
-        let b64 = text.strip_prefix(PREFIX).ok_or(SecretError::MissingPrefix)?;
+        let b64 = text
+            .strip_prefix(PREFIX)
+            .ok_or(SecretError::MissingPrefix)?;
         let key = Zeroizing::new(STANDARD.decode(b64).map_err(|_| SecretError::NotBase64)?);
         if !(MIN_KEY..=MAX_KEY).contains(&key.len()) {
             return Err(SecretError::BadLength);
@@ -87,8 +89,14 @@ mod tests {
     #[test]
     fn rejects_bad_secrets_without_echoing_them() {
         assert_eq!(WebhookSecret::parse("abc"), Err(SecretError::MissingPrefix));
-        assert_eq!(WebhookSecret::parse("whsec_!!!"), Err(SecretError::NotBase64));
-        assert_eq!(WebhookSecret::parse("whsec_c2hvcnQ="), Err(SecretError::BadLength));
+        assert_eq!(
+            WebhookSecret::parse("whsec_!!!"),
+            Err(SecretError::NotBase64)
+        );
+        assert_eq!(
+            WebhookSecret::parse("whsec_c2hvcnQ="),
+            Err(SecretError::BadLength)
+        );
         let err = WebhookSecret::parse("whsec_SUPERSECRETVALUE").expect_err("bad");
         assert!(!err.to_string().contains("SUPERSECRET"));
     }

@@ -67,18 +67,28 @@ pub fn verify(
     if msg_id.is_empty() || msg_id.len() > 256 {
         return Err(VerifyError::Malformed);
     }
-    let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::Malformed)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Malformed)?;
     if (now - ts).abs() > tolerance_secs {
         return Err(VerifyError::Timestamp);
     }
     let mut any = false;
     for token in signature_header.split(' ').filter(|t| !t.is_empty()) {
-        let Some(b64) = token.strip_prefix("v1,") else { continue };
-        let Ok(given) = STANDARD.decode(b64) else { continue };
+        let Some(b64) = token.strip_prefix("v1,") else {
+            continue;
+        };
+        let Ok(given) = STANDARD.decode(b64) else {
+            continue;
+        };
         any = true;
         for secret in secrets {
             // verify_slice compares in constant time.
-            if mac(secret.key(), msg_id, ts, body).verify_slice(&given).is_ok() {
+            if mac(secret.key(), msg_id, ts, body)
+                .verify_slice(&given)
+                .is_ok()
+            {
                 return Ok(());
             }
         }
@@ -101,7 +111,12 @@ mod tests {
     #[test]
     fn signs_published_vector() {
         let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        let sig = sign(&s, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let sig = sign(
+            &s,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -112,14 +127,38 @@ mod tests {
         let body = br#"{"a":1}"#;
         let header = sign_all(&[&new, &old], "msg_1", 1000, body);
         assert_eq!(header.split(' ').count(), 2);
-        assert_eq!(verify(&[&old], "msg_1", "1000", &header, body, 1000, 300), Ok(()));
-        assert_eq!(verify(&[&new], "msg_1", "1000", &header, body, 1000, 300), Ok(()));
+        assert_eq!(
+            verify(&[&old], "msg_1", "1000", &header, body, 1000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&[&new], "msg_1", "1000", &header, body, 1000, 300),
+            Ok(())
+        );
         let other = WebhookSecret::generate();
-        assert_eq!(verify(&[&other], "msg_1", "1000", &header, body, 1000, 300), Err(VerifyError::NoMatch));
-        assert_eq!(verify(&[&new], "msg_1", "1000", &header, b"{\"a\":2}", 1000, 300), Err(VerifyError::NoMatch));
-        assert_eq!(verify(&[&new], "msg_2", "1000", &header, body, 1000, 300), Err(VerifyError::NoMatch));
-        assert_eq!(verify(&[&new], "msg_1", "1000", &header, body, 1400, 300), Err(VerifyError::Timestamp));
-        assert_eq!(verify(&[&new], "msg_1", "x", &header, body, 1000, 300), Err(VerifyError::Malformed));
-        assert_eq!(verify(&[&new], "msg_1", "1000", "v2,abc", body, 1000, 300), Err(VerifyError::Malformed));
+        assert_eq!(
+            verify(&[&other], "msg_1", "1000", &header, body, 1000, 300),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(
+            verify(&[&new], "msg_1", "1000", &header, b"{\"a\":2}", 1000, 300),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(
+            verify(&[&new], "msg_2", "1000", &header, body, 1000, 300),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(
+            verify(&[&new], "msg_1", "1000", &header, body, 1400, 300),
+            Err(VerifyError::Timestamp)
+        );
+        assert_eq!(
+            verify(&[&new], "msg_1", "x", &header, body, 1000, 300),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(
+            verify(&[&new], "msg_1", "1000", "v2,abc", body, 1000, 300),
+            Err(VerifyError::Malformed)
+        );
     }
 }

@@ -15,24 +15,42 @@ pub enum ValidationError {
 }
 
 fn field(field: &'static str, reason: impl Into<String>) -> ValidationError {
-    ValidationError::Field { field, reason: reason.into() }
+    ValidationError::Field {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// Event type names: `a-z0-9._-`, 1–100 chars, e.g. `invoice.paid`.
 pub fn event_type(name: &str) -> Result<(), ValidationError> {
     let ok = (1..=100).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    ok.then_some(()).ok_or_else(|| field("eventType", "must be 1-100 characters of a-z, 0-9, '.', '_' or '-'"))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    ok.then_some(()).ok_or_else(|| {
+        field(
+            "eventType",
+            "must be 1-100 characters of a-z, 0-9, '.', '_' or '-'",
+        )
+    })
 }
 
 /// A subscription list: event type names or `*` (all), non-empty, no repeats.
 pub fn subscriptions(list: &[String]) -> Result<(), ValidationError> {
     if list.is_empty() || list.len() > MAX_EVENT_TYPES {
-        return Err(field("eventTypes", format!("must list 1 to {MAX_EVENT_TYPES} event types")));
+        return Err(field(
+            "eventTypes",
+            format!("must list 1 to {MAX_EVENT_TYPES} event types"),
+        ));
     }
     for (i, t) in list.iter().enumerate() {
         if t != "*" {
-            event_type(t).map_err(|_| field("eventTypes", format!("{t:?} is not a valid event type or \"*\"")))?;
+            event_type(t).map_err(|_| {
+                field(
+                    "eventTypes",
+                    format!("{t:?} is not a valid event type or \"*\""),
+                )
+            })?;
         }
         if list[..i].contains(t) {
             return Err(field("eventTypes", format!("{t:?} is listed twice")));
@@ -49,15 +67,28 @@ pub fn subscribed(list: &[String], event_type: &str) -> bool {
 /// Producer-supplied event ids and account ids: 1–128 chars of `A-Za-z0-9_-.:`.
 pub fn identifier(name: &'static str, value: &str) -> Result<(), ValidationError> {
     let ok = (1..=128).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-    ok.then_some(()).ok_or_else(|| field(name, "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.' or ':'"))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    ok.then_some(()).ok_or_else(|| {
+        field(
+            name,
+            "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.' or ':'",
+        )
+    })
 }
 
 pub fn description(text: &str) -> Result<(), ValidationError> {
     if text.chars().count() > MAX_DESCRIPTION {
-        return Err(field("description", format!("must be at most {MAX_DESCRIPTION} characters")));
+        return Err(field(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(field("description", "must not contain control characters"));
     }
     Ok(())
@@ -68,9 +99,14 @@ pub fn payload(value: &Value) -> Result<(), ValidationError> {
     if !value.is_object() {
         return Err(field("payload", "must be a JSON object"));
     }
-    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_PAYLOAD_BYTES {
-        return Err(field("payload", format!("must be at most {MAX_PAYLOAD_BYTES} bytes")));
+        return Err(field(
+            "payload",
+            format!("must be at most {MAX_PAYLOAD_BYTES} bytes"),
+        ));
     }
     Ok(())
 }

@@ -5,9 +5,13 @@ use hookwarden_core::{secret::WebhookSecret, standard_webhooks};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/standard-webhooks.json");
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the shared test vectors must sit beside the clone at {path}: {e}"));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/vectors/standard-webhooks.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("the shared test vectors must sit beside the clone at {path}: {e}")
+    });
     serde_json::from_str(&text).expect("vectors are JSON")
 }
 
@@ -24,9 +28,20 @@ fn symmetric_vectors_sign_and_verify() {
         let secret = WebhookSecret::parse(field(v, "secret")).expect("secret");
         let ts = v["timestamp"].as_i64().expect("timestamp");
         let body = field(v, "payload").as_bytes();
-        assert_eq!(standard_webhooks::sign(&secret, field(v, "id"), ts, body), field(v, "signature"));
-        standard_webhooks::verify(&[&secret], field(v, "id"), &ts.to_string(), field(v, "signature"), body, ts, 300)
-            .expect("vector verifies");
+        assert_eq!(
+            standard_webhooks::sign(&secret, field(v, "id"), ts, body),
+            field(v, "signature")
+        );
+        standard_webhooks::verify(
+            &[&secret],
+            field(v, "id"),
+            &ts.to_string(),
+            field(v, "signature"),
+            body,
+            ts,
+            300,
+        )
+        .expect("vector verifies");
     }
 }
 
@@ -37,7 +52,13 @@ fn negative_vectors_do_not_verify() {
         let secret = WebhookSecret::parse(field(v, "secret")).expect("secret");
         let ts = v["timestamp"].as_i64().expect("timestamp");
         let res = standard_webhooks::verify(
-            &[&secret], field(v, "id"), &ts.to_string(), field(v, "signature"), field(v, "payload").as_bytes(), ts, 300,
+            &[&secret],
+            field(v, "id"),
+            &ts.to_string(),
+            field(v, "signature"),
+            field(v, "payload").as_bytes(),
+            ts,
+            300,
         );
         assert!(res.is_err(), "{}", field(v, "why"));
     }

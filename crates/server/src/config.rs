@@ -17,50 +17,76 @@ use std::time::Duration;
 /// file (`key = …`). Anything else in the environment is ignored; anything
 /// else in the file is an error (a typo must not silently keep a default).
 const KEYS: &[&str] = &[
-    "env", "data_dir", "database_url", "run_migrations", "nats_url", "nats_creds_file", "nats_subject_prefix",
-    "nats_stream", "redis_url", "listen", "ops_listen", "master_key", "master_key_file", "jwt_hs256_secret",
-    "jwt_jwks_file", "jwt_issuer", "jwt_audience", "management_api_keys", "allowed_destinations",
-    "allow_http_destinations", "retry_schedule", "delivery_timeout", "delivery_lease", "max_in_flight",
-    "max_in_flight_per_endpoint", "api_rate_limit_per_minute", "publish_rate_limit_per_minute", "rotation_grace",
-    "log_format", "poll_interval", "delivery_worker", "nats_consumer",
+    "env",
+    "data_dir",
+    "database_url",
+    "run_migrations",
+    "nats_url",
+    "nats_creds_file",
+    "nats_subject_prefix",
+    "nats_stream",
+    "redis_url",
+    "listen",
+    "ops_listen",
+    "master_key",
+    "master_key_file",
+    "jwt_hs256_secret",
+    "jwt_jwks_file",
+    "jwt_issuer",
+    "jwt_audience",
+    "management_api_keys",
+    "allowed_destinations",
+    "allow_http_destinations",
+    "retry_schedule",
+    "delivery_timeout",
+    "delivery_lease",
+    "max_in_flight",
+    "max_in_flight_per_endpoint",
+    "api_rate_limit_per_minute",
+    "publish_rate_limit_per_minute",
+    "rotation_grace",
+    "log_format",
+    "poll_interval",
+    "delivery_worker",
+    "nats_consumer",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
-    env: Option<String>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<SecretString>,
-    run_migrations: Option<bool>,
-    nats_url: Option<String>,
-    nats_creds_file: Option<PathBuf>,
-    nats_subject_prefix: Option<String>,
-    nats_stream: Option<String>,
-    redis_url: Option<SecretString>,
-    listen: Option<String>,
-    ops_listen: Option<String>,
-    master_key: Option<SecretString>,
-    master_key_file: Option<PathBuf>,
-    jwt_hs256_secret: Option<SecretString>,
-    jwt_jwks_file: Option<PathBuf>,
-    jwt_issuer: Option<String>,
-    jwt_audience: Option<String>,
-    management_api_keys: Option<SecretString>,
-    allowed_destinations: Option<String>,
-    allow_http_destinations: Option<bool>,
-    retry_schedule: Option<String>,
-    delivery_timeout: Option<String>,
-    delivery_lease: Option<String>,
-    max_in_flight: Option<usize>,
-    max_in_flight_per_endpoint: Option<usize>,
-    api_rate_limit_per_minute: Option<u32>,
-    publish_rate_limit_per_minute: Option<u32>,
-    rotation_grace: Option<String>,
-    log_format: Option<String>,
-    poll_interval: Option<String>,
-    delivery_worker: Option<bool>,
-    nats_consumer: Option<bool>,
+    pub env: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<SecretString>,
+    pub run_migrations: Option<bool>,
+    pub nats_url: Option<String>,
+    pub nats_creds_file: Option<PathBuf>,
+    pub nats_subject_prefix: Option<String>,
+    pub nats_stream: Option<String>,
+    pub redis_url: Option<SecretString>,
+    pub listen: Option<String>,
+    pub ops_listen: Option<String>,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    pub jwt_hs256_secret: Option<SecretString>,
+    pub jwt_jwks_file: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub management_api_keys: Option<SecretString>,
+    pub allowed_destinations: Option<String>,
+    pub allow_http_destinations: Option<bool>,
+    pub retry_schedule: Option<String>,
+    pub delivery_timeout: Option<String>,
+    pub delivery_lease: Option<String>,
+    pub max_in_flight: Option<usize>,
+    pub max_in_flight_per_endpoint: Option<usize>,
+    pub api_rate_limit_per_minute: Option<u32>,
+    pub publish_rate_limit_per_minute: Option<u32>,
+    pub rotation_grace: Option<String>,
+    pub log_format: Option<String>,
+    pub poll_interval: Option<String>,
+    pub delivery_worker: Option<bool>,
+    pub nats_consumer: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +164,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, why: impl std::fmt::Display) -> ConfigError {
-    ConfigError::Invalid(format!("HOOKWARDEN_{} ({key}): {why}", key.to_ascii_uppercase()))
+    ConfigError::Invalid(format!(
+        "HOOKWARDEN_{} ({key}): {why}",
+        key.to_ascii_uppercase()
+    ))
 }
 
 impl Settings {
@@ -147,12 +176,17 @@ impl Settings {
         let mut fig = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::File(format!("{} does not exist", path.display())));
+                return Err(ConfigError::File(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
         fig = fig.merge(Env::prefixed("HOOKWARDEN_").filter(|k| KEYS.iter().any(|n| k == *n)));
-        let raw: RawConfig = fig.extract().map_err(|e| ConfigError::File(e.to_string()))?;
+        let raw: RawConfig = fig
+            .extract()
+            .map_err(|e| ConfigError::File(e.to_string()))?;
         Self::from_raw(raw)
     }
 
@@ -160,23 +194,40 @@ impl Settings {
         let env = match raw.env.as_deref().unwrap_or("development") {
             "development" | "dev" => Environment::Development,
             "production" | "prod" => Environment::Production,
-            other => return Err(invalid("env", format!("{other:?} is neither development nor production"))),
+            other => {
+                return Err(invalid(
+                    "env",
+                    format!("{other:?} is neither development nor production"),
+                ))
+            }
         };
         let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
-        let database_url = raw
-            .database_url
-            .unwrap_or_else(|| SecretString::from(format!("sqlite://{}", data_dir.join("hookwarden.db").display())));
+        let database_url = raw.database_url.unwrap_or_else(|| {
+            SecretString::from(format!(
+                "sqlite://{}",
+                data_dir.join("hookwarden.db").display()
+            ))
+        });
         {
             let u = database_url.expose_secret();
-            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                return Err(invalid("database_url", "must start with sqlite:, postgres:// or postgresql://"));
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                return Err(invalid(
+                    "database_url",
+                    "must start with sqlite:, postgres:// or postgresql://",
+                ));
             }
         }
         let duration = |key: &str, v: Option<String>, default: &str| {
             parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| invalid(key, e))
         };
         let addr = |key: &str, v: Option<String>, default: &str| {
-            v.as_deref().unwrap_or(default).parse::<SocketAddr>().map_err(|e| invalid(key, e))
+            v.as_deref()
+                .unwrap_or(default)
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid(key, e))
         };
         let delivery_timeout = duration("delivery_timeout", raw.delivery_timeout, "5s")?;
         let max_in_flight = raw.max_in_flight.unwrap_or(20);
@@ -184,12 +235,17 @@ impl Settings {
             env,
             database_url,
             run_migrations: raw.run_migrations.unwrap_or(true),
-            nats: raw.nats_url.filter(|u| !u.is_empty()).map(|url| NatsSettings {
-                url,
-                creds_file: raw.nats_creds_file,
-                subject_prefix: raw.nats_subject_prefix.unwrap_or_else(|| "webhook".into()),
-                stream: raw.nats_stream.unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
-            }),
+            nats: raw
+                .nats_url
+                .filter(|u| !u.is_empty())
+                .map(|url| NatsSettings {
+                    url,
+                    creds_file: raw.nats_creds_file,
+                    subject_prefix: raw.nats_subject_prefix.unwrap_or_else(|| "webhook".into()),
+                    stream: raw
+                        .nats_stream
+                        .unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
+                }),
             redis_url: raw.redis_url,
             listen: addr("listen", raw.listen, "127.0.0.1:8080")?,
             ops_listen: addr("ops_listen", raw.ops_listen, "127.0.0.1:9090")?,
@@ -212,21 +268,38 @@ impl Settings {
                 .unwrap_or_default(),
             allowed_destinations: parse_cidrs(raw.allowed_destinations.as_deref().unwrap_or(""))
                 .map_err(|e| invalid("allowed_destinations", e))?,
-            allow_http_destinations: raw.allow_http_destinations.unwrap_or(env == Environment::Development),
-            retry_schedule: parse_schedule(raw.retry_schedule.as_deref().unwrap_or("5s,5m,30m,2h,5h,10h,10h"))
-                .map_err(|e| invalid("retry_schedule", e))?,
+            allow_http_destinations: raw
+                .allow_http_destinations
+                .unwrap_or(env == Environment::Development),
+            retry_schedule: parse_schedule(
+                raw.retry_schedule
+                    .as_deref()
+                    .unwrap_or("5s,5m,30m,2h,5h,10h,10h"),
+            )
+            .map_err(|e| invalid("retry_schedule", e))?,
             delivery_timeout,
             // A lease must outlast a try, or a slow try could be claimed twice.
-            delivery_lease: duration("delivery_lease", raw.delivery_lease, &format_duration(delivery_timeout * 2 + Duration::from_secs(20)))?,
+            delivery_lease: duration(
+                "delivery_lease",
+                raw.delivery_lease,
+                &format_duration(delivery_timeout * 2 + Duration::from_secs(20)),
+            )?,
             max_in_flight,
-            max_in_flight_per_endpoint: raw.max_in_flight_per_endpoint.unwrap_or((max_in_flight / 4).max(1)),
+            max_in_flight_per_endpoint: raw
+                .max_in_flight_per_endpoint
+                .unwrap_or((max_in_flight / 4).max(1)),
             api_rate_limit_per_minute: raw.api_rate_limit_per_minute.unwrap_or(60),
             publish_rate_limit_per_minute: raw.publish_rate_limit_per_minute.unwrap_or(60_000),
             rotation_grace: duration("rotation_grace", raw.rotation_grace, "24h")?,
             log_format: match raw.log_format.as_deref().unwrap_or("text") {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
-                other => return Err(invalid("log_format", format!("{other:?} is neither text nor json"))),
+                other => {
+                    return Err(invalid(
+                        "log_format",
+                        format!("{other:?} is neither text nor json"),
+                    ))
+                }
             },
             poll_interval: duration("poll_interval", raw.poll_interval, "500ms")?,
             delivery_worker: raw.delivery_worker.unwrap_or(true),
@@ -242,16 +315,27 @@ impl Settings {
             return Err(invalid("delivery_timeout", "must be between 1ms and 60s"));
         }
         if self.delivery_lease <= self.delivery_timeout {
-            return Err(invalid("delivery_lease", "must be longer than delivery_timeout"));
+            return Err(invalid(
+                "delivery_lease",
+                "must be longer than delivery_timeout",
+            ));
         }
         if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
             return Err(invalid("max_in_flight", "must be between 1 and 10000"));
         }
-        if self.max_in_flight_per_endpoint == 0 || self.max_in_flight_per_endpoint > self.max_in_flight {
-            return Err(invalid("max_in_flight_per_endpoint", "must be between 1 and max_in_flight"));
+        if self.max_in_flight_per_endpoint == 0
+            || self.max_in_flight_per_endpoint > self.max_in_flight
+        {
+            return Err(invalid(
+                "max_in_flight_per_endpoint",
+                "must be between 1 and max_in_flight",
+            ));
         }
         if self.api_rate_limit_per_minute == 0 || self.publish_rate_limit_per_minute == 0 {
-            return Err(invalid("api_rate_limit_per_minute", "rate limits must be at least 1"));
+            return Err(invalid(
+                "api_rate_limit_per_minute",
+                "rate limits must be at least 1",
+            ));
         }
         if self.poll_interval.is_zero() {
             return Err(invalid("poll_interval", "must be positive"));
@@ -269,7 +353,9 @@ impl Settings {
             return refuse("no master key: set HOOKWARDEN_MASTER_KEY or HOOKWARDEN_MASTER_KEY_FILE (a generated development key is not accepted)");
         }
         if !self.allowed_destinations.is_empty() {
-            return refuse("HOOKWARDEN_ALLOWED_DESTINATIONS exempts addresses from the SSRF policy");
+            return refuse(
+                "HOOKWARDEN_ALLOWED_DESTINATIONS exempts addresses from the SSRF policy",
+            );
         }
         if self.allow_http_destinations {
             return refuse("HOOKWARDEN_ALLOW_HTTP_DESTINATIONS allows plain http:// destinations");
@@ -286,23 +372,69 @@ impl Settings {
 
     /// The destination policy derived from the settings.
     pub fn address_policy(&self) -> AddressPolicy {
-        AddressPolicy::new(self.allowed_destinations.clone(), self.allow_http_destinations)
+        AddressPolicy::new(
+            self.allowed_destinations.clone(),
+            self.allow_http_destinations,
+        )
     }
 
     /// The effective configuration as TOML, secrets redacted (`config check`).
     pub fn redacted_toml(&self) -> String {
-        let secret = |s: &Option<SecretString>| if s.is_some() { "\"<redacted>\"".to_owned() } else { "# unset".to_owned() };
-        let opt = |s: &Option<String>| s.as_ref().map(|v| format!("{v:?}")).unwrap_or_else(|| "# unset".into());
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|v| format!("{:?}", v.display().to_string())).unwrap_or_else(|| "# unset".into());
-        let schedule = self.retry_schedule.iter().map(|d| format_duration(*d)).collect::<Vec<_>>().join(",");
-        let cidrs = self.allowed_destinations.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        let secret = |s: &Option<SecretString>| {
+            if s.is_some() {
+                "\"<redacted>\"".to_owned()
+            } else {
+                "# unset".to_owned()
+            }
+        };
+        let opt = |s: &Option<String>| {
+            s.as_ref()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_else(|| "# unset".into())
+        };
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|v| format!("{:?}", v.display().to_string()))
+                .unwrap_or_else(|| "# unset".into())
+        };
+        let schedule = self
+            .retry_schedule
+            .iter()
+            .map(|d| format_duration(*d))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cidrs = self
+            .allowed_destinations
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut out = vec![
-            format!("env = {:?}", if self.is_production() { "production" } else { "development" }),
+            format!(
+                "env = {:?}",
+                if self.is_production() {
+                    "production"
+                } else {
+                    "development"
+                }
+            ),
             format!("data_dir = {:?}", self.data_dir.display().to_string()),
-            format!("database_url = {:?}", hookwarden_store::redact_url(self.database_url.expose_secret())),
+            format!(
+                "database_url = {:?}",
+                hookwarden_store::redact_url(self.database_url.expose_secret())
+            ),
             format!("run_migrations = {}", self.run_migrations),
-            format!("nats_url = {}", opt(&self.nats.as_ref().map(|n| n.url.clone()))),
-            format!("redis_url = {}", self.redis_url.as_ref().map(|u| format!("{:?}", hookwarden_store::redact_url(u.expose_secret()))).unwrap_or_else(|| "# unset".into())),
+            format!(
+                "nats_url = {}",
+                opt(&self.nats.as_ref().map(|n| n.url.clone()))
+            ),
+            format!(
+                "redis_url = {}",
+                self.redis_url
+                    .as_ref()
+                    .map(|u| format!("{:?}", hookwarden_store::redact_url(u.expose_secret())))
+                    .unwrap_or_else(|| "# unset".into())
+            ),
             format!("listen = \"{}\"", self.listen),
             format!("ops_listen = \"{}\"", self.ops_listen),
             format!("master_key = {}", secret(&self.master_key)),
@@ -311,18 +443,46 @@ impl Settings {
             format!("jwt_jwks_file = {}", path(&self.jwt_jwks_file)),
             format!("jwt_issuer = {}", opt(&self.jwt_issuer)),
             format!("jwt_audience = {}", opt(&self.jwt_audience)),
-            format!("management_api_keys = \"<{} redacted>\"", self.management_api_keys.len()),
+            format!(
+                "management_api_keys = \"<{} redacted>\"",
+                self.management_api_keys.len()
+            ),
             format!("allowed_destinations = {cidrs:?}"),
             format!("allow_http_destinations = {}", self.allow_http_destinations),
             format!("retry_schedule = {schedule:?}"),
-            format!("delivery_timeout = {:?}", format_duration(self.delivery_timeout)),
-            format!("delivery_lease = {:?}", format_duration(self.delivery_lease)),
+            format!(
+                "delivery_timeout = {:?}",
+                format_duration(self.delivery_timeout)
+            ),
+            format!(
+                "delivery_lease = {:?}",
+                format_duration(self.delivery_lease)
+            ),
             format!("max_in_flight = {}", self.max_in_flight),
-            format!("max_in_flight_per_endpoint = {}", self.max_in_flight_per_endpoint),
-            format!("api_rate_limit_per_minute = {}", self.api_rate_limit_per_minute),
-            format!("publish_rate_limit_per_minute = {}", self.publish_rate_limit_per_minute),
-            format!("rotation_grace = {:?}", format_duration(self.rotation_grace)),
-            format!("log_format = {:?}", if self.log_format == LogFormat::Json { "json" } else { "text" }),
+            format!(
+                "max_in_flight_per_endpoint = {}",
+                self.max_in_flight_per_endpoint
+            ),
+            format!(
+                "api_rate_limit_per_minute = {}",
+                self.api_rate_limit_per_minute
+            ),
+            format!(
+                "publish_rate_limit_per_minute = {}",
+                self.publish_rate_limit_per_minute
+            ),
+            format!(
+                "rotation_grace = {:?}",
+                format_duration(self.rotation_grace)
+            ),
+            format!(
+                "log_format = {:?}",
+                if self.log_format == LogFormat::Json {
+                    "json"
+                } else {
+                    "text"
+                }
+            ),
             format!("poll_interval = {:?}", format_duration(self.poll_interval)),
             format!("delivery_worker = {}", self.delivery_worker),
             format!("nats_consumer = {}", self.nats_consumer),
@@ -354,7 +514,10 @@ mod tests {
         assert_eq!(s.max_in_flight, 20);
         assert_eq!(s.api_rate_limit_per_minute, 60);
         assert_eq!(s.rotation_grace, Duration::from_secs(86400));
-        assert!(s.database_url.expose_secret().ends_with("data/hookwarden.db"));
+        assert!(s
+            .database_url
+            .expose_secret()
+            .ends_with("data/hookwarden.db"));
         assert!(s.allow_http_destinations);
     }
 
@@ -368,10 +531,22 @@ mod tests {
         };
         assert!(Settings::from_raw(prod()).is_ok());
         let cases = [
-            RawConfig { master_key: None, ..prod() },
-            RawConfig { allowed_destinations: Some("127.0.0.0/8".into()), ..prod() },
-            RawConfig { allow_http_destinations: Some(true), ..prod() },
-            RawConfig { jwt_jwks_file: None, ..prod() },
+            RawConfig {
+                master_key: None,
+                ..prod()
+            },
+            RawConfig {
+                allowed_destinations: Some("127.0.0.0/8".into()),
+                ..prod()
+            },
+            RawConfig {
+                allow_http_destinations: Some(true),
+                ..prod()
+            },
+            RawConfig {
+                jwt_jwks_file: None,
+                ..prod()
+            },
         ];
         for case in cases {
             let err = Settings::from_raw(case).expect_err("refused");
@@ -381,10 +556,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = Settings::from_raw(RawConfig { retry_schedule: Some("5x".into()), ..raw() }).expect_err("bad");
-        assert!(err.to_string().contains("HOOKWARDEN_RETRY_SCHEDULE"), "{err}");
-        let err = Settings::from_raw(RawConfig { max_in_flight: Some(0), ..raw() }).expect_err("bad");
-        assert!(err.to_string().contains("HOOKWARDEN_MAX_IN_FLIGHT"), "{err}");
+        let err = Settings::from_raw(RawConfig {
+            retry_schedule: Some("5x".into()),
+            ..raw()
+        })
+        .expect_err("bad");
+        assert!(
+            err.to_string().contains("HOOKWARDEN_RETRY_SCHEDULE"),
+            "{err}"
+        );
+        let err = Settings::from_raw(RawConfig {
+            max_in_flight: Some(0),
+            ..raw()
+        })
+        .expect_err("bad");
+        assert!(
+            err.to_string().contains("HOOKWARDEN_MAX_IN_FLIGHT"),
+            "{err}"
+        );
     }
 
     #[test]

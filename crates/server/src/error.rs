@@ -70,9 +70,11 @@ impl ApiError {
 
     pub fn message(&self) -> String {
         match self {
-            Self::Validation(m) | Self::Unauthorized(m) | Self::Forbidden(m) | Self::Conflict(m) | Self::LimitExceeded(m) => {
-                m.clone()
-            }
+            Self::Validation(m)
+            | Self::Unauthorized(m)
+            | Self::Forbidden(m)
+            | Self::Conflict(m)
+            | Self::LimitExceeded(m) => m.clone(),
             Self::InvalidSignature => "signature verification failed".into(),
             Self::NotFound => "not found".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
@@ -93,9 +95,13 @@ impl IntoResponse for ApiError {
             }
         }
         if let Self::Unauthorized(_) = &self {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        resp.extensions_mut().insert(ErrorBody { code: self.code(), message: self.message() });
+        resp.extensions_mut().insert(ErrorBody {
+            code: self.code(),
+            message: self.message(),
+        });
         resp
     }
 }

@@ -48,7 +48,12 @@ pub fn validate(req: &PublishRequest) -> Result<(), IntakeError> {
     Ok(())
 }
 
-pub async fn publish(state: &AppState, req: PublishRequest, producer: &str, source: &'static str) -> Result<Accepted, IntakeError> {
+pub async fn publish(
+    state: &AppState,
+    req: PublishRequest,
+    producer: &str,
+    source: &'static str,
+) -> Result<Accepted, IntakeError> {
     validate(&req)?;
     let event = NewEvent {
         id: req.id.unwrap_or_else(ids::event_id),
@@ -75,5 +80,9 @@ pub async fn publish(state: &AppState, req: PublishRequest, producer: &str, sour
         event.id = %event.id, account.id = %event.account_id, event.type = %event.event_type,
         producer = %producer, deliveries, duplicate, source, "event accepted"
     );
-    Ok(Accepted { event_id: event.id, deliveries, duplicate })
+    Ok(Accepted {
+        event_id: event.id,
+        deliveries,
+        duplicate,
+    })
 }

@@ -17,12 +17,19 @@ pub fn load_keyring(settings: &Settings) -> anyhow::Result<Keyring> {
     let current = if let Some(k) = &settings.master_key {
         MasterKey::from_base64(k.expose_secret()).context("HOOKWARDEN_MASTER_KEY")?
     } else if let Some(path) = &settings.master_key_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading master key file {}", path.display()))?;
-        MasterKey::from_base64(&text).with_context(|| format!("master key file {}", path.display()))?
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading master key file {}", path.display()))?;
+        MasterKey::from_base64(&text)
+            .with_context(|| format!("master key file {}", path.display()))?
     } else if settings.is_production() {
         bail!("production needs HOOKWARDEN_MASTER_KEY or HOOKWARDEN_MASTER_KEY_FILE");
     } else {
-        let text = dev_file(&settings.data_dir, DEV_MASTER_KEY_FILE, "master key", || MasterKey::generate().to_base64().to_string())?;
+        let text = dev_file(
+            &settings.data_dir,
+            DEV_MASTER_KEY_FILE,
+            "master key",
+            || MasterKey::generate().to_base64().to_string(),
+        )?;
         MasterKey::from_base64(&text).context("development master key file")?
     };
     Ok(Keyring::new(current, Vec::new()))
@@ -37,18 +44,31 @@ pub fn jwt_hs256_secret(settings: &Settings) -> anyhow::Result<Option<SecretStri
     if settings.is_production() || settings.jwt_jwks_file.is_some() {
         return Ok(None);
     }
-    let text = dev_file(&settings.data_dir, DEV_JWT_SECRET_FILE, "JWT HS256 secret", || {
-        hookwarden_core::secret::WebhookSecret::generate().expose().to_string()
-    })?;
+    let text = dev_file(
+        &settings.data_dir,
+        DEV_JWT_SECRET_FILE,
+        "JWT HS256 secret",
+        || {
+            hookwarden_core::secret::WebhookSecret::generate()
+                .expose()
+                .to_string()
+        },
+    )?;
     Ok(Some(SecretString::from(text)))
 }
 
-fn dev_file(dir: &Path, name: &str, what: &str, generate: impl FnOnce() -> String) -> anyhow::Result<String> {
+fn dev_file(
+    dir: &Path,
+    name: &str,
+    what: &str,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
     let path = dir.join(name);
     if let Ok(text) = std::fs::read_to_string(&path) {
         return Ok(text.trim().to_owned());
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
     let text = generate();
     write_private(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     tracing::warn!(

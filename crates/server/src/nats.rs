@@ -29,9 +29,14 @@ pub struct Nats {
 impl Nats {
     /// Connects (with a creds file when configured) and makes sure the stream exists.
     pub async fn connect(settings: &NatsSettings) -> anyhow::Result<Self> {
-        let mut opts = async_nats::ConnectOptions::new().name("hookwarden").retry_on_initial_connect();
+        let mut opts = async_nats::ConnectOptions::new()
+            .name("hookwarden")
+            .retry_on_initial_connect();
         if let Some(creds) = &settings.creds_file {
-            opts = opts.credentials_file(creds).await.with_context(|| format!("NATS creds file {}", creds.display()))?;
+            opts = opts
+                .credentials_file(creds)
+                .await
+                .with_context(|| format!("NATS creds file {}", creds.display()))?;
         }
         let client = tokio::time::timeout(Duration::from_secs(10), opts.connect(&settings.url))
             .await
@@ -47,12 +52,24 @@ impl Nats {
         })
         .await
         .context("creating the JetStream stream")?;
-        Ok(Self { client, js, settings: settings.clone() })
+        Ok(Self {
+            client,
+            js,
+            settings: settings.clone(),
+        })
     }
 
     /// Consumes intake messages until `shutdown`.
-    pub async fn consume(&self, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let stream = self.js.get_stream(&self.settings.stream).await.context("opening the JetStream stream")?;
+    pub async fn consume(
+        &self,
+        state: AppState,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let stream = self
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .context("opening the JetStream stream")?;
         let consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(
                 DURABLE,
@@ -67,7 +84,10 @@ impl Nats {
             )
             .await
             .context("creating the durable consumer")?;
-        let mut messages = consumer.messages().await.context("subscribing to the consumer")?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .context("subscribing to the consumer")?;
         tracing::info!(subject = %self.settings.dispatch_subject(), "NATS intake started");
         loop {
             let next = tokio::select! {
@@ -90,13 +110,19 @@ impl Nats {
     async fn handle(&self, state: &AppState, msg: jetstream::Message) {
         let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
         let verdict = match parsed {
-            Err(e) => Err(format!("malformed message: {}", e.to_string().split(" at line ").next().unwrap_or(""))),
+            Err(e) => Err(format!(
+                "malformed message: {}",
+                e.to_string().split(" at line ").next().unwrap_or("")
+            )),
             Ok(req) => match intake::publish(state, req, "nats", "nats").await {
                 Ok(_) => Ok(()),
                 Err(IntakeError::Store(e)) => {
                     // Not committed: let JetStream redeliver it shortly.
                     tracing::warn!(error.message = %e, "storing a NATS event failed; it will be redelivered");
-                    if let Err(e) = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await {
+                    if let Err(e) = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await
+                    {
                         tracing::warn!(error.message = %e, "nak failed; JetStream redelivers after ack_wait");
                     }
                     return;
@@ -115,7 +141,9 @@ impl Nats {
             });
             if let Err(e) = self.publish(&notice).await {
                 tracing::warn!(error.message = %e, "dead-lettering failed; the message will be redelivered");
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
                 return;
             }
         }
@@ -128,7 +156,13 @@ impl Nats {
 #[async_trait]
 impl DeadLetterSink for Nats {
     async fn publish(&self, notice: &Value) -> anyhow::Result<()> {
-        let ack = self.js.publish(self.settings.deadletter_subject(), notice.to_string().into()).await?;
+        let ack = self
+            .js
+            .publish(
+                self.settings.deadletter_subject(),
+                notice.to_string().into(),
+            )
+            .await?;
         ack.await?;
         Ok(())
     }

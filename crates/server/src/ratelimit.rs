@@ -31,7 +31,10 @@ pub struct LocalRateLimiter {
 
 impl Default for LocalRateLimiter {
     fn default() -> Self {
-        Self { windows: Mutex::new(HashMap::new()), epoch: Instant::now() }
+        Self {
+            windows: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
     }
 }
 
@@ -46,7 +49,11 @@ impl LocalRateLimiter {
         let elapsed = now.duration_since(self.epoch);
         let index = elapsed.as_secs() / WINDOW.as_secs();
         let start = self.epoch + WINDOW * index as u32;
-        let w = map.entry(key.to_owned()).or_insert(Window { start, current: 0, previous: 0 });
+        let w = map.entry(key.to_owned()).or_insert(Window {
+            start,
+            current: 0,
+            previous: 0,
+        });
         if w.start != start {
             let gap = start.duration_since(w.start);
             w.previous = if gap == WINDOW { w.current } else { 0 };
@@ -75,7 +82,8 @@ impl LocalRateLimiter {
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
     async fn check(&self, key: &str, per_minute: u32) -> Result<(), ApiError> {
-        self.check_at(key, per_minute, Instant::now()).map_err(ApiError::RateLimited)
+        self.check_at(key, per_minute, Instant::now())
+            .map_err(ApiError::RateLimited)
     }
 }
 
@@ -108,6 +116,8 @@ mod tests {
         assert!(l.check_at("a", 60, t).is_ok());
         assert!(l.check_at("a", 60, t).is_err());
         // Two windows later it is all gone.
-        assert!(l.check_at("a", 60, l.epoch + Duration::from_secs(121)).is_ok());
+        assert!(l
+            .check_at("a", 60, l.epoch + Duration::from_secs(121))
+            .is_ok());
     }
 }

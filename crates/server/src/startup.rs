@@ -46,21 +46,33 @@ impl Application {
             settings.jwt_audience.clone(),
         )?;
         if !jwt.is_configured() {
-            tracing::warn!("no token verification key is configured: the tenant API refuses every request");
+            tracing::warn!(
+                "no token verification key is configured: the tenant API refuses every request"
+            );
         }
         let db_url = settings.database_url.expose_secret().to_owned();
-        let store = hookwarden_store::connect(&db_url)
-            .await
-            .with_context(|| format!("connecting to the database at {}", hookwarden_store::redact_url(&db_url)))?;
+        let store = hookwarden_store::connect(&db_url).await.with_context(|| {
+            format!(
+                "connecting to the database at {}",
+                hookwarden_store::redact_url(&db_url)
+            )
+        })?;
         if settings.run_migrations {
-            store.migrate().await.context("running database migrations")?;
+            store
+                .migrate()
+                .await
+                .context("running database migrations")?;
         }
         let nats = match &settings.nats {
             Some(n) => Some(Arc::new(Nats::connect(n).await?)),
             None => None,
         };
-        let public = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        let ops = TcpListener::bind(settings.ops_listen).await.with_context(|| format!("binding {}", settings.ops_listen))?;
+        let public = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let ops = TcpListener::bind(settings.ops_listen)
+            .await
+            .with_context(|| format!("binding {}", settings.ops_listen))?;
         let policy = settings.address_policy();
         let client = DeliveryClient::new(policy.clone(), settings.delivery_timeout, lookup)?;
         let state = AppState(Arc::new(Shared {
@@ -75,15 +87,25 @@ impl Application {
         }));
         let sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
         let dispatcher = Arc::new(Dispatcher::new(state.clone(), client, sink));
-        Ok(Self { state, public, ops, dispatcher, nats })
+        Ok(Self {
+            state,
+            public,
+            ops,
+            dispatcher,
+            nats,
+        })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.local_addr().unwrap_or_else(|_| self.state.settings.listen)
+        self.public
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings.listen)
     }
 
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops.local_addr().unwrap_or_else(|_| self.state.settings.ops_listen)
+        self.ops
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings.ops_listen)
     }
 
     pub fn state(&self) -> AppState {
@@ -96,7 +118,13 @@ impl Application {
 
     /// Serves and works until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { state, public, ops, dispatcher, nats } = self;
+        let Self {
+            state,
+            public,
+            ops,
+            dispatcher,
+            nats,
+        } = self;
         tracing::info!(
             public = %public.local_addr()?, ops = %ops.local_addr()?, backend = state.store.backend(),
             production = state.settings.is_production(), "hookwarden serving"
@@ -114,10 +142,16 @@ impl Application {
                 }
             });
         }
-        let public_srv = axum::serve(public, http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let ops_srv = axum::serve(ops, http::ops_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let public_srv = axum::serve(
+            public,
+            http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let ops_srv = axum::serve(
+            ops,
+            http::ops_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = tokio::try_join!(public_srv, ops_srv);
         shutdown.cancel();
         while workers.join_next().await.is_some() {}

@@ -34,8 +34,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>>;
     /// Webhooks by id, whatever the account (the delivery worker's view).
     async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>>;
-    async fn list_webhooks(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Page<Webhook>>;
-    async fn update_webhook(&self, account_id: &str, id: &str, update: &WebhookUpdate) -> Result<Option<Webhook>>;
+    async fn list_webhooks(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Webhook>>;
+    async fn update_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+        update: &WebhookUpdate,
+    ) -> Result<Option<Webhook>>;
     /// Deletes a webhook; its pending attempts become dead letters.
     async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// The endpoint answered 410 Gone: stop delivering until it is updated.
@@ -67,8 +77,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>>;
     /// Schedules the attempt's event for its webhook again, due now: the
     /// pending attempt if one exists, else a new one. `None` if the webhook is gone.
-    async fn retry_now(&self, account_id: &str, attempt_id: &str, new_id: &str, now: DateTime<Utc>)
-        -> Result<Option<Attempt>>;
+    async fn retry_now(
+        &self,
+        account_id: &str,
+        attempt_id: &str,
+        new_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Attempt>>;
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
 }

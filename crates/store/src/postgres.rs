@@ -22,7 +22,8 @@ pub struct PgStore {
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
      old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, throttled_until, \
      created_at, updated_at";
-const ATTEMPT_COLUMNS: &str = "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
+const ATTEMPT_COLUMNS: &str =
+    "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
      http_status, duration_ms, response_preview, error, created_at, completed_at";
 
 impl PgStore {
@@ -49,7 +50,9 @@ fn webhook(row: &PgRow) -> Result<Webhook> {
         row.try_get::<Option<String>, _>("old_secret_key_id")?,
         row.try_get::<Option<DateTime<Utc>>, _>("old_secret_expires_at")?,
     ) {
-        (Some(ciphertext), Some(key_id), Some(until)) => Some((Sealed { key_id, ciphertext }, until)),
+        (Some(ciphertext), Some(key_id), Some(until)) => {
+            Some((Sealed { key_id, ciphertext }, until))
+        }
         _ => None,
     };
     Ok(Webhook {
@@ -58,7 +61,10 @@ fn webhook(row: &PgRow) -> Result<Webhook> {
         url: row.try_get("url")?,
         description: row.try_get("description")?,
         event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
-        secret: Sealed { key_id: row.try_get("secret_key_id")?, ciphertext: row.try_get("secret_enc")? },
+        secret: Sealed {
+            key_id: row.try_get("secret_key_id")?,
+            ciphertext: row.try_get("secret_enc")?,
+        },
         old_secret: old,
         disabled: row.try_get("disabled")?,
         disabled_reason: row.try_get("disabled_reason")?,
@@ -76,9 +82,12 @@ fn attempt(row: &PgRow) -> Result<Attempt> {
         webhook_id: row.try_get("webhook_id")?,
         account_id: row.try_get("account_id")?,
         attempt: row.try_get("attempt")?,
-        status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
+        status: AttemptStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
         due_at: row.try_get("due_at")?,
-        payload_snapshot: row.try_get::<Json<serde_json::Value>, _>("payload_snapshot")?.0,
+        payload_snapshot: row
+            .try_get::<Json<serde_json::Value>, _>("payload_snapshot")?
+            .0,
         http_status: row.try_get("http_status")?,
         duration_ms: row.try_get("duration_ms")?,
         response_preview: row.try_get("response_preview")?,
@@ -96,7 +105,9 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> Result<()> {
         // The schema must exist before sqlx creates its bookkeeping table in it.
-        sqlx::query("CREATE SCHEMA IF NOT EXISTS hook").execute(&self.pool).await?;
+        sqlx::query("CREATE SCHEMA IF NOT EXISTS hook")
+            .execute(&self.pool)
+            .await?;
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
@@ -127,8 +138,14 @@ impl Store for PgStore {
     }
 
     async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>> {
-        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id = $2");
-        let row = sqlx::query(&sql).bind(account_id).bind(id).fetch_optional(&self.pool).await?;
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(webhook).transpose()
     }
 
@@ -138,7 +155,12 @@ impl Store for PgStore {
         rows.iter().map(webhook).collect()
     }
 
-    async fn list_webhooks(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Page<Webhook>> {
+    async fn list_webhooks(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Webhook>> {
         let sql = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         );
@@ -152,7 +174,12 @@ impl Store for PgStore {
         Ok(Page::from_rows(items, limit, |w| w.id.clone()))
     }
 
-    async fn update_webhook(&self, account_id: &str, id: &str, u: &WebhookUpdate) -> Result<Option<Webhook>> {
+    async fn update_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+        u: &WebhookUpdate,
+    ) -> Result<Option<Webhook>> {
         let (new_enc, new_kid, old_until) = match &u.rotate {
             Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(*until)),
             None => (None, None, None),
@@ -191,12 +218,13 @@ impl Store for PgStore {
 
     async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM hook.webhook_configs WHERE account_id = $1 AND id = $2")
-            .bind(account_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM hook.webhook_configs WHERE account_id = $1 AND id = $2")
+                .bind(account_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if deleted > 0 {
             sqlx::query(
                 "UPDATE hook.delivery_attempts SET status = 'dead', error = 'webhook deleted', completed_at = $2, \
@@ -266,7 +294,9 @@ impl Store for PgStore {
             };
             let deliveries: i64 = row.try_get("deliveries")?;
             return Ok(if same_event(&stored, e) {
-                PublishOutcome::Existing { deliveries: deliveries as u64 }
+                PublishOutcome::Existing {
+                    deliveries: deliveries as u64,
+                }
             } else {
                 PublishOutcome::Conflict
             });
@@ -404,11 +434,21 @@ impl Store for PgStore {
 
     async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>> {
         let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND id = $2");
-        let row = sqlx::query(&sql).bind(account_id).bind(attempt_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(attempt_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(attempt).transpose()
     }
 
-    async fn retry_now(&self, account_id: &str, attempt_id: &str, new_id: &str, now: DateTime<Utc>) -> Result<Option<Attempt>> {
+    async fn retry_now(
+        &self,
+        account_id: &str,
+        attempt_id: &str,
+        new_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Attempt>> {
         let mut tx = self.pool.begin().await?;
         let Some(orig) = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND id = $2"
@@ -422,11 +462,13 @@ impl Store for PgStore {
         };
         let orig = attempt(&orig)?;
         // Serialize retries of one (event, webhook) pair, and make sure the webhook still exists.
-        let webhook = sqlx::query("SELECT id FROM hook.webhook_configs WHERE id = $1 AND account_id = $2 FOR UPDATE")
-            .bind(&orig.webhook_id)
-            .bind(account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let webhook = sqlx::query(
+            "SELECT id FROM hook.webhook_configs WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        )
+        .bind(&orig.webhook_id)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if webhook.is_none() {
             return Ok(None);
         }
@@ -476,7 +518,9 @@ impl Store for PgStore {
         Ok(QueueStats {
             pending: row.try_get::<i64, _>("pending")? as u64,
             due: row.try_get::<i64, _>("due")? as u64,
-            oldest_due_age_seconds: oldest.map(|o| ((now - o).num_milliseconds().max(0) as f64) / 1000.0).unwrap_or(0.0),
+            oldest_due_age_seconds: oldest
+                .map(|o| ((now - o).num_milliseconds().max(0) as f64) / 1000.0)
+                .unwrap_or(0.0),
         })
     }
 }

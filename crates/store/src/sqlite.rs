@@ -7,7 +7,10 @@ use crate::{same_event, snapshot, Store};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use hookwarden_core::{crypto::Sealed, ids, validate::subscribed};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::types::Json;
 use sqlx::Row;
 use std::str::FromStr;
@@ -24,7 +27,8 @@ pub struct SqliteStore {
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
      old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, throttled_until, \
      created_at, updated_at";
-const ATTEMPT_COLUMNS: &str = "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
+const ATTEMPT_COLUMNS: &str =
+    "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
      http_status, duration_ms, response_preview, error, created_at, completed_at";
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -32,7 +36,9 @@ fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 fn time(v: i64) -> Result<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(v).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
 }
 
 fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
@@ -48,8 +54,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
-        let readers = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(false)).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(false))
+            .await?;
         Ok(Self { writer, readers })
     }
 }
@@ -60,7 +72,9 @@ fn webhook(row: &SqliteRow) -> Result<Webhook> {
         row.try_get::<Option<String>, _>("old_secret_key_id")?,
         row.try_get::<Option<i64>, _>("old_secret_expires_at")?,
     ) {
-        (Some(ciphertext), Some(key_id), Some(until)) => Some((Sealed { key_id, ciphertext }, time(until)?)),
+        (Some(ciphertext), Some(key_id), Some(until)) => {
+            Some((Sealed { key_id, ciphertext }, time(until)?))
+        }
         _ => None,
     };
     Ok(Webhook {
@@ -69,7 +83,10 @@ fn webhook(row: &SqliteRow) -> Result<Webhook> {
         url: row.try_get("url")?,
         description: row.try_get("description")?,
         event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
-        secret: Sealed { key_id: row.try_get("secret_key_id")?, ciphertext: row.try_get("secret_enc")? },
+        secret: Sealed {
+            key_id: row.try_get("secret_key_id")?,
+            ciphertext: row.try_get("secret_enc")?,
+        },
         old_secret: old,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         disabled_reason: row.try_get("disabled_reason")?,
@@ -87,9 +104,12 @@ fn attempt(row: &SqliteRow) -> Result<Attempt> {
         webhook_id: row.try_get("webhook_id")?,
         account_id: row.try_get("account_id")?,
         attempt: row.try_get("attempt")?,
-        status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
+        status: AttemptStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
         due_at: time(row.try_get("due_at")?)?,
-        payload_snapshot: row.try_get::<Json<serde_json::Value>, _>("payload_snapshot")?.0,
+        payload_snapshot: row
+            .try_get::<Json<serde_json::Value>, _>("payload_snapshot")?
+            .0,
         http_status: row.try_get("http_status")?,
         duration_ms: row.try_get("duration_ms")?,
         response_preview: row.try_get("response_preview")?,
@@ -136,18 +156,32 @@ impl Store for SqliteStore {
     }
 
     async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>> {
-        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE account_id = ?1 AND id = ?2");
-        let row = sqlx::query(&sql).bind(account_id).bind(id).fetch_optional(&self.readers).await?;
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE account_id = ?1 AND id = ?2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
         row.as_ref().map(webhook).transpose()
     }
 
     async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>> {
         let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE id IN (SELECT value FROM json_each(?1))");
-        let rows = sqlx::query(&sql).bind(Json(ids)).fetch_all(&self.readers).await?;
+        let rows = sqlx::query(&sql)
+            .bind(Json(ids))
+            .fetch_all(&self.readers)
+            .await?;
         rows.iter().map(webhook).collect()
     }
 
-    async fn list_webhooks(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Page<Webhook>> {
+    async fn list_webhooks(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Webhook>> {
         let sql = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
         );
@@ -161,7 +195,12 @@ impl Store for SqliteStore {
         Ok(Page::from_rows(items, limit, |w| w.id.clone()))
     }
 
-    async fn update_webhook(&self, account_id: &str, id: &str, u: &WebhookUpdate) -> Result<Option<Webhook>> {
+    async fn update_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+        u: &WebhookUpdate,
+    ) -> Result<Option<Webhook>> {
         let (new_enc, new_kid, old_until) = match &u.rotate {
             Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(ms(*until))),
             None => (None, None, None),
@@ -273,15 +312,19 @@ impl Store for SqliteStore {
             };
             let deliveries: i64 = row.try_get("deliveries")?;
             return Ok(if same_event(&stored, e) {
-                PublishOutcome::Existing { deliveries: deliveries as u64 }
+                PublishOutcome::Existing {
+                    deliveries: deliveries as u64,
+                }
             } else {
                 PublishOutcome::Conflict
             });
         }
-        let rows = sqlx::query("SELECT id, event_types FROM webhook_configs WHERE account_id = ?1 AND disabled = 0")
-            .bind(&e.account_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, event_types FROM webhook_configs WHERE account_id = ?1 AND disabled = 0",
+        )
+        .bind(&e.account_id)
+        .fetch_all(&mut *tx)
+        .await?;
         let body = snapshot(e);
         let mut deliveries = 0u64;
         for row in rows {
@@ -410,12 +453,24 @@ impl Store for SqliteStore {
     }
 
     async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>> {
-        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2");
-        let row = sqlx::query(&sql).bind(account_id).bind(attempt_id).fetch_optional(&self.readers).await?;
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(attempt_id)
+            .fetch_optional(&self.readers)
+            .await?;
         row.as_ref().map(attempt).transpose()
     }
 
-    async fn retry_now(&self, account_id: &str, attempt_id: &str, new_id: &str, now: DateTime<Utc>) -> Result<Option<Attempt>> {
+    async fn retry_now(
+        &self,
+        account_id: &str,
+        attempt_id: &str,
+        new_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Attempt>> {
         let mut tx = self.writer.begin().await?;
         let Some(orig) = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2"
@@ -428,11 +483,12 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let orig = attempt(&orig)?;
-        let webhook = sqlx::query("SELECT id FROM webhook_configs WHERE id = ?1 AND account_id = ?2")
-            .bind(&orig.webhook_id)
-            .bind(account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let webhook =
+            sqlx::query("SELECT id FROM webhook_configs WHERE id = ?1 AND account_id = ?2")
+                .bind(&orig.webhook_id)
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if webhook.is_none() {
             return Ok(None);
         }
@@ -482,7 +538,9 @@ impl Store for SqliteStore {
         Ok(QueueStats {
             pending: row.try_get::<i64, _>("pending")? as u64,
             due: row.try_get::<i64, _>("due")? as u64,
-            oldest_due_age_seconds: oldest.map(|o| ((ms(now) - o).max(0) as f64) / 1000.0).unwrap_or(0.0),
+            oldest_due_age_seconds: oldest
+                .map(|o| ((ms(now) - o).max(0) as f64) / 1000.0)
+                .unwrap_or(0.0),
         })
     }
 }

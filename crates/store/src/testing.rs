@@ -5,7 +5,8 @@ use sqlx::{Connection, Executor, PgConnection};
 
 /// Where the PostgreSQL server for tests lives (the machine's local server).
 pub fn postgres_admin_url() -> String {
-    std::env::var("HOOKWARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Which backend a test runs on.
@@ -39,9 +40,13 @@ impl TestDb {
 
     pub fn sqlite() -> Self {
         let dir = std::env::temp_dir().join(unique("hookwarden_test"));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let url = format!("sqlite://{}", dir.join("hookwarden.db").display());
-        Self { url, cleanup: Cleanup::File(dir) }
+        Self {
+            url,
+            cleanup: Cleanup::File(dir),
+        }
     }
 
     pub async fn postgres() -> Self {
@@ -53,10 +58,15 @@ impl TestDb {
             )
         });
         let name = unique("hw_test");
-        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
         let mut url = url::Url::parse(&admin).expect("admin url");
         url.set_path(&format!("/{name}"));
-        Self { url: url.to_string(), cleanup: Cleanup::Database(name) }
+        Self {
+            url: url.to_string(),
+            cleanup: Cleanup::Database(name),
+        }
     }
 }
 
@@ -70,11 +80,19 @@ impl Drop for TestDb {
                 // Drop may run inside or outside a runtime: use a thread with its own.
                 let name = name.clone();
                 let handle = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
                     if let Ok(rt) = rt {
                         rt.block_on(async move {
-                            if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
-                                let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                            if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await
+                            {
+                                let _ = conn
+                                    .execute(
+                                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                                            .as_str(),
+                                    )
+                                    .await;
                             }
                         });
                     }

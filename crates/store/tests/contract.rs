@@ -41,7 +41,10 @@ async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
 }
 
 fn sealed(tag: &str) -> Sealed {
-    Sealed { key_id: "mk_test".into(), ciphertext: tag.as_bytes().to_vec() }
+    Sealed {
+        key_id: "mk_test".into(),
+        ciphertext: tag.as_bytes().to_vec(),
+    }
 }
 
 fn new_webhook(account: &str, types: &[&str]) -> Webhook {
@@ -76,13 +79,25 @@ fn event(account: &str, ty: &str) -> NewEvent {
 async fn raw_execute(backend: Backend, url: &str, sql: &str) -> Result<u64, String> {
     match backend {
         Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(url).await.map_err(|e| e.to_string())?;
-            sqlx::query(sql).execute(&mut c).await.map(|r| r.rows_affected()).map_err(|e| e.to_string())
+            let mut c = sqlx::SqliteConnection::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
         }
         Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(url).await.map_err(|e| e.to_string())?;
+            let mut c = sqlx::PgConnection::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
             let sql = sql.replace("delivery_attempts", "hook.delivery_attempts");
-            sqlx::query(&sql).execute(&mut c).await.map(|r| r.rows_affected()).map_err(|e| e.to_string())
+            sqlx::query(&sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -91,18 +106,47 @@ async fn webhook_crud_and_isolation(backend: Backend) {
     let (_db, s) = store(backend).await;
     let w = new_webhook("acct_a", &["*"]);
     s.create_webhook(&w).await.expect("create");
-    let got = s.get_webhook("acct_a", &w.id).await.expect("get").expect("found");
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(got.url, w.url);
     assert_eq!(got.secret, w.secret);
     // Another account sees nothing, changes nothing, deletes nothing.
     assert!(s.get_webhook("acct_b", &w.id).await.expect("get").is_none());
-    let upd = WebhookUpdate { url: Some("https://evil.example/".into()), updated_at: Utc::now(), ..Default::default() };
-    assert!(s.update_webhook("acct_b", &w.id, &upd).await.expect("update").is_none());
-    assert!(!s.delete_webhook("acct_b", &w.id, Utc::now()).await.expect("delete"));
-    assert_eq!(s.list_webhooks("acct_b", None, 10).await.expect("list").items.len(), 0);
-    let updated = s.update_webhook("acct_a", &w.id, &upd).await.expect("update").expect("found");
+    let upd = WebhookUpdate {
+        url: Some("https://evil.example/".into()),
+        updated_at: Utc::now(),
+        ..Default::default()
+    };
+    assert!(s
+        .update_webhook("acct_b", &w.id, &upd)
+        .await
+        .expect("update")
+        .is_none());
+    assert!(!s
+        .delete_webhook("acct_b", &w.id, Utc::now())
+        .await
+        .expect("delete"));
+    assert_eq!(
+        s.list_webhooks("acct_b", None, 10)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        0
+    );
+    let updated = s
+        .update_webhook("acct_a", &w.id, &upd)
+        .await
+        .expect("update")
+        .expect("found");
     assert_eq!(updated.url, "https://evil.example/");
-    assert!(s.delete_webhook("acct_a", &w.id, Utc::now()).await.expect("delete"));
+    assert!(s
+        .delete_webhook("acct_a", &w.id, Utc::now())
+        .await
+        .expect("delete"));
     assert!(s.get_webhook("acct_a", &w.id).await.expect("get").is_none());
 }
 
@@ -112,7 +156,9 @@ async fn eleventh_webhook_is_refused_by_the_database(backend: Backend) {
     let mut tasks = Vec::new();
     for _ in 0..14 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.create_webhook(&new_webhook("acct_a", &["*"])).await }));
+        tasks.push(tokio::spawn(async move {
+            s.create_webhook(&new_webhook("acct_a", &["*"])).await
+        }));
     }
     let mut ok = 0;
     let mut limited = 0;
@@ -125,7 +171,9 @@ async fn eleventh_webhook_is_refused_by_the_database(backend: Backend) {
     }
     assert_eq!((ok, limited), (10, 4));
     // Other accounts are not affected; pages walk all ten.
-    s.create_webhook(&new_webhook("acct_b", &["*"])).await.expect("other account");
+    s.create_webhook(&new_webhook("acct_b", &["*"]))
+        .await
+        .expect("other account");
     let first = s.list_webhooks("acct_a", None, 4).await.expect("page 1");
     assert_eq!(first.items.len(), 4);
     let mut seen = first.items.len();
@@ -140,16 +188,33 @@ async fn eleventh_webhook_is_refused_by_the_database(backend: Backend) {
 
 async fn publish_fans_out_and_is_idempotent(backend: Backend) {
     let (_db, s) = store(backend).await;
-    s.create_webhook(&new_webhook("acct_a", &["*"])).await.expect("w1");
-    s.create_webhook(&new_webhook("acct_a", &["invoice.paid"])).await.expect("w2");
-    s.create_webhook(&new_webhook("acct_a", &["other"])).await.expect("w3");
-    s.create_webhook(&new_webhook("acct_b", &["*"])).await.expect("other account");
+    s.create_webhook(&new_webhook("acct_a", &["*"]))
+        .await
+        .expect("w1");
+    s.create_webhook(&new_webhook("acct_a", &["invoice.paid"]))
+        .await
+        .expect("w2");
+    s.create_webhook(&new_webhook("acct_a", &["other"]))
+        .await
+        .expect("w3");
+    s.create_webhook(&new_webhook("acct_b", &["*"]))
+        .await
+        .expect("other account");
     let e = event("acct_a", "invoice.paid");
-    assert_eq!(s.publish_event(&e).await.expect("publish"), PublishOutcome::Created { deliveries: 2 });
-    assert_eq!(s.publish_event(&e).await.expect("again"), PublishOutcome::Existing { deliveries: 2 });
+    assert_eq!(
+        s.publish_event(&e).await.expect("publish"),
+        PublishOutcome::Created { deliveries: 2 }
+    );
+    assert_eq!(
+        s.publish_event(&e).await.expect("again"),
+        PublishOutcome::Existing { deliveries: 2 }
+    );
     let mut other = e.clone();
     other.payload = json!({"different": true});
-    assert_eq!(s.publish_event(&other).await.expect("conflict"), PublishOutcome::Conflict);
+    assert_eq!(
+        s.publish_event(&other).await.expect("conflict"),
+        PublishOutcome::Conflict
+    );
     let stats = s.queue_stats(Utc::now()).await.expect("stats");
     assert_eq!((stats.pending, stats.due), (2, 2));
 }
@@ -161,7 +226,9 @@ async fn concurrent_claims_never_share_an_attempt(backend: Backend) {
         w.account_id = format!("acct_{i}");
         s.create_webhook(&w).await.expect("webhook");
         for _ in 0..20 {
-            s.publish_event(&event(&w.account_id, "t")).await.expect("publish");
+            s.publish_event(&event(&w.account_id, "t"))
+                .await
+                .expect("publish");
         }
     }
     let mut tasks = Vec::new();
@@ -172,7 +239,13 @@ async fn concurrent_claims_never_share_an_attempt(backend: Backend) {
             let mut mine = Vec::new();
             loop {
                 let now = Utc::now();
-                let claim = Claim { worker_id: &id, now, lease_until: now + Duration::seconds(60), limit: 7, exclude_webhooks: &[] };
+                let claim = Claim {
+                    worker_id: &id,
+                    now,
+                    lease_until: now + Duration::seconds(60),
+                    limit: 7,
+                    exclude_webhooks: &[],
+                };
                 let got = s.claim_due(&claim).await.expect("claim");
                 if got.is_empty() {
                     break;
@@ -194,16 +267,32 @@ async fn concurrent_claims_never_share_an_attempt(backend: Backend) {
     // Leased rows are not claimable until the lease expires.
     let now = Utc::now();
     let again = s
-        .claim_due(&Claim { worker_id: "w9", now, lease_until: now + Duration::seconds(60), limit: 100, exclude_webhooks: &[] })
+        .claim_due(&Claim {
+            worker_id: "w9",
+            now,
+            lease_until: now + Duration::seconds(60),
+            limit: 100,
+            exclude_webhooks: &[],
+        })
         .await
         .expect("claim");
     assert!(again.is_empty());
     let later = now + Duration::seconds(61);
     let expired = s
-        .claim_due(&Claim { worker_id: "w9", now: later, lease_until: later + Duration::seconds(60), limit: 100, exclude_webhooks: &[] })
+        .claim_due(&Claim {
+            worker_id: "w9",
+            now: later,
+            lease_until: later + Duration::seconds(60),
+            limit: 100,
+            exclude_webhooks: &[],
+        })
         .await
         .expect("claim");
-    assert_eq!(expired.len(), 100, "expired leases are claimable again (crash recovery)");
+    assert_eq!(
+        expired.len(),
+        100,
+        "expired leases are claimable again (crash recovery)"
+    );
 }
 
 async fn complete_schedules_next_and_history_is_append_only(backend: Backend) {
@@ -212,14 +301,26 @@ async fn complete_schedules_next_and_history_is_append_only(backend: Backend) {
     s.create_webhook(&w).await.expect("webhook");
     let other = new_webhook("acct_a", &["*"]);
     s.create_webhook(&other).await.expect("webhook 2");
-    s.publish_event(&event("acct_a", "t")).await.expect("publish");
+    s.publish_event(&event("acct_a", "t"))
+        .await
+        .expect("publish");
     let now = Utc::now();
     let excluded = [other.id.clone()];
     let claimed = s
-        .claim_due(&Claim { worker_id: "w1", now, lease_until: now + Duration::seconds(30), limit: 10, exclude_webhooks: &excluded })
+        .claim_due(&Claim {
+            worker_id: "w1",
+            now,
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &excluded,
+        })
         .await
         .expect("claim");
-    assert_eq!(claimed.len(), 1, "excluded webhook's attempt is not claimed");
+    assert_eq!(
+        claimed.len(),
+        1,
+        "excluded webhook's attempt is not claimed"
+    );
     let a = &claimed[0];
     assert_eq!(a.webhook_id, w.id);
     let next_id = ids::attempt_id();
@@ -235,39 +336,78 @@ async fn complete_schedules_next_and_history_is_append_only(backend: Backend) {
         next: Some((next_id.clone(), now + Duration::seconds(5))),
     };
     // A worker that lost the lease cannot complete it.
-    assert!(!s.complete_attempt(&AttemptResult { worker_id: "w2".into(), ..result.clone() }).await.expect("complete"));
+    assert!(!s
+        .complete_attempt(&AttemptResult {
+            worker_id: "w2".into(),
+            ..result.clone()
+        })
+        .await
+        .expect("complete"));
     assert!(s.complete_attempt(&result).await.expect("complete"));
-    assert!(!s.complete_attempt(&result).await.expect("twice"), "a finished attempt cannot be finished again");
-    let page = s.list_attempts("acct_a", &w.id, None, None, 10).await.expect("list");
+    assert!(
+        !s.complete_attempt(&result).await.expect("twice"),
+        "a finished attempt cannot be finished again"
+    );
+    let page = s
+        .list_attempts("acct_a", &w.id, None, None, 10)
+        .await
+        .expect("list");
     assert_eq!(page.items.len(), 2);
     assert_eq!(page.items[0].id, next_id);
     assert_eq!(page.items[0].attempt, 2);
     assert_eq!(page.items[0].status, AttemptStatus::Pending);
     assert_eq!(page.items[1].status, AttemptStatus::Failed);
     assert_eq!(page.items[1].payload_snapshot["data"]["to"], "+15550001111");
-    let failed = s.list_attempts("acct_a", &w.id, Some(AttemptStatus::Failed), None, 10).await.expect("filter");
+    let failed = s
+        .list_attempts("acct_a", &w.id, Some(AttemptStatus::Failed), None, 10)
+        .await
+        .expect("filter");
     assert_eq!(failed.items.len(), 1);
-    assert!(s.list_attempts("acct_b", &w.id, None, None, 10).await.expect("other").items.is_empty());
+    assert!(s
+        .list_attempts("acct_b", &w.id, None, None, 10)
+        .await
+        .expect("other")
+        .items
+        .is_empty());
 
     // The database itself refuses to rewrite or erase history.
-    let update = format!("UPDATE delivery_attempts SET http_status = 200 WHERE id = '{}'", a.id);
-    let err = raw_execute(backend, &db.url, &update).await.expect_err("update refused");
+    let update = format!(
+        "UPDATE delivery_attempts SET http_status = 200 WHERE id = '{}'",
+        a.id
+    );
+    let err = raw_execute(backend, &db.url, &update)
+        .await
+        .expect_err("update refused");
     assert!(err.contains("immutable"), "{err}");
     let delete = format!("DELETE FROM delivery_attempts WHERE id = '{}'", a.id);
-    let err = raw_execute(backend, &db.url, &delete).await.expect_err("delete refused");
+    let err = raw_execute(backend, &db.url, &delete)
+        .await
+        .expect_err("delete refused");
     assert!(err.contains("append-only"), "{err}");
-    let reassign = format!("UPDATE delivery_attempts SET account_id = 'acct_x' WHERE id = '{next_id}'");
-    assert!(raw_execute(backend, &db.url, &reassign).await.is_err(), "a pending row keeps its identity");
+    let reassign =
+        format!("UPDATE delivery_attempts SET account_id = 'acct_x' WHERE id = '{next_id}'");
+    assert!(
+        raw_execute(backend, &db.url, &reassign).await.is_err(),
+        "a pending row keeps its identity"
+    );
 }
 
 async fn retry_now_reuses_or_creates_pending(backend: Backend) {
     let (_db, s) = store(backend).await;
     let w = new_webhook("acct_a", &["*"]);
     s.create_webhook(&w).await.expect("webhook");
-    s.publish_event(&event("acct_a", "t")).await.expect("publish");
+    s.publish_event(&event("acct_a", "t"))
+        .await
+        .expect("publish");
     let now = Utc::now();
     let a = s
-        .claim_due(&Claim { worker_id: "w1", now, lease_until: now + Duration::seconds(30), limit: 10, exclude_webhooks: &[] })
+        .claim_due(&Claim {
+            worker_id: "w1",
+            now,
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
         .await
         .expect("claim")
         .remove(0);
@@ -283,27 +423,73 @@ async fn retry_now_reuses_or_creates_pending(backend: Backend) {
         next: None,
     };
     assert!(s.complete_attempt(&dead).await.expect("complete"));
-    assert!(s.retry_now("acct_b", &a.id, &ids::attempt_id(), now).await.expect("other").is_none());
-    let retry = s.retry_now("acct_a", &a.id, &ids::attempt_id(), now).await.expect("retry").expect("scheduled");
+    assert!(s
+        .retry_now("acct_b", &a.id, &ids::attempt_id(), now)
+        .await
+        .expect("other")
+        .is_none());
+    let retry = s
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now)
+        .await
+        .expect("retry")
+        .expect("scheduled");
     assert_eq!(retry.attempt, 2);
     assert_eq!(retry.status, AttemptStatus::Pending);
-    let again = s.retry_now("acct_a", &a.id, &ids::attempt_id(), now).await.expect("retry").expect("scheduled");
-    assert_eq!(again.id, retry.id, "a pending retry is reused, not duplicated");
-    assert!(s.delete_webhook("acct_a", &w.id, now).await.expect("delete"));
-    assert!(s.retry_now("acct_a", &a.id, &ids::attempt_id(), now).await.expect("retry").is_none());
-    let page = s.list_attempts("acct_a", &w.id, Some(AttemptStatus::Dead), None, 10).await.expect("list");
-    assert_eq!(page.items.len(), 2, "deleting the webhook dead-letters its pending attempt");
+    let again = s
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now)
+        .await
+        .expect("retry")
+        .expect("scheduled");
+    assert_eq!(
+        again.id, retry.id,
+        "a pending retry is reused, not duplicated"
+    );
+    assert!(s
+        .delete_webhook("acct_a", &w.id, now)
+        .await
+        .expect("delete"));
+    assert!(s
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now)
+        .await
+        .expect("retry")
+        .is_none());
+    let page = s
+        .list_attempts("acct_a", &w.id, Some(AttemptStatus::Dead), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.len(),
+        2,
+        "deleting the webhook dead-letters its pending attempt"
+    );
 }
 
 async fn rotation_keeps_old_secret(backend: Backend) {
     let (_db, s) = store(backend).await;
     let w = new_webhook("acct_a", &["*"]);
     s.create_webhook(&w).await.expect("webhook");
-    s.disable_webhook(&w.id, "410 Gone", Utc::now()).await.expect("disable");
-    assert!(s.get_webhook("acct_a", &w.id).await.expect("get").expect("found").disabled);
+    s.disable_webhook(&w.id, "410 Gone", Utc::now())
+        .await
+        .expect("disable");
+    assert!(
+        s.get_webhook("acct_a", &w.id)
+            .await
+            .expect("get")
+            .expect("found")
+            .disabled
+    );
     let until = Utc::now() + Duration::hours(24);
-    let upd = WebhookUpdate { rotate: Some((sealed("s2"), until)), enable: true, updated_at: Utc::now(), ..Default::default() };
-    let got = s.update_webhook("acct_a", &w.id, &upd).await.expect("update").expect("found");
+    let upd = WebhookUpdate {
+        rotate: Some((sealed("s2"), until)),
+        enable: true,
+        updated_at: Utc::now(),
+        ..Default::default()
+    };
+    let got = s
+        .update_webhook("acct_a", &w.id, &upd)
+        .await
+        .expect("update")
+        .expect("found");
     assert_eq!(got.secret, sealed("s2"));
     let (old, old_until) = got.old_secret.expect("old secret kept");
     assert_eq!(old, sealed("s1"));

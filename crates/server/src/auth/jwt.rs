@@ -5,7 +5,9 @@
 
 use anyhow::Context;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
-use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -71,21 +73,34 @@ impl JwtVerifier {
             });
         }
         if let Some(path) = jwks_file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading JWKS file {}", path.display()))?;
-            let set: JwkSet = serde_json::from_str(&text).with_context(|| format!("parsing JWKS file {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading JWKS file {}", path.display()))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .with_context(|| format!("parsing JWKS file {}", path.display()))?;
             for jwk in &set.keys {
                 let alg = match &jwk.algorithm {
                     AlgorithmParameters::RSA(_) => Algorithm::RS256,
                     AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
                     AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
                     // Symmetric keys in a published key set would be a misconfiguration.
-                    AlgorithmParameters::OctetKey(_) => anyhow::bail!("JWKS file {} holds a symmetric key", path.display()),
+                    AlgorithmParameters::OctetKey(_) => {
+                        anyhow::bail!("JWKS file {} holds a symmetric key", path.display())
+                    }
                 };
-                let key = DecodingKey::from_jwk(jwk).with_context(|| format!("JWKS key in {}", path.display()))?;
-                keys.push(VerifyingKey { kid: jwk.common.key_id.clone(), alg, key });
+                let key = DecodingKey::from_jwk(jwk)
+                    .with_context(|| format!("JWKS key in {}", path.display()))?;
+                keys.push(VerifyingKey {
+                    kid: jwk.common.key_id.clone(),
+                    alg,
+                    key,
+                });
             }
         }
-        Ok(Self { keys, issuer, audience })
+        Ok(Self {
+            keys,
+            issuer,
+            audience,
+        })
     }
 
     pub fn is_configured(&self) -> bool {
@@ -145,6 +160,10 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
 
 /// Mints an HS256 token (development: `hookwarden token`, and tests).
 pub fn mint_hs256(secret: &SecretString, claims: &Claims) -> anyhow::Result<String> {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.expose_secret().as_bytes()))
-        .context("signing token")
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )
+    .context("signing token")
 }

@@ -52,16 +52,23 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed authorization header".into()))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| ApiError::Unauthorized("malformed authorization header".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("malformed authorization header".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::Unauthorized("authorization must be a bearer token".into()));
+        return Err(ApiError::Unauthorized(
+            "authorization must be a bearer token".into(),
+        ));
     }
     Ok(token.trim())
 }
 
 fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let token = bearer(parts)?;
-    let claims = state.jwt.verify(token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let claims = state
+        .jwt
+        .verify(token)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     Ok(Principal {
         subject: claims.sub,
         account_id: claims.account_id.filter(|a| !a.is_empty()),
@@ -85,14 +92,26 @@ impl Tenant {
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = authenticate(parts, state)?;
         let account_id = principal
             .account_id
             .clone()
             .ok_or_else(|| ApiError::Forbidden("token names no account".into()))?;
-        state.limiter.check(&format!("tenant:{account_id}"), state.settings.api_rate_limit_per_minute).await?;
-        Ok(Self { principal, account_id })
+        state
+            .limiter
+            .check(
+                &format!("tenant:{account_id}"),
+                state.settings.api_rate_limit_per_minute,
+            )
+            .await?;
+        Ok(Self {
+            principal,
+            account_id,
+        })
     }
 }
 
@@ -105,12 +124,18 @@ pub struct Producer {
 impl FromRequestParts<AppState> for Producer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = authenticate(parts, state)?;
         principal.require(Scope::EventsPublish)?;
         state
             .limiter
-            .check(&format!("producer:{}", principal.subject), state.settings.publish_rate_limit_per_minute)
+            .check(
+                &format!("producer:{}", principal.subject),
+                state.settings.publish_rate_limit_per_minute,
+            )
             .await?;
         Ok(Self { principal })
     }

@@ -30,7 +30,10 @@ pub struct SystemLookup;
 #[async_trait]
 impl Lookup for SystemLookup {
     async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
-        Ok(tokio::net::lookup_host((host, 0)).await?.map(|a| a.ip()).collect())
+        Ok(tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
     }
 }
 
@@ -49,9 +52,12 @@ impl Resolve for PolicyResolver {
         let lookup = self.lookup.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            check_name(&host).map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+            check_name(&host)
+                .map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
             let addrs = lookup.lookup(&host).await?;
-            policy.check_resolved(&addrs).map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+            policy
+                .check_resolved(&addrs)
+                .map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
             // Port 0 is replaced by the URL's port by the connector.
             let addrs: Addrs = Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
@@ -77,22 +83,38 @@ pub struct DeliveryClient {
 }
 
 impl DeliveryClient {
-    pub fn new(policy: AddressPolicy, timeout: Duration, lookup: Arc<dyn Lookup>) -> anyhow::Result<Self> {
+    pub fn new(
+        policy: AddressPolicy,
+        timeout: Duration,
+        lookup: Arc<dyn Lookup>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone(), lookup }))
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: policy.clone(),
+                lookup,
+            }))
             .connect_timeout(timeout)
             .timeout(timeout + Duration::from_secs(1))
             .user_agent(concat!("hookwarden/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(8)
             .build()?;
-        Ok(Self { http, policy, timeout })
+        Ok(Self {
+            http,
+            policy,
+            timeout,
+        })
     }
 
     /// POSTs `body` to `url` with `headers`, within the try's timeout.
-    pub async fn send(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Outcome {
+    pub async fn send(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> Outcome {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let mut out = Outcome::default();
@@ -103,7 +125,11 @@ impl DeliveryClient {
                 return out;
             }
         };
-        let mut req = self.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let mut req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         for (name, value) in headers {
             req = req.header(*name, value);
         }
@@ -131,12 +157,19 @@ async fn read_preview(mut resp: reqwest::Response, deadline: Instant) -> Option<
     let mut buf = Vec::new();
     while buf.len() < PREVIEW_BYTES {
         match timeout_at(deadline, resp.chunk()).await {
-            Ok(Ok(Some(chunk))) => buf.extend_from_slice(&chunk[..chunk.len().min(PREVIEW_BYTES - buf.len())]),
+            Ok(Ok(Some(chunk))) => {
+                buf.extend_from_slice(&chunk[..chunk.len().min(PREVIEW_BYTES - buf.len())])
+            }
             _ => break,
         }
     }
     // Dropping the response here closes a body we did not finish reading.
-    (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).chars().take(PREVIEW_CHARS).collect())
+    (!buf.is_empty()).then(|| {
+        String::from_utf8_lossy(&buf)
+            .chars()
+            .take(PREVIEW_CHARS)
+            .collect()
+    })
 }
 
 /// A failure description without the URL (which may carry customer tokens).

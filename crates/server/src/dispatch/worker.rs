@@ -34,7 +34,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(state: AppState, client: DeliveryClient, dead_letters: Option<Arc<dyn DeadLetterSink>>) -> Self {
+    pub fn new(
+        state: AppState,
+        client: DeliveryClient,
+        dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    ) -> Self {
         let permits = Arc::new(Semaphore::new(state.settings.max_in_flight));
         Self {
             state,
@@ -127,8 +131,15 @@ impl Dispatcher {
             .map(|(k, _)| k.clone())
             .collect();
         let now = Utc::now();
-        let lease = chrono::Duration::from_std(self.state.settings.delivery_lease).unwrap_or(chrono::Duration::seconds(30));
-        let claim = Claim { worker_id: &self.worker_id, now, lease_until: now + lease, limit: free as u32, exclude_webhooks: &exclude };
+        let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        let claim = Claim {
+            worker_id: &self.worker_id,
+            now,
+            lease_until: now + lease,
+            limit: free as u32,
+            exclude_webhooks: &exclude,
+        };
         let attempts = self.state.store.claim_due(&claim).await?;
         if attempts.is_empty() {
             return Ok(Vec::new());
@@ -136,8 +147,14 @@ impl Dispatcher {
         let mut ids: Vec<String> = attempts.iter().map(|a| a.webhook_id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let webhooks: HashMap<String, Webhook> =
-            self.state.store.webhooks_by_ids(&ids).await?.into_iter().map(|w| (w.id.clone(), w)).collect();
+        let webhooks: HashMap<String, Webhook> = self
+            .state
+            .store
+            .webhooks_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
         let mut out = Vec::with_capacity(attempts.len());
         for attempt in attempts {
             match self.reserve(&attempt.webhook_id, cap) {
@@ -146,7 +163,12 @@ impl Dispatcher {
                     out.push((attempt, webhook, permit));
                 }
                 // Over the endpoint's share (or the budget): give it back now.
-                None => self.state.store.release(&attempt.id, &self.worker_id).await?,
+                None => {
+                    self.state
+                        .store
+                        .release(&attempt.id, &self.worker_id)
+                        .await?
+                }
             }
         }
         metrics::gauge!(crate::metrics::IN_FLIGHT)
@@ -183,11 +205,16 @@ impl Dispatcher {
         let status = result.status;
         match self.state.store.complete_attempt(&result).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(delivery.id = %attempt.id, "lease lost before the try was recorded; another worker owns it"),
-            Err(e) => tracing::error!(delivery.id = %attempt.id, error.message = %e, "recording a try failed; it will be retried after its lease"),
+            Ok(false) => {
+                tracing::warn!(delivery.id = %attempt.id, "lease lost before the try was recorded; another worker owns it")
+            }
+            Err(e) => {
+                tracing::error!(delivery.id = %attempt.id, error.message = %e, "recording a try failed; it will be retried after its lease")
+            }
         }
         metrics::counter!(crate::metrics::DELIVERIES, "outcome" => status.as_str()).increment(1);
-        metrics::histogram!(crate::metrics::DELIVERY_DURATION).record(result.duration_ms as f64 / 1000.0);
+        metrics::histogram!(crate::metrics::DELIVERY_DURATION)
+            .record(result.duration_ms as f64 / 1000.0);
         tracing::info!(
             delivery.id = %attempt.id, event.id = %attempt.event_id, webhook.id = %attempt.webhook_id,
             account.id = %attempt.account_id, attempt = attempt.attempt, outcome = status.as_str(),
@@ -213,22 +240,40 @@ impl Dispatcher {
             next: None,
         };
         let Some(webhook) = webhook else {
-            return AttemptResult { error: Some("webhook deleted".into()), ..base };
+            return AttemptResult {
+                error: Some("webhook deleted".into()),
+                ..base
+            };
         };
         // Validated at publish; validated again here, at the consume edge.
         if validate::payload(&attempt.payload_snapshot["data"]).is_err() {
-            return AttemptResult { error: Some("payload failed validation before delivery".into()), ..base };
+            return AttemptResult {
+                error: Some("payload failed validation before delivery".into()),
+                ..base
+            };
         }
         let secrets = match self.active_secrets(webhook, now) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(webhook.id = %webhook.id, error.message = %e, "cannot open webhook secret");
-                return self.failed(attempt, AttemptResult { error: Some("signing secret unavailable".into()), ..base }, None);
+                return self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some("signing secret unavailable".into()),
+                        ..base
+                    },
+                    None,
+                );
             }
         };
         let body = match serde_json::to_vec(&attempt.payload_snapshot) {
             Ok(b) => b,
-            Err(_) => return AttemptResult { error: Some("payload could not be serialized".into()), ..base },
+            Err(_) => {
+                return AttemptResult {
+                    error: Some("payload could not be serialized".into()),
+                    ..base
+                }
+            }
         };
         let timestamp = Utc::now().timestamp();
         let refs: Vec<&WebhookSecret> = secrets.iter().collect();
@@ -244,9 +289,18 @@ impl Dispatcher {
     }
 
     /// The current secret, and the previous one while its grace period lasts.
-    fn active_secrets(&self, w: &Webhook, now: chrono::DateTime<Utc>) -> Result<Vec<WebhookSecret>, crate::secrets::OpenError> {
+    fn active_secrets(
+        &self,
+        w: &Webhook,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<WebhookSecret>, crate::secrets::OpenError> {
         let keyring = &self.state.keyring;
-        let mut out = vec![open_webhook_secret(keyring, &w.account_id, &w.id, &w.secret)?];
+        let mut out = vec![open_webhook_secret(
+            keyring,
+            &w.account_id,
+            &w.id,
+            &w.secret,
+        )?];
         if let Some((old, until)) = &w.old_secret {
             if *until > now {
                 out.push(open_webhook_secret(keyring, &w.account_id, &w.id, old)?);
@@ -255,7 +309,13 @@ impl Dispatcher {
         Ok(out)
     }
 
-    async fn classify(&self, attempt: &Attempt, webhook: &Webhook, o: Outcome, base: AttemptResult) -> AttemptResult {
+    async fn classify(
+        &self,
+        attempt: &Attempt,
+        webhook: &Webhook,
+        o: Outcome,
+        base: AttemptResult,
+    ) -> AttemptResult {
         let result = AttemptResult {
             http_status: o.http_status.map(i32::from),
             duration_ms: o.duration.as_millis() as i64,
@@ -265,19 +325,31 @@ impl Dispatcher {
             ..base
         };
         match o.http_status {
-            Some(s) if (200..300).contains(&s) => AttemptResult { status: AttemptStatus::Succeeded, ..result },
+            Some(s) if (200..300).contains(&s) => AttemptResult {
+                status: AttemptStatus::Succeeded,
+                ..result
+            },
             Some(410) => {
                 // Standard Webhooks: 410 Gone means "stop sending"; an update re-enables.
-                if let Err(e) = self.state.store.disable_webhook(&webhook.id, "endpoint answered 410 Gone", Utc::now()).await {
+                if let Err(e) = self
+                    .state
+                    .store
+                    .disable_webhook(&webhook.id, "endpoint answered 410 Gone", Utc::now())
+                    .await
+                {
                     tracing::error!(webhook.id = %webhook.id, error.message = %e, "disabling webhook failed");
                 }
                 tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint answered 410 Gone: disabled");
-                AttemptResult { status: AttemptStatus::Dead, ..result }
+                AttemptResult {
+                    status: AttemptStatus::Dead,
+                    ..result
+                }
             }
             Some(429 | 502 | 503 | 504) => {
                 // The endpoint asks us to slow down: pause it, honouring Retry-After within bounds.
                 let pause = o.retry_after.unwrap_or_else(|| bounded_retry_after(5));
-                let until = Utc::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
+                let until = Utc::now()
+                    + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
                 if let Err(e) = self.state.store.throttle_webhook(&webhook.id, until).await {
                     tracing::error!(webhook.id = %webhook.id, error.message = %e, "throttling webhook failed");
                 }
@@ -288,21 +360,41 @@ impl Dispatcher {
     }
 
     /// A failed try: schedule the next one, or make it a dead letter.
-    fn failed(&self, attempt: &Attempt, result: AttemptResult, at_least: Option<Duration>) -> AttemptResult {
+    fn failed(
+        &self,
+        attempt: &Attempt,
+        result: AttemptResult,
+        at_least: Option<Duration>,
+    ) -> AttemptResult {
         let jitter: f64 = rand::thread_rng().gen();
-        match retry_delay(&self.state.settings.retry_schedule, attempt.attempt.max(1) as usize, jitter) {
+        match retry_delay(
+            &self.state.settings.retry_schedule,
+            attempt.attempt.max(1) as usize,
+            jitter,
+        ) {
             Some(delay) => {
                 let delay = at_least.map_or(delay, |min| delay.max(min));
-                let due = result.completed_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(5));
-                AttemptResult { status: AttemptStatus::Failed, next: Some((ids::attempt_id(), due)), ..result }
+                let due = result.completed_at
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(5));
+                AttemptResult {
+                    status: AttemptStatus::Failed,
+                    next: Some((ids::attempt_id(), due)),
+                    ..result
+                }
             }
-            None => AttemptResult { status: AttemptStatus::Dead, next: None, ..result },
+            None => AttemptResult {
+                status: AttemptStatus::Dead,
+                next: None,
+                ..result
+            },
         }
     }
 
     async fn announce_dead_letter(&self, attempt: &Attempt, result: &AttemptResult) {
         metrics::counter!(crate::metrics::DEAD_LETTERS).increment(1);
-        let Some(sink) = &self.dead_letters else { return };
+        let Some(sink) = &self.dead_letters else {
+            return;
+        };
         // No payload: it may carry personal data; the database keeps the snapshot.
         let notice = json!({
             "kind": "delivery",

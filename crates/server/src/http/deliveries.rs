@@ -50,7 +50,11 @@ pub async fn list(
     let status = q
         .status
         .as_deref()
-        .map(|s| AttemptStatus::parse(s).ok_or_else(|| ApiError::Validation("status must be pending, succeeded, failed or dead".into())))
+        .map(|s| {
+            AttemptStatus::parse(s).ok_or_else(|| {
+                ApiError::Validation("status must be pending, succeeded, failed or dead".into())
+            })
+        })
         .transpose()?;
     let limit = page_limit(q.limit)?;
     state
@@ -61,17 +65,34 @@ pub async fn list(
         .ok_or(ApiError::NotFound)?;
     let page = state
         .store
-        .list_attempts(&tenant.account_id, &webhook_id, status, q.cursor.as_deref(), limit)
+        .list_attempts(
+            &tenant.account_id,
+            &webhook_id,
+            status,
+            q.cursor.as_deref(),
+            limit,
+        )
         .await
         .map_err(|e| ApiError::internal("list attempts", e))?;
-    Ok(Json(json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor})))
+    Ok(Json(
+        json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
+    ))
 }
 
-pub async fn retry(State(state): State<AppState>, tenant: Tenant, Path(attempt_id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn retry(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(attempt_id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     tenant.require(Scope::WebhooksWrite)?;
     let attempt = state
         .store
-        .retry_now(&tenant.account_id, &attempt_id, &ids::attempt_id(), Utc::now())
+        .retry_now(
+            &tenant.account_id,
+            &attempt_id,
+            &ids::attempt_id(),
+            Utc::now(),
+        )
         .await
         .map_err(|e| ApiError::internal("retry delivery", e))?
         .ok_or(ApiError::NotFound)?;

@@ -10,20 +10,30 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-pub async fn publish(State(state): State<AppState>, producer: Producer, StrictJson(body): StrictJson<PublishRequest>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn publish(
+    State(state): State<AppState>,
+    producer: Producer,
+    StrictJson(body): StrictJson<PublishRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     // A token bound to an account may publish for that account only.
     if let Some(account) = &producer.principal.account_id {
         if account != &body.account_id {
-            return Err(ApiError::Forbidden("token may not publish for this account".into()));
+            return Err(ApiError::Forbidden(
+                "token may not publish for this account".into(),
+            ));
         }
     }
-    let accepted = intake::publish(&state, body, &producer.principal.subject, "http").await.map_err(|e| match e {
-        IntakeError::Invalid(m) => ApiError::Validation(m),
-        IntakeError::Conflict => ApiError::Conflict(e.to_string()),
-        IntakeError::Store(s) => ApiError::internal("publish event", s),
-    })?;
+    let accepted = intake::publish(&state, body, &producer.principal.subject, "http")
+        .await
+        .map_err(|e| match e {
+            IntakeError::Invalid(m) => ApiError::Validation(m),
+            IntakeError::Conflict => ApiError::Conflict(e.to_string()),
+            IntakeError::Store(s) => ApiError::internal("publish event", s),
+        })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"eventId": accepted.event_id, "deliveries": accepted.deliveries, "duplicate": accepted.duplicate})),
+        Json(
+            json!({"eventId": accepted.event_id, "deliveries": accepted.deliveries, "duplicate": accepted.duplicate}),
+        ),
     ))
 }

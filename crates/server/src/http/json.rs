@@ -19,7 +19,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
             .unwrap_or(false);
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
@@ -31,7 +37,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
                 ApiError::Validation("request body could not be read".into())
             }
         })?;
-        serde_json::from_slice(&bytes).map(StrictJson).map_err(|e| ApiError::Validation(describe(&e)))
+        serde_json::from_slice(&bytes)
+            .map(StrictJson)
+            .map_err(|e| ApiError::Validation(describe(&e)))
     }
 }
 
@@ -56,9 +64,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for StrictQuery<T>
 }
 
 fn serde_urlencoded_parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| ApiError::Validation("invalid query string".into()))?)
-        .map(|q| q.0)
-        .map_err(|e| ApiError::Validation(format!("invalid query: {}", e.body_text())))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::Validation("invalid query string".into()))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::Validation(format!("invalid query: {}", e.body_text())))
 }
 
 /// `limit` for list endpoints: 1–100, default 50.
@@ -66,6 +78,8 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(50),
         Some(n @ 1..=100) => Ok(n),
-        Some(_) => Err(ApiError::Validation("limit must be between 1 and 100".into())),
+        Some(_) => Err(ApiError::Validation(
+            "limit must be between 1 and 100".into(),
+        )),
     }
 }

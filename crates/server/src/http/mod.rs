@@ -28,7 +28,12 @@ async fn method_not_allowed() -> ApiError {
 pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/v1/webhooks/{id}", get(webhooks::get).put(webhooks::update).delete(webhooks::delete))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/v1/events", post(events::publish))

@@ -14,7 +14,10 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let db_ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await.map(|r| r.is_ok()).unwrap_or(false);
+    let db_ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping())
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
     let mut checks = json!({"database": if db_ok { "ok" } else { "down" }});
     let mut ok = db_ok;
     if let Some(nats) = &state.nats {
@@ -22,8 +25,15 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
         checks["nats"] = json!(if up { "ok" } else { "down" });
         ok &= up;
     }
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"status": if ok { "ready" } else { "not ready" }, "checks": checks})))
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ok { "ready" } else { "not ready" }, "checks": checks})),
+    )
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -33,5 +43,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         metrics::gauge!(crate::metrics::QUEUE_DUE).set(stats.due as f64);
         metrics::gauge!(crate::metrics::QUEUE_OLDEST_DUE).set(stats.oldest_due_age_seconds);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
 }

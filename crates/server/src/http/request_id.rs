@@ -31,14 +31,21 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Some(err) = resp.extensions_mut().remove::<ErrorBody>() {
         let body = serde_json::json!({"error": {"code": err.code, "message": err.message, "requestId": id}});
         *resp.body_mut() = Body::from(body.to_string());
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp.headers_mut().remove(header::CONTENT_LENGTH);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);
     }
     span.in_scope(|| {
-        tracing::info!(http.status = resp.status().as_u16(), duration_ms = start.elapsed().as_millis() as u64, "request finished")
+        tracing::info!(
+            http.status = resp.status().as_u16(),
+            duration_ms = start.elapsed().as_millis() as u64,
+            "request finished"
+        )
     });
     resp
 }

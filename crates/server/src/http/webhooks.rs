@@ -81,10 +81,18 @@ fn parse_secret(text: &str) -> ApiResult<WebhookSecret> {
 }
 
 fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
-    state.policy.check_url(url).map(|_| ()).map_err(|e| ApiError::Validation(format!("url: {e}")))
+    state
+        .policy
+        .check_url(url)
+        .map(|_| ())
+        .map_err(|e| ApiError::Validation(format!("url: {e}")))
 }
 
-pub async fn create(State(state): State<AppState>, tenant: Tenant, StrictJson(body): StrictJson<CreateWebhook>) -> ApiResult<impl IntoResponse> {
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    StrictJson(body): StrictJson<CreateWebhook>,
+) -> ApiResult<impl IntoResponse> {
     tenant.require(Scope::WebhooksWrite)?;
     check_url(&state, &body.url)?;
     validate::subscriptions(&body.event_types)?;
@@ -110,15 +118,25 @@ pub async fn create(State(state): State<AppState>, tenant: Tenant, StrictJson(bo
         created_at: now,
         updated_at: now,
     };
-    state.store.create_webhook(&webhook).await.map_err(|e| match e {
-        StoreError::WebhookLimit => ApiError::LimitExceeded("an account may have at most 10 webhooks".into()),
-        other => ApiError::internal("create webhook", other),
-    })?;
+    state
+        .store
+        .create_webhook(&webhook)
+        .await
+        .map_err(|e| match e {
+            StoreError::WebhookLimit => {
+                ApiError::LimitExceeded("an account may have at most 10 webhooks".into())
+            }
+            other => ApiError::internal("create webhook", other),
+        })?;
     tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
     Ok((StatusCode::CREATED, Json(with_secret(&webhook, &secret))))
 }
 
-pub async fn list(State(state): State<AppState>, tenant: Tenant, StrictQuery(q): StrictQuery<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    StrictQuery(q): StrictQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
     tenant.require(Scope::WebhooksRead)?;
     let limit = page_limit(q.limit)?;
     let page = state
@@ -126,10 +144,16 @@ pub async fn list(State(state): State<AppState>, tenant: Tenant, StrictQuery(q):
         .list_webhooks(&tenant.account_id, q.cursor.as_deref(), limit)
         .await
         .map_err(|e| ApiError::internal("list webhooks", e))?;
-    Ok(Json(json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor})))
+    Ok(Json(
+        json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
+    ))
 }
 
-pub async fn get(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     tenant.require(Scope::WebhooksRead)?;
     let w = state
         .store
@@ -157,20 +181,28 @@ pub async fn update(
         validate::description(d)?;
     }
     let new_secret = match (&body.secret, body.rotate_secret.unwrap_or(false)) {
-        (Some(_), true) => return Err(ApiError::Validation("give either secret or rotateSecret, not both".into())),
+        (Some(_), true) => {
+            return Err(ApiError::Validation(
+                "give either secret or rotateSecret, not both".into(),
+            ))
+        }
         (Some(s), false) => Some(parse_secret(s)?),
         (None, true) => Some(WebhookSecret::generate()),
         (None, false) => None,
     };
     let now = Utc::now();
-    let grace = chrono::Duration::from_std(state.settings.rotation_grace).unwrap_or(chrono::Duration::hours(24));
+    let grace = chrono::Duration::from_std(state.settings.rotation_grace)
+        .unwrap_or(chrono::Duration::hours(24));
     let update = WebhookUpdate {
         url: body.url,
         description: body.description,
         event_types: body.event_types,
-        rotate: new_secret
-            .as_ref()
-            .map(|s| (seal_webhook_secret(&state.keyring, &tenant.account_id, &id, s), now + grace)),
+        rotate: new_secret.as_ref().map(|s| {
+            (
+                seal_webhook_secret(&state.keyring, &tenant.account_id, &id, s),
+                now + grace,
+            )
+        }),
         enable: true,
         updated_at: now,
     };
@@ -187,7 +219,11 @@ pub async fn update(
     }))
 }
 
-pub async fn delete(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     tenant.require(Scope::WebhooksWrite)?;
     let deleted = state
         .store

@@ -1,0 +1,334 @@
+//! The tenant API: CRUD, isolation between accounts, limits, errors.
+
+use crate::helpers::*;
+use crate::on_both;
+use axum::http::StatusCode;
+use serde_json::json;
+
+on_both!(
+    webhook_crud_round_trip,
+    other_accounts_ids_answer_404,
+    eleventh_webhook_is_limit_exceeded,
+    sixty_first_request_is_rate_limited,
+    bad_input_gets_clear_errors,
+    secret_is_shown_only_on_create_and_rotate,
+    publish_is_idempotent_on_id,
+);
+
+async fn webhook_crud_round_trip(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = app.tenant("acct_a");
+    let (status, created, _) =
+        app.post("/v1/webhooks", &t, json!({"url": "https://example.com/h", "eventTypes": ["invoice.paid"], "description": "billing"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id");
+    assert!(created["secret"]
+        .as_str()
+        .expect("secret")
+        .starts_with("whsec_"));
+    assert_eq!(created["eventTypes"], json!(["invoice.paid"]));
+    let (status, got, _) = app.get(&format!("/v1/webhooks/{id}"), &t).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["description"], "billing");
+    let (status, updated, _) = app
+        .put(
+            &format!("/v1/webhooks/{id}"),
+            &t,
+            json!({"eventTypes": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["eventTypes"], json!(["*"]));
+    let (status, list, _) = app.get("/v1/webhooks", &t).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"].as_array().expect("items").len(), 1);
+    assert_eq!(list["nextCursor"], serde_json::Value::Null);
+    let (status, _, _) = app.delete(&format!("/v1/webhooks/{id}"), &t).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, err, _) = app.get(&format!("/v1/webhooks/{id}"), &t).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["code"], "NOT_FOUND");
+}
+
+async fn other_accounts_ids_answer_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, _) = app
+        .create_webhook("acct_a", "https://example.com/h", &["*"])
+        .await;
+    let b = app.tenant("acct_b");
+    let missing = app.get("/v1/webhooks/wh_doesnotexist", &b).await;
+    for (status, body, _) in [
+        app.get(&format!("/v1/webhooks/{id}"), &b).await,
+        app.put(
+            &format!("/v1/webhooks/{id}"),
+            &b,
+            json!({"url": "https://attacker.example/"}),
+        )
+        .await,
+        app.delete(&format!("/v1/webhooks/{id}"), &b).await,
+        app.get(&format!("/v1/webhooks/{id}/deliveries"), &b).await,
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(
+            body["error"]["code"], missing.1["error"]["code"],
+            "indistinguishable from a missing id"
+        );
+    }
+    assert_eq!(app.get("/v1/webhooks", &b).await.1["items"], json!([]));
+    // A's webhook is untouched.
+    let (_, got, _) = app
+        .get(&format!("/v1/webhooks/{id}"), &app.tenant("acct_a"))
+        .await;
+    assert_eq!(got["url"], "https://example.com/h");
+    // Attempts of account A cannot be retried by B either.
+    app.publish("acct_a", "t", json!({"n": 1})).await;
+    let items = app.deliveries("acct_a", &id).await;
+    let attempt = items[0]["id"].as_str().expect("attempt id");
+    let (status, _, _) = app
+        .post(&format!("/v1/deliveries/{attempt}/retry"), &b, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn eleventh_webhook_is_limit_exceeded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..10 {
+        app.create_webhook("acct_a", &format!("https://example.com/{i}"), &["*"])
+            .await;
+    }
+    let (status, body, _) = app
+        .post(
+            "/v1/webhooks",
+            &app.tenant("acct_a"),
+            json!({"url": "https://example.com/x", "eventTypes": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert!(body["error"]["requestId"].as_str().is_some());
+    app.create_webhook("acct_b", "https://example.com/b", &["*"])
+        .await;
+}
+
+async fn sixty_first_request_is_rate_limited(backend: Backend) {
+    let app = TestApp::with(
+        backend,
+        Options {
+            rate_limit: 60,
+            ..Default::default()
+        },
+    )
+    .await;
+    let t = app.tenant("acct_a");
+    for i in 0..60 {
+        let (status, _, _) = app.get("/v1/webhooks", &t).await;
+        assert_eq!(status, StatusCode::OK, "request {i}");
+    }
+    let (status, body, headers) = app.get("/v1/webhooks", &t).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    let retry: u64 = headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry));
+    // Another account has its own budget.
+    assert_eq!(
+        app.get("/v1/webhooks", &app.tenant("acct_b")).await.0,
+        StatusCode::OK
+    );
+}
+
+async fn bad_input_gets_clear_errors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = app.tenant("acct_a");
+    let cases = [
+        (
+            json!({"url": "https://example.com", "eventTypes": ["*"], "colour": "red"}),
+            "unknown field",
+        ),
+        (
+            json!({"url": "https://example.com", "eventTypes": []}),
+            "eventTypes",
+        ),
+        (
+            json!({"url": "ftp://example.com", "eventTypes": ["*"]}),
+            "scheme",
+        ),
+        (
+            json!({"url": "https://u:p@example.com", "eventTypes": ["*"]}),
+            "credentials",
+        ),
+        (
+            json!({"url": "https://example.com", "eventTypes": ["Bad Type"]}),
+            "eventTypes",
+        ),
+        (
+            json!({"url": "https://example.com", "eventTypes": ["*"], "secret": "not-a-secret"}),
+            "secret",
+        ),
+        (json!({"eventTypes": ["*"]}), "missing field"),
+    ];
+    for (body, needle) in cases {
+        let (status, err, _) = app.post("/v1/webhooks", &t, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(needle),
+            "{err} should mention {needle}"
+        );
+    }
+    // Not JSON at all.
+    let resp = app
+        .http
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(&t)
+        .body("url=x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 415);
+    let resp = app
+        .http
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    // Over the body limit.
+    let big = json!({"url": "https://example.com", "eventTypes": ["*"], "description": "x".repeat(2 * 1024 * 1024)});
+    let (status, err, _) = app.post("/v1/webhooks", &t, big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    // Bad query parameters.
+    assert_eq!(
+        app.get("/v1/webhooks?limit=1000", &t).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/v1/webhooks?sort=name", &t).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // Unknown routes answer in the error format too, with the request id echoed.
+    let resp = app
+        .http
+        .get(app.url("/v1/nothing"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["x-request-id"], "trace-123");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["requestId"], "trace-123");
+    // A malformed request id is replaced, not echoed.
+    let resp = app
+        .http
+        .get(app.url("/v1/nothing"))
+        .header("x-request-id", "bad id; injected=1")
+        .send()
+        .await
+        .expect("send");
+    assert!(resp.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("req_"));
+}
+
+async fn secret_is_shown_only_on_create_and_rotate(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = app.tenant("acct_a");
+    let (id, secret) = app
+        .create_webhook("acct_a", "https://example.com/h", &["*"])
+        .await;
+    let key = &secret["whsec_".len()..];
+    for (_, body, _) in [
+        app.get(&format!("/v1/webhooks/{id}"), &t).await,
+        app.get("/v1/webhooks", &t).await,
+        app.put(
+            &format!("/v1/webhooks/{id}"),
+            &t,
+            json!({"description": "x"}),
+        )
+        .await,
+    ] {
+        let text = body.to_string();
+        assert!(!text.contains(key), "secret leaked in {text}");
+        assert!(body.get("secret").is_none());
+    }
+    let (status, rotated, _) = app
+        .put(
+            &format!("/v1/webhooks/{id}"),
+            &t,
+            json!({"rotateSecret": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let new_secret = rotated["secret"].as_str().expect("new secret shown once");
+    assert_ne!(new_secret, secret);
+    assert!(rotated["secretRotationEndsAt"].as_str().is_some());
+    let (_, again, _) = app.get(&format!("/v1/webhooks/{id}"), &t).await;
+    assert!(!again.to_string().contains(&new_secret["whsec_".len()..]));
+    // Supplying a secret of one's own works too, and both at once is refused.
+    let mine = hookwarden_core::secret::WebhookSecret::generate()
+        .expose()
+        .to_string();
+    let (status, _, _) = app
+        .put(&format!("/v1/webhooks/{id}"), &t, json!({"secret": mine}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app
+        .put(
+            &format!("/v1/webhooks/{id}"),
+            &t,
+            json!({"secret": mine, "rotateSecret": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn publish_is_idempotent_on_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_webhook("acct_a", "https://example.com/h", &["*"])
+        .await;
+    let p = app.producer();
+    let event = json!({"accountId": "acct_a", "eventType": "invoice.paid", "payload": {"n": 1}, "id": "evt_fixed_1"});
+    let (s1, b1, _) = app.post("/v1/events", &p, event.clone()).await;
+    let (s2, b2, _) = app.post("/v1/events", &p, event.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(b1["eventId"], "evt_fixed_1");
+    assert_eq!(b2["eventId"], "evt_fixed_1");
+    assert_eq!(b2["duplicate"], true);
+    assert_eq!(b1["deliveries"], 1);
+    let mut changed = event.clone();
+    changed["payload"] = json!({"n": 2});
+    assert_eq!(
+        app.post("/v1/events", &p, changed).await.0,
+        StatusCode::CONFLICT
+    );
+    for bad in [
+        json!({"accountId": "acct_a", "eventType": "t", "payload": [1, 2]}),
+        json!({"accountId": "acct_a", "eventType": "t", "payload": "text"}),
+        json!({"accountId": "acct a", "eventType": "t", "payload": {}}),
+        json!({"accountId": "acct_a", "eventType": "t", "payload": {}, "extra": 1}),
+    ] {
+        let (status, err, _) = app.post("/v1/events", &p, bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {err}");
+    }
+    let stats = app
+        .state
+        .store
+        .queue_stats(chrono::Utc::now())
+        .await
+        .expect("stats");
+    assert_eq!(
+        stats.pending, 1,
+        "one event, one delivery, however often published"
+    );
+}

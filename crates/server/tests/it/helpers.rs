@@ -1,0 +1,496 @@
+//! `TestApp`: the real application on port 0 against a fresh database, with
+//! typed request helpers; `Receiver`: a real HTTP server that records what it
+//! is sent and answers as told; and the bridge to the reference verifier.
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_server::config::{RawConfig, Settings};
+use hookwarden_server::dispatch::client::Lookup;
+use hookwarden_server::dispatch::worker::Dispatcher;
+use hookwarden_server::startup::Application;
+use hookwarden_server::state::AppState;
+pub use hookwarden_store::testing::Backend;
+use hookwarden_store::testing::TestDb;
+use secrecy::SecretString;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs one async test body on both backends.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(Backend::Postgres).await }
+        }
+    )*};
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub ops: SocketAddr,
+    pub http: reqwest::Client,
+    pub dispatcher: Arc<Dispatcher>,
+    pub state: AppState,
+    pub jwt_secret: SecretString,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _db: TestDb,
+    _dir: TempDir,
+}
+
+/// Knobs tests turn; everything else is the product's default.
+pub struct Options {
+    pub allow_loopback: bool,
+    pub retry_schedule: &'static str,
+    pub delivery_timeout: &'static str,
+    pub rate_limit: u32,
+    /// Run the background worker (otherwise tests step `dispatcher.run_once`).
+    pub worker: bool,
+    pub lookup: Option<Arc<dyn Lookup>>,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_endpoint: Option<usize>,
+    pub nats: Option<(String, String)>,
+    pub rotation_grace: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            allow_loopback: true,
+            retry_schedule: "200ms,400ms",
+            delivery_timeout: "2s",
+            rate_limit: 1000,
+            worker: false,
+            lookup: None,
+            max_in_flight: 20,
+            max_in_flight_per_endpoint: None,
+            nats: None,
+            rotation_grace: "24h",
+        }
+    }
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("hookwarden_it_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::with(backend, Options::default()).await
+    }
+
+    pub async fn with(backend: Backend, o: Options) -> Self {
+        let db = TestDb::new(backend).await;
+        let dir = TempDir::new();
+        let master = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let jwt = format!("test-{}", uuid::Uuid::new_v4());
+        let (nats_url, nats_prefix) = match o.nats {
+            Some((url, prefix)) => (Some(url), Some(prefix)),
+            None => (None, None),
+        };
+        let raw = RawConfig {
+            data_dir: Some(dir.0.clone()),
+            database_url: Some(SecretString::from(db.url.clone())),
+            listen: Some("127.0.0.1:0".into()),
+            ops_listen: Some("127.0.0.1:0".into()),
+            master_key: Some(SecretString::from(master)),
+            jwt_hs256_secret: Some(SecretString::from(jwt.clone())),
+            allowed_destinations: o.allow_loopback.then(|| "127.0.0.0/8,::1".into()),
+            retry_schedule: Some(o.retry_schedule.into()),
+            delivery_timeout: Some(o.delivery_timeout.into()),
+            api_rate_limit_per_minute: Some(o.rate_limit),
+            delivery_worker: Some(o.worker),
+            max_in_flight: Some(o.max_in_flight),
+            max_in_flight_per_endpoint: o.max_in_flight_per_endpoint,
+            nats_stream: nats_prefix
+                .as_ref()
+                .map(|p| p.replace('.', "_").to_uppercase()),
+            nats_subject_prefix: nats_prefix,
+            nats_url,
+            rotation_grace: Some(o.rotation_grace.into()),
+            poll_interval: Some("50ms".into()),
+            ..Default::default()
+        };
+        let settings = Settings::from_raw(raw).expect("test settings");
+        let app = match o.lookup {
+            Some(l) => Application::build_with(settings, l).await,
+            None => Application::build(settings).await,
+        }
+        .expect("application builds");
+        let (addr, ops, state, dispatcher) = (
+            app.public_addr(),
+            app.ops_addr(),
+            app.state(),
+            app.dispatcher(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            addr,
+            ops,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            dispatcher,
+            state,
+            jwt_secret: SecretString::from(jwt),
+            shutdown,
+            task: Some(task),
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn claims(&self, account: Option<&str>, scope: &str) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: account.unwrap_or("producer-test").to_owned(),
+            account_id: account.map(str::to_owned),
+            scope: scope.to_owned(),
+            exp: now + 600,
+            nbf: Some(now),
+            iat: Some(now),
+            iss: None,
+            aud: None,
+        }
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        mint_hs256(&self.jwt_secret, claims).expect("token")
+    }
+
+    /// A tenant token with read and write scopes.
+    pub fn tenant(&self, account: &str) -> String {
+        self.sign(&self.claims(Some(account), "webhooks:read webhooks:write"))
+    }
+
+    pub fn producer(&self) -> String {
+        self.sign(&self.claims(None, "events:publish"))
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json, headers)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value, HeaderMap) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value, HeaderMap) {
+        self.call(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn put(
+        &self,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value, HeaderMap) {
+        self.call(reqwest::Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value, HeaderMap) {
+        self.call(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    /// Creates a webhook and returns (id, secret).
+    pub async fn create_webhook(
+        &self,
+        account: &str,
+        url: &str,
+        types: &[&str],
+    ) -> (String, String) {
+        let (status, body, _) = self
+            .post(
+                "/v1/webhooks",
+                &self.tenant(account),
+                serde_json::json!({"url": url, "eventTypes": types}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["id"].as_str().expect("id").to_owned(),
+            body["secret"].as_str().expect("secret").to_owned(),
+        )
+    }
+
+    pub async fn publish(&self, account: &str, event_type: &str, payload: Value) -> String {
+        let (status, body, _) = self
+            .post("/v1/events", &self.producer(), serde_json::json!({"accountId": account, "eventType": event_type, "payload": payload}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["eventId"].as_str().expect("eventId").to_owned()
+    }
+
+    pub async fn deliveries(&self, account: &str, webhook_id: &str) -> Vec<Value> {
+        let (status, body, _) = self
+            .get(
+                &format!("/v1/webhooks/{webhook_id}/deliveries?limit=100"),
+                &self.tenant(account),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().expect("items").clone()
+    }
+
+    /// Steps the worker until `done` holds or `within` passes.
+    pub async fn deliver_until(&self, within: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not reached within {within:?}"
+            );
+            let n = self.dispatcher.run_once().await.expect("worker step");
+            if n == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    Full {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    },
+    Slow {
+        delay: Duration,
+        status: u16,
+    },
+    /// A body of this many bytes, streamed.
+    Huge(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub path: String,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    default: Arc<Mutex<Reply>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let this = Self {
+            addr,
+            received: Arc::default(),
+            replies: Arc::default(),
+            default: Arc::new(Mutex::new(Reply::Status(200))),
+        };
+        let state = this.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move { state.answer(uri.path().to_owned(), headers, body).await }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        this
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn push(&self, reply: Reply) {
+        self.replies.lock().expect("lock").push_back(reply);
+    }
+
+    pub fn set_default(&self, reply: Reply) {
+        *self.default.lock().expect("lock") = reply;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("lock").len()
+    }
+
+    async fn answer(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+        self.received.lock().expect("lock").push(Received {
+            headers,
+            body,
+            path,
+        });
+        let reply = self
+            .replies
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or_else(|| self.default.lock().expect("lock").clone());
+        let build = |status: u16, body: Body| {
+            Response::builder()
+                .status(status)
+                .body(body)
+                .expect("response")
+        };
+        match reply {
+            Reply::Status(s) => build(s, Body::from("ok")),
+            Reply::Full {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = build(status, Body::from(body));
+                for (k, v) in headers {
+                    r.headers_mut().insert(k, v.parse().expect("header value"));
+                }
+                r
+            }
+            Reply::Slow { delay, status } => {
+                tokio::time::sleep(delay).await;
+                build(status, Body::from("late"))
+            }
+            Reply::Huge(n) => {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let stream = futures_util::stream::iter(
+                    (0..n / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                );
+                build(200, Body::from_stream(stream))
+            }
+        }
+    }
+}
+
+/// Verifies deliveries with the reference Standard Webhooks library (Python).
+/// Returns one verdict per delivery: "ok" or "fail: …".
+pub fn reference_verify(secret: &str, deliveries: &[Received]) -> Vec<String> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/verify_standard_webhooks.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed for the reference verifier");
+    {
+        let stdin = child.stdin.as_mut().expect("stdin");
+        for d in deliveries {
+            let headers: serde_json::Map<String, Value> =
+                ["webhook-id", "webhook-timestamp", "webhook-signature"]
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.to_string(),
+                            Value::String(
+                                d.headers
+                                    .get(*h)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned(),
+                            ),
+                        )
+                    })
+                    .collect();
+            let line = serde_json::json!({"secret": secret, "headers": headers, "body": String::from_utf8_lossy(&d.body)});
+            writeln!(stdin, "{line}").expect("write");
+        }
+    }
+    let out = child.wait_with_output().expect("python ran");
+    assert!(
+        out.status.success(),
+        "reference verifier failed (is `standardwebhooks` installed? pip install standardwebhooks): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

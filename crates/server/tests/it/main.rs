@@ -1,0 +1,10 @@
+//! hookwarden server integration tests: the real application, real SQLite and
+//! PostgreSQL (and NATS where it applies), a real receiver.
+
+mod helpers;
+
+mod api;
+mod auth;
+mod delivery;
+mod nats;
+mod ssrf;
