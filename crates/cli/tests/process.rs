@@ -1,0 +1,445 @@
+//! The real `hookwarden` binary as an operator runs it: killed with SIGKILL
+//! mid-delivery and restarted without losing an accepted event, and its logs
+//! searched for anything secret.
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use base64::Engine;
+use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_store::testing::{Backend, TestDb};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(Backend::Postgres).await }
+        }
+    )*};
+}
+
+on_both!(
+    sigkill_mid_delivery_loses_no_accepted_event,
+    logs_never_contain_secrets_or_payloads
+);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `hookwarden serve` whose output is collected.
+struct Server {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    port: u16,
+}
+
+struct Env {
+    vars: Vec<(String, String)>,
+    port: u16,
+    jwt: SecretString,
+}
+
+impl Env {
+    fn new(db: &TestDb, data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let jwt = format!("jwt-{}", uuid::Uuid::new_v4());
+        let mut vars: Vec<(String, String)> = vec![
+            ("HOOKWARDEN_DATABASE_URL".into(), db.url.clone()),
+            ("HOOKWARDEN_DATA_DIR".into(), data_dir.display().to_string()),
+            ("HOOKWARDEN_LISTEN".into(), format!("127.0.0.1:{port}")),
+            (
+                "HOOKWARDEN_OPS_LISTEN".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
+            (
+                "HOOKWARDEN_MASTER_KEY".into(),
+                base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
+            ),
+            ("HOOKWARDEN_JWT_HS256_SECRET".into(), jwt.clone()),
+            (
+                "HOOKWARDEN_ALLOWED_DESTINATIONS".into(),
+                "127.0.0.1/32".into(),
+            ),
+            ("HOOKWARDEN_POLL_INTERVAL".into(), "100ms".into()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Self {
+            vars,
+            port,
+            jwt: SecretString::from(jwt),
+        }
+    }
+
+    fn start(&self) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookwarden"));
+        cmd.arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG");
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start hookwarden");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut l = logs.lock().expect("lock");
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        Server {
+            child,
+            logs,
+            port: self.port,
+        }
+    }
+
+    fn token(&self, account: Option<&str>, scope: &str) -> String {
+        let now = chrono_now();
+        let claims = Claims {
+            sub: account.unwrap_or("producer").into(),
+            account_id: account.map(str::to_owned),
+            scope: scope.into(),
+            exp: now + 600,
+            nbf: None,
+            iat: None,
+            iss: None,
+            aud: None,
+        };
+        mint_hs256(&self.jwt, &claims).expect("token")
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "hookwarden exited with {status}: {}",
+                    self.logs.lock().expect("lock")
+                );
+            }
+            if client.get(self.url("/v1/none")).send().await.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hookwarden did not start: {}",
+                self.logs.lock().expect("lock")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix: no cleanup, no drain
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Records the `webhook-id` of each delivery; answers slowly so work piles up.
+async fn receiver(delay: Duration) -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let s = s.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            s.lock()
+                .expect("lock")
+                .push((id, String::from_utf8_lossy(&body).into_owned()));
+            "ok"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, seen)
+}
+
+async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> (u16, Value) {
+    let resp = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn sigkill_mid_delivery_loses_no_accepted_event(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempdir();
+    let env = Env::new(
+        &db,
+        &dir,
+        &[
+            ("HOOKWARDEN_MAX_IN_FLIGHT", "4"),
+            ("HOOKWARDEN_DELIVERY_TIMEOUT", "1s"),
+            ("HOOKWARDEN_DELIVERY_LEASE", "3s"),
+            ("HOOKWARDEN_RETRY_SCHEDULE", "200ms,200ms,200ms"),
+        ],
+    );
+    let (rport, seen) = receiver(Duration::from_millis(150)).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (status, body) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &env.token(Some("acct_k"), "webhooks:write webhooks:read"),
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let producer = env.token(None, "events:publish");
+    let mut accepted = HashSet::new();
+    for n in 0..60 {
+        let (status, body) = post(
+            &client,
+            server.url("/v1/events"),
+            &producer,
+            json!({"accountId": "acct_k", "eventType": "t", "payload": {"n": n}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        accepted.insert(body["eventId"].as_str().expect("id").to_owned());
+    }
+    // Kill while deliveries are in flight and most are still pending.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().expect("lock").len() < 8 {
+        assert!(Instant::now() < deadline, "no deliveries before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    let before = seen.lock().expect("lock").len();
+    assert!(before < 60, "the kill came mid-way ({before} delivered)");
+    let mut server = env.start();
+    server.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        if accepted.is_subset(&got) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted events delivered after restart",
+            accepted.intersection(&got).count(),
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.terminate();
+}
+
+async fn logs_never_contain_secrets_or_payloads(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempdir();
+    let mut env = Env::new(&db, &dir, &[("HOOKWARDEN_LOG_FORMAT", "json")]);
+    env.vars.push((
+        "RUST_LOG".into(),
+        "trace,hyper=info,h2=info,rustls=info".into(),
+    ));
+    let (rport, seen) = receiver(Duration::ZERO).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let tenant = env.token(Some("acct_l"), "webhooks:write webhooks:read");
+    let secret = hookwarden_core::secret::WebhookSecret::generate()
+        .expose()
+        .to_string();
+    let (status, created) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &tenant,
+        json!({"url": format!("http://127.0.0.1:{rport}/hook?token=URLTOKEN123"), "eventTypes": ["*"], "secret": secret}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let phone = "+15551234567";
+    let (status, _) = post(
+        &client,
+        server.url("/v1/events"),
+        &env.token(None, "events:publish"),
+        json!({"accountId": "acct_l", "eventType": "sms.sent", "payload": {"to": phone, "body": "RAWBODYMARKER"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "no delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A rotation and a bad secret (whose value must not be echoed) too.
+    let id = created["id"].as_str().expect("id");
+    let resp = client
+        .put(server.url(&format!("/v1/webhooks/{id}")))
+        .bearer_auth(&tenant)
+        .json(&json!({"rotateSecret": true}))
+        .send()
+        .await
+        .expect("rotate");
+    let rotated: Value = resp.json().await.expect("json");
+    let (status, bad) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &tenant,
+        json!({"url": "https://example.com", "eventTypes": ["*"], "secret": "whsec_LEAKME!!"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(!bad.to_string().contains("LEAKME"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.terminate();
+    let logs = server.logs();
+    assert!(
+        logs.contains("delivery try finished"),
+        "the logs are captured: {}",
+        &logs[..logs.len().min(2000)]
+    );
+    let body = &seen.lock().expect("lock")[0].1;
+    assert!(body.contains(phone), "the receiver did get the payload");
+    let master = env
+        .vars
+        .iter()
+        .find(|(k, _)| k == "HOOKWARDEN_MASTER_KEY")
+        .map(|(_, v)| v.clone())
+        .expect("master");
+    let jwt = env
+        .vars
+        .iter()
+        .find(|(k, _)| k == "HOOKWARDEN_JWT_HS256_SECRET")
+        .map(|(_, v)| v.clone())
+        .expect("jwt");
+    let forbidden = [
+        secret["whsec_".len()..].to_owned(),
+        rotated["secret"].as_str().expect("rotated")["whsec_".len()..].to_owned(),
+        master,
+        jwt,
+        tenant.clone(),
+        phone.to_owned(),
+        "RAWBODYMARKER".to_owned(),
+        "LEAKME".to_owned(),
+        "URLTOKEN123".to_owned(),
+    ];
+    for needle in &forbidden {
+        assert!(!logs.contains(needle.as_str()), "logs leaked {needle}");
+    }
+    assert!(!logs.contains("v1,"), "no signature in the logs");
+}
+
+/// A temporary data directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
+    let dir =
+        std::env::temp_dir().join(format!("hookwarden_proc_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    TempDir(dir)
+}
