@@ -7,4 +7,5 @@ mod api;
 mod auth;
 mod delivery;
 mod nats;
+mod ops;
 mod ssrf;
