@@ -125,7 +125,16 @@ impl JwtVerifier {
             let mut v = Validation::new(k.alg);
             v.leeway = LEEWAY_SECS;
             v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp", "sub"]);
+            // A configured issuer or audience must be present, not merely
+            // match when present: jsonwebtoken skips absent claims otherwise.
+            let mut required = vec!["exp", "sub"];
+            if self.issuer.is_some() {
+                required.push("iss");
+            }
+            if self.audience.is_some() {
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             match &self.issuer {
                 Some(iss) => v.set_issuer(&[iss]),
                 None => v.iss = None,

@@ -44,9 +44,11 @@ pub struct TestApp {
     pub dispatcher: Arc<Dispatcher>,
     pub state: AppState,
     pub jwt_secret: SecretString,
+    pub database_url: String,
+    pub master_key: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _db: TestDb,
+    _db: Option<TestDb>,
     _dir: TempDir,
 }
 
@@ -63,6 +65,13 @@ pub struct Options {
     pub max_in_flight_per_endpoint: Option<usize>,
     pub nats: Option<(String, String)>,
     pub rotation_grace: &'static str,
+    /// Verify tokens with this JWKS file (and no HS256 secret unless `hs256`).
+    pub jwks_file: Option<std::path::PathBuf>,
+    pub hs256: bool,
+    pub issuer: Option<&'static str>,
+    pub audience: Option<&'static str>,
+    /// Share a database (and master key) with another app: a second replica.
+    pub shared: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -78,6 +87,11 @@ impl Default for Options {
             max_in_flight_per_endpoint: None,
             nats: None,
             rotation_grace: "24h",
+            jwks_file: None,
+            hs256: true,
+            issuer: None,
+            audience: None,
+            shared: None,
         }
     }
 }
@@ -105,9 +119,19 @@ impl TestApp {
     }
 
     pub async fn with(backend: Backend, o: Options) -> Self {
-        let db = TestDb::new(backend).await;
+        let (db, database_url, master) = match o.shared {
+            Some((url, key)) => (None, url, key),
+            None => {
+                let db = TestDb::new(backend).await;
+                let url = db.url.clone();
+                (
+                    Some(db),
+                    url,
+                    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
+                )
+            }
+        };
         let dir = TempDir::new();
-        let master = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         let jwt = format!("test-{}", uuid::Uuid::new_v4());
         let (nats_url, nats_prefix) = match o.nats {
             Some((url, prefix)) => (Some(url), Some(prefix)),
@@ -115,11 +139,14 @@ impl TestApp {
         };
         let raw = RawConfig {
             data_dir: Some(dir.0.clone()),
-            database_url: Some(SecretString::from(db.url.clone())),
+            database_url: Some(SecretString::from(database_url.clone())),
             listen: Some("127.0.0.1:0".into()),
             ops_listen: Some("127.0.0.1:0".into()),
-            master_key: Some(SecretString::from(master)),
-            jwt_hs256_secret: Some(SecretString::from(jwt.clone())),
+            master_key: Some(SecretString::from(master.clone())),
+            jwt_hs256_secret: o.hs256.then(|| SecretString::from(jwt.clone())),
+            jwt_jwks_file: o.jwks_file,
+            jwt_issuer: o.issuer.map(str::to_owned),
+            jwt_audience: o.audience.map(str::to_owned),
             allowed_destinations: o.allow_loopback.then(|| "127.0.0.0/8,::1".into()),
             retry_schedule: Some(o.retry_schedule.into()),
             delivery_timeout: Some(o.delivery_timeout.into()),
@@ -160,6 +187,8 @@ impl TestApp {
             dispatcher,
             state,
             jwt_secret: SecretString::from(jwt),
+            database_url,
+            master_key: master,
             shutdown,
             task: Some(task),
             _db: db,

@@ -3,6 +3,9 @@
 
 mod helpers;
 
+mod jwks;
+mod replicas;
+
 mod api;
 mod auth;
 mod delivery;
