@@ -443,3 +443,272 @@ fn tempdir() -> TempDir {
     std::fs::create_dir_all(&dir).expect("dir");
     TempDir(dir)
 }
+
+/// Runs the binary to completion with the given arguments and environment.
+fn run(args: &[&str], vars: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookwarden"));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run hookwarden");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn production_refuses_insecure_settings_with_a_clear_message() {
+    let dir = tempdir();
+    let data = dir.display().to_string();
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let base = [
+        ("HOOKWARDEN_ENV", "production"),
+        ("HOOKWARDEN_DATA_DIR", data.as_str()),
+        ("HOOKWARDEN_LISTEN", "127.0.0.1:0"),
+        ("HOOKWARDEN_OPS_LISTEN", "127.0.0.1:0"),
+    ];
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("HOOKWARDEN_JWT_HS256_SECRET", "x")],
+            "HOOKWARDEN_MASTER_KEY",
+        ),
+        (
+            &[
+                ("HOOKWARDEN_MASTER_KEY", &key),
+                ("HOOKWARDEN_JWT_HS256_SECRET", "x"),
+                ("HOOKWARDEN_ALLOWED_DESTINATIONS", "10.0.0.0/8"),
+            ],
+            "HOOKWARDEN_ALLOWED_DESTINATIONS",
+        ),
+        (
+            &[
+                ("HOOKWARDEN_MASTER_KEY", &key),
+                ("HOOKWARDEN_JWT_HS256_SECRET", "x"),
+                ("HOOKWARDEN_ALLOW_HTTP_DESTINATIONS", "true"),
+            ],
+            "http://",
+        ),
+        (&[("HOOKWARDEN_MASTER_KEY", &key)], "authentication"),
+    ];
+    for (extra, needle) in cases {
+        let vars: Vec<(&str, &str)> = base.iter().chain(extra.iter()).copied().collect();
+        let (ok, out) = run(&["serve"], &vars);
+        assert!(!ok, "production must refuse: {out}");
+        assert!(
+            out.contains("refusing to start in production") && out.contains(needle),
+            "{needle}: {out}"
+        );
+        assert!(!out.contains(&key), "the message does not echo the key");
+    }
+    assert!(
+        !dir.join("master.key").exists(),
+        "production never generates a key"
+    );
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let dir = tempdir();
+    let file = dir.join("hookwarden.toml");
+    std::fs::write(
+        &file,
+        "retry_schedule = \"1s,2s\"\nmanagement_api_keys = \"OPKEY-ONE,OPKEY-TWO\"\n",
+    )
+    .expect("write");
+    let data = dir.display().to_string();
+    let vars = [
+        ("HOOKWARDEN_DATA_DIR", data.as_str()),
+        ("HOOKWARDEN_MAX_IN_FLIGHT", "8"),
+        (
+            "HOOKWARDEN_DATABASE_URL",
+            "postgres://hook:DBPASSWORD@db.internal/app?sslmode=require",
+        ),
+        ("HOOKWARDEN_MASTER_KEY", "MASTERKEYVALUE"),
+    ];
+    let (ok, out) = run(
+        &["--config", &file.display().to_string(), "config", "check"],
+        &vars,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("retry_schedule = \"1s,2s\""),
+        "file value: {out}"
+    );
+    assert!(
+        out.contains("max_in_flight = 8"),
+        "environment overrides: {out}"
+    );
+    assert!(out.contains("configuration is valid"));
+    for secret in ["DBPASSWORD", "MASTERKEYVALUE", "OPKEY-ONE", "OPKEY-TWO"] {
+        assert!(!out.contains(secret), "{secret} printed: {out}");
+    }
+    // A typo in the file is an error, not a silent default.
+    std::fs::write(&file, "retry_shedule = \"1s\"\n").expect("write");
+    let (ok, out) = run(
+        &["--config", &file.display().to_string(), "config", "check"],
+        &vars,
+    );
+    assert!(!ok && out.contains("retry_shedule"), "{out}");
+    // A bad value names its variable.
+    let (ok, out) = run(
+        &["config", "check"],
+        &[
+            ("HOOKWARDEN_DELIVERY_TIMEOUT", "soon"),
+            ("HOOKWARDEN_DATA_DIR", data.as_str()),
+        ],
+    );
+    assert!(!ok && out.contains("HOOKWARDEN_DELIVERY_TIMEOUT"), "{out}");
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_on_postgres() {
+    let db = TestDb::new(Backend::Postgres).await;
+    for _ in 0..2 {
+        let (ok, out) = run(
+            &["migrate"],
+            &[("HOOKWARDEN_DATABASE_URL", db.url.as_str())],
+        );
+        assert!(ok && out.contains("migrations applied (postgres)"), "{out}");
+    }
+}
+
+#[test]
+fn sign_and_verify_commands_agree() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut sign = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
+        .args([
+            "sign",
+            "--secret",
+            secret,
+            "--id",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "--timestamp",
+            "1614265330",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sign");
+    use std::io::Write;
+    sign.stdin
+        .take()
+        .expect("stdin")
+        .write_all(br#"{"test": 2432232314}"#)
+        .expect("write");
+    let out = String::from_utf8(sign.wait_with_output().expect("output").stdout).expect("utf8");
+    assert!(
+        out.contains("webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        "{out}"
+    );
+    let now = chrono_now().to_string();
+    let sig = {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
+            .args([
+                "sign",
+                "--secret",
+                secret,
+                "--id",
+                "m1",
+                "--timestamp",
+                &now,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sign");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"{}")
+            .expect("write");
+        let out = String::from_utf8(c.wait_with_output().expect("out").stdout).expect("utf8");
+        out.lines()
+            .find_map(|l| l.strip_prefix("webhook-signature: "))
+            .expect("signature")
+            .to_owned()
+    };
+    for (body, expect_ok) in [(&b"{}"[..], true), (&b"{ }"[..], false)] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
+            .args([
+                "verify",
+                "--secret",
+                secret,
+                "--id",
+                "m1",
+                "--timestamp",
+                &now,
+                "--signature",
+                &sig,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("verify");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(body)
+            .expect("write");
+        assert_eq!(c.wait().expect("wait").success(), expect_ok);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_proxies_are_ignored() {
+    // A "proxy" that records any connection: deliveries must never reach it.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempdir();
+    let mut env = Env::new(&db, &dir, &[]);
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        env.vars.push((var.into(), proxy_url.clone()));
+    }
+    let (rport, seen) = receiver(Duration::ZERO).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (status, _) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &env.token(Some("acct_p"), "webhooks:write"),
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = post(
+        &client,
+        server.url("/v1/events"),
+        &env.token(None, "events:publish"),
+        json!({"accountId": "acct_p", "eventType": "t", "payload": {}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "no delivery: {}", server.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        proxy.accept().is_err(),
+        "the proxy from the environment was contacted"
+    );
+    server.terminate();
+}

@@ -496,3 +496,21 @@ async fn rotation_keeps_old_secret(backend: Backend) {
     assert_eq!(old_until.timestamp_millis(), until.timestamp_millis());
     assert!(!got.disabled, "an update re-enables the endpoint");
 }
+
+#[tokio::test]
+async fn postgres_honours_sslmode() {
+    let db = TestDb::postgres().await;
+    // The local server offers TLS: `require` encrypts without verifying the name.
+    let require = format!("{}?sslmode=require", db.url);
+    let store = connect(&require)
+        .await
+        .expect("sslmode=require connects over TLS");
+    store.ping().await.expect("ping");
+    // `verify-full` checks the certificate against the system roots; the local
+    // server's self-signed certificate must be refused, not silently accepted.
+    let verify = format!("{}?sslmode=verify-full", db.url);
+    assert!(
+        connect(&verify).await.is_err(),
+        "an untrusted certificate is refused under verify-full"
+    );
+}

@@ -428,3 +428,33 @@ async fn a_slow_endpoint_cannot_starve_the_others(backend: Backend) {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failures_are_failed_tries() {
+    // An https:// endpoint whose server does not speak TLS (or presents a
+    // certificate the system roots do not trust) is a failed try, not a hang.
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            retry_schedule: "1h",
+            ..Default::default()
+        },
+    )
+    .await;
+    let plain = Receiver::start().await;
+    let (id, _) = app
+        .create_webhook("acct_a", &format!("https://{}/hook", plain.addr), &["*"])
+        .await;
+    app.publish("acct_a", "t", json!({})).await;
+    assert_eq!(app.dispatcher.run_once().await.expect("step"), 1);
+    let items = app.deliveries("acct_a", &id).await;
+    let failed = items
+        .iter()
+        .find(|i| i["status"] == "failed")
+        .expect("failed try");
+    assert_eq!(failed["httpStatus"], Value::Null);
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+}
