@@ -18,6 +18,7 @@ on_both!(
     slow_down_answers_pause_the_endpoint,
     rotation_signs_with_both_secrets_during_grace,
     a_slow_endpoint_cannot_starve_the_others,
+    in_flight_tries_never_exceed_the_budget,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -457,4 +458,44 @@ async fn tls_failures_are_failed_tries() {
         failed["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{failed}"
     );
+}
+
+async fn in_flight_tries_never_exceed_the_budget(backend: Backend) {
+    let app = TestApp::with(
+        backend,
+        Options {
+            worker: true,
+            max_in_flight: 3,
+            max_in_flight_per_endpoint: Some(3),
+            retry_schedule: "1h",
+            ..Default::default()
+        },
+    )
+    .await;
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::Slow {
+        delay: Duration::from_millis(200),
+        status: 200,
+    });
+    for account in ["acct_1", "acct_2", "acct_3", "acct_4"] {
+        app.create_webhook(account, &rx.url("/hook"), &["*"]).await;
+        for n in 0..4 {
+            app.publish(account, "t", json!({"n": n})).await;
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while rx.count() < 16 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 16 delivered",
+            rx.count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rx.max_concurrent(),
+        3,
+        "the budget of 3 was used fully and never exceeded"
+    );
+    app.stop().await;
 }

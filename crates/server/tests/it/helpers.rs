@@ -382,6 +382,8 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
     default: Arc<Mutex<Reply>>,
+    /// Requests being answered now, and the most ever at once.
+    concurrent: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Receiver {
@@ -395,6 +397,7 @@ impl Receiver {
             received: Arc::default(),
             replies: Arc::default(),
             default: Arc::new(Mutex::new(Reply::Status(200))),
+            concurrent: Arc::default(),
         };
         let state = this.clone();
         let app = axum::Router::new().fallback(
@@ -429,7 +432,23 @@ impl Receiver {
         self.received.lock().expect("lock").len()
     }
 
+    /// The most requests this receiver was ever answering at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.concurrent.lock().expect("lock").1
+    }
+
     async fn answer(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+        {
+            let mut c = self.concurrent.lock().expect("lock");
+            c.0 += 1;
+            c.1 = c.1.max(c.0);
+        }
+        let resp = self.reply(path, headers, body).await;
+        self.concurrent.lock().expect("lock").0 -= 1;
+        resp
+    }
+
+    async fn reply(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
         self.received.lock().expect("lock").push(Received {
             headers,
             body,
