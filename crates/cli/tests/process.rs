@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use base64::Engine;
 use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_store::on_both;
 use hookwarden_store::testing::{Backend, TestDb};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -14,18 +15,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(Backend::Postgres).await }
-        }
-    )*};
-}
 
 on_both!(
     sigkill_mid_delivery_loses_no_accepted_event,
@@ -248,6 +237,26 @@ async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -
     )
 }
 
+/// Starts the server, waits until it answers, and registers one webhook of
+/// `account` pointing at the receiver on `rport`.
+async fn start_with_webhook(env: &Env, account: &str, rport: u16) -> (Server, reqwest::Client) {
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (status, body) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &env.token(Some(account), "webhooks:write webhooks:read"),
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (server, client)
+}
+
 async fn sigkill_mid_delivery_loses_no_accepted_event(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = tempdir();
@@ -262,20 +271,7 @@ async fn sigkill_mid_delivery_loses_no_accepted_event(backend: Backend) {
         ],
     );
     let (rport, seen) = receiver(Duration::from_millis(150)).await;
-    let mut server = env.start();
-    server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let (status, body) = post(
-        &client,
-        server.url("/v1/webhooks"),
-        &env.token(Some("acct_k"), "webhooks:write webhooks:read"),
-        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (mut server, client) = start_with_webhook(&env, "acct_k", rport).await;
     let producer = env.token(None, "events:publish");
     let mut accepted = HashSet::new();
     for n in 0..60 {
@@ -679,20 +675,7 @@ async fn environment_proxies_are_ignored() {
         env.vars.push((var.into(), proxy_url.clone()));
     }
     let (rport, seen) = receiver(Duration::ZERO).await;
-    let mut server = env.start();
-    server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let (status, _) = post(
-        &client,
-        server.url("/v1/webhooks"),
-        &env.token(Some("acct_p"), "webhooks:write"),
-        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let (mut server, client) = start_with_webhook(&env, "acct_p", rport).await;
     let (status, _) = post(
         &client,
         server.url("/v1/events"),

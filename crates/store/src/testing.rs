@@ -102,3 +102,19 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Runs one async test body, `async fn name(backend: Backend)`, on both
+/// backends: `on_both!(name, other_name);` makes `name::sqlite` and
+/// `name::postgres`. Every suite of the workspace uses it, so a test written
+/// once is a test on both databases.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::testing::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name($crate::testing::Backend::Postgres).await }
+        }
+    )*};
+}

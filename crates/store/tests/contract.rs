@@ -5,23 +5,10 @@ use hookwarden_core::crypto::Sealed;
 use hookwarden_core::ids;
 use hookwarden_store::model::*;
 use hookwarden_store::testing::{Backend, TestDb};
-use hookwarden_store::{connect, Store, StoreError};
+use hookwarden_store::{connect, on_both, Store, StoreError};
 use serde_json::json;
 use sqlx::Connection;
 use std::sync::Arc;
-
-/// Runs one async test body on both backends.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(Backend::Postgres).await }
-        }
-    )*};
-}
 
 on_both!(
     webhook_crud_and_isolation,

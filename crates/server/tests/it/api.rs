@@ -1,8 +1,8 @@
 //! The tenant API: CRUD, isolation between accounts, limits, errors.
 
 use crate::helpers::*;
-use crate::on_both;
 use axum::http::StatusCode;
+use hookwarden_store::on_both;
 use serde_json::json;
 
 on_both!(

@@ -1,10 +1,10 @@
 //! Token verification: each forged, expired or under-scoped token fails.
 
 use crate::helpers::*;
-use crate::on_both;
 use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hookwarden_store::on_both;
 use serde_json::json;
 
 on_both!(attacks_on_tokens_fail, scopes_are_enforced);

@@ -3,8 +3,8 @@
 //! fairness between endpoints.
 
 use crate::helpers::*;
-use crate::on_both;
 use axum::http::StatusCode;
+use hookwarden_store::on_both;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

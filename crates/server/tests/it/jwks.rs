@@ -2,9 +2,9 @@
 //! accepted; other keys, algorithm confusion, wrong issuer or audience refused.
 
 use crate::helpers::*;
-use crate::on_both;
 use axum::http::StatusCode;
 use hookwarden_server::auth::jwt::Claims;
+use hookwarden_store::on_both;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::Value;
 

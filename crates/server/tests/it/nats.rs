@@ -2,8 +2,8 @@
 //! on its own stream and subject prefix (deleted afterwards).
 
 use crate::helpers::*;
-use crate::on_both;
 use futures_util::StreamExt;
+use hookwarden_store::on_both;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The internal ops listener: health, readiness of real dependencies, metrics.
 
 use crate::helpers::*;
-use crate::on_both;
+use hookwarden_store::on_both;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -2,10 +2,10 @@
 //! re-checks every try, names are resolved once and every address checked.
 
 use crate::helpers::*;
-use crate::on_both;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use hookwarden_server::dispatch::client::Lookup;
+use hookwarden_store::on_both;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::IpAddr;
