@@ -6,11 +6,13 @@
 //! clocks other than values passed in, or environment reads), and nothing here
 //! depends on axum, sqlx, redis or nats.
 
+pub mod audit;
 pub mod backoff;
 pub mod crypto;
 pub mod destination;
 pub mod duration;
 pub mod ids;
+pub mod inbound;
 pub mod secret;
 pub mod standard_webhooks;
 pub mod validate;
