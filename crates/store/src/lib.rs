@@ -6,9 +6,12 @@
 //! `Sealed` ciphertext), and it knows nothing of HTTP, NATS or Redis.
 
 mod error;
+pub mod ingress;
 pub mod model;
 mod postgres;
+mod postgres_ingress;
 mod sqlite;
+mod sqlite_ingress;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -22,7 +25,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations.

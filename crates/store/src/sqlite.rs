@@ -20,8 +20,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 pub struct SqliteStore {
     /// Exactly one connection: every write goes through it, in order.
-    writer: SqlitePool,
-    readers: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) readers: SqlitePool,
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
@@ -31,17 +31,17 @@ const ATTEMPT_COLUMNS: &str =
     "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
      http_status, duration_ms, response_preview, error, created_at, completed_at";
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn time(v: i64) -> Result<DateTime<Utc>> {
+pub(crate) fn time(v: i64) -> Result<DateTime<Utc>> {
     Utc.timestamp_millis_opt(v)
         .single()
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
 }
 
-fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     v.map(time).transpose()
 }
 
