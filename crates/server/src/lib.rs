@@ -6,6 +6,7 @@
 //! through the `Store` trait, and plaintext secrets only through `secrets`.
 
 pub mod auth;
+pub mod backends;
 pub mod config;
 pub mod dispatch;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod intake;
 pub mod keys;
 pub mod metrics;
 pub mod nats;
+pub mod pump;
 pub mod ratelimit;
 pub mod secrets;
 pub mod startup;

@@ -6,7 +6,7 @@
 use crate::auth::jwt::JwtVerifier;
 use crate::config::Settings;
 use crate::dispatch::client::{DeliveryClient, Lookup, SystemLookup};
-use crate::dispatch::worker::Dispatcher;
+use crate::dispatch::worker::{DeliveryQueue, Dispatcher};
 use crate::dispatch::DeadLetterSink;
 use crate::nats::Nats;
 use crate::ratelimit::LocalRateLimiter;
@@ -86,7 +86,12 @@ impl Application {
             settings,
         }));
         let sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
-        let dispatcher = Arc::new(Dispatcher::new(state.clone(), client, sink));
+        let queue = DeliveryQueue::new(state.clone(), client, sink);
+        let dispatcher = Arc::new(Dispatcher::new(
+            queue,
+            DeliveryQueue::pump_config(&state.settings),
+            state.wake.clone(),
+        ));
         Ok(Self {
             state,
             public,

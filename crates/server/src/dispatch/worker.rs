@@ -6,8 +6,10 @@
 
 use super::client::{DeliveryClient, Outcome};
 use super::DeadLetterSink;
+use crate::pump::{Pump, PumpConfig, Queue};
 use crate::secrets::open_webhook_secret;
 use crate::state::AppState;
+use async_trait::async_trait;
 use chrono::Utc;
 use hookwarden_core::backoff::{bounded_retry_after, retry_delay};
 use hookwarden_core::secret::WebhookSecret;
@@ -17,128 +19,66 @@ use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webh
 use rand::Rng;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 
-pub struct Dispatcher {
+/// The outbound delivery queue: due attempts, one lane per webhook.
+pub struct DeliveryQueue {
     state: AppState,
     client: DeliveryClient,
-    worker_id: String,
-    permits: Arc<Semaphore>,
-    /// Tries in flight per webhook, for the fairness cap.
-    per_endpoint: Mutex<HashMap<String, usize>>,
-    slot_freed: Notify,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
-impl Dispatcher {
+/// The delivery worker: the pump over the delivery queue.
+pub type Dispatcher = Pump<DeliveryQueue>;
+
+impl DeliveryQueue {
     pub fn new(
         state: AppState,
         client: DeliveryClient,
         dead_letters: Option<Arc<dyn DeadLetterSink>>,
     ) -> Self {
-        let permits = Arc::new(Semaphore::new(state.settings.max_in_flight));
         Self {
             state,
             client,
-            worker_id: ids::new_id("worker"),
-            permits,
-            per_endpoint: Mutex::new(HashMap::new()),
-            slot_freed: Notify::new(),
             dead_letters,
         }
     }
 
-    /// Runs until `shutdown`, then waits (bounded) for tries in flight.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let poll = self.state.settings.poll_interval;
-        tracing::info!(worker.id = %self.worker_id, "delivery worker started");
-        while !shutdown.is_cancelled() {
-            let started = match self.clone().claim_and_spawn().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "claiming due deliveries failed; will retry");
-                    0
-                }
-            };
-            if started > 0 && self.permits.available_permits() > 0 {
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.state.wake.notified() => {}
-                _ = self.slot_freed.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
-            }
+    pub fn pump_config(settings: &crate::config::Settings) -> PumpConfig {
+        PumpConfig {
+            name: "delivery",
+            max_in_flight: settings.max_in_flight,
+            per_lane: settings.max_in_flight_per_endpoint,
+            poll_interval: settings.poll_interval,
+            drain: settings.delivery_timeout + Duration::from_secs(2),
         }
-        // Let tries in flight finish; anything cut off is retried after its lease.
-        let all = self.state.settings.max_in_flight as u32;
-        let grace = self.state.settings.delivery_timeout + Duration::from_secs(2);
-        let _ = tokio::time::timeout(grace, self.permits.acquire_many(all)).await;
-        tracing::info!(worker.id = %self.worker_id, "delivery worker stopped");
+    }
+}
+
+#[async_trait]
+impl Queue for DeliveryQueue {
+    type Item = (Attempt, Option<Webhook>);
+
+    fn lane(item: &Self::Item) -> String {
+        item.0.webhook_id.clone()
     }
 
-    /// One step for tests and tools: claims what is due and delivers it all
-    /// before returning the number of tries made.
-    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let claimed = self.claim().await?;
-        let n = claimed.len();
-        let tasks: Vec<_> = claimed
-            .into_iter()
-            .map(|(a, w, permit)| {
-                let this = self.clone();
-                tokio::spawn(async move {
-                    this.deliver(a, w).await;
-                    drop(permit);
-                })
-            })
-            .collect();
-        for t in tasks {
-            let _ = t.await;
-        }
-        Ok(n)
-    }
-
-    async fn claim_and_spawn(self: Arc<Self>) -> anyhow::Result<usize> {
-        let claimed = self.claim().await?;
-        let n = claimed.len();
-        for (attempt, webhook, permit) in claimed {
-            let this = self.clone();
-            tokio::spawn(async move {
-                this.deliver(attempt, webhook).await;
-                drop(permit);
-                this.slot_freed.notify_one();
-            });
-        }
-        Ok(n)
-    }
-
-    /// Claims due attempts that fit the budget, each with its in-flight permit.
-    async fn claim(&self) -> anyhow::Result<Vec<(Attempt, Option<Webhook>, OwnedSemaphorePermit)>> {
-        let free = self.permits.available_permits();
-        if free == 0 {
-            return Ok(Vec::new());
-        }
-        let cap = self.state.settings.max_in_flight_per_endpoint;
-        let exclude: Vec<String> = self
-            .per_endpoint
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, n)| **n >= cap)
-            .map(|(k, _)| k.clone())
-            .collect();
+    async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<Self::Item>> {
         let now = Utc::now();
         let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
             .unwrap_or(chrono::Duration::seconds(30));
         let claim = Claim {
-            worker_id: &self.worker_id,
+            worker_id,
             now,
             lease_until: now + lease,
-            limit: free as u32,
-            exclude_webhooks: &exclude,
+            limit,
+            exclude_webhooks: exclude,
         };
         let attempts = self.state.store.claim_due(&claim).await?;
         if attempts.is_empty() {
@@ -155,53 +95,28 @@ impl Dispatcher {
             .into_iter()
             .map(|w| (w.id.clone(), w))
             .collect();
-        let mut out = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            match self.reserve(&attempt.webhook_id, cap) {
-                Some(permit) => {
-                    let webhook = webhooks.get(&attempt.webhook_id).cloned();
-                    out.push((attempt, webhook, permit));
-                }
-                // Over the endpoint's share (or the budget): give it back now.
-                None => {
-                    self.state
-                        .store
-                        .release(&attempt.id, &self.worker_id)
-                        .await?
-                }
-            }
-        }
-        metrics::gauge!(crate::metrics::IN_FLIGHT)
-            .set((self.state.settings.max_in_flight - self.permits.available_permits()) as f64);
-        Ok(out)
+        Ok(attempts
+            .into_iter()
+            .map(|a| {
+                let w = webhooks.get(&a.webhook_id).cloned();
+                (a, w)
+            })
+            .collect())
     }
 
-    fn reserve(&self, webhook_id: &str, cap: usize) -> Option<OwnedSemaphorePermit> {
-        let mut map = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(webhook_id.to_owned()).or_insert(0);
-        if *count >= cap {
-            return None;
-        }
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
-        *count += 1;
-        // The counter is decremented by `finish` when the try ends.
-        Some(permit)
+    async fn release(&self, worker_id: &str, item: &Self::Item) -> anyhow::Result<()> {
+        Ok(self.state.store.release(&item.0.id, worker_id).await?)
     }
 
-    fn finish(&self, webhook_id: &str) {
-        let mut map = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(webhook_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(webhook_id);
-            }
-        }
+    async fn process(&self, worker_id: &str, (attempt, webhook): Self::Item) {
+        self.deliver(worker_id, attempt, webhook).await
     }
+}
 
+impl DeliveryQueue {
     /// Makes one try and records it.
-    async fn deliver(&self, attempt: Attempt, webhook: Option<Webhook>) {
-        let result = self.try_once(&attempt, webhook.as_ref()).await;
-        self.finish(&attempt.webhook_id);
+    async fn deliver(&self, worker_id: &str, attempt: Attempt, webhook: Option<Webhook>) {
+        let result = self.try_once(worker_id, &attempt, webhook.as_ref()).await;
         let status = result.status;
         match self.state.store.complete_attempt(&result).await {
             Ok(true) => {}
@@ -226,11 +141,16 @@ impl Dispatcher {
         }
     }
 
-    async fn try_once(&self, attempt: &Attempt, webhook: Option<&Webhook>) -> AttemptResult {
+    async fn try_once(
+        &self,
+        worker_id: &str,
+        attempt: &Attempt,
+        webhook: Option<&Webhook>,
+    ) -> AttemptResult {
         let now = Utc::now();
         let base = AttemptResult {
             attempt_id: attempt.id.clone(),
-            worker_id: self.worker_id.clone(),
+            worker_id: worker_id.to_owned(),
             status: AttemptStatus::Dead,
             http_status: None,
             duration_ms: 0,

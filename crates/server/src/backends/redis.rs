@@ -1,0 +1,167 @@
+//! Redis as an accelerator and coordinator, never a store of record: shared
+//! rate-limit windows, deduplication markers and per-event locks. Every call
+//! is bounded by a short timeout; on any failure the caller falls back (the
+//! database's constraints stand behind every decision made here).
+
+use crate::error::ApiError;
+use crate::ratelimit::{LocalRateLimiter, RateLimiter};
+use anyhow::Context;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use std::time::Duration;
+
+/// How long any Redis call may take before we act without it.
+const OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a dedup marker lives (providers retry within hours, not days).
+const MARKER_TTL_SECS: u64 = 24 * 3600;
+
+#[derive(Clone)]
+pub struct Redis {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl Redis {
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("parsing the Redis URL")?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(OP_TIMEOUT)
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .context("Redis did not answer within 5s")?
+        .context("connecting to Redis")?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        format!("{}{}", self.prefix, parts.join(":"))
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> anyhow::Result<T> {
+        Ok(tokio::time::timeout(OP_TIMEOUT, fut)
+            .await
+            .context("Redis timed out")??)
+    }
+
+    pub async fn ping(&self) -> bool {
+        let mut c = self.conn.clone();
+        self.bounded(redis::cmd("PING").query_async::<String>(&mut c))
+            .await
+            .is_ok()
+    }
+
+    /// The event id recorded for a provider delivery, if a marker exists.
+    pub async fn dedup_get(&self, provider: &str, key: &str) -> anyhow::Result<Option<String>> {
+        let mut c = self.conn.clone();
+        let k = self.key(&["dedup", provider, key]);
+        self.bounded(c.get::<_, Option<String>>(k)).await
+    }
+
+    /// Records the event id of a provider delivery (after the database commit).
+    pub async fn dedup_set(&self, provider: &str, key: &str, event_id: &str) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        let k = self.key(&["dedup", provider, key]);
+        self.bounded(c.set_ex::<_, _, ()>(k, event_id, MARKER_TTL_SECS))
+            .await
+    }
+
+    /// Takes the lock of one event for `ttl`; false if another worker holds it.
+    pub async fn lock(&self, event_id: &str, owner: &str, ttl: Duration) -> anyhow::Result<bool> {
+        let mut c = self.conn.clone();
+        let k = self.key(&["lock", "event", event_id]);
+        let set: Option<String> = self
+            .bounded(
+                redis::cmd("SET")
+                    .arg(&k)
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64)
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Releases the lock if (and only if) `owner` still holds it.
+    pub async fn unlock(&self, event_id: &str, owner: &str) -> anyhow::Result<()> {
+        let script = redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end");
+        let mut c = self.conn.clone();
+        let k = self.key(&["lock", "event", event_id]);
+        self.bounded(script.key(k).arg(owner).invoke_async::<i64>(&mut c))
+            .await
+            .map(|_| ())
+    }
+
+    /// Counts one request in this minute's window and returns (previous
+    /// minute's count, this minute's count including this one).
+    async fn count(&self, key: &str, minute: u64) -> anyhow::Result<(u64, u64)> {
+        let mut c = self.conn.clone();
+        let current = self.key(&["rl", key, &minute.to_string()]);
+        let previous = self.key(&["rl", key, &(minute.saturating_sub(1)).to_string()]);
+        let (prev, now): (Option<u64>, u64) = self
+            .bounded(
+                redis::pipe()
+                    .get(&previous)
+                    .incr(&current, 1u64)
+                    .expire(&current, 120)
+                    .ignore()
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok((prev.unwrap_or(0), now))
+    }
+}
+
+/// Rate limits shared by every replica through Redis, falling back to the
+/// process's own limiter when Redis cannot answer.
+pub struct RedisRateLimiter {
+    redis: Redis,
+    fallback: LocalRateLimiter,
+}
+
+impl RedisRateLimiter {
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            fallback: LocalRateLimiter::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn check(&self, key: &str, per_minute: u32) -> Result<(), ApiError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let minute = now.as_secs() / 60;
+        match self.redis.count(key, minute).await {
+            Ok((previous, current)) => {
+                let into = (now.as_secs_f64() % 60.0) / 60.0;
+                let estimate = previous as f64 * (1.0 - into) + current as f64;
+                if estimate > f64::from(per_minute) {
+                    let wait = Duration::from_secs(60 - now.as_secs() % 60);
+                    return Err(ApiError::RateLimited(wait.max(Duration::from_secs(1))));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "Redis rate limit unavailable; using this process's limiter");
+                self.fallback.check(key, per_minute).await
+            }
+        }
+    }
+}

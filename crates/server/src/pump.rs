@@ -1,0 +1,188 @@
+//! The work pump shared by outbound delivery and inbound forwarding: claims
+//! due items within an in-flight budget, never letting one lane (endpoint)
+//! hold more than its share, processes them concurrently, and drains on
+//! shutdown. What an item is and how it is processed is the `Queue`'s business.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    type Item: Send + 'static;
+    /// The lane an item belongs to (its endpoint), for fairness.
+    fn lane(item: &Self::Item) -> String;
+    /// Claims up to `limit` due items under this worker's lease, none in `exclude` lanes.
+    async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<Self::Item>>;
+    /// Gives back a claimed item without working on it.
+    async fn release(&self, worker_id: &str, item: &Self::Item) -> anyhow::Result<()>;
+    /// Works on one item and records the outcome.
+    async fn process(&self, worker_id: &str, item: Self::Item);
+}
+
+#[derive(Debug, Clone)]
+pub struct PumpConfig {
+    /// For logs and metrics: `delivery` or `forwarding`.
+    pub name: &'static str,
+    pub max_in_flight: usize,
+    pub per_lane: usize,
+    pub poll_interval: Duration,
+    /// How long shutdown waits for items in flight.
+    pub drain: Duration,
+}
+
+pub struct Pump<Q: Queue> {
+    queue: Q,
+    config: PumpConfig,
+    worker_id: String,
+    permits: Arc<Semaphore>,
+    per_lane: Mutex<HashMap<String, usize>>,
+    slot_freed: Notify,
+    wake: Arc<Notify>,
+}
+
+impl<Q: Queue> Pump<Q> {
+    pub fn new(queue: Q, config: PumpConfig, wake: Arc<Notify>) -> Self {
+        Self {
+            queue,
+            worker_id: hookwarden_core::ids::new_id("worker"),
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            per_lane: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
+            wake,
+            config,
+        }
+    }
+
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// Runs until `shutdown`, then waits (bounded) for items in flight.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker started");
+        while !shutdown.is_cancelled() {
+            let started = match self.claim().await {
+                Ok(items) => {
+                    let n = items.len();
+                    for (item, permit) in items {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            this.work(item, permit).await;
+                            this.slot_freed.notify_one();
+                        });
+                    }
+                    n
+                }
+                Err(e) => {
+                    tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "claiming due work failed; will retry");
+                    0
+                }
+            };
+            if started > 0 && self.permits.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = self.slot_freed.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        // Let items in flight finish; anything cut off is retried after its lease.
+        let all = self.config.max_in_flight as u32;
+        let _ = tokio::time::timeout(self.config.drain, self.permits.acquire_many(all)).await;
+        tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker stopped");
+    }
+
+    /// One step for tests and tools: claims what is due and works it all
+    /// before returning the number of items.
+    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let items = self.claim().await?;
+        let n = items.len();
+        let tasks: Vec<_> = items
+            .into_iter()
+            .map(|(item, permit)| {
+                let this = self.clone();
+                tokio::spawn(async move { this.work(item, permit).await })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(n)
+    }
+
+    async fn work(&self, item: Q::Item, permit: OwnedSemaphorePermit) {
+        let lane = Q::lane(&item);
+        self.queue.process(&self.worker_id, item).await;
+        self.finish(&lane);
+        drop(permit);
+        self.record_in_flight();
+    }
+
+    /// Claims due items that fit the budget, each with its in-flight permit.
+    async fn claim(&self) -> anyhow::Result<Vec<(Q::Item, OwnedSemaphorePermit)>> {
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        let cap = self.config.per_lane;
+        let exclude: Vec<String> = self
+            .per_lane
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, n)| **n >= cap)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let items = self
+            .queue
+            .claim(&self.worker_id, free as u32, &exclude)
+            .await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match self.reserve(&Q::lane(&item), cap) {
+                Some(permit) => out.push((item, permit)),
+                // Over the lane's share (or the budget): give it back now.
+                None => self.queue.release(&self.worker_id, &item).await?,
+            }
+        }
+        self.record_in_flight();
+        Ok(out)
+    }
+
+    fn reserve(&self, lane: &str, cap: usize) -> Option<OwnedSemaphorePermit> {
+        let mut map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(lane.to_owned()).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        *count += 1;
+        Some(permit)
+    }
+
+    fn finish(&self, lane: &str) {
+        let mut map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(lane) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(lane);
+            }
+        }
+    }
+
+    fn record_in_flight(&self) {
+        let busy = self.config.max_in_flight - self.permits.available_permits();
+        metrics::gauge!(crate::metrics::IN_FLIGHT, "queue" => self.config.name).set(busy as f64);
+    }
+}
