@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Signs a body read from stdin as Standard Webhooks and prints the headers.
     Sign {
         #[arg(long)]
@@ -89,6 +94,12 @@ enum Command {
 enum ConfigCommand {
     /// Validates the configuration and prints it with secrets redacted.
     Check,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks the hash chain of the audit trail; reports the first broken link.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +188,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = hookwarden_core::crypto::MasterKey::generate();
             println!("{}", &*key.to_base64());
             eprintln!("key id: {}", key.id());
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let settings = settings()?;
+            let url = settings.database_url.expose_secret();
+            let store = hookwarden_store::connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", hookwarden_store::redact_url(url)))?;
+            let chain = store.audit_chain().await?;
+            let verdict = hookwarden_core::audit::verify_chain(
+                chain
+                    .iter()
+                    .map(|r| (r.entry(), r.prev_hash.as_str(), r.hash.as_str())),
+            );
+            return Ok(match verdict {
+                Ok(n) => {
+                    println!("audit trail intact: {n} entries");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("audit trail broken: {e}");
+                    ExitCode::from(1)
+                }
+            });
         }
         Command::Sign {
             secret,

@@ -2,6 +2,7 @@
 //! environment variables; parsed into typed settings, cross-checked, and
 //! refused in production when insecure. Secrets stay in `secrecy` types.
 
+use crate::ingress::integrations::IntegrationInput;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use hookwarden_core::destination::{parse_cidrs, AddressPolicy};
@@ -87,6 +88,11 @@ pub struct RawConfig {
     pub poll_interval: Option<String>,
     pub delivery_worker: Option<bool>,
     pub nats_consumer: Option<bool>,
+    pub redis_prefix: Option<String>,
+    pub delivery_sink: Option<bool>,
+    pub ingress_worker: Option<bool>,
+    /// Integrations declared in the file (`[[integrations]]`), applied at start.
+    pub integrations: Option<Vec<IntegrationInput>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +157,12 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub delivery_worker: bool,
     pub nats_consumer: bool,
+    /// Prefix of every Redis key (isolates deployments sharing a Redis).
+    pub redis_prefix: String,
+    /// The development delivery sink (`/api/v1/internal/delivery-sink`).
+    pub delivery_sink: bool,
+    pub ingress_worker: bool,
+    pub integrations: Vec<IntegrationInput>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +316,10 @@ impl Settings {
             poll_interval: duration("poll_interval", raw.poll_interval, "500ms")?,
             delivery_worker: raw.delivery_worker.unwrap_or(true),
             nats_consumer: raw.nats_consumer.unwrap_or(true),
+            redis_prefix: raw.redis_prefix.unwrap_or_else(|| "hookwarden:".into()),
+            delivery_sink: raw.delivery_sink.unwrap_or(env == Environment::Development),
+            ingress_worker: raw.ingress_worker.unwrap_or(true),
+            integrations: raw.integrations.unwrap_or_default(),
             data_dir,
         };
         settings.cross_check()?;
@@ -359,6 +375,9 @@ impl Settings {
         }
         if self.allow_http_destinations {
             return refuse("HOOKWARDEN_ALLOW_HTTP_DESTINATIONS allows plain http:// destinations");
+        }
+        if self.delivery_sink {
+            return refuse("HOOKWARDEN_DELIVERY_SINK enables the development delivery sink");
         }
         if self.jwt_hs256_secret.is_none() && self.jwt_jwks_file.is_none() {
             return refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
@@ -486,6 +505,10 @@ impl Settings {
             format!("poll_interval = {:?}", format_duration(self.poll_interval)),
             format!("delivery_worker = {}", self.delivery_worker),
             format!("nats_consumer = {}", self.nats_consumer),
+            format!("redis_prefix = {:?}", self.redis_prefix),
+            format!("delivery_sink = {}", self.delivery_sink),
+            format!("ingress_worker = {}", self.ingress_worker),
+            format!("# integrations from the file: {}", self.integrations.len()),
         ];
         if let Some(n) = &self.nats {
             out.push(format!("nats_subject_prefix = {:?}", n.subject_prefix));

@@ -5,12 +5,14 @@
 //! Architecture invariant: handlers and workers reach the database only
 //! through the `Store` trait, and plaintext secrets only through `secrets`.
 
+pub mod audit;
 pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod http;
+pub mod ingress;
 pub mod intake;
 pub mod keys;
 pub mod metrics;

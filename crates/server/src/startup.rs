@@ -4,12 +4,16 @@
 //! worker themselves.
 
 use crate::auth::jwt::JwtVerifier;
+use crate::backends::redis::{Redis, RedisRateLimiter};
 use crate::config::Settings;
 use crate::dispatch::client::{DeliveryClient, Lookup, SystemLookup};
 use crate::dispatch::worker::{DeliveryQueue, Dispatcher};
 use crate::dispatch::DeadLetterSink;
+use crate::ingress::forward::ForwardQueue;
 use crate::nats::Nats;
+use crate::pump::Pump;
 use crate::ratelimit::LocalRateLimiter;
+use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Shared};
 use crate::{http, keys};
 use anyhow::Context;
@@ -25,8 +29,12 @@ pub struct Application {
     public: TcpListener,
     ops: TcpListener,
     dispatcher: Arc<Dispatcher>,
+    forwarder: Arc<Forwarder>,
     nats: Option<Arc<Nats>>,
 }
+
+/// The forwarding worker: the pump over the ingress forwarding queue.
+pub type Forwarder = Pump<ForwardQueue>;
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -67,6 +75,14 @@ impl Application {
             Some(n) => Some(Arc::new(Nats::connect(n).await?)),
             None => None,
         };
+        let redis = match &settings.redis_url {
+            Some(url) => Some(Redis::connect(url.expose_secret(), &settings.redis_prefix).await?),
+            None => None,
+        };
+        let limiter: Arc<dyn RateLimiter> = match &redis {
+            Some(r) => Arc::new(RedisRateLimiter::new(r.clone())),
+            None => Arc::new(LocalRateLimiter::default()),
+        };
         let public = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -79,12 +95,17 @@ impl Application {
             store,
             keyring,
             jwt,
-            limiter: Arc::new(LocalRateLimiter::default()),
+            limiter,
             policy,
             wake: Arc::new(Notify::new()),
             nats: nats.as_ref().map(|n| n.client.clone()),
+            redis,
+            forward_wake: Arc::new(Notify::new()),
+            sink: Default::default(),
             settings,
         }));
+        crate::ingress::integrations::apply_configured(&state, &state.settings.integrations)
+            .await?;
         let sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
         let queue = DeliveryQueue::new(state.clone(), client, sink);
         let dispatcher = Arc::new(Dispatcher::new(
@@ -92,11 +113,18 @@ impl Application {
             DeliveryQueue::pump_config(&state.settings),
             state.wake.clone(),
         ));
+        let forward_sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
+        let forwarder = Arc::new(Forwarder::new(
+            ForwardQueue::new(state.clone(), forward_sink)?,
+            ForwardQueue::pump_config(&state.settings),
+            state.forward_wake.clone(),
+        ));
         Ok(Self {
             state,
             public,
             ops,
             dispatcher,
+            forwarder,
             nats,
         })
     }
@@ -121,6 +149,10 @@ impl Application {
         self.dispatcher.clone()
     }
 
+    pub fn forwarder(&self) -> Arc<Forwarder> {
+        self.forwarder.clone()
+    }
+
     /// Serves and works until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self {
@@ -128,6 +160,7 @@ impl Application {
             public,
             ops,
             dispatcher,
+            forwarder,
             nats,
         } = self;
         tracing::info!(
@@ -137,6 +170,9 @@ impl Application {
         let mut workers = tokio::task::JoinSet::new();
         if state.settings.delivery_worker {
             workers.spawn(dispatcher.run(shutdown.clone()));
+        }
+        if state.settings.ingress_worker {
+            workers.spawn(forwarder.run(shutdown.clone()));
         }
         if let (Some(nats), true) = (nats, state.settings.nats_consumer) {
             let (st, sd) = (state.clone(), shutdown.clone());

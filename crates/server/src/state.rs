@@ -21,6 +21,12 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// The NATS client when configured (readiness reports its state).
     pub nats: Option<async_nats::Client>,
+    /// Redis when configured: shared limits, dedup markers, event locks.
+    pub redis: Option<crate::backends::redis::Redis>,
+    /// Wakes the forwarding worker when an inbound event was committed.
+    pub forward_wake: Arc<Notify>,
+    /// What the development delivery sink received (bounded).
+    pub sink: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 #[derive(Clone)]

@@ -2,6 +2,7 @@
 //! extractors that authenticate a request and apply its rate limit.
 
 pub mod jwt;
+pub mod operator;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -11,12 +11,11 @@ use crate::secrets::open_webhook_secret;
 use crate::state::AppState;
 use async_trait::async_trait;
 use chrono::Utc;
-use hookwarden_core::backoff::{bounded_retry_after, retry_delay};
+use hookwarden_core::backoff::bounded_retry_after;
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::standard_webhooks::{sign_all, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use hookwarden_core::{ids, validate};
+use hookwarden_core::validate;
 use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webhook};
-use rand::Rng;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -286,27 +285,16 @@ impl DeliveryQueue {
         result: AttemptResult,
         at_least: Option<Duration>,
     ) -> AttemptResult {
-        let jitter: f64 = rand::thread_rng().gen();
-        match retry_delay(
+        let (status, next) = super::after_failure(
             &self.state.settings.retry_schedule,
-            attempt.attempt.max(1) as usize,
-            jitter,
-        ) {
-            Some(delay) => {
-                let delay = at_least.map_or(delay, |min| delay.max(min));
-                let due = result.completed_at
-                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(5));
-                AttemptResult {
-                    status: AttemptStatus::Failed,
-                    next: Some((ids::attempt_id(), due)),
-                    ..result
-                }
-            }
-            None => AttemptResult {
-                status: AttemptStatus::Dead,
-                next: None,
-                ..result
-            },
+            attempt.attempt,
+            at_least,
+            result.completed_at,
+        );
+        AttemptResult {
+            status,
+            next,
+            ..result
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod deliveries;
 pub mod events;
 pub mod json;
+pub mod operator;
 pub mod ops;
 pub mod request_id;
 pub mod webhooks;
@@ -15,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 /// Largest request body on the tenant API.
-const BODY_LIMIT: usize = 1024 * 1024;
+const BODY_LIMIT: usize = crate::ingress::receive::MAX_BODY;
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
@@ -37,6 +38,37 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/v1/events", post(events::publish))
+        .route("/api/v1/health", get(operator::events::health))
+        .route(
+            "/api/v1/webhooks/{provider}",
+            post(crate::ingress::receive::receive),
+        )
+        .route(
+            "/api/v1/internal/delivery-sink/{provider}",
+            post(operator::events::sink_receive).get(operator::events::sink_list),
+        )
+        .route(
+            "/api/v1/integrations",
+            post(operator::integrations::create).get(operator::integrations::list),
+        )
+        .route(
+            "/api/v1/integrations/{name}",
+            get(operator::integrations::get)
+                .put(operator::integrations::update)
+                .delete(operator::integrations::delete),
+        )
+        .route("/api/v1/events", get(operator::events::list))
+        .route("/api/v1/events/{id}", get(operator::events::get))
+        .route("/api/v1/events/{id}/replay", post(operator::events::replay))
+        .route("/api/v1/deliveries", get(operator::events::deliveries))
+        .route(
+            "/api/v1/audit-entries",
+            get(operator::events::audit_entries),
+        )
+        .route(
+            "/api/v1/processing-status",
+            get(operator::events::processing_status),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

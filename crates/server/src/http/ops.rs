@@ -25,6 +25,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
         checks["nats"] = json!(if up { "ok" } else { "down" });
         ok &= up;
     }
+    if let Some(redis) = &state.redis {
+        // Redis is an accelerator: down means degraded, reported, not unready.
+        checks["redis"] = json!(if redis.ping().await { "ok" } else { "degraded" });
+    }
     let status = if ok {
         StatusCode::OK
     } else {

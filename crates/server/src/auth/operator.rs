@@ -1,0 +1,53 @@
+//! The operator identity: `x-internal-api-key` compared in constant time with
+//! every configured management key (several may be active, for rotation).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const HEADER: &str = "x-internal-api-key";
+
+/// An authenticated operator; `key_id` names which key (a digest prefix, for logs).
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub key_id: String,
+}
+
+impl Operator {
+    pub fn actor(&self) -> String {
+        format!("operator:{}", self.key_id)
+    }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let given = parts
+            .headers
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized(format!("missing {HEADER}")))?;
+        // Digests first, so comparisons take the same time whatever the lengths;
+        // every key is compared, so timing does not reveal which one matched.
+        let given = Sha256::digest(given.as_bytes());
+        let mut matched: Option<String> = None;
+        for key in &state.settings.management_api_keys {
+            let digest = Sha256::digest(key.expose_secret().as_bytes());
+            if bool::from(digest.ct_eq(&given)) {
+                matched = Some(hex::encode(&digest[..4]));
+            }
+        }
+        matched
+            .map(|key_id| Operator { key_id })
+            .ok_or_else(|| ApiError::Unauthorized(format!("invalid {HEADER}")))
+    }
+}

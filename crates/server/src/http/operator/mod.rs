@@ -1,0 +1,4 @@
+//! The operator API (`/api/v1/*` behind `x-internal-api-key`).
+
+pub mod events;
+pub mod integrations;

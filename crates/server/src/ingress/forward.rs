@@ -1,0 +1,251 @@
+//! The forwarding queue: each inbound event's pending job is claimed (one
+//! worker per job through the database, one handler per event through the
+//! Redis lock when configured), normalized, signed with the integration's own
+//! forwarding secret — never the provider's — and sent to its target.
+
+use super::integrations::{forwarding_policy, open_forwarding_secret};
+use crate::dispatch::client::{DeliveryClient, SystemLookup};
+use crate::dispatch::{after_failure, DeadLetterSink};
+use crate::pump::{PumpConfig, Queue};
+use crate::state::AppState;
+use async_trait::async_trait;
+use chrono::{SecondsFormat, Utc};
+use hookwarden_core::standard_webhooks::{sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use hookwarden_store::ingress::Job;
+use hookwarden_store::model::{AttemptResult, AttemptStatus, Claim};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ForwardQueue {
+    state: AppState,
+    client: DeliveryClient,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+}
+
+impl ForwardQueue {
+    pub fn new(
+        state: AppState,
+        dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    ) -> anyhow::Result<Self> {
+        // Forwarding targets are operator-configured internal services.
+        let client = DeliveryClient::new(
+            forwarding_policy(),
+            state.settings.delivery_timeout,
+            Arc::new(SystemLookup),
+        )?;
+        Ok(Self {
+            state,
+            client,
+            dead_letters,
+        })
+    }
+
+    pub fn pump_config(settings: &crate::config::Settings) -> PumpConfig {
+        PumpConfig {
+            name: "forwarding",
+            max_in_flight: settings.max_in_flight,
+            per_lane: settings.max_in_flight_per_endpoint,
+            poll_interval: settings.poll_interval,
+            drain: settings.delivery_timeout + Duration::from_secs(2),
+        }
+    }
+}
+
+/// The normalized event every internal service receives.
+pub fn normalized(event: &hookwarden_store::ingress::InboundEvent) -> Value {
+    let payload: Value = serde_json::from_slice(&event.raw_body).unwrap_or(Value::Null);
+    json!({
+        "id": event.id,
+        "provider": event.provider,
+        "deliveryId": event.delivery_id,
+        "receivedAt": event.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "payload": payload,
+    })
+}
+
+#[async_trait]
+impl Queue for ForwardQueue {
+    type Item = Job;
+
+    fn lane(item: &Job) -> String {
+        item.provider.clone()
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<Job>> {
+        let now = Utc::now();
+        let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        let claim = Claim {
+            worker_id,
+            now,
+            lease_until: now + lease,
+            limit,
+            exclude_webhooks: exclude,
+        };
+        Ok(self.state.store.claim_jobs(&claim).await?)
+    }
+
+    async fn release(&self, worker_id: &str, job: &Job) -> anyhow::Result<()> {
+        Ok(self.state.store.release_job(&job.id, worker_id).await?)
+    }
+
+    async fn process(&self, worker_id: &str, job: Job) {
+        // One handler per event across replicas (a retry and a replay of the
+        // same event never run at once). Without Redis the claim suffices.
+        if let Some(redis) = &self.state.redis {
+            match redis
+                .lock(&job.event_id, worker_id, self.state.settings.delivery_lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(event.id = %job.event_id, "event locked by another handler; job released");
+                    let _ = self.state.store.release_job(&job.id, worker_id).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error.message = %format!("{e:#}"), "Redis lock unavailable; relying on the database claim")
+                }
+            }
+        }
+        let result = self.forward(worker_id, &job).await;
+        let status = result.status;
+        match self.state.store.complete_job(&result).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job.id = %job.id, "lease lost before the forwarding try was recorded")
+            }
+            Err(e) => {
+                tracing::error!(job.id = %job.id, error.message = %e, "recording a forwarding try failed; it will be retried")
+            }
+        }
+        if let Some(redis) = &self.state.redis {
+            let _ = redis.unlock(&job.event_id, worker_id).await;
+        }
+        metrics::counter!("hookwarden_forwards_total", "outcome" => status.as_str()).increment(1);
+        tracing::info!(
+            job.id = %job.id, event.id = %job.event_id, provider = %job.provider, attempt = job.attempt,
+            outcome = status.as_str(), http.status = result.http_status, duration_ms = result.duration_ms,
+            error = result.error.as_deref(), "forwarding try finished"
+        );
+        if status == AttemptStatus::Dead {
+            if let Some(sink) = &self.dead_letters {
+                let notice = json!({"kind": "forwarding", "jobId": job.id, "eventId": job.event_id, "provider": job.provider,
+                    "httpStatus": result.http_status, "error": result.error});
+                if let Err(e) = sink.publish(&notice).await {
+                    tracing::warn!(error.message = %e, "publishing a forwarding dead letter failed; the database records it");
+                }
+            }
+        }
+    }
+}
+
+impl ForwardQueue {
+    async fn forward(&self, worker_id: &str, job: &Job) -> AttemptResult {
+        let base = AttemptResult {
+            attempt_id: job.id.clone(),
+            worker_id: worker_id.to_owned(),
+            status: AttemptStatus::Dead,
+            http_status: None,
+            duration_ms: 0,
+            response_preview: None,
+            error: None,
+            completed_at: Utc::now(),
+            next: None,
+        };
+        let loaded = async {
+            let event = self
+                .state
+                .store
+                .get_inbound(&job.event_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("event not found"))?;
+            let integration = self
+                .state
+                .store
+                .get_integration(&job.provider)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("integration deleted"))?;
+            anyhow::Ok((event, integration))
+        }
+        .await;
+        let (event, integration) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                return AttemptResult {
+                    error: Some(e.to_string()),
+                    ..base
+                }
+            }
+        };
+        let secret = match open_forwarding_secret(&self.state.keyring, &integration) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(integration = %integration.name, error.message = %e, "cannot open the forwarding secret");
+                return self.failed(
+                    job,
+                    AttemptResult {
+                        error: Some("forwarding secret unavailable".into()),
+                        ..base
+                    },
+                    None,
+                );
+            }
+        };
+        let body = serde_json::to_vec(&normalized(&event)).unwrap_or_default();
+        let ts = Utc::now().timestamp();
+        let headers = [
+            (HEADER_ID, event.id.clone()),
+            (HEADER_TIMESTAMP, ts.to_string()),
+            (HEADER_SIGNATURE, sign(&secret, &event.id, ts, &body)),
+            ("x-correlation-id", event.correlation_id.clone()),
+            ("x-hookwarden-event-id", event.id.clone()),
+            ("x-hookwarden-provider", event.provider.clone()),
+        ];
+        drop(secret);
+        let o = self
+            .client
+            .send(&integration.target_url, &headers, body)
+            .await;
+        let result = AttemptResult {
+            http_status: o.http_status.map(i32::from),
+            duration_ms: o.duration.as_millis() as i64,
+            response_preview: o.preview,
+            error: o.error,
+            completed_at: Utc::now(),
+            ..base
+        };
+        match o.http_status {
+            Some(s) if (200..300).contains(&s) => AttemptResult {
+                status: AttemptStatus::Succeeded,
+                ..result
+            },
+            _ => self.failed(job, result, o.retry_after),
+        }
+    }
+
+    fn failed(
+        &self,
+        job: &Job,
+        result: AttemptResult,
+        at_least: Option<Duration>,
+    ) -> AttemptResult {
+        let (status, next) = after_failure(
+            &self.state.settings.retry_schedule,
+            job.attempt,
+            at_least,
+            result.completed_at,
+        );
+        AttemptResult {
+            status,
+            next: next.map(|(_, due)| (hookwarden_core::ids::new_id("job"), due)),
+            ..result
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The inbound gateway: integrations (providers), verification before
+//! persistence, deduplication, and forwarding to internal services.
+
+pub mod forward;
+pub mod integrations;
+pub mod receive;

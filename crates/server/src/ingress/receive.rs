@@ -1,0 +1,251 @@
+//! `POST /api/v1/webhooks/{provider}`: verify the raw request before anything
+//! is stored, then deduplicate (Redis marker first, the database's uniqueness
+//! behind it) and commit the event with its first forwarding job.
+
+use super::integrations::{keepable_header, open_secrets, scheme_of};
+use crate::error::{ApiError, ApiResult};
+use crate::http::request_id::RequestId;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use chrono::Utc;
+use hookwarden_core::destination::parse_cidrs;
+use hookwarden_core::ids;
+use hookwarden_core::inbound::{self, Headers};
+use hookwarden_store::ingress::{NewInbound, RecordOutcome};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+
+/// Largest inbound body (SPEC §8).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+struct HeaderView<'a>(&'a HeaderMap);
+
+impl Headers for HeaderView<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let integration = state
+        .store
+        .get_integration(&provider)
+        .await
+        .map_err(|e| ApiError::internal("load integration", e))?
+        .ok_or(ApiError::NotFound)?;
+    let source_ip = peer.ip();
+    let fail = |reason: &'static str, details: Value| {
+        let state = state.clone();
+        let provider = provider.clone();
+        let rid = request_id.0.clone();
+        async move {
+            tracing::warn!(provider = %provider, source.ip = %source_ip, verification = "failed", reason, "inbound webhook refused");
+            metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => reason).increment(1);
+            crate::audit::record(
+                &state,
+                &format!("provider:{provider}"),
+                "inbound.verification_failed",
+                &format!("integration:{provider}"),
+                &rid,
+                details,
+            )
+            .await;
+        }
+    };
+
+    // Source pinning is an extra layer, never the only one: verification follows.
+    if !integration.allowed_cidrs.is_empty() {
+        let nets = parse_cidrs(&integration.allowed_cidrs.join(",")).unwrap_or_default();
+        let ip = hookwarden_core::destination::canonical(source_ip);
+        if !nets.iter().any(|n| n.contains(&ip)) {
+            fail(
+                "source_not_allowed",
+                json!({"reason": "source address not allowed", "sourceIp": source_ip.to_string()}),
+            )
+            .await;
+            return Err(ApiError::Forbidden(
+                "source address is not allowed for this provider".into(),
+            ));
+        }
+    }
+    let limit = integration
+        .rate_limit_per_minute
+        .unwrap_or(super::integrations::DEFAULT_RATE_LIMIT)
+        .clamp(1, u32::MAX as i64) as u32;
+    state
+        .limiter
+        .check(&format!("ingress:{provider}:{source_ip}"), limit)
+        .await?;
+
+    let raw = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let scheme =
+        scheme_of(&integration).map_err(|e| ApiError::internal("integration scheme", e))?;
+    let secrets = open_secrets(&state.keyring, &integration)
+        .map_err(|e| ApiError::internal("open integration secrets", e))?;
+    let secret_refs: Vec<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
+    let now = Utc::now();
+    let verified = inbound::verify(
+        &scheme,
+        &secret_refs,
+        &HeaderView(&headers),
+        &raw,
+        now.timestamp(),
+        integration.tolerance_seconds,
+    );
+    drop(secret_refs);
+    drop(secrets);
+    if let Err(e) = verified {
+        fail(
+            "invalid_signature",
+            json!({"reason": e.to_string(), "sourceIp": source_ip.to_string()}),
+        )
+        .await;
+        return Err(ApiError::InvalidSignature);
+    }
+
+    let parsed: Value = serde_json::from_slice(&raw)
+        .map_err(|_| ApiError::Validation("body must be a JSON object".into()))?;
+    if !parsed.is_object() {
+        return Err(ApiError::Validation("body must be a JSON object".into()));
+    }
+    let delivery_id = delivery_id(
+        &integration.scheme,
+        scheme.delivery_id_header(),
+        integration.idempotency_header.as_deref(),
+        &headers,
+        &parsed,
+    );
+    let body_sha256 = hex::encode(Sha256::digest(&raw));
+    let dedup_key = match &delivery_id {
+        Some(id) => format!("id:{id}"),
+        None => format!("sha256:{body_sha256}"),
+    };
+
+    // Redis first: a known delivery answers without touching the database.
+    if let Some(redis) = &state.redis {
+        match redis.dedup_get(&provider, &dedup_key).await {
+            Ok(Some(event_id)) => {
+                return Ok(duplicate(&provider, delivery_id.as_deref(), event_id))
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error.message = %format!("{e:#}"), "Redis dedup marker unavailable; the database decides")
+            }
+        }
+    }
+    let scheme_header = match &scheme {
+        inbound::Scheme::HmacSha256 { header, .. } | inbound::Scheme::Token { header } => {
+            Some(header.as_str())
+        }
+        _ => None,
+    };
+    let kept: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| keepable_header(k.as_str(), scheme_header))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), Value::String(v.to_owned())))
+        })
+        .collect();
+    let event_id = ids::new_id("ie");
+    let correlation_id = headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| ids::is_well_formed_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| event_id.clone());
+    let record = NewInbound {
+        id: event_id.clone(),
+        provider: provider.clone(),
+        dedup_key: dedup_key.clone(),
+        delivery_id: delivery_id.clone(),
+        body_sha256,
+        raw_body: raw.to_vec(),
+        headers: Value::Object(kept),
+        source_ip: Some(source_ip.to_string()),
+        correlation_id,
+        received_at: now,
+        job_id: ids::new_id("job"),
+    };
+    let outcome = state
+        .store
+        .record_inbound(&record)
+        .await
+        .map_err(|e| ApiError::internal("record inbound event", e))?;
+    let stored_id = match &outcome {
+        RecordOutcome::Created => event_id.clone(),
+        RecordOutcome::Duplicate { event_id } => event_id.clone(),
+    };
+    if let Some(redis) = &state.redis {
+        if let Err(e) = redis.dedup_set(&provider, &dedup_key, &stored_id).await {
+            tracing::warn!(error.message = %format!("{e:#}"), "setting the Redis dedup marker failed; the database still deduplicates");
+        }
+    }
+    match outcome {
+        RecordOutcome::Duplicate { event_id } => {
+            Ok(duplicate(&provider, delivery_id.as_deref(), event_id))
+        }
+        RecordOutcome::Created => {
+            state.forward_wake.notify_one();
+            metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => "accepted").increment(1);
+            tracing::info!(
+                provider = %provider, delivery.id = delivery_id.as_deref().unwrap_or("-"), event.id = %event_id,
+                verification = "passed", target.workflow = %integration.name, "inbound webhook accepted"
+            );
+            Ok((StatusCode::ACCEPTED, Json(json!({"eventId": event_id}))))
+        }
+    }
+}
+
+fn duplicate(
+    provider: &str,
+    delivery_id: Option<&str>,
+    event_id: String,
+) -> (StatusCode, Json<Value>) {
+    metrics::counter!("hookwarden_inbound_total", "provider" => provider.to_owned(), "outcome" => "duplicate").increment(1);
+    tracing::info!(provider = %provider, delivery.id = delivery_id.unwrap_or("-"), event.id = %event_id, verification = "passed", "inbound webhook is a duplicate");
+    (
+        StatusCode::OK,
+        Json(json!({"eventId": event_id, "duplicate": true})),
+    )
+}
+
+/// The provider's own id for this delivery, when it sends one.
+fn delivery_id(
+    scheme: &str,
+    scheme_header: Option<&str>,
+    configured: Option<&str>,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Option<String> {
+    let from_header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+    };
+    configured
+        .and_then(from_header)
+        .or_else(|| scheme_header.and_then(from_header))
+        .map(str::to_owned)
+        .or_else(|| {
+            (scheme == "stripe")
+                .then(|| body["id"].as_str().map(str::to_owned))
+                .flatten()
+        })
+}
