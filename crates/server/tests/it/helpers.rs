@@ -28,6 +28,7 @@ pub struct TestApp {
     pub ops: SocketAddr,
     pub http: reqwest::Client,
     pub dispatcher: Arc<Dispatcher>,
+    pub forwarder: Arc<hookwarden_server::startup::Forwarder>,
     pub state: AppState,
     pub jwt_secret: SecretString,
     pub database_url: String,
@@ -58,6 +59,55 @@ pub struct Options {
     pub audience: Option<&'static str>,
     /// Share a database (and master key) with another app: a second replica.
     pub shared: Option<(String, String)>,
+    /// Use Redis (at this URL) with this key prefix.
+    pub redis: Option<(String, String)>,
+    pub production: bool,
+}
+
+/// Operator keys every test app accepts (two: rotation).
+pub const OPERATOR_KEY: &str = "op-key-current-0123456789";
+pub const OPERATOR_KEY_OLD: &str = "op-key-previous-9876543210";
+
+pub fn redis_url() -> String {
+    std::env::var("HOOKWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Redis key prefix of its own for one test, with its keys removed afterwards.
+pub struct RedisPrefix(pub String);
+
+impl RedisPrefix {
+    pub fn new() -> Self {
+        let url = redis_url();
+        let reachable = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)));
+        if let Err(e) = reachable {
+            panic!(
+                "Redis is needed for this test and is not reachable at {url}: {e}. Start it with: redis-server --daemonize yes \
+                 --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
+            );
+        }
+        Self(format!("hwtest:{}:", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn options(&self) -> Option<(String, String)> {
+        Some((redis_url(), self.0.clone()))
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        if let Ok(mut c) =
+            redis::Client::open(redis_url().as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.0))
+                .query(&mut c)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+        }
+    }
 }
 
 impl Default for Options {
@@ -78,6 +128,8 @@ impl Default for Options {
             issuer: None,
             audience: None,
             shared: None,
+            redis: None,
+            production: false,
         }
     }
 }
@@ -147,6 +199,17 @@ impl TestApp {
             nats_url,
             rotation_grace: Some(o.rotation_grace.into()),
             poll_interval: Some("50ms".into()),
+            management_api_keys: Some(SecretString::from(format!(
+                "{OPERATOR_KEY},{OPERATOR_KEY_OLD}"
+            ))),
+            redis_url: o
+                .redis
+                .as_ref()
+                .map(|(url, _)| SecretString::from(url.clone())),
+            redis_prefix: o.redis.as_ref().map(|(_, p)| p.clone()),
+            ingress_worker: Some(o.worker),
+            env: o.production.then(|| "production".into()),
+            allow_http_destinations: o.production.then_some(false),
             ..Default::default()
         };
         let settings = Settings::from_raw(raw).expect("test settings");
@@ -155,11 +218,12 @@ impl TestApp {
             None => Application::build(settings).await,
         }
         .expect("application builds");
-        let (addr, ops, state, dispatcher) = (
+        let (addr, ops, state, dispatcher, forwarder) = (
             app.public_addr(),
             app.ops_addr(),
             app.state(),
             app.dispatcher(),
+            app.forwarder(),
         );
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -171,6 +235,7 @@ impl TestApp {
                 .build()
                 .expect("client"),
             dispatcher,
+            forwarder,
             state,
             jwt_secret: SecretString::from(jwt),
             database_url,
@@ -319,6 +384,80 @@ impl TestApp {
             );
             let n = self.dispatcher.run_once().await.expect("worker step");
             if n == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// A request to the operator API with the operator key.
+    pub async fn operator(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header("x-internal-api-key", OPERATOR_KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// Creates an integration; returns its forwarding secret.
+    pub async fn integration(&self, body: Value) -> String {
+        let (status, created, _) = self
+            .operator(reqwest::Method::POST, "/api/v1/integrations", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["forwardingSecret"]
+            .as_str()
+            .expect("forwardingSecret")
+            .to_owned()
+    }
+
+    /// Sends a raw inbound webhook with the given headers.
+    pub async fn inbound(
+        &self,
+        provider: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(self.url(&format!("/api/v1/webhooks/{provider}")))
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Steps the forwarding worker until `done` holds.
+    pub async fn forward_until(&self, within: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not reached within {within:?}"
+            );
+            if self.forwarder.run_once().await.expect("forwarder step") == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

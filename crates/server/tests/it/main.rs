@@ -3,6 +3,9 @@
 
 mod helpers;
 
+mod ingress;
+mod operator;
+
 mod jwks;
 mod replicas;
 

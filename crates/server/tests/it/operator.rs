@@ -1,0 +1,293 @@
+//! The operator API: key authentication (several keys for rotation),
+//! integration management, strict query validation, the public routes.
+
+use crate::helpers::*;
+use axum::http::StatusCode;
+use hookwarden_store::on_both;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+on_both!(
+    operator_keys_are_required_and_compared_exactly,
+    integrations_are_validated_and_never_show_secrets,
+    event_queries_are_strict
+);
+
+async fn operator_keys_are_required_and_compared_exactly(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for path in [
+        "/api/v1/integrations",
+        "/api/v1/events",
+        "/api/v1/deliveries",
+        "/api/v1/audit-entries",
+        "/api/v1/processing-status",
+    ] {
+        let resp = app.http.get(app.url(path)).send().await.expect("send");
+        assert_eq!(resp.status(), 401, "{path} without a key");
+        for wrong in [
+            "",
+            "op-key-current-012345678",
+            "op-key-current-01234567890",
+            "OP-KEY-CURRENT-0123456789",
+        ] {
+            let resp = app
+                .http
+                .get(app.url(path))
+                .header("x-internal-api-key", wrong)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(resp.status(), 401, "{path} with {wrong:?}");
+        }
+        for key in [OPERATOR_KEY, OPERATOR_KEY_OLD] {
+            let resp = app
+                .http
+                .get(app.url(path))
+                .header("x-internal-api-key", key)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(resp.status(), 200, "{path}: both active keys work");
+        }
+        // A tenant token is not an operator credential.
+        let resp = app
+            .http
+            .get(app.url(path))
+            .bearer_auth(app.tenant("acct_a"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 401);
+    }
+    // Public routes need nothing.
+    assert_eq!(
+        app.http
+            .get(app.url("/api/v1/health"))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        200
+    );
+    let resp = app
+        .http
+        .post(app.url("/api/v1/internal/delivery-sink/acme"))
+        .body("{\"x\":1}")
+        .send()
+        .await
+        .expect("sink");
+    assert_eq!(resp.status(), 200);
+    let (_, list, _) = app
+        .call(
+            Method::GET,
+            "/api/v1/internal/delivery-sink/acme",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(list["items"].as_array().expect("items").len(), 1);
+}
+
+async fn integrations_are_validated_and_never_show_secrets(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let good = json!({"name": "acme", "scheme": "hmac-sha256", "secret": "SUPERSECRETVALUE", "signatureHeader": "x-acme-signature",
+        "targetUrl": "http://10.1.2.3:8080/internal"});
+    let bad = [
+        json!({"name": "Bad Name", "scheme": "token", "secret": "s", "signatureHeader": "x-t", "targetUrl": "http://svc/"}),
+        json!({"name": "x", "scheme": "md5", "secret": "s", "targetUrl": "http://svc/"}),
+        json!({"name": "x", "scheme": "hmac-sha256", "secret": "s", "targetUrl": "http://svc/"}),
+        json!({"name": "x", "scheme": "token", "signatureHeader": "x-t", "targetUrl": "http://svc/"}),
+        json!({"name": "x", "scheme": "token", "secret": "s", "signatureHeader": "x-t", "targetUrl": "ftp://svc/"}),
+        json!({"name": "x", "scheme": "token", "secret": "s", "signatureHeader": "x-t", "targetUrl": "http://u:p@svc/"}),
+        json!({"name": "x", "scheme": "token", "secret": "s", "signatureHeader": "x-t", "targetUrl": "http://svc/", "toleranceSeconds": 0}),
+        json!({"name": "x", "scheme": "token", "secret": "s", "signatureHeader": "x-t", "targetUrl": "http://svc/", "allowedCidrs": ["nope"]}),
+        json!({"name": "x", "scheme": "standard-webhooks", "secret": "not-whsec", "targetUrl": "http://svc/"}),
+        json!({"name": "x", "scheme": "token", "secret": "s", "signatureHeader": "x-t", "targetUrl": "http://svc/", "extra": 1}),
+    ];
+    for body in bad {
+        let (status, err, _) = app
+            .operator(Method::POST, "/api/v1/integrations", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert!(!err.to_string().contains("SUPERSECRET"));
+    }
+    let (status, created, _) = app
+        .operator(Method::POST, "/api/v1/integrations", Some(good.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["forwardingSecret"]
+        .as_str()
+        .expect("shown once")
+        .starts_with("whsec_"));
+    let (status, _, _) = app
+        .operator(Method::POST, "/api/v1/integrations", Some(good.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let mut rotated = good.clone();
+    rotated.as_object_mut().expect("object").remove("name");
+    rotated.as_object_mut().expect("object").remove("secret");
+    rotated["secrets"] = json!(["NEWSECRETVALUE", "SUPERSECRETVALUE"]);
+    let (status, updated, _) = app
+        .operator(Method::PUT, "/api/v1/integrations/acme", Some(rotated))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    for (_, body, _) in [
+        app.operator(Method::GET, "/api/v1/integrations", None)
+            .await,
+        app.operator(Method::GET, "/api/v1/integrations/acme", None)
+            .await,
+        (StatusCode::OK, updated.clone(), Default::default()),
+    ] {
+        let text = body.to_string();
+        assert!(
+            !text.contains("SUPERSECRET")
+                && !text.contains("NEWSECRET")
+                && !text.contains("whsec_"),
+            "{text}"
+        );
+    }
+    // Both secrets verify during the rotation.
+    for secret in [&b"SUPERSECRETVALUE"[..], b"NEWSECRETVALUE"] {
+        let body = format!("{{\"s\":{}}}", secret.len());
+        let sig = hex::encode(hmac_sha256(secret, body.as_bytes()));
+        let (status, _) = app
+            .inbound("acme", &[("x-acme-signature", sig)], body.as_bytes())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (_, audit, _) = app
+        .operator(Method::GET, "/api/v1/audit-entries", None)
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| a["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "integration.created",
+            "integration.updated",
+            "integration.secret_rotated"
+        ]
+    );
+    let (status, _, _) = app
+        .operator(Method::DELETE, "/api/v1/integrations/acme", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.operator(Method::GET, "/api/v1/integrations/acme", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+fn hmac_sha256(key: &[u8], body: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("key");
+    m.update(body);
+    m.finalize().into_bytes().to_vec()
+}
+
+async fn event_queries_are_strict(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let target = Receiver::start().await;
+    app.integration(json!({"name": "acme", "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": target.url("/a")})).await;
+    for i in 0..5 {
+        app.inbound(
+            "acme",
+            &[("x-t", "t".into())],
+            format!("{{\"i\":{i}}}").as_bytes(),
+        )
+        .await;
+    }
+    for bad in [
+        "limit=101",
+        "limit=0",
+        "limit=x",
+        "sort=name",
+        "sort=createdAt,id",
+        "status=done",
+        "from=yesterday",
+        "to=2026-13-01T00:00:00Z",
+        "cursor=garbage",
+        "provider=Bad%20Name",
+        "colour=red",
+    ] {
+        let (status, err, _) = app
+            .operator(Method::GET, &format!("/api/v1/events?{bad}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {err}");
+        assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
+    }
+    let (_, first, _) = app
+        .operator(Method::GET, "/api/v1/events?limit=2&sort=-createdAt", None)
+        .await;
+    let items = first["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2);
+    assert!(items[0]["createdAt"].as_str() >= items[1]["createdAt"].as_str());
+    let mut seen = 2;
+    let mut cursor = first["nextCursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let (_, page, _) = app
+            .operator(
+                Method::GET,
+                &format!("/api/v1/events?limit=2&sort=-createdAt&cursor={c}"),
+                None,
+            )
+            .await;
+        seen += page["items"].as_array().expect("items").len();
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, 5);
+    let (_, filtered, _) = app
+        .operator(
+            Method::GET,
+            "/api/v1/events?provider=acme&status=pending&from=2000-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(filtered["items"].as_array().expect("items").len(), 5);
+    let (_, none, _) = app
+        .operator(Method::GET, "/api/v1/events?provider=other", None)
+        .await;
+    assert_eq!(none["items"], Value::Array(vec![]));
+    assert_eq!(
+        app.operator(Method::GET, "/api/v1/events/ie_missing", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_hides_the_delivery_sink() {
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            allow_loopback: false,
+            production: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let resp = app
+        .http
+        .post(app.url("/api/v1/internal/delivery-sink/acme"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        app.http
+            .get(app.url("/api/v1/health"))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        200
+    );
+}
