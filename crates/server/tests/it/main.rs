@@ -14,4 +14,5 @@ mod auth;
 mod delivery;
 mod nats;
 mod ops;
+mod redis;
 mod ssrf;

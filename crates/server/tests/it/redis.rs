@@ -1,0 +1,198 @@
+//! Redis as accelerator and coordinator: losing it mid-run loses and
+//! duplicates nothing; with it, one handler per event across workers.
+
+use crate::helpers::*;
+use axum::http::StatusCode;
+use hookwarden_store::on_both;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+on_both!(losing_redis_mid_run_loses_and_duplicates_nothing);
+
+/// A TCP proxy to the real Redis that the test can cut, like a network outage.
+struct Proxy {
+    url: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("redis://{}", listener.local_addr().expect("addr"));
+        let upstream = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let t = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                t.lock().expect("lock").push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { url, tasks, accept }
+    }
+
+    /// Closes the listener and every proxied connection.
+    fn cut(&self) {
+        self.accept.abort();
+        for t in self.tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+fn sig(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"k").expect("key");
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
+}
+
+async fn send(app: &TestApp, n: u32) -> (StatusCode, serde_json::Value) {
+    let body = format!("{{\"n\":{n}}}");
+    app.inbound("acme", &[("x-sig", sig(body.as_bytes()))], body.as_bytes())
+        .await
+}
+
+async fn losing_redis_mid_run_loses_and_duplicates_nothing(backend: Backend) {
+    let prefix = RedisPrefix::new();
+    let proxy = Proxy::start().await;
+    let app = TestApp::with(
+        backend,
+        Options {
+            redis: Some((proxy.url.clone(), prefix.0.clone())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let target = Receiver::start().await;
+    app.integration(json!({"name": "acme", "scheme": "hmac-sha256", "secret": "k", "signatureHeader": "x-sig", "targetUrl": target.url("/a")}))
+        .await;
+    let mut ids = HashMap::new();
+    for n in 0..5 {
+        let (status, body) = send(&app, n).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        ids.insert(n, body["eventId"].as_str().expect("id").to_owned());
+    }
+    let (status, _) = send(&app, 0).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "duplicate caught by the Redis marker"
+    );
+
+    proxy.cut();
+    let ready: serde_json::Value = app
+        .http
+        .get(format!("http://{}/ready", app.ops))
+        .send()
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["checks"]["redis"], "degraded", "{ready}");
+    // Duplicates of earlier deliveries: the database still names them.
+    for n in 0..5 {
+        let (status, body) = send(&app, n).await;
+        assert_eq!(status, StatusCode::OK, "duplicate {n} without Redis");
+        assert_eq!(body["eventId"].as_str(), Some(ids[&n].as_str()));
+    }
+    // New deliveries are still accepted.
+    for n in 5..10 {
+        let (status, body) = send(&app, n).await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "new {n} without Redis: {body}"
+        );
+        let (status, again) = send(&app, n).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["eventId"], body["eventId"]);
+    }
+    // Forwarding goes on without the lock, once per event.
+    app.forward_until(Duration::from_secs(30), || target.count() >= 10)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = app.forwarder.run_once().await;
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for r in target.received() {
+        *per_event
+            .entry(
+                r.headers["x-hookwarden-event-id"]
+                    .to_str()
+                    .expect("id")
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(per_event.len(), 10, "every accepted event forwarded");
+    assert!(per_event.values().all(|&n| n == 1), "none twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_one_handler_per_event() {
+    let prefix = RedisPrefix::new();
+    let opts = || Options {
+        redis: prefix.options(),
+        ..Default::default()
+    };
+    let a = TestApp::with(Backend::Postgres, opts()).await;
+    let b = TestApp::with(
+        Backend::Postgres,
+        Options {
+            shared: Some((a.database_url.clone(), a.master_key.clone())),
+            ..opts()
+        },
+    )
+    .await;
+    let target = Receiver::start().await;
+    target.set_default(Reply::Slow {
+        delay: Duration::from_millis(300),
+        status: 200,
+    });
+    a.integration(json!({"name": "acme", "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": target.url("/a")})).await;
+    let (_, accepted) = a
+        .inbound("acme", &[("x-t", "t".into())], b"{\"n\":1}")
+        .await;
+    let id = accepted["eventId"].as_str().expect("id").to_owned();
+    // Four replays: five pending jobs for one event.
+    for i in 0..4 {
+        let (status, _, _) = a
+            .operator(
+                reqwest::Method::POST,
+                &format!("/api/v1/events/{id}/replay"),
+                Some(json!({"requestedBy": "ops", "reason": format!("r{i}")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while target.count() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 5 handled",
+            target.count()
+        );
+        let (x, y) = tokio::join!(a.forwarder.run_once(), b.forwarder.run_once());
+        if x.expect("a") + y.expect("b") == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        target.max_concurrent(),
+        1,
+        "one handler per event at a time, across both workers"
+    );
+}
