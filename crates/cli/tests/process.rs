@@ -321,7 +321,14 @@ async fn sigkill_mid_delivery_loses_no_accepted_event(backend: Backend) {
 async fn logs_never_contain_secrets_or_payloads(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = tempdir();
-    let mut env = Env::new(&db, &dir, &[("HOOKWARDEN_LOG_FORMAT", "json")]);
+    let mut env = Env::new(
+        &db,
+        &dir,
+        &[
+            ("HOOKWARDEN_LOG_FORMAT", "json"),
+            ("HOOKWARDEN_MANAGEMENT_API_KEYS", "OPKEYSECRET42"),
+        ],
+    );
     env.vars.push((
         "RUST_LOG".into(),
         "trace,hyper=info,h2=info,rustls=info".into(),
@@ -378,9 +385,36 @@ async fn logs_never_contain_secrets_or_payloads(backend: Backend) {
     .await;
     assert_eq!(status, 400);
     assert!(!bad.to_string().contains("LEAKME"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Inbound: an integration, a verified webhook and a forged one.
+    let resp = client
+        .post(server.url("/api/v1/integrations"))
+        .header("x-internal-api-key", "OPKEYSECRET42")
+        .json(&json!({"name": "acme", "scheme": "token", "secret": "PROVIDERTOKEN77", "signatureHeader": "x-acme-token",
+            "targetUrl": format!("http://127.0.0.1:{rport}/internal")}))
+        .send()
+        .await
+        .expect("integration");
+    let integration: Value = resp.json().await.expect("json");
+    let forwarding = integration["forwardingSecret"]
+        .as_str()
+        .expect("forwarding secret")
+        .to_owned();
+    for token in ["PROVIDERTOKEN77", "FORGEDTOKEN88"] {
+        client
+            .post(server.url("/api/v1/webhooks/acme"))
+            .header("x-acme-token", token)
+            .body("{\"note\":\"INBOUNDBODYMARKER\"}")
+            .send()
+            .await
+            .expect("inbound");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
     server.terminate();
     let logs = server.logs();
+    assert!(
+        logs.contains("inbound webhook accepted") && logs.contains("\"verification\":\"failed\""),
+        "inbound requests are logged"
+    );
     assert!(
         logs.contains("delivery try finished"),
         "the logs are captured: {}",
@@ -410,6 +444,11 @@ async fn logs_never_contain_secrets_or_payloads(backend: Backend) {
         "RAWBODYMARKER".to_owned(),
         "LEAKME".to_owned(),
         "URLTOKEN123".to_owned(),
+        "OPKEYSECRET42".to_owned(),
+        "PROVIDERTOKEN77".to_owned(),
+        "FORGEDTOKEN88".to_owned(),
+        "INBOUNDBODYMARKER".to_owned(),
+        forwarding["whsec_".len()..].to_owned(),
     ];
     for needle in &forbidden {
         assert!(!logs.contains(needle.as_str()), "logs leaked {needle}");
@@ -694,4 +733,103 @@ async fn environment_proxies_are_ignored() {
         "the proxy from the environment was contacted"
     );
     server.terminate();
+}
+
+on_both!(audit_verify_finds_edits_and_removals_made_behind_the_service);
+
+async fn tamper(backend: Backend, url: &str, sql: &str) {
+    use sqlx::Connection;
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+            // What an attacker with file access does: drop the guard, then edit.
+            for t in ["audit_entries_no_update", "audit_entries_no_delete"] {
+                sqlx::raw_sql(&format!("DROP TRIGGER IF EXISTS {t}"))
+                    .execute(&mut c)
+                    .await
+                    .expect("drop trigger");
+            }
+            sqlx::raw_sql(sql).execute(&mut c).await.expect("tamper");
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+            let sql = format!("SET search_path = hook; ALTER TABLE audit_entries DISABLE TRIGGER USER; {sql}; ALTER TABLE audit_entries ENABLE TRIGGER USER;");
+            sqlx::raw_sql(&sql).execute(&mut c).await.expect("tamper");
+        }
+    }
+}
+
+async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempdir();
+    let mut env = Env::new(&db, &dir, &[]);
+    env.vars.push((
+        "HOOKWARDEN_MANAGEMENT_API_KEYS".into(),
+        "op-key-for-audit".into(),
+    ));
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    for name in ["alpha", "beta", "gamma", "delta"] {
+        let resp = client
+            .post(server.url("/api/v1/integrations"))
+            .header("x-internal-api-key", "op-key-for-audit")
+            .json(&json!({"name": name, "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": "http://127.0.0.1:9/"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(resp.status(), 201);
+    }
+    server.terminate();
+    let verify = || {
+        run(
+            &["audit", "verify"],
+            &[("HOOKWARDEN_DATABASE_URL", db.url.as_str())],
+        )
+    };
+    let (ok, out) = verify();
+    assert!(ok && out.contains("intact: 4 entries"), "{out}");
+    tamper(
+        backend,
+        &db.url,
+        "UPDATE audit_entries SET actor = 'someone-else' WHERE seq = 2",
+    )
+    .await;
+    let (ok, out) = verify();
+    assert!(
+        !ok && out.contains("entry 2") && out.contains("edited"),
+        "{out}"
+    );
+
+    // A removal is found too (on a fresh copy of the chain).
+    let db2 = TestDb::new(backend).await;
+    let mut env2 = Env::new(&db2, &dir, &[]);
+    env2.vars.push((
+        "HOOKWARDEN_MANAGEMENT_API_KEYS".into(),
+        "op-key-for-audit".into(),
+    ));
+    let mut server = env2.start();
+    server.wait_ready().await;
+    for name in ["one", "two", "three"] {
+        client
+            .post(server.url("/api/v1/integrations"))
+            .header("x-internal-api-key", "op-key-for-audit")
+            .json(&json!({"name": name, "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": "http://127.0.0.1:9/"}))
+            .send()
+            .await
+            .expect("create");
+    }
+    server.terminate();
+    tamper(backend, &db2.url, "DELETE FROM audit_entries WHERE seq = 2").await;
+    let (ok, out) = run(
+        &["audit", "verify"],
+        &[("HOOKWARDEN_DATABASE_URL", db2.url.as_str())],
+    );
+    assert!(
+        !ok && out.contains("entry 3") && out.contains("removed"),
+        "{out}"
+    );
 }
