@@ -833,3 +833,35 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_in_the_config_file_are_applied_at_start() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempdir();
+    let file = dir.join("hookwarden.toml");
+    std::fs::write(
+        &file,
+        "[[integrations]]\nname = \"acme\"\nscheme = \"hmac-sha256\"\nsecret = \"FILESECRET\"\nsignatureHeader = \"x-acme-signature\"\n\
+         targetUrl = \"http://127.0.0.1:9/acme\"\n",
+    )
+    .expect("write");
+    let mut env = Env::new(&db, &dir, &[("HOOKWARDEN_MANAGEMENT_API_KEYS", "opk")]);
+    env.vars.push(("HOOKWARDEN_CONFIG".into(), file.display().to_string()));
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let got: Value = client
+        .get(server.url("/api/v1/integrations/acme"))
+        .header("x-internal-api-key", "opk")
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["scheme"], "hmac-sha256", "{got}");
+    assert!(!got.to_string().contains("FILESECRET"));
+    server.terminate();
+    let (ok, out) = run(&["--config", &file.display().to_string(), "config", "check"], &[("HOOKWARDEN_DATA_DIR", &dir.display().to_string())]);
+    assert!(ok && out.contains("integrations from the file: 1") && !out.contains("FILESECRET"), "{out}");
+}
