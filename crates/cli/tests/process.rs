@@ -846,10 +846,14 @@ async fn integrations_in_the_config_file_are_applied_at_start() {
     )
     .expect("write");
     let mut env = Env::new(&db, &dir, &[("HOOKWARDEN_MANAGEMENT_API_KEYS", "opk")]);
-    env.vars.push(("HOOKWARDEN_CONFIG".into(), file.display().to_string()));
+    env.vars
+        .push(("HOOKWARDEN_CONFIG".into(), file.display().to_string()));
     let mut server = env.start();
     server.wait_ready().await;
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     let got: Value = client
         .get(server.url("/api/v1/integrations/acme"))
         .header("x-internal-api-key", "opk")
@@ -862,6 +866,12 @@ async fn integrations_in_the_config_file_are_applied_at_start() {
     assert_eq!(got["scheme"], "hmac-sha256", "{got}");
     assert!(!got.to_string().contains("FILESECRET"));
     server.terminate();
-    let (ok, out) = run(&["--config", &file.display().to_string(), "config", "check"], &[("HOOKWARDEN_DATA_DIR", &dir.display().to_string())]);
-    assert!(ok && out.contains("integrations from the file: 1") && !out.contains("FILESECRET"), "{out}");
+    let (ok, out) = run(
+        &["--config", &file.display().to_string(), "config", "check"],
+        &[("HOOKWARDEN_DATA_DIR", &dir.display().to_string())],
+    );
+    assert!(
+        ok && out.contains("integrations from the file: 1") && !out.contains("FILESECRET"),
+        "{out}"
+    );
 }
