@@ -24,6 +24,9 @@ on_both!(
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Headers as a provider sends them.
+type Sent<'a> = Vec<(&'a str, String)>;
+
 fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("key");
     for p in parts {
@@ -117,7 +120,7 @@ async fn acme_and_globex_work_as_the_seed_describes(backend: Backend) {
     let mut one_byte = body.to_vec();
     one_byte[10] ^= 0x01;
     let wrong_secret = hex::encode(mac(b"not-the-secret", &[body]));
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>)> = vec![
+    let cases: Vec<(&str, Sent, Vec<u8>)> = vec![
         (
             "wrong secret",
             vec![("x-acme-signature", wrong_secret)],
@@ -266,7 +269,7 @@ async fn every_scheme_verifies_as_documented_and_refuses_forgeries(backend: Back
     let b64 = format!("sha256={}", STANDARD.encode(mac(b"b64-secret", &[body])));
     let body_str = std::str::from_utf8(body).expect("utf8");
     let sw_sig = reference_sign(&sw_secret, "msg_1", t, body_str);
-    let good: Vec<(&str, Vec<(&str, String)>)> = vec![
+    let good: Vec<(&str, Sent)> = vec![
         (
             "stripe",
             vec![(
@@ -317,7 +320,7 @@ async fn every_scheme_verifies_as_documented_and_refuses_forgeries(backend: Back
     }
     let stale = t - 301;
     let future = t + 301;
-    let bad: Vec<(&str, &str, Vec<(&str, String)>)> = vec![
+    let bad: Vec<(&str, &str, Sent)> = vec![
         (
             "stripe",
             "stale",
