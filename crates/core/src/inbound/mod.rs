@@ -200,3 +200,201 @@ pub(crate) fn fresh(timestamp: i64, now: i64, tolerance_secs: i64) -> Result<(),
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod matrix {
+    //! Every scheme against the same attacks: each must fail.
+
+    use super::*;
+    use base64::{engine::general_purpose::STANDARD, Engine};
+
+    type Signer = fn(&[u8], &[u8], i64) -> Vec<(String, String)>;
+
+    fn hexmac(key: &[u8], parts: &[&[u8]]) -> String {
+        hex::encode(hmac_sha256(key, parts).finalize().into_bytes())
+    }
+
+    fn schemes() -> Vec<(Scheme, Signer, bool)> {
+        vec![
+            (
+                Scheme::HmacSha256 {
+                    header: "x-acme-signature".into(),
+                    encoding: Encoding::Hex,
+                    prefix: String::new(),
+                },
+                |k, b, _| vec![("x-acme-signature".into(), hexmac(k, &[b]))],
+                false,
+            ),
+            (
+                Scheme::Token {
+                    header: "x-globex-token".into(),
+                },
+                |k, _, _| {
+                    vec![(
+                        "x-globex-token".into(),
+                        String::from_utf8_lossy(k).into_owned(),
+                    )]
+                },
+                false,
+            ),
+            (
+                Scheme::StandardWebhooks,
+                |k, b, t| {
+                    let s = crate::secret::WebhookSecret::from_stored(k).expect("whsec");
+                    vec![
+                        ("webhook-id".into(), "msg_1".into()),
+                        ("webhook-timestamp".into(), t.to_string()),
+                        (
+                            "webhook-signature".into(),
+                            crate::standard_webhooks::sign(&s, "msg_1", t, b),
+                        ),
+                    ]
+                },
+                true,
+            ),
+            (
+                Scheme::Stripe,
+                |k, b, t| {
+                    vec![(
+                        "stripe-signature".into(),
+                        format!(
+                            "t={t},v1={}",
+                            hexmac(k, &[t.to_string().as_bytes(), b".", b])
+                        ),
+                    )]
+                },
+                true,
+            ),
+            (
+                Scheme::Github,
+                |k, b, _| {
+                    vec![(
+                        "x-hub-signature-256".into(),
+                        format!("sha256={}", hexmac(k, &[b])),
+                    )]
+                },
+                false,
+            ),
+            (
+                Scheme::Slack,
+                |k, b, t| {
+                    vec![
+                        ("x-slack-request-timestamp".into(), t.to_string()),
+                        (
+                            "x-slack-signature".into(),
+                            format!(
+                                "v0={}",
+                                hexmac(k, &[b"v0:", t.to_string().as_bytes(), b":", b])
+                            ),
+                        ),
+                    ]
+                },
+                true,
+            ),
+            (
+                Scheme::Shopify,
+                |k, b, _| {
+                    vec![(
+                        "x-shopify-hmac-sha256".into(),
+                        STANDARD.encode(hmac_sha256(k, &[b]).finalize().into_bytes()),
+                    )]
+                },
+                false,
+            ),
+        ]
+    }
+
+    fn check(
+        scheme: &Scheme,
+        secret: &[u8],
+        headers: &[(String, String)],
+        body: &[u8],
+        now: i64,
+    ) -> Result<Verified, InboundError> {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        verify(
+            scheme,
+            &[secret],
+            &pairs[..],
+            body,
+            now,
+            DEFAULT_TOLERANCE_SECS,
+        )
+    }
+
+    #[test]
+    fn every_scheme_refuses_every_forgery() {
+        let secret = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let other = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let body = br#"{"id":"evt_1","amount":42}"#;
+        let reserialized = br#"{"id": "evt_1", "amount": 42}"#;
+        let now = 1_700_000_000;
+        for (scheme, sign, timed) in schemes() {
+            let name = scheme.name();
+            let good = sign(secret, body, now);
+            assert!(
+                check(&scheme, secret, &good, body, now).is_ok(),
+                "{name}: valid request"
+            );
+            if name != "token" {
+                let mut flipped = body.to_vec();
+                flipped[7] ^= 1;
+                assert!(
+                    check(&scheme, secret, &good, &flipped, now).is_err(),
+                    "{name}: one byte changed"
+                );
+                assert!(
+                    check(&scheme, secret, &good, reserialized, now).is_err(),
+                    "{name}: re-serialized JSON"
+                );
+            }
+            assert!(
+                check(&scheme, secret, &sign(other, body, now), body, now).is_err(),
+                "{name}: wrong secret"
+            );
+            for i in 0..good.len() {
+                let mut missing = good.clone();
+                missing.remove(i);
+                assert!(
+                    check(&scheme, secret, &missing, body, now).is_err(),
+                    "{name}: header {} missing",
+                    good[i].0
+                );
+                let mut garbled = good.clone();
+                garbled[i].1 = "%%garbage%%".into();
+                if garbled[i].0 != "webhook-id" {
+                    assert!(
+                        check(&scheme, secret, &garbled, body, now).is_err(),
+                        "{name}: header {} malformed",
+                        good[i].0
+                    );
+                }
+            }
+            if timed {
+                for skew in [-301, 301, -86_400] {
+                    let replayed = sign(secret, body, now + skew);
+                    assert_eq!(
+                        check(&scheme, secret, &replayed, body, now),
+                        Err(InboundError::Stale),
+                        "{name}: timestamp {skew:+}s"
+                    );
+                }
+            }
+            // A valid signature made for another scheme never verifies here.
+            for (other_scheme, other_sign, _) in schemes() {
+                if other_scheme.name() != name {
+                    let foreign = other_sign(secret, body, now);
+                    let accepted = check(&scheme, secret, &foreign, body, now).is_ok();
+                    assert!(
+                        !accepted,
+                        "{name} accepted a {} signature",
+                        other_scheme.name()
+                    );
+                }
+            }
+        }
+    }
+}

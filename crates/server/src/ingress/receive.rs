@@ -45,18 +45,35 @@ pub async fn receive(
         .map_err(|e| ApiError::internal("load integration", e))?
         .ok_or(ApiError::NotFound)?;
     let source_ip = peer.ip();
+    let scheme =
+        scheme_of(&integration).map_err(|e| ApiError::internal("integration scheme", e))?;
+    // Known before verification from headers alone (never the body), for the log line.
+    let claimed_delivery = header_delivery_id(
+        scheme.delivery_id_header(),
+        integration.idempotency_header.as_deref(),
+        &headers,
+    );
     let fail = |reason: &'static str, details: Value| {
         let state = state.clone();
         let provider = provider.clone();
         let rid = request_id.0.clone();
+        let delivery = claimed_delivery.clone();
         async move {
-            tracing::warn!(provider = %provider, source.ip = %source_ip, verification = "failed", reason, "inbound webhook refused");
+            log_inbound(
+                &provider,
+                delivery.as_deref(),
+                "failed",
+                reason,
+                &provider,
+                None,
+            );
             metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => reason).increment(1);
+            let target = format!("integration:{provider}");
             crate::audit::record(
                 &state,
                 &format!("provider:{provider}"),
                 "inbound.verification_failed",
-                &format!("integration:{provider}"),
+                &target,
                 &rid,
                 details,
             )
@@ -202,9 +219,13 @@ pub async fn receive(
         RecordOutcome::Created => {
             state.forward_wake.notify_one();
             metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => "accepted").increment(1);
-            tracing::info!(
-                provider = %provider, delivery.id = delivery_id.as_deref().unwrap_or("-"), event.id = %event_id,
-                verification = "passed", target.workflow = %integration.name, "inbound webhook accepted"
+            log_inbound(
+                &provider,
+                delivery_id.as_deref(),
+                "passed",
+                "accepted",
+                &integration.name,
+                Some(&event_id),
             );
             Ok((StatusCode::ACCEPTED, Json(json!({"eventId": event_id}))))
         }
@@ -217,20 +238,58 @@ fn duplicate(
     event_id: String,
 ) -> (StatusCode, Json<Value>) {
     metrics::counter!("hookwarden_inbound_total", "provider" => provider.to_owned(), "outcome" => "duplicate").increment(1);
-    tracing::info!(provider = %provider, delivery.id = delivery_id.unwrap_or("-"), event.id = %event_id, verification = "passed", "inbound webhook is a duplicate");
+    log_inbound(
+        provider,
+        delivery_id,
+        "passed",
+        "duplicate",
+        provider,
+        Some(&event_id),
+    );
     (
         StatusCode::OK,
         Json(json!({"eventId": event_id, "duplicate": true})),
     )
 }
 
-/// The provider's own id for this delivery, when it sends one.
-fn delivery_id(
-    scheme: &str,
+/// The one log line of every inbound request (SPEC §8): provider, delivery
+/// id, verification result, target workflow; never a secret or the body.
+fn log_inbound(
+    provider: &str,
+    delivery_id: Option<&str>,
+    verification: &str,
+    outcome: &str,
+    workflow: &str,
+    event_id: Option<&str>,
+) {
+    let delivery = delivery_id.unwrap_or("-");
+    if verification == "passed" {
+        tracing::info!(
+            provider,
+            delivery.id = delivery,
+            verification,
+            outcome,
+            target.workflow = workflow,
+            event.id = event_id.unwrap_or("-"),
+            "inbound webhook {outcome}"
+        );
+    } else {
+        tracing::warn!(
+            provider,
+            delivery.id = delivery,
+            verification,
+            outcome,
+            target.workflow = workflow,
+            "inbound webhook refused"
+        );
+    }
+}
+
+/// A delivery id carried in a header (configured, or the scheme's own).
+fn header_delivery_id(
     scheme_header: Option<&str>,
     configured: Option<&str>,
     headers: &HeaderMap,
-    body: &Value,
 ) -> Option<String> {
     let from_header = |name: &str| {
         headers
@@ -243,9 +302,19 @@ fn delivery_id(
         .and_then(from_header)
         .or_else(|| scheme_header.and_then(from_header))
         .map(str::to_owned)
-        .or_else(|| {
-            (scheme == "stripe")
-                .then(|| body["id"].as_str().map(str::to_owned))
-                .flatten()
-        })
+}
+
+/// The provider's own id for this delivery, when it sends one.
+fn delivery_id(
+    scheme: &str,
+    scheme_header: Option<&str>,
+    configured: Option<&str>,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Option<String> {
+    header_delivery_id(scheme_header, configured, headers).or_else(|| {
+        (scheme == "stripe")
+            .then(|| body["id"].as_str().map(str::to_owned))
+            .flatten()
+    })
 }
