@@ -30,6 +30,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
+        reject_declared_oversize(req.headers(), crate::ingress::receive::MAX_BODY)?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
@@ -40,6 +41,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         serde_json::from_slice(&bytes)
             .map(StrictJson)
             .map_err(|e| ApiError::Validation(describe(&e)))
+    }
+}
+
+/// Refuses a body whose declared length is over `limit` before reading any of
+/// it (a body without a declared length is still cut at the limit while read).
+pub fn reject_declared_oversize(
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(ApiError::PayloadTooLarge),
+        _ => Ok(()),
     }
 }
 

@@ -105,6 +105,7 @@ pub async fn receive(
         .check(&format!("ingress:{provider}:{source_ip}"), limit)
         .await?;
 
+    crate::http::json::reject_declared_oversize(&headers, MAX_BODY)?;
     let raw = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
