@@ -16,6 +16,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// A fresh, migrated store on `backend`, with the database it lives in.
+pub async fn migrated_store(backend: Backend) -> (TestDb, std::sync::Arc<dyn crate::Store>) {
+    let db = TestDb::new(backend).await;
+    let store = crate::connect(&db.url)
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrate the test database");
+    (db, store)
+}
+
 pub struct TestDb {
     pub url: String,
     cleanup: Cleanup,

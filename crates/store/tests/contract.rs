@@ -21,10 +21,7 @@ on_both!(
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
-    let db = TestDb::new(backend).await;
-    let store = connect(&db.url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    (db, store)
+    hookwarden_store::testing::migrated_store(backend).await
 }
 
 fn sealed(tag: &str) -> Sealed {

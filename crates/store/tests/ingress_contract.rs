@@ -7,7 +7,7 @@ use hookwarden_store::ingress::*;
 use hookwarden_store::model::*;
 use hookwarden_store::on_both;
 use hookwarden_store::testing::{Backend, TestDb};
-use hookwarden_store::{connect, Store};
+use hookwarden_store::Store;
 use serde_json::json;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -21,10 +21,7 @@ on_both!(
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
-    let db = TestDb::new(backend).await;
-    let store = connect(&db.url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    (db, store)
+    hookwarden_store::testing::migrated_store(backend).await
 }
 
 fn sealed(tag: &str) -> Sealed {

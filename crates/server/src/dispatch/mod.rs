@@ -41,3 +41,18 @@ pub fn after_failure(
         None => (AttemptStatus::Dead, None),
     }
 }
+
+/// The try's record, filled with what the client observed (status still to decide).
+pub fn observed(
+    base: hookwarden_store::model::AttemptResult,
+    o: &client::Outcome,
+) -> hookwarden_store::model::AttemptResult {
+    hookwarden_store::model::AttemptResult {
+        http_status: o.http_status.map(i32::from),
+        duration_ms: o.duration.as_millis() as i64,
+        response_preview: o.preview.clone(),
+        error: o.error.clone(),
+        completed_at: Utc::now(),
+        ..base
+    }
+}

@@ -213,14 +213,7 @@ impl ForwardQueue {
             .client
             .send(&integration.target_url, &headers, body)
             .await;
-        let result = AttemptResult {
-            http_status: o.http_status.map(i32::from),
-            duration_ms: o.duration.as_millis() as i64,
-            response_preview: o.preview,
-            error: o.error,
-            completed_at: Utc::now(),
-            ..base
-        };
+        let result = crate::dispatch::observed(base, &o);
         match o.http_status {
             Some(s) if (200..300).contains(&s) => AttemptResult {
                 status: AttemptStatus::Succeeded,
