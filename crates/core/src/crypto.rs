@@ -84,6 +84,19 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// A 32-byte seed for a purpose other than secrets (e.g. the Ed25519 key
+    /// that signs identity tokens): every replica with this master key derives
+    /// the same seed, and rotating the master key rotates it.
+    pub fn derive_seed(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(Some(b"hookwarden/derived/v1"), &*self.bytes);
+        let mut okm = Zeroizing::new([0u8; 32]);
+        hk.expand(purpose.as_bytes(), &mut *okm)
+            .unwrap_or_else(|_| unreachable!());
+        okm
+    }
+}
+
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MasterKey({}, <redacted>)", self.id)
@@ -144,6 +157,11 @@ impl Keyring {
 
     pub fn current_id(&self) -> &str {
         self.current.id()
+    }
+
+    /// The current master key first, then the previous ones.
+    pub fn keys(&self) -> impl Iterator<Item = &MasterKey> {
+        std::iter::once(&self.current).chain(&self.previous)
     }
 
     fn by_id(&self, id: &str) -> Option<&MasterKey> {
@@ -277,6 +295,14 @@ mod tests {
             without_old.open(ROW, &sealed),
             Err(CryptoError::UnknownKeyId(_))
         ));
+    }
+
+    #[test]
+    fn derived_seeds_are_stable_and_separate() {
+        let k = MasterKey::generate();
+        assert_eq!(*k.derive_seed("a"), *k.derive_seed("a"));
+        assert_ne!(*k.derive_seed("a"), *k.derive_seed("b"));
+        assert_ne!(*k.derive_seed("a"), *MasterKey::generate().derive_seed("a"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod ingress;
 pub mod intake;
 pub mod keys;

@@ -46,6 +46,7 @@ impl Application {
         // Install the recorder before anything counts, or early counts are lost.
         crate::metrics::handle();
         let keyring = keys::load_keyring(&settings)?;
+        let identity = crate::identity::IdentitySigner::new(&keyring)?;
         let hs256 = keys::jwt_hs256_secret(&settings)?;
         let jwt = JwtVerifier::new(
             hs256.as_ref(),
@@ -101,6 +102,7 @@ impl Application {
             nats: nats.as_ref().map(|n| n.client.clone()),
             redis,
             forward_wake: Arc::new(Notify::new()),
+            identity,
             sink: Default::default(),
             settings,
         }));

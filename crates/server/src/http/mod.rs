@@ -81,6 +81,7 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/.well-known/jwks.json", get(ops::jwks))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)

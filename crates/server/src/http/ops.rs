@@ -52,3 +52,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         crate::metrics::handle().render(),
     )
 }
+
+/// The public keys of identity tokens on forwarded requests.
+pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.identity.jwks())
+}

@@ -199,6 +199,31 @@ impl ForwardQueue {
             }
         };
         let body = serde_json::to_vec(&normalized(&event)).unwrap_or_default();
+        let issued = Utc::now().timestamp();
+        let identity = crate::identity::IdentityClaims {
+            iss: crate::identity::ISSUER.into(),
+            sub: format!("provider:{}", event.provider),
+            aud: integration.name.clone(),
+            tenant: integration.name.clone(),
+            cid: event.correlation_id.clone(),
+            jti: job.id.clone(),
+            iat: issued,
+            exp: issued + crate::identity::TTL_SECS,
+        };
+        let token = match self.state.identity.sign(&identity) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error.message = %e, "signing the identity token failed");
+                return self.failed(
+                    job,
+                    AttemptResult {
+                        error: Some("identity token unavailable".into()),
+                        ..base
+                    },
+                    None,
+                );
+            }
+        };
         let ts = Utc::now().timestamp();
         let headers = [
             (HEADER_ID, event.id.clone()),
@@ -207,6 +232,7 @@ impl ForwardQueue {
             ("x-correlation-id", event.correlation_id.clone()),
             ("x-hookwarden-event-id", event.id.clone()),
             ("x-hookwarden-provider", event.provider.clone()),
+            ("authorization", format!("Bearer {token}")),
         ];
         drop(secret);
         let o = self

@@ -20,6 +20,7 @@ on_both!(
     duplicates_are_named_even_when_fifty_arrive_at_once,
     limits_on_size_shape_rate_and_source,
     forwarding_retries_then_dead_letters_and_replay_delivers_again,
+    forwarded_requests_carry_a_verifiable_identity_token,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -628,4 +629,67 @@ async fn forwarding_retries_then_dead_letters_and_replay_delivers_again(backend:
         .find(|a| a["action"] == "event.replay_requested")
         .expect("audited");
     assert_eq!(replayed["details"]["requestedBy"], "ops@example.com");
+}
+
+async fn forwarded_requests_carry_a_verifiable_identity_token(backend: Backend) {
+    use jsonwebtoken::{decode, decode_header, jwk::JwkSet, Algorithm, DecodingKey, Validation};
+    let app = TestApp::spawn(backend).await;
+    let target = Receiver::start().await;
+    app.integration(json!({"name": "billing", "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": target.url("/b")})).await;
+    let (status, _) = app
+        .inbound(
+            "billing",
+            &[("x-t", "t".into()), ("x-correlation-id", "corr-42".into())],
+            b"{\"n\":1}",
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.forward_until(WAIT, || target.count() == 1).await;
+    let got = &target.received()[0];
+    let auth = got.headers["authorization"].to_str().expect("ascii");
+    let token = auth.strip_prefix("Bearer ").expect("bearer token");
+    // What a downstream service does: fetch the JWKS from the ops listener, verify.
+    let jwks: JwkSet = app
+        .http
+        .get(format!("http://{}/.well-known/jwks.json", app.ops))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let kid = decode_header(token).expect("header").kid.expect("kid");
+    let key = DecodingKey::from_jwk(jwks.find(&kid).expect("published key")).expect("key");
+    let verify_for = |aud: &str| {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_audience(&[aud]);
+        v.set_issuer(&["hookwarden"]);
+        decode::<Value>(token, &key, &v)
+    };
+    let claims = verify_for("billing")
+        .expect("valid for its audience")
+        .claims;
+    assert_eq!(claims["sub"], "provider:billing");
+    assert_eq!(claims["tenant"], "billing");
+    assert_eq!(claims["cid"], "corr-42");
+    assert_eq!(got.headers["x-correlation-id"], "corr-42");
+    assert_eq!(
+        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
+        60,
+        "short-lived"
+    );
+    assert!(
+        verify_for("another-service").is_err(),
+        "a token for billing is refused by any other service"
+    );
+    // A forged token (signed by another key) does not verify with the published keys.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+    )
+    .expect("forge");
+    let mut v = Validation::new(Algorithm::EdDSA);
+    v.set_audience(&["billing"]);
+    assert!(decode::<Value>(&forged, &key, &v).is_err());
 }
