@@ -106,6 +106,14 @@ enum AuditCommand {
 enum KeysCommand {
     /// Prints a new random master key (base64 of 32 bytes) and its key id.
     Generate,
+    /// Re-encrypts every stored secret under the current master key (online,
+    /// safe to interrupt and re-run). Older keys must be listed in
+    /// HOOKWARDEN_PREVIOUS_MASTER_KEYS until it reports nothing remaining.
+    Rotate {
+        /// Secrets re-encrypted per batch.
+        #[arg(long, default_value_t = 200)]
+        batch: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -181,6 +189,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 aud: settings.jwt_audience.clone(),
             };
             println!("{}", mint_hs256(&secret, &claims)?);
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { batch },
+        } => {
+            let settings = settings()?;
+            let url = settings.database_url.expose_secret();
+            let store = hookwarden_store::connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", hookwarden_store::redact_url(url)))?;
+            let keyring = keys::load_keyring(&settings)?;
+            eprintln!("re-encrypting under master key {}", keyring.current_id());
+            let report = hookwarden_server::rotate::rotate_all(
+                store.as_ref(),
+                &keyring,
+                batch.max(1),
+                |done, total| {
+                    eprintln!("re-encrypted {done} of {total}");
+                },
+            )
+            .await?;
+            let entry = hookwarden_store::ingress::NewAudit {
+                actor: "cli".into(),
+                action: "keys.rotated".into(),
+                target: format!("master_key:{}", keyring.current_id()),
+                request_id: "cli".into(),
+                details: serde_json::json!({"resealed": report.resealed, "remaining": report.remaining}),
+            };
+            store.append_audit(&entry, chrono::Utc::now()).await?;
+            println!(
+                "rotation complete: {} re-encrypted, {} remaining under older keys",
+                report.resealed, report.remaining
+            );
+            if report.remaining == 0 {
+                println!(
+                    "older master keys may now be removed from HOOKWARDEN_PREVIOUS_MASTER_KEYS"
+                );
+            } else {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Keys {
             command: KeysCommand::Generate,

@@ -875,3 +875,54 @@ async fn integrations_in_the_config_file_are_applied_at_start() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_reencrypts_and_explains_a_missing_old_key() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempdir();
+    let env = Env::new(&db, &dir, &[]);
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (status, _) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &env.token(Some("acct_r"), "webhooks:write"),
+        json!({"url": "https://example.com/hook", "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    server.terminate();
+    let old = env
+        .vars
+        .iter()
+        .find(|(k, _)| k == "HOOKWARDEN_MASTER_KEY")
+        .map(|(_, v)| v.clone())
+        .expect("key");
+    let new = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let base = [
+        ("HOOKWARDEN_DATABASE_URL", db.url.as_str()),
+        ("HOOKWARDEN_MASTER_KEY", new.as_str()),
+    ];
+    let (ok, out) = run(&["keys", "rotate"], &base);
+    assert!(
+        !ok && out.contains("HOOKWARDEN_PREVIOUS_MASTER_KEYS"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&old) && !out.contains(&new),
+        "no key in the output"
+    );
+    let with_old: Vec<(&str, &str)> = base
+        .iter()
+        .copied()
+        .chain([("HOOKWARDEN_PREVIOUS_MASTER_KEYS", old.as_str())])
+        .collect();
+    let (ok, out) = run(&["keys", "rotate", "--batch", "1"], &with_old);
+    assert!(ok && out.contains("1 re-encrypted, 0 remaining"), "{out}");
+    let (ok, out) = run(&["keys", "rotate"], &base);
+    assert!(ok && out.contains("0 re-encrypted, 0 remaining"), "{out}");
+}

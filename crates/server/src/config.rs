@@ -31,6 +31,7 @@ const KEYS: &[&str] = &[
     "ops_listen",
     "master_key",
     "master_key_file",
+    "previous_master_keys",
     "jwt_hs256_secret",
     "jwt_jwks_file",
     "jwt_issuer",
@@ -50,6 +51,10 @@ const KEYS: &[&str] = &[
     "poll_interval",
     "delivery_worker",
     "nats_consumer",
+    "redis_prefix",
+    "delivery_sink",
+    "ingress_worker",
+    "integrations",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -69,6 +74,8 @@ pub struct RawConfig {
     pub ops_listen: Option<String>,
     pub master_key: Option<SecretString>,
     pub master_key_file: Option<PathBuf>,
+    /// Older master keys, comma-separated: still read, never written (rotation).
+    pub previous_master_keys: Option<SecretString>,
     pub jwt_hs256_secret: Option<SecretString>,
     pub jwt_jwks_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
@@ -138,6 +145,8 @@ pub struct Settings {
     pub ops_listen: SocketAddr,
     pub master_key: Option<SecretString>,
     pub master_key_file: Option<PathBuf>,
+    /// Older master keys, comma-separated: still read, never written (rotation).
+    pub previous_master_keys: Option<SecretString>,
     pub jwt_hs256_secret: Option<SecretString>,
     pub jwt_jwks_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
@@ -263,6 +272,7 @@ impl Settings {
             ops_listen: addr("ops_listen", raw.ops_listen, "127.0.0.1:9090")?,
             master_key: raw.master_key,
             master_key_file: raw.master_key_file,
+            previous_master_keys: raw.previous_master_keys,
             jwt_hs256_secret: raw.jwt_hs256_secret,
             jwt_jwks_file: raw.jwt_jwks_file,
             jwt_issuer: raw.jwt_issuer,
@@ -458,6 +468,10 @@ impl Settings {
             format!("ops_listen = \"{}\"", self.ops_listen),
             format!("master_key = {}", secret(&self.master_key)),
             format!("master_key_file = {}", path(&self.master_key_file)),
+            format!(
+                "previous_master_keys = {}",
+                secret(&self.previous_master_keys)
+            ),
             format!("jwt_hs256_secret = {}", secret(&self.jwt_hs256_secret)),
             format!("jwt_jwks_file = {}", path(&self.jwt_jwks_file)),
             format!("jwt_issuer = {}", opt(&self.jwt_issuer)),
@@ -525,6 +539,30 @@ mod tests {
 
     fn raw() -> RawConfig {
         RawConfig::default()
+    }
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        // serde lists every field of RawConfig when it meets an unknown one.
+        let err = serde_json::from_str::<RawConfig>(r#"{"no_such_setting": 1}"#)
+            .expect_err("unknown field");
+        let text = err.to_string();
+        let fields = text.split("expected one of ").nth(1).expect("field list");
+        for field in fields.split(", ").map(|f| {
+            f.trim_matches(|c| c == '`' || c == ' ')
+                .split('`')
+                .next()
+                .unwrap_or("")
+        }) {
+            if field.is_empty() || field == "integrations" {
+                continue; // a list: the TOML file only
+            }
+            assert!(
+                KEYS.contains(&field),
+                "HOOKWARDEN_{} is ignored: add {field:?} to KEYS",
+                field.to_ascii_uppercase()
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,17 @@ pub fn load_keyring(settings: &Settings) -> anyhow::Result<Keyring> {
         )?;
         MasterKey::from_base64(&text).context("development master key file")?
     };
-    Ok(Keyring::new(current, Vec::new()))
+    let previous = match &settings.previous_master_keys {
+        Some(list) => list
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| MasterKey::from_base64(k).context("HOOKWARDEN_PREVIOUS_MASTER_KEYS"))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    Ok(Keyring::new(current, previous))
 }
 
 /// The HS256 secret for tenant tokens: configured, or in development a

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod nats;
 pub mod pump;
 pub mod ratelimit;
+pub mod rotate;
 pub mod secrets;
 pub mod startup;
 pub mod state;

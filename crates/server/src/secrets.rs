@@ -4,6 +4,7 @@
 
 use hookwarden_core::crypto::{Keyring, RowIdentity, Sealed};
 use hookwarden_core::secret::WebhookSecret;
+use hookwarden_store::sealed::SealedColumn;
 
 const WEBHOOK_TABLE: &str = "webhook_configs";
 
@@ -12,6 +13,29 @@ fn webhook_row<'a>(account_id: &'a str, webhook_id: &'a str) -> RowIdentity<'a> 
         table: WEBHOOK_TABLE,
         account_id,
         row_id: webhook_id,
+    }
+}
+
+/// The identity every sealed column is bound to: the one place that knows it,
+/// used by sealing, opening and the master key rotation alike.
+pub fn row_identity<'a>(column: SealedColumn, id: &'a str, account_id: &'a str) -> RowIdentity<'a> {
+    match column {
+        // The current and the previous secret of a webhook share the row's identity.
+        SealedColumn::WebhookSecret | SealedColumn::WebhookOldSecret => webhook_row(account_id, id),
+        SealedColumn::IntegrationSecrets => integration_row(id, "integrations.secrets"),
+        SealedColumn::IntegrationForwardingSecret => {
+            integration_row(id, "integrations.forwarding_secret")
+        }
+    }
+}
+
+/// Integrations are operator objects, not tenant ones: one key context for all.
+/// The column names the identity, so the two sealed columns cannot be swapped.
+fn integration_row<'a>(name: &'a str, column: &'static str) -> RowIdentity<'a> {
+    RowIdentity {
+        table: column,
+        account_id: "operator",
+        row_id: name,
     }
 }
 

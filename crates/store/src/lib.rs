@@ -10,6 +10,7 @@ pub mod ingress;
 pub mod model;
 mod postgres;
 mod postgres_ingress;
+pub mod sealed;
 mod sqlite;
 mod sqlite_ingress;
 #[cfg(feature = "testing")]
@@ -89,6 +90,25 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     ) -> Result<Option<Attempt>>;
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+
+    /// Up to `limit` sealed values of `column` not under master key `key_id`.
+    async fn sealed_not_under(
+        &self,
+        column: sealed::SealedColumn,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<sealed::SealedRow>>;
+    /// Replaces a sealed value if it is still `old` (compare-and-swap, so a
+    /// concurrent secret rotation is never overwritten). False if it changed.
+    async fn reseal(
+        &self,
+        column: sealed::SealedColumn,
+        id: &str,
+        old: &hookwarden_core::crypto::Sealed,
+        new: &hookwarden_core::crypto::Sealed,
+    ) -> Result<bool>;
+    /// How many sealed values are not under `key_id`, over every column.
+    async fn count_not_under(&self, key_id: &str) -> Result<u64>;
 }
 
 /// Opens the store named by a database URL (`sqlite://…` or `postgres://…`).

@@ -543,4 +543,70 @@ impl Store for SqliteStore {
                 .unwrap_or(0.0),
         })
     }
+
+    async fn sealed_not_under(
+        &self,
+        column: crate::sealed::SealedColumn,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::sealed::SealedRow>> {
+        let (table, id, account, enc, kid) = column.sql();
+        let sql = format!(
+            "SELECT {id} AS id, {account} AS account_id, {enc} AS enc, {kid} AS kid FROM {table} \
+             WHERE {kid} IS NOT NULL AND {kid} <> ?1 ORDER BY {id} LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::sealed::SealedRow {
+                    column,
+                    id: r.try_get("id")?,
+                    account_id: r.try_get("account_id")?,
+                    sealed: hookwarden_core::crypto::Sealed {
+                        key_id: r.try_get("kid")?,
+                        ciphertext: r.try_get("enc")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn reseal(
+        &self,
+        column: crate::sealed::SealedColumn,
+        id_value: &str,
+        old: &hookwarden_core::crypto::Sealed,
+        new: &hookwarden_core::crypto::Sealed,
+    ) -> Result<bool> {
+        let (table, id, _, enc, kid) = column.sql();
+        let sql = format!("UPDATE {table} SET {enc} = ?1, {kid} = ?2 WHERE {id} = ?3 AND {kid} = ?4 AND {enc} = ?5");
+        let done = sqlx::query(&sql)
+            .bind(&new.ciphertext)
+            .bind(&new.key_id)
+            .bind(id_value)
+            .bind(&old.key_id)
+            .bind(&old.ciphertext)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_not_under(&self, key_id: &str) -> Result<u64> {
+        let mut total = 0u64;
+        for column in crate::sealed::SealedColumn::ALL {
+            let (table, _, _, _, kid) = column.sql();
+            let sql =
+                format!("SELECT count(*) FROM {table} WHERE {kid} IS NOT NULL AND {kid} <> ?1");
+            let n: i64 = sqlx::query_scalar(&sql)
+                .bind(key_id)
+                .fetch_one(&self.readers)
+                .await?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
 }

@@ -3,20 +3,20 @@
 //! forwarding secret, and the view that never shows either.
 
 use crate::error::ApiError;
+use crate::secrets::row_identity;
 use crate::state::AppState;
 use chrono::{SecondsFormat, Utc};
-use hookwarden_core::crypto::{Keyring, RowIdentity};
+use hookwarden_core::crypto::Keyring;
 use hookwarden_core::destination::{parse_cidrs, AddressPolicy};
 use hookwarden_core::inbound::{Scheme, DEFAULT_TOLERANCE_SECS};
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_store::ingress::Integration;
+use hookwarden_store::sealed::SealedColumn;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-/// Integrations are operator objects, not tenant ones: one key context for all.
-const OPERATOR_CONTEXT: &str = "operator";
 const MAX_SECRETS: usize = 5;
 pub const DEFAULT_RATE_LIMIT: i64 = 600;
 
@@ -49,8 +49,6 @@ pub struct IntegrationInput {
     pub idempotency_header: Option<String>,
 }
 
-/// The identity a sealed column is bound to: the column (so the two sealed
-/// columns of a row cannot be swapped) and the integration's name.
 impl std::fmt::Debug for IntegrationInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the secrets: this sits inside `Settings`, which is logged.
@@ -60,14 +58,6 @@ impl std::fmt::Debug for IntegrationInput {
             .field("targetUrl", &self.target_url)
             .field("secrets", &"<redacted>")
             .finish_non_exhaustive()
-    }
-}
-
-fn row<'a>(name: &'a str, column: &'static str) -> RowIdentity<'a> {
-    RowIdentity {
-        table: column,
-        account_id: OPERATOR_CONTEXT,
-        row_id: name,
     }
 }
 
@@ -162,7 +152,10 @@ pub fn build(
                 ));
             }
             let text = Zeroizing::new(serde_json::to_string(&list).unwrap_or_default());
-            keyring.seal(row(name, "integrations.secrets"), text.as_bytes())
+            keyring.seal(
+                row_identity(SealedColumn::IntegrationSecrets, name, ""),
+                text.as_bytes(),
+            )
         }
         (None, Some(e)) => e.secrets.clone(),
         (None, None) => return Err(invalid("secret is required".into())),
@@ -173,7 +166,7 @@ pub fn build(
             let s = WebhookSecret::generate();
             (
                 keyring.seal(
-                    row(name, "integrations.forwarding_secret"),
+                    row_identity(SealedColumn::IntegrationForwardingSecret, name, ""),
                     s.expose().as_bytes(),
                 ),
                 Some(s),
@@ -204,14 +197,17 @@ pub fn build(
 
 /// The provider secrets, opened for one verification.
 pub fn open_secrets(keyring: &Keyring, i: &Integration) -> anyhow::Result<Vec<Zeroizing<String>>> {
-    let plain = keyring.open(row(&i.name, "integrations.secrets"), &i.secrets)?;
+    let plain = keyring.open(
+        row_identity(SealedColumn::IntegrationSecrets, &i.name, ""),
+        &i.secrets,
+    )?;
     let list: Vec<String> = serde_json::from_slice(&plain)?;
     Ok(list.into_iter().map(Zeroizing::new).collect())
 }
 
 pub fn open_forwarding_secret(keyring: &Keyring, i: &Integration) -> anyhow::Result<WebhookSecret> {
     let plain = keyring.open(
-        row(&i.name, "integrations.forwarding_secret"),
+        row_identity(SealedColumn::IntegrationForwardingSecret, &i.name, ""),
         &i.forwarding_secret,
     )?;
     Ok(WebhookSecret::from_stored(&plain)?)

@@ -62,6 +62,8 @@ pub struct Options {
     /// Use Redis (at this URL) with this key prefix.
     pub redis: Option<(String, String)>,
     pub production: bool,
+    /// Older master keys still readable (rotation).
+    pub previous_keys: Option<String>,
 }
 
 /// Operator keys every test app accepts (two: rotation).
@@ -130,6 +132,7 @@ impl Default for Options {
             shared: None,
             redis: None,
             production: false,
+            previous_keys: None,
         }
     }
 }
@@ -208,6 +211,7 @@ impl TestApp {
                 .map(|(url, _)| SecretString::from(url.clone())),
             redis_prefix: o.redis.as_ref().map(|(_, p)| p.clone()),
             ingress_worker: Some(o.worker),
+            previous_master_keys: o.previous_keys.map(SecretString::from),
             env: o.production.then(|| "production".into()),
             allow_http_destinations: o.production.then_some(false),
             ..Default::default()

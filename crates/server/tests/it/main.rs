@@ -8,6 +8,7 @@ mod operator;
 
 mod jwks;
 mod replicas;
+mod rotation;
 
 mod api;
 mod auth;

@@ -1,0 +1,72 @@
+//! Every column that holds a sealed secret, described once, so that a master
+//! key rotation can find and re-encrypt them all on either backend.
+
+use hookwarden_core::crypto::Sealed;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    WebhookSecret,
+    WebhookOldSecret,
+    IntegrationSecrets,
+    IntegrationForwardingSecret,
+}
+
+impl SealedColumn {
+    pub const ALL: [SealedColumn; 4] = [
+        Self::WebhookSecret,
+        Self::WebhookOldSecret,
+        Self::IntegrationSecrets,
+        Self::IntegrationForwardingSecret,
+    ];
+
+    /// (table, id column, account expression, ciphertext column, key id column)
+    pub(crate) fn sql(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        match self {
+            Self::WebhookSecret => (
+                "webhook_configs",
+                "id",
+                "account_id",
+                "secret_enc",
+                "secret_key_id",
+            ),
+            Self::WebhookOldSecret => (
+                "webhook_configs",
+                "id",
+                "account_id",
+                "old_secret_enc",
+                "old_secret_key_id",
+            ),
+            Self::IntegrationSecrets => (
+                "integrations",
+                "name",
+                "''",
+                "secrets_enc",
+                "secrets_key_id",
+            ),
+            Self::IntegrationForwardingSecret => (
+                "integrations",
+                "name",
+                "''",
+                "forwarding_secret_enc",
+                "forwarding_key_id",
+            ),
+        }
+    }
+}
+
+/// One sealed value and the row that owns it.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    pub column: SealedColumn,
+    pub id: String,
+    pub account_id: String,
+    pub sealed: Sealed,
+}
