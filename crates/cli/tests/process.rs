@@ -926,3 +926,216 @@ async fn keys_rotate_reencrypts_and_explains_a_missing_old_key() {
     let (ok, out) = run(&["keys", "rotate"], &base);
     assert!(ok && out.contains("0 re-encrypted, 0 remaining"), "{out}");
 }
+
+/// Counts deliveries per `webhook-id` and the most ever in flight for one id.
+#[derive(Default)]
+struct Tally {
+    received: std::collections::HashMap<String, usize>,
+    in_flight: std::collections::HashMap<String, usize>,
+    max_in_flight_one_id: usize,
+}
+
+async fn tallying_receiver(delay: Duration) -> (u16, Arc<Mutex<Tally>>) {
+    let tally: Arc<Mutex<Tally>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let t = tally.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let t = t.clone();
+        async move {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            {
+                let mut g = t.lock().expect("lock");
+                let n = g.in_flight.entry(id.clone()).or_default();
+                *n += 1;
+                let now = *n;
+                g.max_in_flight_one_id = g.max_in_flight_one_id.max(now);
+            }
+            tokio::time::sleep(delay).await;
+            let mut g = t.lock().expect("lock");
+            *g.in_flight.entry(id.clone()).or_default() -= 1;
+            *g.received.entry(id).or_default() += 1;
+            "ok"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, tally)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempdir();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let subject_prefix = format!("hwp{tag}.webhook");
+    let stream = format!("HWP{}_WEBHOOK", tag.to_uppercase());
+    let redis_prefix = format!("hwproc:{tag}:");
+    let nats_url = std::env::var("HOOKWARDEN_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let redis_url = std::env::var("HOOKWARDEN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nats = async_nats::connect(&nats_url)
+        .await
+        .unwrap_or_else(|e| panic!("NATS is needed at {nats_url}: {e}"));
+    let shared = [
+        ("HOOKWARDEN_NATS_URL", nats_url.as_str()),
+        ("HOOKWARDEN_NATS_SUBJECT_PREFIX", subject_prefix.as_str()),
+        ("HOOKWARDEN_NATS_STREAM", stream.as_str()),
+        ("HOOKWARDEN_NATS_ACK_WAIT", "3s"),
+        ("HOOKWARDEN_REDIS_URL", redis_url.as_str()),
+        ("HOOKWARDEN_REDIS_PREFIX", redis_prefix.as_str()),
+        ("HOOKWARDEN_DELIVERY_LEASE", "3s"),
+        ("HOOKWARDEN_DELIVERY_TIMEOUT", "1s"),
+        ("HOOKWARDEN_RETRY_SCHEDULE", "1s,1s,1s,1s"),
+        ("HOOKWARDEN_MAX_IN_FLIGHT", "8"),
+        ("HOOKWARDEN_API_RATE_LIMIT_PER_MINUTE", "60"),
+    ];
+    let env_a = Env::new(&db, &dir, &shared);
+    // Replica B: the same secrets and backends, its own ports.
+    let mut env_b = Env::new(&db, &dir, &shared);
+    for key in ["HOOKWARDEN_MASTER_KEY", "HOOKWARDEN_JWT_HS256_SECRET"] {
+        let value = env_a
+            .vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .expect("var");
+        env_b.vars.retain(|(k, _)| k != key);
+        env_b.vars.push((key.into(), value));
+    }
+    env_b.jwt = env_a.jwt.clone();
+    let (rport, tally) = tallying_receiver(Duration::from_millis(5)).await;
+    let mut a = env_a.start();
+    a.wait_ready().await;
+    let mut b = env_b.start();
+    b.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (status, body) = post(
+        &client,
+        a.url("/v1/webhooks"),
+        &env_a.token(Some("acct_m"), "webhooks:write"),
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The tenant limit is shared: 60 requests across both replicas, then 429 on either.
+    let limited = env_a.token(Some("acct_limit"), "webhooks:read");
+    for i in 0..60 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let resp = client
+            .get(server.url("/v1/webhooks"))
+            .bearer_auth(&limited)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    for server in [&a, &b] {
+        let resp = client
+            .get(server.url("/v1/webhooks"))
+            .bearer_auth(&limited)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 429, "the 61st across replicas");
+    }
+
+    // 1,000 events: 800 over NATS (shared durable consumer), 200 over HTTP to both.
+    let mut accepted = std::collections::HashSet::new();
+    let js = async_nats::jetstream::new(nats.clone());
+    let subject = format!("{subject_prefix}.dispatch");
+    for n in 0..800 {
+        let id = format!("evt_m_{n}");
+        let msg = json!({"accountId": "acct_m", "eventType": "t", "payload": {"n": n}, "id": id});
+        js.publish(subject.clone(), msg.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        accepted.insert(id);
+    }
+    let producer = env_a.token(None, "events:publish");
+    for n in 0..200 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        let (status, body) = post(
+            &client,
+            server.url("/v1/events"),
+            &producer,
+            json!({"accountId": "acct_m", "eventType": "t", "payload": {"h": n}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        accepted.insert(body["eventId"].as_str().expect("id").to_owned());
+    }
+    // Kill replica A mid-run, holding claims and unacked messages.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tally.lock().expect("lock").received.len() < 200 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill9();
+    let delivered_at_kill = tally.lock().expect("lock").received.len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: std::collections::HashSet<String> = tally
+            .lock()
+            .expect("lock")
+            .received
+            .keys()
+            .cloned()
+            .collect();
+        if accepted.is_subset(&got) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted events delivered after the kill (at the kill: {delivered_at_kill}): {}",
+            accepted.intersection(&got).count(),
+            accepted.len(),
+            b.logs().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = tally.lock().expect("lock");
+    assert_eq!(
+        t.max_in_flight_one_id, 1,
+        "no event was ever being delivered twice at once"
+    );
+    let repeats: usize = t.received.values().map(|n| n - 1).sum();
+    eprintln!("delivered {} events; {} repeated after the crash (at-least-once); {} delivered before the kill", t.received.len(), repeats, delivered_at_kill);
+    assert!(
+        repeats <= 16,
+        "only tries in flight at the kill may repeat: {repeats}"
+    );
+    drop(t);
+    // Graceful shutdown of the survivor within a bound.
+    let started = Instant::now();
+    b.terminate();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "SIGTERM drained within the bound"
+    );
+    // Leave nothing behind: the stream and the Redis keys.
+    let _ = js.delete_stream(&stream).await;
+    if let Ok(mut c) = redis::Client::open(redis_url.as_str()).and_then(|c| c.get_connection()) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{redis_prefix}*"))
+            .query(&mut c)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+        }
+    }
+}

@@ -55,6 +55,7 @@ const KEYS: &[&str] = &[
     "delivery_sink",
     "ingress_worker",
     "integrations",
+    "nats_ack_wait",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -69,6 +70,7 @@ pub struct RawConfig {
     pub nats_creds_file: Option<PathBuf>,
     pub nats_subject_prefix: Option<String>,
     pub nats_stream: Option<String>,
+    pub nats_ack_wait: Option<String>,
     pub redis_url: Option<SecretString>,
     pub listen: Option<String>,
     pub ops_listen: Option<String>,
@@ -121,6 +123,9 @@ pub struct NatsSettings {
     /// Subjects are `<prefix>.dispatch` and `<prefix>.dispatch.deadletter`.
     pub subject_prefix: String,
     pub stream: String,
+    /// How long a message may stay unacked before JetStream redelivers it
+    /// (to another replica, if this one died holding it).
+    pub ack_wait: Duration,
 }
 
 impl NatsSettings {
@@ -251,6 +256,7 @@ impl Settings {
                 .map_err(|e| invalid(key, e))
         };
         let delivery_timeout = duration("delivery_timeout", raw.delivery_timeout, "5s")?;
+        let nats_ack_wait = duration("nats_ack_wait", raw.nats_ack_wait.clone(), "30s")?;
         let max_in_flight = raw.max_in_flight.unwrap_or(20);
         let settings = Settings {
             env,
@@ -266,6 +272,7 @@ impl Settings {
                     stream: raw
                         .nats_stream
                         .unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
+                    ack_wait: nats_ack_wait,
                 }),
             redis_url: raw.redis_url,
             listen: addr("listen", raw.listen, "127.0.0.1:8080")?,

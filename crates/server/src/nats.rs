@@ -17,8 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Durable consumer name shared by every replica (they split the messages).
 const DURABLE: &str = "hookwarden-dispatcher";
-/// How long a message may stay unacked before JetStream redelivers it.
-const ACK_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Nats {
     pub client: async_nats::Client,
@@ -77,7 +75,7 @@ impl Nats {
                     durable_name: Some(DURABLE.into()),
                     filter_subject: self.settings.dispatch_subject(),
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
+                    ack_wait: self.settings.ack_wait,
                     max_ack_pending: 1000,
                     ..Default::default()
                 },

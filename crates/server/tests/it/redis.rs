@@ -196,3 +196,43 @@ async fn two_workers_one_handler_per_event() {
         "one handler per event at a time, across both workers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_rate_limit_holds_across_replicas() {
+    let prefix = RedisPrefix::new();
+    let opts = || Options {
+        redis: prefix.options(),
+        rate_limit: 60,
+        ..Default::default()
+    };
+    let a = TestApp::with(Backend::Postgres, opts()).await;
+    let b = TestApp::with(
+        Backend::Postgres,
+        Options {
+            shared: Some((a.database_url.clone(), a.master_key.clone())),
+            ..opts()
+        },
+    )
+    .await;
+    // Both replicas verify the same tokens (the test's HS256 secret differs per app: use each app's own).
+    for i in 0..60 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (status, _, _) = app.get("/v1/webhooks", &app.tenant("acct_shared")).await;
+        assert_eq!(status, StatusCode::OK, "request {i}");
+    }
+    for app in [&a, &b] {
+        let (status, body, headers) = app.get("/v1/webhooks", &app.tenant("acct_shared")).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the 61st, whichever replica: {body}"
+        );
+        assert!(headers.contains_key("retry-after"));
+    }
+    let (status, _, _) = a.get("/v1/webhooks", &a.tenant("acct_other")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "other accounts keep their own budget"
+    );
+}
