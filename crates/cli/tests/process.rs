@@ -1108,18 +1108,19 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let t = tally.lock().expect("lock");
-    assert_eq!(
-        t.max_in_flight_one_id, 1,
-        "no event was ever being delivered twice at once"
-    );
-    let repeats: usize = t.received.values().map(|n| n - 1).sum();
-    eprintln!("delivered {} events; {} repeated after the crash (at-least-once); {} delivered before the kill", t.received.len(), repeats, delivered_at_kill);
-    assert!(
-        repeats <= 16,
-        "only tries in flight at the kill may repeat: {repeats}"
-    );
-    drop(t);
+    {
+        let t = tally.lock().expect("lock");
+        assert_eq!(
+            t.max_in_flight_one_id, 1,
+            "no event was ever being delivered twice at once"
+        );
+        let repeats: usize = t.received.values().map(|n| n - 1).sum();
+        eprintln!("delivered {} events; {} repeated after the crash (at-least-once); {} delivered before the kill", t.received.len(), repeats, delivered_at_kill);
+        assert!(
+            repeats <= 16,
+            "only tries in flight at the kill may repeat: {repeats}"
+        );
+    }
     // Graceful shutdown of the survivor within a bound.
     let started = Instant::now();
     b.terminate();
