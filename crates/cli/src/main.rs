@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Certificate tools.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -94,6 +99,16 @@ enum Command {
 enum ConfigCommand {
     /// Validates the configuration and prints it with secrets redacted.
     Check,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Writes a development CA and certificates (ca.pem, server.pem,
+    /// server-key.pem, client.pem, client-key.pem) to try TLS and mTLS.
+    Dev {
+        #[arg(long, default_value = "./data/certs")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +250,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = hookwarden_core::crypto::MasterKey::generate();
             println!("{}", &*key.to_base64());
             eprintln!("key id: {}", key.id());
+        }
+        Command::Certs {
+            command: CertsCommand::Dev { out },
+        } => {
+            hookwarden_server::devcerts::write_dev_certs(&out)?;
+            println!(
+                "development CA and certificates written to {}",
+                out.display()
+            );
+            println!("try: HOOKWARDEN_TLS_CERT_FILE={0}/server.pem HOOKWARDEN_TLS_KEY_FILE={0}/server-key.pem \\", out.display());
+            println!("     HOOKWARDEN_TLS_CLIENT_CA_FILE={0}/ca.pem HOOKWARDEN_TLS_CLIENT_AUTH=required hookwarden serve", out.display());
+            println!("     curl --cacert {0}/ca.pem --cert {0}/client.pem --key {0}/client-key.pem https://localhost:8080/api/v1/health", out.display());
         }
         Command::Audit {
             command: AuditCommand::Verify,

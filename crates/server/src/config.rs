@@ -3,6 +3,7 @@
 //! refused in production when insecure. Secrets stay in `secrecy` types.
 
 use crate::ingress::integrations::IntegrationInput;
+use crate::tls::{ClientAuth, TlsSettings};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use hookwarden_core::destination::{parse_cidrs, AddressPolicy};
@@ -56,6 +57,16 @@ const KEYS: &[&str] = &[
     "ingress_worker",
     "integrations",
     "nats_ack_wait",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "tls_client_auth",
+    "ops_tls_cert_file",
+    "ops_tls_key_file",
+    "ops_tls_client_ca_file",
+    "ops_tls_client_auth",
+    "gateway_identity",
+    "operator_client_identity",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -71,6 +82,19 @@ pub struct RawConfig {
     pub nats_subject_prefix: Option<String>,
     pub nats_stream: Option<String>,
     pub nats_ack_wait: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
+    pub tls_client_auth: Option<String>,
+    pub ops_tls_cert_file: Option<PathBuf>,
+    pub ops_tls_key_file: Option<PathBuf>,
+    pub ops_tls_client_ca_file: Option<PathBuf>,
+    pub ops_tls_client_auth: Option<String>,
+    /// The client-certificate identity (CN or SAN) of the gateway allowed to
+    /// set `X-Account-Id`.
+    pub gateway_identity: Option<String>,
+    /// When set, the operator API also requires this client-certificate identity.
+    pub operator_client_identity: Option<String>,
     pub redis_url: Option<SecretString>,
     pub listen: Option<String>,
     pub ops_listen: Option<String>,
@@ -137,6 +161,43 @@ impl NatsSettings {
     }
 }
 
+/// One listener's TLS settings from its four variables (`<prefix>_cert_file`, …).
+fn tls_settings(
+    prefix: &str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_auth: Option<String>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let auth = ClientAuth::parse(client_auth.as_deref().unwrap_or("off"))
+        .map_err(|e| invalid(&format!("{prefix}_client_auth"), e))?;
+    match (cert, key) {
+        (None, None) if auth == ClientAuth::Off => Ok(None),
+        (None, None) => Err(invalid(
+            &format!("{prefix}_client_auth"),
+            "client certificates need TLS: set the certificate and key files",
+        )),
+        (Some(cert_file), Some(key_file)) => {
+            if auth != ClientAuth::Off && client_ca.is_none() {
+                return Err(invalid(
+                    &format!("{prefix}_client_ca_file"),
+                    "client certificates need a CA file to verify them",
+                ));
+            }
+            Ok(Some(TlsSettings {
+                cert_file,
+                key_file,
+                client_ca_file: client_ca,
+                client_auth: auth,
+            }))
+        }
+        _ => Err(invalid(
+            &format!("{prefix}_cert_file"),
+            "the certificate and the key file go together",
+        )),
+    }
+}
+
 /// Validated settings. `Debug` never shows a secret (secrecy redacts them).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -177,6 +238,10 @@ pub struct Settings {
     pub delivery_sink: bool,
     pub ingress_worker: bool,
     pub integrations: Vec<IntegrationInput>,
+    pub tls: Option<TlsSettings>,
+    pub ops_tls: Option<TlsSettings>,
+    pub gateway_identity: Option<String>,
+    pub operator_client_identity: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -337,6 +402,22 @@ impl Settings {
             delivery_sink: raw.delivery_sink.unwrap_or(env == Environment::Development),
             ingress_worker: raw.ingress_worker.unwrap_or(true),
             integrations: raw.integrations.unwrap_or_default(),
+            tls: tls_settings(
+                "tls",
+                raw.tls_cert_file,
+                raw.tls_key_file,
+                raw.tls_client_ca_file,
+                raw.tls_client_auth,
+            )?,
+            ops_tls: tls_settings(
+                "ops_tls",
+                raw.ops_tls_cert_file,
+                raw.ops_tls_key_file,
+                raw.ops_tls_client_ca_file,
+                raw.ops_tls_client_auth,
+            )?,
+            gateway_identity: raw.gateway_identity.filter(|g| !g.is_empty()),
+            operator_client_identity: raw.operator_client_identity.filter(|o| !o.is_empty()),
             data_dir,
         };
         settings.cross_check()?;
@@ -344,6 +425,16 @@ impl Settings {
     }
 
     fn cross_check(&self) -> Result<(), ConfigError> {
+        // Identities come from client certificates, so they need mTLS on the public listener.
+        let public_mtls = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != ClientAuth::Off);
+        if (self.gateway_identity.is_some() || self.operator_client_identity.is_some())
+            && !public_mtls
+        {
+            return Err(invalid("gateway_identity", "client-certificate identities need HOOKWARDEN_TLS_CLIENT_AUTH optional or required"));
+        }
         if self.delivery_timeout.is_zero() || self.delivery_timeout > Duration::from_secs(60) {
             return Err(invalid("delivery_timeout", "must be between 1ms and 60s"));
         }
@@ -530,6 +621,13 @@ impl Settings {
             format!("delivery_sink = {}", self.delivery_sink),
             format!("ingress_worker = {}", self.ingress_worker),
             format!("# integrations from the file: {}", self.integrations.len()),
+            format!("tls = {}", tls_line(&self.tls)),
+            format!("ops_tls = {}", tls_line(&self.ops_tls)),
+            format!("gateway_identity = {}", opt(&self.gateway_identity)),
+            format!(
+                "operator_client_identity = {}",
+                opt(&self.operator_client_identity)
+            ),
         ];
         if let Some(n) = &self.nats {
             out.push(format!("nats_subject_prefix = {:?}", n.subject_prefix));
@@ -537,6 +635,17 @@ impl Settings {
             out.push(format!("nats_creds_file = {}", path(&n.creds_file)));
         }
         out.join("\n") + "\n"
+    }
+}
+
+fn tls_line(t: &Option<TlsSettings>) -> String {
+    match t {
+        Some(t) => format!(
+            "\"{} (client certificates {:?})\"",
+            t.cert_file.display(),
+            t.client_auth
+        ),
+        None => "\"off\"".into(),
     }
 }
 

@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// How often certificate files are checked for renewal.
+const CERT_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Application {
     state: AppState,
     public: TcpListener,
@@ -185,16 +188,31 @@ impl Application {
                 }
             });
         }
-        let public_srv = axum::serve(
+        let tls = |settings: &Option<crate::tls::TlsSettings>| -> anyhow::Result<_> {
+            settings
+                .as_ref()
+                .map(|t| {
+                    let (config, cert) = crate::tls::server_config(t)?;
+                    // Renewed certificates are picked up without a restart.
+                    cert.watch(CERT_RELOAD_INTERVAL, shutdown.clone());
+                    anyhow::Ok(config)
+                })
+                .transpose()
+        };
+        let public_tls = tls(&state.settings.tls)?;
+        let ops_tls = tls(&state.settings.ops_tls)?;
+        let public_srv = http::serve::serve(
             public,
-            http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let ops_srv = axum::serve(
+            http::public_router(state.clone()),
+            public_tls,
+            shutdown.clone(),
+        );
+        let ops_srv = http::serve::serve(
             ops,
-            http::ops_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            http::ops_router(state.clone()),
+            ops_tls,
+            shutdown.clone(),
+        );
         let served = tokio::try_join!(public_srv, ops_srv);
         shutdown.cancel();
         while workers.join_next().await.is_some() {}

@@ -77,6 +77,45 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> 
     })
 }
 
+/// The header a trusted gateway (Kong) sets after validating the tenant's token.
+pub const GATEWAY_ACCOUNT_HEADER: &str = "x-account-id";
+
+/// `X-Account-Id` counts only on a connection whose client certificate is the
+/// configured gateway's; from anyone else it is ignored (identity is never
+/// taken from an unauthenticated header). Gateway requests carry the tenant
+/// scopes; publishing stays with producer tokens.
+fn gateway_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    let Some(gateway) = &state.settings.gateway_identity else {
+        return Ok(None);
+    };
+    let from_gateway = parts
+        .extensions
+        .get::<crate::tls::ClientIdentity>()
+        .is_some_and(|id| id.is(gateway));
+    let account = parts
+        .headers
+        .get(GATEWAY_ACCOUNT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match (from_gateway, account) {
+        (true, Some(account))
+            if !parts
+                .headers
+                .contains_key(axum::http::header::AUTHORIZATION) =>
+        {
+            hookwarden_core::validate::identifier("x-account-id", account)?;
+            Ok(Some(Principal {
+                subject: format!("gateway:{gateway}"),
+                account_id: Some(account.to_owned()),
+                scopes: vec![
+                    Scope::WebhooksRead.as_str().into(),
+                    Scope::WebhooksWrite.as_str().into(),
+                ],
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A tenant: a verified token naming an account, within the account's rate limit.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -97,7 +136,10 @@ impl FromRequestParts<AppState> for Tenant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = authenticate(parts, state)?;
+        let principal = match gateway_principal(parts, state)? {
+            Some(p) => p,
+            None => authenticate(parts, state)?,
+        };
         let account_id = principal
             .account_id
             .clone()

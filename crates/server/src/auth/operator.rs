@@ -30,6 +30,18 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // mTLS in addition to the key, when configured.
+        if let Some(required) = &state.settings.operator_client_identity {
+            let ok = parts
+                .extensions
+                .get::<crate::tls::ClientIdentity>()
+                .is_some_and(|id| id.is(required));
+            if !ok {
+                return Err(ApiError::Unauthorized(
+                    "the operator API requires its client certificate".into(),
+                ));
+            }
+        }
         let given = parts
             .headers
             .get(HEADER)

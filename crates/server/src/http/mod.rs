@@ -7,6 +7,7 @@ pub mod json;
 pub mod operator;
 pub mod ops;
 pub mod request_id;
+pub mod serve;
 pub mod webhooks;
 
 use crate::error::ApiError;

@@ -39,6 +39,9 @@ pub struct TestApp {
     _dir: TempDir,
 }
 
+/// A last change to the settings a test makes.
+pub type Customize = Box<dyn FnOnce(&mut RawConfig) + Send>;
+
 /// Knobs tests turn; everything else is the product's default.
 pub struct Options {
     pub allow_loopback: bool,
@@ -64,6 +67,8 @@ pub struct Options {
     pub production: bool,
     /// Older master keys still readable (rotation).
     pub previous_keys: Option<String>,
+    /// Any other setting, applied last.
+    pub customize: Option<Customize>,
 }
 
 /// Operator keys every test app accepts (two: rotation).
@@ -133,6 +138,7 @@ impl Default for Options {
             redis: None,
             production: false,
             previous_keys: None,
+            customize: None,
         }
     }
 }
@@ -216,6 +222,10 @@ impl TestApp {
             allow_http_destinations: o.production.then_some(false),
             ..Default::default()
         };
+        let mut raw = raw;
+        if let Some(customize) = o.customize {
+            customize(&mut raw);
+        }
         let settings = Settings::from_raw(raw).expect("test settings");
         let app = match o.lookup {
             Some(l) => Application::build_with(settings, l).await,

@@ -17,3 +17,4 @@ mod nats;
 mod ops;
 mod redis;
 mod ssrf;
+mod tls;
