@@ -67,6 +67,7 @@ const KEYS: &[&str] = &[
     "ops_tls_client_auth",
     "gateway_identity",
     "operator_client_identity",
+    "producers",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -126,6 +127,8 @@ pub struct RawConfig {
     pub ingress_worker: Option<bool>,
     /// Integrations declared in the file (`[[integrations]]`), applied at start.
     pub integrations: Option<Vec<IntegrationInput>>,
+    /// Producer grants (`[[producers]]`), TOML only.
+    pub producers: Option<Vec<crate::producers::ProducerGrant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +241,7 @@ pub struct Settings {
     pub delivery_sink: bool,
     pub ingress_worker: bool,
     pub integrations: Vec<IntegrationInput>,
+    pub grants: crate::producers::Grants,
     pub tls: Option<TlsSettings>,
     pub ops_tls: Option<TlsSettings>,
     pub gateway_identity: Option<String>,
@@ -402,6 +406,8 @@ impl Settings {
             delivery_sink: raw.delivery_sink.unwrap_or(env == Environment::Development),
             ingress_worker: raw.ingress_worker.unwrap_or(true),
             integrations: raw.integrations.unwrap_or_default(),
+            grants: crate::producers::Grants::new(raw.producers.unwrap_or_default())
+                .map_err(|e| invalid("producers", e))?,
             tls: tls_settings(
                 "tls",
                 raw.tls_cert_file,
@@ -670,7 +676,7 @@ mod tests {
                 .next()
                 .unwrap_or("")
         }) {
-            if field.is_empty() || field == "integrations" {
+            if field.is_empty() || field == "integrations" || field == "producers" {
                 continue; // a list: the TOML file only
             }
             assert!(

@@ -26,6 +26,8 @@ pub enum IntakeError {
     Invalid(String),
     #[error("event id is already used by an event with other content")]
     Conflict,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("storage: {0}")]
     Store(#[from] hookwarden_store::StoreError),
 }
@@ -55,6 +57,11 @@ pub async fn publish(
     source: &'static str,
 ) -> Result<Accepted, IntakeError> {
     validate(&req)?;
+    state
+        .settings
+        .grants
+        .check(producer, &req.account_id, &req.event_type)
+        .map_err(IntakeError::Forbidden)?;
     let event = NewEvent {
         id: req.id.unwrap_or_else(ids::event_id),
         account_id: req.account_id,

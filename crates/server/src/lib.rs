@@ -19,6 +19,7 @@ pub mod intake;
 pub mod keys;
 pub mod metrics;
 pub mod nats;
+pub mod producers;
 pub mod pump;
 pub mod ratelimit;
 pub mod rotate;

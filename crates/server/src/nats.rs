@@ -73,7 +73,6 @@ impl Nats {
                 DURABLE,
                 consumer::pull::Config {
                     durable_name: Some(DURABLE.into()),
-                    filter_subject: self.settings.dispatch_subject(),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: self.settings.ack_wait,
                     max_ack_pending: 1000,
@@ -105,14 +104,34 @@ impl Nats {
         Ok(())
     }
 
+    /// The producer a subject names: `<prefix>.dispatch.<producer>`, or
+    /// `nats` for the unscoped `<prefix>.dispatch` (allowed only without grants).
+    /// `None` for our own dead letters, which share the stream.
+    fn producer_of(&self, subject: &str) -> Option<String> {
+        let dispatch = self.settings.dispatch_subject();
+        if subject == self.settings.deadletter_subject() {
+            return None;
+        }
+        if subject == dispatch {
+            return Some("nats".into());
+        }
+        subject
+            .strip_prefix(&format!("{dispatch}."))
+            .map(str::to_owned)
+    }
+
     async fn handle(&self, state: &AppState, msg: jetstream::Message) {
+        let Some(producer) = self.producer_of(msg.subject.as_str()) else {
+            let _ = msg.ack().await;
+            return;
+        };
         let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
         let verdict = match parsed {
             Err(e) => Err(format!(
                 "malformed message: {}",
                 e.to_string().split(" at line ").next().unwrap_or("")
             )),
-            Ok(req) => match intake::publish(state, req, "nats", "nats").await {
+            Ok(req) => match intake::publish(state, req, &producer, "nats").await {
                 Ok(_) => Ok(()),
                 Err(IntakeError::Store(e)) => {
                     // Not committed: let JetStream redeliver it shortly.

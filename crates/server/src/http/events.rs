@@ -28,6 +28,7 @@ pub async fn publish(
         .map_err(|e| match e {
             IntakeError::Invalid(m) => ApiError::Validation(m),
             IntakeError::Conflict => ApiError::Conflict(e.to_string()),
+            IntakeError::Forbidden(m) => ApiError::Forbidden(m),
             IntakeError::Store(s) => ApiError::internal("publish event", s),
         })?;
     Ok((

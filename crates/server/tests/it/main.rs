@@ -15,6 +15,7 @@ mod auth;
 mod delivery;
 mod nats;
 mod ops;
+mod producers;
 mod redis;
 mod ssrf;
 mod tls;

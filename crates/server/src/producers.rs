@@ -1,0 +1,125 @@
+//! Producer grants: which event types (and accounts) each producer identity
+//! may publish, over HTTP (the token's subject) and NATS (the subject's last
+//! token, `webhook.dispatch.<producer>`). With no grants configured every
+//! producer may publish anything (development); with grants, nothing else.
+
+use serde::Deserialize;
+
+/// `[[producers]]` in the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProducerGrant {
+    pub name: String,
+    /// Exact types, `prefix.*`, or `*`.
+    pub event_types: Vec<String>,
+    /// Accounts it may publish for; empty or `*` means any.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+fn type_matches(pattern: &str, event_type: &str) -> bool {
+    pattern == "*"
+        || pattern == event_type
+        || pattern.strip_suffix(".*").is_some_and(|prefix| {
+            event_type
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    grants: Vec<ProducerGrant>,
+}
+
+impl Grants {
+    pub fn new(grants: Vec<ProducerGrant>) -> Result<Self, String> {
+        for g in &grants {
+            hookwarden_core::validate::identifier("producers.name", &g.name)
+                .map_err(|e| e.to_string())?;
+            if g.name == "deadletter" {
+                return Err("producers: \"deadletter\" is reserved".into());
+            }
+            if g.event_types.is_empty() {
+                return Err(format!("producers: {} grants no event types", g.name));
+            }
+        }
+        Ok(Self { grants })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
+    /// May `producer` publish `event_type` for `account`? The reason if not.
+    pub fn check(&self, producer: &str, account: &str, event_type: &str) -> Result<(), String> {
+        if self.grants.is_empty() {
+            return Ok(());
+        }
+        let grant = self
+            .grants
+            .iter()
+            .find(|g| g.name == producer)
+            .ok_or_else(|| format!("producer {producer:?} has no grant"))?;
+        if !grant
+            .event_types
+            .iter()
+            .any(|p| type_matches(p, event_type))
+        {
+            return Err(format!(
+                "producer {producer:?} may not publish {event_type:?}"
+            ));
+        }
+        if !grant.accounts.is_empty() && !grant.accounts.iter().any(|a| a == "*" || a == account) {
+            return Err(format!(
+                "producer {producer:?} may not publish for account {account:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Grants {
+        Grants::new(vec![
+            ProducerGrant {
+                name: "billing".into(),
+                event_types: vec!["invoice.*".into(), "payment.settled".into()],
+                accounts: vec![],
+            },
+            ProducerGrant {
+                name: "crm".into(),
+                event_types: vec!["*".into()],
+                accounts: vec!["acct_1".into()],
+            },
+        ])
+        .expect("grants")
+    }
+
+    #[test]
+    fn grants_are_enforced() {
+        let g = grants();
+        assert!(g.check("billing", "any", "invoice.paid").is_ok());
+        assert!(g.check("billing", "any", "invoice.refund.created").is_ok());
+        assert!(g.check("billing", "any", "payment.settled").is_ok());
+        assert!(g.check("billing", "any", "invoicex.paid").is_err());
+        assert!(g.check("billing", "any", "invoice").is_err());
+        assert!(g.check("billing", "any", "user.created").is_err());
+        assert!(g.check("crm", "acct_1", "user.created").is_ok());
+        assert!(g.check("crm", "acct_2", "user.created").is_err());
+        assert!(g.check("stranger", "acct_1", "invoice.paid").is_err());
+        assert!(
+            Grants::default().check("anyone", "a", "t").is_ok(),
+            "no grants: development default"
+        );
+        assert!(Grants::new(vec![ProducerGrant {
+            name: "deadletter".into(),
+            event_types: vec!["*".into()],
+            accounts: vec![]
+        }])
+        .is_err());
+    }
+}
