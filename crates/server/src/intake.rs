@@ -62,6 +62,17 @@ pub async fn publish(
         .grants
         .check(producer, &req.account_id, &req.event_type)
         .map_err(IntakeError::Forbidden)?;
+    // The payload's schema, when its type has one (checked at this edge and again before delivery).
+    state
+        .schemas
+        .check(state.store.as_ref(), &req.event_type, &req.payload)
+        .await
+        .map_err(|e| {
+            IntakeError::Store(hookwarden_store::StoreError::Corrupt(format!(
+                "schema check: {e}"
+            )))
+        })?
+        .map_err(IntakeError::Invalid)?;
     let event = NewEvent {
         id: req.id.unwrap_or_else(ids::event_id),
         account_id: req.account_id,

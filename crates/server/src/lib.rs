@@ -23,6 +23,7 @@ pub mod producers;
 pub mod pump;
 pub mod ratelimit;
 pub mod rotate;
+pub mod schemas;
 pub mod secrets;
 pub mod startup;
 pub mod state;

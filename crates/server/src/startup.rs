@@ -106,6 +106,7 @@ impl Application {
             redis,
             forward_wake: Arc::new(Notify::new()),
             identity,
+            schemas: Default::default(),
             sink: Default::default(),
             settings,
         }));

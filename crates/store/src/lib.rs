@@ -107,6 +107,12 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         old: &hookwarden_core::crypto::Sealed,
         new: &hookwarden_core::crypto::Sealed,
     ) -> Result<bool>;
+    /// Creates or replaces an event type's schema (keeping its creation time).
+    async fn put_event_type(&self, event_type: &EventType) -> Result<EventType>;
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
+    async fn list_event_types(&self) -> Result<Vec<EventType>>;
+    async fn delete_event_type(&self, name: &str) -> Result<bool>;
+
     /// How many sealed values are not under `key_id`, over every column.
     async fn count_not_under(&self, key_id: &str) -> Result<u64>;
 }

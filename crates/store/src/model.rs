@@ -161,3 +161,13 @@ pub struct QueueStats {
     pub due: u64,
     pub oldest_due_age_seconds: f64,
 }
+
+/// An event type and the JSON Schema its payloads must satisfy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    pub name: String,
+    pub schema: Value,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -524,6 +524,45 @@ impl Store for PgStore {
         })
     }
 
+    async fn put_event_type(&self, e: &EventType) -> Result<EventType> {
+        let row = sqlx::query(
+            "INSERT INTO hook.event_types (name, schema, description, created_at, updated_at) VALUES ($1,$2,$3,$4,$5) \
+             ON CONFLICT (name) DO UPDATE SET schema = excluded.schema, description = excluded.description, \
+             updated_at = excluded.updated_at RETURNING name, schema, description, created_at, updated_at",
+        )
+        .bind(&e.name)
+        .bind(sqlx::types::Json(&e.schema))
+        .bind(&e.description)
+        .bind(e.created_at)
+        .bind(e.updated_at)
+        .fetch_one(&self.pool)
+        .await?;
+        event_type_row(&row)
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        let row = sqlx::query("SELECT name, schema, description, created_at, updated_at FROM hook.event_types WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(event_type_row).transpose()
+    }
+
+    async fn list_event_types(&self) -> Result<Vec<EventType>> {
+        let rows = sqlx::query("SELECT name, schema, description, created_at, updated_at FROM hook.event_types ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_type_row).collect()
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM hook.event_types WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn sealed_not_under(
         &self,
         column: crate::sealed::SealedColumn,
@@ -590,4 +629,16 @@ impl Store for PgStore {
         }
         Ok(total)
     }
+}
+
+fn event_type_row(r: &sqlx::postgres::PgRow) -> Result<EventType> {
+    Ok(EventType {
+        name: r.try_get("name")?,
+        schema: r
+            .try_get::<sqlx::types::Json<serde_json::Value>, _>("schema")?
+            .0,
+        description: r.try_get("description")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }

@@ -18,6 +18,7 @@ on_both!(
     complete_schedules_next_and_history_is_append_only,
     retry_now_reuses_or_creates_pending,
     rotation_keeps_old_secret,
+    event_types_upsert_list_delete,
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -497,4 +498,40 @@ async fn postgres_honours_sslmode() {
         connect(&verify).await.is_err(),
         "an untrusted certificate is refused under verify-full"
     );
+}
+
+async fn event_types_upsert_list_delete(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let t0 = Utc::now() - Duration::hours(1);
+    let mut et = EventType {
+        name: "invoice.paid".into(),
+        schema: json!({"type": "object", "required": ["amount"]}),
+        description: "an invoice was paid".into(),
+        created_at: t0,
+        updated_at: t0,
+    };
+    let first = s.put_event_type(&et).await.expect("put");
+    assert_eq!(first.schema, et.schema);
+    et.schema = json!({"type": "object"});
+    et.created_at = Utc::now();
+    et.updated_at = Utc::now();
+    let second = s.put_event_type(&et).await.expect("replace");
+    assert_eq!(second.schema, json!({"type": "object"}));
+    assert_eq!(
+        second.created_at.timestamp_millis(),
+        t0.timestamp_millis(),
+        "creation time kept"
+    );
+    assert_eq!(s.list_event_types().await.expect("list").len(), 1);
+    assert!(s
+        .get_event_type("invoice.paid")
+        .await
+        .expect("get")
+        .is_some());
+    assert!(s.delete_event_type("invoice.paid").await.expect("delete"));
+    assert!(s
+        .get_event_type("invoice.paid")
+        .await
+        .expect("get")
+        .is_none());
 }

@@ -158,6 +158,26 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
+/// Any caller with a valid token (tenant or producer), for read-only
+/// platform information such as event types.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            principal: authenticate(parts, state)?,
+        })
+    }
+}
+
 /// A producer: a verified token with `events:publish`, metered per subject.
 #[derive(Debug, Clone)]
 pub struct Producer {

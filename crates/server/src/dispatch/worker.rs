@@ -171,6 +171,39 @@ impl DeliveryQueue {
                 ..base
             };
         }
+        let event_type = attempt.payload_snapshot["type"]
+            .as_str()
+            .unwrap_or_default();
+        match self
+            .state
+            .schemas
+            .check(
+                self.state.store.as_ref(),
+                event_type,
+                &attempt.payload_snapshot["data"],
+            )
+            .await
+        {
+            Ok(Ok(())) => {}
+            // The type's schema changed since the event was accepted: a dead letter, with the reason.
+            Ok(Err(reason)) => {
+                return AttemptResult {
+                    error: Some(reason),
+                    ..base
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "schema check failed; the try is retried");
+                return self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some("schema check unavailable".into()),
+                        ..base
+                    },
+                    None,
+                );
+            }
+        }
         let secrets = match self.active_secrets(webhook, now) {
             Ok(s) => s,
             Err(e) => {

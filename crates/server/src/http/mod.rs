@@ -2,6 +2,7 @@
 //! internal ops router (`/health`, `/ready`, `/metrics`).
 
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
 pub mod json;
 pub mod operator;
@@ -39,6 +40,13 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/v1/events", post(events::publish))
+        .route("/v1/event-types", get(event_types::list))
+        .route(
+            "/v1/event-types/{name}",
+            get(event_types::get)
+                .put(event_types::put)
+                .delete(event_types::delete),
+        )
         .route("/api/v1/health", get(operator::events::health))
         .route(
             "/api/v1/webhooks/{provider}",

@@ -9,6 +9,7 @@ mod operator;
 mod jwks;
 mod replicas;
 mod rotation;
+mod schemas;
 
 mod api;
 mod auth;

@@ -1,0 +1,114 @@
+//! `/v1/event-types`: producers register the JSON Schema of the types they
+//! publish (their grant must cover the type); anyone with a valid token may
+//! read them.
+
+use crate::auth::{Caller, Producer};
+use crate::error::{ApiError, ApiResult};
+use crate::http::json::StrictJson;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{SecondsFormat, Utc};
+use hookwarden_store::model::EventType;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutEventType {
+    schema: Value,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn view(t: &EventType) -> Value {
+    json!({
+        "name": t.name,
+        "schema": t.schema,
+        "description": t.description,
+        "createdAt": t.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "updatedAt": t.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal("event types", e)
+}
+
+/// Producers manage only the types their grant lets them publish.
+fn may_manage(state: &AppState, producer: &Producer, name: &str) -> ApiResult<()> {
+    hookwarden_core::validate::event_type(name)?;
+    let account = producer.principal.account_id.as_deref().unwrap_or("*");
+    state
+        .settings
+        .grants
+        .check(&producer.principal.subject, account, name)
+        .map_err(ApiError::Forbidden)
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    producer: Producer,
+    Path(name): Path<String>,
+    StrictJson(body): StrictJson<PutEventType>,
+) -> ApiResult<Json<Value>> {
+    may_manage(&state, &producer, &name)?;
+    crate::schemas::compile(&body.schema).map_err(ApiError::Validation)?;
+    let description = body.description.unwrap_or_default();
+    hookwarden_core::validate::description(&description)?;
+    let now = Utc::now();
+    let stored = state
+        .store
+        .put_event_type(&EventType {
+            name: name.clone(),
+            schema: body.schema,
+            description,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .map_err(internal)?;
+    state.schemas.invalidate(&name);
+    tracing::info!(event.type = %name, producer = %producer.principal.subject, "event type schema registered");
+    Ok(Json(view(&stored)))
+}
+
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Value>> {
+    let all = state.store.list_event_types().await.map_err(internal)?;
+    Ok(Json(
+        json!({"items": all.iter().map(view).collect::<Vec<_>>(), "nextCursor": null}),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let t = state
+        .store
+        .get_event_type(&name)
+        .await
+        .map_err(internal)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(view(&t)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    producer: Producer,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    may_manage(&state, &producer, &name)?;
+    if !state
+        .store
+        .delete_event_type(&name)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.schemas.invalidate(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
