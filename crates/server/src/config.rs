@@ -68,6 +68,9 @@ const KEYS: &[&str] = &[
     "gateway_identity",
     "operator_client_identity",
     "producers",
+    "nats_tls_ca_file",
+    "nats_tls_cert_file",
+    "nats_tls_key_file",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -83,6 +86,9 @@ pub struct RawConfig {
     pub nats_subject_prefix: Option<String>,
     pub nats_stream: Option<String>,
     pub nats_ack_wait: Option<String>,
+    pub nats_tls_ca_file: Option<PathBuf>,
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub tls_client_ca_file: Option<PathBuf>,
@@ -153,6 +159,10 @@ pub struct NatsSettings {
     /// How long a message may stay unacked before JetStream redelivers it
     /// (to another replica, if this one died holding it).
     pub ack_wait: Duration,
+    /// CA to verify the NATS server with (TLS required when set).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key for NATS (mTLS; mapped to a NATS user).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsSettings {
@@ -342,6 +352,11 @@ impl Settings {
                         .nats_stream
                         .unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
                     ack_wait: nats_ack_wait,
+                    tls_ca_file: raw.nats_tls_ca_file.clone(),
+                    tls_client: raw
+                        .nats_tls_cert_file
+                        .clone()
+                        .zip(raw.nats_tls_key_file.clone()),
                 }),
             redis_url: raw.redis_url,
             listen: addr("listen", raw.listen, "127.0.0.1:8080")?,

@@ -30,6 +30,14 @@ impl Nats {
         let mut opts = async_nats::ConnectOptions::new()
             .name("hookwarden")
             .retry_on_initial_connect();
+        if let Some(ca) = &settings.tls_ca_file {
+            opts = opts.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &settings.tls_client {
+            opts = opts
+                .require_tls(true)
+                .add_client_certificate(cert.clone(), key.clone());
+        }
         if let Some(creds) = &settings.creds_file {
             opts = opts
                 .credentials_file(creds)

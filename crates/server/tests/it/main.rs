@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod delivery;
 mod nats;
+mod nats_permissions;
 mod ops;
 mod producers;
 mod redis;
