@@ -1140,3 +1140,117 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_privilege_service_role() {
+    use sqlx::Connection;
+    // The deploy/postgres files, applied to a fresh database with roles of this test's own.
+    let db = TestDb::new(Backend::Postgres).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (owner, svc) = (format!("hook_owner_{tag}"), format!("hook_svc_{tag}"));
+    let dbname = db.url.rsplit('/').next().expect("db name").to_owned();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("admin");
+    let roles = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/postgres/roles.sql"
+    ))
+    .expect("roles.sql");
+    let grants = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/postgres/grants.sql"
+    ))
+    .expect("grants.sql");
+    let subst = |sql: &str| {
+        sql.replace("hook_owner", &owner)
+            .replace("hook_svc", &svc)
+            .replace(":'owner_password'", "'owner-pw'")
+            .replace(":'svc_password'", "'svc-pw'")
+            .replace(":\"dbname\"", &dbname)
+    };
+    sqlx::raw_sql(&subst(&roles))
+        .execute(&mut admin)
+        .await
+        .expect("roles.sql");
+    let mut url = url::Url::parse(&db.url).expect("url");
+    url.set_username(&owner).expect("user");
+    url.set_password(Some("owner-pw")).expect("pw");
+    let owner_url = url.to_string();
+    url.set_username(&svc).expect("user");
+    url.set_password(Some("svc-pw")).expect("pw");
+    let svc_url = url.to_string();
+    let (ok, out) = run(
+        &["migrate"],
+        &[("HOOKWARDEN_DATABASE_URL", owner_url.as_str())],
+    );
+    assert!(ok, "migrate as the owner: {out}");
+    let mut as_owner = sqlx::PgConnection::connect(&owner_url)
+        .await
+        .expect("owner");
+    sqlx::raw_sql(&subst(&grants))
+        .execute(&mut as_owner)
+        .await
+        .expect("grants.sql");
+
+    // The service runs as hook_svc and works.
+    let dir = tempdir();
+    let mut env = Env::new(&db, &dir, &[("HOOKWARDEN_RUN_MIGRATIONS", "false")]);
+    env.vars.retain(|(k, _)| k != "HOOKWARDEN_DATABASE_URL");
+    env.vars
+        .push(("HOOKWARDEN_DATABASE_URL".into(), svc_url.clone()));
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (status, body) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &env.token(Some("acct_lp"), "webhooks:write"),
+        json!({"url": "https://example.com/hook", "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = post(
+        &client,
+        server.url("/v1/events"),
+        &env.token(None, "events:publish"),
+        json!({"accountId": "acct_lp", "eventType": "t", "payload": {}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    server.terminate();
+
+    // And it can do nothing else.
+    let mut as_svc = sqlx::PgConnection::connect(&svc_url).await.expect("svc");
+    for sql in [
+        "CREATE TABLE hook.evil (x int)",
+        "CREATE TABLE public.evil (x int)",
+        "DROP TABLE hook.audit_entries",
+        "ALTER TABLE hook.delivery_attempts DISABLE TRIGGER USER",
+        "DELETE FROM hook.delivery_attempts",
+        "CREATE SCHEMA evil",
+    ] {
+        assert!(
+            sqlx::raw_sql(sql).execute(&mut as_svc).await.is_err(),
+            "the service role must not: {sql}"
+        );
+    }
+    drop(as_svc);
+    drop(as_owner);
+    // Leave nothing behind: the database goes with `db`; the roles go here.
+    let _ = sqlx::raw_sql(&format!("DROP OWNED BY {svc}; DROP OWNED BY {owner};"))
+        .execute(&mut admin)
+        .await;
+    drop(admin);
+    drop(db);
+    if let Ok(mut c) =
+        sqlx::PgConnection::connect(&hookwarden_store::testing::postgres_admin_url()).await
+    {
+        let _ = sqlx::raw_sql(&format!(
+            "DROP ROLE IF EXISTS {svc}; DROP ROLE IF EXISTS {owner};"
+        ))
+        .execute(&mut c)
+        .await;
+    }
+}

@@ -1,0 +1,8 @@
+-- Grants for the service account, after migrations created schema hook.
+-- Rows only: no DDL, no other schema. History tables stay append-only because
+-- their triggers refuse UPDATE/DELETE whatever the grants say.
+REVOKE ALL ON SCHEMA public FROM hook_svc;
+GRANT USAGE ON SCHEMA hook TO hook_svc;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA hook TO hook_svc;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA hook TO hook_svc;
+ALTER DEFAULT PRIVILEGES IN SCHEMA hook GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO hook_svc;
