@@ -877,6 +877,61 @@ async fn integrations_in_the_config_file_are_applied_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_dev_writes_a_working_mtls_setup() {
+    let dir = tempdir();
+    let certs = dir.join("certs");
+    let (ok, out) = run(
+        &["certs", "dev", "--out", &certs.display().to_string()],
+        &[],
+    );
+    assert!(ok, "{out}");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let env = Env::new(
+        &db,
+        &dir,
+        &[
+            (
+                "HOOKWARDEN_TLS_CERT_FILE",
+                &certs.join("server.pem").display().to_string(),
+            ),
+            (
+                "HOOKWARDEN_TLS_KEY_FILE",
+                &certs.join("server-key.pem").display().to_string(),
+            ),
+            (
+                "HOOKWARDEN_TLS_CLIENT_CA_FILE",
+                &certs.join("ca.pem").display().to_string(),
+            ),
+            ("HOOKWARDEN_TLS_CLIENT_AUTH", "required"),
+        ],
+    );
+    let _server = env.start();
+    let read = |name: &str| std::fs::read(certs.join(name)).expect("pem");
+    let identity = [read("client.pem"), read("client-key.pem")].concat();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.pem")).expect("ca"))
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/api/v1/health", env.port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(resp) = client.get(&url).send().await {
+            assert_eq!(resp.status(), 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dev certificates did not work"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_reencrypts_and_explains_a_missing_old_key() {
     let db = TestDb::new(Backend::Postgres).await;
     let dir = tempdir();
@@ -997,6 +1052,7 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         ("HOOKWARDEN_RETRY_SCHEDULE", "1s,1s,1s,1s"),
         ("HOOKWARDEN_MAX_IN_FLIGHT", "8"),
         ("HOOKWARDEN_API_RATE_LIMIT_PER_MINUTE", "60"),
+        ("HOOKWARDEN_MANAGEMENT_API_KEYS", "opk-replicas"),
     ];
     let env_a = Env::new(&db, &dir, &shared);
     // Replica B: the same secrets and backends, its own ports.
@@ -1052,11 +1108,39 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         assert_eq!(resp.status(), 429, "the 61st across replicas");
     }
 
-    // 1,000 events: 800 over NATS (shared durable consumer), 200 over HTTP to both.
+    // Inbound deduplication holds across replicas: the same delivery to both.
+    let resp = client
+        .post(a.url("/api/v1/integrations"))
+        .header("x-internal-api-key", "opk-replicas")
+        .json(&json!({"name": "acme", "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": format!("http://127.0.0.1:{rport}/fwd")}))
+        .send()
+        .await
+        .expect("integration");
+    assert_eq!(resp.status(), 201);
+    let mut answers = Vec::new();
+    for server in [&a, &b, &a, &b] {
+        let resp = client
+            .post(server.url("/api/v1/webhooks/acme"))
+            .header("x-t", "t")
+            .header("content-type", "application/json")
+            .body("{\"same\":1}")
+            .send()
+            .await
+            .expect("inbound");
+        answers.push(resp.status().as_u16());
+    }
+    answers.sort();
+    assert_eq!(
+        answers,
+        [200, 200, 200, 202],
+        "one new event, three duplicates, across replicas"
+    );
+
+    // 2,000 events: 1,600 over NATS (shared durable consumer), 400 over HTTP to both.
     let mut accepted = std::collections::HashSet::new();
     let js = async_nats::jetstream::new(nats.clone());
     let subject = format!("{subject_prefix}.dispatch");
-    for n in 0..800 {
+    for n in 0..1600 {
         let id = format!("evt_m_{n}");
         let msg = json!({"accountId": "acct_m", "eventType": "t", "payload": {"n": n}, "id": id});
         js.publish(subject.clone(), msg.to_string().into())
@@ -1067,7 +1151,7 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         accepted.insert(id);
     }
     let producer = env_a.token(None, "events:publish");
-    for n in 0..200 {
+    for n in 0..400 {
         let server = if n % 2 == 0 { &a } else { &b };
         let (status, body) = post(
             &client,

@@ -216,3 +216,54 @@ async fn renewed_certificates_are_served_without_a_restart() {
         "the old certificate is no longer served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ops_listener_can_require_client_certificates_too() {
+    let dir = TempDir::new();
+    let ca = DevCa::new("ops CA").expect("ca");
+    let server = ca
+        .issue("localhost", &["127.0.0.1"], true, None)
+        .expect("server");
+    let monitor = ca
+        .issue("prometheus", &["prometheus"], false, None)
+        .expect("client");
+    let (cert, key, ca_file) = (
+        write(&dir, "ops.pem", &server.cert_pem),
+        write(&dir, "ops-key.pem", &server.key_pem),
+        write(&dir, "ca.pem", &ca.pem()),
+    );
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            customize: Some(Box::new(move |raw| {
+                raw.ops_tls_cert_file = Some(cert);
+                raw.ops_tls_key_file = Some(key);
+                raw.ops_tls_client_ca_file = Some(ca_file);
+                raw.ops_tls_client_auth = Some("required".into());
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{}/metrics", app.ops.port());
+    assert!(
+        client(&ca.pem(), None).get(&url).send().await.is_err(),
+        "no client certificate, no metrics"
+    );
+    let resp = client(&ca.pem(), Some(&monitor))
+        .get(&url)
+        .send()
+        .await
+        .expect("with a certificate");
+    assert_eq!(resp.status(), 200);
+    // The public listener is unaffected (plain HTTP here).
+    assert_eq!(
+        app.http
+            .get(app.url("/api/v1/health"))
+            .send()
+            .await
+            .expect("public")
+            .status(),
+        200
+    );
+}
