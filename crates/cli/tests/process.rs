@@ -990,6 +990,22 @@ struct Tally {
     max_in_flight_one_id: usize,
 }
 
+/// Ends one request's "in flight" mark even when the request is cancelled
+/// (a sender killed mid-request drops the handler).
+struct InFlight {
+    tally: Arc<Mutex<Tally>>,
+    id: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut g = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = g.in_flight.get_mut(&self.id) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 async fn tallying_receiver(delay: Duration) -> (u16, Arc<Mutex<Tally>>) {
     let tally: Arc<Mutex<Tally>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1012,10 +1028,12 @@ async fn tallying_receiver(delay: Duration) -> (u16, Arc<Mutex<Tally>>) {
                 let now = *n;
                 g.max_in_flight_one_id = g.max_in_flight_one_id.max(now);
             }
+            let _mark = InFlight {
+                tally: t.clone(),
+                id: id.clone(),
+            };
             tokio::time::sleep(delay).await;
-            let mut g = t.lock().expect("lock");
-            *g.in_flight.entry(id.clone()).or_default() -= 1;
-            *g.received.entry(id).or_default() += 1;
+            *t.lock().expect("lock").received.entry(id).or_default() += 1;
             "ok"
         }
     });
