@@ -1065,7 +1065,7 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         ("HOOKWARDEN_NATS_ACK_WAIT", "3s"),
         ("HOOKWARDEN_REDIS_URL", redis_url.as_str()),
         ("HOOKWARDEN_REDIS_PREFIX", redis_prefix.as_str()),
-        ("HOOKWARDEN_DELIVERY_LEASE", "3s"),
+        ("HOOKWARDEN_DELIVERY_LEASE", "5s"),
         ("HOOKWARDEN_DELIVERY_TIMEOUT", "1s"),
         ("HOOKWARDEN_RETRY_SCHEDULE", "1s,1s,1s,1s"),
         ("HOOKWARDEN_MAX_IN_FLIGHT", "8"),
