@@ -613,11 +613,33 @@ async fn migrate_is_idempotent_on_postgres() {
     }
 }
 
+/// Runs the binary with `args`, feeding `stdin`: (success, stdout).
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run hookwarden");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write");
+    let out = c.wait_with_output().expect("output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn sign_and_verify_commands_agree() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let mut sign = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
-        .args([
+    // The published Standard Webhooks vector.
+    let (ok, out) = run_with_stdin(
+        &[
             "sign",
             "--secret",
             secret,
@@ -625,52 +647,34 @@ fn sign_and_verify_commands_agree() {
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             "--timestamp",
             "1614265330",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sign");
-    use std::io::Write;
-    sign.stdin
-        .take()
-        .expect("stdin")
-        .write_all(br#"{"test": 2432232314}"#)
-        .expect("write");
-    let out = String::from_utf8(sign.wait_with_output().expect("output").stdout).expect("utf8");
+        ],
+        br#"{"test": 2432232314}"#,
+    );
     assert!(
-        out.contains("webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        ok && out.contains("webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
         "{out}"
     );
     let now = chrono_now().to_string();
-    let sig = {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
-            .args([
-                "sign",
-                "--secret",
-                secret,
-                "--id",
-                "m1",
-                "--timestamp",
-                &now,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sign");
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"{}")
-            .expect("write");
-        let out = String::from_utf8(c.wait_with_output().expect("out").stdout).expect("utf8");
-        out.lines()
-            .find_map(|l| l.strip_prefix("webhook-signature: "))
-            .expect("signature")
-            .to_owned()
-    };
+    let (_, out) = run_with_stdin(
+        &[
+            "sign",
+            "--secret",
+            secret,
+            "--id",
+            "m1",
+            "--timestamp",
+            &now,
+        ],
+        b"{}",
+    );
+    let sig = out
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook-signature: "))
+        .expect("signature")
+        .to_owned();
     for (body, expect_ok) in [(&b"{}"[..], true), (&b"{ }"[..], false)] {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
-            .args([
+        let (ok, _) = run_with_stdin(
+            &[
                 "verify",
                 "--secret",
                 secret,
@@ -680,17 +684,15 @@ fn sign_and_verify_commands_agree() {
                 &now,
                 "--signature",
                 &sig,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("verify");
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(body)
-            .expect("write");
-        assert_eq!(c.wait().expect("wait").success(), expect_ok);
+            ],
+            body,
+        );
+        assert_eq!(
+            ok,
+            expect_ok,
+            "verify over {:?}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 

@@ -16,6 +16,34 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs SQL directly against a test database, behind the store's back (as an
+/// attacker with database access would), with `hook` first on PostgreSQL's path.
+pub async fn execute_raw(backend: Backend, url: &str, sql: &str) -> Result<u64, String> {
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
+        }
+        Backend::Postgres => {
+            let mut c = PgConnection::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let sql = format!("SET search_path = hook; {sql}");
+            sqlx::raw_sql(&sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// A fresh, migrated store on `backend`, with the database it lives in.
 pub async fn migrated_store(backend: Backend) -> (TestDb, std::sync::Arc<dyn crate::Store>) {
     let db = TestDb::new(backend).await;

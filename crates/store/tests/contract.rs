@@ -7,7 +7,6 @@ use hookwarden_store::model::*;
 use hookwarden_store::testing::{Backend, TestDb};
 use hookwarden_store::{connect, on_both, Store, StoreError};
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::Arc;
 
 on_both!(
@@ -62,29 +61,7 @@ fn event(account: &str, ty: &str) -> NewEvent {
 }
 
 async fn raw_execute(backend: Backend, url: &str, sql: &str) -> Result<u64, String> {
-    match backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query(sql)
-                .execute(&mut c)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| e.to_string())
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
-            let sql = sql.replace("delivery_attempts", "hook.delivery_attempts");
-            sqlx::query(&sql)
-                .execute(&mut c)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| e.to_string())
-        }
-    }
+    hookwarden_store::testing::execute_raw(backend, url, sql).await
 }
 
 async fn webhook_crud_and_isolation(backend: Backend) {

@@ -9,7 +9,6 @@ use hookwarden_store::on_both;
 use hookwarden_store::testing::{Backend, TestDb};
 use hookwarden_store::Store;
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::Arc;
 
 on_both!(
@@ -68,28 +67,7 @@ fn inbound(provider: &str, key: &str) -> NewInbound {
 }
 
 async fn raw(backend: Backend, url: &str, sql: &str) -> Result<u64, String> {
-    match backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query(sql)
-                .execute(&mut c)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| e.to_string())
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::raw_sql(&format!("SET search_path = hook; {sql}"))
-                .execute(&mut c)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| e.to_string())
-        }
-    }
+    hookwarden_store::testing::execute_raw(backend, url, sql).await
 }
 
 async fn integrations_crud(backend: Backend) {
