@@ -320,6 +320,10 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// The sink keeps at most this much of each body (it is a development aid:
+/// 1,000 records × 64 KiB bounds its memory).
+const SINK_BODY_KEPT: usize = 64 * 1024;
+
 /// `POST /api/v1/internal/delivery-sink/{provider}`: records what it receives,
 /// for local testing. Outside production only: in production it is 404.
 pub async fn sink_receive(
@@ -340,7 +344,7 @@ pub async fn sink_receive(
         })
         .collect();
     let mut sink = state.sink.lock().unwrap_or_else(|p| p.into_inner());
-    sink.push_back(json!({"provider": provider, "headers": kept, "body": String::from_utf8_lossy(&body), "receivedAt": rfc3339(Utc::now())}));
+    sink.push_back(json!({"provider": provider, "headers": kept, "body": String::from_utf8_lossy(&body[..body.len().min(SINK_BODY_KEPT)]), "receivedAt": rfc3339(Utc::now())}));
     while sink.len() > 1000 {
         sink.pop_front();
     }
