@@ -4,12 +4,13 @@
 use crate::auth::{Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{page_limit, StrictJson, StrictQuery};
+use crate::http::request_id::RequestId;
 use crate::secrets::seal_webhook_secret;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{SecondsFormat, Utc};
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::{ids, validate};
@@ -76,6 +77,11 @@ fn with_secret(w: &Webhook, secret: &WebhookSecret) -> Value {
     v
 }
 
+/// Who made a tenant change, for the audit trail.
+fn actor(tenant: &Tenant) -> String {
+    format!("tenant:{}:{}", tenant.account_id, tenant.principal.subject)
+}
+
 fn parse_secret(text: &str) -> ApiResult<WebhookSecret> {
     WebhookSecret::parse(text).map_err(|e| ApiError::Validation(format!("secret: {e}")))
 }
@@ -91,6 +97,7 @@ fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
+    Extension(rid): Extension<RequestId>,
     StrictJson(body): StrictJson<CreateWebhook>,
 ) -> ApiResult<impl IntoResponse> {
     tenant.require(Scope::WebhooksWrite)?;
@@ -129,6 +136,15 @@ pub async fn create(
             other => ApiError::internal("create webhook", other),
         })?;
     tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
+    crate::audit::record(
+        &state,
+        &actor(&tenant),
+        "webhook.created",
+        &format!("webhook:{}", webhook.id),
+        &rid.0,
+        json!({"accountId": webhook.account_id}),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(with_secret(&webhook, &secret))))
 }
 
@@ -167,6 +183,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     tenant: Tenant,
+    Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     StrictJson(body): StrictJson<UpdateWebhook>,
 ) -> ApiResult<Json<Value>> {
@@ -213,6 +230,28 @@ pub async fn update(
         .map_err(|e| ApiError::internal("update webhook", e))?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(account.id = %w.account_id, webhook.id = %w.id, secret_rotated = new_secret.is_some(), "webhook updated");
+    // Never the URL (it may carry the customer's tokens) nor the secret.
+    let target = format!("webhook:{}", w.id);
+    crate::audit::record(
+        &state,
+        &actor(&tenant),
+        "webhook.updated",
+        &target,
+        &rid.0,
+        json!({"accountId": w.account_id}),
+    )
+    .await;
+    if new_secret.is_some() {
+        crate::audit::record(
+            &state,
+            &actor(&tenant),
+            "webhook.secret_rotated",
+            &target,
+            &rid.0,
+            json!({"accountId": w.account_id}),
+        )
+        .await;
+    }
     Ok(Json(match &new_secret {
         Some(s) => with_secret(&w, s),
         None => view(&w),
@@ -222,6 +261,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     tenant: Tenant,
+    Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     tenant.require(Scope::WebhooksWrite)?;
@@ -234,5 +274,14 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     tracing::info!(account.id = %tenant.account_id, webhook.id = %id, "webhook deleted");
+    crate::audit::record(
+        &state,
+        &actor(&tenant),
+        "webhook.deleted",
+        &format!("webhook:{id}"),
+        &rid.0,
+        json!({"accountId": tenant.account_id}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -291,6 +291,39 @@ async fn secret_is_shown_only_on_create_and_rotate(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Every change is in the audit trail; no secret is.
+    let (_, audit, _) = app
+        .operator(
+            reqwest::Method::GET,
+            "/api/v1/audit-entries?limit=100",
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| a["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "webhook.secret_rotated")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"webhook.created") && actions.contains(&"webhook.updated"),
+        "{actions:?}"
+    );
+    let text = audit.to_string();
+    assert!(
+        !text.contains(key)
+            && !text.contains(&new_secret["whsec_".len()..])
+            && !text.contains("whsec_"),
+        "no secret in the audit trail"
+    );
 }
 
 async fn publish_is_idempotent_on_id(backend: Backend) {
