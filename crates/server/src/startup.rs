@@ -107,6 +107,7 @@ impl Application {
             forward_wake: Arc::new(Notify::new()),
             identity,
             schemas: Default::default(),
+            integrations: Default::default(),
             sink: Default::default(),
             settings,
         }));

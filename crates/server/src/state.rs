@@ -25,6 +25,8 @@ pub struct Shared {
     pub redis: Option<crate::backends::redis::Redis>,
     /// Wakes the forwarding worker when an inbound event was committed.
     pub forward_wake: Arc<Notify>,
+    /// Integrations as the receive path reads them (cached briefly).
+    pub integrations: crate::ingress::cache::IntegrationCache,
     /// Compiled JSON Schemas of event types.
     pub schemas: crate::schemas::SchemaCache,
     /// Signs the identity tokens of forwarded requests.

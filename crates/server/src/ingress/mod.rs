@@ -1,6 +1,7 @@
 //! The inbound gateway: integrations (providers), verification before
 //! persistence, deduplication, and forwarding to internal services.
 
+pub mod cache;
 pub mod forward;
 pub mod integrations;
 pub mod receive;

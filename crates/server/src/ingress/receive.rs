@@ -39,8 +39,8 @@ pub async fn receive(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let integration = state
-        .store
-        .get_integration(&provider)
+        .integrations
+        .get(state.store.as_ref(), &provider)
         .await
         .map_err(|e| ApiError::internal("load integration", e))?
         .ok_or(ApiError::NotFound)?;

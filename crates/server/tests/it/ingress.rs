@@ -693,3 +693,46 @@ async fn forwarded_requests_carry_a_verifiable_identity_token(backend: Backend) 
     v.set_audience(&["billing"]);
     assert!(decode::<Value>(&forged, &key, &v).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_cache_is_fresh_within_seconds_across_replicas() {
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = TestApp::with(
+        Backend::Postgres,
+        Options {
+            shared: Some((a.database_url.clone(), a.master_key.clone())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, _) = a.inbound("late", &[("x-t", "t".into())], b"{}").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "unknown provider (now cached as absent on replica a)"
+    );
+    b.integration(json!({"name": "late", "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": "http://127.0.0.1:9/"})).await;
+    let (status, _) = b
+        .inbound("late", &[("x-t", "t".into())], b"{\"n\":1}")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "the replica that made the change sees it at once"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = a
+            .inbound("late", &[("x-t", "t".into())], b"{\"n\":2}")
+            .await;
+        if status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "replica a still refuses after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -35,6 +35,7 @@ pub async fn create(
     {
         return Err(ApiError::Conflict(format!("integration {name} exists")));
     }
+    state.integrations.invalidate(&name);
     crate::audit::record(
         &state,
         &op.actor(),
@@ -98,6 +99,7 @@ pub async fn update(
     {
         return Err(ApiError::NotFound);
     }
+    state.integrations.invalidate(&name);
     let rotated = input.secret.is_some() || input.secrets.is_some();
     crate::audit::record(
         &state,
@@ -136,6 +138,7 @@ pub async fn delete(
     {
         return Err(ApiError::NotFound);
     }
+    state.integrations.invalidate(&name);
     crate::audit::record(
         &state,
         &op.actor(),
