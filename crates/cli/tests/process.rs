@@ -984,6 +984,46 @@ async fn keys_rotate_reencrypts_and_explains_a_missing_old_key() {
     assert!(ok && out.contains("0 re-encrypted, 0 remaining"), "{out}");
 }
 
+/// A test's own NATS stream and Redis keys, removed on drop (also when the test fails).
+struct SharedBackends {
+    nats_url: String,
+    stream: String,
+    redis_url: String,
+    redis_prefix: String,
+}
+
+impl Drop for SharedBackends {
+    fn drop(&mut self) {
+        let (url, stream) = (self.nats_url.clone(), self.stream.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    if let Ok(client) = async_nats::connect(url).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(&stream)
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+        if let Ok(mut c) =
+            redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.redis_prefix))
+                .query(&mut c)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+        }
+    }
+}
+
 /// Counts deliveries per `webhook-id` and the most ever in flight for one id.
 #[derive(Default)]
 struct Tally {
@@ -1057,6 +1097,13 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let redis_url = std::env::var("HOOKWARDEN_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // Whatever happens below, the stream and the Redis keys go.
+    let _cleanup = SharedBackends {
+        nats_url: nats_url.clone(),
+        stream: stream.clone(),
+        redis_url: redis_url.clone(),
+        redis_prefix: redis_prefix.clone(),
+    };
     let nats = async_nats::connect(&nats_url)
         .await
         .unwrap_or_else(|e| panic!("NATS is needed at {nats_url}: {e}"));
@@ -1232,17 +1279,6 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         started.elapsed() < Duration::from_secs(10),
         "SIGTERM drained within the bound"
     );
-    // Leave nothing behind: the stream and the Redis keys.
-    let _ = js.delete_stream(&stream).await;
-    if let Ok(mut c) = redis::Client::open(redis_url.as_str()).and_then(|c| c.get_connection()) {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{redis_prefix}*"))
-            .query(&mut c)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

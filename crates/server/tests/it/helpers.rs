@@ -681,3 +681,60 @@ pub fn reference_verify(secret: &str, deliveries: &[Received]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+pub fn nats_url() -> String {
+    std::env::var("HOOKWARDEN_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A NATS subject prefix and stream of one test's own, deleted on drop (also
+/// when the test fails).
+pub struct NatsTest {
+    pub prefix: String,
+    pub stream: String,
+    pub client: async_nats::Client,
+}
+
+impl NatsTest {
+    pub async fn new() -> Self {
+        let url = nats_url();
+        let client = async_nats::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "NATS with JetStream is needed for this test and is not reachable at {url}: {e}. Start it with: \
+                 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server"
+            )
+        });
+        let prefix = format!("hwt{}.webhook", uuid::Uuid::new_v4().simple());
+        let stream = prefix.replace('.', "_").to_uppercase();
+        Self {
+            prefix,
+            stream,
+            client,
+        }
+    }
+
+    pub fn options(&self) -> Option<(String, String)> {
+        Some((nats_url(), self.prefix.clone()))
+    }
+}
+
+impl Drop for NatsTest {
+    fn drop(&mut self) {
+        // Drop may run inside a runtime: delete from a thread with its own.
+        let stream = self.stream.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    if let Ok(client) = async_nats::connect(nats_url()).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(&stream)
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}

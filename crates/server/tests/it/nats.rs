@@ -12,44 +12,6 @@ on_both!(
     bad_messages_and_dead_deliveries_reach_the_dead_letter_subject
 );
 
-fn nats_url() -> String {
-    std::env::var("HOOKWARDEN_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-struct NatsTest {
-    prefix: String,
-    stream: String,
-    client: async_nats::Client,
-}
-
-impl NatsTest {
-    async fn new() -> Self {
-        let url = nats_url();
-        let client = async_nats::connect(&url).await.unwrap_or_else(|e| {
-            panic!(
-                "NATS with JetStream is needed for this test and is not reachable at {url}: {e}. Start it with: \
-                 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server"
-            )
-        });
-        let prefix = format!("hwt{}.webhook", uuid::Uuid::new_v4().simple());
-        let stream = prefix.replace('.', "_").to_uppercase();
-        Self {
-            prefix,
-            stream,
-            client,
-        }
-    }
-
-    fn options(&self) -> Option<(String, String)> {
-        Some((nats_url(), self.prefix.clone()))
-    }
-
-    async fn cleanup(self) {
-        let js = async_nats::jetstream::new(self.client.clone());
-        let _ = js.delete_stream(&self.stream).await;
-    }
-}
-
 async fn next_json(sub: &mut async_nats::Subscriber) -> Value {
     let msg = tokio::time::timeout(Duration::from_secs(15), sub.next())
         .await
@@ -95,7 +57,7 @@ async fn events_published_on_nats_are_delivered(backend: Backend) {
     assert_eq!(reference_verify(&secret, &rx.received()), vec!["ok"; 5]);
     assert_eq!(app.deliveries("acct_a", &id).await.len(), 5);
     app.stop().await;
-    nats.cleanup().await;
+    drop(nats);
 }
 
 async fn bad_messages_and_dead_deliveries_reach_the_dead_letter_subject(backend: Backend) {
@@ -171,5 +133,5 @@ async fn bad_messages_and_dead_deliveries_reach_the_dead_letter_subject(backend:
         "no payload in dead-letter notices"
     );
     app.stop().await;
-    nats.cleanup().await;
+    drop(nats);
 }

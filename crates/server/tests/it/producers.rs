@@ -59,17 +59,12 @@ async fn http_producers_publish_only_what_they_are_granted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_producers_are_named_by_subject_and_checked_against_their_grant() {
-    let nats_url = std::env::var("HOOKWARDEN_TEST_NATS_URL")
-        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let client = async_nats::connect(&nats_url)
-        .await
-        .unwrap_or_else(|e| panic!("NATS is needed at {nats_url}: {e}"));
-    let prefix = format!("hwg{}.webhook", uuid::Uuid::new_v4().simple());
-    let stream = prefix.replace('.', "_").to_uppercase();
+    let nats = NatsTest::new().await;
+    let (client, prefix) = (nats.client.clone(), nats.prefix.clone());
     let app = TestApp::with(
         Backend::Sqlite,
         Options {
-            nats: Some((nats_url.clone(), prefix.clone())),
+            nats: nats.options(),
             customize: Some(Box::new(|raw| raw.producers = Some(grants()))),
             ..Default::default()
         },
@@ -133,5 +128,4 @@ async fn nats_producers_are_named_by_subject_and_checked_against_their_grant() {
         .await;
     assert_eq!(rx.received()[0].headers["webhook-id"], "evt_g_ok");
     app.stop().await;
-    let _ = js.delete_stream(&stream).await;
 }
