@@ -6,6 +6,7 @@
 //! `Sealed` ciphertext), and it knows nothing of HTTP, NATS or Redis.
 
 mod error;
+mod group_commit;
 pub mod ingress;
 pub mod model;
 mod postgres;

@@ -22,6 +22,8 @@ pub struct SqliteStore {
     /// Exactly one connection: every write goes through it, in order.
     pub(crate) writer: SqlitePool,
     pub(crate) readers: SqlitePool,
+    /// Inbound events share commits (group commit) on the writer.
+    pub(crate) inbound: crate::group_commit::InboundBatcher,
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
@@ -62,7 +64,12 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts.read_only(false))
             .await?;
-        Ok(Self { writer, readers })
+        let inbound = crate::group_commit::InboundBatcher::start(writer.clone());
+        Ok(Self {
+            writer,
+            readers,
+            inbound,
+        })
     }
 }
 

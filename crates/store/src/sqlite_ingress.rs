@@ -186,47 +186,7 @@ impl IngressStore for SqliteStore {
     }
 
     async fn record_inbound(&self, e: &NewInbound) -> Result<RecordOutcome> {
-        let mut tx = self.writer.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO inbound_events (id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, \
-             source_ip, correlation_id, received_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10) \
-             ON CONFLICT (provider, dedup_key) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.provider)
-        .bind(&e.dedup_key)
-        .bind(&e.delivery_id)
-        .bind(&e.body_sha256)
-        .bind(&e.raw_body)
-        .bind(Json(&e.headers))
-        .bind(&e.source_ip)
-        .bind(&e.correlation_id)
-        .bind(ms(e.received_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            let existing: String = sqlx::query_scalar(
-                "SELECT id FROM inbound_events WHERE provider = ?1 AND dedup_key = ?2",
-            )
-            .bind(&e.provider)
-            .bind(&e.dedup_key)
-            .fetch_one(&mut *tx)
-            .await?;
-            return Ok(RecordOutcome::Duplicate { event_id: existing });
-        }
-        sqlx::query(
-            "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) \
-             VALUES (?1,?2,?3,1,'pending','received',?4,?4)",
-        )
-        .bind(&e.job_id)
-        .bind(&e.id)
-        .bind(&e.provider)
-        .bind(ms(e.received_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(RecordOutcome::Created)
+        self.inbound.record(e.clone()).await
     }
 
     async fn get_inbound(&self, id: &str) -> Result<Option<InboundEvent>> {
