@@ -17,6 +17,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// Inbound events share commits (group commit).
+    pub(crate) inbound: crate::group_commit::InboundBatcher,
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
@@ -36,7 +38,10 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
-        Ok(Self { pool })
+        let inbound = crate::group_commit::InboundBatcher::start(crate::postgres_ingress::PgBatch(
+            pool.clone(),
+        ));
+        Ok(Self { pool, inbound })
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -64,7 +64,9 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts.read_only(false))
             .await?;
-        let inbound = crate::group_commit::InboundBatcher::start(writer.clone());
+        let inbound = crate::group_commit::InboundBatcher::start(
+            crate::sqlite_ingress::SqliteBatch(writer.clone()),
+        );
         Ok(Self {
             writer,
             readers,
