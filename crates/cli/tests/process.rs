@@ -139,10 +139,7 @@ impl Server {
     }
 
     async fn wait_ready(&mut self) {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let client = http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -239,22 +236,41 @@ async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -
 
 /// Starts the server, waits until it answers, and registers one webhook of
 /// `account` pointing at the receiver on `rport`.
-async fn start_with_webhook(env: &Env, account: &str, rport: u16) -> (Server, reqwest::Client) {
+async fn start_with_webhook(env: &Env, account: &str, url: &str) -> (Server, reqwest::Client) {
     let mut server = env.start();
     server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = http_client();
     let (status, body) = post(
         &client,
         server.url("/v1/webhooks"),
         &env.token(Some(account), "webhooks:write webhooks:read"),
-        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+        json!({"url": url, "eventTypes": ["*"]}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
     (server, client)
+}
+
+/// A client for the server under test (never through an environment proxy).
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// Creates token-scheme integrations through the operator API.
+async fn create_integrations(server: &Server, key: &str, names: &[&str]) {
+    for name in names {
+        let resp = http_client()
+            .post(server.url("/api/v1/integrations"))
+            .header("x-internal-api-key", key)
+            .json(&json!({"name": name, "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": "http://127.0.0.1:9/"}))
+            .send()
+            .await
+            .expect("create integration");
+        assert_eq!(resp.status(), 201);
+    }
 }
 
 async fn sigkill_mid_delivery_loses_no_accepted_event(backend: Backend) {
@@ -271,7 +287,8 @@ async fn sigkill_mid_delivery_loses_no_accepted_event(backend: Backend) {
         ],
     );
     let (rport, seen) = receiver(Duration::from_millis(150)).await;
-    let (mut server, client) = start_with_webhook(&env, "acct_k", rport).await;
+    let (mut server, client) =
+        start_with_webhook(&env, "acct_k", &format!("http://127.0.0.1:{rport}/hook")).await;
     let producer = env.token(None, "events:publish");
     let mut accepted = HashSet::new();
     for n in 0..60 {
@@ -336,10 +353,7 @@ async fn logs_never_contain_secrets_or_payloads(backend: Backend) {
     let (rport, seen) = receiver(Duration::ZERO).await;
     let mut server = env.start();
     server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = http_client();
     let tenant = env.token(Some("acct_l"), "webhooks:write webhooks:read");
     let secret = hookwarden_core::secret::WebhookSecret::generate()
         .expose()
@@ -716,7 +730,8 @@ async fn environment_proxies_are_ignored() {
         env.vars.push((var.into(), proxy_url.clone()));
     }
     let (rport, seen) = receiver(Duration::ZERO).await;
-    let (mut server, client) = start_with_webhook(&env, "acct_p", rport).await;
+    let (mut server, client) =
+        start_with_webhook(&env, "acct_p", &format!("http://127.0.0.1:{rport}/hook")).await;
     let (status, _) = post(
         &client,
         server.url("/v1/events"),
@@ -771,20 +786,12 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
     ));
     let mut server = env.start();
     server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    for name in ["alpha", "beta", "gamma", "delta"] {
-        let resp = client
-            .post(server.url("/api/v1/integrations"))
-            .header("x-internal-api-key", "op-key-for-audit")
-            .json(&json!({"name": name, "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": "http://127.0.0.1:9/"}))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(resp.status(), 201);
-    }
+    create_integrations(
+        &server,
+        "op-key-for-audit",
+        &["alpha", "beta", "gamma", "delta"],
+    )
+    .await;
     server.terminate();
     let verify = || {
         run(
@@ -815,15 +822,7 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
     ));
     let mut server = env2.start();
     server.wait_ready().await;
-    for name in ["one", "two", "three"] {
-        client
-            .post(server.url("/api/v1/integrations"))
-            .header("x-internal-api-key", "op-key-for-audit")
-            .json(&json!({"name": name, "scheme": "token", "secret": "t", "signatureHeader": "x-t", "targetUrl": "http://127.0.0.1:9/"}))
-            .send()
-            .await
-            .expect("create");
-    }
+    create_integrations(&server, "op-key-for-audit", &["one", "two", "three"]).await;
     server.terminate();
     tamper(backend, &db2.url, "DELETE FROM audit_entries WHERE seq = 2").await;
     let (ok, out) = run(
@@ -852,10 +851,7 @@ async fn integrations_in_the_config_file_are_applied_at_start() {
         .push(("HOOKWARDEN_CONFIG".into(), file.display().to_string()));
     let mut server = env.start();
     server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = http_client();
     let got: Value = client
         .get(server.url("/api/v1/integrations/acme"))
         .header("x-internal-api-key", "opk")
@@ -938,20 +934,7 @@ async fn keys_rotate_reencrypts_and_explains_a_missing_old_key() {
     let db = TestDb::new(Backend::Postgres).await;
     let dir = tempdir();
     let env = Env::new(&db, &dir, &[]);
-    let mut server = env.start();
-    server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let (status, _) = post(
-        &client,
-        server.url("/v1/webhooks"),
-        &env.token(Some("acct_r"), "webhooks:write"),
-        json!({"url": "https://example.com/hook", "eventTypes": ["*"]}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let (mut server, _) = start_with_webhook(&env, "acct_r", "https://example.com/hook").await;
     server.terminate();
     let old = env
         .vars
@@ -1136,22 +1119,10 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
     }
     env_b.jwt = env_a.jwt.clone();
     let (rport, tally) = tallying_receiver(Duration::from_millis(5)).await;
-    let mut a = env_a.start();
-    a.wait_ready().await;
+    let (mut a, client) =
+        start_with_webhook(&env_a, "acct_m", &format!("http://127.0.0.1:{rport}/hook")).await;
     let mut b = env_b.start();
     b.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let (status, body) = post(
-        &client,
-        a.url("/v1/webhooks"),
-        &env_a.token(Some("acct_m"), "webhooks:write"),
-        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
 
     // The tenant limit is shared: 60 requests across both replicas, then 429 on either.
     let limited = env_a.token(Some("acct_limit"), "webhooks:read");
@@ -1337,20 +1308,8 @@ async fn least_privilege_service_role() {
     env.vars.retain(|(k, _)| k != "HOOKWARDEN_DATABASE_URL");
     env.vars
         .push(("HOOKWARDEN_DATABASE_URL".into(), svc_url.clone()));
-    let mut server = env.start();
-    server.wait_ready().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let (status, body) = post(
-        &client,
-        server.url("/v1/webhooks"),
-        &env.token(Some("acct_lp"), "webhooks:write"),
-        json!({"url": "https://example.com/hook", "eventTypes": ["*"]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (mut server, client) =
+        start_with_webhook(&env, "acct_lp", "https://example.com/hook").await;
     let (status, _) = post(
         &client,
         server.url("/v1/events"),
