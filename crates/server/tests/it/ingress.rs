@@ -736,3 +736,52 @@ async fn integration_cache_is_fresh_within_seconds_across_replicas() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+on_both!(a_revoked_provider_secret_is_refused_at_once);
+
+async fn a_revoked_provider_secret_is_refused_at_once(backend: Backend) {
+    // A leaked provider secret is rotated out: from the moment the operator's
+    // update returns, this replica refuses it (the integration cache is
+    // invalidated with the change, not left to expire).
+    let app = TestApp::spawn(backend).await;
+    let body = br#"{"n":1}"#;
+    let sig = |secret: &[u8], body: &[u8]| hex::encode(mac(secret, &[body]));
+    app.integration(json!({"name": "acme", "scheme": "hmac-sha256", "secrets": ["leaked-secret"], "signatureHeader": "x-sig",
+        "targetUrl": "http://127.0.0.1:9/"}))
+        .await;
+    let (status, _) = app
+        .inbound("acme", &[("x-sig", sig(b"leaked-secret", body))], body)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, updated, _) = app
+        .operator(
+            Method::PUT,
+            "/api/v1/integrations/acme",
+            Some(json!({"scheme": "hmac-sha256", "secrets": ["fresh-secret"], "signatureHeader": "x-sig", "targetUrl": "http://127.0.0.1:9/"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let other = br#"{"n":2}"#;
+    let (status, err) = app
+        .inbound("acme", &[("x-sig", sig(b"leaked-secret", other))], other)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the revoked secret is refused at once: {err}"
+    );
+    let (status, _) = app
+        .inbound("acme", &[("x-sig", sig(b"fresh-secret", other))], other)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Deleting the integration stops its intake at once too.
+    let (status, _, _) = app
+        .operator(Method::DELETE, "/api/v1/integrations/acme", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let third = br#"{"n":3}"#;
+    let (status, _) = app
+        .inbound("acme", &[("x-sig", sig(b"fresh-secret", third))], third)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
