@@ -10,12 +10,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The published event, as JSON over HTTP and NATS alike.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PublishRequest {
     pub account_id: String,
     pub event_type: String,
+    /// A JSON object; checked against the event type's schema when one is registered.
     pub payload: Value,
+    /// Idempotency key: publishing the same id and content again is harmless.
     #[serde(default)]
     pub id: Option<String>,
 }

@@ -32,7 +32,8 @@ pub struct Shared {
     /// Signs the identity tokens of forwarded requests.
     pub identity: crate::identity::IdentitySigner,
     /// What the development delivery sink received (bounded).
-    pub sink: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
+    pub sink:
+        std::sync::Mutex<std::collections::VecDeque<crate::http::operator::events::SinkRecord>>,
 }
 
 #[derive(Clone)]

@@ -3,49 +3,83 @@
 use crate::auth::{Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{page_limit, StrictQuery};
+use crate::http::openapi::Page;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use hookwarden_core::ids;
 use hookwarden_store::model::{Attempt, AttemptStatus};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// pending, succeeded, failed or dead.
     status: Option<String>,
+    /// Page size, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+use crate::http::rfc3339;
+
 /// One try as the API shows it. The payload snapshot (which may hold personal
 /// data such as phone numbers) is not part of the listing.
-pub fn view(a: &Attempt) -> Value {
-    json!({
-        "id": a.id,
-        "eventId": a.event_id,
-        "webhookId": a.webhook_id,
-        "attempt": a.attempt,
-        "status": a.status.as_str(),
-        "httpStatus": a.http_status,
-        "durationMs": a.duration_ms,
-        "responsePreview": a.response_preview,
-        "error": a.error,
-        "dueAt": a.due_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "createdAt": a.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "completedAt": a.completed_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    id: String,
+    event_id: String,
+    webhook_id: String,
+    /// 1 for the first try.
+    attempt: i32,
+    /// pending, succeeded, failed or dead.
+    status: String,
+    http_status: Option<i32>,
+    duration_ms: Option<i64>,
+    /// At most 512 characters of the receiver's answer.
+    response_preview: Option<String>,
+    error: Option<String>,
+    #[schema(format = DateTime)]
+    due_at: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    completed_at: Option<String>,
 }
 
+pub fn view(a: &Attempt) -> AttemptView {
+    AttemptView {
+        id: a.id.clone(),
+        event_id: a.event_id.clone(),
+        webhook_id: a.webhook_id.clone(),
+        attempt: a.attempt,
+        status: a.status.as_str().to_owned(),
+        http_status: a.http_status,
+        duration_ms: a.duration_ms,
+        response_preview: a.response_preview.clone(),
+        error: a.error.clone(),
+        due_at: rfc3339(a.due_at),
+        created_at: rfc3339(a.created_at),
+        completed_at: a.completed_at.map(rfc3339),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path, description = "Webhook id"), ListQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Delivery tries, newest first", body = Page<AttemptView>)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(webhook_id): Path<String>,
     StrictQuery(q): StrictQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<AttemptView>>> {
     tenant.require(Scope::WebhooksRead)?;
     let status = q
         .status
@@ -74,16 +108,21 @@ pub async fn list(
         )
         .await
         .map_err(|e| ApiError::internal("list attempts", e))?;
-    Ok(Json(
-        json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
-    ))
+    Ok(Json(Page::new(
+        page.items.iter().map(view).collect(),
+        page.next_cursor,
+    )))
 }
 
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "webhooks",
+    params(("id" = String, Path, description = "Delivery attempt id")),
+    security(("bearer" = [])),
+    responses((status = 202, description = "A new try is due now", body = AttemptView)))]
 pub async fn retry(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(attempt_id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AttemptView>)> {
     tenant.require(Scope::WebhooksWrite)?;
     let attempt = state
         .store

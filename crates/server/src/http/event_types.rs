@@ -5,31 +5,46 @@
 use crate::auth::{Caller, Producer};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::StrictJson;
+use crate::http::openapi::Page;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use hookwarden_store::model::EventType;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutEventType {
+    /// A JSON Schema (draft 2020-12) the payloads must match.
     schema: Value,
     #[serde(default)]
     description: Option<String>,
 }
 
-fn view(t: &EventType) -> Value {
-    json!({
-        "name": t.name,
-        "schema": t.schema,
-        "description": t.description,
-        "createdAt": t.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "updatedAt": t.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTypeView {
+    name: String,
+    schema: Value,
+    description: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+fn view(t: &EventType) -> EventTypeView {
+    EventTypeView {
+        name: t.name.clone(),
+        schema: t.schema.clone(),
+        description: t.description.clone(),
+        created_at: t.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        updated_at: t.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -47,12 +62,16 @@ fn may_manage(state: &AppState, producer: &Producer, name: &str) -> ApiResult<()
         .map_err(ApiError::Forbidden)
 }
 
+#[utoipa::path(put, path = "/v1/event-types/{name}", tag = "events", request_body = PutEventType,
+    params(("name" = String, Path, description = "Event type, e.g. `invoice.paid`")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Registered", body = EventTypeView)))]
 pub async fn put(
     State(state): State<AppState>,
     producer: Producer,
     Path(name): Path<String>,
     StrictJson(body): StrictJson<PutEventType>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventTypeView>> {
     may_manage(&state, &producer, &name)?;
     crate::schemas::compile(&body.schema).map_err(ApiError::Validation)?;
     let description = body.description.unwrap_or_default();
@@ -74,18 +93,26 @@ pub async fn put(
     Ok(Json(view(&stored)))
 }
 
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/event-types", tag = "events",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every registered type", body = Page<EventTypeView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<Page<EventTypeView>>> {
     let all = state.store.list_event_types().await.map_err(internal)?;
-    Ok(Json(
-        json!({"items": all.iter().map(view).collect::<Vec<_>>(), "nextCursor": null}),
-    ))
+    Ok(Json(Page::new(all.iter().map(view).collect(), None)))
 }
 
+#[utoipa::path(get, path = "/v1/event-types/{name}", tag = "events",
+    params(("name" = String, Path, description = "Event type")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The type and its schema", body = EventTypeView)))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventTypeView>> {
     let t = state
         .store
         .get_event_type(&name)
@@ -95,6 +122,10 @@ pub async fn get(
     Ok(Json(view(&t)))
 }
 
+#[utoipa::path(delete, path = "/v1/event-types/{name}", tag = "events",
+    params(("name" = String, Path, description = "Event type")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     producer: Producer,

@@ -8,13 +8,30 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What `POST /v1/events` answers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    event_id: String,
+    /// Deliveries scheduled (one per subscribed webhook).
+    deliveries: u64,
+    /// True when this id was published before with the same content.
+    duplicate: bool,
+}
+
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PublishRequest,
+    security(("bearer" = [])),
+    responses((status = 202, description = "Stored; deliveries scheduled", body = Accepted),
+        (status = 409, description = "The id was used for other content", body = crate::http::openapi::ErrorResponse)))]
 pub async fn publish(
     State(state): State<AppState>,
     producer: Producer,
     StrictJson(body): StrictJson<PublishRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
     // A token bound to an account may publish for that account only.
     if let Some(account) = &producer.principal.account_id {
         if account != &body.account_id {
@@ -33,8 +50,10 @@ pub async fn publish(
         })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({"eventId": accepted.event_id, "deliveries": accepted.deliveries, "duplicate": accepted.duplicate}),
-        ),
+        Json(Accepted {
+            event_id: accepted.event_id,
+            deliveries: accepted.deliveries,
+            duplicate: accepted.duplicate,
+        }),
     ))
 }

@@ -1,10 +1,12 @@
 //! The two HTTP surfaces: the public router (`/v1/*`, `/api/v1/*`) and the
-//! internal ops router (`/health`, `/ready`, `/metrics`).
+//! internal ops router (`/health`, `/ready`, `/metrics`). The public one
+//! also serves its OpenAPI document at `/openapi.json`.
 
 pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod json;
+pub mod openapi;
 pub mod operator;
 pub mod ops;
 pub mod request_id;
@@ -14,11 +16,20 @@ pub mod webhooks;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::header;
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body on the tenant API.
 const BODY_LIMIT: usize = crate::ingress::receive::MAX_BODY;
+
+/// Times in answers: RFC 3339, UTC, milliseconds.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
@@ -28,55 +39,52 @@ async fn method_not_allowed() -> ApiError {
     ApiError::Validation("method not allowed on this route".into())
 }
 
+/// The public routes and the OpenAPI document that describes them, built
+/// from the same list so that neither can have a route the other lacks.
+pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use operator::{events as op_events, integrations as op_integrations};
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::retry))
+        .routes(routes!(events::publish))
+        .routes(routes!(event_types::list))
+        .routes(routes!(
+            event_types::get,
+            event_types::put,
+            event_types::delete
+        ))
+        .routes(routes!(op_events::health))
+        .routes(routes!(crate::ingress::receive::receive))
+        .routes(routes!(op_events::sink_receive, op_events::sink_list))
+        .routes(routes!(op_integrations::create, op_integrations::list))
+        .routes(routes!(
+            op_integrations::get,
+            op_integrations::update,
+            op_integrations::delete
+        ))
+        .routes(routes!(op_events::list))
+        .routes(routes!(op_events::get))
+        .routes(routes!(op_events::replay))
+        .routes(routes!(op_events::deliveries))
+        .routes(routes!(op_events::audit_entries))
+        .routes(routes!(op_events::processing_status))
+        .split_for_parts();
+    openapi::complete(&mut doc);
+    (router, doc)
+}
+
 pub fn public_router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+    let (routes, doc) = public_routes();
+    let document = axum::body::Bytes::from(openapi::render(&doc));
+    routes
         .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::get)
-                .put(webhooks::update)
-                .delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
-        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/v1/events", post(events::publish))
-        .route("/v1/event-types", get(event_types::list))
-        .route(
-            "/v1/event-types/{name}",
-            get(event_types::get)
-                .put(event_types::put)
-                .delete(event_types::delete),
-        )
-        .route("/api/v1/health", get(operator::events::health))
-        .route(
-            "/api/v1/webhooks/{provider}",
-            post(crate::ingress::receive::receive),
-        )
-        .route(
-            "/api/v1/internal/delivery-sink/{provider}",
-            post(operator::events::sink_receive).get(operator::events::sink_list),
-        )
-        .route(
-            "/api/v1/integrations",
-            post(operator::integrations::create).get(operator::integrations::list),
-        )
-        .route(
-            "/api/v1/integrations/{name}",
-            get(operator::integrations::get)
-                .put(operator::integrations::update)
-                .delete(operator::integrations::delete),
-        )
-        .route("/api/v1/events", get(operator::events::list))
-        .route("/api/v1/events/{id}", get(operator::events::get))
-        .route("/api/v1/events/{id}/replay", post(operator::events::replay))
-        .route("/api/v1/deliveries", get(operator::events::deliveries))
-        .route(
-            "/api/v1/audit-entries",
-            get(operator::events::audit_entries),
-        )
-        .route(
-            "/api/v1/processing-status",
-            get(operator::events::processing_status),
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+            }),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,6 +4,7 @@
 use crate::auth::{Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{page_limit, StrictJson, StrictQuery};
+use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
 use crate::secrets::seal_webhook_secret;
 use crate::state::AppState;
@@ -11,26 +12,30 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::{ids, validate};
 use hookwarden_store::model::{Webhook, WebhookUpdate};
 use hookwarden_store::StoreError;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateWebhook {
+    /// The endpoint: http(s), a public address (SSRF rules apply at every try).
     url: String,
+    /// Subscribed event types; `*` for all, `prefix.*` for a family.
     event_types: Vec<String>,
     #[serde(default)]
     description: Option<String>,
+    /// A `whsec_` secret; generated when absent.
     #[serde(default)]
     secret: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateWebhook {
     #[serde(default)]
@@ -41,40 +46,66 @@ pub struct UpdateWebhook {
     description: Option<String>,
     #[serde(default)]
     secret: Option<String>,
+    /// Generate a new secret; the old one keeps signing during the grace period.
     #[serde(default)]
     rotate_secret: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
-fn rfc3339(t: chrono::DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+use crate::http::rfc3339;
+
+/// The public view of a webhook: never the stored secret. `secret` appears
+/// only in the answer that created or rotated it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    id: String,
+    url: String,
+    event_types: Vec<String>,
+    description: String,
+    disabled: bool,
+    disabled_reason: Option<String>,
+    /// Until then, deliveries carry the previous secret's signature too.
+    #[schema(format = DateTime)]
+    secret_rotation_ends_at: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
 }
 
-/// The public view of a webhook: never the stored secret.
-pub fn view(w: &Webhook) -> Value {
-    json!({
-        "id": w.id,
-        "url": w.url,
-        "eventTypes": w.event_types,
-        "description": w.description,
-        "disabled": w.disabled,
-        "disabledReason": w.disabled_reason,
-        "secretRotationEndsAt": w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
-        "createdAt": rfc3339(w.created_at),
-        "updatedAt": rfc3339(w.updated_at),
-    })
+pub fn view(w: &Webhook) -> WebhookView {
+    WebhookView {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        event_types: w.event_types.clone(),
+        description: w.description.clone(),
+        disabled: w.disabled,
+        disabled_reason: w.disabled_reason.clone(),
+        secret_rotation_ends_at: w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
+        created_at: rfc3339(w.created_at),
+        updated_at: rfc3339(w.updated_at),
+        secret: None,
+    }
 }
 
-fn with_secret(w: &Webhook, secret: &WebhookSecret) -> Value {
-    let mut v = view(w);
-    v["secret"] = Value::String(secret.expose().to_string());
-    v
+fn with_secret(w: &Webhook, secret: &WebhookSecret) -> WebhookView {
+    WebhookView {
+        secret: Some(secret.expose().to_string()),
+        ..view(w)
+    }
 }
 
 /// Who made a tenant change, for the audit trail.
@@ -94,6 +125,10 @@ fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::Validation(format!("url: {e}")))
 }
 
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created; the only answer that shows the secret", body = WebhookView),
+        (status = 422, description = "The account has 10 webhooks already", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -148,11 +183,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&webhook, &secret))))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The account's webhooks", body = Page<WebhookView>)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
     StrictQuery(q): StrictQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<WebhookView>>> {
     tenant.require(Scope::WebhooksRead)?;
     let limit = page_limit(q.limit)?;
     let page = state
@@ -160,16 +198,21 @@ pub async fn list(
         .list_webhooks(&tenant.account_id, q.cursor.as_deref(), limit)
         .await
         .map_err(|e| ApiError::internal("list webhooks", e))?;
-    Ok(Json(
-        json!({"items": page.items.iter().map(view).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
-    ))
+    Ok(Json(Page::new(
+        page.items.iter().map(view).collect(),
+        page.next_cursor,
+    )))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookView>> {
     tenant.require(Scope::WebhooksRead)?;
     let w = state
         .store
@@ -180,13 +223,17 @@ pub async fn get(
     Ok(Json(view(&w)))
 }
 
+#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
+    params(("id" = String, Path, description = "Webhook id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Updated (and re-enabled); shows a new secret once", body = WebhookView)))]
 pub async fn update(
     State(state): State<AppState>,
     tenant: Tenant,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     StrictJson(body): StrictJson<UpdateWebhook>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookView>> {
     tenant.require(Scope::WebhooksWrite)?;
     if let Some(url) = &body.url {
         check_url(&state, url)?;
@@ -258,6 +305,10 @@ pub async fn update(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     tenant: Tenant,

@@ -13,19 +13,20 @@ use hookwarden_core::secret::WebhookSecret;
 use hookwarden_store::ingress::Integration;
 use hookwarden_store::sealed::SealedColumn;
 use ipnet::IpNet;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 const MAX_SECRETS: usize = 5;
 pub const DEFAULT_RATE_LIMIT: i64 = 600;
 
 /// The body of `POST /api/v1/integrations` and `PUT /api/v1/integrations/{name}`.
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IntegrationInput {
+    /// Lower-case letters, digits, `-` and `_`; required on create, fixed after.
     #[serde(default)]
     pub name: Option<String>,
+    /// hmac-sha256, token, standard-webhooks, stripe, github, slack or shopify.
     pub scheme: String,
     /// One secret, or `secrets` for several active at once (rotation).
     #[serde(default)]
@@ -40,7 +41,9 @@ pub struct IntegrationInput {
     pub prefix: Option<String>,
     #[serde(default)]
     pub tolerance_seconds: Option<i64>,
+    /// The internal service that receives verified events.
     pub target_url: String,
+    /// Only requests from these source ranges are accepted.
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
     #[serde(default)]
@@ -224,21 +227,46 @@ pub fn scheme_of(i: &Integration) -> anyhow::Result<Scheme> {
 }
 
 /// The operator's view: configuration, never a secret.
-pub fn view(i: &Integration) -> Value {
-    json!({
-        "name": i.name,
-        "scheme": i.scheme,
-        "signatureHeader": i.signature_header,
-        "encoding": i.encoding,
-        "prefix": i.prefix,
-        "toleranceSeconds": i.tolerance_seconds,
-        "targetUrl": i.target_url,
-        "allowedCidrs": i.allowed_cidrs,
-        "rateLimitPerMinute": i.rate_limit_per_minute,
-        "idempotencyHeader": i.idempotency_header,
-        "createdAt": i.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "updatedAt": i.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-    })
+/// An integration as the API shows it: never a provider secret.
+/// `forwardingSecret` appears only in the answer that created it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationView {
+    name: String,
+    scheme: String,
+    signature_header: Option<String>,
+    encoding: Option<String>,
+    prefix: Option<String>,
+    tolerance_seconds: i64,
+    target_url: String,
+    allowed_cidrs: Vec<String>,
+    rate_limit_per_minute: Option<i64>,
+    idempotency_header: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// Internal services verify forwarded events with it (shown once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarding_secret: Option<String>,
+}
+
+pub fn view(i: &Integration) -> IntegrationView {
+    IntegrationView {
+        name: i.name.clone(),
+        scheme: i.scheme.clone(),
+        signature_header: i.signature_header.clone(),
+        encoding: i.encoding.clone(),
+        prefix: i.prefix.clone(),
+        tolerance_seconds: i.tolerance_seconds,
+        target_url: i.target_url.clone(),
+        allowed_cidrs: i.allowed_cidrs.clone(),
+        rate_limit_per_minute: i.rate_limit_per_minute,
+        idempotency_header: i.idempotency_header.clone(),
+        created_at: i.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        updated_at: i.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        forwarding_secret: None,
+    }
 }
 
 /// Creates or updates the integrations listed in the configuration file at

@@ -19,6 +19,17 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
+/// What an accepted inbound webhook is answered.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Received {
+    /// The stored event (the earlier one, for a duplicate).
+    event_id: String,
+    /// Present, and true, when this delivery was received before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
 /// Largest inbound body (SPEC §8).
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -30,6 +41,16 @@ impl Headers for HeaderView<'_> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/webhooks/{provider}", tag = "inbound",
+    params(("provider" = String, Path, description = "Integration name")),
+    request_body(content = Object, description = "The provider's JSON object, verified over its raw bytes \
+        with the integration's scheme (signature headers as the provider documents them)"),
+    responses(
+        (status = 202, description = "Verified and stored; forwarding is under way", body = Received),
+        (status = 200, description = "Received before: not stored again", body = Received),
+        (status = 401, description = "Signature, token or timestamp did not verify", body = crate::http::openapi::ErrorResponse),
+        (status = 403, description = "Source address outside the integration's ranges", body = crate::http::openapi::ErrorResponse),
+        (status = 429, description = "Too many requests from this provider and address", body = crate::http::openapi::ErrorResponse)))]
 pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -37,7 +58,7 @@ pub async fn receive(
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Received>)> {
     let integration = state
         .integrations
         .get(state.store.as_ref(), &provider)
@@ -228,7 +249,13 @@ pub async fn receive(
                 &integration.name,
                 Some(&event_id),
             );
-            Ok((StatusCode::ACCEPTED, Json(json!({"eventId": event_id}))))
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Received {
+                    event_id,
+                    duplicate: None,
+                }),
+            ))
         }
     }
 }
@@ -237,7 +264,7 @@ fn duplicate(
     provider: &str,
     delivery_id: Option<&str>,
     event_id: String,
-) -> (StatusCode, Json<Value>) {
+) -> (StatusCode, Json<Received>) {
     metrics::counter!("hookwarden_inbound_total", "provider" => provider.to_owned(), "outcome" => "duplicate").increment(1);
     log_inbound(
         provider,
@@ -249,7 +276,10 @@ fn duplicate(
     );
     (
         StatusCode::OK,
-        Json(json!({"eventId": event_id, "duplicate": true})),
+        Json(Received {
+            event_id,
+            duplicate: Some(true),
+        }),
     )
 }
 

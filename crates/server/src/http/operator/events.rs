@@ -5,26 +5,26 @@
 use crate::auth::operator::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{page_limit, StrictJson, StrictQuery};
+use crate::http::openapi::{Health, Page};
 use crate::http::request_id::RequestId;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use hookwarden_core::ids;
 use hookwarden_store::ingress::{AuditRecord, EventQuery, InboundEvent, Job, NewReplay};
 use hookwarden_store::model::AttemptStatus;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("operator events", e)
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+use crate::http::rfc3339;
 
 fn parse_status(s: Option<&str>) -> ApiResult<Option<AttemptStatus>> {
     s.map(|s| {
@@ -44,68 +44,156 @@ fn parse_time(name: &str, s: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     .transpose()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Integration name.
     provider: Option<String>,
+    /// Status of the latest forwarding job: pending, succeeded, failed or dead.
     status: Option<String>,
+    /// Received at or after (RFC 3339).
     from: Option<String>,
+    /// Received before (RFC 3339).
     to: Option<String>,
+    /// Page size, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
+    /// `createdAt` (default) or `-createdAt`.
     sort: Option<String>,
 }
 
-fn event_summary(e: &InboundEvent) -> Value {
-    json!({
-        "id": e.id,
-        "provider": e.provider,
-        "deliveryId": e.delivery_id,
-        "status": e.status.map(AttemptStatus::as_str),
-        "bodySha256": e.body_sha256,
-        "sourceIp": e.source_ip,
-        "correlationId": e.correlation_id,
-        "createdAt": rfc3339(e.received_at),
-    })
+/// An inbound event in listings.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSummary {
+    id: String,
+    provider: String,
+    /// The provider's own delivery id, when it sends one.
+    delivery_id: Option<String>,
+    /// Status of the latest forwarding job.
+    status: Option<String>,
+    body_sha256: String,
+    source_ip: Option<String>,
+    correlation_id: String,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
-fn job_view(j: &Job) -> Value {
-    json!({
-        "id": j.id,
-        "eventId": j.event_id,
-        "provider": j.provider,
-        "attempt": j.attempt,
-        "status": j.status.as_str(),
-        "trigger": j.trigger,
-        "httpStatus": j.http_status,
-        "durationMs": j.duration_ms,
-        "responsePreview": j.response_preview,
-        "error": j.error,
-        "dueAt": rfc3339(j.due_at),
-        "createdAt": rfc3339(j.created_at),
-        "completedAt": j.completed_at.map(rfc3339),
-    })
+fn event_summary(e: &InboundEvent) -> EventSummary {
+    EventSummary {
+        id: e.id.clone(),
+        provider: e.provider.clone(),
+        delivery_id: e.delivery_id.clone(),
+        status: e.status.map(|s| s.as_str().to_owned()),
+        body_sha256: e.body_sha256.clone(),
+        source_ip: e.source_ip.clone(),
+        correlation_id: e.correlation_id.clone(),
+        created_at: rfc3339(e.received_at),
+    }
 }
 
-fn audit_view(a: &AuditRecord) -> Value {
-    json!({
-        "seq": a.seq,
-        "id": a.id,
-        "actor": a.actor,
-        "action": a.action,
-        "target": a.target,
-        "requestId": a.request_id,
-        "details": serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null),
-        "createdAt": a.created_at,
-        "hash": a.hash,
-    })
+/// One inbound event in full: the raw body as received (it verified as
+/// such), the headers kept with it, and its forwarding jobs.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetail {
+    #[serde(flatten)]
+    summary: EventSummary,
+    /// The body, when it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_body: Option<String>,
+    /// The body in base64, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_body_base64: Option<String>,
+    /// Headers kept (never one carrying a signature or credential).
+    headers: Value,
+    jobs: Vec<JobView>,
 }
 
+/// One forwarding try of an inbound event (or the next one, pending).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    id: String,
+    event_id: String,
+    provider: String,
+    attempt: i32,
+    /// pending, succeeded, failed or dead.
+    status: String,
+    /// What created it: `received` or `replay`.
+    trigger: String,
+    http_status: Option<i32>,
+    duration_ms: Option<i64>,
+    response_preview: Option<String>,
+    error: Option<String>,
+    #[schema(format = DateTime)]
+    due_at: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    completed_at: Option<String>,
+}
+
+fn job_view(j: &Job) -> JobView {
+    JobView {
+        id: j.id.clone(),
+        event_id: j.event_id.clone(),
+        provider: j.provider.clone(),
+        attempt: j.attempt,
+        status: j.status.as_str().to_owned(),
+        trigger: j.trigger.clone(),
+        http_status: j.http_status,
+        duration_ms: j.duration_ms,
+        response_preview: j.response_preview.clone(),
+        error: j.error.clone(),
+        due_at: rfc3339(j.due_at),
+        created_at: rfc3339(j.created_at),
+        completed_at: j.completed_at.map(rfc3339),
+    }
+}
+
+/// One entry of the hash-chained audit trail.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    seq: i64,
+    id: String,
+    actor: String,
+    action: String,
+    target: String,
+    request_id: String,
+    details: Value,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// SHA-256 over the previous entry's hash and this entry.
+    hash: String,
+}
+
+fn audit_view(a: &AuditRecord) -> AuditView {
+    AuditView {
+        seq: a.seq,
+        id: a.id.clone(),
+        actor: a.actor.clone(),
+        action: a.action.clone(),
+        target: a.target.clone(),
+        request_id: a.request_id.clone(),
+        details: serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null),
+        created_at: a.created_at.clone(),
+        hash: a.hash.clone(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "operator", params(EventsQuery),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "Inbound events", body = Page<EventSummary>)))]
 pub async fn list(
     State(state): State<AppState>,
     _op: Operator,
     StrictQuery(q): StrictQuery<EventsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<EventSummary>>> {
     let descending = match q.sort.as_deref() {
         None | Some("createdAt") => false,
         Some("-createdAt") => true,
@@ -146,16 +234,21 @@ pub async fn list(
         limit: page_limit(q.limit)?,
     };
     let page = state.store.list_inbound(&query).await.map_err(internal)?;
-    Ok(Json(
-        json!({"items": page.items.iter().map(event_summary).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
-    ))
+    Ok(Json(Page::new(
+        page.items.iter().map(event_summary).collect(),
+        page.next_cursor,
+    )))
 }
 
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "operator",
+    params(("id" = String, Path, description = "Inbound event id")),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "The event with its raw body and jobs", body = EventDetail)))]
 pub async fn get(
     State(state): State<AppState>,
     _op: Operator,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventDetail>> {
     let e = state
         .store
         .get_inbound(&id)
@@ -167,34 +260,50 @@ pub async fn get(
         .list_jobs(Some(&id), None, None, 100)
         .await
         .map_err(internal)?;
-    let mut body = event_summary(&e);
-    // The raw body as received (it verified as such); base64 if it is not UTF-8.
-    match String::from_utf8(e.raw_body.clone()) {
-        Ok(text) => body["rawBody"] = Value::String(text),
-        Err(_) => {
-            body["rawBodyBase64"] =
-                Value::String(base64::engine::general_purpose::STANDARD.encode(&e.raw_body))
-        }
-    }
-    body["headers"] = e.headers.clone();
-    body["jobs"] = Value::Array(jobs.items.iter().map(job_view).collect());
-    Ok(Json(body))
+    let (raw_body, raw_body_base64) = match String::from_utf8(e.raw_body.clone()) {
+        Ok(text) => (Some(text), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&e.raw_body)),
+        ),
+    };
+    Ok(Json(EventDetail {
+        summary: event_summary(&e),
+        raw_body,
+        raw_body_base64,
+        headers: e.headers.clone(),
+        jobs: jobs.items.iter().map(job_view).collect(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplayBody {
+    /// Who asked (1–100 characters), for the audit trail.
     requested_by: String,
+    /// Why (1–500 characters).
     reason: String,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayAccepted {
+    replay_id: String,
+    event_id: String,
+    job: JobView,
+}
+
+#[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "operator", request_body = ReplayBody,
+    params(("id" = String, Path, description = "Inbound event id")),
+    security(("operatorKey" = [])),
+    responses((status = 202, description = "A new forwarding job is due now", body = ReplayAccepted)))]
 pub async fn replay(
     State(state): State<AppState>,
     op: Operator,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     StrictJson(body): StrictJson<ReplayBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
     let requested_by = body.requested_by.trim();
     let reason = body.reason.trim();
     if !(1..=100).contains(&requested_by.chars().count()) {
@@ -234,24 +343,37 @@ pub async fn replay(
     .await;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"replayId": replay.id, "eventId": id, "job": job_view(&job)})),
+        Json(ReplayAccepted {
+            replay_id: replay.id,
+            event_id: id,
+            job: job_view(&job),
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
+    /// pending, succeeded, failed or dead.
     status: Option<String>,
+    /// Only this inbound event's jobs.
     event_id: Option<String>,
+    /// Page size, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/deliveries", tag = "operator", params(JobsQuery),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "Forwarding jobs", body = Page<JobView>)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     _op: Operator,
     StrictQuery(q): StrictQuery<JobsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<JobView>>> {
     let page = state
         .store
         .list_jobs(
@@ -262,23 +384,31 @@ pub async fn deliveries(
         )
         .await
         .map_err(internal)?;
-    Ok(Json(
-        json!({"items": page.items.iter().map(job_view).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
-    ))
+    Ok(Json(Page::new(
+        page.items.iter().map(job_view).collect(),
+        page.next_cursor,
+    )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Page size, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit-entries", tag = "operator", params(AuditQuery),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "The audit trail, oldest first", body = Page<AuditView>)))]
 pub async fn audit_entries(
     State(state): State<AppState>,
     _op: Operator,
     StrictQuery(q): StrictQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<AuditView>>> {
     let after = q
         .cursor
         .as_deref()
@@ -292,78 +422,137 @@ pub async fn audit_entries(
         .list_audit(after, page_limit(q.limit)?)
         .await
         .map_err(internal)?;
-    Ok(Json(
-        json!({"items": page.items.iter().map(audit_view).collect::<Vec<_>>(), "nextCursor": page.next_cursor}),
-    ))
+    Ok(Json(Page::new(
+        page.items.iter().map(audit_view).collect(),
+        page.next_cursor,
+    )))
 }
 
+/// Forwarding jobs by status.
+#[derive(Serialize, ToSchema, Default)]
+pub struct JobCounts {
+    pending: u64,
+    succeeded: u64,
+    failed: u64,
+    dead: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessingStatus {
+    jobs: JobCounts,
+    oldest_pending_age_seconds: f64,
+}
+
+#[utoipa::path(get, path = "/api/v1/processing-status", tag = "operator",
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "Forwarding backlog", body = ProcessingStatus)))]
 pub async fn processing_status(
     State(state): State<AppState>,
     _op: Operator,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProcessingStatus>> {
     let s = state
         .store
         .processing_status(Utc::now())
         .await
         .map_err(internal)?;
-    let mut jobs = json!({"pending": 0, "succeeded": 0, "failed": 0, "dead": 0});
+    let mut jobs = JobCounts::default();
     for (status, n) in &s.by_status {
-        jobs[status] = json!(n);
+        let slot = match status.as_str() {
+            "pending" => &mut jobs.pending,
+            "succeeded" => &mut jobs.succeeded,
+            "failed" => &mut jobs.failed,
+            "dead" => &mut jobs.dead,
+            _ => continue,
+        };
+        *slot = *n;
     }
-    Ok(Json(
-        json!({"jobs": jobs, "oldestPendingAgeSeconds": s.oldest_pending_age_seconds}),
-    ))
+    Ok(Json(ProcessingStatus {
+        jobs,
+        oldest_pending_age_seconds: s.oldest_pending_age_seconds,
+    }))
 }
 
 /// `GET /api/v1/health` (public).
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/api/v1/health", tag = "inbound",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health::ok())
 }
 
 /// The sink keeps at most this much of each body (it is a development aid:
 /// 1,000 records × 64 KiB bounds its memory).
 const SINK_BODY_KEPT: usize = 64 * 1024;
 
+/// What the sink answers to a delivery.
+#[derive(Serialize, ToSchema)]
+pub struct SinkReceived {
+    received: bool,
+}
+
 /// `POST /api/v1/internal/delivery-sink/{provider}`: records what it receives,
 /// for local testing. Outside production only: in production it is 404.
+#[utoipa::path(post, path = "/api/v1/internal/delivery-sink/{provider}", tag = "inbound",
+    params(("provider" = String, Path, description = "Any name, to sort what is recorded")),
+    request_body(content = String, description = "Anything; at most 64 KiB of it is kept", content_type = "*/*"),
+    responses((status = 200, description = "Recorded (outside production; 404 in production)", body = SinkReceived)))]
 pub async fn sink_receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<SinkReceived>)> {
     if !state.settings.delivery_sink {
         return Err(ApiError::NotFound);
     }
-    let kept: serde_json::Map<String, Value> = headers
+    let kept = headers
         .iter()
         .filter_map(|(k, v)| {
             v.to_str()
                 .ok()
-                .map(|v| (k.as_str().to_owned(), Value::String(v.to_owned())))
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
         })
         .collect();
     let mut sink = state.sink.lock().unwrap_or_else(|p| p.into_inner());
-    sink.push_back(json!({"provider": provider, "headers": kept, "body": String::from_utf8_lossy(&body[..body.len().min(SINK_BODY_KEPT)]), "receivedAt": rfc3339(Utc::now())}));
+    sink.push_back(SinkRecord {
+        provider,
+        headers: kept,
+        body: String::from_utf8_lossy(&body[..body.len().min(SINK_BODY_KEPT)]).into_owned(),
+        received_at: rfc3339(Utc::now()),
+    });
     while sink.len() > 1000 {
         sink.pop_front();
     }
-    Ok((StatusCode::OK, Json(json!({"received": true}))))
+    Ok((StatusCode::OK, Json(SinkReceived { received: true })))
+}
+
+/// One request the sink recorded.
+#[derive(Serialize, ToSchema, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkRecord {
+    provider: String,
+    headers: std::collections::BTreeMap<String, String>,
+    body: String,
+    #[schema(format = DateTime)]
+    received_at: String,
 }
 
 /// `GET /api/v1/internal/delivery-sink/{provider}`: what the sink recorded.
+#[utoipa::path(get, path = "/api/v1/internal/delivery-sink/{provider}", tag = "inbound",
+    params(("provider" = String, Path, description = "The name used when sending")),
+    responses((status = 200, description = "What was recorded under that name (outside production)", body = Page<SinkRecord>)))]
 pub async fn sink_list(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<SinkRecord>>> {
     if !state.settings.delivery_sink {
         return Err(ApiError::NotFound);
     }
     let sink = state.sink.lock().unwrap_or_else(|p| p.into_inner());
-    let items: Vec<Value> = sink
+    let items = sink
         .iter()
-        .filter(|v| v["provider"] == provider.as_str())
+        .filter(|r| r.provider == provider)
         .cloned()
         .collect();
-    Ok(Json(json!({"items": items, "nextCursor": null})))
+    Ok(Json(Page::new(items, None)))
 }

@@ -4,24 +4,29 @@
 use crate::auth::operator::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::StrictJson;
+use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::ingress::integrations::{build, view, IntegrationInput};
+use crate::ingress::integrations::{build, view, IntegrationInput, IntegrationView};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("integrations", e)
 }
 
+#[utoipa::path(post, path = "/api/v1/integrations", tag = "operator", request_body = IntegrationInput,
+    security(("operatorKey" = [])),
+    responses((status = 201, description = "Created; shows the forwarding secret once", body = IntegrationView),
+        (status = 409, description = "An integration has that name", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     op: Operator,
     Extension(rid): Extension<RequestId>,
     StrictJson(input): StrictJson<IntegrationInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<IntegrationView>)> {
     let name = input
         .name
         .clone()
@@ -48,23 +53,31 @@ pub async fn create(
     let mut body = view(&integration);
     if let Some(secret) = forwarding {
         // Shown once: internal services verify forwarded events with it.
-        body["forwardingSecret"] = Value::String(secret.expose().to_string());
+        body.forwarding_secret = Some(secret.expose().to_string());
     }
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "operator",
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "Every integration", body = Page<IntegrationView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _op: Operator,
+) -> ApiResult<Json<Page<IntegrationView>>> {
     let all = state.store.list_integrations().await.map_err(internal)?;
-    Ok(Json(
-        json!({"items": all.iter().map(view).collect::<Vec<_>>(), "nextCursor": null}),
-    ))
+    Ok(Json(Page::new(all.iter().map(view).collect(), None)))
 }
 
+#[utoipa::path(get, path = "/api/v1/integrations/{name}", tag = "operator",
+    params(("name" = String, Path, description = "Integration name")),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "The integration", body = IntegrationView)))]
 pub async fn get(
     State(state): State<AppState>,
     _op: Operator,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationView>> {
     let i = state
         .store
         .get_integration(&name)
@@ -74,13 +87,17 @@ pub async fn get(
     Ok(Json(view(&i)))
 }
 
+#[utoipa::path(put, path = "/api/v1/integrations/{name}", tag = "operator", request_body = IntegrationInput,
+    params(("name" = String, Path, description = "Integration name")),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "Updated", body = IntegrationView)))]
 pub async fn update(
     State(state): State<AppState>,
     op: Operator,
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
     StrictJson(input): StrictJson<IntegrationInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationView>> {
     if input.name.as_deref().is_some_and(|n| n != name) {
         return Err(ApiError::Validation("name cannot be changed".into()));
     }
@@ -124,6 +141,10 @@ pub async fn update(
     Ok(Json(view(&integration)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/integrations/{name}", tag = "operator",
+    params(("name" = String, Path, description = "Integration name")),
+    security(("operatorKey" = [])),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     op: Operator,

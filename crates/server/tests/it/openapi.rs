@@ -1,0 +1,193 @@
+//! The OpenAPI document at `/openapi.json`: complete, and true to the live
+//! service as schemathesis (the reference OpenAPI fuzzer) sees it.
+
+use crate::helpers::*;
+use hookwarden_store::testing::Backend;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Every route the public listener serves, as `METHOD path`.
+const ROUTES: &[&str] = &[
+    "post /v1/webhooks",
+    "get /v1/webhooks",
+    "get /v1/webhooks/{id}",
+    "put /v1/webhooks/{id}",
+    "delete /v1/webhooks/{id}",
+    "get /v1/webhooks/{id}/deliveries",
+    "post /v1/deliveries/{id}/retry",
+    "post /v1/events",
+    "get /v1/event-types",
+    "get /v1/event-types/{name}",
+    "put /v1/event-types/{name}",
+    "delete /v1/event-types/{name}",
+    "get /api/v1/health",
+    "post /api/v1/webhooks/{provider}",
+    "post /api/v1/internal/delivery-sink/{provider}",
+    "get /api/v1/internal/delivery-sink/{provider}",
+    "post /api/v1/integrations",
+    "get /api/v1/integrations",
+    "get /api/v1/integrations/{name}",
+    "put /api/v1/integrations/{name}",
+    "delete /api/v1/integrations/{name}",
+    "get /api/v1/events",
+    "get /api/v1/events/{id}",
+    "post /api/v1/events/{id}/replay",
+    "get /api/v1/deliveries",
+    "get /api/v1/audit-entries",
+    "get /api/v1/processing-status",
+];
+
+async fn document(app: &TestApp) -> Value {
+    let resp = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().expect("ascii"),
+        "application/json"
+    );
+    resp.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn the_document_describes_every_route_with_its_security_and_errors() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc = document(&app).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut served = Vec::new();
+    let mut operation_ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            served.push(format!("{method} {path}"));
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(operation_ids.insert(id.to_owned()), "{id} repeated");
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(responses.contains_key("500"), "{method} {path}: no 500");
+            assert!(responses.contains_key("400"), "{method} {path}: no 400");
+            let secured = op.get("security").is_some();
+            let public = path.starts_with("/api/v1/webhooks/")
+                || path.contains("delivery-sink")
+                || path == "/api/v1/health";
+            assert_eq!(secured, !public, "{method} {path}: security");
+            if secured {
+                assert!(responses.contains_key("401"), "{method} {path}: no 401");
+                let retry_after = &responses["429"]["headers"]["Retry-After"];
+                assert!(retry_after.is_object(), "{method} {path}: 429 header");
+            }
+        }
+    }
+    served.sort();
+    let mut expected: Vec<String> = ROUTES.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(served, expected);
+    // The shared shapes are components, referenced by the operations.
+    for schema in [
+        "ErrorResponse",
+        "WebhookView",
+        "AttemptView",
+        "IntegrationView",
+        "EventDetail",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+    app.stop().await;
+}
+
+/// Runs schemathesis against the live service with every credential it
+/// needs, over both backends' worth of data shapes, and demands no server
+/// error and no answer outside the document (status, content type, headers,
+/// body schema).
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            // The fuzzer sends thousands of requests in a minute.
+            rate_limit: 1_000_000,
+            allow_loopback: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    // Some data, so that listings return items to check against the schema.
+    let account = "acct_fuzz";
+    let token = app.sign(&app.claims(Some(account), "webhooks:read webhooks:write events:publish"));
+    let receiver = Receiver::start().await;
+    app.create_webhook(account, &receiver.url("/hook"), &["*"])
+        .await;
+    let (status, _, _) = app
+        .post(
+            "/v1/events",
+            &token,
+            json!({"accountId": account, "eventType": "invoice.paid", "payload": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    app.integration(
+        json!({"name": "fuzzed", "scheme": "token", "secret": "fuzz-token-value-0123456789",
+        "signatureHeader": "x-fuzz-token", "targetUrl": "http://127.0.0.1:9/in"}),
+    )
+    .await;
+    let (status, _) = app
+        .inbound(
+            "fuzzed",
+            &[("x-fuzz-token", "fuzz-token-value-0123456789".into())],
+            br#"{"a":1}"#,
+        )
+        .await;
+    assert!(status == 202 || status == 200, "{status}");
+    let (status, _, _) = app
+        .operator(Method::GET, "/api/v1/processing-status", None)
+        .await;
+    assert_eq!(status, 200);
+
+    let seed = std::env::var("HOOKWARDEN_SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into());
+    let examples =
+        std::env::var("HOOKWARDEN_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "60".into());
+    let url = app.url("/openapi.json");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("schemathesis")
+            .args([
+                "run",
+                &url,
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                &examples,
+                "--seed",
+                &seed,
+                "--workers",
+                "2",
+                "--suppress-health-check",
+                "all",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                &format!("x-internal-api-key: {OPERATOR_KEY}"),
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis must be installed (scripts/test installs it)")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{stderr}"
+    );
+    eprintln!(
+        "{}",
+        stdout.lines().rev().take(15).collect::<Vec<_>>().join("\n")
+    );
+    app.stop().await;
+}
