@@ -1,0 +1,595 @@
+//! Faults under load, with the real binary and real servers: hookwarden
+//! SIGKILLed at random points while it receives and sends, PostgreSQL
+//! restarted, NATS restarted. In each, every event hookwarden accepted is
+//! delivered afterwards (ids counted and compared), none is ever delivered
+//! twice at once, and `/ready` says not-ready while a required dependency is
+//! down and ready again, by itself, once it is back.
+
+mod common;
+
+use common::*;
+use hookwarden_store::on_both;
+use hookwarden_store::testing::{Backend, TestDb};
+use rand::Rng;
+use serde_json::json;
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+on_both!(repeated_sigkill_under_load_in_both_directions);
+
+const OPERATOR_KEY: &str = "opk-faults-0123456789";
+const ACCOUNT: &str = "acct_faults";
+
+/// Settings that make recovery quick enough for a test.
+fn fast_recovery() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("HOOKWARDEN_DELIVERY_LEASE", "3s"),
+        ("HOOKWARDEN_DELIVERY_TIMEOUT", "1s"),
+        (
+            "HOOKWARDEN_RETRY_SCHEDULE",
+            "300ms,300ms,300ms,300ms,1s,1s,1s,2s",
+        ),
+        ("HOOKWARDEN_MANAGEMENT_API_KEYS", OPERATOR_KEY),
+        ("HOOKWARDEN_API_RATE_LIMIT_PER_MINUTE", "1000000"),
+    ]
+}
+
+/// Registers the outbound webhook and the inbound integration, both
+/// pointing at the tallying receiver.
+async fn configure(env: &Env, server: &Server, rport: u16) {
+    let client = http_client();
+    let (status, body) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &env.token(Some(ACCOUNT), "webhooks:write webhooks:read"),
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let resp = client
+        .post(server.url("/api/v1/integrations"))
+        .header("x-internal-api-key", OPERATOR_KEY)
+        .json(
+            &json!({"name": "acme", "scheme": "token", "secret": "acme-token",
+            "signatureHeader": "x-acme-token", "rateLimitPerMinute": 1000000,
+            "targetUrl": format!("http://127.0.0.1:{rport}/fwd")}),
+        )
+        .send()
+        .await
+        .expect("integration");
+    assert_eq!(resp.status(), 201);
+}
+
+/// Requests in both directions, one after another on each task, for as long
+/// as `running` holds. An id counts as accepted only when hookwarden
+/// answered 202 for it; refused or cut requests are simply tried anew.
+struct Load {
+    running: Arc<AtomicBool>,
+    accepted: Arc<Mutex<HashSet<String>>>,
+    refused: Arc<Mutex<usize>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(env: &Env, port: u16, tasks: usize) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let refused: Arc<Mutex<usize>> = Arc::default();
+        let producer = env.token(None, "events:publish");
+        let handles = (0..tasks)
+            .map(|t| {
+                let (running, accepted, refused, producer) = (
+                    running.clone(),
+                    accepted.clone(),
+                    refused.clone(),
+                    producer.clone(),
+                );
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .no_proxy()
+                        .timeout(Duration::from_secs(3))
+                        .build()
+                        .expect("client");
+                    let mut n = 0u64;
+                    while running.load(Ordering::Relaxed) {
+                        n += 1;
+                        let base = format!("http://127.0.0.1:{port}");
+                        let sent = if n % 2 == 0 {
+                            client
+                                .post(format!("{base}/api/v1/webhooks/acme"))
+                                .header("x-acme-token", "acme-token")
+                                .header("content-type", "application/json")
+                                .body(json!({"task": t, "n": n}).to_string())
+                                .send()
+                                .await
+                        } else {
+                            client
+                                .post(format!("{base}/v1/events"))
+                                .bearer_auth(&producer)
+                                .json(&json!({"accountId": ACCOUNT, "eventType": "fault.test", "payload": {"task": t, "n": n}}))
+                                .send()
+                                .await
+                        };
+                        let id = match sent {
+                            Ok(resp) if resp.status() == 202 => resp
+                                .json::<serde_json::Value>()
+                                .await
+                                .ok()
+                                .and_then(|b| b["eventId"].as_str().map(str::to_owned)),
+                            _ => None,
+                        };
+                        match id {
+                            Some(id) => {
+                                accepted.lock().expect("lock").insert(id);
+                            }
+                            None => {
+                                *refused.lock().expect("lock") += 1;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            running,
+            accepted,
+            refused,
+            tasks: handles,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.accepted.lock().expect("lock").len()
+    }
+
+    /// Stops the load; returns the accepted ids and how many requests were refused.
+    async fn stop(self) -> (HashSet<String>, usize) {
+        self.running.store(false, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let accepted = self.accepted.lock().expect("lock").clone();
+        let refused = *self.refused.lock().expect("lock");
+        (accepted, refused)
+    }
+}
+
+/// Waits until every accepted id has reached the receiver; then checks that
+/// none was ever in flight twice at once. Returns how many were repeated.
+async fn all_delivered(
+    accepted: &HashSet<String>,
+    tally: &Arc<Mutex<Tally>>,
+    within: Duration,
+    logs: impl Fn() -> String,
+) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let missing: Vec<String> = {
+            let t = tally.lock().expect("lock");
+            accepted
+                .iter()
+                .filter(|id| !t.received.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted events never delivered (e.g. {:?}); last logs:\n{}",
+            missing.len(),
+            accepted.len(),
+            &missing[..missing.len().min(5)],
+            logs().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t = tally.lock().expect("lock");
+    assert_eq!(
+        t.max_in_flight_one_id, 1,
+        "an event was being delivered twice at once"
+    );
+    t.received.values().map(|n| n - 1).sum()
+}
+
+async fn ready_status(env: &Env) -> Option<u16> {
+    let ops = env.var("HOOKWARDEN_OPS_LISTEN").expect("ops listen");
+    http_client()
+        .get(format!("http://{ops}/ready"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// Polls `/ready` until it answers `want`.
+async fn wait_ready_status(env: &Env, want: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = ready_status(env).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready answered {got:?}, not {want}, {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn repeated_sigkill_under_load_in_both_directions(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempdir();
+    let env = Env::new(&db, &dir, &fast_recovery());
+    let (rport, tally) = tallying_receiver(Duration::from_millis(20)).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    configure(&env, &server, rport).await;
+    let load = Load::start(&env, env.port, 6);
+    // Random moments, once some work is accepted and under way.
+    let moments: Vec<(u64, u64)> = {
+        let mut rng = rand::thread_rng();
+        (0..3)
+            .map(|_| (rng.gen_range(400..1500), rng.gen_range(0..300)))
+            .collect()
+    };
+    for (round, (kill_after, down_for)) in moments.into_iter().enumerate() {
+        let wait = Duration::from_millis(kill_after);
+        tokio::time::sleep(wait).await;
+        let accepted_before = load.count();
+        server.kill9();
+        eprintln!(
+            "round {round}: SIGKILL after {wait:?}, {accepted_before} accepted so far, {} delivered",
+            tally.lock().expect("lock").received.len()
+        );
+        tokio::time::sleep(Duration::from_millis(down_for)).await;
+        server = env.start();
+        server.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (accepted, refused) = load.stop().await;
+    assert!(
+        accepted.len() > 100,
+        "enough load to mean something: {}",
+        accepted.len()
+    );
+    let repeats = all_delivered(&accepted, &tally, Duration::from_secs(90), || server.logs()).await;
+    eprintln!(
+        "{backend:?}: {} accepted ({refused} refused while down), all delivered, {repeats} repeated after kills",
+        accepted.len()
+    );
+    server.terminate();
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, a
+/// free port), so it can be restarted without disturbing other tests.
+struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+fn pg_bin(name: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new("/usr/lib/postgresql");
+    let version = std::fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("PostgreSQL server binaries are needed in {root:?}: {e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("bin").join(name).exists())
+        .max()
+        .unwrap_or_else(|| panic!("no {name} under {root:?}"));
+    version.join("bin").join(name)
+}
+
+/// PostgreSQL refuses to run as root: run its tools as `postgres` then.
+fn as_postgres(program: &std::path::Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl PrivatePostgres {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("hw_pg_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let out = as_postgres(&pg_bin("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(dir.join("data"))
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pg = Self {
+            dir,
+            port: free_port(),
+        };
+        pg.ctl(&["start"]);
+        pg
+    }
+
+    fn ctl(&self, action: &[&str]) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        let out = as_postgres(&pg_bin("pg_ctl"))
+            .args(action)
+            .args(["-w", "-t", "30", "-D"])
+            .arg(self.dir.join("data"))
+            .args(["-l"])
+            .arg(self.dir.join("log"))
+            .args(["-o", &opts])
+            .output()
+            .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {action:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops at once, as a crash would (recovery replays the WAL at start).
+    fn stop_immediately(&self) {
+        let out = as_postgres(&pg_bin("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(self.dir.join("data"))
+            .output()
+            .expect("pg_ctl stop");
+        assert!(out.status.success(), "pg_ctl stop");
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&pg_bin("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_under_load() {
+    let pg = PrivatePostgres::start();
+    let dir = tempdir();
+    let env = Env::with_database(&pg.url(), &dir, &fast_recovery());
+    let (rport, tally) = tallying_receiver(Duration::from_millis(10)).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    configure(&env, &server, rport).await;
+    wait_ready_status(&env, 200, Duration::from_secs(10), "before the outage").await;
+    let load = Load::start(&env, env.port, 4);
+    while load.count() < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pg.stop_immediately();
+    let at_stop = load.count();
+    wait_ready_status(&env, 503, Duration::from_secs(10), "with PostgreSQL down").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = load.count() - at_stop;
+    pg.ctl(&["start"]);
+    wait_ready_status(
+        &env,
+        200,
+        Duration::from_secs(30),
+        "after PostgreSQL came back",
+    )
+    .await;
+    // Accepting again, by itself.
+    let after_restart = load.count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while load.count() < after_restart + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "no new event accepted after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (accepted, refused) = load.stop().await;
+    let repeats = all_delivered(&accepted, &tally, Duration::from_secs(90), || server.logs()).await;
+    eprintln!(
+        "PostgreSQL restart: {} accepted ({during} answered while it stopped, {refused} refused), all delivered, {repeats} repeated",
+        accepted.len()
+    );
+    server.terminate();
+}
+
+/// A NATS server of the test's own, with JetStream on disk, restartable.
+struct PrivateNats {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("hw_nats_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut n = Self {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        n.run();
+        n
+    }
+
+    fn binary() -> String {
+        std::env::var("HOOKWARDEN_TEST_NATS_SERVER").unwrap_or_else(|_| {
+            ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .unwrap_or("nats-server")
+                .to_owned()
+        })
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(Self::binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nats-server is needed ({}): {e}", Self::binary()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_under_load() {
+    let mut nats = PrivateNats::start();
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempdir();
+    let nats_url = nats.url();
+    let mut vars = fast_recovery();
+    vars.extend([
+        ("HOOKWARDEN_NATS_URL", nats_url.as_str()),
+        ("HOOKWARDEN_NATS_SUBJECT_PREFIX", "hwf.webhook"),
+        ("HOOKWARDEN_NATS_STREAM", "HWF_WEBHOOK"),
+        ("HOOKWARDEN_NATS_ACK_WAIT", "3s"),
+    ]);
+    let env = Env::new(&db, &dir, &vars);
+    let (rport, tally) = tallying_receiver(Duration::from_millis(10)).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    configure(&env, &server, rport).await;
+    wait_ready_status(&env, 200, Duration::from_secs(10), "before the outage").await;
+
+    // Producers on NATS too: an id is accepted once JetStream acknowledged it.
+    let nats_accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let running = Arc::new(AtomicBool::new(true));
+    let publisher = {
+        let (url, accepted, running) = (nats_url.clone(), nats_accepted.clone(), running.clone());
+        tokio::spawn(async move {
+            let client = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(url)
+                .await
+                .expect("connect");
+            let js = async_nats::jetstream::new(client);
+            let mut n = 0;
+            while running.load(Ordering::Relaxed) {
+                n += 1;
+                let id = format!("evt_nats_{n}");
+                let msg = json!({"accountId": ACCOUNT, "eventType": "fault.nats", "payload": {"n": n}, "id": id});
+                let ack = match js
+                    .publish("hwf.webhook.dispatch", msg.to_string().into())
+                    .await
+                {
+                    Ok(f) => tokio::time::timeout(Duration::from_secs(2), f).await,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if let Ok(Ok(_)) = ack {
+                    accepted.lock().expect("lock").insert(id);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+    };
+    let load = Load::start(&env, env.port, 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nats_accepted.lock().expect("lock").len() < 100 {
+        assert!(Instant::now() < deadline, "no NATS publish accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nats.kill();
+    wait_ready_status(&env, 503, Duration::from_secs(10), "with NATS down").await;
+    // HTTP keeps accepting while NATS is down: the database is the source of truth.
+    let before = load.count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load.count() < before + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "HTTP stopped accepting without NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.run();
+    wait_ready_status(&env, 200, Duration::from_secs(30), "after NATS came back").await;
+    let after = nats_accepted.lock().expect("lock").len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nats_accepted.lock().expect("lock").len() < after + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "no NATS publish accepted after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.store(false, Ordering::Relaxed);
+    let _ = publisher.await;
+    let (mut accepted, _) = load.stop().await;
+    let from_nats = nats_accepted.lock().expect("lock").clone();
+    let n_nats = from_nats.len();
+    accepted.extend(from_nats);
+    let repeats = all_delivered(&accepted, &tally, Duration::from_secs(90), || server.logs()).await;
+    eprintln!(
+        "NATS restart: {} accepted ({n_nats} over NATS), all delivered, {repeats} repeated",
+        accepted.len()
+    );
+    server.terminate();
+}
