@@ -593,3 +593,393 @@ async fn nats_restarted_under_load() {
     );
     server.terminate();
 }
+
+/// A TCP proxy to the real Redis that the test can cut and restore on the
+/// same address, like a network outage.
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut p = Self {
+            addr: listener.local_addr().expect("addr"),
+            upstream: upstream.to_owned(),
+            accept: None,
+            links: Arc::default(),
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (upstream, links) = (self.upstream.clone(), self.links.clone());
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                links.lock().expect("lock").push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        }));
+    }
+
+    /// Closes the listener and every proxied connection.
+    fn cut(&mut self) {
+        if let Some(a) = self.accept.take() {
+            a.abort();
+        }
+        for l in self.links.lock().expect("lock").drain(..) {
+            l.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "rebind {}: {e}", self.addr);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+async fn ready_body(env: &Env) -> serde_json::Value {
+    let ops = env.var("HOOKWARDEN_OPS_LISTEN").expect("ops listen");
+    http_client()
+        .get(format!("http://{ops}/ready"))
+        .send()
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Redis is an accelerator (dedup markers, locks, shared limits), not the
+/// source of truth: while it is unreachable hookwarden stays ready and says
+/// Redis is degraded, keeps accepting on the database alone, loses nothing,
+/// and goes back to using Redis once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_under_load() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempdir();
+    let redis_url = std::env::var("HOOKWARDEN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut proxy = CuttableProxy::start(
+        redis_url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/'),
+    )
+    .await;
+    let prefix = format!("hwfault:{}:", uuid::Uuid::new_v4().simple());
+    let _cleanup = SharedBackends {
+        nats_url: String::new(),
+        stream: String::new(),
+        redis_url: redis_url.clone(),
+        redis_prefix: prefix.clone(),
+    };
+    let proxied = format!("redis://{}", proxy.addr);
+    let mut vars = fast_recovery();
+    vars.extend([
+        ("HOOKWARDEN_REDIS_URL", proxied.as_str()),
+        ("HOOKWARDEN_REDIS_PREFIX", prefix.as_str()),
+    ]);
+    let env = Env::new(&db, &dir, &vars);
+    let (rport, tally) = tallying_receiver(Duration::from_millis(10)).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    configure(&env, &server, rport).await;
+    assert_eq!(ready_body(&env).await["checks"]["redis"], "ok");
+    let load = Load::start(&env, env.port, 4);
+    while load.count() < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = ready_body(&env).await;
+        if ready["checks"]["redis"] == "degraded" {
+            assert_eq!(ready["status"], "ready", "Redis is not required: {ready}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis outage not reported: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_cut = load.count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while load.count() < at_cut + 100 {
+        assert!(Instant::now() < deadline, "not accepting without Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready_body(&env).await["checks"]["redis"] != "ok" {
+        assert!(Instant::now() < deadline, "Redis use not resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_restore = load.count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while load.count() < at_restore + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "not accepting after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (accepted, refused) = load.stop().await;
+    let repeats = all_delivered(&accepted, &tally, Duration::from_secs(90), || server.logs()).await;
+    eprintln!(
+        "Redis outage: {} accepted ({} while it was cut, {refused} refused), all delivered, {repeats} repeated",
+        accepted.len(),
+        at_restore - at_cut
+    );
+    server.terminate();
+}
+
+/// Receivers that misbehave on purpose, one behaviour per path.
+async fn hostile_receiver() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the request head and whatever body it declares.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    // A TLS ClientHello: answer in plain HTTP, so the handshake fails.
+                    if buf[0] == 0x16 {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse().ok())
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                match path.as_str() {
+                    // Headers one byte at a time, never finished.
+                    "/slowloris" => {
+                        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                        loop {
+                            if sock.write_all(b"X").await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    // A chunked error body that never ends. (A 2xx with an
+                    // endless body is a success: only the status and a 2 KiB
+                    // preview are ever read.)
+                    "/endless" => {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n")
+                            .await;
+                        let data = format!("4000\r\n{}\r\n", "y".repeat(0x4000));
+                        while sock.write_all(data.as_bytes()).await.is_ok() {}
+                    }
+                    // 10 MB, declared.
+                    "/huge" => {
+                        let size = 10 * 1024 * 1024;
+                        let _ = sock
+                            .write_all(
+                                format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: {size}\r\n\r\n")
+                                    .as_bytes(),
+                            )
+                            .await;
+                        let block = vec![b'z'; 64 * 1024];
+                        for _ in 0..size / block.len() {
+                            if sock.write_all(&block).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // Half a status line, then a TCP reset.
+                    "/reset" => {
+                        let _ = sock.write_all(b"HTTP/1.1 20").await;
+                        // Closing with a zero linger sends RST, not FIN.
+                        let _ = sock.set_zero_linger();
+                        drop(sock);
+                    }
+                    // Redirects to itself, forever.
+                    "/loop" => {
+                        let _ = sock
+                            .write_all(format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/loop\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                            .await;
+                    }
+                    _ => {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Slow-loris answers, never-ending bodies, 10 MB bodies, resets, redirect
+/// loops and TLS errors: each is one failed try with a reason, and memory
+/// stays bounded while many are in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_receivers_are_failed_tries_in_bounded_memory() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempdir();
+    let env = Env::new(
+        &db,
+        &dir,
+        &[
+            ("HOOKWARDEN_DELIVERY_TIMEOUT", "1s"),
+            ("HOOKWARDEN_DELIVERY_LEASE", "5s"),
+            ("HOOKWARDEN_RETRY_SCHEDULE", "1h"),
+            ("HOOKWARDEN_MAX_IN_FLIGHT", "24"),
+            ("HOOKWARDEN_MAX_IN_FLIGHT_PER_ENDPOINT", "4"),
+        ],
+    );
+    let port = hostile_receiver().await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    let client = http_client();
+    let tenant = env.token(Some(ACCOUNT), "webhooks:write webhooks:read");
+    let mut hooks = Vec::new();
+    for (name, url) in [
+        ("slowloris", format!("http://127.0.0.1:{port}/slowloris")),
+        ("endless", format!("http://127.0.0.1:{port}/endless")),
+        ("huge", format!("http://127.0.0.1:{port}/huge")),
+        ("reset", format!("http://127.0.0.1:{port}/reset")),
+        ("loop", format!("http://127.0.0.1:{port}/loop")),
+        ("tls", format!("https://127.0.0.1:{port}/tls")),
+    ] {
+        let (status, body) = post(
+            &client,
+            server.url("/v1/webhooks"),
+            &tenant,
+            json!({"url": url, "eventTypes": ["*"]}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        hooks.push((name, body["id"].as_str().expect("id").to_owned()));
+    }
+    let producer = env.token(None, "events:publish");
+    let events = 20;
+    for n in 0..events {
+        let (status, body) = post(
+            &client,
+            server.url("/v1/events"),
+            &producer,
+            json!({"accountId": ACCOUNT, "eventType": "t", "payload": {"n": n}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (name, id) in &hooks {
+        loop {
+            let resp = client
+                .get(server.url(&format!("/v1/webhooks/{id}/deliveries?limit=100")))
+                .bearer_auth(&tenant)
+                .send()
+                .await
+                .expect("list");
+            let body: serde_json::Value = resp.json().await.expect("json");
+            let items = body["items"].as_array().cloned().unwrap_or_default();
+            let failed: Vec<&serde_json::Value> =
+                items.iter().filter(|i| i["status"] == "failed").collect();
+            if failed.len() == events {
+                assert!(
+                    items.iter().all(|i| i["status"] != "succeeded"),
+                    "{name}: nothing succeeded"
+                );
+                let sample = failed[0];
+                match *name {
+                    "huge" | "endless" => assert_eq!(sample["httpStatus"], 500, "{sample}"),
+                    "loop" => assert_eq!(sample["httpStatus"], 302, "{sample}"),
+                    "tls" => assert!(
+                        sample["error"]
+                            .as_str()
+                            .is_some_and(|e| e.starts_with("TLS handshake failed")),
+                        "{sample}"
+                    ),
+                    _ => assert!(
+                        sample["error"].as_str().is_some_and(|e| !e.is_empty()),
+                        "{name}: a reason is recorded: {sample}"
+                    ),
+                }
+                if let Some(p) = sample["responsePreview"].as_str() {
+                    assert!(p.chars().count() <= 512, "{name}: preview bounded");
+                }
+                eprintln!(
+                    "{name}: {} failed tries, e.g. {} {}",
+                    failed.len(),
+                    sample["httpStatus"],
+                    sample["error"]
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {} of {events} failed tries recorded ({} tries in all)",
+                failed.len(),
+                items.len()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let peak = peak_rss_mb(server.child.id());
+    eprintln!("peak RSS while serving hostile receivers: {peak:.1} MB");
+    assert!(peak < 150.0, "memory bounded: peak RSS {peak:.1} MB");
+    server.terminate();
+}

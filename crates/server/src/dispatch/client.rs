@@ -172,6 +172,27 @@ async fn read_preview(mut resp: reqwest::Response, deadline: Instant) -> Option<
     })
 }
 
+/// The TLS error behind a failure, if any. rustls' errors reach us wrapped
+/// in `io::Error`, whose `source()` skips the wrapped error itself.
+fn tls_cause(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        // io::Errors may wrap io::Errors: look through every layer.
+        let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(l) = layer {
+            if let Some(tls) = l.downcast_ref::<rustls::Error>() {
+                return Some(tls.to_string());
+            }
+            layer = l
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|i| i as &(dyn std::error::Error + 'static));
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// A failure description without the URL (which may carry customer tokens).
 fn describe(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -183,6 +204,8 @@ fn describe(e: &reqwest::Error) -> String {
     }
     if e.is_timeout() {
         "timed out".into()
+    } else if let Some(tls) = tls_cause(e) {
+        format!("TLS handshake failed: {tls}")
     } else if e.is_connect() {
         "connection failed".into()
     } else {
