@@ -97,7 +97,7 @@ impl Load {
                     while running.load(Ordering::Relaxed) {
                         n += 1;
                         let base = format!("http://127.0.0.1:{port}");
-                        let sent = if n % 2 == 0 {
+                        let sent = if n.is_multiple_of(2) {
                             client
                                 .post(format!("{base}/api/v1/webhooks/acme"))
                                 .header("x-acme-token", "acme-token")
