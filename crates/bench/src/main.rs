@@ -4,7 +4,8 @@
 //! prints throughput, latency percentiles, CPU seconds per 1,000 events and
 //! peak RSS — beside a bare server on the same framework, in the same run.
 //!
-//! Usage: `hookwarden-bench [ingress|dispatch|all] [--seconds N] [--concurrency N]`
+//! Usage: `hookwarden-bench [ingress|dispatch|backlog|isolation|memory|all]
+//! [--seconds N] [--events N] [--concurrency N]`
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 use anyhow::Context;
@@ -175,9 +176,11 @@ async fn start_hookwarden(db: &TestDb, extra: &[(&str, String)]) -> anyhow::Resu
     })
 }
 
-/// A bare server on the same framework: no verification, no storage.
+/// A bare server on the same framework: no verification, no storage. It
+/// also serves as the receiver of deliveries (answering after `delay`).
 async fn start_baseline(
     status: u16,
+    delay: Duration,
 ) -> anyhow::Result<(u16, Arc<AtomicU64>, Arc<Mutex<Vec<u64>>>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -187,6 +190,9 @@ async fn start_baseline(
     let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
         let (c, l) = (c.clone(), l.clone());
         async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             c.fetch_add(1, Ordering::Relaxed);
             // Dispatch payloads carry their publish time: publish-to-delivery latency.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
@@ -328,27 +334,33 @@ fn producer_token() -> String {
     .unwrap_or_default()
 }
 
-async fn dispatch(
+/// A running hookwarden with one webhook to a local receiver, ready for
+/// dispatch runs.
+struct Rig {
     backend: Backend,
-    events: u64,
-    rate: Option<u64>,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    let db = TestDb::new(backend).await;
-    let (rport, received, latencies) = start_baseline(200).await?;
-    let server = start_hookwarden(&db, &[("HOOKWARDEN_POLL_INTERVAL", "50ms".into())]).await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let tenant = jsonwebtoken::encode(
+    db: TestDb,
+    server: Server,
+    client: reqwest::Client,
+    received: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    webhook_id: String,
+    prefilled: u64,
+}
+
+fn tenant_token(account: &str) -> anyhow::Result<String> {
+    Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({"sub": "acct_b", "account_id": "acct_b", "scope": "webhooks:write", "exp": now_us() / 1_000_000 + 3600}),
+        &json!({"sub": account, "account_id": account, "scope": "webhooks:write", "exp": now_us() / 1_000_000 + 3600}),
         &jsonwebtoken::EncodingKey::from_secret(JWT.as_bytes()),
-    )?;
-    let resp = client
+    )?)
+}
+
+/// Registers a webhook of `account` to `url`; returns its id.
+async fn add_webhook(server: &Server, account: &str, url: &str) -> anyhow::Result<String> {
+    let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/v1/webhooks", server.port))
-        .bearer_auth(tenant)
-        .json(&json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}))
+        .bearer_auth(tenant_token(account)?)
+        .json(&json!({"url": url, "eventTypes": ["*"]}))
         .send()
         .await?;
     anyhow::ensure!(
@@ -356,53 +368,271 @@ async fn dispatch(
         "webhook: {}",
         resp.text().await?
     );
-    let token = producer_token();
-    let url = format!("http://127.0.0.1:{}/v1/events", server.port);
-    let (c0, _) = proc_usage(server.child.id());
-    let started = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, token, next) = (client.clone(), url.clone(), token.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= events {
-                    break;
-                }
-                if let Some(r) = rate {
-                    // A steady rate: event n is due at n / r seconds.
-                    let due = started + Duration::from_secs_f64(n as f64 / r as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let body = json!({"accountId": "acct_b", "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
-                let _ = client.post(&url).bearer_auth(&token).json(&body).send().await;
+    let body: Value = resp.json().await?;
+    Ok(body["id"].as_str().context("webhook id")?.to_owned())
+}
+
+impl Rig {
+    async fn start(backend: Backend, extra: &[(&str, String)]) -> anyhow::Result<Self> {
+        let db = TestDb::new(backend).await;
+        let (rport, received, latencies) = start_baseline(200, Duration::ZERO).await?;
+        let mut env = vec![("HOOKWARDEN_POLL_INTERVAL", "50ms".to_string())];
+        env.extend(extra.iter().cloned());
+        let server = start_hookwarden(&db, &env).await?;
+        let webhook_id =
+            add_webhook(&server, "acct_b", &format!("http://127.0.0.1:{rport}/hook")).await?;
+        Ok(Self {
+            backend,
+            db,
+            server,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+            received,
+            latencies,
+            webhook_id,
+            prefilled: 0,
+        })
+    }
+
+    /// Grows the backlog to `total` pending retries of the rig's webhook,
+    /// due in an hour, written straight into the database (10⁶ rows through
+    /// the API would take longer than the measurement).
+    async fn prefill(&mut self, total: u64) -> anyhow::Result<()> {
+        if total <= self.prefilled {
+            return Ok(());
+        }
+        let (from, to) = (self.prefilled + 1, total);
+        let (series, now, later, payload) = match self.backend {
+            Backend::Postgres => (
+                format!("SELECT g AS x FROM generate_series({from}, {to}) g"),
+                "now()".to_string(),
+                "now() + interval '1 hour'".to_string(),
+                "'{}'::jsonb",
+            ),
+            Backend::Sqlite => {
+                let ms = now_us() / 1000;
+                (
+                    format!("WITH RECURSIVE s(x) AS (SELECT {from} UNION ALL SELECT x + 1 FROM s WHERE x < {to}) SELECT x FROM s"),
+                    ms.to_string(),
+                    (ms + 3_600_000).to_string(),
+                    "'{}'",
+                )
             }
-        }));
+        };
+        let wh = &self.webhook_id;
+        let sql = format!(
+            "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
+               SELECT 'evt_backlog_' || x, 'acct_b', 'bench.backlog', {payload}, 'bench', {now} FROM ({series}) q; \
+             INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, created_at) \
+               SELECT 'att_backlog_' || x, 'evt_backlog_' || x, '{wh}', 'acct_b', 2, 'pending', {later}, {payload}, {now} FROM ({series}) q; \
+             ANALYZE;"
+        );
+        let started = Instant::now();
+        hookwarden_store::testing::execute_raw(self.backend, &self.db.url, &sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("prefill: {e}"))?;
+        eprintln!(
+            "  (backlog grown to {total} pending retries in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        self.prefilled = total;
+        Ok(())
     }
-    for t in tasks {
-        let _ = t.await;
+
+    /// Publishes `events` to `account` (flat out, or at a steady `rate`).
+    fn publish(
+        &self,
+        account: &'static str,
+        events: u64,
+        rate: Option<u64>,
+        concurrency: usize,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let token = producer_token();
+        let url = format!("http://127.0.0.1:{}/v1/events", self.server.port);
+        let started = Instant::now();
+        let next = Arc::new(AtomicU64::new(0));
+        (0..concurrency)
+            .map(|_| {
+                let (client, url, token, next) =
+                    (self.client.clone(), url.clone(), token.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= events {
+                            break;
+                        }
+                        if let Some(r) = rate {
+                            // A steady rate: event n is due at n / r seconds.
+                            let due = started + Duration::from_secs_f64(n as f64 / r as f64);
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        let body = json!({"accountId": account, "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
+                        let _ = client.post(&url).bearer_auth(&token).json(&body).send().await;
+                    }
+                })
+            })
+            .collect()
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while received.load(Ordering::Relaxed) < events && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+
+    /// One measured run: `events` published to the rig's webhook, until all
+    /// are delivered; figures from the receiver and /proc.
+    async fn run(
+        &self,
+        name: String,
+        events: u64,
+        rate: Option<u64>,
+        concurrency: usize,
+        alongside: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Figures {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let start_count = self.received.load(Ordering::Relaxed);
+        let (c0, _) = proc_usage(self.server.child.id());
+        let started = Instant::now();
+        for t in self.publish("acct_b", events, rate, concurrency) {
+            let _ = t.await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while self.received.load(Ordering::Relaxed) < start_count + events
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for t in alongside {
+            t.abort();
+        }
+        let (c1, rss) = proc_usage(self.server.child.id());
+        Figures {
+            name,
+            count: self.received.load(Ordering::Relaxed) - start_count,
+            seconds,
+            latencies_us: self
+                .latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            cpu_seconds: Some(c1 - c0),
+            peak_rss_mb: Some(rss),
+        }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let (c1, rss) = proc_usage(server.child.id());
-    let lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let name = match rate {
-        Some(r) => format!("dispatch {backend:?} at {r}/s (publish→delivery)"),
-        None => format!("dispatch {backend:?} flat out (publish→delivery)"),
-    };
-    Figures {
-        name,
-        count: received.load(Ordering::Relaxed),
-        seconds,
-        latencies_us: lat,
-        cpu_seconds: Some(c1 - c0),
-        peak_rss_mb: Some(rss),
-    }
+}
+
+async fn dispatch(backend: Backend, events: u64, seconds: u64) -> anyhow::Result<()> {
+    let rig = Rig::start(backend, &[]).await?;
+    rig.run(
+        format!("dispatch {backend:?} flat out (publish→delivery)"),
+        events,
+        None,
+        32,
+        vec![],
+    )
+    .await
     .print(None);
+    rig.run(
+        format!("dispatch {backend:?} at 1000/s (publish→delivery)"),
+        seconds * 1000,
+        Some(1000),
+        64,
+        vec![],
+    )
+    .await
+    .print(None);
+    Ok(())
+}
+
+/// Cost per delivery with 10⁴, 10⁵ and 10⁶ pending retries in the database:
+/// claims are an index range scan, so it should stay flat.
+async fn backlog(backend: Backend, events: u64) -> anyhow::Result<()> {
+    let mut rig = Rig::start(backend, &[]).await?;
+    let mut first: Option<Figures> = None;
+    for total in [10_000u64, 100_000, 1_000_000] {
+        rig.prefill(total).await?;
+        let f = rig
+            .run(
+                format!("backlog {backend:?} {total} pending"),
+                events,
+                None,
+                32,
+                vec![],
+            )
+            .await;
+        f.print(None);
+        match &first {
+            None => first = Some(f),
+            Some(base) => {
+                let per = |f: &Figures| f.cpu_seconds.unwrap_or(0.0) / f.count.max(1) as f64;
+                println!(
+                    "  vs 10000 pending: {:+.0} % CPU per delivery, {:+.0} % deliveries/s",
+                    100.0 * (per(&f) / per(base) - 1.0),
+                    100.0 * (f.rate() / base.rate() - 1.0)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One endpoint that times out on every request, beside a healthy one: the
+/// healthy endpoint's throughput and p99, with and without it.
+async fn isolation(backend: Backend, seconds: u64) -> anyhow::Result<()> {
+    let rate = 500;
+    let rig = Rig::start(backend, &[]).await?;
+    let alone = rig
+        .run(
+            format!("isolation {backend:?} healthy alone at {rate}/s"),
+            seconds * rate,
+            Some(rate),
+            32,
+            vec![],
+        )
+        .await;
+    alone.print(None);
+    // The same again while another endpoint never answers (5 s timeout).
+    let (slow_port, slow_count, _) = start_baseline(200, Duration::from_secs(30)).await?;
+    add_webhook(
+        &rig.server,
+        "acct_slow",
+        &format!("http://127.0.0.1:{slow_port}/slow"),
+    )
+    .await?;
+    let noise = rig.publish("acct_slow", seconds * rate, Some(rate), 32);
+    let beside = rig
+        .run(
+            format!("isolation {backend:?} beside a timing-out one"),
+            seconds * rate,
+            Some(rate),
+            32,
+            noise,
+        )
+        .await;
+    beside.print(None);
+    println!(
+        "  healthy endpoint: {:+.0} % deliveries/s, {:+.0} % p99 (timing-out endpoint answered {} times)",
+        100.0 * (beside.rate() / alone.rate() - 1.0),
+        100.0 * (beside.pct(0.99) / alone.pct(0.99) - 1.0),
+        slow_count.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+/// Peak RSS at a steady 1,000 events/s with 10⁵ pending retries.
+async fn memory(backend: Backend, seconds: u64) -> anyhow::Result<()> {
+    let mut rig = Rig::start(backend, &[]).await?;
+    rig.prefill(100_000).await?;
+    let f = rig
+        .run(
+            format!("memory {backend:?} 1000/s, 10^5 pending"),
+            seconds * 1000,
+            Some(1000),
+            64,
+            vec![],
+        )
+        .await;
+    f.print(None);
     Ok(())
 }
 
@@ -427,7 +657,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
     );
     if which == "ingress" || which == "all" {
-        let (bport, _, _) = start_baseline(202).await?;
+        let (bport, _, _) = start_baseline(202, Duration::ZERO).await?;
         let baseline = drive_ingress(
             "baseline (bare axum, 202)",
             format!("http://127.0.0.1:{bport}/"),
@@ -441,10 +671,25 @@ async fn main() -> anyhow::Result<()> {
             ingress(backend, seconds, concurrency, &baseline).await?;
         }
     }
+    let backends = [Backend::Sqlite, Backend::Postgres];
     if which == "dispatch" || which == "all" {
-        for backend in [Backend::Sqlite, Backend::Postgres] {
-            dispatch(backend, events, None, 32).await?;
-            dispatch(backend, seconds * 1000, Some(1000), 64).await?;
+        for backend in backends {
+            dispatch(backend, events, seconds).await?;
+        }
+    }
+    if which == "backlog" || which == "all" {
+        for backend in backends {
+            backlog(backend, events).await?;
+        }
+    }
+    if which == "isolation" || which == "all" {
+        for backend in backends {
+            isolation(backend, seconds).await?;
+        }
+    }
+    if which == "memory" || which == "all" {
+        for backend in backends {
+            memory(backend, seconds).await?;
         }
     }
     Ok(())

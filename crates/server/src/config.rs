@@ -295,6 +295,15 @@ impl Settings {
         Self::from_raw(raw)
     }
 
+    /// Settings from a TOML document alone (no file, no environment).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::File(e.to_string()))?;
+        Self::from_raw(raw)
+    }
+
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let env = match raw.env.as_deref().unwrap_or("development") {
             "development" | "dev" => Environment::Development,

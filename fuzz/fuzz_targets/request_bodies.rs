@@ -1,0 +1,30 @@
+//! Every request body the APIs accept, and what the server then checks in
+//! them: any bytes give a value or an error, never a panic.
+#![no_main]
+
+use hookwarden_core::crypto::{Keyring, MasterKey};
+use hookwarden_core::validate;
+use hookwarden_server::ingress::integrations::{build, IntegrationInput};
+use hookwarden_server::intake::PublishRequest;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = serde_json::from_slice::<hookwarden_server::http::webhooks::CreateWebhook>(data);
+    let _ = serde_json::from_slice::<hookwarden_server::http::webhooks::UpdateWebhook>(data);
+    let _ = serde_json::from_slice::<hookwarden_server::http::event_types::PutEventType>(data);
+    let _ = serde_json::from_slice::<hookwarden_server::http::operator::events::ReplayBody>(data);
+    if let Ok(p) = serde_json::from_slice::<PublishRequest>(data) {
+        let _ = validate::identifier("accountId", &p.account_id);
+        let _ = validate::event_type(&p.event_type);
+        let _ = validate::payload(&p.payload);
+        let _ = validate::subscriptions(std::slice::from_ref(&p.event_type));
+        let _ = validate::description(&p.event_type);
+    }
+    if let Ok(input) = serde_json::from_slice::<IntegrationInput>(data) {
+        let keyring = Keyring::new(MasterKey::from_bytes([7; 32]), vec![]);
+        let name = input.name.clone().unwrap_or_else(|| "fuzz".into());
+        let _ = build(&keyring, &name, &input, None);
+    }
+    // An inbound body is any JSON object: parsing one never panics either.
+    let _ = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data);
+});
