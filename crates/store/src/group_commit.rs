@@ -1,70 +1,101 @@
-//! Group commit for SQLite's inbound writes: requests that arrive while a
-//! commit is on disk wait together and share the next one, so one fsync
-//! covers many events. Nothing is answered before its transaction commits,
-//! and a failing batch is retried record by record, so one bad record never
-//! fails the others.
+//! Group commit: writes that arrive while a commit is on disk wait together
+//! and share the next transaction, so one fsync covers many of them. Used for
+//! inbound events and for recording delivery tries. Nothing is answered
+//! before its transaction commits, and a failing batch is retried item by
+//! item, so one bad item never fails the others.
 
 use crate::error::{Result, StoreError};
-use crate::ingress::{NewInbound, RecordOutcome};
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// Most records one commit carries.
+/// Most items one commit carries.
 const MAX_BATCH: usize = 128;
 
-type Request = (NewInbound, oneshot::Sender<Result<RecordOutcome>>);
-
-/// Stores several inbound events in one transaction (each backend its own SQL).
+/// Writes several items in one transaction (each backend its own SQL).
 #[async_trait]
 pub(crate) trait BatchWriter: Send + Sync + 'static {
-    async fn commit(&self, events: &[&NewInbound]) -> Result<Vec<RecordOutcome>>;
+    type Item: Send + Sync + 'static;
+    type Outcome: Send + 'static;
+    /// What the writer is for, in errors.
+    const NAME: &'static str;
+    async fn commit(&self, items: &[&Self::Item]) -> Result<Vec<Self::Outcome>>;
 }
 
-#[derive(Clone)]
-pub(crate) struct InboundBatcher {
-    tx: mpsc::Sender<Request>,
+type Request<I, O> = (I, oneshot::Sender<Result<O>>);
+
+pub(crate) struct Batcher<I, O> {
+    tx: mpsc::Sender<Request<I, O>>,
+    name: &'static str,
 }
 
-impl InboundBatcher {
-    /// Starts the batcher (it ends when the store, holding the sender, drops).
-    pub(crate) fn start(writer: impl BatchWriter) -> Self {
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(run(writer, rx));
-        Self { tx }
-    }
-
-    pub(crate) async fn record(&self, event: NewInbound) -> Result<RecordOutcome> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((event, reply))
-            .await
-            .map_err(|_| StoreError::Corrupt("the inbound writer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Corrupt("the inbound writer stopped".into()))?
-    }
-}
-
-async fn run(writer: impl BatchWriter, mut rx: mpsc::Receiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            name: self.name,
         }
-        let events: Vec<&NewInbound> = batch.iter().map(|(e, _)| e).collect();
-        match writer.commit(&events).await {
+    }
+}
+
+impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the batcher with `commits` transactions at most in progress at
+    /// once (one for SQLite's single writer; a few for PostgreSQL, whose
+    /// round trips would otherwise bound a lone committer). It ends when the
+    /// store, holding the sender, drops.
+    pub(crate) fn start<W: BatchWriter<Item = I, Outcome = O>>(writer: W, commits: usize) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
+        let (writer, rx) = (Arc::new(writer), Arc::new(Mutex::new(rx)));
+        for _ in 0..commits.max(1) {
+            tokio::spawn(run(writer.clone(), rx.clone()));
+        }
+        Self { tx, name: W::NAME }
+    }
+
+    /// Waits until `item` is committed (with the others of its batch).
+    pub(crate) async fn submit(&self, item: I) -> Result<O> {
+        let stopped = || StoreError::Corrupt(format!("the {} writer stopped", self.name));
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((item, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+type Queue<W> =
+    Arc<Mutex<mpsc::Receiver<Request<<W as BatchWriter>::Item, <W as BatchWriter>::Outcome>>>>;
+
+async fn run<W: BatchWriter>(writer: Arc<W>, rx: Queue<W>) {
+    loop {
+        // Take what is waiting (up to a batch), then let another committer in.
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let items: Vec<&W::Item> = batch.iter().map(|(e, _)| e).collect();
+        match writer.commit(&items).await {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            // Retry one by one: each answer then reflects its own record.
+            // Retry one by one: each answer then reflects its own item.
             Err(_) => {
-                for (event, reply) in batch {
-                    let _ = reply.send(writer.commit(&[&event]).await.map(|mut o| o.remove(0)));
+                for (item, reply) in batch {
+                    let one = writer.commit(&[&item]).await.and_then(|mut o| {
+                        o.pop()
+                            .ok_or_else(|| StoreError::Corrupt(format!("{}: no outcome", W::NAME)))
+                    });
+                    let _ = reply.send(one);
                 }
             }
         }

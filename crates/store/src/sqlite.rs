@@ -23,7 +23,11 @@ pub struct SqliteStore {
     pub(crate) writer: SqlitePool,
     pub(crate) readers: SqlitePool,
     /// Inbound events share commits (group commit) on the writer.
-    pub(crate) inbound: crate::group_commit::InboundBatcher,
+    pub(crate) inbound:
+        crate::group_commit::Batcher<crate::ingress::NewInbound, crate::ingress::RecordOutcome>,
+    /// Finished delivery tries share commits too.
+    pub(crate) completions: crate::group_commit::Batcher<AttemptResult, bool>,
+    pub(crate) publishes: crate::group_commit::Batcher<NewEvent, PublishOutcome>,
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
@@ -64,13 +68,18 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts.read_only(false))
             .await?;
-        let inbound = crate::group_commit::InboundBatcher::start(
+        let inbound = crate::group_commit::Batcher::start(
             crate::sqlite_ingress::SqliteBatch(writer.clone()),
+            1,
         );
+        let completions = crate::group_commit::Batcher::start(SqliteCompletions(writer.clone()), 1);
+        let publishes = crate::group_commit::Batcher::start(SqlitePublishes(writer.clone()), 1);
         Ok(Self {
             writer,
             readers,
             inbound,
+            completions,
+            publishes,
         })
     }
 }
@@ -288,76 +297,8 @@ impl Store for SqliteStore {
     }
 
     async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {
-        let mut tx = self.writer.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
-             VALUES (?1,?2,?3,?4,?5,?6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.account_id)
-        .bind(&e.event_type)
-        .bind(Json(&e.payload))
-        .bind(&e.producer)
-        .bind(ms(e.created_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            let row = sqlx::query(
-                "SELECT account_id, event_type, payload, producer, created_at, \
-                 (SELECT count(DISTINCT webhook_id) FROM delivery_attempts WHERE event_id = ?1) AS deliveries \
-                 FROM events WHERE id = ?1",
-            )
-            .bind(&e.id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let stored = NewEvent {
-                id: e.id.clone(),
-                account_id: row.try_get("account_id")?,
-                event_type: row.try_get("event_type")?,
-                payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
-                producer: row.try_get("producer")?,
-                created_at: time(row.try_get("created_at")?)?,
-            };
-            let deliveries: i64 = row.try_get("deliveries")?;
-            return Ok(if same_event(&stored, e) {
-                PublishOutcome::Existing {
-                    deliveries: deliveries as u64,
-                }
-            } else {
-                PublishOutcome::Conflict
-            });
-        }
-        let rows = sqlx::query(
-            "SELECT id, event_types FROM webhook_configs WHERE account_id = ?1 AND disabled = 0",
-        )
-        .bind(&e.account_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let body = snapshot(e);
-        let mut deliveries = 0u64;
-        for row in rows {
-            let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
-            if !subscribed(&types, &e.event_type) {
-                continue;
-            }
-            let webhook_id: String = row.try_get("id")?;
-            sqlx::query(
-                "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-                 payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?5,?6,?5)",
-            )
-            .bind(ids::attempt_id())
-            .bind(&e.id)
-            .bind(&webhook_id)
-            .bind(&e.account_id)
-            .bind(ms(e.created_at))
-            .bind(Json(&body))
-            .execute(&mut *tx)
-            .await?;
-            deliveries += 1;
-        }
-        tx.commit().await?;
-        Ok(PublishOutcome::Created { deliveries })
+        // Concurrent publishes share one commit (group commit).
+        self.publishes.submit(e.clone()).await
     }
 
     async fn claim_due(&self, c: &Claim<'_>) -> Result<Vec<Attempt>> {
@@ -396,45 +337,8 @@ impl Store for SqliteStore {
     }
 
     async fn complete_attempt(&self, r: &AttemptResult) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "UPDATE delivery_attempts SET status = ?3, http_status = ?4, duration_ms = ?5, \
-             response_preview = ?6, error = ?7, completed_at = ?8, lease_until = NULL \
-             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' \
-             RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot",
-        )
-        .bind(&r.attempt_id)
-        .bind(&r.worker_id)
-        .bind(r.status.as_str())
-        .bind(r.http_status)
-        .bind(r.duration_ms)
-        .bind(&r.response_preview)
-        .bind(&r.error)
-        .bind(ms(r.completed_at))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(false);
-        };
-        if let Some((next_id, due)) = &r.next {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-                 payload_snapshot, created_at) VALUES (?1,?2,?3,?4,?5,'pending',?6,?7,?8) \
-                 ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
-            )
-            .bind(next_id)
-            .bind(row.try_get::<String, _>("event_id")?)
-            .bind(row.try_get::<String, _>("webhook_id")?)
-            .bind(row.try_get::<String, _>("account_id")?)
-            .bind(row.try_get::<i32, _>("attempt")? + 1)
-            .bind(ms(*due))
-            .bind(row.try_get::<String, _>("payload_snapshot")?)
-            .bind(ms(r.completed_at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        // Concurrent tries share one commit (group commit).
+        self.completions.submit(r.clone()).await
     }
 
     async fn list_attempts(
@@ -669,4 +573,163 @@ fn event_type_row(r: &sqlx::sqlite::SqliteRow) -> Result<EventType> {
         created_at: crate::sqlite::time(r.try_get("created_at")?)?,
         updated_at: crate::sqlite::time(r.try_get("updated_at")?)?,
     })
+}
+
+/// Records one finished try (and schedules the next) inside `tx`.
+async fn complete_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    r: &AttemptResult,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "UPDATE delivery_attempts SET status = ?3, http_status = ?4, duration_ms = ?5, \
+         response_preview = ?6, error = ?7, completed_at = ?8, lease_until = NULL \
+         WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' \
+         RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot",
+    )
+    .bind(&r.attempt_id)
+    .bind(&r.worker_id)
+    .bind(r.status.as_str())
+    .bind(r.http_status)
+    .bind(r.duration_ms)
+    .bind(&r.response_preview)
+    .bind(&r.error)
+    .bind(ms(r.completed_at))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    if let Some((next_id, due)) = &r.next {
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,?5,'pending',?6,?7,?8) \
+             ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
+        )
+        .bind(next_id)
+        .bind(row.try_get::<String, _>("event_id")?)
+        .bind(row.try_get::<String, _>("webhook_id")?)
+        .bind(row.try_get::<String, _>("account_id")?)
+        .bind(row.try_get::<i32, _>("attempt")? + 1)
+        .bind(ms(*due))
+        .bind(row.try_get::<String, _>("payload_snapshot")?)
+        .bind(ms(r.completed_at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Finished tries recorded together: one transaction per batch.
+pub(crate) struct SqliteCompletions(pub(crate) SqlitePool);
+
+#[async_trait]
+impl crate::group_commit::BatchWriter for SqliteCompletions {
+    type Item = AttemptResult;
+    type Outcome = bool;
+    const NAME: &'static str = "delivery results";
+
+    async fn commit(&self, results: &[&AttemptResult]) -> Result<Vec<bool>> {
+        let mut tx = self.0.begin().await?;
+        let mut outcomes = Vec::with_capacity(results.len());
+        for r in results {
+            outcomes.push(complete_one(&mut tx, r).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// Stores one published event and its first tries inside `tx`.
+async fn publish_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    e: &NewEvent,
+) -> Result<PublishOutcome> {
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
+         VALUES (?1,?2,?3,?4,?5,?6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&e.id)
+    .bind(&e.account_id)
+    .bind(&e.event_type)
+    .bind(Json(&e.payload))
+    .bind(&e.producer)
+    .bind(ms(e.created_at))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        let row = sqlx::query(
+            "SELECT account_id, event_type, payload, producer, created_at, \
+             (SELECT count(DISTINCT webhook_id) FROM delivery_attempts WHERE event_id = ?1) AS deliveries \
+             FROM events WHERE id = ?1",
+        )
+        .bind(&e.id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let stored = NewEvent {
+            id: e.id.clone(),
+            account_id: row.try_get("account_id")?,
+            event_type: row.try_get("event_type")?,
+            payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+            producer: row.try_get("producer")?,
+            created_at: time(row.try_get("created_at")?)?,
+        };
+        let deliveries: i64 = row.try_get("deliveries")?;
+        return Ok(if same_event(&stored, e) {
+            PublishOutcome::Existing {
+                deliveries: deliveries as u64,
+            }
+        } else {
+            PublishOutcome::Conflict
+        });
+    }
+    let rows = sqlx::query(
+        "SELECT id, event_types FROM webhook_configs WHERE account_id = ?1 AND disabled = 0",
+    )
+    .bind(&e.account_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let body = snapshot(e);
+    let mut deliveries = 0u64;
+    for row in rows {
+        let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
+        if !subscribed(&types, &e.event_type) {
+            continue;
+        }
+        let webhook_id: String = row.try_get("id")?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?5,?6,?5)",
+        )
+        .bind(ids::attempt_id())
+        .bind(&e.id)
+        .bind(&webhook_id)
+        .bind(&e.account_id)
+        .bind(ms(e.created_at))
+        .bind(Json(&body))
+        .execute(&mut **tx)
+        .await?;
+        deliveries += 1;
+    }
+    Ok(PublishOutcome::Created { deliveries })
+}
+
+/// Published events stored together: one transaction per batch.
+pub(crate) struct SqlitePublishes(pub(crate) SqlitePool);
+
+#[async_trait]
+impl crate::group_commit::BatchWriter for SqlitePublishes {
+    type Item = NewEvent;
+    type Outcome = PublishOutcome;
+    const NAME: &'static str = "publish";
+
+    async fn commit(&self, events: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
+        let mut tx = self.0.begin().await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        for e in events {
+            outcomes.push(publish_one(&mut tx, e).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
 }

@@ -186,7 +186,7 @@ impl IngressStore for SqliteStore {
     }
 
     async fn record_inbound(&self, e: &NewInbound) -> Result<RecordOutcome> {
-        self.inbound.record(e.clone()).await
+        self.inbound.submit(e.clone()).await
     }
 
     async fn get_inbound(&self, id: &str) -> Result<Option<InboundEvent>> {
@@ -431,6 +431,10 @@ pub(crate) struct SqliteBatch(pub(crate) sqlx::sqlite::SqlitePool);
 
 #[async_trait]
 impl crate::group_commit::BatchWriter for SqliteBatch {
+    type Item = NewInbound;
+    type Outcome = RecordOutcome;
+    const NAME: &'static str = "inbound";
+
     async fn commit(&self, events: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
         let mut tx = self.0.begin().await?;
         let mut outcomes = Vec::with_capacity(events.len());

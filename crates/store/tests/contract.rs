@@ -18,6 +18,7 @@ on_both!(
     retry_now_reuses_or_creates_pending,
     rotation_keeps_old_secret,
     event_types_upsert_list_delete,
+    concurrent_publishes_and_results_share_commits_correctly,
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -511,4 +512,99 @@ async fn event_types_upsert_list_delete(backend: Backend) {
         .await
         .expect("get")
         .is_none());
+}
+
+/// Publishes and recorded tries go through group commit: many at once, with
+/// repeats and a conflict among them, each still gets its own right answer.
+async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    s.create_webhook(&new_webhook("acct_g", &["*"]))
+        .await
+        .expect("webhook");
+    let events: Vec<NewEvent> = (0..100).map(|_| event("acct_g", "t")).collect();
+    let mut tasks = Vec::new();
+    // Every event three times at once; the third copy of event 0 differs.
+    for copy in 0..3 {
+        for (i, e) in events.iter().enumerate() {
+            let (s, mut e) = (s.clone(), e.clone());
+            if copy == 2 && i == 0 {
+                e.payload = json!({"different": true});
+            }
+            tasks.push(tokio::spawn(async move {
+                (i, copy, s.publish_event(&e).await.expect("publish"))
+            }));
+        }
+    }
+    let mut created = std::collections::HashMap::new();
+    let mut conflicts = 0;
+    for t in tasks {
+        let (i, copy, outcome) = t.await.expect("join");
+        match outcome {
+            PublishOutcome::Created { deliveries } => {
+                assert_eq!(deliveries, 1);
+                assert!(created.insert(i, copy).is_none(), "event {i} created twice");
+            }
+            PublishOutcome::Existing { deliveries } => assert_eq!(deliveries, 1),
+            PublishOutcome::Conflict => {
+                assert_eq!(i, 0, "only the altered copy conflicts");
+                conflicts += 1;
+            }
+        }
+    }
+    assert_eq!(created.len(), 100, "each event created exactly once");
+    // The altered copy conflicts unless it was the one stored first.
+    assert!(conflicts <= 1);
+    // Claim them all and record every result at once: half succeed, half fail.
+    let now = Utc::now();
+    let claimed = s
+        .claim_due(&Claim {
+            worker_id: "w-g",
+            now,
+            lease_until: now + Duration::seconds(60),
+            limit: 200,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 100);
+    let mut tasks = Vec::new();
+    for (n, a) in claimed.into_iter().enumerate() {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let failed = n % 2 == 1;
+            let result = AttemptResult {
+                attempt_id: a.id.clone(),
+                // A tenth of the results come from a worker that lost its lease.
+                worker_id: if n % 10 == 9 {
+                    "w-other".into()
+                } else {
+                    "w-g".into()
+                },
+                status: if failed {
+                    AttemptStatus::Failed
+                } else {
+                    AttemptStatus::Succeeded
+                },
+                http_status: Some(if failed { 500 } else { 200 }),
+                duration_ms: 3,
+                response_preview: None,
+                error: None,
+                completed_at: Utc::now(),
+                next: failed.then(|| (ids::attempt_id(), Utc::now() + Duration::hours(1))),
+            };
+            (n, s.complete_attempt(&result).await.expect("complete"))
+        }));
+    }
+    for t in tasks {
+        let (n, recorded) = t.await.expect("join");
+        assert_eq!(
+            recorded,
+            n % 10 != 9,
+            "result {n}: recorded only with the lease"
+        );
+    }
+    let stats = s.queue_stats(Utc::now()).await.expect("stats");
+    // Pending: the 10 whose result was refused, plus the next try of each
+    // recorded failure (odd n, except the 10 refused): 10 + 40.
+    assert_eq!(stats.pending, 50);
 }
