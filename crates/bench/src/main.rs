@@ -5,7 +5,9 @@
 //! peak RSS — beside a bare server on the same framework, in the same run.
 //!
 //! Usage: `hookwarden-bench [ingress|dispatch|backlog|isolation|memory|all]
-//! [--seconds N] [--events N] [--concurrency N]`
+//! [--seconds N] [--events N] [--concurrency N] [--in-flight N]`; `--in-flight`
+//! sets the delivery budget and lets one endpoint use all of it (defaults:
+//! 20 in flight, 5 per endpoint).
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 use anyhow::Context;
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "bench-provider-secret";
 const JWT: &str = "bench-jwt-secret";
+/// `--in-flight N`, when given.
+static IN_FLIGHT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 struct Figures {
     name: String,
@@ -377,6 +381,11 @@ impl Rig {
         let db = TestDb::new(backend).await;
         let (rport, received, latencies) = start_baseline(200, Duration::ZERO).await?;
         let mut env = vec![("HOOKWARDEN_POLL_INTERVAL", "50ms".to_string())];
+        if let Some(n) = IN_FLIGHT.get() {
+            // The budget, all of it usable by one endpoint: capacity, not fairness.
+            env.push(("HOOKWARDEN_MAX_IN_FLIGHT", n.clone()));
+            env.push(("HOOKWARDEN_MAX_IN_FLIGHT_PER_ENDPOINT", n.clone()));
+        }
         env.extend(extra.iter().cloned());
         let server = start_hookwarden(&db, &env).await?;
         let webhook_id =
@@ -599,7 +608,10 @@ async fn isolation(backend: Backend, seconds: u64) -> anyhow::Result<()> {
         &format!("http://127.0.0.1:{slow_port}/slow"),
     )
     .await?;
-    let noise = rig.publish("acct_slow", seconds * rate, Some(rate), 32);
+    // A tenth of the rate: enough to keep every slot it may hold busy (each
+    // try takes the full 5 s timeout), without the publishing itself
+    // competing for the CPU with what is measured.
+    let noise = rig.publish("acct_slow", seconds * rate / 10, Some(rate / 10), 8);
     let beside = rig
         .run(
             format!("isolation {backend:?} beside a timing-out one"),
@@ -650,6 +662,13 @@ async fn main() -> anyhow::Result<()> {
     let seconds = flag("--seconds", 10);
     let concurrency = flag("--concurrency", 64) as usize;
     let events = flag("--events", 5000);
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--in-flight")
+        .and_then(|i| args.get(i + 1))
+    {
+        let _ = IN_FLIGHT.set(n.clone());
+    }
     println!(
         "machine: {} cores; hookwarden and the load generator share them",
         std::thread::available_parallelism()

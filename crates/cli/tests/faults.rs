@@ -146,6 +146,20 @@ impl Load {
         self.accepted.lock().expect("lock").len()
     }
 
+    /// Waits until `n` more requests are accepted than now.
+    async fn accepts_more(&self, n: usize, within: Duration, what: &str) {
+        let target = self.count() + n;
+        let deadline = Instant::now() + within;
+        while self.count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} of {n} more accepted",
+                n + self.count() - target
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the load; returns the accepted ids and how many requests were refused.
     async fn stop(self) -> (HashSet<String>, usize) {
         self.running.store(false, Ordering::Relaxed);
@@ -388,9 +402,8 @@ async fn postgres_restarted_under_load() {
     configure(&env, &server, rport).await;
     wait_ready_status(&env, 200, Duration::from_secs(10), "before the outage").await;
     let load = Load::start(&env, env.port, 4);
-    while load.count() < 100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.accepts_more(100, Duration::from_secs(30), "before the outage")
+        .await;
     pg.stop_immediately();
     let at_stop = load.count();
     wait_ready_status(&env, 503, Duration::from_secs(10), "with PostgreSQL down").await;
@@ -405,15 +418,8 @@ async fn postgres_restarted_under_load() {
     )
     .await;
     // Accepting again, by itself.
-    let after_restart = load.count();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while load.count() < after_restart + 100 {
-        assert!(
-            Instant::now() < deadline,
-            "no new event accepted after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.accepts_more(100, Duration::from_secs(30), "after the restart")
+        .await;
     let (accepted, refused) = load.stop().await;
     let repeats = all_delivered(&accepted, &tally, Duration::from_secs(90), || server.logs()).await;
     eprintln!(
@@ -559,15 +565,8 @@ async fn nats_restarted_under_load() {
     nats.kill();
     wait_ready_status(&env, 503, Duration::from_secs(10), "with NATS down").await;
     // HTTP keeps accepting while NATS is down: the database is the source of truth.
-    let before = load.count();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while load.count() < before + 20 {
-        assert!(
-            Instant::now() < deadline,
-            "HTTP stopped accepting without NATS"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.accepts_more(20, Duration::from_secs(10), "HTTP without NATS")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     nats.run();
     wait_ready_status(&env, 200, Duration::from_secs(30), "after NATS came back").await;
@@ -705,9 +704,8 @@ async fn redis_unreachable_under_load() {
     configure(&env, &server, rport).await;
     assert_eq!(ready_body(&env).await["checks"]["redis"], "ok");
     let load = Load::start(&env, env.port, 4);
-    while load.count() < 100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.accepts_more(100, Duration::from_secs(30), "before the outage")
+        .await;
     proxy.cut();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -723,11 +721,8 @@ async fn redis_unreachable_under_load() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let at_cut = load.count();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while load.count() < at_cut + 100 {
-        assert!(Instant::now() < deadline, "not accepting without Redis");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.accepts_more(100, Duration::from_secs(20), "without Redis")
+        .await;
     proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while ready_body(&env).await["checks"]["redis"] != "ok" {
@@ -735,14 +730,8 @@ async fn redis_unreachable_under_load() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let at_restore = load.count();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while load.count() < at_restore + 100 {
-        assert!(
-            Instant::now() < deadline,
-            "not accepting after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load.accepts_more(100, Duration::from_secs(20), "after Redis came back")
+        .await;
     let (accepted, refused) = load.stop().await;
     let repeats = all_delivered(&accepted, &tally, Duration::from_secs(90), || server.logs()).await;
     eprintln!(

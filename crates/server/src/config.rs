@@ -237,7 +237,8 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
     pub max_in_flight: usize,
-    pub max_in_flight_per_endpoint: usize,
+    /// `Fixed` when configured, else the fair share (see `pump::LaneShare`).
+    pub max_in_flight_per_endpoint: crate::pump::LaneShare,
     pub api_rate_limit_per_minute: u32,
     pub publish_rate_limit_per_minute: u32,
     pub rotation_grace: Duration,
@@ -409,7 +410,7 @@ impl Settings {
             max_in_flight,
             max_in_flight_per_endpoint: raw
                 .max_in_flight_per_endpoint
-                .unwrap_or((max_in_flight / 4).max(1)),
+                .map_or(crate::pump::LaneShare::Fair, crate::pump::LaneShare::Fixed),
             api_rate_limit_per_minute: raw.api_rate_limit_per_minute.unwrap_or(60),
             publish_rate_limit_per_minute: raw.publish_rate_limit_per_minute.unwrap_or(60_000),
             rotation_grace: duration("rotation_grace", raw.rotation_grace, "24h")?,
@@ -477,13 +478,13 @@ impl Settings {
         if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
             return Err(invalid("max_in_flight", "must be between 1 and 10000"));
         }
-        if self.max_in_flight_per_endpoint == 0
-            || self.max_in_flight_per_endpoint > self.max_in_flight
-        {
-            return Err(invalid(
-                "max_in_flight_per_endpoint",
-                "must be between 1 and max_in_flight",
-            ));
+        if let crate::pump::LaneShare::Fixed(n) = self.max_in_flight_per_endpoint {
+            if n == 0 || n > self.max_in_flight {
+                return Err(invalid(
+                    "max_in_flight_per_endpoint",
+                    "must be between 1 and max_in_flight",
+                ));
+            }
         }
         if self.api_rate_limit_per_minute == 0 || self.publish_rate_limit_per_minute == 0 {
             return Err(invalid(
@@ -620,10 +621,12 @@ impl Settings {
                 format_duration(self.delivery_lease)
             ),
             format!("max_in_flight = {}", self.max_in_flight),
-            format!(
-                "max_in_flight_per_endpoint = {}",
-                self.max_in_flight_per_endpoint
-            ),
+            match self.max_in_flight_per_endpoint {
+                crate::pump::LaneShare::Fixed(n) => format!("max_in_flight_per_endpoint = {n}"),
+                crate::pump::LaneShare::Fair => {
+                    "# max_in_flight_per_endpoint: unset, the fair share".to_string()
+                }
+            },
             format!(
                 "api_rate_limit_per_minute = {}",
                 self.api_rate_limit_per_minute

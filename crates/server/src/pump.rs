@@ -28,12 +28,37 @@ pub trait Queue: Send + Sync + 'static {
     async fn process(&self, worker_id: &str, item: Self::Item);
 }
 
+/// How much of the in-flight budget one lane (endpoint) may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneShare {
+    /// At most this many, whatever else is going on (an operator's setting).
+    Fixed(usize),
+    /// The default: a quarter of the budget always; more while few lanes are
+    /// busy, sharing what is left after that quarter. A lane alone may use
+    /// three quarters, so a newcomer always finds a quarter free at once; two
+    /// busy lanes get three eighths each, and so on.
+    Fair,
+}
+
+impl LaneShare {
+    /// The most a lane may hold while `busy` lanes (itself included) hold work.
+    pub fn cap(self, budget: usize, busy: usize) -> usize {
+        match self {
+            Self::Fixed(n) => n,
+            Self::Fair => {
+                let floor = (budget / 4).max(1);
+                floor.max(budget.saturating_sub(floor) / busy.max(1))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PumpConfig {
     /// For logs and metrics: `delivery` or `forwarding`.
     pub name: &'static str,
     pub max_in_flight: usize,
-    pub per_lane: usize,
+    pub per_lane: LaneShare,
     pub poll_interval: Duration,
     /// How long shutdown waits for items in flight.
     pub drain: Duration,
@@ -135,22 +160,21 @@ impl<Q: Queue> Pump<Q> {
         if free == 0 {
             return Ok(Vec::new());
         }
-        let cap = self.config.per_lane;
-        let exclude: Vec<String> = self
-            .per_lane
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, n)| **n >= cap)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let exclude: Vec<String> = {
+            let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+            let cap = self.cap(map.len());
+            map.iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
         let items = self
             .queue
             .claim(&self.worker_id, free as u32, &exclude)
             .await?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            match self.reserve(&Q::lane(&item), cap) {
+            match self.reserve(&Q::lane(&item)) {
                 Some(permit) => out.push((item, permit)),
                 // Over the lane's share (or the budget): give it back now.
                 None => self.queue.release(&self.worker_id, &item).await?,
@@ -160,10 +184,21 @@ impl<Q: Queue> Pump<Q> {
         Ok(out)
     }
 
-    fn reserve(&self, lane: &str, cap: usize) -> Option<OwnedSemaphorePermit> {
+    /// The most one lane may hold while `busy` lanes hold work.
+    fn cap(&self, busy: usize) -> usize {
+        self.config.per_lane.cap(self.config.max_in_flight, busy)
+    }
+
+    fn reserve(&self, lane: &str) -> Option<OwnedSemaphorePermit> {
         let mut map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+        // Busy lanes, counting this one whether or not it holds work yet.
+        let busy = map.len() + usize::from(!map.contains_key(lane));
+        let cap = self.cap(busy);
         let count = map.entry(lane.to_owned()).or_insert(0);
         if *count >= cap {
+            if *count == 0 {
+                map.remove(lane);
+            }
             return None;
         }
         let permit = self.permits.clone().try_acquire_owned().ok()?;
@@ -184,5 +219,22 @@ impl<Q: Queue> Pump<Q> {
     fn record_in_flight(&self) {
         let busy = self.config.max_in_flight - self.permits.available_permits();
         metrics::gauge!(crate::metrics::IN_FLIGHT, "queue" => self.config.name).set(busy as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaneShare;
+
+    #[test]
+    fn the_fair_share_leaves_a_quarter_for_newcomers_and_shrinks_with_company() {
+        let fair = LaneShare::Fair;
+        assert_eq!(fair.cap(20, 1), 15, "alone: all but a quarter");
+        assert_eq!(fair.cap(20, 2), 7);
+        assert_eq!(fair.cap(20, 3), 5);
+        assert_eq!(fair.cap(20, 10), 5, "never under a quarter");
+        assert_eq!(fair.cap(1, 1), 1, "a budget of one still moves");
+        assert_eq!(fair.cap(4, 2), 1);
+        assert_eq!(LaneShare::Fixed(3).cap(20, 1), 3);
     }
 }

@@ -426,25 +426,15 @@ impl IngressStore for PgStore {
     }
 }
 
-/// PostgreSQL's side of group commit: the batch in one transaction.
-pub(crate) struct PgBatch(pub(crate) sqlx::postgres::PgPool);
-
-#[async_trait]
-impl crate::group_commit::BatchWriter for PgBatch {
-    type Item = NewInbound;
-    type Outcome = RecordOutcome;
-    const NAME: &'static str = "inbound";
-
-    async fn commit(&self, events: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
-        let mut tx = self.0.begin().await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            outcomes.push(record_one(&mut tx, event).await?);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-}
+// PostgreSQL's side of group commit: the batch in one transaction.
+crate::group_commit::transactional_writer!(
+    PgBatch,
+    sqlx::postgres::PgPool,
+    NewInbound,
+    RecordOutcome,
+    "inbound",
+    record_one
+);
 
 /// One event and its first job, or the id of the event already stored for the
 /// same (provider, dedup key): earlier in this batch, or committed by another

@@ -619,25 +619,15 @@ async fn complete_one(
     Ok(true)
 }
 
-/// Finished tries recorded together: one transaction per batch.
-pub(crate) struct SqliteCompletions(pub(crate) SqlitePool);
-
-#[async_trait]
-impl crate::group_commit::BatchWriter for SqliteCompletions {
-    type Item = AttemptResult;
-    type Outcome = bool;
-    const NAME: &'static str = "delivery results";
-
-    async fn commit(&self, results: &[&AttemptResult]) -> Result<Vec<bool>> {
-        let mut tx = self.0.begin().await?;
-        let mut outcomes = Vec::with_capacity(results.len());
-        for r in results {
-            outcomes.push(complete_one(&mut tx, r).await?);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-}
+// Finished tries recorded together: one transaction per batch.
+crate::group_commit::transactional_writer!(
+    SqliteCompletions,
+    SqlitePool,
+    AttemptResult,
+    bool,
+    "delivery results",
+    complete_one
+);
 
 /// Stores one published event and its first tries inside `tx`.
 async fn publish_one(
@@ -714,22 +704,12 @@ async fn publish_one(
     Ok(PublishOutcome::Created { deliveries })
 }
 
-/// Published events stored together: one transaction per batch.
-pub(crate) struct SqlitePublishes(pub(crate) SqlitePool);
-
-#[async_trait]
-impl crate::group_commit::BatchWriter for SqlitePublishes {
-    type Item = NewEvent;
-    type Outcome = PublishOutcome;
-    const NAME: &'static str = "publish";
-
-    async fn commit(&self, events: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
-        let mut tx = self.0.begin().await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for e in events {
-            outcomes.push(publish_one(&mut tx, e).await?);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-}
+// Published events stored together: one transaction per batch.
+crate::group_commit::transactional_writer!(
+    SqlitePublishes,
+    SqlitePool,
+    NewEvent,
+    PublishOutcome,
+    "publish",
+    publish_one
+);

@@ -426,25 +426,15 @@ impl IngressStore for SqliteStore {
     }
 }
 
-/// SQLite's side of group commit: the batch in one transaction on the writer.
-pub(crate) struct SqliteBatch(pub(crate) sqlx::sqlite::SqlitePool);
-
-#[async_trait]
-impl crate::group_commit::BatchWriter for SqliteBatch {
-    type Item = NewInbound;
-    type Outcome = RecordOutcome;
-    const NAME: &'static str = "inbound";
-
-    async fn commit(&self, events: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
-        let mut tx = self.0.begin().await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            outcomes.push(record_one(&mut tx, event).await?);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-}
+// SQLite's side of group commit: the batch in one transaction on the writer.
+crate::group_commit::transactional_writer!(
+    SqliteBatch,
+    sqlx::SqlitePool,
+    NewInbound,
+    RecordOutcome,
+    "inbound",
+    record_one
+);
 
 /// One event and its first job, or the id of the event already stored for the
 /// same (provider, dedup key) — also one earlier in the same batch.

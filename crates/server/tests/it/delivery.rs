@@ -18,7 +18,9 @@ on_both!(
     slow_down_answers_pause_the_endpoint,
     rotation_signs_with_both_secrets_during_grace,
     a_slow_endpoint_cannot_starve_the_others,
+    a_slow_endpoint_cannot_starve_the_others_under_the_fair_share,
     in_flight_tries_never_exceed_the_budget,
+    a_lone_endpoint_uses_most_of_the_budget,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -381,12 +383,22 @@ async fn rotation_signs_with_both_secrets_during_grace(backend: Backend) {
 }
 
 async fn a_slow_endpoint_cannot_starve_the_others(backend: Backend) {
+    slow_beside_fast(backend, Some(2)).await;
+}
+
+async fn a_slow_endpoint_cannot_starve_the_others_under_the_fair_share(backend: Backend) {
+    slow_beside_fast(backend, None).await;
+}
+
+/// A slow endpoint with a backlog, then a fast one: the fast one is served
+/// at once, whether the share is a fixed cap or the default fair share.
+async fn slow_beside_fast(backend: Backend, per_endpoint: Option<usize>) {
     let app = TestApp::with(
         backend,
         Options {
             worker: true,
             max_in_flight: 4,
-            max_in_flight_per_endpoint: Some(2),
+            max_in_flight_per_endpoint: per_endpoint,
             retry_schedule: "1h",
             ..Default::default()
         },
@@ -460,6 +472,40 @@ async fn tls_failures_are_failed_tries() {
             .is_some_and(|e| e.starts_with("TLS handshake failed")),
         "{failed}"
     );
+}
+
+async fn a_lone_endpoint_uses_most_of_the_budget(backend: Backend) {
+    let app = TestApp::with(
+        backend,
+        Options {
+            worker: true,
+            max_in_flight: 8,
+            max_in_flight_per_endpoint: None,
+            retry_schedule: "1h",
+            ..Default::default()
+        },
+    )
+    .await;
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::Slow {
+        delay: Duration::from_millis(300),
+        status: 200,
+    });
+    app.create_webhook("acct_1", &rx.url("/hook"), &["*"]).await;
+    for n in 0..24 {
+        app.publish("acct_1", "t", json!({"n": n})).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while rx.count() < 24 {
+        assert!(Instant::now() < deadline, "only {} of 24", rx.count());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rx.max_concurrent(),
+        6,
+        "alone, an endpoint may use all but a quarter of the budget of 8"
+    );
+    app.stop().await;
 }
 
 async fn in_flight_tries_never_exceed_the_budget(backend: Backend) {
