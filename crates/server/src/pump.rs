@@ -22,8 +22,8 @@ pub trait Queue: Send + Sync + 'static {
         limit: u32,
         exclude: &[String],
     ) -> anyhow::Result<Vec<Self::Item>>;
-    /// Gives back a claimed item without working on it.
-    async fn release(&self, worker_id: &str, item: &Self::Item) -> anyhow::Result<()>;
+    /// Gives back claimed items without working on them.
+    async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()>;
     /// Works on one item and records the outcome.
     async fn process(&self, worker_id: &str, item: Self::Item);
 }
@@ -173,12 +173,17 @@ impl<Q: Queue> Pump<Q> {
             .claim(&self.worker_id, free as u32, &exclude)
             .await?;
         let mut out = Vec::with_capacity(items.len());
+        let mut over = Vec::new();
         for item in items {
             match self.reserve(&Q::lane(&item)) {
                 Some(permit) => out.push((item, permit)),
-                // Over the lane's share (or the budget): give it back now.
-                None => self.queue.release(&self.worker_id, &item).await?,
+                // Over the lane's share (or the budget): give it back.
+                None => over.push(item),
             }
+        }
+        if !over.is_empty() {
+            // All at once: a lane with a backlog can return many per claim.
+            self.queue.release(&self.worker_id, over).await?;
         }
         self.record_in_flight();
         Ok(out)

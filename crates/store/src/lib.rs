@@ -65,8 +65,8 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// Claims due attempts under a lease (SKIP LOCKED on PostgreSQL, one
     /// atomic statement on SQLite): no two workers hold the same attempt.
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<Attempt>>;
-    /// Gives back a claimed attempt without trying it.
-    async fn release(&self, attempt_id: &str, worker_id: &str) -> Result<()>;
+    /// Gives back claimed attempts without trying them (one statement).
+    async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()>;
     /// Records a try's outcome and, for a failure with retries left, the next
     /// pending attempt, atomically. Returns false if the lease was lost.
     async fn complete_attempt(&self, result: &AttemptResult) -> Result<bool>;

@@ -301,12 +301,12 @@ impl Store for PgStore {
         rows.iter().map(attempt).collect()
     }
 
-    async fn release(&self, attempt_id: &str, worker_id: &str) -> Result<()> {
+    async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
         sqlx::query(
             "UPDATE hook.delivery_attempts SET lease_until = NULL, claimed_by = NULL \
-             WHERE id = $1 AND claimed_by = $2 AND status = 'pending'",
+             WHERE id = ANY($1) AND claimed_by = $2 AND status = 'pending'",
         )
-        .bind(attempt_id)
+        .bind(attempt_ids)
         .bind(worker_id)
         .execute(&self.pool)
         .await?;

@@ -324,12 +324,12 @@ impl Store for SqliteStore {
         rows.iter().map(attempt).collect()
     }
 
-    async fn release(&self, attempt_id: &str, worker_id: &str) -> Result<()> {
+    async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
         sqlx::query(
             "UPDATE delivery_attempts SET lease_until = NULL, claimed_by = NULL \
-             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'",
+             WHERE id IN (SELECT value FROM json_each(?1)) AND claimed_by = ?2 AND status = 'pending'",
         )
-        .bind(attempt_id)
+        .bind(Json(attempt_ids))
         .bind(worker_id)
         .execute(&self.writer)
         .await?;

@@ -607,4 +607,46 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     // Pending: the 10 whose result was refused, plus the next try of each
     // recorded failure (odd n, except the 10 refused): 10 + 40.
     assert_eq!(stats.pending, 50);
+    // The 10 refused are still leased by w-g: only w-g can give them back,
+    // all in one call, and then anyone may claim them.
+    let leased: Vec<String> = {
+        let later = Utc::now() + Duration::seconds(61);
+        let again = s
+            .claim_due(&Claim {
+                worker_id: "w-peek",
+                now: later,
+                lease_until: later + Duration::seconds(30),
+                limit: 100,
+                exclude_webhooks: &[],
+            })
+            .await
+            .expect("claim after expiry");
+        again.into_iter().map(|a| a.id).collect()
+    };
+    assert_eq!(leased.len(), 10, "the refused results' attempts, due now");
+    s.release(&leased, "w-someone-else").await.expect("release");
+    let now = Utc::now() + Duration::seconds(61);
+    let blocked = s
+        .claim_due(&Claim {
+            worker_id: "w-x",
+            now,
+            lease_until: now + Duration::seconds(60),
+            limit: 100,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    assert!(blocked.is_empty(), "another worker cannot release a lease");
+    s.release(&leased, "w-peek").await.expect("release");
+    let freed = s
+        .claim_due(&Claim {
+            worker_id: "w-x",
+            now,
+            lease_until: now + Duration::seconds(60),
+            limit: 100,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(freed.len(), 10, "released together, claimable at once");
 }

@@ -103,8 +103,9 @@ impl Queue for DeliveryQueue {
             .collect())
     }
 
-    async fn release(&self, worker_id: &str, item: &Self::Item) -> anyhow::Result<()> {
-        Ok(self.state.store.release(&item.0.id, worker_id).await?)
+    async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()> {
+        let ids: Vec<String> = items.into_iter().map(|(a, _)| a.id).collect();
+        Ok(self.state.store.release(&ids, worker_id).await?)
     }
 
     async fn process(&self, worker_id: &str, (attempt, webhook): Self::Item) {

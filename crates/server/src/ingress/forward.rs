@@ -91,8 +91,11 @@ impl Queue for ForwardQueue {
         Ok(self.state.store.claim_jobs(&claim).await?)
     }
 
-    async fn release(&self, worker_id: &str, job: &Job) -> anyhow::Result<()> {
-        Ok(self.state.store.release_job(&job.id, worker_id).await?)
+    async fn release(&self, worker_id: &str, jobs: Vec<Job>) -> anyhow::Result<()> {
+        for job in jobs {
+            self.state.store.release_job(&job.id, worker_id).await?;
+        }
+        Ok(())
     }
 
     async fn process(&self, worker_id: &str, job: Job) {
