@@ -204,7 +204,13 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
     assert_eq!(resp.status(), 400);
     // Over the body limit.
     let big = json!({"url": "https://example.com", "eventTypes": ["*"], "description": "x".repeat(1024 * 1024)});
-    let (status, err, _) = app.post("/v1/webhooks", &t, big).await;
+    let (status, err) = app
+        .post_oversize(
+            "/v1/webhooks",
+            &[("authorization", format!("Bearer {t}"))],
+            big.to_string().as_bytes(),
+        )
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
     // Bad query parameters.
     assert_eq!(

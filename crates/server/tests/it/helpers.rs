@@ -463,6 +463,41 @@ impl TestApp {
         )
     }
 
+    /// Posts a body over a limit and returns the status. The server answers
+    /// 413 from the declared length without reading the body, and may close
+    /// the connection while the client is still sending it; then the client
+    /// can lose the answer, so a connection-level failure is tried again.
+    pub async fn post_oversize(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (StatusCode, Value) {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut req = self
+                .http
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_vec());
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+                    let text = resp.text().await.unwrap_or_default();
+                    return (
+                        status,
+                        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                    );
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("every oversize request lost its answer: {last:?}");
+    }
+
     /// Steps the forwarding worker until `done` holds.
     pub async fn forward_until(&self, within: Duration, mut done: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + within;

@@ -526,7 +526,9 @@ async fn limits_on_size_shape_rate_and_source(backend: Backend) {
         (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
     );
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(1024 * 1024));
-    let (status, err) = app.inbound("open", &tok, big.as_bytes()).await;
+    let (status, err) = app
+        .post_oversize("/api/v1/webhooks/open", &tok, big.as_bytes())
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
     for not_object in [&b"[1,2]"[..], b"\"text\"", b"42", b"not json"] {
         let (status, err) = app.inbound("open", &tok, not_object).await;
