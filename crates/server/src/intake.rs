@@ -13,12 +13,15 @@ use serde_json::Value;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PublishRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub account_id: String,
+    #[schema(pattern = "^[a-z0-9._-]{1,100}$")]
     pub event_type: String,
     /// A JSON object; checked against the event type's schema when one is registered.
     pub payload: Value,
     /// Idempotency key: publishing the same id and content again is harmless.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub id: Option<String>,
 }
 

@@ -26,7 +26,8 @@ use utoipa::{IntoParams, ToSchema};
 pub struct CreateWebhook {
     /// The endpoint: http(s), a public address (SSRF rules apply at every try).
     url: String,
-    /// Subscribed event types; `*` for all, `prefix.*` for a family.
+    /// Subscribed event types; `*` for all.
+    #[schema(min_items = 1, max_items = 100)]
     event_types: Vec<String>,
     #[serde(default)]
     description: Option<String>,

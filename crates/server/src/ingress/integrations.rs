@@ -25,8 +25,10 @@ pub const DEFAULT_RATE_LIMIT: i64 = 600;
 pub struct IntegrationInput {
     /// Lower-case letters, digits, `-` and `_`; required on create, fixed after.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub name: Option<String>,
     /// hmac-sha256, token, standard-webhooks, stripe, github, slack or shopify.
+    #[schema(pattern = "^(hmac-sha256|token|standard-webhooks|stripe|github|slack|shopify)$")]
     pub scheme: String,
     /// One secret, or `secrets` for several active at once (rotation).
     #[serde(default)]
@@ -36,6 +38,7 @@ pub struct IntegrationInput {
     #[serde(default)]
     pub signature_header: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^(hex|base64)$")]
     pub encoding: Option<String>,
     #[serde(default)]
     pub prefix: Option<String>,
