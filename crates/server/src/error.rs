@@ -94,6 +94,12 @@ impl IntoResponse for ApiError {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if let Self::PayloadTooLarge = &self {
+            // The body was refused unread: the connection cannot carry
+            // another request, so no client may keep it for the next one.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Self::Unauthorized(_) = &self {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -33,10 +33,9 @@ pub trait Queue: Send + Sync + 'static {
 pub enum LaneShare {
     /// At most this many, whatever else is going on (an operator's setting).
     Fixed(usize),
-    /// The default: a quarter of the budget always; more while few lanes are
-    /// busy, sharing what is left after that quarter. A lane alone may use
-    /// three quarters, so a newcomer always finds a quarter free at once; two
-    /// busy lanes get three eighths each, and so on.
+    /// The default: a lane alone may use three quarters of the budget, so a
+    /// newcomer always finds a quarter free at once; with company, the budget
+    /// is split evenly among the busy lanes, never below a quarter each.
     Fair,
 }
 
@@ -47,7 +46,11 @@ impl LaneShare {
             Self::Fixed(n) => n,
             Self::Fair => {
                 let floor = (budget / 4).max(1);
-                floor.max(budget.saturating_sub(floor) / busy.max(1))
+                if busy <= 1 {
+                    budget.saturating_sub(floor).max(floor)
+                } else {
+                    floor.max(budget / busy)
+                }
             }
         }
     }
@@ -232,14 +235,14 @@ mod tests {
     use super::LaneShare;
 
     #[test]
-    fn the_fair_share_leaves_a_quarter_for_newcomers_and_shrinks_with_company() {
+    fn the_fair_share_leaves_a_quarter_for_newcomers_and_splits_among_busy_lanes() {
         let fair = LaneShare::Fair;
         assert_eq!(fair.cap(20, 1), 15, "alone: all but a quarter");
-        assert_eq!(fair.cap(20, 2), 7);
-        assert_eq!(fair.cap(20, 3), 5);
+        assert_eq!(fair.cap(20, 2), 10, "two: half each");
+        assert_eq!(fair.cap(20, 3), 6);
         assert_eq!(fair.cap(20, 10), 5, "never under a quarter");
         assert_eq!(fair.cap(1, 1), 1, "a budget of one still moves");
-        assert_eq!(fair.cap(4, 2), 1);
+        assert_eq!(fair.cap(4, 2), 2);
         assert_eq!(LaneShare::Fixed(3).cap(20, 1), 3);
     }
 }

@@ -486,6 +486,15 @@ impl TestApp {
             match req.send().await {
                 Ok(resp) => {
                     let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+                    if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        // The refused body was never read: the connection must not be reused.
+                        assert_eq!(
+                            resp.headers()
+                                .get("connection")
+                                .and_then(|v| v.to_str().ok()),
+                            Some("close")
+                        );
+                    }
                     let text = resp.text().await.unwrap_or_default();
                     return (
                         status,
