@@ -556,16 +556,7 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     assert!(conflicts <= 1);
     // Claim them all and record every result at once: half succeed, half fail.
     let now = Utc::now();
-    let claimed = s
-        .claim_due(&Claim {
-            worker_id: "w-g",
-            now,
-            lease_until: now + Duration::seconds(60),
-            limit: 200,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim");
+    let claimed = claim(&s, "w-g", now, 60, 200).await;
     assert_eq!(claimed.len(), 100);
     let mut tasks = Vec::new();
     for (n, a) in claimed.into_iter().enumerate() {
@@ -611,42 +602,34 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     // all in one call, and then anyone may claim them.
     let leased: Vec<String> = {
         let later = Utc::now() + Duration::seconds(61);
-        let again = s
-            .claim_due(&Claim {
-                worker_id: "w-peek",
-                now: later,
-                lease_until: later + Duration::seconds(30),
-                limit: 100,
-                exclude_webhooks: &[],
-            })
-            .await
-            .expect("claim after expiry");
+        let again = claim(&s, "w-peek", later, 30, 100).await;
         again.into_iter().map(|a| a.id).collect()
     };
     assert_eq!(leased.len(), 10, "the refused results' attempts, due now");
     s.release(&leased, "w-someone-else").await.expect("release");
     let now = Utc::now() + Duration::seconds(61);
-    let blocked = s
-        .claim_due(&Claim {
-            worker_id: "w-x",
-            now,
-            lease_until: now + Duration::seconds(60),
-            limit: 100,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim");
+    let blocked = claim(&s, "w-x", now, 60, 100).await;
     assert!(blocked.is_empty(), "another worker cannot release a lease");
     s.release(&leased, "w-peek").await.expect("release");
-    let freed = s
-        .claim_due(&Claim {
-            worker_id: "w-x",
-            now,
-            lease_until: now + Duration::seconds(60),
-            limit: 100,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim");
+    let freed = claim(&s, "w-x", now, 60, 100).await;
     assert_eq!(freed.len(), 10, "released together, claimable at once");
+}
+
+/// Claims up to `limit` attempts due at `now` for `worker`, leased `secs` seconds.
+async fn claim(
+    s: &Arc<dyn Store>,
+    worker: &str,
+    now: chrono::DateTime<Utc>,
+    secs: i64,
+    limit: u32,
+) -> Vec<Attempt> {
+    s.claim_due(&Claim {
+        worker_id: worker,
+        now,
+        lease_until: now + Duration::seconds(secs),
+        limit,
+        exclude_webhooks: &[],
+    })
+    .await
+    .expect("claim")
 }
