@@ -53,6 +53,15 @@ pub enum VerifyError {
     NoMatch,
 }
 
+/// Is `timestamp` within `tolerance_secs` of `now`? Any timestamp the sender
+/// chooses, however far out (even `i64::MIN`, found by fuzzing), is simply
+/// outside: the distance is computed without overflow.
+pub(crate) fn within(timestamp: i64, now: i64, tolerance_secs: i64) -> bool {
+    now.checked_sub(timestamp)
+        .and_then(i64::checked_abs)
+        .is_some_and(|distance| distance <= tolerance_secs)
+}
+
 /// Verifies a Standard Webhooks message against any of `secrets`.
 /// `now` is passed in so the function stays pure and testable.
 pub fn verify(
@@ -71,7 +80,7 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::Malformed)?;
-    if (now - ts).abs() > tolerance_secs {
+    if !within(ts, now, tolerance_secs) {
         return Err(VerifyError::Timestamp);
     }
     let mut any = false;
@@ -106,6 +115,30 @@ mod tests {
 
     fn secret(s: &str) -> WebhookSecret {
         WebhookSecret::parse(s).expect("secret")
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_a_panic() {
+        // Found by the `signatures` fuzz target: `now - i64::MIN` overflowed.
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            assert!(!within(ts, 1_700_000_000, 300), "{ts}");
+            let header = sign(&s, "msg_1", ts, b"{}");
+            assert_eq!(
+                verify(
+                    &[&s],
+                    "msg_1",
+                    &ts.to_string(),
+                    &header,
+                    b"{}",
+                    1_700_000_000,
+                    300
+                ),
+                Err(VerifyError::Timestamp)
+            );
+        }
+        assert!(within(1_700_000_300, 1_700_000_000, 300));
+        assert!(!within(1_700_000_301, 1_700_000_000, 300));
     }
 
     #[test]

@@ -194,7 +194,7 @@ pub(crate) fn required<'a, H: Headers + ?Sized>(
 }
 
 pub(crate) fn fresh(timestamp: i64, now: i64, tolerance_secs: i64) -> Result<(), InboundError> {
-    if (now - timestamp).abs() > tolerance_secs {
+    if !crate::standard_webhooks::within(timestamp, now, tolerance_secs) {
         Err(InboundError::Stale)
     } else {
         Ok(())
