@@ -211,15 +211,21 @@ async fn all_delivered(
     t.received.values().map(|n| n - 1).sum()
 }
 
-async fn ready_status(env: &Env) -> Option<u16> {
+/// `/ready` on the ops listener: its status and body, or None while unreachable.
+async fn ready(env: &Env) -> Option<(u16, serde_json::Value)> {
     let ops = env.var("HOOKWARDEN_OPS_LISTEN").expect("ops listen");
-    http_client()
+    let resp = http_client()
         .get(format!("http://{ops}/ready"))
         .timeout(Duration::from_secs(5))
         .send()
         .await
-        .ok()
-        .map(|r| r.status().as_u16())
+        .ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.json().await.unwrap_or_default()))
+}
+
+async fn ready_status(env: &Env) -> Option<u16> {
+    ready(env).await.map(|(status, _)| status)
 }
 
 /// Polls `/ready` until it answers `want`.
@@ -657,15 +663,7 @@ impl CuttableProxy {
 }
 
 async fn ready_body(env: &Env) -> serde_json::Value {
-    let ops = env.var("HOOKWARDEN_OPS_LISTEN").expect("ops listen");
-    http_client()
-        .get(format!("http://{ops}/ready"))
-        .send()
-        .await
-        .expect("ready")
-        .json()
-        .await
-        .expect("json")
+    ready(env).await.expect("ready").1
 }
 
 /// Redis is an accelerator (dedup markers, locks, shared limits), not the
