@@ -675,6 +675,15 @@ async fn main() -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(0)
     );
+    let only = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let backends: Vec<Backend> = [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .filter(|b| only.is_none_or(|o| format!("{b:?}").eq_ignore_ascii_case(o)))
+        .collect();
     if which == "ingress" || which == "all" {
         let (bport, _, _) = start_baseline(202, Duration::ZERO).await?;
         let baseline = drive_ingress(
@@ -686,28 +695,27 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
         baseline.print(None);
-        for backend in [Backend::Sqlite, Backend::Postgres] {
+        for &backend in &backends {
             ingress(backend, seconds, concurrency, &baseline).await?;
         }
     }
-    let backends = [Backend::Sqlite, Backend::Postgres];
     if which == "dispatch" || which == "all" {
-        for backend in backends {
+        for &backend in &backends {
             dispatch(backend, events, seconds).await?;
         }
     }
     if which == "backlog" || which == "all" {
-        for backend in backends {
+        for &backend in &backends {
             backlog(backend, events).await?;
         }
     }
     if which == "isolation" || which == "all" {
-        for backend in backends {
+        for &backend in &backends {
             isolation(backend, seconds).await?;
         }
     }
     if which == "memory" || which == "all" {
-        for backend in backends {
+        for &backend in &backends {
             memory(backend, seconds).await?;
         }
     }

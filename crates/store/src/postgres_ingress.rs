@@ -231,18 +231,14 @@ impl IngressStore for PgStore {
     }
 
     async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
-        let sql = format!(
-            "UPDATE hook.processing_jobs SET lease_until = $1, claimed_by = $2 WHERE id IN ( \
-               SELECT id FROM hook.processing_jobs WHERE status = 'pending' AND due_at <= $3 \
-                 AND (lease_until IS NULL OR lease_until < $3) AND provider <> ALL($4) \
-               ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING {JOB_COLUMNS}"
-        );
+        // An ordered index scan whatever the statistics (migration 0005).
+        let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5)");
         let rows = sqlx::query(&sql)
             .bind(c.lease_until)
             .bind(c.worker_id)
             .bind(c.now)
             .bind(c.exclude_webhooks)
-            .bind(i64::from(c.limit))
+            .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(job).collect()
