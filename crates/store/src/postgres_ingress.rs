@@ -239,7 +239,7 @@ impl IngressStore for PgStore {
             .bind(c.now)
             .bind(c.exclude_webhooks)
             .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.leases)
             .await?;
         rows.iter().map(job).collect()
     }
@@ -251,7 +251,7 @@ impl IngressStore for PgStore {
         )
         .bind(job_id)
         .bind(worker_id)
-        .execute(&self.pool)
+        .execute(&self.leases)
         .await?;
         Ok(())
     }

@@ -1,4 +1,20 @@
--- Claims walk the due index in order and stop at the limit, whatever the
+-- The claim path, made cheap per delivery.
+--
+-- 1. A claim changes only lease_until and claimed_by. With neither in any
+--    index (0004 put lease_until in the due index; on PostgreSQL that never
+--    let a claim skip a row from the index alone, since a plain index scan
+--    reads the heap anyway) and free room left on each page, the claim is a
+--    HOT update: no index entry is written. The index on (event_id,
+--    webhook_id) duplicates the prefix of the unique constraint's index and
+--    goes. On a large table, build the new index beforehand with CREATE
+--    INDEX CONCURRENTLY (docs/PRODUCTION.md) so this only drops the others.
+CREATE INDEX IF NOT EXISTS delivery_attempts_pending ON hook.delivery_attempts (due_at) WHERE status = 'pending';
+DROP INDEX IF EXISTS hook.delivery_attempts_due_lane;
+DROP INDEX IF EXISTS hook.delivery_attempts_event;
+ALTER TABLE hook.delivery_attempts SET (fillfactor = 80);
+ALTER TABLE hook.processing_jobs SET (fillfactor = 80);
+
+-- 2. Claims walk the due index in order and stop at the limit, whatever the
 -- planner believes about the table. On a fresh or fast-growing table the
 -- statistics lag behind (autovacuum analyzes a minute later at best), the
 -- planner expected a handful of due rows, and chose a bitmap scan plus a sort
