@@ -611,91 +611,174 @@ impl crate::group_commit::BatchWriter for PgCompletions {
         // The same try twice in one batch (never in practice): the first
         // one recorded it; the other answers false, as it would alone.
         let mut recorded: std::collections::HashSet<String> = recorded.into_iter().collect();
-        Ok(items.iter().map(|r| recorded.remove(&r.attempt_id)).collect())
+        Ok(items
+            .iter()
+            .map(|r| recorded.remove(&r.attempt_id))
+            .collect())
     }
 }
 
-/// Stores one published event and its first tries inside `tx`.
-async fn publish_one(
+/// Published events stored together: one transaction per batch, in three
+/// statements whatever its size (the events, the subscribed webhooks of
+/// their accounts, the first tries), where one per event and per try cost
+/// the database more than anything else on the publish path.
+pub(crate) struct PgPublishes(pub(crate) PgPool);
+
+#[async_trait]
+impl crate::group_commit::BatchWriter for PgPublishes {
+    type Item = NewEvent;
+    type Outcome = PublishOutcome;
+    const NAME: &'static str = "publish";
+
+    async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
+        let mut tx = self.0.begin().await?;
+        let texts =
+            |f: fn(&NewEvent) -> String| -> Vec<String> { items.iter().map(|e| f(e)).collect() };
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
+             SELECT id, account_id, event_type, payload::jsonb, producer, created_at \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
+               AS e(id, account_id, event_type, payload, producer, created_at) \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(texts(|e| e.id.clone()))
+        .bind(texts(|e| e.account_id.clone()))
+        .bind(texts(|e| e.event_type.clone()))
+        .bind(texts(|e| e.payload.to_string()))
+        .bind(texts(|e| e.producer.clone()))
+        .bind(items.iter().map(|e| e.created_at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        // The rows are inserted in order, so of one id twice in a batch the
+        // first is new and the second meets it, as if they came one by one.
+        let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
+        let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
+
+        let mut accounts: Vec<String> = items
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(e, _)| e.account_id.clone())
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        let webhooks = if accounts.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(
+                "SELECT id, account_id, event_types FROM hook.webhook_configs \
+                 WHERE account_id = ANY($1) AND NOT disabled",
+            )
+            .bind(&accounts)
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        let webhooks = webhooks
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("id")?,
+                    r.try_get::<String, _>("account_id")?,
+                    r.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut tries = FirstTries::default();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (e, fresh) in items.iter().zip(&fresh) {
+            if !fresh {
+                // Answered below, once this batch's tries are in.
+                outcomes.push(PublishOutcome::Conflict);
+                continue;
+            }
+            let body = snapshot(e).to_string();
+            let mut deliveries = 0u64;
+            let subscribers = webhooks.iter().filter(|(_, account, types)| {
+                *account == e.account_id && subscribed(types, &e.event_type)
+            });
+            for (webhook_id, _, _) in subscribers {
+                tries.push(e, webhook_id, &body);
+                deliveries += 1;
+            }
+            outcomes.push(PublishOutcome::Created { deliveries });
+        }
+        if !tries.ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+                 due_at, payload_snapshot, created_at) \
+                 SELECT id, event_id, webhook_id, account_id, 1, 'pending', at, snapshot::jsonb, at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]) \
+                   AS t(id, event_id, webhook_id, account_id, at, snapshot)",
+            )
+            .bind(&tries.ids)
+            .bind(&tries.event_ids)
+            .bind(&tries.webhook_ids)
+            .bind(&tries.account_ids)
+            .bind(&tries.at)
+            .bind(&tries.snapshots)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((e, fresh), outcome) in items.iter().zip(fresh).zip(&mut outcomes) {
+            if !fresh {
+                *outcome = existing(&mut tx, e).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The first tries of a batch of events, column by column for `unnest`.
+#[derive(Default)]
+struct FirstTries {
+    ids: Vec<String>,
+    event_ids: Vec<String>,
+    webhook_ids: Vec<String>,
+    account_ids: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    snapshots: Vec<String>,
+}
+
+impl FirstTries {
+    fn push(&mut self, e: &NewEvent, webhook_id: &str, snapshot: &str) {
+        self.ids.push(ids::attempt_id());
+        self.event_ids.push(e.id.clone());
+        self.webhook_ids.push(webhook_id.to_owned());
+        self.account_ids.push(e.account_id.clone());
+        self.at.push(e.created_at);
+        self.snapshots.push(snapshot.to_owned());
+    }
+}
+
+/// An event id published before: the same event again, or a conflict.
+async fn existing(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     e: &NewEvent,
 ) -> Result<PublishOutcome> {
-    let inserted = sqlx::query(
-        "INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
-         VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (id) DO NOTHING",
+    let row = sqlx::query(
+        "SELECT account_id, event_type, payload, producer, created_at, \
+         (SELECT count(DISTINCT webhook_id) FROM hook.delivery_attempts WHERE event_id = $1) AS deliveries \
+         FROM hook.events WHERE id = $1",
     )
     .bind(&e.id)
-    .bind(&e.account_id)
-    .bind(&e.event_type)
-    .bind(Json(&e.payload))
-    .bind(&e.producer)
-    .bind(e.created_at)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        let row = sqlx::query(
-            "SELECT account_id, event_type, payload, producer, created_at, \
-             (SELECT count(DISTINCT webhook_id) FROM hook.delivery_attempts WHERE event_id = $1) AS deliveries \
-             FROM hook.events WHERE id = $1",
-        )
-        .bind(&e.id)
-        .fetch_one(&mut **tx)
-        .await?;
-        let stored = NewEvent {
-            id: e.id.clone(),
-            account_id: row.try_get("account_id")?,
-            event_type: row.try_get("event_type")?,
-            payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
-            producer: row.try_get("producer")?,
-            created_at: row.try_get("created_at")?,
-        };
-        let deliveries: i64 = row.try_get("deliveries")?;
-        return Ok(if same_event(&stored, e) {
-            PublishOutcome::Existing {
-                deliveries: deliveries as u64,
-            }
-        } else {
-            PublishOutcome::Conflict
-        });
-    }
-    let rows = sqlx::query(
-        "SELECT id, event_types FROM hook.webhook_configs WHERE account_id = $1 AND NOT disabled",
-    )
-    .bind(&e.account_id)
-    .fetch_all(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    let body = snapshot(e);
-    let mut deliveries = 0u64;
-    for row in rows {
-        let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
-        if !subscribed(&types, &e.event_type) {
-            continue;
+    let stored = NewEvent {
+        id: e.id.clone(),
+        account_id: row.try_get("account_id")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+        producer: row.try_get("producer")?,
+        created_at: row.try_get("created_at")?,
+    };
+    let deliveries: i64 = row.try_get("deliveries")?;
+    Ok(if same_event(&stored, e) {
+        PublishOutcome::Existing {
+            deliveries: deliveries as u64,
         }
-        let webhook_id: String = row.try_get("id")?;
-        sqlx::query(
-            "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-             payload_snapshot, created_at) VALUES ($1,$2,$3,$4,1,'pending',$5,$6,$5)",
-        )
-        .bind(ids::attempt_id())
-        .bind(&e.id)
-        .bind(&webhook_id)
-        .bind(&e.account_id)
-        .bind(e.created_at)
-        .bind(Json(&body))
-        .execute(&mut **tx)
-        .await?;
-        deliveries += 1;
-    }
-    Ok(PublishOutcome::Created { deliveries })
+    } else {
+        PublishOutcome::Conflict
+    })
 }
-
-// Published events stored together: one transaction per batch.
-crate::group_commit::transactional_writer!(
-    PgPublishes,
-    PgPool,
-    NewEvent,
-    PublishOutcome,
-    "publish",
-    publish_one
-);
