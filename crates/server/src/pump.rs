@@ -1,7 +1,8 @@
 //! The work pump shared by outbound delivery and inbound forwarding: claims
 //! due items within an in-flight budget, never letting one lane (endpoint)
-//! hold more than its share, processes them concurrently, and drains on
-//! shutdown. What an item is and how it is processed is the `Queue`'s business.
+//! hold more than its share, processes them concurrently, records their
+//! outcomes, and drains on shutdown. What an item is and how it is processed
+//! is the `Queue`'s business.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -24,9 +25,24 @@ pub trait Queue: Send + Sync + 'static {
     ) -> anyhow::Result<Vec<Self::Item>>;
     /// Gives back claimed items without working on them.
     async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()>;
-    /// Works on one item and records the outcome.
-    async fn process(&self, worker_id: &str, item: Self::Item);
+    /// What processing leaves to record.
+    type Done: Send + 'static;
+    /// Works on one item: the part that holds an in-flight slot.
+    async fn process(&self, worker_id: &str, item: Self::Item) -> Self::Done;
+    /// Records the outcome, after the slot is given back: waiting for a
+    /// commit is not a delivery in flight, and holding slots through it
+    /// would idle the budget while the database syncs.
+    async fn record(&self, worker_id: &str, done: Self::Done);
 }
+
+/// How many outcomes may wait to be recorded, per slot of the budget. When
+/// recording falls behind, finished items keep their slots, which holds
+/// new claims back (backpressure) instead of piling outcomes up in memory.
+const RECORDING_PER_SLOT: usize = 4;
+
+/// After a slot frees, how long the pump waits for more before claiming, so
+/// that a busy pump claims in batches, not one row per freed slot.
+const CLAIM_LINGER: Duration = Duration::from_millis(3);
 
 /// How much of the in-flight budget one lane (endpoint) may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +88,8 @@ pub struct Pump<Q: Queue> {
     config: PumpConfig,
     worker_id: String,
     permits: Arc<Semaphore>,
+    /// Places for outcomes waiting to be recorded.
+    recording: Arc<Semaphore>,
     per_lane: Mutex<HashMap<String, usize>>,
     slot_freed: Notify,
     wake: Arc<Notify>,
@@ -83,6 +101,7 @@ impl<Q: Queue> Pump<Q> {
             queue,
             worker_id: hookwarden_core::ids::new_id("worker"),
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            recording: Arc::new(Semaphore::new(config.max_in_flight * RECORDING_PER_SLOT)),
             per_lane: Mutex::new(HashMap::new()),
             slot_freed: Notify::new(),
             wake,
@@ -103,10 +122,7 @@ impl<Q: Queue> Pump<Q> {
                     let n = items.len();
                     for (item, permit) in items {
                         let this = self.clone();
-                        tokio::spawn(async move {
-                            this.work(item, permit).await;
-                            this.slot_freed.notify_one();
-                        });
+                        tokio::spawn(async move { this.work(item, permit).await });
                     }
                     n
                 }
@@ -121,13 +137,21 @@ impl<Q: Queue> Pump<Q> {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = self.slot_freed.notified() => {}
+                _ = self.slot_freed.notified() => self.gather(&shutdown).await,
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
-        // Let items in flight finish; anything cut off is retried after its lease.
-        let all = self.config.max_in_flight as u32;
-        let _ = tokio::time::timeout(self.config.drain, self.permits.acquire_many(all)).await;
+        // Let items in flight finish and their outcomes be recorded; anything
+        // cut off is retried after its lease.
+        let (slots, places) = (
+            self.config.max_in_flight as u32,
+            (self.config.max_in_flight * RECORDING_PER_SLOT) as u32,
+        );
+        let _ = tokio::time::timeout(self.config.drain, async {
+            let _slots = self.permits.acquire_many(slots).await;
+            let _places = self.recording.acquire_many(places).await;
+        })
+        .await;
         tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker stopped");
     }
 
@@ -151,10 +175,32 @@ impl<Q: Queue> Pump<Q> {
 
     async fn work(&self, item: Q::Item, permit: OwnedSemaphorePermit) {
         let lane = Q::lane(&item);
-        self.queue.process(&self.worker_id, item).await;
+        let done = self.queue.process(&self.worker_id, item).await;
+        // A place to wait for recording first, then the slot goes back.
+        let place = self.recording.clone().acquire_owned().await;
         self.finish(&lane);
         drop(permit);
         self.record_in_flight();
+        self.slot_freed.notify_one();
+        self.queue.record(&self.worker_id, done).await;
+        drop(place);
+    }
+
+    /// A slot freed while others are still busy: wait briefly for a few
+    /// more (a quarter of the budget), so the next claim fetches a batch.
+    async fn gather(&self, shutdown: &CancellationToken) {
+        let want = (self.config.max_in_flight / 4).max(1);
+        let deadline = tokio::time::Instant::now() + CLAIM_LINGER;
+        while self.permits.available_permits() < want
+            && self.permits.available_permits() < self.config.max_in_flight
+        {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => return,
+                _ = self.slot_freed.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 
     /// Claims due items that fit the budget, each with its in-flight permit.

@@ -1,8 +1,9 @@
 //! The delivery worker: claims due attempts (at most the free share of the
 //! in-flight budget, never for an endpoint already holding its fair share),
 //! signs and sends each, and records the outcome with the next try in one
-//! transaction. A crash leaves claimed work to be claimed again when its
-//! lease expires: delivery is at least once.
+//! transaction, once the in-flight slot is given back. A crash leaves
+//! claimed work to be claimed again when its lease expires: delivery is at
+//! least once.
 
 use super::client::{DeliveryClient, Outcome};
 use super::DeadLetterSink;
@@ -108,15 +109,22 @@ impl Queue for DeliveryQueue {
         Ok(self.state.store.release(&ids, worker_id).await?)
     }
 
-    async fn process(&self, worker_id: &str, (attempt, webhook): Self::Item) {
-        self.deliver(worker_id, attempt, webhook).await
+    type Done = (Attempt, AttemptResult);
+
+    async fn process(&self, worker_id: &str, (attempt, webhook): Self::Item) -> Self::Done {
+        let result = self.try_once(worker_id, &attempt, webhook.as_ref()).await;
+        (attempt, result)
+    }
+
+    async fn record(&self, _worker_id: &str, (attempt, result): Self::Done) {
+        self.record_try(attempt, result).await
     }
 }
 
 impl DeliveryQueue {
-    /// Makes one try and records it.
-    async fn deliver(&self, worker_id: &str, attempt: Attempt, webhook: Option<Webhook>) {
-        let result = self.try_once(worker_id, &attempt, webhook.as_ref()).await;
+    /// Records one try (with the next one), then tells metrics, logs and
+    /// the dead-letter subject.
+    async fn record_try(&self, attempt: Attempt, result: AttemptResult) {
         let status = result.status;
         match self.state.store.complete_attempt(&result).await {
             Ok(true) => {}

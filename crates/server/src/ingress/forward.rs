@@ -98,6 +98,11 @@ impl Queue for ForwardQueue {
         Ok(())
     }
 
+    /// Forwarding records each try inside `process`, where its event lock is held.
+    type Done = ();
+
+    async fn record(&self, _worker_id: &str, _done: ()) {}
+
     async fn process(&self, worker_id: &str, job: Job) {
         // One handler per event across replicas (a retry and a replay of the
         // same event never run at once). Without Redis the claim suffices.
