@@ -65,6 +65,33 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// Claims due attempts under a lease (SKIP LOCKED on PostgreSQL, one
     /// atomic statement on SQLite): no two workers hold the same attempt.
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<Attempt>>;
+    /// Claims like `claim_due`, each attempt with its webhook as the claim
+    /// found it (`None` if deleted since): what the delivery worker needs.
+    async fn claim_due_with_webhooks(
+        &self,
+        claim: &Claim<'_>,
+    ) -> Result<Vec<(Attempt, Option<Webhook>)>> {
+        let attempts = self.claim_due(claim).await?;
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<String> = attempts.iter().map(|a| a.webhook_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let webhooks: std::collections::HashMap<String, Webhook> = self
+            .webhooks_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+        Ok(attempts
+            .into_iter()
+            .map(|a| {
+                let w = webhooks.get(&a.webhook_id).cloned();
+                (a, w)
+            })
+            .collect())
+    }
     /// Gives back claimed attempts without trying them (one statement).
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()>;
     /// Records a try's outcome and, for a failure with retries left, the next

@@ -75,10 +75,16 @@ impl PgStore {
 }
 
 fn webhook(row: &PgRow) -> Result<Webhook> {
+    webhook_from(row, "")
+}
+
+/// A webhook from columns named with `prefix` (`w_` beside an attempt).
+fn webhook_from(row: &PgRow, prefix: &str) -> Result<Webhook> {
+    let col = |name: &str| format!("{prefix}{name}");
     let old = match (
-        row.try_get::<Option<Vec<u8>>, _>("old_secret_enc")?,
-        row.try_get::<Option<String>, _>("old_secret_key_id")?,
-        row.try_get::<Option<DateTime<Utc>>, _>("old_secret_expires_at")?,
+        row.try_get::<Option<Vec<u8>>, _>(col("old_secret_enc").as_str())?,
+        row.try_get::<Option<String>, _>(col("old_secret_key_id").as_str())?,
+        row.try_get::<Option<DateTime<Utc>>, _>(col("old_secret_expires_at").as_str())?,
     ) {
         (Some(ciphertext), Some(key_id), Some(until)) => {
             Some((Sealed { key_id, ciphertext }, until))
@@ -86,21 +92,23 @@ fn webhook(row: &PgRow) -> Result<Webhook> {
         _ => None,
     };
     Ok(Webhook {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        url: row.try_get("url")?,
-        description: row.try_get("description")?,
-        event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+        id: row.try_get(col("id").as_str())?,
+        account_id: row.try_get(col("account_id").as_str())?,
+        url: row.try_get(col("url").as_str())?,
+        description: row.try_get(col("description").as_str())?,
+        event_types: row
+            .try_get::<Json<Vec<String>>, _>(col("event_types").as_str())?
+            .0,
         secret: Sealed {
-            key_id: row.try_get("secret_key_id")?,
-            ciphertext: row.try_get("secret_enc")?,
+            key_id: row.try_get(col("secret_key_id").as_str())?,
+            ciphertext: row.try_get(col("secret_enc").as_str())?,
         },
         old_secret: old,
-        disabled: row.try_get("disabled")?,
-        disabled_reason: row.try_get("disabled_reason")?,
-        throttled_until: row.try_get("throttled_until")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        disabled: row.try_get(col("disabled").as_str())?,
+        disabled_reason: row.try_get(col("disabled_reason").as_str())?,
+        throttled_until: row.try_get(col("throttled_until").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        updated_at: row.try_get(col("updated_at").as_str())?,
     })
 }
 
@@ -308,6 +316,44 @@ impl Store for PgStore {
             .fetch_all(&self.leases)
             .await?;
         rows.iter().map(attempt).collect()
+    }
+
+    async fn claim_due_with_webhooks(
+        &self,
+        c: &Claim<'_>,
+    ) -> Result<Vec<(Attempt, Option<Webhook>)>> {
+        // The claim and the webhooks in one round trip.
+        let webhook_columns = WEBHOOK_COLUMNS
+            .split(", ")
+            .map(|c| format!("w.{c} AS w_{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let attempt_columns = ATTEMPT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {attempt_columns}, {webhook_columns} FROM hook.claim_attempts($1, $2, $3, $4, $5) a \
+             LEFT JOIN hook.webhook_configs w ON w.id = a.webhook_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(c.lease_until)
+            .bind(c.worker_id)
+            .bind(c.now)
+            .bind(c.exclude_webhooks)
+            .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
+            .fetch_all(&self.leases)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let webhook = match row.try_get::<Option<String>, _>("w_id")? {
+                    Some(_) => Some(webhook_from(row, "w_")?),
+                    None => None,
+                };
+                Ok((attempt(row)?, webhook))
+            })
+            .collect()
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {

@@ -180,6 +180,26 @@ async fn publish_fans_out_and_is_idempotent(backend: Backend) {
     );
     let stats = s.queue_stats(Utc::now()).await.expect("stats");
     assert_eq!((stats.pending, stats.due), (2, 2));
+    // The worker's claim brings each attempt's webhook along, and the
+    // snapshot delivered is the event as published.
+    let now = Utc::now();
+    let claimed = s
+        .claim_due_with_webhooks(&Claim {
+            worker_id: "w-f",
+            now,
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    for (a, w) in &claimed {
+        let w = w.as_ref().expect("webhook found");
+        assert_eq!((&w.id, w.account_id.as_str()), (&a.webhook_id, "acct_a"));
+        assert_eq!(a.payload_snapshot["data"], e.payload);
+        assert_eq!(a.payload_snapshot["type"], "invoice.paid");
+    }
 }
 
 async fn concurrent_claims_never_share_an_attempt(backend: Backend) {

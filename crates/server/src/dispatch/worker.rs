@@ -18,7 +18,6 @@ use hookwarden_core::standard_webhooks::{sign_all, HEADER_ID, HEADER_SIGNATURE, 
 use hookwarden_core::validate;
 use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webhook};
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,28 +79,7 @@ impl Queue for DeliveryQueue {
             limit,
             exclude_webhooks: exclude,
         };
-        let attempts = self.state.store.claim_due(&claim).await?;
-        if attempts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut ids: Vec<String> = attempts.iter().map(|a| a.webhook_id.clone()).collect();
-        ids.sort();
-        ids.dedup();
-        let webhooks: HashMap<String, Webhook> = self
-            .state
-            .store
-            .webhooks_by_ids(&ids)
-            .await?
-            .into_iter()
-            .map(|w| (w.id.clone(), w))
-            .collect();
-        Ok(attempts
-            .into_iter()
-            .map(|a| {
-                let w = webhooks.get(&a.webhook_id).cloned();
-                (a, w)
-            })
-            .collect())
+        Ok(self.state.store.claim_due_with_webhooks(&claim).await?)
     }
 
     async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()> {
