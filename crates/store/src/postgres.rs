@@ -357,14 +357,12 @@ impl Store for PgStore {
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE hook.delivery_attempts SET lease_until = NULL, claimed_by = NULL \
-             WHERE id = ANY($1) AND claimed_by = $2 AND status = 'pending'",
-        )
-        .bind(attempt_ids)
-        .bind(worker_id)
-        .execute(&self.leases)
-        .await?;
+        // Row by primary key, whatever the statistics (migration 0005).
+        sqlx::query("SELECT hook.release_attempts($1, $2)")
+            .bind(attempt_ids)
+            .bind(worker_id)
+            .execute(&self.leases)
+            .await?;
         Ok(())
     }
 
@@ -608,11 +606,11 @@ fn event_type_row(r: &sqlx::postgres::PgRow) -> Result<EventType> {
     })
 }
 
-/// Finished tries recorded together, in one statement per batch: each try's
-/// outcome where the worker still holds the lease, and the next try of
-/// those that failed with retries left (copying the snapshot inside the
-/// database). One statement instead of two per try is what lets one commit
-/// carry a hundred of them.
+/// Finished tries recorded together, in one call per batch (migration 0005):
+/// each try's outcome where the worker still holds the lease, and the next
+/// try of those that failed with retries left (copying the snapshot inside
+/// the database). One round trip instead of two per try is what lets one
+/// commit carry a hundred of them.
 pub(crate) struct PgCompletions(pub(crate) PgPool);
 
 #[async_trait]
@@ -626,21 +624,7 @@ impl crate::group_commit::BatchWriter for PgCompletions {
             items.iter().map(|r| f(r)).collect()
         };
         let recorded: Vec<String> = sqlx::query_scalar(
-            "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[], \
-               $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::timestamptz[]) \
-               AS r(id, worker, status, http_status, duration_ms, preview, error, completed_at, next_id, next_due)), \
-             done AS (UPDATE hook.delivery_attempts d SET status = r.status, http_status = r.http_status, \
-               duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
-               completed_at = r.completed_at, lease_until = NULL \
-               FROM r WHERE d.id = r.id AND d.claimed_by = r.worker AND d.status = 'pending' \
-               RETURNING d.id, d.event_id, d.webhook_id, d.account_id, d.attempt, d.payload_snapshot, \
-                 r.next_id, r.next_due, r.completed_at), \
-             next AS (INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-               due_at, payload_snapshot, created_at) \
-               SELECT next_id, event_id, webhook_id, account_id, attempt + 1, 'pending', next_due, \
-                 payload_snapshot, completed_at FROM done WHERE next_id IS NOT NULL \
-               ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING) \
-             SELECT id FROM done",
+            "SELECT * FROM hook.complete_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(column(|r| Some(r.attempt_id.clone())))
         .bind(column(|r| Some(r.worker_id.clone())))
@@ -651,7 +635,12 @@ impl crate::group_commit::BatchWriter for PgCompletions {
         .bind(column(|r| r.error.clone()))
         .bind(items.iter().map(|r| r.completed_at).collect::<Vec<_>>())
         .bind(column(|r| r.next.as_ref().map(|(id, _)| id.clone())))
-        .bind(items.iter().map(|r| r.next.as_ref().map(|(_, due)| *due)).collect::<Vec<_>>())
+        .bind(
+            items
+                .iter()
+                .map(|r| r.next.as_ref().map(|(_, due)| *due))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&self.0)
         .await?;
         // The same try twice in one batch (never in practice): the first

@@ -63,3 +63,50 @@ BEGIN
         ORDER BY p.due_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
     RETURNING j.*;
 END $$;
+
+-- 3. Finished tries of a batch recorded in one call: each row found by its
+-- primary key. As one UPDATE ... FROM unnest(...), the planner, believing
+-- the same lagging statistics, scanned every pending row per batch instead.
+-- Answers the ids recorded (a try whose lease was lost is not).
+CREATE FUNCTION hook.complete_attempts(
+    p_ids TEXT[], p_workers TEXT[], p_status TEXT[], p_http_status INTEGER[], p_duration_ms BIGINT[],
+    p_preview TEXT[], p_error TEXT[], p_completed_at TIMESTAMPTZ[], p_next_ids TEXT[],
+    p_next_due TIMESTAMPTZ[])
+RETURNS SETOF TEXT
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    done hook.delivery_attempts%ROWTYPE;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        UPDATE hook.delivery_attempts SET status = p_status[i], http_status = p_http_status[i],
+            duration_ms = p_duration_ms[i], response_preview = p_preview[i], error = p_error[i],
+            completed_at = p_completed_at[i], lease_until = NULL
+        WHERE id = p_ids[i] AND claimed_by = p_workers[i] AND status = 'pending'
+        RETURNING * INTO done;
+        IF FOUND THEN
+            RETURN NEXT done.id;
+            IF p_next_ids[i] IS NOT NULL THEN
+                INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status,
+                    due_at, payload_snapshot, created_at)
+                VALUES (p_next_ids[i], done.event_id, done.webhook_id, done.account_id, done.attempt + 1,
+                    'pending', p_next_due[i], done.payload_snapshot, p_completed_at[i])
+                ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING;
+            END IF;
+        END IF;
+    END LOOP;
+END $$;
+
+-- 4. Claimed tries given back unworked, likewise row by primary key.
+CREATE FUNCTION hook.release_attempts(p_ids TEXT[], p_worker TEXT)
+RETURNS VOID
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    one TEXT;
+BEGIN
+    FOREACH one IN ARRAY p_ids LOOP
+        UPDATE hook.delivery_attempts SET lease_until = NULL, claimed_by = NULL
+        WHERE id = one AND claimed_by = p_worker AND status = 'pending';
+    END LOOP;
+END $$;
