@@ -422,61 +422,71 @@ impl IngressStore for PgStore {
     }
 }
 
-// PostgreSQL's side of group commit: the batch in one transaction.
-crate::group_commit::transactional_writer!(
-    PgBatch,
-    sqlx::postgres::PgPool,
-    NewInbound,
-    RecordOutcome,
-    "inbound",
-    record_one
-);
+/// PostgreSQL's side of group commit: a batch of inbound events and their
+/// first jobs in one statement, whatever its size (two per event cost the
+/// database more than anything else on the receiving path). Those whose
+/// (provider, dedup key) is taken, earlier in the batch or by another
+/// replica (ON CONFLICT waits for a concurrent insert to commit), are
+/// answered with the stored event's id.
+pub(crate) struct PgBatch(pub(crate) sqlx::postgres::PgPool);
 
-/// One event and its first job, or the id of the event already stored for the
-/// same (provider, dedup key): earlier in this batch, or committed by another
-/// replica (ON CONFLICT waits for a concurrent insert to commit).
-async fn record_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    e: &NewInbound,
-) -> Result<RecordOutcome> {
-    let inserted = sqlx::query(
-        "INSERT INTO hook.inbound_events (id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, \
-         source_ip, correlation_id, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) \
-         ON CONFLICT (provider, dedup_key) DO NOTHING",
-    )
-    .bind(&e.id)
-    .bind(&e.provider)
-    .bind(&e.dedup_key)
-    .bind(&e.delivery_id)
-    .bind(&e.body_sha256)
-    .bind(&e.raw_body)
-    .bind(Json(&e.headers))
-    .bind(&e.source_ip)
-    .bind(&e.correlation_id)
-    .bind(e.received_at)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        // The concurrent winner has committed by now (ON CONFLICT waited for it).
-        let existing: String = sqlx::query_scalar(
-            "SELECT id FROM hook.inbound_events WHERE provider = $1 AND dedup_key = $2",
+#[async_trait]
+impl crate::group_commit::BatchWriter for PgBatch {
+    type Item = NewInbound;
+    type Outcome = RecordOutcome;
+    const NAME: &'static str = "inbound";
+
+    async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
+        let texts = |f: fn(&NewInbound) -> Option<String>| -> Vec<Option<String>> {
+            items.iter().map(|e| f(e)).collect()
+        };
+        let mut tx = self.0.begin().await?;
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+               $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[]) \
+               AS e(id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, source_ip, \
+                 correlation_id, received_at, job_id)), \
+             ins AS (INSERT INTO hook.inbound_events (id, provider, dedup_key, delivery_id, body_sha256, \
+               raw_body, headers, source_ip, correlation_id, received_at) \
+               SELECT id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers::jsonb, source_ip, \
+                 correlation_id, received_at FROM e \
+               ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id), \
+             jobs AS (INSERT INTO hook.processing_jobs (id, event_id, provider, attempt, status, trigger, \
+               due_at, created_at) \
+               SELECT e.job_id, e.id, e.provider, 1, 'pending', 'received', e.received_at, e.received_at \
+               FROM e JOIN ins ON ins.id = e.id) \
+             SELECT id FROM ins",
         )
-        .bind(&e.provider)
-        .bind(&e.dedup_key)
-        .fetch_one(&mut **tx)
+        .bind(texts(|e| Some(e.id.clone())))
+        .bind(texts(|e| Some(e.provider.clone())))
+        .bind(texts(|e| Some(e.dedup_key.clone())))
+        .bind(texts(|e| e.delivery_id.clone()))
+        .bind(texts(|e| Some(e.body_sha256.clone())))
+        .bind(items.iter().map(|e| e.raw_body.clone()).collect::<Vec<_>>())
+        .bind(texts(|e| Some(e.headers.to_string())))
+        .bind(texts(|e| e.source_ip.clone()))
+        .bind(texts(|e| Some(e.correlation_id.clone())))
+        .bind(items.iter().map(|e| e.received_at).collect::<Vec<_>>())
+        .bind(texts(|e| Some(e.job_id.clone())))
+        .fetch_all(&mut *tx)
         .await?;
-        return Ok(RecordOutcome::Duplicate { event_id: existing });
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for e in items {
+            if inserted.contains(&e.id) {
+                outcomes.push(RecordOutcome::Created);
+                continue;
+            }
+            let existing: String = sqlx::query_scalar(
+                "SELECT id FROM hook.inbound_events WHERE provider = $1 AND dedup_key = $2",
+            )
+            .bind(&e.provider)
+            .bind(&e.dedup_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            outcomes.push(RecordOutcome::Duplicate { event_id: existing });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
-    sqlx::query(
-        "INSERT INTO hook.processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) \
-         VALUES ($1,$2,$3,1,'pending','received',$4,$4)",
-    )
-    .bind(&e.job_id)
-    .bind(&e.id)
-    .bind(&e.provider)
-    .bind(e.received_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(RecordOutcome::Created)
 }
