@@ -23,6 +23,8 @@ const SECRET: &str = "bench-provider-secret";
 const JWT: &str = "bench-jwt-secret";
 /// `--in-flight N`, when given.
 static IN_FLIGHT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Whether hookwarden reaches PostgreSQL over TLS (`--pg-tls`).
+static PG_TLS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 struct Figures {
     name: String,
@@ -138,9 +140,17 @@ async fn start_hookwarden(db: &TestDb, extra: &[(&str, String)]) -> anyhow::Resu
     )));
     std::fs::create_dir_all(&dir.0)?;
     let port = free_port();
+    // PostgreSQL on loopback without TLS, as a same-host deployment (or a
+    // Unix socket) would run it; `--pg-tls` keeps the driver's default
+    // (TLS when the server offers it) to measure that cost too.
+    let url = if db.url.starts_with("postgres") && !PG_TLS.get().copied().unwrap_or(false) {
+        format!("{}?sslmode=disable", db.url)
+    } else {
+        db.url.clone()
+    };
     let mut cmd = Command::new(exe);
     cmd.arg("serve")
-        .env("HOOKWARDEN_DATABASE_URL", &db.url)
+        .env("HOOKWARDEN_DATABASE_URL", &url)
         .env("HOOKWARDEN_DATA_DIR", &dir.0)
         .env("HOOKWARDEN_LISTEN", format!("127.0.0.1:{port}"))
         .env(
@@ -484,6 +494,35 @@ impl Rig {
             .collect()
     }
 
+    /// Publishes `events` to the rig's account through JetStream, flat out,
+    /// each publisher waiting for the stream's ack as a producer would.
+    fn publish_nats(
+        &self,
+        js: &async_nats::jetstream::Context,
+        subject: &str,
+        events: u64,
+        concurrency: usize,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let next = Arc::new(AtomicU64::new(0));
+        (0..concurrency)
+            .map(|_| {
+                let (js, subject, next) = (js.clone(), subject.to_owned(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= events {
+                            break;
+                        }
+                        let body = json!({"accountId": "acct_b", "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
+                        if let Ok(ack) = js.publish(subject.clone(), body.to_string().into()).await {
+                            let _ = ack.await;
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// One measured run: `events` published to the rig's webhook, until all
     /// are delivered; figures from the receiver and /proc.
     async fn run(
@@ -494,6 +533,23 @@ impl Rig {
         concurrency: usize,
         alongside: Vec<tokio::task::JoinHandle<()>>,
     ) -> Figures {
+        self.run_with(
+            name,
+            events,
+            || self.publish("acct_b", events, rate, concurrency),
+            alongside,
+        )
+        .await
+    }
+
+    /// One measured run with the given publishers (HTTP or NATS).
+    async fn run_with(
+        &self,
+        name: String,
+        events: u64,
+        publishers: impl FnOnce() -> Vec<tokio::task::JoinHandle<()>>,
+        alongside: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Figures {
         self.latencies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -501,7 +557,7 @@ impl Rig {
         let start_count = self.received.load(Ordering::Relaxed);
         let (c0, _) = proc_usage(self.server.child.id());
         let started = Instant::now();
-        for t in self.publish("acct_b", events, rate, concurrency) {
+        for t in publishers() {
             let _ = t.await;
         }
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -531,6 +587,43 @@ impl Rig {
 }
 
 async fn dispatch(backend: Backend, events: u64, seconds: u64) -> anyhow::Result<()> {
+    dispatch_http(backend, events, seconds).await?;
+    dispatch_nats(backend, events).await
+}
+
+/// Events published on NATS JetStream (a stream and subject prefix of the
+/// run's own, deleted afterwards) → delivered.
+async fn dispatch_nats(backend: Backend, events: u64) -> anyhow::Result<()> {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (prefix, stream) = (format!("hwbench_{tag}"), format!("HWBENCH_{tag}"));
+    let client = async_nats::connect("127.0.0.1:4222")
+        .await
+        .context("NATS at 127.0.0.1:4222 (the NATS dispatch run needs it)")?;
+    let js = async_nats::jetstream::new(client);
+    let rig = Rig::start(
+        backend,
+        &[
+            ("HOOKWARDEN_NATS_URL", "nats://127.0.0.1:4222".into()),
+            ("HOOKWARDEN_NATS_SUBJECT_PREFIX", prefix.clone()),
+            ("HOOKWARDEN_NATS_STREAM", stream.clone()),
+        ],
+    )
+    .await?;
+    let subject = format!("{prefix}.dispatch.bench");
+    rig.run_with(
+        format!("dispatch {backend:?} via NATS flat out"),
+        events,
+        || rig.publish_nats(&js, &subject, events, 32),
+        vec![],
+    )
+    .await
+    .print(None);
+    drop(rig);
+    let _ = js.delete_stream(&stream).await;
+    Ok(())
+}
+
+async fn dispatch_http(backend: Backend, events: u64, seconds: u64) -> anyhow::Result<()> {
     let rig = Rig::start(backend, &[]).await?;
     rig.run(
         format!("dispatch {backend:?} flat out (publish→delivery)"),
@@ -662,6 +755,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = flag("--seconds", 10);
     let concurrency = flag("--concurrency", 64) as usize;
     let events = flag("--events", 5000);
+    let _ = PG_TLS.set(args.iter().any(|a| a == "--pg-tls"));
     if let Some(n) = args
         .iter()
         .position(|a| a == "--in-flight")

@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Intake messages handled at once.
+const INTAKE_CONCURRENCY: usize = 64;
+
 /// Durable consumer name shared by every replica (they split the messages).
 const DURABLE: &str = "hookwarden-dispatcher";
 
@@ -89,25 +92,32 @@ impl Nats {
             )
             .await
             .context("creating the durable consumer")?;
-        let mut messages = consumer
+        let messages = consumer
             .messages()
             .await
             .context("subscribing to the consumer")?;
         tracing::info!(subject = %self.settings.dispatch_subject(), "NATS intake started");
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = messages.next() => next,
-            };
-            match next {
-                None => break,
-                Some(Err(e)) => {
-                    tracing::warn!(error.message = %e, "NATS consumer error; continuing");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+        // Messages are handled concurrently, so that their commits share
+        // transactions (group commit): one at a time, intake was bound by one
+        // commit's latency. Each is still acked only after its own commit;
+        // order was never promised (redeliveries reorder anyway) and intake
+        // is idempotent on the event id. On shutdown, no new message is
+        // taken and those in hand finish.
+        messages
+            .take_until(shutdown.cancelled())
+            .for_each_concurrent(INTAKE_CONCURRENCY, |next| {
+                let state = &state;
+                async move {
+                    match next {
+                        Err(e) => {
+                            tracing::warn!(error.message = %e, "NATS consumer error; continuing");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Ok(msg) => self.handle(state, msg).await,
+                    }
                 }
-                Some(Ok(msg)) => self.handle(&state, msg).await,
-            }
-        }
+            })
+            .await;
         tracing::info!("NATS intake stopped");
         Ok(())
     }
