@@ -861,7 +861,7 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
         eprintln!("delivered {} events; {} repeated after the crash (at-least-once); {} delivered before the kill", t.received.len(), repeats, delivered_at_kill);
         assert!(
             repeats <= 16,
-            "only tries in flight at the kill may repeat: {repeats}"
+            "only tries in flight or waiting to be recorded at the kill (at most twice the budget of 8) may repeat: {repeats}"
         );
     }
     // Graceful shutdown of the survivor within a bound.

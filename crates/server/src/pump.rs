@@ -38,7 +38,9 @@ pub trait Queue: Send + Sync + 'static {
 /// How many outcomes may wait to be recorded, per slot of the budget. When
 /// recording falls behind, finished items keep their slots, which holds
 /// new claims back (backpressure) instead of piling outcomes up in memory.
-const RECORDING_PER_SLOT: usize = 4;
+/// It also bounds what a crash can repeat: at most twice the budget of
+/// tries were made and not yet recorded.
+const RECORDING_PER_SLOT: usize = 1;
 
 /// After a slot frees, how long the pump waits for more before claiming, so
 /// that a busy pump claims in batches, not one row per freed slot.
