@@ -74,6 +74,19 @@ impl PgStore {
     }
 }
 
+/// A claim function's call (migration 0005), its parameters bound from `c`.
+pub(crate) fn claim_call<'q>(
+    sql: &'q str,
+    c: &'q Claim<'q>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(c.lease_until)
+        .bind(c.worker_id)
+        .bind(c.now)
+        .bind(c.exclude_webhooks)
+        .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
+}
+
 fn webhook(row: &PgRow) -> Result<Webhook> {
     webhook_from(row, "")
 }
@@ -307,14 +320,7 @@ impl Store for PgStore {
         // A function, so that the claim is always an ordered index scan
         // (migration 0005 says why).
         let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM hook.claim_attempts($1, $2, $3, $4, $5)");
-        let rows = sqlx::query(&sql)
-            .bind(c.lease_until)
-            .bind(c.worker_id)
-            .bind(c.now)
-            .bind(c.exclude_webhooks)
-            .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
-            .fetch_all(&self.leases)
-            .await?;
+        let rows = claim_call(&sql, c).fetch_all(&self.leases).await?;
         rows.iter().map(attempt).collect()
     }
 
@@ -337,14 +343,7 @@ impl Store for PgStore {
             "SELECT {attempt_columns}, {webhook_columns} FROM hook.claim_attempts($1, $2, $3, $4, $5) a \
              LEFT JOIN hook.webhook_configs w ON w.id = a.webhook_id"
         );
-        let rows = sqlx::query(&sql)
-            .bind(c.lease_until)
-            .bind(c.worker_id)
-            .bind(c.now)
-            .bind(c.exclude_webhooks)
-            .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
-            .fetch_all(&self.leases)
-            .await?;
+        let rows = claim_call(&sql, c).fetch_all(&self.leases).await?;
         rows.iter()
             .map(|row| {
                 let webhook = match row.try_get::<Option<String>, _>("w_id")? {

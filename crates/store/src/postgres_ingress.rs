@@ -233,12 +233,7 @@ impl IngressStore for PgStore {
     async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
         // An ordered index scan whatever the statistics (migration 0005).
         let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5)");
-        let rows = sqlx::query(&sql)
-            .bind(c.lease_until)
-            .bind(c.worker_id)
-            .bind(c.now)
-            .bind(c.exclude_webhooks)
-            .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
+        let rows = crate::postgres::claim_call(&sql, c)
             .fetch_all(&self.leases)
             .await?;
         rows.iter().map(job).collect()
