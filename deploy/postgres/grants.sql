@@ -6,3 +6,7 @@ GRANT USAGE ON SCHEMA hook TO hook_svc;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA hook TO hook_svc;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA hook TO hook_svc;
 ALTER DEFAULT PRIVILEGES IN SCHEMA hook GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO hook_svc;
+-- The claim path's functions (migration 0005). They run with the caller's
+-- rights (SECURITY INVOKER), so they give nothing the grants above do not.
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA hook TO hook_svc;
+ALTER DEFAULT PRIVILEGES IN SCHEMA hook GRANT EXECUTE ON FUNCTIONS TO hook_svc;

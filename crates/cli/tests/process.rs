@@ -941,8 +941,20 @@ async fn least_privilege_service_role() {
     assert_eq!(status, 202);
     server.terminate();
 
-    // And it can do nothing else.
+    // The claim path's functions run as the service role (the worker
+    // above may already hold the one attempt, so only success is checked).
     let mut as_svc = sqlx::PgConnection::connect(&svc_url).await.expect("svc");
+    for sql in [
+        "SELECT count(*) FROM hook.claim_attempts(now() + interval '30 seconds', 'w-lp', now(), '{}', 10)",
+        "SELECT count(*) FROM hook.claim_jobs(now() + interval '30 seconds', 'w-lp', now(), '{}', 10)",
+        "SELECT hook.release_attempts('{}', 'w-lp')",
+        "SELECT count(*) FROM hook.complete_attempts('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+    ] {
+        if let Err(e) = sqlx::raw_sql(sql).execute(&mut as_svc).await {
+            panic!("the service role must be able to run {sql}: {e}");
+        }
+    }
+    // And it can do nothing else.
     for sql in [
         "CREATE TABLE hook.evil (x int)",
         "CREATE TABLE public.evil (x int)",
