@@ -721,6 +721,34 @@ async fn isolation(backend: Backend, seconds: u64) -> anyhow::Result<()> {
         100.0 * (beside.pct(0.99) / alone.pct(0.99) - 1.0),
         slow_count.load(Ordering::Relaxed)
     );
+    drop(rig);
+    // Control: the same extra traffic to an endpoint that answers at once,
+    // on a fresh instance, tells the cost of the traffic from the cost of
+    // the failures.
+    let rig = Rig::start(backend, &[]).await?;
+    let (ok_port, _, _) = start_baseline(200, Duration::ZERO).await?;
+    add_webhook(
+        &rig.server,
+        "acct_slow",
+        &format!("http://127.0.0.1:{ok_port}/ok"),
+    )
+    .await?;
+    let noise = rig.publish("acct_slow", seconds * rate / 10, Some(rate / 10), 8);
+    let control = rig
+        .run(
+            format!("isolation {backend:?} beside a healthy one (control)"),
+            seconds * rate,
+            Some(rate),
+            32,
+            noise,
+        )
+        .await;
+    control.print(None);
+    println!(
+        "  healthy endpoint beside the timing-out one vs beside a healthy one: {:+.0} % deliveries/s, {:+.0} % p99",
+        100.0 * (beside.rate() / control.rate() - 1.0),
+        100.0 * (beside.pct(0.99) / control.pct(0.99) - 1.0),
+    );
     Ok(())
 }
 

@@ -469,6 +469,14 @@ impl Settings {
         if self.delivery_timeout.is_zero() || self.delivery_timeout > Duration::from_secs(60) {
             return Err(invalid("delivery_timeout", "must be between 1ms and 60s"));
         }
+        // A try starts only if it can end inside its lease (with a second to
+        // spare): a shorter lease would never let one start.
+        if self.delivery_lease < self.delivery_timeout + Duration::from_secs(2) {
+            return Err(invalid(
+                "delivery_lease",
+                "must exceed HOOKWARDEN_DELIVERY_TIMEOUT by at least 2s",
+            ));
+        }
         if self.delivery_lease <= self.delivery_timeout {
             return Err(invalid(
                 "delivery_lease",
@@ -729,6 +737,26 @@ mod tests {
             .expose_secret()
             .ends_with("data/hookwarden.db"));
         assert!(s.allow_http_destinations);
+    }
+
+    #[test]
+    fn a_lease_too_short_for_a_try_is_refused() {
+        let short = RawConfig {
+            delivery_timeout: Some("5s".into()),
+            delivery_lease: Some("6s".into()),
+            ..raw()
+        };
+        let err = Settings::from_raw(short).expect_err("lease shorter than a try");
+        assert!(
+            err.to_string().contains("HOOKWARDEN_DELIVERY_LEASE"),
+            "{err}"
+        );
+        let enough = RawConfig {
+            delivery_timeout: Some("1s".into()),
+            delivery_lease: Some("3s".into()),
+            ..raw()
+        };
+        assert!(Settings::from_raw(enough).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[async_trait]
@@ -27,8 +28,11 @@ pub trait Queue: Send + Sync + 'static {
     async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()>;
     /// What processing leaves to record.
     type Done: Send + 'static;
-    /// Works on one item: the part that holds an in-flight slot.
-    async fn process(&self, worker_id: &str, item: Self::Item) -> Self::Done;
+    /// Works on one item: the part that holds an in-flight slot. The lease
+    /// on it ends at `lease_ends` at the latest (measured before the claim):
+    /// a try that could outlive it must not start, since another worker may
+    /// claim the item once the lease is over.
+    async fn process(&self, worker_id: &str, item: Self::Item, lease_ends: Instant) -> Self::Done;
     /// Records the outcome, after the slot is given back: waiting for a
     /// commit is not a delivery in flight, and holding slots through it
     /// would idle the budget while the database syncs.
@@ -83,6 +87,8 @@ pub struct PumpConfig {
     pub poll_interval: Duration,
     /// How long shutdown waits for items in flight.
     pub drain: Duration,
+    /// How long a claim's lease lasts.
+    pub lease: Duration,
 }
 
 pub struct Pump<Q: Queue> {
@@ -122,9 +128,9 @@ impl<Q: Queue> Pump<Q> {
             let started = match self.claim().await {
                 Ok(items) => {
                     let n = items.len();
-                    for (item, permit) in items {
+                    for (item, permit, lease_ends) in items {
                         let this = self.clone();
-                        tokio::spawn(async move { this.work(item, permit).await });
+                        tokio::spawn(async move { this.work(item, permit, lease_ends).await });
                     }
                     n
                 }
@@ -164,9 +170,9 @@ impl<Q: Queue> Pump<Q> {
         let n = items.len();
         let tasks: Vec<_> = items
             .into_iter()
-            .map(|(item, permit)| {
+            .map(|(item, permit, lease_ends)| {
                 let this = self.clone();
-                tokio::spawn(async move { this.work(item, permit).await })
+                tokio::spawn(async move { this.work(item, permit, lease_ends).await })
             })
             .collect();
         for t in tasks {
@@ -175,9 +181,9 @@ impl<Q: Queue> Pump<Q> {
         Ok(n)
     }
 
-    async fn work(&self, item: Q::Item, permit: OwnedSemaphorePermit) {
+    async fn work(&self, item: Q::Item, permit: OwnedSemaphorePermit, lease_ends: Instant) {
         let lane = Q::lane(&item);
-        let done = self.queue.process(&self.worker_id, item).await;
+        let done = self.queue.process(&self.worker_id, item, lease_ends).await;
         // A place to wait for recording first, then the slot goes back.
         let place = self.recording.clone().acquire_owned().await;
         self.finish(&lane);
@@ -206,7 +212,7 @@ impl<Q: Queue> Pump<Q> {
     }
 
     /// Claims due items that fit the budget, each with its in-flight permit.
-    async fn claim(&self) -> anyhow::Result<Vec<(Q::Item, OwnedSemaphorePermit)>> {
+    async fn claim(&self) -> anyhow::Result<Vec<(Q::Item, OwnedSemaphorePermit, Instant)>> {
         let free = self.permits.available_permits();
         if free == 0 {
             return Ok(Vec::new());
@@ -219,6 +225,8 @@ impl<Q: Queue> Pump<Q> {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
+        // Before the claim, so never later than the lease the database records.
+        let lease_ends = Instant::now() + self.config.lease;
         let items = self
             .queue
             .claim(&self.worker_id, free as u32, &exclude)
@@ -227,7 +235,7 @@ impl<Q: Queue> Pump<Q> {
         let mut over = Vec::new();
         for item in items {
             match self.reserve(&Q::lane(&item)) {
-                Some(permit) => out.push((item, permit)),
+                Some(permit) => out.push((item, permit, lease_ends)),
                 // Over the lane's share (or the budget): give it back.
                 None => over.push(item),
             }

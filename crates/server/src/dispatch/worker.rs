@@ -20,6 +20,10 @@ use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webh
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// Room kept between a try's timeout and the end of its lease.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The outbound delivery queue: due attempts, one lane per webhook.
 pub struct DeliveryQueue {
@@ -51,6 +55,7 @@ impl DeliveryQueue {
             per_lane: settings.max_in_flight_per_endpoint,
             poll_interval: settings.poll_interval,
             drain: settings.delivery_timeout + Duration::from_secs(2),
+            lease: settings.delivery_lease,
         }
     }
 }
@@ -87,15 +92,25 @@ impl Queue for DeliveryQueue {
         Ok(self.state.store.release(&ids, worker_id).await?)
     }
 
-    type Done = (Attempt, AttemptResult);
+    /// `None`: the try was not made (its lease ran short); nothing to record.
+    type Done = Option<(Attempt, AttemptResult)>;
 
-    async fn process(&self, worker_id: &str, (attempt, webhook): Self::Item) -> Self::Done {
-        let result = self.try_once(worker_id, &attempt, webhook.as_ref()).await;
-        (attempt, result)
+    async fn process(
+        &self,
+        worker_id: &str,
+        (attempt, webhook): Self::Item,
+        lease_ends: Instant,
+    ) -> Self::Done {
+        let result = self
+            .try_once(worker_id, &attempt, webhook.as_ref(), lease_ends)
+            .await?;
+        Some((attempt, result))
     }
 
-    async fn record(&self, _worker_id: &str, (attempt, result): Self::Done) {
-        self.record_try(attempt, result).await
+    async fn record(&self, _worker_id: &str, done: Self::Done) {
+        if let Some((attempt, result)) = done {
+            self.record_try(attempt, result).await
+        }
     }
 }
 
@@ -127,12 +142,15 @@ impl DeliveryQueue {
         }
     }
 
+    /// One try, or `None` if it was not made because it could outlive its
+    /// lease (the attempt is then left to be claimed again).
     async fn try_once(
         &self,
         worker_id: &str,
         attempt: &Attempt,
         webhook: Option<&Webhook>,
-    ) -> AttemptResult {
+        lease_ends: Instant,
+    ) -> Option<AttemptResult> {
         let now = Utc::now();
         let base = AttemptResult {
             attempt_id: attempt.id.clone(),
@@ -146,17 +164,17 @@ impl DeliveryQueue {
             next: None,
         };
         let Some(webhook) = webhook else {
-            return AttemptResult {
+            return Some(AttemptResult {
                 error: Some("webhook deleted".into()),
                 ..base
-            };
+            });
         };
         // Validated at publish; validated again here, at the consume edge.
         if validate::payload(&attempt.payload_snapshot["data"]).is_err() {
-            return AttemptResult {
+            return Some(AttemptResult {
                 error: Some("payload failed validation before delivery".into()),
                 ..base
-            };
+            });
         }
         let event_type = attempt.payload_snapshot["type"]
             .as_str()
@@ -174,44 +192,44 @@ impl DeliveryQueue {
             Ok(Ok(())) => {}
             // The type's schema changed since the event was accepted: a dead letter, with the reason.
             Ok(Err(reason)) => {
-                return AttemptResult {
+                return Some(AttemptResult {
                     error: Some(reason),
                     ..base
-                }
+                })
             }
             Err(e) => {
                 tracing::warn!(error.message = %e, "schema check failed; the try is retried");
-                return self.failed(
+                return Some(self.failed(
                     attempt,
                     AttemptResult {
                         error: Some("schema check unavailable".into()),
                         ..base
                     },
                     None,
-                );
+                ));
             }
         }
         let secrets = match self.active_secrets(webhook, now) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(webhook.id = %webhook.id, error.message = %e, "cannot open webhook secret");
-                return self.failed(
+                return Some(self.failed(
                     attempt,
                     AttemptResult {
                         error: Some("signing secret unavailable".into()),
                         ..base
                     },
                     None,
-                );
+                ));
             }
         };
         let body = match serde_json::to_vec(&attempt.payload_snapshot) {
             Ok(b) => b,
             Err(_) => {
-                return AttemptResult {
+                return Some(AttemptResult {
                     error: Some("payload could not be serialized".into()),
                     ..base
-                }
+                })
             }
         };
         let timestamp = Utc::now().timestamp();
@@ -223,8 +241,15 @@ impl DeliveryQueue {
             (HEADER_TIMESTAMP, timestamp.to_string()),
             (HEADER_SIGNATURE, signature),
         ];
+        // The try can take the whole timeout: start it only if it ends
+        // inside the lease, or another worker could send the same event at
+        // the same time (a worker that waited long for the database, say).
+        if Instant::now() + self.state.settings.delivery_timeout + LEASE_MARGIN > lease_ends {
+            tracing::warn!(delivery.id = %attempt.id, "the lease ran short before sending; the try is left to be claimed again");
+            return None;
+        }
         let outcome = self.client.send(&webhook.url, &headers, body).await;
-        self.classify(attempt, webhook, outcome, base).await
+        Some(self.classify(attempt, webhook, outcome, base).await)
     }
 
     /// The current secret, and the previous one while its grace period lasts.

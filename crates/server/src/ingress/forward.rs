@@ -5,17 +5,19 @@
 
 use super::integrations::{forwarding_policy, open_forwarding_secret};
 use crate::dispatch::client::{DeliveryClient, SystemLookup};
+use crate::dispatch::worker::LEASE_MARGIN;
 use crate::dispatch::{after_failure, DeadLetterSink};
 use crate::pump::{PumpConfig, Queue};
 use crate::state::AppState;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use hookwarden_core::standard_webhooks::{sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use hookwarden_store::ingress::Job;
+use hookwarden_store::ingress::{InboundEvent, Integration, Job};
 use hookwarden_store::model::{AttemptResult, AttemptStatus, Claim};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub struct ForwardQueue {
     state: AppState,
@@ -48,6 +50,7 @@ impl ForwardQueue {
             per_lane: settings.max_in_flight_per_endpoint,
             poll_interval: settings.poll_interval,
             drain: settings.delivery_timeout + Duration::from_secs(2),
+            lease: settings.delivery_lease,
         }
     }
 }
@@ -103,7 +106,7 @@ impl Queue for ForwardQueue {
 
     async fn record(&self, _worker_id: &str, _done: ()) {}
 
-    async fn process(&self, worker_id: &str, job: Job) {
+    async fn process(&self, worker_id: &str, job: Job, lease_ends: Instant) {
         // One handler per event across replicas (a retry and a replay of the
         // same event never run at once). Without Redis the claim suffices.
         if let Some(redis) = &self.state.redis {
@@ -122,7 +125,18 @@ impl Queue for ForwardQueue {
                 }
             }
         }
-        let result = self.forward(worker_id, &job).await;
+        let Some(result) = self.forward(worker_id, &job, lease_ends).await else {
+            // Nothing was sent, so there is no try to record: the job goes
+            // back (or waits out its lease if the database is still away).
+            // Recording this as a failed try would spend the job's retries
+            // on a database restart.
+            tracing::warn!(job.id = %job.id, "nothing was sent (database unavailable, or the lease ran short); the job is released");
+            let _ = self.state.store.release_job(&job.id, worker_id).await;
+            if let Some(redis) = &self.state.redis {
+                let _ = redis.unlock(&job.event_id, worker_id).await;
+            }
+            return;
+        };
         let status = result.status;
         match self.state.store.complete_job(&result).await {
             Ok(true) => {}
@@ -155,7 +169,14 @@ impl Queue for ForwardQueue {
 }
 
 impl ForwardQueue {
-    async fn forward(&self, worker_id: &str, job: &Job) -> AttemptResult {
+    /// One forwarding try, or `None` when the database could not be read
+    /// before anything was sent.
+    async fn forward(
+        &self,
+        worker_id: &str,
+        job: &Job,
+        lease_ends: Instant,
+    ) -> Option<AttemptResult> {
         let base = AttemptResult {
             attempt_id: job.id.clone(),
             worker_id: worker_id.to_owned(),
@@ -167,32 +188,38 @@ impl ForwardQueue {
             completed_at: Utc::now(),
             next: None,
         };
-        let loaded = async {
-            let event = self
-                .state
-                .store
-                .get_inbound(&job.event_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("event not found"))?;
-            let integration = self
-                .state
-                .store
-                .get_integration(&job.provider)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("integration deleted"))?;
-            anyhow::Ok((event, integration))
-        }
-        .await;
-        let (event, integration) = match loaded {
-            Ok(v) => v,
-            Err(e) => {
-                return AttemptResult {
-                    error: Some(e.to_string()),
-                    ..base
-                }
-            }
+        let dead = |reason: &str| AttemptResult {
+            error: Some(reason.to_owned()),
+            ..base.clone()
         };
-        let secret = match open_forwarding_secret(&self.state.keyring, &integration) {
+        let (event, integration) = match (
+            self.state.store.get_inbound(&job.event_id).await,
+            self.state.store.get_integration(&job.provider).await,
+        ) {
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(job.id = %job.id, error.message = %e, "reading the event to forward failed");
+                return None;
+            }
+            (Ok(None), _) => return Some(dead("event not found")),
+            (_, Ok(None)) => return Some(dead("integration deleted")),
+            (Ok(Some(event)), Ok(Some(integration))) => (event, integration),
+        };
+        // Start the try only if it ends inside the lease (see the delivery worker).
+        if Instant::now() + self.state.settings.delivery_timeout + LEASE_MARGIN > lease_ends {
+            return None;
+        }
+        Some(self.send(job, &event, &integration, base).await)
+    }
+
+    /// Signs and sends the event to the integration's target; classifies the answer.
+    async fn send(
+        &self,
+        job: &Job,
+        event: &InboundEvent,
+        integration: &Integration,
+        base: AttemptResult,
+    ) -> AttemptResult {
+        let secret = match open_forwarding_secret(&self.state.keyring, integration) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(integration = %integration.name, error.message = %e, "cannot open the forwarding secret");
@@ -206,7 +233,7 @@ impl ForwardQueue {
                 );
             }
         };
-        let body = serde_json::to_vec(&normalized(&event)).unwrap_or_default();
+        let body = serde_json::to_vec(&normalized(event)).unwrap_or_default();
         let issued = Utc::now().timestamp();
         let identity = crate::identity::IdentityClaims {
             iss: crate::identity::ISSUER.into(),
