@@ -46,6 +46,16 @@ pub trait Queue: Send + Sync + 'static {
 /// tries were made and not yet recorded.
 const RECORDING_PER_SLOT: usize = 1;
 
+/// Room kept between a try's timeout and the end of its lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Whether a try started `now` that may take `timeout` ends inside its lease
+/// (with a margin): if not, it must not start, since the item may be claimed
+/// by another worker once the lease is over.
+pub fn fits_in_lease(now: Instant, timeout: Duration, lease_ends: Instant) -> bool {
+    now + timeout + LEASE_MARGIN <= lease_ends
+}
+
 /// After a slot frees, how long the pump waits for more before claiming, so
 /// that a busy pump claims in batches, not one row per freed slot.
 const CLAIM_LINGER: Duration = Duration::from_millis(3);
@@ -289,6 +299,23 @@ impl<Q: Queue> Pump<Q> {
 #[cfg(test)]
 mod tests {
     use super::LaneShare;
+
+    #[test]
+    fn a_try_that_could_outlive_its_lease_does_not_start() {
+        let now = tokio::time::Instant::now();
+        let timeout = std::time::Duration::from_secs(1);
+        let lease_ends = now + std::time::Duration::from_secs(3);
+        assert!(
+            super::fits_in_lease(now, timeout, lease_ends),
+            "fresh claim"
+        );
+        let late = now + std::time::Duration::from_millis(1500);
+        assert!(
+            !super::fits_in_lease(late, timeout, lease_ends),
+            "a worker that waited 1.5 s of a 3 s lease must not send (1 s timeout, 1 s margin)"
+        );
+        assert!(!super::fits_in_lease(lease_ends, timeout, lease_ends));
+    }
 
     #[test]
     fn the_fair_share_leaves_a_quarter_for_newcomers_and_splits_among_busy_lanes() {

@@ -22,9 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Room kept between a try's timeout and the end of its lease.
-pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(1);
-
 /// The outbound delivery queue: due attempts, one lane per webhook.
 pub struct DeliveryQueue {
     state: AppState,
@@ -244,7 +241,11 @@ impl DeliveryQueue {
         // The try can take the whole timeout: start it only if it ends
         // inside the lease, or another worker could send the same event at
         // the same time (a worker that waited long for the database, say).
-        if Instant::now() + self.state.settings.delivery_timeout + LEASE_MARGIN > lease_ends {
+        if !crate::pump::fits_in_lease(
+            Instant::now(),
+            self.state.settings.delivery_timeout,
+            lease_ends,
+        ) {
             tracing::warn!(delivery.id = %attempt.id, "the lease ran short before sending; the try is left to be claimed again");
             return None;
         }

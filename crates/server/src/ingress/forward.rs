@@ -5,7 +5,6 @@
 
 use super::integrations::{forwarding_policy, open_forwarding_secret};
 use crate::dispatch::client::{DeliveryClient, SystemLookup};
-use crate::dispatch::worker::LEASE_MARGIN;
 use crate::dispatch::{after_failure, DeadLetterSink};
 use crate::pump::{PumpConfig, Queue};
 use crate::state::AppState;
@@ -205,7 +204,11 @@ impl ForwardQueue {
             (Ok(Some(event)), Ok(Some(integration))) => (event, integration),
         };
         // Start the try only if it ends inside the lease (see the delivery worker).
-        if Instant::now() + self.state.settings.delivery_timeout + LEASE_MARGIN > lease_ends {
+        if !crate::pump::fits_in_lease(
+            Instant::now(),
+            self.state.settings.delivery_timeout,
+            lease_ends,
+        ) {
             return None;
         }
         Some(self.send(job, &event, &integration, base).await)
