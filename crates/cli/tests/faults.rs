@@ -206,7 +206,8 @@ async fn all_delivered(
     let t = tally.lock().expect("lock");
     assert_eq!(
         t.max_in_flight_one_id, 1,
-        "an event was being delivered twice at once"
+        "an event was being delivered twice at once: {:?}",
+        t.overlaps
     );
     t.received.values().map(|n| n - 1).sum()
 }

@@ -349,6 +349,9 @@ pub struct Tally {
     pub received: std::collections::HashMap<String, usize>,
     pub in_flight: std::collections::HashMap<String, usize>,
     pub max_in_flight_one_id: usize,
+    /// Ids that were being received twice at once, and at what time, to
+    /// find them in the server's logs when the assertion fails.
+    pub overlaps: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// Ends one request's "in flight" mark even when the request is cancelled
@@ -388,6 +391,9 @@ pub async fn tallying_receiver(delay: Duration) -> (u16, Arc<Mutex<Tally>>) {
                 *n += 1;
                 let now = *n;
                 g.max_in_flight_one_id = g.max_in_flight_one_id.max(now);
+                if now > 1 {
+                    g.overlaps.push((id.clone(), chrono::Utc::now()));
+                }
             }
             let _mark = InFlight {
                 tally: t.clone(),
