@@ -125,15 +125,14 @@ impl Queue for ForwardQueue {
             }
         }
         let Some(result) = self.forward(worker_id, &job, lease_ends).await else {
-            // Nothing was sent, so there is no try to record: the job goes
-            // back (or waits out its lease if the database is still away).
-            // Recording this as a failed try would spend the job's retries
-            // on a database restart.
-            tracing::warn!(job.id = %job.id, "nothing was sent (database unavailable, or the lease ran short); the job is released");
-            let _ = self.state.store.release_job(&job.id, worker_id).await;
-            if let Some(redis) = &self.state.redis {
-                let _ = redis.unlock(&job.event_id, worker_id).await;
-            }
+            // Nothing was sent, so there is no try to record: the job waits
+            // out its lease and is claimed again. (Recording a failed try
+            // would spend its retries on a database restart.) It is not
+            // released: by now the lease may have run out and this same
+            // worker may hold a newer claim on the job, which a release by
+            // worker id would clear under the feet of the task sending it.
+            // Likewise the event lock is left to expire with the lease.
+            tracing::warn!(job.id = %job.id, "nothing was sent (database unavailable, or the lease ran short); the job is retried after its lease");
             return;
         };
         let status = result.status;
