@@ -949,6 +949,7 @@ async fn least_privilege_service_role() {
         "SELECT count(*) FROM hook.claim_jobs(now() + interval '30 seconds', 'w-lp', now(), '{}', 10)",
         "SELECT hook.release_attempts('{}', 'w-lp')",
         "SELECT count(*) FROM hook.complete_attempts('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+        "SELECT hook.pause_webhook('wh_none', now() + interval '5 seconds')",
     ] {
         if let Err(e) = sqlx::raw_sql(sql).execute(&mut as_svc).await {
             panic!("the service role must be able to run {sql}: {e}");

@@ -88,9 +88,10 @@ pub async fn publish(
     };
     let outcome = state.store.publish_event(&event).await?;
     let (deliveries, duplicate) = match outcome {
-        PublishOutcome::Created { deliveries } => {
+        PublishOutcome::Created { webhooks } => {
+            let deliveries = webhooks.len() as u64;
             if deliveries > 0 {
-                state.wake.notify_one();
+                state.wake.lanes(webhooks);
             }
             (deliveries, false)
         }

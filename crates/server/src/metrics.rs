@@ -10,6 +10,8 @@ pub const QUEUE_PENDING: &str = "hookwarden_delivery_queue_pending";
 pub const QUEUE_DUE: &str = "hookwarden_delivery_queue_due";
 pub const QUEUE_OLDEST_DUE: &str = "hookwarden_delivery_queue_oldest_due_seconds";
 pub const DEAD_LETTERS: &str = "hookwarden_dead_letters_total";
+/// Endpoints paused by the breaker after failing tries in a row.
+pub const BREAKER_PAUSES: &str = "hookwarden_endpoint_pauses_total";
 
 /// Installs the recorder once per process and returns its handle.
 pub fn handle() -> PrometheusHandle {

@@ -5,7 +5,7 @@
 //! is the `Queue`'s business.
 
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -60,6 +60,52 @@ pub fn fits_in_lease(now: Instant, timeout: Duration, lease_ends: Instant) -> bo
 /// that a busy pump claims in batches, not one row per freed slot.
 const CLAIM_LINGER: Duration = Duration::from_millis(3);
 
+/// Tells a pump that new work was committed, and for which lanes when the
+/// committer knows. A wake only for lanes that hold their whole share needs
+/// no claim: the claim would leave those lanes out and walk past all their
+/// due rows to find nothing, and a busy lane's backlog can be long. Those
+/// lanes are claimed again when one of their slots frees.
+#[derive(Default)]
+pub struct Wake {
+    notify: Notify,
+    woken: Mutex<Woken>,
+}
+
+/// What was woken since the pump last claimed.
+#[derive(Default)]
+enum Woken {
+    #[default]
+    Nothing,
+    Lanes(HashSet<String>),
+    /// Work of lanes not named (a replay, a retry by hand).
+    Any,
+}
+
+impl Wake {
+    /// New work in these lanes.
+    pub fn lanes<I: IntoIterator<Item = String>>(&self, lanes: I) {
+        {
+            let mut w = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *w {
+                Woken::Any => {}
+                Woken::Lanes(set) => set.extend(lanes),
+                nothing => *nothing = Woken::Lanes(lanes.into_iter().collect()),
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// New work in lanes not named.
+    pub fn any(&self) {
+        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = Woken::Any;
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Woken {
+        std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// How much of the in-flight budget one lane (endpoint) may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaneShare {
@@ -110,11 +156,11 @@ pub struct Pump<Q: Queue> {
     recording: Arc<Semaphore>,
     per_lane: Mutex<HashMap<String, usize>>,
     slot_freed: Notify,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl<Q: Queue> Pump<Q> {
-    pub fn new(queue: Q, config: PumpConfig, wake: Arc<Notify>) -> Self {
+    pub fn new(queue: Q, config: PumpConfig, wake: Arc<Wake>) -> Self {
         Self {
             queue,
             worker_id: hookwarden_core::ids::new_id("worker"),
@@ -134,30 +180,34 @@ impl<Q: Queue> Pump<Q> {
     /// Runs until `shutdown`, then waits (bounded) for items in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker started");
+        let mut claim_now = true;
         while !shutdown.is_cancelled() {
-            let started = match self.claim().await {
-                Ok(items) => {
-                    let n = items.len();
-                    for (item, permit, lease_ends) in items {
-                        let this = self.clone();
-                        tokio::spawn(async move { this.work(item, permit, lease_ends).await });
+            let more = claim_now
+                && match self.claim().await {
+                    Ok((items, more)) => {
+                        for (item, permit, lease_ends) in items {
+                            let this = self.clone();
+                            tokio::spawn(async move { this.work(item, permit, lease_ends).await });
+                        }
+                        more
                     }
-                    n
-                }
-                Err(e) => {
-                    tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "claiming due work failed; will retry");
-                    0
-                }
-            };
-            if started > 0 && self.permits.available_permits() > 0 {
+                    Err(e) => {
+                        tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "claiming due work failed; will retry");
+                        false
+                    }
+                };
+            if more && self.permits.available_permits() > 0 {
                 continue;
             }
-            tokio::select! {
+            claim_now = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = self.slot_freed.notified() => self.gather(&shutdown).await,
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
-            }
+                _ = self.wake.notify.notified() => self.worth_claiming(),
+                _ = self.slot_freed.notified() => {
+                    self.gather(&shutdown).await;
+                    true
+                }
+                _ = tokio::time::sleep(self.config.poll_interval) => true,
+            };
         }
         // Let items in flight finish and their outcomes be recorded; anything
         // cut off is retried after its lease.
@@ -176,7 +226,7 @@ impl<Q: Queue> Pump<Q> {
     /// One step for tests and tools: claims what is due and works it all
     /// before returning the number of items.
     pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let items = self.claim().await?;
+        let (items, _) = self.claim().await?;
         let n = items.len();
         let tasks: Vec<_> = items
             .into_iter()
@@ -214,18 +264,37 @@ impl<Q: Queue> Pump<Q> {
         {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.wake.notified() => return,
+                _ = self.wake.notify.notified() => return,
                 _ = self.slot_freed.notified() => {}
                 _ = tokio::time::sleep_until(deadline) => return,
             }
         }
     }
 
-    /// Claims due items that fit the budget, each with its in-flight permit.
-    async fn claim(&self) -> anyhow::Result<Vec<(Q::Item, OwnedSemaphorePermit, Instant)>> {
+    /// After a wake: whether a claim could find anything, i.e. whether a
+    /// lane that was woken (or any, when not named) may take more work.
+    fn worth_claiming(&self) -> bool {
+        match self.wake.take() {
+            Woken::Lanes(lanes) => {
+                let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+                let cap = self.cap(map.len());
+                lanes.iter().any(|l| map.get(l).is_none_or(|n| *n < cap))
+            }
+            Woken::Nothing | Woken::Any => true,
+        }
+    }
+
+    /// Claims due items that fit the budget, each with its in-flight permit,
+    /// and whether there may be more right away: only when the claim came
+    /// back full and every item fit its lane. Claiming again after a short
+    /// claim would walk the due rows of the lanes left out for nothing.
+    #[allow(clippy::type_complexity)]
+    async fn claim(&self) -> anyhow::Result<(Vec<(Q::Item, OwnedSemaphorePermit, Instant)>, bool)> {
+        // Whatever was woken until now, this claim covers.
+        self.wake.take();
         let free = self.permits.available_permits();
         if free == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let exclude: Vec<String> = {
             let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
@@ -241,6 +310,7 @@ impl<Q: Queue> Pump<Q> {
             .queue
             .claim(&self.worker_id, free as u32, &exclude)
             .await?;
+        let full = items.len() == free;
         let mut out = Vec::with_capacity(items.len());
         let mut over = Vec::new();
         for item in items {
@@ -250,12 +320,13 @@ impl<Q: Queue> Pump<Q> {
                 None => over.push(item),
             }
         }
+        let more = full && over.is_empty();
         if !over.is_empty() {
             // All at once: a lane with a backlog can return many per claim.
             self.queue.release(&self.worker_id, over).await?;
         }
         self.record_in_flight();
-        Ok(out)
+        Ok((out, more))
     }
 
     /// The most one lane may hold while `busy` lanes hold work.

@@ -21,7 +21,6 @@ use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How often certificate files are checked for renewal.
@@ -101,10 +100,10 @@ impl Application {
             jwt,
             limiter,
             policy,
-            wake: Arc::new(Notify::new()),
+            wake: Default::default(),
             nats: nats.as_ref().map(|n| n.client.clone()),
             redis,
-            forward_wake: Arc::new(Notify::new()),
+            forward_wake: Default::default(),
             identity,
             schemas: Default::default(),
             integrations: Default::default(),

@@ -8,7 +8,6 @@ use hookwarden_core::destination::AddressPolicy;
 use hookwarden_store::Store;
 use std::ops::Deref;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 pub struct Shared {
     pub settings: Settings,
@@ -18,13 +17,13 @@ pub struct Shared {
     pub limiter: Arc<dyn RateLimiter>,
     pub policy: AddressPolicy,
     /// Wakes the delivery worker when new work was committed by this process.
-    pub wake: Arc<Notify>,
+    pub wake: Arc<crate::pump::Wake>,
     /// The NATS client when configured (readiness reports its state).
     pub nats: Option<async_nats::Client>,
     /// Redis when configured: shared limits, dedup markers, event locks.
     pub redis: Option<crate::backends::redis::Redis>,
     /// Wakes the forwarding worker when an inbound event was committed.
-    pub forward_wake: Arc<Notify>,
+    pub forward_wake: Arc<crate::pump::Wake>,
     /// Integrations as the receive path reads them (cached briefly).
     pub integrations: crate::ingress::cache::IntegrationCache,
     /// Compiled JSON Schemas of event types.

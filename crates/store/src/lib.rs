@@ -55,7 +55,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// The endpoint answered 410 Gone: stop delivering until it is updated.
     async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()>;
-    /// The endpoint asked us to slow down: claim nothing for it until `until`.
+    /// Pauses an endpoint (it asked us to slow down, or the breaker opened):
+    /// claim nothing for it until `until`, and move its pending tries due
+    /// earlier to `until`, so claims for other endpoints do not walk past
+    /// them. Tries published while paused are born due at `until`.
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
 
     /// Stores an event and, in the same transaction, one pending attempt per
@@ -173,6 +176,15 @@ pub(crate) fn same_event(stored: &NewEvent, incoming: &NewEvent) -> bool {
     stored.account_id == incoming.account_id
         && stored.event_type == incoming.event_type
         && stored.payload == incoming.payload
+}
+
+/// When an event's first try to an endpoint is due: at once, or when the
+/// endpoint's pause ends.
+pub(crate) fn first_due(
+    created_at: DateTime<Utc>,
+    paused_until: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    paused_until.map_or(created_at, |p| p.max(created_at))
 }
 
 /// The body snapshot delivered for an event: `{type, timestamp, data}`.

@@ -47,8 +47,9 @@ pub struct NewEvent {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublishOutcome {
-    /// Stored now, with one pending attempt per subscribed webhook.
-    Created { deliveries: u64 },
+    /// Stored now, with one pending attempt per subscribed webhook (their
+    /// ids: the lanes a worker is woken for).
+    Created { webhooks: Vec<String> },
     /// The same event id was published before with the same content.
     Existing { deliveries: u64 },
     /// The id is taken by an event with other content.

@@ -17,9 +17,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
-    /// Claims and releases: leases, committed without waiting for the WAL
-    /// flush (see `connect`).
-    pub(crate) leases: PgPool,
+    /// Claims, releases and tries' outcomes: committed without waiting for
+    /// the WAL flush, since losing one only repeats work (see `connect`).
+    pub(crate) unsynced: PgPool,
     /// Inbound events share commits (group commit).
     pub(crate) inbound:
         crate::group_commit::Batcher<crate::ingress::NewInbound, crate::ingress::RecordOutcome>,
@@ -45,24 +45,28 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts.clone())
             .await?;
-        // A lease is not a fact to keep: if the database crashes before the
-        // WAL holding it reaches disk, the row is simply claimable again,
-        // which at-least-once delivery allows. Anything committed afterwards
-        // (a try's outcome) flushes the WAL up to itself, lease included, so
-        // a recorded outcome never outlives its lease. Skipping the flush
-        // takes one fsync per claim off the hot path.
-        let leases = PgPoolOptions::new()
-            .max_connections(4)
+        // Leases and tries' outcomes are not facts to keep: if the database
+        // crashes before the WAL holding one reaches disk, the row is simply
+        // claimable again (a lost outcome means the try is made again),
+        // which at-least-once delivery allows. Events, inbound records and
+        // anything an API answer reports stay durable on the main pool, and
+        // any such commit flushes the WAL up to itself, leases and outcomes
+        // included. Skipping the flush takes the fsync of every claim and
+        // every recorded batch off the hot path (the disk's flushes were the
+        // main wait of the dispatch benchmark).
+        let unsynced = PgPoolOptions::new()
+            .max_connections(6)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts.options([("synchronous_commit", "off")]))
             .await?;
         let inbound =
             crate::group_commit::Batcher::start(crate::postgres_ingress::PgBatch(pool.clone()), 4);
-        let completions = crate::group_commit::Batcher::start(PgCompletions(pool.clone()), 4);
+        // Two committers: what waits while one commits forms the next batch.
+        let completions = crate::group_commit::Batcher::start(PgCompletions(unsynced.clone()), 2);
         let publishes = crate::group_commit::Batcher::start(PgPublishes(pool.clone()), 4);
         Ok(Self {
             pool,
-            leases,
+            unsynced,
             inbound,
             completions,
             publishes,
@@ -301,13 +305,12 @@ impl Store for PgStore {
     }
 
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "UPDATE hook.webhook_configs SET throttled_until = GREATEST(COALESCE(throttled_until, $2), $2) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(until)
-        .execute(&self.pool)
-        .await?;
+        // One call: the pause and its pending tries moved (migration 0006).
+        sqlx::query("SELECT hook.pause_webhook($1, $2)")
+            .bind(id)
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -320,7 +323,7 @@ impl Store for PgStore {
         // A function, so that the claim is always an ordered index scan
         // (migration 0005 says why).
         let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM hook.claim_attempts($1, $2, $3, $4, $5)");
-        let rows = claim_call(&sql, c).fetch_all(&self.leases).await?;
+        let rows = claim_call(&sql, c).fetch_all(&self.unsynced).await?;
         rows.iter().map(attempt).collect()
     }
 
@@ -343,7 +346,7 @@ impl Store for PgStore {
             "SELECT {attempt_columns}, {webhook_columns} FROM hook.claim_attempts($1, $2, $3, $4, $5) a \
              LEFT JOIN hook.webhook_configs w ON w.id = a.webhook_id"
         );
-        let rows = claim_call(&sql, c).fetch_all(&self.leases).await?;
+        let rows = claim_call(&sql, c).fetch_all(&self.unsynced).await?;
         rows.iter()
             .map(|row| {
                 let webhook = match row.try_get::<Option<String>, _>("w_id")? {
@@ -360,7 +363,7 @@ impl Store for PgStore {
         sqlx::query("SELECT hook.release_attempts($1, $2)")
             .bind(attempt_ids)
             .bind(worker_id)
-            .execute(&self.leases)
+            .execute(&self.unsynced)
             .await?;
         Ok(())
     }
@@ -700,7 +703,7 @@ impl crate::group_commit::BatchWriter for PgPublishes {
             Vec::new()
         } else {
             sqlx::query(
-                "SELECT id, account_id, event_types FROM hook.webhook_configs \
+                "SELECT id, account_id, event_types, throttled_until FROM hook.webhook_configs \
                  WHERE account_id = ANY($1) AND NOT disabled",
             )
             .bind(&accounts)
@@ -710,11 +713,12 @@ impl crate::group_commit::BatchWriter for PgPublishes {
         let webhooks = webhooks
             .iter()
             .map(|r| {
-                Ok((
-                    r.try_get::<String, _>("id")?,
-                    r.try_get::<String, _>("account_id")?,
-                    r.try_get::<Json<Vec<String>>, _>("event_types")?.0,
-                ))
+                Ok(Subscriber {
+                    id: r.try_get("id")?,
+                    account_id: r.try_get("account_id")?,
+                    event_types: r.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+                    paused_until: r.try_get("throttled_until")?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
 
@@ -727,23 +731,24 @@ impl crate::group_commit::BatchWriter for PgPublishes {
                 continue;
             }
             let body = snapshot(e).to_string();
-            let mut deliveries = 0u64;
-            let subscribers = webhooks.iter().filter(|(_, account, types)| {
-                *account == e.account_id && subscribed(types, &e.event_type)
+            let mut lanes = Vec::new();
+            let subscribers = webhooks.iter().filter(|w| {
+                w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type)
             });
-            for (webhook_id, _, _) in subscribers {
-                tries.push(e, webhook_id, &body);
-                deliveries += 1;
+            for w in subscribers {
+                tries.push(e, w, &body);
+                lanes.push(w.id.clone());
             }
-            outcomes.push(PublishOutcome::Created { deliveries });
+            outcomes.push(PublishOutcome::Created { webhooks: lanes });
         }
         if !tries.ids.is_empty() {
             sqlx::query(
                 "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
                  due_at, payload_snapshot, created_at) \
-                 SELECT id, event_id, webhook_id, account_id, 1, 'pending', at, snapshot::jsonb, at \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]) \
-                   AS t(id, event_id, webhook_id, account_id, at, snapshot)",
+                 SELECT id, event_id, webhook_id, account_id, 1, 'pending', due, snapshot::jsonb, at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], \
+                             $7::timestamptz[]) \
+                   AS t(id, event_id, webhook_id, account_id, at, snapshot, due)",
             )
             .bind(&tries.ids)
             .bind(&tries.event_ids)
@@ -751,6 +756,7 @@ impl crate::group_commit::BatchWriter for PgPublishes {
             .bind(&tries.account_ids)
             .bind(&tries.at)
             .bind(&tries.snapshots)
+            .bind(&tries.due)
             .execute(&mut *tx)
             .await?;
         }
@@ -772,16 +778,27 @@ struct FirstTries {
     webhook_ids: Vec<String>,
     account_ids: Vec<String>,
     at: Vec<DateTime<Utc>>,
+    due: Vec<DateTime<Utc>>,
     snapshots: Vec<String>,
 }
 
+/// A webhook an event of its account may fan out to.
+struct Subscriber {
+    id: String,
+    account_id: String,
+    event_types: Vec<String>,
+    paused_until: Option<DateTime<Utc>>,
+}
+
 impl FirstTries {
-    fn push(&mut self, e: &NewEvent, webhook_id: &str, snapshot: &str) {
+    fn push(&mut self, e: &NewEvent, w: &Subscriber, snapshot: &str) {
         self.ids.push(ids::attempt_id());
         self.event_ids.push(e.id.clone());
-        self.webhook_ids.push(webhook_id.to_owned());
+        self.webhook_ids.push(w.id.clone());
         self.account_ids.push(e.account_id.clone());
         self.at.push(e.created_at);
+        self.due
+            .push(crate::first_due(e.created_at, w.paused_until));
         self.snapshots.push(snapshot.to_owned());
     }
 }

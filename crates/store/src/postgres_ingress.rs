@@ -234,29 +234,32 @@ impl IngressStore for PgStore {
         // An ordered index scan whatever the statistics (migration 0005).
         let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5)");
         let rows = crate::postgres::claim_call(&sql, c)
-            .fetch_all(&self.leases)
+            .fetch_all(&self.unsynced)
             .await?;
         rows.iter().map(job).collect()
     }
 
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
+        // By primary key only: the status test as an expression cannot
+        // select the partial due index (migration 0006 says why).
         sqlx::query(
             "UPDATE hook.processing_jobs SET lease_until = NULL, claimed_by = NULL \
-             WHERE id = $1 AND claimed_by = $2 AND status = 'pending'",
+             WHERE id = $1 AND claimed_by = $2 AND (status || '') = 'pending'",
         )
         .bind(job_id)
         .bind(worker_id)
-        .execute(&self.leases)
+        .execute(&self.unsynced)
         .await?;
         Ok(())
     }
 
     async fn complete_job(&self, r: &AttemptResult) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        // By primary key only, as `release_job`.
         let row = sqlx::query(
             "UPDATE hook.processing_jobs SET status = $3, http_status = $4, duration_ms = $5, response_preview = $6, \
              error = $7, completed_at = $8, lease_until = NULL \
-             WHERE id = $1 AND claimed_by = $2 AND status = 'pending' RETURNING event_id, provider, attempt",
+             WHERE id = $1 AND claimed_by = $2 AND (status || '') = 'pending' RETURNING event_id, provider, attempt",
         )
         .bind(&r.attempt_id)
         .bind(&r.worker_id)

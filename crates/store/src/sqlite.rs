@@ -288,11 +288,23 @@ impl Store for SqliteStore {
     }
 
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE webhook_configs SET throttled_until = MAX(COALESCE(throttled_until, ?2), ?2) WHERE id = ?1")
             .bind(id)
             .bind(ms(until))
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        // Through the due index (it holds webhook_id): the due rows, not
+        // the endpoint's whole history.
+        sqlx::query(
+            "UPDATE delivery_attempts SET due_at = ?2 \
+             WHERE status = 'pending' AND due_at < ?2 AND webhook_id = ?1",
+        )
+        .bind(id)
+        .bind(ms(until))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -674,22 +686,23 @@ async fn publish_one(
         });
     }
     let rows = sqlx::query(
-        "SELECT id, event_types FROM webhook_configs WHERE account_id = ?1 AND disabled = 0",
+        "SELECT id, event_types, throttled_until FROM webhook_configs WHERE account_id = ?1 AND disabled = 0",
     )
     .bind(&e.account_id)
     .fetch_all(&mut **tx)
     .await?;
     let body = snapshot(e);
-    let mut deliveries = 0u64;
+    let mut webhooks = Vec::new();
     for row in rows {
         let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
         if !subscribed(&types, &e.event_type) {
             continue;
         }
         let webhook_id: String = row.try_get("id")?;
+        let paused_until = opt_time(row.try_get("throttled_until")?)?;
         sqlx::query(
             "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?5,?6,?5)",
+             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?7,?6,?5)",
         )
         .bind(ids::attempt_id())
         .bind(&e.id)
@@ -697,11 +710,12 @@ async fn publish_one(
         .bind(&e.account_id)
         .bind(ms(e.created_at))
         .bind(Json(&body))
+        .bind(ms(crate::first_due(e.created_at, paused_until)))
         .execute(&mut **tx)
         .await?;
-        deliveries += 1;
+        webhooks.push(webhook_id);
     }
-    Ok(PublishOutcome::Created { deliveries })
+    Ok(PublishOutcome::Created { webhooks })
 }
 
 // Published events stored together: one transaction per batch.

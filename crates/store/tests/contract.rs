@@ -19,6 +19,7 @@ on_both!(
     rotation_keeps_old_secret,
     event_types_upsert_list_delete,
     concurrent_publishes_and_results_share_commits_correctly,
+    a_paused_endpoint_s_tries_wait_out_the_pause,
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -151,12 +152,12 @@ async fn eleventh_webhook_is_refused_by_the_database(backend: Backend) {
 
 async fn publish_fans_out_and_is_idempotent(backend: Backend) {
     let (_db, s) = store(backend).await;
-    s.create_webhook(&new_webhook("acct_a", &["*"]))
-        .await
-        .expect("w1");
-    s.create_webhook(&new_webhook("acct_a", &["invoice.paid"]))
-        .await
-        .expect("w2");
+    let (w1, w2) = (
+        new_webhook("acct_a", &["*"]),
+        new_webhook("acct_a", &["invoice.paid"]),
+    );
+    s.create_webhook(&w1).await.expect("w1");
+    s.create_webhook(&w2).await.expect("w2");
     s.create_webhook(&new_webhook("acct_a", &["other"]))
         .await
         .expect("w3");
@@ -164,10 +165,15 @@ async fn publish_fans_out_and_is_idempotent(backend: Backend) {
         .await
         .expect("other account");
     let e = event("acct_a", "invoice.paid");
-    assert_eq!(
-        s.publish_event(&e).await.expect("publish"),
-        PublishOutcome::Created { deliveries: 2 }
-    );
+    // The subscribed webhooks are named: the lanes a worker is woken for.
+    let PublishOutcome::Created { mut webhooks } = s.publish_event(&e).await.expect("publish")
+    else {
+        panic!("the first publish creates the event")
+    };
+    webhooks.sort();
+    let mut want = vec![w1.id.clone(), w2.id.clone()];
+    want.sort();
+    assert_eq!(webhooks, want);
     assert_eq!(
         s.publish_event(&e).await.expect("again"),
         PublishOutcome::Existing { deliveries: 2 }
@@ -560,8 +566,8 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     for t in tasks {
         let (i, copy, outcome) = t.await.expect("join");
         match outcome {
-            PublishOutcome::Created { deliveries } => {
-                assert_eq!(deliveries, 1);
+            PublishOutcome::Created { webhooks } => {
+                assert_eq!(webhooks.len(), 1);
                 assert!(created.insert(i, copy).is_none(), "event {i} created twice");
             }
             PublishOutcome::Existing { deliveries } => assert_eq!(deliveries, 1),
@@ -639,6 +645,67 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     s.release(&leased, "w-peek").await.expect("release");
     let freed = claim(&s, "w-x", now, 60, 100).await;
     assert_eq!(freed.len(), 10, "released together, claimable at once");
+}
+
+async fn a_paused_endpoint_s_tries_wait_out_the_pause(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let (paused, other) = (new_webhook("acct_a", &["*"]), new_webhook("acct_b", &["*"]));
+    s.create_webhook(&paused).await.expect("paused");
+    s.create_webhook(&other).await.expect("other");
+    for _ in 0..3 {
+        s.publish_event(&event("acct_a", "t")).await.expect("a");
+    }
+    s.publish_event(&event("acct_b", "t")).await.expect("b");
+    let until = Utc::now() + Duration::seconds(30);
+    s.throttle_webhook(&paused.id, until).await.expect("pause");
+    // Published while paused: born due at the end of the pause.
+    s.publish_event(&event("acct_a", "t"))
+        .await
+        .expect("during");
+    let due = |a: &Attempt| a.due_at.timestamp_millis();
+    let pending = |w: &Webhook| {
+        let (s, w) = (s.clone(), w.clone());
+        async move {
+            s.list_attempts(
+                &w.account_id,
+                &w.id,
+                Some(AttemptStatus::Pending),
+                None,
+                100,
+            )
+            .await
+            .expect("list")
+            .items
+        }
+    };
+    let rows = pending(&paused).await;
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.iter().all(|a| due(a) == until.timestamp_millis()),
+        "every pending try of the paused endpoint is due when the pause ends"
+    );
+    assert!(pending(&other)
+        .await
+        .iter()
+        .all(|a| due(a) < until.timestamp_millis()));
+    // Claims before the end take the other endpoint's try only.
+    let now = Utc::now();
+    let got = claim(&s, "w-1", now, 60, 100).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].webhook_id, other.id);
+    let later = claim(&s, "w-1", until + Duration::seconds(1), 60, 100).await;
+    assert_eq!(later.len(), 4, "due again once the pause is over");
+    // A shorter pause never shortens a longer one.
+    s.throttle_webhook(&paused.id, now).await.expect("shorter");
+    let w = s
+        .get_webhook("acct_a", &paused.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        w.throttled_until.map(|t| t.timestamp_millis()),
+        Some(until.timestamp_millis())
+    );
 }
 
 /// Claims up to `limit` attempts due at `now` for `worker`, leased `secs` seconds.

@@ -1,6 +1,8 @@
 //! Outbound delivery: the SSRF-safe client, the worker that claims due
-//! attempts and delivers them, and where dead letters are announced.
+//! attempts and delivers them, the breaker that pauses failing endpoints,
+//! and where dead letters are announced.
 
+pub mod breaker;
 pub mod client;
 pub mod worker;
 

@@ -5,6 +5,7 @@
 //! claimed work to be claimed again when its lease expires: delivery is at
 //! least once.
 
+use super::breaker::Breaker;
 use super::client::{DeliveryClient, Outcome};
 use super::DeadLetterSink;
 use crate::pump::{Pump, PumpConfig, Queue};
@@ -27,6 +28,7 @@ pub struct DeliveryQueue {
     state: AppState,
     client: DeliveryClient,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    breaker: Breaker,
 }
 
 /// The delivery worker: the pump over the delivery queue.
@@ -42,6 +44,7 @@ impl DeliveryQueue {
             state,
             client,
             dead_letters,
+            breaker: Breaker::default(),
         }
     }
 
@@ -283,10 +286,13 @@ impl DeliveryQueue {
     ) -> AttemptResult {
         let result = super::observed(base, &o);
         match o.http_status {
-            Some(s) if (200..300).contains(&s) => AttemptResult {
-                status: AttemptStatus::Succeeded,
-                ..result
-            },
+            Some(s) if (200..300).contains(&s) => {
+                self.breaker.succeeded(&webhook.id);
+                AttemptResult {
+                    status: AttemptStatus::Succeeded,
+                    ..result
+                }
+            }
             Some(410) => {
                 // Standard Webhooks: 410 Gone means "stop sending"; an update re-enables.
                 if let Err(e) = self
@@ -306,15 +312,38 @@ impl DeliveryQueue {
             Some(429 | 502 | 503 | 504) => {
                 // The endpoint asks us to slow down: pause it, honouring Retry-After within bounds.
                 let pause = o.retry_after.unwrap_or_else(|| bounded_retry_after(5));
-                let until = Utc::now()
-                    + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
-                if let Err(e) = self.state.store.throttle_webhook(&webhook.id, until).await {
-                    tracing::error!(webhook.id = %webhook.id, error.message = %e, "throttling webhook failed");
-                }
+                self.pause(webhook, pause, "endpoint asked to slow down")
+                    .await;
+                self.count_failure(webhook).await;
                 self.failed(attempt, result, o.retry_after)
             }
-            _ => self.failed(attempt, result, None),
+            _ => {
+                self.count_failure(webhook).await;
+                self.failed(attempt, result, None)
+            }
         }
+    }
+
+    /// One more failed try in a row: the breaker may pause the endpoint.
+    async fn count_failure(&self, webhook: &Webhook) {
+        let schedule = &self.state.settings.retry_schedule;
+        if let Some(pause) = self.breaker.failed(&webhook.id, schedule) {
+            metrics::counter!(crate::metrics::BREAKER_PAUSES).increment(1);
+            self.pause(webhook, pause, "endpoint failed tries in a row")
+                .await;
+        }
+    }
+
+    /// Pauses the endpoint: its pending tries are due at the end of the
+    /// pause at the earliest, and claims skip it until then.
+    async fn pause(&self, webhook: &Webhook, pause: Duration, why: &'static str) {
+        let until =
+            Utc::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
+        if let Err(e) = self.state.store.throttle_webhook(&webhook.id, until).await {
+            tracing::error!(webhook.id = %webhook.id, error.message = %e, "pausing the endpoint failed");
+            return;
+        }
+        tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, pause_ms = pause.as_millis() as u64, reason = why, "endpoint paused");
     }
 
     /// A failed try: schedule the next one, or make it a dead letter.

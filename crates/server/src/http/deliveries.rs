@@ -135,7 +135,7 @@ pub async fn retry(
         .await
         .map_err(|e| ApiError::internal("retry delivery", e))?
         .ok_or(ApiError::NotFound)?;
-    state.wake.notify_one();
+    state.wake.lanes([attempt.webhook_id.clone()]);
     tracing::info!(account.id = %tenant.account_id, attempt.id = %attempt.id, event.id = %attempt.event_id, "delivery retry requested");
     Ok((StatusCode::ACCEPTED, Json(view(&attempt))))
 }

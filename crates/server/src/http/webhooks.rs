@@ -76,6 +76,11 @@ pub struct WebhookView {
     description: String,
     disabled: bool,
     disabled_reason: Option<String>,
+    /// Until then no try is made: the endpoint asked to slow down (429,
+    /// 502, 503, 504) or failed several tries in a row. New tries after an
+    /// update are not held back.
+    #[schema(format = DateTime)]
+    paused_until: Option<String>,
     /// Until then, deliveries carry the previous secret's signature too.
     #[schema(format = DateTime)]
     secret_rotation_ends_at: Option<String>,
@@ -95,6 +100,10 @@ pub fn view(w: &Webhook) -> WebhookView {
         description: w.description.clone(),
         disabled: w.disabled,
         disabled_reason: w.disabled_reason.clone(),
+        paused_until: w
+            .throttled_until
+            .filter(|t| *t > chrono::Utc::now())
+            .map(rfc3339),
         secret_rotation_ends_at: w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
         created_at: rfc3339(w.created_at),
         updated_at: rfc3339(w.updated_at),

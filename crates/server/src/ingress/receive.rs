@@ -239,7 +239,7 @@ pub async fn receive(
             Ok(duplicate(&provider, delivery_id.as_deref(), event_id))
         }
         RecordOutcome::Created => {
-            state.forward_wake.notify_one();
+            state.forward_wake.lanes([provider.clone()]);
             metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => "accepted").increment(1);
             log_inbound(
                 &provider,

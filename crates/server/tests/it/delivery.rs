@@ -16,6 +16,7 @@ on_both!(
     slow_endpoints_time_out,
     gone_disables_the_endpoint_until_updated,
     slow_down_answers_pause_the_endpoint,
+    an_endpoint_failing_in_a_row_is_paused_and_the_others_go_on,
     rotation_signs_with_both_secrets_during_grace,
     a_slow_endpoint_cannot_starve_the_others,
     a_slow_endpoint_cannot_starve_the_others_under_the_fair_share,
@@ -344,6 +345,63 @@ async fn slow_down_answers_pause_the_endpoint(backend: Backend) {
     );
     app.deliver_until(WAIT, || rx.count() == 3).await;
     assert!(started.elapsed() >= Duration::from_millis(1900));
+}
+
+/// The breaker: five failed tries in a row pause the endpoint (visible in
+/// the API); its pending tries wait out the pause, tries to other endpoints
+/// go on, and the first pause lasts 5 s.
+async fn an_endpoint_failing_in_a_row_is_paused_and_the_others_go_on(backend: Backend) {
+    let app = TestApp::with(
+        backend,
+        Options {
+            retry_schedule: "1h",
+            max_in_flight_per_endpoint: Some(5),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (down, up) = (Receiver::start().await, Receiver::start().await);
+    down.set_default(Reply::Status(500));
+    let (down_id, _) = app
+        .create_webhook("acct_down", &down.url("/hook"), &["*"])
+        .await;
+    app.create_webhook("acct_up", &up.url("/hook"), &["*"])
+        .await;
+    for n in 0..8 {
+        app.publish("acct_down", "t", json!({"n": n})).await;
+    }
+    // One step: five tries at once (its share), all failed.
+    assert_eq!(app.dispatcher.run_once().await.expect("step"), 5);
+    let tried = down.count();
+    assert_eq!(tried, 5);
+    let (_, hook, _) = app
+        .get(&format!("/v1/webhooks/{down_id}"), &app.tenant("acct_down"))
+        .await;
+    let paused =
+        chrono::DateTime::parse_from_rfc3339(hook["pausedUntil"].as_str().expect("paused"))
+            .expect("time");
+    let ahead = paused.signed_duration_since(chrono::Utc::now());
+    assert!(
+        ahead > chrono::Duration::seconds(3) && ahead <= chrono::Duration::seconds(5),
+        "the first pause is 5 s: {ahead}"
+    );
+    // Its untried events wait out the pause in the database, due when it ends.
+    let items = app.deliveries("acct_down", &down_id).await;
+    let waiting: Vec<&Value> = items.iter().filter(|i| i["status"] == "pending").collect();
+    assert_eq!(waiting.len(), 8, "one pending try per event: {items:?}");
+    for i in waiting.iter().filter(|i| i["attempt"] == 1) {
+        let due =
+            chrono::DateTime::parse_from_rfc3339(i["dueAt"].as_str().expect("due")).expect("time");
+        assert!(due >= paused, "an untried event waits for the pause: {i}");
+    }
+    // Meanwhile the other endpoint is served, and the paused one gets nothing.
+    app.publish("acct_up", "t", json!({"n": 1})).await;
+    assert_eq!(app.dispatcher.run_once().await.expect("step"), 1);
+    assert_eq!(up.count(), 1);
+    assert_eq!(down.count(), tried, "no try during the pause");
+    // After the pause, the waiting events are tried.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    app.deliver_until(WAIT, || down.count() == 8).await;
 }
 
 async fn rotation_signs_with_both_secrets_during_grace(backend: Backend) {

@@ -331,7 +331,7 @@ pub async fn replay(
         .await
         .map_err(internal)?
         .ok_or(ApiError::NotFound)?;
-    state.forward_wake.notify_one();
+    state.forward_wake.any();
     crate::audit::record(
         &state,
         &op.actor(),
