@@ -246,7 +246,10 @@ async fn drive_ingress(
     seconds: u64,
     concurrency: usize,
     pid: Option<u32>,
+    rate: Option<f64>,
 ) -> Figures {
+    // At a set rate, each connection sends on its own schedule.
+    let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r.max(1.0)));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -262,6 +265,11 @@ async fn drive_ingress(
             let mut n = 0u64;
             let filler = "x".repeat(960);
             while Instant::now() < deadline {
+                if let Some(every) = interval {
+                    // Staggered, so the connections do not send in bursts.
+                    let offset = every * worker as u32 / concurrency as u32;
+                    tokio::time::sleep_until((started + offset + every * n as u32).into()).await;
+                }
                 let body = format!("{{\"w\":{worker},\"n\":{n},\"pad\":\"{filler}\"}}");
                 let sig = sign(body.as_bytes());
                 let t = Instant::now();
@@ -331,9 +339,21 @@ async fn ingress(
         seconds,
         concurrency,
         Some(server.child.id()),
+        None,
     )
     .await;
     f.print(Some(baseline));
+    // The latency target is set at half the rate reached flat out.
+    let half = drive_ingress(
+        &format!("ingress {backend:?} at half that rate"),
+        format!("http://127.0.0.1:{}/api/v1/webhooks/bench", server.port),
+        seconds,
+        concurrency,
+        Some(server.child.id()),
+        Some(f.rate() / 2.0),
+    )
+    .await;
+    half.print(None);
     Ok(())
 }
 
@@ -813,6 +833,7 @@ async fn main() -> anyhow::Result<()> {
             format!("http://127.0.0.1:{bport}/"),
             seconds,
             concurrency,
+            None,
             None,
         )
         .await;

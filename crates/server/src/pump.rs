@@ -285,13 +285,14 @@ impl<Q: Queue> Pump<Q> {
     }
 
     /// Claims due items that fit the budget, each with its in-flight permit,
-    /// and whether there may be more right away: only when the claim came
-    /// back full and every item fit its lane. Claiming again after a short
+    /// and whether to claim again right away: when the claim came back full
+    /// and every item fit its lane, or when items over a lane's share may
+    /// have crowded out a lane that was woken. Claiming again after a short
     /// claim would walk the due rows of the lanes left out for nothing.
     #[allow(clippy::type_complexity)]
     async fn claim(&self) -> anyhow::Result<(Vec<(Q::Item, OwnedSemaphorePermit, Instant)>, bool)> {
         // Whatever was woken until now, this claim covers.
-        self.wake.take();
+        let woken = self.wake.take();
         let free = self.permits.available_permits();
         if free == 0 {
             return Ok((Vec::new(), false));
@@ -320,7 +321,16 @@ impl<Q: Queue> Pump<Q> {
                 None => over.push(item),
             }
         }
-        let more = full && over.is_empty();
+        let crowded: HashSet<String> = over.iter().map(Q::lane).collect();
+        let more = if over.is_empty() {
+            full
+        } else {
+            match &woken {
+                Woken::Any => true,
+                Woken::Lanes(lanes) => lanes.iter().any(|l| !crowded.contains(l)),
+                Woken::Nothing => false,
+            }
+        };
         if !over.is_empty() {
             // All at once: a lane with a backlog can return many per claim.
             self.queue.release(&self.worker_id, over).await?;
