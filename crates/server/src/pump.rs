@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -17,7 +18,9 @@ pub trait Queue: Send + Sync + 'static {
     type Item: Send + 'static;
     /// The lane an item belongs to (its endpoint), for fairness.
     fn lane(item: &Self::Item) -> String;
-    /// Claims up to `limit` due items under this worker's lease, none in `exclude` lanes.
+    /// Claims up to `limit` due items, none in `exclude` lanes, leased to
+    /// `worker_id`: the claim's own name (the worker's id and the claim's
+    /// number), which `release`, `process` and `record` get back for its items.
     async fn claim(
         &self,
         worker_id: &str,
@@ -157,6 +160,17 @@ pub struct Pump<Q: Queue> {
     per_lane: Mutex<HashMap<String, usize>>,
     slot_freed: Notify,
     wake: Arc<Wake>,
+    /// Claims made, for each claim's owner name.
+    claims: AtomicU64,
+}
+
+/// A claimed item with its in-flight slot, the end of its lease and the
+/// name it was claimed under (the worker's id and the claim's number).
+struct Claimed<I> {
+    item: I,
+    permit: OwnedSemaphorePermit,
+    lease_ends: Instant,
+    owner: Arc<str>,
 }
 
 impl<Q: Queue> Pump<Q> {
@@ -169,6 +183,7 @@ impl<Q: Queue> Pump<Q> {
             per_lane: Mutex::new(HashMap::new()),
             slot_freed: Notify::new(),
             wake,
+            claims: AtomicU64::new(0),
             config,
         }
     }
@@ -185,9 +200,9 @@ impl<Q: Queue> Pump<Q> {
             let more = claim_now
                 && match self.claim().await {
                     Ok((items, more)) => {
-                        for (item, permit, lease_ends) in items {
+                        for claimed in items {
                             let this = self.clone();
-                            tokio::spawn(async move { this.work(item, permit, lease_ends).await });
+                            tokio::spawn(async move { this.work(claimed).await });
                         }
                         more
                     }
@@ -230,9 +245,9 @@ impl<Q: Queue> Pump<Q> {
         let n = items.len();
         let tasks: Vec<_> = items
             .into_iter()
-            .map(|(item, permit, lease_ends)| {
+            .map(|claimed| {
                 let this = self.clone();
-                tokio::spawn(async move { this.work(item, permit, lease_ends).await })
+                tokio::spawn(async move { this.work(claimed).await })
             })
             .collect();
         for t in tasks {
@@ -241,16 +256,22 @@ impl<Q: Queue> Pump<Q> {
         Ok(n)
     }
 
-    async fn work(&self, item: Q::Item, permit: OwnedSemaphorePermit, lease_ends: Instant) {
+    async fn work(&self, claimed: Claimed<Q::Item>) {
+        let Claimed {
+            item,
+            permit,
+            lease_ends,
+            owner,
+        } = claimed;
         let lane = Q::lane(&item);
-        let done = self.queue.process(&self.worker_id, item, lease_ends).await;
+        let done = self.queue.process(&owner, item, lease_ends).await;
         // A place to wait for recording first, then the slot goes back.
         let place = self.recording.clone().acquire_owned().await;
         self.finish(&lane);
         drop(permit);
         self.record_in_flight();
         self.slot_freed.notify_one();
-        self.queue.record(&self.worker_id, done).await;
+        self.queue.record(&owner, done).await;
         drop(place);
     }
 
@@ -289,8 +310,7 @@ impl<Q: Queue> Pump<Q> {
     /// and every item fit its lane, or when items over a lane's share may
     /// have crowded out a lane that was woken. Claiming again after a short
     /// claim would walk the due rows of the lanes left out for nothing.
-    #[allow(clippy::type_complexity)]
-    async fn claim(&self) -> anyhow::Result<(Vec<(Q::Item, OwnedSemaphorePermit, Instant)>, bool)> {
+    async fn claim(&self) -> anyhow::Result<(Vec<Claimed<Q::Item>>, bool)> {
         // Whatever was woken until now, this claim covers.
         let woken = self.wake.take();
         let free = self.permits.available_permits();
@@ -307,16 +327,27 @@ impl<Q: Queue> Pump<Q> {
         };
         // Before the claim, so never later than the lease the database records.
         let lease_ends = Instant::now() + self.config.lease;
-        let items = self
-            .queue
-            .claim(&self.worker_id, free as u32, &exclude)
-            .await?;
+        // Each claim owns its rows under a name of its own, so a late
+        // outcome or release of an earlier claim of the same row by this
+        // worker finds the row no longer its own.
+        let owner: Arc<str> = format!(
+            "{}.{}",
+            self.worker_id,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        )
+        .into();
+        let items = self.queue.claim(&owner, free as u32, &exclude).await?;
         let full = items.len() == free;
         let mut out = Vec::with_capacity(items.len());
         let mut over = Vec::new();
         for item in items {
             match self.reserve(&Q::lane(&item)) {
-                Some(permit) => out.push((item, permit, lease_ends)),
+                Some(permit) => out.push(Claimed {
+                    item,
+                    permit,
+                    lease_ends,
+                    owner: owner.clone(),
+                }),
                 // Over the lane's share (or the budget): give it back.
                 None => over.push(item),
             }
@@ -333,7 +364,7 @@ impl<Q: Queue> Pump<Q> {
         };
         if !over.is_empty() {
             // All at once: a lane with a backlog can return many per claim.
-            self.queue.release(&self.worker_id, over).await?;
+            self.queue.release(&owner, over).await?;
         }
         self.record_in_flight();
         Ok((out, more))
@@ -380,6 +411,75 @@ impl<Q: Queue> Pump<Q> {
 #[cfg(test)]
 mod tests {
     use super::LaneShare;
+    use std::sync::{Arc, Mutex};
+
+    /// A queue of one lane that hands out one item per claim and notes
+    /// under which name each step happened.
+    #[derive(Default)]
+    struct Names(Mutex<Vec<(&'static str, String)>>);
+
+    impl Names {
+        fn note(&self, step: &'static str, owner: &str) {
+            self.0.lock().expect("names").push((step, owner.into()));
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl super::Queue for Names {
+        type Item = ();
+        type Done = ();
+        fn lane(_: &()) -> String {
+            "lane".into()
+        }
+        async fn claim(&self, owner: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            self.note("claim", owner);
+            Ok(vec![()])
+        }
+        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn process(&self, owner: &str, _: (), _: tokio::time::Instant) {
+            self.note("process", owner);
+        }
+        async fn record(&self, owner: &str, _: ()) {
+            self.note("record", owner);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_claim_owns_its_items_under_a_name_of_its_own() {
+        let config = super::PumpConfig {
+            name: "test",
+            max_in_flight: 2,
+            per_lane: LaneShare::Fixed(2),
+            poll_interval: std::time::Duration::from_secs(1),
+            drain: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(5),
+        };
+        let pump = Arc::new(super::Pump::new(
+            Names::default(),
+            config,
+            Default::default(),
+        ));
+        pump.run_once().await.expect("first");
+        pump.run_once().await.expect("second");
+        let steps = pump.queue().0.lock().expect("names").clone();
+        let names = |step: &str| -> Vec<String> {
+            steps
+                .iter()
+                .filter(|(s, _)| *s == step)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        let claims = names("claim");
+        assert_eq!(claims.len(), 2);
+        assert_ne!(
+            claims[0], claims[1],
+            "a later claim by the same worker has another name"
+        );
+        assert_eq!(names("process"), claims, "processed under its claim's name");
+        assert_eq!(names("record"), claims, "recorded under its claim's name");
+    }
 
     #[test]
     fn a_try_that_could_outlive_its_lease_does_not_start() {
