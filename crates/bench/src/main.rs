@@ -715,25 +715,14 @@ async fn isolation(backend: Backend, seconds: u64) -> anyhow::Result<()> {
     alone.print(None);
     // The same again while another endpoint never answers (5 s timeout).
     let (slow_port, slow_count, _) = start_baseline(200, Duration::from_secs(30)).await?;
-    add_webhook(
-        &rig.server,
-        "acct_slow",
+    let beside = beside_another(
+        &rig,
+        format!("isolation {backend:?} beside a timing-out one"),
         &format!("http://127.0.0.1:{slow_port}/slow"),
+        seconds,
+        rate,
     )
     .await?;
-    // A tenth of the rate: enough to keep every slot it may hold busy (each
-    // try takes the full 5 s timeout), without the publishing itself
-    // competing for the CPU with what is measured.
-    let noise = rig.publish("acct_slow", seconds * rate / 10, Some(rate / 10), 8);
-    let beside = rig
-        .run(
-            format!("isolation {backend:?} beside a timing-out one"),
-            seconds * rate,
-            Some(rate),
-            32,
-            noise,
-        )
-        .await;
     beside.print(None);
     println!(
         "  healthy endpoint: {:+.0} % deliveries/s, {:+.0} % p99 (timing-out endpoint answered {} times)",
@@ -747,22 +736,14 @@ async fn isolation(backend: Backend, seconds: u64) -> anyhow::Result<()> {
     // the failures.
     let rig = Rig::start(backend, &[]).await?;
     let (ok_port, _, _) = start_baseline(200, Duration::ZERO).await?;
-    add_webhook(
-        &rig.server,
-        "acct_slow",
+    let control = beside_another(
+        &rig,
+        format!("isolation {backend:?} beside a healthy one (control)"),
         &format!("http://127.0.0.1:{ok_port}/ok"),
+        seconds,
+        rate,
     )
     .await?;
-    let noise = rig.publish("acct_slow", seconds * rate / 10, Some(rate / 10), 8);
-    let control = rig
-        .run(
-            format!("isolation {backend:?} beside a healthy one (control)"),
-            seconds * rate,
-            Some(rate),
-            32,
-            noise,
-        )
-        .await;
     control.print(None);
     println!(
         "  healthy endpoint beside the timing-out one vs beside a healthy one: {:+.0} % deliveries/s, {:+.0} % p99",
@@ -770,6 +751,22 @@ async fn isolation(backend: Backend, seconds: u64) -> anyhow::Result<()> {
         100.0 * (beside.pct(0.99) / control.pct(0.99) - 1.0),
     );
     Ok(())
+}
+
+/// The healthy endpoint at `rate` while another account's endpoint at
+/// `url` gets a tenth of that: enough to keep every slot it may hold busy
+/// when each try takes the full 5 s timeout, without the publishing itself
+/// competing for the CPU with what is measured.
+async fn beside_another(
+    rig: &Rig,
+    name: String,
+    url: &str,
+    seconds: u64,
+    rate: u64,
+) -> anyhow::Result<Figures> {
+    add_webhook(&rig.server, "acct_slow", url).await?;
+    let noise = rig.publish("acct_slow", seconds * rate / 10, Some(rate / 10), 8);
+    Ok(rig.run(name, seconds * rate, Some(rate), 32, noise).await)
 }
 
 /// Peak RSS at a steady 1,000 events/s with 10⁵ pending retries.

@@ -310,28 +310,32 @@ impl DeliveryQueue {
                 }
             }
             Some(429 | 502 | 503 | 504) => {
-                // The endpoint asks us to slow down: pause it, honouring Retry-After within bounds.
-                let pause = o.retry_after.unwrap_or_else(|| bounded_retry_after(5));
+                // The endpoint asks us to slow down: pause it, honouring
+                // Retry-After within bounds (or the breaker's pause, if longer:
+                // one pause, one write).
+                let asked = o.retry_after.unwrap_or_else(|| bounded_retry_after(5));
+                let pause = self.count_failure(webhook).map_or(asked, |p| p.max(asked));
                 self.pause(webhook, pause, "endpoint asked to slow down")
                     .await;
-                self.count_failure(webhook).await;
                 self.failed(attempt, result, o.retry_after)
             }
             _ => {
-                self.count_failure(webhook).await;
+                if let Some(pause) = self.count_failure(webhook) {
+                    self.pause(webhook, pause, "endpoint failed tries in a row")
+                        .await;
+                }
                 self.failed(attempt, result, None)
             }
         }
     }
 
-    /// One more failed try in a row: the breaker may pause the endpoint.
-    async fn count_failure(&self, webhook: &Webhook) {
-        let schedule = &self.state.settings.retry_schedule;
-        if let Some(pause) = self.breaker.failed(&webhook.id, schedule) {
-            metrics::counter!(crate::metrics::BREAKER_PAUSES).increment(1);
-            self.pause(webhook, pause, "endpoint failed tries in a row")
-                .await;
-        }
+    /// One more failed try in a row: the breaker's pause when it opens.
+    fn count_failure(&self, webhook: &Webhook) -> Option<Duration> {
+        let pause = self
+            .breaker
+            .failed(&webhook.id, &self.state.settings.retry_schedule)?;
+        metrics::counter!(crate::metrics::BREAKER_PAUSES).increment(1);
+        Some(pause)
     }
 
     /// Pauses the endpoint: its pending tries are due at the end of the
