@@ -33,6 +33,48 @@ struct Figures {
     latencies_us: Vec<u64>,
     cpu_seconds: Option<f64>,
     peak_rss_mb: Option<f64>,
+    /// CPU seconds of everything else on the machine in the run: PostgreSQL's
+    /// processes, and this program (load generator, receiver, baseline).
+    others: OtherCpu,
+}
+
+/// Where the rest of the machine's CPU went during a run, so a figure can
+/// be read against the two cores it shares.
+#[derive(Clone, Copy, Default)]
+struct OtherCpu {
+    database: f64,
+    bench: f64,
+}
+
+impl OtherCpu {
+    fn now() -> Self {
+        Self {
+            database: postgres_cpu(),
+            bench: proc_usage(std::process::id()).0,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            database: self.database - before.database,
+            bench: self.bench - before.bench,
+        }
+    }
+}
+
+/// CPU seconds used so far by every PostgreSQL process on the machine
+/// (the bench's database is the only busy one while it runs).
+fn postgres_cpu() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| proc_usage(pid).0)
+        .sum()
 }
 
 impl Figures {
@@ -62,8 +104,14 @@ impl Figures {
             .peak_rss_mb
             .map(|r| format!("{r:.0} MB peak RSS"))
             .unwrap_or_else(|| "-".into());
+        let per_1k = |c: f64| 1000.0 * c / self.count.max(1) as f64;
+        let others = format!(
+            "(per 1k also: PostgreSQL {:.2}, bench {:.2} CPU s)",
+            per_1k(self.others.database),
+            per_1k(self.others.bench)
+        );
         println!(
-            "{:<34} {:>9.0}/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  {cpu}  {rss}  {ratio}",
+            "{:<34} {:>9.0}/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  {cpu}  {rss}  {ratio} {others}",
             self.name,
             self.rate(),
             self.pct(0.50),
@@ -255,6 +303,7 @@ async fn drive_ingress(
         .build()
         .unwrap_or_default();
     let before = pid.map(proc_usage);
+    let others = OtherCpu::now();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -308,6 +357,7 @@ async fn drive_ingress(
         latencies_us: latencies,
         cpu_seconds: cpu,
         peak_rss_mb: rss,
+        others: OtherCpu::now().since(others),
     }
 }
 
@@ -576,6 +626,7 @@ impl Rig {
             .clear();
         let start_count = self.received.load(Ordering::Relaxed);
         let (c0, _) = proc_usage(self.server.child.id());
+        let others = OtherCpu::now();
         let started = Instant::now();
         for t in publishers() {
             let _ = t.await;
@@ -602,6 +653,7 @@ impl Rig {
                 .clone(),
             cpu_seconds: Some(c1 - c0),
             peak_rss_mb: Some(rss),
+            others: OtherCpu::now().since(others),
         }
     }
 }

@@ -59,13 +59,22 @@ impl SqliteStore {
             // FULL: a commit is on disk before we acknowledge it, even across power loss.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoint every 10,000 WAL pages (about 40 MiB), not 1,000: a
+            // page rewritten by many commits (the dedup index's, above all) is
+            // copied back once per checkpoint, and the commits that pay for
+            // checkpoints are ten times fewer. Measured: ingress +25 %.
+            .pragma("wal_autocheckpoint", "10000");
+        // No ping before each use: a file connection does not go stale, and
+        // the ping is one more hand-off to the connection's thread per use.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(opts.read_only(false))
             .await?;
         let inbound = crate::group_commit::Batcher::start(
