@@ -104,9 +104,15 @@ impl Figures {
             .peak_rss_mb
             .map(|r| format!("{r:.0} MB peak RSS"))
             .unwrap_or_else(|| "-".into());
-        let per_1k = |c: f64| 1000.0 * c / self.count.max(1) as f64;
+        // A PostgreSQL process that ended during the run took its CPU time
+        // with it (the backlog's prefill connection): then nothing is shown.
+        let per_1k = |c: f64| {
+            (c >= 0.0)
+                .then(|| format!("{:.2}", 1000.0 * c / self.count.max(1) as f64))
+                .unwrap_or_else(|| "-".into())
+        };
         let others = format!(
-            "(per 1k also: PostgreSQL {:.2}, bench {:.2} CPU s)",
+            "(per 1k also: PostgreSQL {}, bench {} CPU s)",
             per_1k(self.others.database),
             per_1k(self.others.bench)
         );
