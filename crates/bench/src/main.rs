@@ -107,9 +107,11 @@ impl Figures {
         // A PostgreSQL process that ended during the run took its CPU time
         // with it (the backlog's prefill connection): then nothing is shown.
         let per_1k = |c: f64| {
-            (c >= 0.0)
-                .then(|| format!("{:.2}", 1000.0 * c / self.count.max(1) as f64))
-                .unwrap_or_else(|| "-".into())
+            if c >= 0.0 {
+                format!("{:.2}", 1000.0 * c / self.count.max(1) as f64)
+            } else {
+                "-".into()
+            }
         };
         let others = format!(
             "(per 1k also: PostgreSQL {}, bench {} CPU s)",

@@ -159,6 +159,40 @@ pub struct ProcessingStatus {
 }
 
 /// Builds the chained record for a new audit entry after `prev` (seq, hash).
+/// Each item of a stored batch answered, in order: created when its row
+/// went in (`inserted`), else the id of the event already stored for its
+/// (provider, dedup key), earlier in the batch or before (`stored`: rows
+/// of provider, dedup key and id).
+pub(crate) fn batch_outcomes(
+    items: &[&NewInbound],
+    inserted: &std::collections::HashSet<String>,
+    stored: Vec<(String, String, String)>,
+) -> Result<Vec<RecordOutcome>> {
+    let stored: std::collections::HashMap<(String, String), String> = stored
+        .into_iter()
+        .map(|(provider, key, id)| ((provider, key), id))
+        .collect();
+    items
+        .iter()
+        .map(|e| {
+            if inserted.contains(&e.id) {
+                return Ok(RecordOutcome::Created);
+            }
+            stored
+                .get(&(e.provider.clone(), e.dedup_key.clone()))
+                .map(|id| RecordOutcome::Duplicate {
+                    event_id: id.clone(),
+                })
+                .ok_or_else(|| {
+                    crate::error::StoreError::Corrupt(format!(
+                        "inbound {}: neither inserted nor stored before",
+                        e.id
+                    ))
+                })
+        })
+        .collect()
+}
+
 pub(crate) fn chain_audit(
     prev: Option<(i64, String)>,
     entry: &NewAudit,

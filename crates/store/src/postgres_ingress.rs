@@ -469,21 +469,24 @@ impl crate::group_commit::BatchWriter for PgBatch {
         .fetch_all(&mut *tx)
         .await?;
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-        let mut outcomes = Vec::with_capacity(items.len());
-        for e in items {
-            if inserted.contains(&e.id) {
-                outcomes.push(RecordOutcome::Created);
-                continue;
-            }
-            let existing: String = sqlx::query_scalar(
-                "SELECT id FROM hook.inbound_events WHERE provider = $1 AND dedup_key = $2",
+        // The events already stored for the keys of those not inserted.
+        let (providers, keys): (Vec<&str>, Vec<&str>) = items
+            .iter()
+            .filter(|e| !inserted.contains(&e.id))
+            .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
+            .unzip();
+        let mut stored = Vec::new();
+        if !providers.is_empty() {
+            stored = sqlx::query_as(
+                "SELECT provider, dedup_key, id FROM hook.inbound_events WHERE (provider, dedup_key) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[]))",
             )
-            .bind(&e.provider)
-            .bind(&e.dedup_key)
-            .fetch_one(&mut *tx)
+            .bind(&providers)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
             .await?;
-            outcomes.push(RecordOutcome::Duplicate { event_id: existing });
         }
+        let outcomes = batch_outcomes(items, &inserted, stored)?;
         tx.commit().await?;
         Ok(outcomes)
     }

@@ -482,21 +482,23 @@ impl crate::group_commit::BatchWriter for SqliteBatch {
             });
             jobs.build().execute(&mut *tx).await?;
         }
-        let mut outcomes = Vec::with_capacity(items.len());
-        for e in items {
-            if inserted.contains(&e.id) {
-                outcomes.push(RecordOutcome::Created);
-                continue;
-            }
-            let existing: String = sqlx::query_scalar(
-                "SELECT id FROM inbound_events WHERE provider = ?1 AND dedup_key = ?2",
+        // The events already stored for the keys of those not inserted.
+        let taken: Vec<(&str, &str)> = items
+            .iter()
+            .filter(|e| !inserted.contains(&e.id))
+            .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
+            .collect();
+        let mut stored = Vec::new();
+        if !taken.is_empty() {
+            stored = sqlx::query_as(
+                "SELECT provider, dedup_key, id FROM inbound_events WHERE (provider, dedup_key) IN \
+                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
             )
-            .bind(&e.provider)
-            .bind(&e.dedup_key)
-            .fetch_one(&mut *tx)
+            .bind(Json(&taken))
+            .fetch_all(&mut *tx)
             .await?;
-            outcomes.push(RecordOutcome::Duplicate { event_id: existing });
         }
+        let outcomes = batch_outcomes(items, &inserted, stored)?;
         tx.commit().await?;
         Ok(outcomes)
     }
