@@ -158,7 +158,6 @@ pub struct ProcessingStatus {
     pub oldest_pending_age_seconds: f64,
 }
 
-/// Builds the chained record for a new audit entry after `prev` (seq, hash).
 /// Each item of a stored batch answered, in order: created when its row
 /// went in (`inserted`), else the id of the event already stored for its
 /// (provider, dedup key), earlier in the batch or before (`stored`: rows
@@ -193,6 +192,7 @@ pub(crate) fn batch_outcomes(
         .collect()
 }
 
+/// Builds the chained record for a new audit entry after `prev` (seq, hash).
 pub(crate) fn chain_audit(
     prev: Option<(i64, String)>,
     entry: &NewAudit,

@@ -15,6 +15,7 @@ on_both!(
     integrations_crud,
     concurrent_identical_deliveries_make_one_event,
     concurrent_distinct_deliveries_are_all_stored,
+    replays_mixed_into_new_deliveries_are_answered_with_the_stored_event,
     jobs_retry_and_replay,
     listing_filters_sorts_and_pages,
     audit_chain_appends_and_history_is_append_only,
@@ -366,4 +367,89 @@ async fn concurrent_distinct_deliveries_are_all_stored(backend: Backend) {
     assert!(all.next_cursor.is_some());
     let status = s.processing_status(Utc::now()).await.expect("status");
     assert_eq!(status.by_status, vec![("pending".to_owned(), 200)]);
+}
+
+async fn replays_mixed_into_new_deliveries_are_answered_with_the_stored_event(backend: Backend) {
+    // A replayed delivery arriving among new ones (so sharing their commits)
+    // must get the stored event's id and no second event or job, while the
+    // new ones, each sent several times at once, are stored once each.
+    let (_db, s) = store(backend).await;
+    let RecordOutcome::Created = s
+        .record_inbound(&inbound("acme", "old"))
+        .await
+        .expect("first")
+    else {
+        panic!("the first delivery is new");
+    };
+    let old_id = s
+        .list_inbound(&EventQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .items[0]
+        .id
+        .clone();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        for key in ["old", "n-1", "n-2", "n-3"] {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                (key, s.record_inbound(&inbound("acme", key)).await)
+            }));
+        }
+    }
+    let mut created = std::collections::HashMap::new();
+    let mut answered = std::collections::HashMap::<&str, std::collections::HashSet<String>>::new();
+    for t in tasks {
+        let (key, outcome) = t.await.expect("join");
+        match outcome.expect("record") {
+            RecordOutcome::Created => *created.entry(key).or_insert(0) += 1,
+            RecordOutcome::Duplicate { event_id } => {
+                answered.entry(key).or_default().insert(event_id);
+            }
+        }
+    }
+    assert_eq!(created.get("old"), None, "a replay is never stored again");
+    assert_eq!(
+        answered
+            .get("old")
+            .map(|ids| ids.iter().cloned().collect::<Vec<_>>()),
+        Some(vec![old_id]),
+        "every replay names the stored event"
+    );
+    for key in ["n-1", "n-2", "n-3"] {
+        assert_eq!(created.get(key), Some(&1), "{key} stored once");
+        assert_eq!(
+            answered[key].len(),
+            1,
+            "{key}: every repeat names one event"
+        );
+    }
+    let all = s
+        .list_inbound(&EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 4);
+    for key in ["n-1", "n-2", "n-3"] {
+        let stored = all
+            .items
+            .iter()
+            .find(|e| e.dedup_key == key)
+            .expect("stored");
+        assert!(
+            answered[key].contains(&stored.id),
+            "{key}: repeats name the stored id"
+        );
+    }
+    let status = s.processing_status(Utc::now()).await.expect("status");
+    assert_eq!(
+        status.by_status,
+        vec![("pending".to_owned(), 4)],
+        "one job per event"
+    );
 }
