@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod client_addr;
 pub mod crypto;
 pub mod destination;
 pub mod duration;

@@ -39,6 +39,7 @@ const KEYS: &[&str] = &[
     "jwt_audience",
     "management_api_keys",
     "allowed_destinations",
+    "trusted_proxies",
     "allow_http_destinations",
     "retry_schedule",
     "delivery_timeout",
@@ -46,6 +47,7 @@ const KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_endpoint",
     "api_rate_limit_per_minute",
+    "failed_auth_limit_per_minute",
     "publish_rate_limit_per_minute",
     "rotation_grace",
     "log_format",
@@ -115,6 +117,7 @@ pub struct RawConfig {
     pub jwt_audience: Option<String>,
     pub management_api_keys: Option<SecretString>,
     pub allowed_destinations: Option<String>,
+    pub trusted_proxies: Option<String>,
     pub allow_http_destinations: Option<bool>,
     pub retry_schedule: Option<String>,
     pub delivery_timeout: Option<String>,
@@ -122,6 +125,7 @@ pub struct RawConfig {
     pub max_in_flight: Option<usize>,
     pub max_in_flight_per_endpoint: Option<usize>,
     pub api_rate_limit_per_minute: Option<u32>,
+    pub failed_auth_limit_per_minute: Option<u32>,
     pub publish_rate_limit_per_minute: Option<u32>,
     pub rotation_grace: Option<String>,
     pub log_format: Option<String>,
@@ -232,6 +236,8 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     pub management_api_keys: Vec<SecretString>,
     pub allowed_destinations: Vec<IpNet>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<IpNet>,
     pub allow_http_destinations: bool,
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
@@ -240,6 +246,8 @@ pub struct Settings {
     /// `Fixed` when configured, else the fair share (see `pump::LaneShare`).
     pub max_in_flight_per_endpoint: crate::pump::LaneShare,
     pub api_rate_limit_per_minute: u32,
+    /// Refused authentications per client and minute before it is answered 429.
+    pub failed_auth_limit_per_minute: u32,
     pub publish_rate_limit_per_minute: u32,
     pub rotation_grace: Duration,
     pub log_format: LogFormat,
@@ -391,6 +399,8 @@ impl Settings {
                 .unwrap_or_default(),
             allowed_destinations: parse_cidrs(raw.allowed_destinations.as_deref().unwrap_or(""))
                 .map_err(|e| invalid("allowed_destinations", e))?,
+            trusted_proxies: parse_cidrs(raw.trusted_proxies.as_deref().unwrap_or(""))
+                .map_err(|e| invalid("trusted_proxies", e))?,
             allow_http_destinations: raw
                 .allow_http_destinations
                 .unwrap_or(env == Environment::Development),
@@ -412,6 +422,7 @@ impl Settings {
                 .max_in_flight_per_endpoint
                 .map_or(crate::pump::LaneShare::Fair, crate::pump::LaneShare::Fixed),
             api_rate_limit_per_minute: raw.api_rate_limit_per_minute.unwrap_or(60),
+            failed_auth_limit_per_minute: raw.failed_auth_limit_per_minute.unwrap_or(120),
             publish_rate_limit_per_minute: raw.publish_rate_limit_per_minute.unwrap_or(60_000),
             rotation_grace: duration("rotation_grace", raw.rotation_grace, "24h")?,
             log_format: match raw.log_format.as_deref().unwrap_or("text") {
@@ -494,7 +505,10 @@ impl Settings {
                 ));
             }
         }
-        if self.api_rate_limit_per_minute == 0 || self.publish_rate_limit_per_minute == 0 {
+        if self.api_rate_limit_per_minute == 0
+            || self.publish_rate_limit_per_minute == 0
+            || self.failed_auth_limit_per_minute == 0
+        {
             return Err(invalid(
                 "api_rate_limit_per_minute",
                 "rate limits must be at least 1",
@@ -618,6 +632,14 @@ impl Settings {
                 self.management_api_keys.len()
             ),
             format!("allowed_destinations = {cidrs:?}"),
+            format!(
+                "trusted_proxies = {:?}",
+                self.trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             format!("allow_http_destinations = {}", self.allow_http_destinations),
             format!("retry_schedule = {schedule:?}"),
             format!(
@@ -638,6 +660,10 @@ impl Settings {
             format!(
                 "api_rate_limit_per_minute = {}",
                 self.api_rate_limit_per_minute
+            ),
+            format!(
+                "failed_auth_limit_per_minute = {}",
+                self.failed_auth_limit_per_minute
             ),
             format!(
                 "publish_rate_limit_per_minute = {}",

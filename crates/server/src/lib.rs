@@ -22,6 +22,7 @@ pub mod nats;
 pub mod producers;
 pub mod pump;
 pub mod ratelimit;
+pub mod refusals;
 pub mod rotate;
 pub mod schemas;
 pub mod secrets;

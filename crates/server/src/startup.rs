@@ -106,6 +106,7 @@ impl Application {
             forward_wake: Default::default(),
             identity,
             schemas: Default::default(),
+            refusals: crate::refusals::Refusals::new(settings.failed_auth_limit_per_minute),
             integrations: Default::default(),
             sink: Default::default(),
             settings,
@@ -174,6 +175,10 @@ impl Application {
             production = state.settings.is_production(), "hookwarden serving"
         );
         let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(crate::refusals::Refusals::run(
+            state.clone(),
+            shutdown.clone(),
+        ));
         if state.settings.delivery_worker {
             workers.spawn(dispatcher.run(shutdown.clone()));
         }

@@ -26,6 +26,8 @@ pub struct Shared {
     pub forward_wake: Arc<crate::pump::Wake>,
     /// Integrations as the receive path reads them (cached briefly).
     pub integrations: crate::ingress::cache::IntegrationCache,
+    /// Failed authentications per client, and refusals awaiting the audit trail.
+    pub refusals: crate::refusals::Refusals,
     /// Compiled JSON Schemas of event types.
     pub schemas: crate::schemas::SchemaCache,
     /// Signs the identity tokens of forwarded requests.

@@ -26,6 +26,8 @@ pub struct Integration {
     pub forwarding_secret: Sealed,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Forward the exact verified bytes instead of the normalized envelope.
+    pub forward_raw_body: bool,
 }
 
 /// A verified request about to be stored, with its first forwarding job.
@@ -227,6 +229,9 @@ pub trait IngressStore: Send + Sync {
     /// Replaces every field but the name and creation time. False if missing.
     async fn update_integration(&self, integration: &Integration) -> Result<bool>;
     async fn delete_integration(&self, name: &str) -> Result<bool>;
+    /// A number that changes with every change to any integration (a
+    /// database trigger bumps it), polled by each replica's cache.
+    async fn integration_generation(&self) -> Result<i64>;
 
     /// Stores a verified event and its first job, or names the existing event
     /// with the same (provider, dedup key) — also under concurrent inserts.

@@ -14,7 +14,7 @@ use sqlx::Row;
 
 const INTEGRATION_COLUMNS: &str = "name, scheme, signature_header, encoding, prefix, tolerance_seconds, target_url, \
      allowed_cidrs, rate_limit_per_minute, idempotency_header, secrets_enc, secrets_key_id, forwarding_secret_enc, \
-     forwarding_key_id, created_at, updated_at";
+     forwarding_key_id, created_at, updated_at, forward_raw_body";
 const EVENT_COLUMNS: &str = "e.id, e.provider, e.dedup_key, e.delivery_id, e.body_sha256, e.raw_body, e.headers, e.source_ip, \
      e.correlation_id, e.received_at, \
      (SELECT j.status FROM processing_jobs j WHERE j.event_id = e.id ORDER BY j.attempt DESC LIMIT 1) AS status";
@@ -46,6 +46,7 @@ fn integration(row: &SqliteRow) -> Result<Integration> {
         },
         created_at: time(row.try_get("created_at")?)?,
         updated_at: time(row.try_get("updated_at")?)?,
+        forward_raw_body: row.try_get("forward_raw_body")?,
     })
 }
 
@@ -107,7 +108,7 @@ fn audit(row: &SqliteRow) -> Result<AuditRecord> {
 impl IngressStore for SqliteStore {
     async fn create_integration(&self, i: &Integration) -> Result<bool> {
         let done = sqlx::query(&format!(
-            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16) \
+            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(&i.name)
@@ -126,6 +127,7 @@ impl IngressStore for SqliteStore {
         .bind(&i.forwarding_secret.key_id)
         .bind(ms(i.created_at))
         .bind(ms(i.updated_at))
+        .bind(i.forward_raw_body)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -155,7 +157,7 @@ impl IngressStore for SqliteStore {
             "UPDATE integrations SET scheme = ?2, signature_header = ?3, encoding = ?4, prefix = ?5, \
              tolerance_seconds = ?6, target_url = ?7, allowed_cidrs = ?8, rate_limit_per_minute = ?9, \
              idempotency_header = ?10, secrets_enc = ?11, secrets_key_id = ?12, forwarding_secret_enc = ?13, \
-             forwarding_key_id = ?14, updated_at = ?15 WHERE name = ?1",
+             forwarding_key_id = ?14, updated_at = ?15, forward_raw_body = ?16 WHERE name = ?1",
         )
         .bind(&i.name)
         .bind(&i.scheme)
@@ -172,6 +174,7 @@ impl IngressStore for SqliteStore {
         .bind(&i.forwarding_secret.ciphertext)
         .bind(&i.forwarding_secret.key_id)
         .bind(ms(i.updated_at))
+        .bind(i.forward_raw_body)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -183,6 +186,14 @@ impl IngressStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn integration_generation(&self) -> Result<i64> {
+        let (g,): (i64,) =
+            sqlx::query_as("SELECT generation FROM integration_generation WHERE id = 1")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(g)
     }
 
     async fn record_inbound(&self, e: &NewInbound) -> Result<RecordOutcome> {

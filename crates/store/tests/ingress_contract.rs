@@ -49,6 +49,7 @@ fn integration(name: &str) -> Integration {
         forwarding_secret: sealed("f"),
         created_at: now,
         updated_at: now,
+        forward_raw_body: false,
     }
 }
 
@@ -74,10 +75,17 @@ async fn raw(backend: Backend, url: &str, sql: &str) -> Result<u64, String> {
 
 async fn integrations_crud(backend: Backend) {
     let (_db, s) = store(backend).await;
+    // Every change moves the generation the replicas' caches poll.
+    let mut generation = s.integration_generation().await.expect("generation");
+    let mut moved = |g: i64, what: &str| {
+        assert!(g > generation, "{what} moves the generation");
+        generation = g;
+    };
     assert!(s
         .create_integration(&integration("acme"))
         .await
         .expect("create"));
+    moved(s.integration_generation().await.expect("g"), "create");
     assert!(
         !s.create_integration(&integration("acme"))
             .await
@@ -91,7 +99,16 @@ async fn integrations_crud(backend: Backend) {
         .expect("found");
     assert_eq!(got.rate_limit_per_minute, Some(100));
     got.target_url = "http://other.svc/".into();
+    got.forward_raw_body = true;
     assert!(s.update_integration(&got).await.expect("update"));
+    moved(s.integration_generation().await.expect("g"), "update");
+    assert!(
+        s.get_integration("acme")
+            .await
+            .expect("get")
+            .expect("found")
+            .forward_raw_body
+    );
     assert_eq!(
         s.get_integration("acme")
             .await
@@ -102,6 +119,7 @@ async fn integrations_crud(backend: Backend) {
     );
     assert_eq!(s.list_integrations().await.expect("list").len(), 1);
     assert!(s.delete_integration("acme").await.expect("delete"));
+    moved(s.integration_generation().await.expect("g"), "delete");
     assert!(s.get_integration("acme").await.expect("get").is_none());
 }
 

@@ -2,6 +2,7 @@
 //! internal ops router (`/health`, `/ready`, `/metrics`). The public one
 //! also serves its OpenAPI document at `/openapi.json`.
 
+pub mod client_addr;
 pub mod deliveries;
 pub mod event_types;
 pub mod events;
@@ -89,6 +90,10 @@ pub fn public_router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_addr::layer,
+        ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

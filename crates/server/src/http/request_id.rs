@@ -25,7 +25,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(ids::request_id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request.id = %id, http.method = %req.method(), http.route = %req.uri().path());
+    let span = tracing::info_span!("request", request.id = %id, http.method = %req.method(), http.route = %req.uri().path(), client.ip = tracing::field::Empty);
     let start = std::time::Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     if let Some(err) = resp.extensions_mut().remove::<ErrorBody>() {

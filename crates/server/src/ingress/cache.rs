@@ -1,23 +1,40 @@
-//! Integrations as the receive path reads them: cached for a few seconds, the
-//! absence of one too, so that requests for unknown providers (a cheap way to
-//! load the database) cost no query. A change made through this replica is
-//! visible at once; through another, within `FRESH_FOR`.
+//! Integrations as the receive path reads them: every integration held in
+//! memory, so a request naming no integration (a cheap way to load the
+//! database) costs no query at all. The copy is reloaded when the database's
+//! integration generation (bumped by a trigger on every change, migration
+//! 0010) moves; that one-row read is made at most every `CHECK_EVERY`, by
+//! one request at a time, so a change made on any replica (a provider secret
+//! rotated out, an integration deleted) applies on every replica within
+//! `CHECK_EVERY` plus one query. A change made through this replica applies
+//! at once (`invalidate`).
+//!
+//! Polling a counter was chosen over PostgreSQL `LISTEN/NOTIFY`: it works the
+//! same on both backends, and a dropped listening connection cannot make a
+//! replica miss a revocation silently.
 
 use hookwarden_store::ingress::Integration;
 use hookwarden_store::Store;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-const FRESH_FOR: Duration = Duration::from_secs(5);
-/// Bounds the memory that requests for random provider names can use.
-const MAX_ENTRIES: usize = 10_000;
+/// How stale this replica's copy may be.
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 
-type Entry = (Instant, Option<Integration>);
+struct Snapshot {
+    generation: i64,
+    checked: Instant,
+    by_name: Arc<HashMap<String, Integration>>,
+}
 
 #[derive(Default)]
 pub struct IntegrationCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// One refresh at a time; the others wait for its result.
+    refreshing: tokio::sync::Mutex<()>,
+    /// Set after this replica changed an integration: reload at the next read.
+    stale: AtomicBool,
 }
 
 impl IntegrationCache {
@@ -26,33 +43,67 @@ impl IntegrationCache {
         store: &dyn Store,
         name: &str,
     ) -> hookwarden_store::Result<Option<Integration>> {
-        if let Some((at, found)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            if at.elapsed() < FRESH_FOR {
-                return Ok(found.clone());
-            }
-        }
-        let found = store.get_integration(name).await?;
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(name.to_owned(), (Instant::now(), found.clone()));
-        Ok(found)
+        let snapshot = match self.fresh() {
+            Some(s) => s,
+            None => self.refresh(store).await?,
+        };
+        Ok(snapshot.by_name.get(name).cloned())
     }
 
-    /// Forgets one integration (after this replica changed it).
-    pub fn invalidate(&self, name: &str) {
-        self.entries
-            .lock()
+    /// Forgets what this replica holds (after it changed an integration).
+    pub fn invalidate(&self, _name: &str) {
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .clone()
+    }
+
+    fn fresh(&self) -> Option<Arc<Snapshot>> {
+        if self.stale.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.current().filter(|s| s.checked.elapsed() < CHECK_EVERY)
+    }
+
+    async fn refresh(&self, store: &dyn Store) -> hookwarden_store::Result<Arc<Snapshot>> {
+        let _one = self.refreshing.lock().await;
+        // Someone else may have refreshed while this request waited.
+        if let Some(s) = self.fresh() {
+            return Ok(s);
+        }
+        let forced = self.stale.swap(false, Ordering::SeqCst);
+        let generation = match store.integration_generation().await {
+            Ok(g) => g,
+            Err(e) => {
+                if forced {
+                    self.stale.store(true, Ordering::SeqCst);
+                }
+                return Err(e);
+            }
+        };
+        let by_name = match self.current() {
+            Some(s) if s.generation == generation && !forced => Arc::clone(&s.by_name),
+            _ => {
+                // The generation is read first: a change committed between
+                // the two reads only makes the next check reload again.
+                let all = store.list_integrations().await.inspect_err(|_| {
+                    if forced {
+                        self.stale.store(true, Ordering::SeqCst);
+                    }
+                })?;
+                Arc::new(all.into_iter().map(|i| (i.name.clone(), i)).collect())
+            }
+        };
+        let snapshot = Arc::new(Snapshot {
+            generation,
+            checked: Instant::now(),
+            by_name,
+        });
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        Ok(snapshot)
     }
 }

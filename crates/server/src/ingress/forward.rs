@@ -235,7 +235,14 @@ impl ForwardQueue {
                 );
             }
         };
-        let body = serde_json::to_vec(&normalized(event)).unwrap_or_default();
+        // The exact verified bytes when the integration asks for them (a
+        // service can then rely on what the provider signed: duplicate keys
+        // and large numbers survive), else the normalized envelope.
+        let body = if integration.forward_raw_body {
+            event.raw_body.clone()
+        } else {
+            serde_json::to_vec(&normalized(event)).unwrap_or_default()
+        };
         let issued = Utc::now().timestamp();
         let identity = crate::identity::IdentityClaims {
             iss: crate::identity::ISSUER.into(),
@@ -262,7 +269,7 @@ impl ForwardQueue {
             }
         };
         let ts = Utc::now().timestamp();
-        let headers = [
+        let mut headers = vec![
             (HEADER_ID, event.id.clone()),
             (HEADER_TIMESTAMP, ts.to_string()),
             (HEADER_SIGNATURE, sign(&secret, &event.id, ts, &body)),
@@ -271,6 +278,23 @@ impl ForwardQueue {
             ("x-hookwarden-provider", event.provider.clone()),
             ("authorization", format!("Bearer {token}")),
         ];
+        if integration.forward_raw_body {
+            // What the envelope would have carried, beside the raw body.
+            headers.push((
+                "x-hookwarden-received-at",
+                event
+                    .received_at
+                    .to_rfc3339_opts(SecondsFormat::Millis, true),
+            ));
+            // A body's id may hold anything; a header only printable ASCII.
+            if let Some(d) = event
+                .delivery_id
+                .as_ref()
+                .filter(|d| d.bytes().all(|b| (0x20..0x7f).contains(&b)))
+            {
+                headers.push(("x-hookwarden-delivery-id", d.clone()));
+            }
+        }
         drop(secret);
         let o = self
             .client

@@ -51,8 +51,14 @@ pub struct IntegrationInput {
     pub allowed_cidrs: Option<Vec<String>>,
     #[serde(default)]
     pub rate_limit_per_minute: Option<i64>,
+    /// The header carrying the provider's delivery id, kept as the event's
+    /// `deliveryId` (refused for schemes that sign an id of their own).
     #[serde(default)]
     pub idempotency_header: Option<String>,
+    /// Forward the exact verified bytes (signed by hookwarden as they are)
+    /// instead of the normalized JSON envelope.
+    #[serde(default)]
+    pub forward_raw_body: Option<bool>,
 }
 
 impl std::fmt::Debug for IntegrationInput {
@@ -130,6 +136,13 @@ pub fn build(
         {
             return Err(invalid("idempotencyHeader must be a header name".into()));
         }
+        if super::dedup::signs_own_id(&input.scheme) {
+            return Err(invalid(format!(
+                "idempotencyHeader is refused for {}: the scheme signs its own delivery id, \
+                 and an unsigned header must not replace it",
+                input.scheme
+            )));
+        }
     }
     let secrets: Option<Vec<String>> = match (&input.secret, &input.secrets) {
         (Some(_), Some(_)) => {
@@ -197,6 +210,7 @@ pub fn build(
         forwarding_secret,
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
+        forward_raw_body: input.forward_raw_body.unwrap_or(false),
     };
     Ok((integration, new_forwarding))
 }
@@ -245,6 +259,7 @@ pub struct IntegrationView {
     allowed_cidrs: Vec<String>,
     rate_limit_per_minute: Option<i64>,
     idempotency_header: Option<String>,
+    forward_raw_body: bool,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]
@@ -266,6 +281,7 @@ pub fn view(i: &Integration) -> IntegrationView {
         allowed_cidrs: i.allowed_cidrs.clone(),
         rate_limit_per_minute: i.rate_limit_per_minute,
         idempotency_header: i.idempotency_header.clone(),
+        forward_raw_body: i.forward_raw_body,
         created_at: i.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         updated_at: i.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         forwarding_secret: None,

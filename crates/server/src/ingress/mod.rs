@@ -2,6 +2,7 @@
 //! persistence, deduplication, and forwarding to internal services.
 
 pub mod cache;
+pub mod dedup;
 pub mod forward;
 pub mod integrations;
 pub mod receive;

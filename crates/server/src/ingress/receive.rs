@@ -2,22 +2,25 @@
 //! is stored, then deduplicate (Redis marker first, the database's uniqueness
 //! behind it) and commit the event with its first forwarding job.
 
+use super::dedup;
 use super::integrations::{keepable_header, open_secrets, scheme_of};
 use crate::error::{ApiError, ApiResult};
-use crate::http::request_id::RequestId;
+use crate::http::client_addr::ClientAddr;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use chrono::Utc;
+use hookwarden_core::client_addr::limit_key;
 use hookwarden_core::destination::parse_cidrs;
 use hookwarden_core::ids;
 use hookwarden_core::inbound::{self, Headers};
 use hookwarden_store::ingress::{NewInbound, RecordOutcome};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use zeroize::Zeroizing;
 
 /// What an accepted inbound webhook is answered.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -55,51 +58,42 @@ pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(request_id): Extension<RequestId>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Received>)> {
+    // Integrations are held in memory: a request for none costs no query.
     let integration = state
         .integrations
         .get(state.store.as_ref(), &provider)
         .await
         .map_err(|e| ApiError::internal("load integration", e))?
         .ok_or(ApiError::NotFound)?;
-    let source_ip = peer.ip();
+    let source_ip = client.map_or(peer.ip(), |c| c.0 .0);
+    // Limits first: nothing below (audit, body, verification) is done for
+    // a client over its share.
+    let limit = integration
+        .rate_limit_per_minute
+        .unwrap_or(super::integrations::DEFAULT_RATE_LIMIT)
+        .clamp(1, u32::MAX as i64) as u32;
+    state
+        .limiter
+        .check(
+            &format!("ingress:{provider}:{}", limit_key(source_ip)),
+            limit,
+        )
+        .await?;
     let scheme =
         scheme_of(&integration).map_err(|e| ApiError::internal("integration scheme", e))?;
     // Known before verification from headers alone (never the body), for the log line.
-    let claimed_delivery = header_delivery_id(
-        scheme.delivery_id_header(),
-        integration.idempotency_header.as_deref(),
-        &headers,
-    );
-    let fail = |reason: &'static str, details: Value| {
-        let state = state.clone();
-        let provider = provider.clone();
-        let rid = request_id.0.clone();
-        let delivery = claimed_delivery.clone();
-        async move {
-            log_inbound(
-                &provider,
-                delivery.as_deref(),
-                "failed",
-                reason,
-                &provider,
-                None,
-            );
-            metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => reason).increment(1);
-            let target = format!("integration:{provider}");
-            crate::audit::record(
-                &state,
-                &format!("provider:{provider}"),
-                "inbound.verification_failed",
-                &target,
-                &rid,
-                details,
-            )
-            .await;
-        }
+    let claimed_delivery =
+        dedup::header_id(&scheme, integration.idempotency_header.as_deref(), &headers);
+    // A refusal is logged, counted and noted for the aggregated audit trail:
+    // no durable write of its own.
+    let refuse = |reason: &'static str| {
+        let first = state.refusals.note(&provider, reason, source_ip);
+        log_refused(&provider, claimed_delivery.as_deref(), reason, first);
+        metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => reason).increment(1);
     };
 
     // Source pinning is an extra layer, never the only one: verification follows.
@@ -107,51 +101,31 @@ pub async fn receive(
         let nets = parse_cidrs(&integration.allowed_cidrs.join(",")).unwrap_or_default();
         let ip = hookwarden_core::destination::canonical(source_ip);
         if !nets.iter().any(|n| n.contains(&ip)) {
-            fail(
-                "source_not_allowed",
-                json!({"reason": "source address not allowed", "sourceIp": source_ip.to_string()}),
-            )
-            .await;
+            refuse("source_not_allowed");
             return Err(ApiError::Forbidden(
                 "source address is not allowed for this provider".into(),
             ));
         }
     }
-    let limit = integration
-        .rate_limit_per_minute
-        .unwrap_or(super::integrations::DEFAULT_RATE_LIMIT)
-        .clamp(1, u32::MAX as i64) as u32;
-    state
-        .limiter
-        .check(&format!("ingress:{provider}:{source_ip}"), limit)
-        .await?;
 
     crate::http::json::reject_declared_oversize(&headers, MAX_BODY)?;
     let raw = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let scheme =
-        scheme_of(&integration).map_err(|e| ApiError::internal("integration scheme", e))?;
     let secrets = open_secrets(&state.keyring, &integration)
         .map_err(|e| ApiError::internal("open integration secrets", e))?;
-    let secret_refs: Vec<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
     let now = Utc::now();
-    let verified = inbound::verify(
-        &scheme,
-        &secret_refs,
-        &HeaderView(&headers),
-        &raw,
+    let verified = verify_off_runtime(
+        scheme.clone(),
+        secrets,
+        &headers,
+        raw.clone(),
         now.timestamp(),
         integration.tolerance_seconds,
-    );
-    drop(secret_refs);
-    drop(secrets);
-    if let Err(e) = verified {
-        fail(
-            "invalid_signature",
-            json!({"reason": e.to_string(), "sourceIp": source_ip.to_string()}),
-        )
-        .await;
+    )
+    .await?;
+    if verified.is_err() {
+        refuse("invalid_signature");
         return Err(ApiError::InvalidSignature);
     }
 
@@ -160,18 +134,17 @@ pub async fn receive(
     if !parsed.is_object() {
         return Err(ApiError::Validation("body must be a JSON object".into()));
     }
-    let delivery_id = delivery_id(
-        &integration.scheme,
-        scheme.delivery_id_header(),
+    let body_sha256 = hex::encode(Sha256::digest(&raw));
+    let dedup::Identity {
+        dedup_key,
+        delivery_id,
+    } = dedup::identity(
+        &scheme,
         integration.idempotency_header.as_deref(),
         &headers,
         &parsed,
+        &body_sha256,
     );
-    let body_sha256 = hex::encode(Sha256::digest(&raw));
-    let dedup_key = match &delivery_id {
-        Some(id) => format!("id:{id}"),
-        None => format!("sha256:{body_sha256}"),
-    };
 
     // Redis first: a known delivery answers without touching the database.
     if let Some(redis) = &state.redis {
@@ -244,7 +217,6 @@ pub async fn receive(
             log_inbound(
                 &provider,
                 delivery_id.as_deref(),
-                "passed",
                 "accepted",
                 &integration.name,
                 Some(&event_id),
@@ -269,7 +241,6 @@ fn duplicate(
     log_inbound(
         provider,
         delivery_id,
-        "passed",
         "duplicate",
         provider,
         Some(&event_id),
@@ -288,64 +259,72 @@ fn duplicate(
 fn log_inbound(
     provider: &str,
     delivery_id: Option<&str>,
-    verification: &str,
     outcome: &str,
     workflow: &str,
     event_id: Option<&str>,
 ) {
+    tracing::info!(
+        provider,
+        delivery.id = delivery_id.unwrap_or("-"),
+        verification = "passed",
+        outcome,
+        target.workflow = workflow,
+        event.id = event_id.unwrap_or("-"),
+        "inbound webhook {outcome}"
+    );
+}
+
+/// Bodies above this are verified on a blocking thread: hashing a large body
+/// under several secrets must not hold an async worker (small ones are
+/// cheaper to verify in place than to hand over).
+const VERIFY_IN_PLACE_UP_TO: usize = 64 * 1024;
+
+/// Verifies the request; the error is an internal one (a lost blocking task),
+/// the inner result the verification's.
+async fn verify_off_runtime(
+    scheme: inbound::Scheme,
+    secrets: Vec<Zeroizing<String>>,
+    headers: &HeaderMap,
+    raw: axum::body::Bytes,
+    now: i64,
+    tolerance: i64,
+) -> ApiResult<Result<inbound::Verified, inbound::InboundError>> {
+    let small = raw.len() <= VERIFY_IN_PLACE_UP_TO;
+    let run = move |headers: &HeaderMap| {
+        let refs: Vec<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
+        inbound::verify(&scheme, &refs, &HeaderView(headers), &raw, now, tolerance)
+    };
+    if small {
+        return Ok(run(headers));
+    }
+    let headers = headers.clone();
+    tokio::task::spawn_blocking(move || run(&headers))
+        .await
+        .map_err(|e| ApiError::internal("verification task", e))
+}
+
+/// The log line of a refused inbound request: the first of its kind in a
+/// minute (provider, reason, source prefix) at WARN, the rest at DEBUG, so a
+/// flood cannot flood the log either.
+fn log_refused(provider: &str, delivery_id: Option<&str>, reason: &str, first: bool) {
     let delivery = delivery_id.unwrap_or("-");
-    if verification == "passed" {
-        tracing::info!(
-            provider,
-            delivery.id = delivery,
-            verification,
-            outcome,
-            target.workflow = workflow,
-            event.id = event_id.unwrap_or("-"),
-            "inbound webhook {outcome}"
-        );
-    } else {
+    if first {
         tracing::warn!(
             provider,
             delivery.id = delivery,
-            verification,
-            outcome,
-            target.workflow = workflow,
+            verification = "failed",
+            outcome = reason,
+            target.workflow = provider,
+            "inbound webhook refused"
+        );
+    } else {
+        tracing::debug!(
+            provider,
+            delivery.id = delivery,
+            verification = "failed",
+            outcome = reason,
+            target.workflow = provider,
             "inbound webhook refused"
         );
     }
-}
-
-/// A delivery id carried in a header (configured, or the scheme's own).
-fn header_delivery_id(
-    scheme_header: Option<&str>,
-    configured: Option<&str>,
-    headers: &HeaderMap,
-) -> Option<String> {
-    let from_header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-    };
-    configured
-        .and_then(from_header)
-        .or_else(|| scheme_header.and_then(from_header))
-        .map(str::to_owned)
-}
-
-/// The provider's own id for this delivery, when it sends one.
-fn delivery_id(
-    scheme: &str,
-    scheme_header: Option<&str>,
-    configured: Option<&str>,
-    headers: &HeaderMap,
-    body: &Value,
-) -> Option<String> {
-    header_delivery_id(scheme_header, configured, headers).or_else(|| {
-        (scheme == "stripe")
-            .then(|| body["id"].as_str().map(str::to_owned))
-            .flatten()
-    })
 }

@@ -72,8 +72,8 @@ pub struct Options {
 }
 
 /// Operator keys every test app accepts (two: rotation).
-pub const OPERATOR_KEY: &str = "op-key-current-0123456789";
-pub const OPERATOR_KEY_OLD: &str = "op-key-previous-9876543210";
+pub const OPERATOR_KEY: &str = "op-key-current-0123456789abcdef0123456789";
+pub const OPERATOR_KEY_OLD: &str = "op-key-previous-9876543210fedcba9876543210";
 
 pub fn redis_url() -> String {
     std::env::var("HOOKWARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())

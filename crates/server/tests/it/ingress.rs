@@ -209,17 +209,27 @@ async fn acme_and_globex_work_as_the_seed_describes(backend: Backend) {
     assert_eq!(detail["headers"]["content-type"], "application/json");
     assert!(detail["headers"].get("x-acme-signature").is_none());
     assert_eq!(detail["status"], "succeeded");
-    // Verification failures are in the audit trail, without secrets.
+    // Verification failures are in the audit trail, aggregated (one entry
+    // per provider, reason, source prefix and minute, with a count), without secrets.
+    app.state.refusals.flush(&app.state).await;
     let (_, audit, _) = app
         .operator(Method::GET, "/api/v1/audit-entries?limit=100", None)
         .await;
-    let failures = audit["items"]
+    let failures: Vec<&Value> = audit["items"]
         .as_array()
         .expect("items")
         .iter()
         .filter(|a| a["action"] == "inbound.verification_failed")
-        .count();
-    assert_eq!(failures, cases.len() + 2);
+        .collect();
+    let counted: u64 = failures
+        .iter()
+        .map(|a| a["details"]["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted, cases.len() as u64 + 2);
+    assert!(failures.len() <= 4, "aggregated: {}", failures.len());
+    assert!(failures
+        .iter()
+        .all(|a| a["details"]["sourcePrefix"] == "127.0.0.0/24"));
     assert!(!audit.to_string().contains("acme-provider-secret"));
 }
 

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod hostile;
 mod ingress;
 mod operator;
 
