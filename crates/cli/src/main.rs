@@ -28,6 +28,39 @@ struct Cli {
     command: Command,
 }
 
+/// Where `sign` and `verify` read the `whsec_…` secret.
+#[derive(clap::Args)]
+struct SecretSource {
+    /// A file holding the secret.
+    #[arg(long)]
+    secret_file: Option<std::path::PathBuf>,
+    /// Refused: a secret in the arguments is visible to every user in `ps`.
+    #[arg(long, hide = true)]
+    secret: Option<String>,
+}
+
+impl SecretSource {
+    fn read(&self) -> anyhow::Result<WebhookSecret> {
+        if self.secret.is_some() {
+            anyhow::bail!("--secret is refused: command-line arguments are visible to every user of the host; use --secret-file or HOOKWARDEN_WEBHOOK_SECRET");
+        }
+        let text = match (
+            &self.secret_file,
+            std::env::var("HOOKWARDEN_WEBHOOK_SECRET"),
+        ) {
+            (Some(path), _) => zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            (None, Ok(v)) => zeroize::Zeroizing::new(v),
+            (None, Err(_)) => {
+                anyhow::bail!("no secret: give --secret-file PATH or set HOOKWARDEN_WEBHOOK_SECRET")
+            }
+        };
+        Ok(WebhookSecret::parse(text.trim())?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the APIs, the delivery worker and (when configured) the NATS consumer.
@@ -70,19 +103,22 @@ enum Command {
         command: AuditCommand,
     },
     /// Signs a body read from stdin as Standard Webhooks and prints the headers.
+    /// The secret comes from `--secret-file` or `HOOKWARDEN_WEBHOOK_SECRET`,
+    /// never from the command line (every user of the host can read that).
     Sign {
-        #[arg(long)]
-        secret: String,
+        #[command(flatten)]
+        secret: SecretSource,
         #[arg(long)]
         id: String,
         /// Unix seconds (default: now).
         #[arg(long)]
         timestamp: Option<i64>,
     },
-    /// Verifies a Standard Webhooks signature over a body read from stdin.
+    /// Verifies a Standard Webhooks signature over a body read from stdin
+    /// (secret from `--secret-file` or `HOOKWARDEN_WEBHOOK_SECRET`).
     Verify {
-        #[arg(long)]
-        secret: String,
+        #[command(flatten)]
+        secret: SecretSource,
         #[arg(long)]
         id: String,
         #[arg(long)]
@@ -293,7 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             id,
             timestamp,
         } => {
-            let secret = WebhookSecret::parse(&secret)?;
+            let secret = secret.read()?;
             let body = read_stdin()?;
             let ts = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
             println!("webhook-id: {id}");
@@ -310,7 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             signature,
             tolerance,
         } => {
-            let secret = WebhookSecret::parse(&secret)?;
+            let secret = secret.read()?;
             let body = read_stdin()?;
             let now = chrono::Utc::now().timestamp();
             return Ok(

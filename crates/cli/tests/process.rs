@@ -284,6 +284,25 @@ fn production_refuses_insecure_settings_with_a_clear_message() {
 }
 
 #[test]
+fn the_data_directory_and_database_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let data = dir.join("fresh").join("data");
+    let data_text = data.display().to_string();
+    let (ok, out) = run(&["migrate"], &[("HOOKWARDEN_DATA_DIR", data_text.as_str())]);
+    assert!(ok, "{out}");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&data.join("hookwarden.db")), 0o600, "database file");
+    for side in ["hookwarden.db-wal", "hookwarden.db-shm"] {
+        if data.join(side).exists() {
+            assert_eq!(mode(&data.join(side)) & 0o077, 0, "{side}");
+        }
+    }
+}
+
+#[test]
 fn config_check_prints_the_effective_configuration_without_secrets() {
     let dir = tempdir();
     let file = dir.join("hookwarden.toml");
@@ -351,9 +370,15 @@ async fn migrate_is_idempotent_on_postgres() {
 
 /// Runs the binary with `args`, feeding `stdin`: (success, stdout).
 fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (bool, String) {
+    run_with_stdin_env(args, &[], stdin)
+}
+
+fn run_with_stdin_env(args: &[&str], vars: &[(&str, &str)], stdin: &[u8]) -> (bool, String) {
     use std::io::Write;
     let mut c = Command::new(env!("CARGO_BIN_EXE_hookwarden"))
         .args(args)
+        .envs(vars.iter().copied())
+        .stderr(Stdio::piped())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -366,7 +391,11 @@ fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (bool, String) {
     let out = c.wait_with_output().expect("output");
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -374,16 +403,16 @@ fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (bool, String) {
 fn sign_and_verify_commands_agree() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     // The published Standard Webhooks vector.
-    let (ok, out) = run_with_stdin(
+    let env = [("HOOKWARDEN_WEBHOOK_SECRET", secret)];
+    let (ok, out) = run_with_stdin_env(
         &[
             "sign",
-            "--secret",
-            secret,
             "--id",
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             "--timestamp",
             "1614265330",
         ],
+        &env,
         br#"{"test": 2432232314}"#,
     );
     assert!(
@@ -391,11 +420,15 @@ fn sign_and_verify_commands_agree() {
         "{out}"
     );
     let now = chrono_now().to_string();
+    // From a file as well.
+    let dir = tempdir();
+    let file = dir.join("secret");
+    std::fs::write(&file, secret).expect("write");
     let (_, out) = run_with_stdin(
         &[
             "sign",
-            "--secret",
-            secret,
+            "--secret-file",
+            file.to_str().expect("path"),
             "--id",
             "m1",
             "--timestamp",
@@ -409,11 +442,9 @@ fn sign_and_verify_commands_agree() {
         .expect("signature")
         .to_owned();
     for (body, expect_ok) in [(&b"{}"[..], true), (&b"{ }"[..], false)] {
-        let (ok, _) = run_with_stdin(
+        let (ok, _) = run_with_stdin_env(
             &[
                 "verify",
-                "--secret",
-                secret,
                 "--id",
                 "m1",
                 "--timestamp",
@@ -421,6 +452,7 @@ fn sign_and_verify_commands_agree() {
                 "--signature",
                 &sig,
             ],
+            &env,
             body,
         );
         assert_eq!(
@@ -430,6 +462,13 @@ fn sign_and_verify_commands_agree() {
             String::from_utf8_lossy(body)
         );
     }
+    // A secret on the command line (visible to every user in `ps`) is refused.
+    let (ok, out) = run_with_stdin(&["sign", "--secret", secret, "--id", "m1"], b"{}");
+    assert!(!ok && out.contains("--secret is refused"), "{out}");
+    assert!(
+        !out.contains(secret),
+        "the refusal does not echo the secret"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,6 +644,16 @@ async fn certs_dev_writes_a_working_mtls_setup() {
         &[],
     );
     assert!(ok, "{out}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["server-key.pem", "client-key.pem"] {
+            let mode = std::fs::metadata(certs.join(key))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key} is private to its owner");
+        }
+    }
     let db = TestDb::new(Backend::Sqlite).await;
     let env = Env::new(
         &db,

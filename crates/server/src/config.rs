@@ -543,6 +543,32 @@ impl Settings {
         if self.jwt_hs256_secret.is_none() && self.jwt_jwks_file.is_none() {
             return refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
         }
+        // A token minted for another service of the same issuer, or by
+        // another issuer sharing a key, must not pass here.
+        if self.jwt_issuer.is_none() || self.jwt_audience.is_none() {
+            return refuse("tokens are not bound to this service: set HOOKWARDEN_JWT_ISSUER and HOOKWARDEN_JWT_AUDIENCE");
+        }
+        if self
+            .jwt_hs256_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < MIN_SECRET_BYTES)
+        {
+            return refuse("HOOKWARDEN_JWT_HS256_SECRET is shorter than 32 bytes (guessable offline from any token)");
+        }
+        if self
+            .management_api_keys
+            .iter()
+            .any(|k| k.expose_secret().len() < MIN_SECRET_BYTES)
+        {
+            return refuse("a key in HOOKWARDEN_MANAGEMENT_API_KEYS is shorter than 32 bytes");
+        }
+        if let Some(path) = &self.master_key_file {
+            if let Some(why) = readable_by_others(path) {
+                return refuse(&format!(
+                    "HOOKWARDEN_MASTER_KEY_FILE {why}: make it readable by hookwarden's user only (chmod 600)"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -716,6 +742,28 @@ fn tls_line(t: &Option<TlsSettings>) -> String {
     }
 }
 
+/// Shortest HS256 secret and operator key accepted in production.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// Why a key file is not private to its owner, if it is not.
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => Some(format!(
+            "is readable or writable by group or others (mode {:o})",
+            m.permissions().mode() & 0o777
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("cannot be read ({})", e.kind())),
+    }
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> Option<String> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,10 +839,47 @@ mod tests {
             env: Some("production".into()),
             master_key: Some(SecretString::from("k".to_owned())),
             jwt_jwks_file: Some("/etc/jwks.json".into()),
+            jwt_issuer: Some("https://auth.example".into()),
+            jwt_audience: Some("hookwarden".into()),
+            management_api_keys: Some(SecretString::from(
+                "0123456789abcdef0123456789abcdef".to_owned(),
+            )),
             ..raw()
         };
         assert!(Settings::from_raw(prod()).is_ok());
+        let dir = std::env::temp_dir().join(format!("hw-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let open_key = dir.join("open.key");
+        std::fs::write(&open_key, "k").expect("write");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        }
         let cases = [
+            RawConfig {
+                jwt_issuer: None,
+                ..prod()
+            },
+            RawConfig {
+                jwt_audience: None,
+                ..prod()
+            },
+            RawConfig {
+                jwt_hs256_secret: Some(SecretString::from("short-secret".to_owned())),
+                ..prod()
+            },
+            RawConfig {
+                management_api_keys: Some(SecretString::from(
+                    "0123456789abcdef0123456789abcdef,short".to_owned(),
+                )),
+                ..prod()
+            },
+            RawConfig {
+                master_key: None,
+                master_key_file: Some(open_key.clone()),
+                ..prod()
+            },
             RawConfig {
                 master_key: None,
                 ..prod()
@@ -815,7 +900,21 @@ mod tests {
         for case in cases {
             let err = Settings::from_raw(case).expect_err("refused");
             assert!(matches!(err, ConfigError::Production(_)), "{err}");
+            assert!(!err.to_string().contains("short-secret"), "{err}");
         }
+        // The same key file, private to its owner, is accepted.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+        }
+        assert!(Settings::from_raw(RawConfig {
+            master_key: None,
+            master_key_file: Some(open_key),
+            ..prod()
+        })
+        .is_ok());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -93,7 +93,15 @@ pub fn write_dev_certs(dir: &Path) -> anyhow::Result<()> {
         ("client.pem", client.cert_pem),
         ("client-key.pem", client.key_pem),
     ] {
-        std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))?;
+        let path = dir.join(name);
+        if name.ends_with("-key.pem") {
+            // Private keys: readable by their owner only.
+            let _ = std::fs::remove_file(&path);
+            crate::keys::write_private(&path, &text)
+        } else {
+            std::fs::write(&path, text)
+        }
+        .with_context(|| format!("writing {name}"))?;
     }
     Ok(())
 }

@@ -77,7 +77,12 @@ fn dev_file(
     if let Ok(text) = std::fs::read_to_string(&path) {
         return Ok(text.trim().to_owned());
     }
-    std::fs::create_dir_all(dir)
+    // Private to hookwarden's user: it holds keys and the embedded database.
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
         .with_context(|| format!("creating data directory {}", dir.display()))?;
     let text = generate();
     write_private(&path, &text).with_context(|| format!("writing {}", path.display()))?;
@@ -89,7 +94,7 @@ fn dev_file(
 }
 
 /// Writes a file readable by its owner only.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -51,9 +51,40 @@ pub(crate) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     v.map(time).transpose()
 }
 
+/// Creates the database's directory (0700) and file (0600) when they do
+/// not exist yet, so the events, payloads and sealed secrets inside are
+/// never readable by other users of the host; SQLite gives its `-wal` and
+/// `-shm` files the database file's mode. Existing files keep their mode.
+fn prepare_private_file(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") || path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir).map_err(sqlx::Error::Io)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(sqlx::Error::Io(e).into()),
+    }
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?
+        let opts = SqliteConnectOptions::from_str(url)?;
+        prepare_private_file(opts.get_filename())?;
+        let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before we acknowledge it, even across power loss.

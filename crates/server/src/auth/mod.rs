@@ -85,6 +85,13 @@ pub const GATEWAY_ACCOUNT_HEADER: &str = "x-account-id";
 /// taken from an unauthenticated header). Gateway requests carry the tenant
 /// scopes; publishing stays with producer tokens.
 fn gateway_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    // Two values would let whichever the next hop reads differ from the one
+    // judged here: refused whoever sent them.
+    if parts.headers.get_all(GATEWAY_ACCOUNT_HEADER).iter().count() > 1 {
+        return Err(ApiError::Validation(format!(
+            "{GATEWAY_ACCOUNT_HEADER} must appear at most once"
+        )));
+    }
     let Some(gateway) = &state.settings.gateway_identity else {
         return Ok(None);
     };

@@ -552,3 +552,20 @@ async fn the_exact_verified_bytes_are_forwarded_when_asked(backend: Backend) {
         .await;
     assert_eq!(view["forwardRawBody"], true);
 }
+
+#[tokio::test]
+async fn two_account_headers_are_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let resp = app
+        .http
+        .get(app.url("/v1/webhooks"))
+        .header("authorization", format!("Bearer {}", app.tenant("acct_1")))
+        .header("x-account-id", "acct_1")
+        .header("x-account-id", "acct_2")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+}

@@ -269,6 +269,8 @@ async fn production_hides_the_delivery_sink() {
         Options {
             allow_loopback: false,
             production: true,
+            issuer: Some("https://auth.example"),
+            audience: Some("hookwarden"),
             ..Default::default()
         },
     )
