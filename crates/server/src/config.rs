@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
     "retry_schedule",
     "delivery_timeout",
     "delivery_lease",
+    "delivery_ca_file",
     "max_in_flight",
     "max_in_flight_per_endpoint",
     "api_rate_limit_per_minute",
@@ -119,6 +120,8 @@ pub struct RawConfig {
     pub retry_schedule: Option<String>,
     pub delivery_timeout: Option<String>,
     pub delivery_lease: Option<String>,
+    /// PEM roots trusted for HTTPS receivers besides the system's.
+    pub delivery_ca_file: Option<PathBuf>,
     pub max_in_flight: Option<usize>,
     pub max_in_flight_per_endpoint: Option<usize>,
     pub api_rate_limit_per_minute: Option<u32>,
@@ -236,6 +239,9 @@ pub struct Settings {
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
+    /// PEM roots trusted for HTTPS receivers and forwarding targets besides
+    /// the system's (private CAs).
+    pub delivery_ca_file: Option<PathBuf>,
     pub max_in_flight: usize,
     /// `Fixed` when configured, else the fair share (see `pump::LaneShare`).
     pub max_in_flight_per_endpoint: crate::pump::LaneShare,
@@ -407,6 +413,7 @@ impl Settings {
                 raw.delivery_lease,
                 &format_duration(delivery_timeout * 2 + Duration::from_secs(20)),
             )?,
+            delivery_ca_file: raw.delivery_ca_file,
             max_in_flight,
             max_in_flight_per_endpoint: raw
                 .max_in_flight_per_endpoint
@@ -628,6 +635,7 @@ impl Settings {
                 "delivery_lease = {:?}",
                 format_duration(self.delivery_lease)
             ),
+            format!("delivery_ca_file = {}", path(&self.delivery_ca_file)),
             format!("max_in_flight = {}", self.max_in_flight),
             match self.max_in_flight_per_endpoint {
                 crate::pump::LaneShare::Fixed(n) => format!("max_in_flight_per_endpoint = {n}"),
