@@ -237,7 +237,7 @@ fn tls_cause(e: &reqwest::Error) -> Option<String> {
         let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(l) = layer {
             if let Some(tls) = l.downcast_ref::<rustls::Error>() {
-                return Some(tls.to_string());
+                return Some(tls_text(tls));
             }
             layer = l
                 .downcast_ref::<std::io::Error>()
@@ -247,6 +247,22 @@ fn tls_cause(e: &reqwest::Error) -> Option<String> {
         source = err.source();
     }
     None
+}
+
+/// rustls' words, except the certificate errors it prints as bare variant
+/// names, which read as a sentence here (they are what a tenant sees).
+fn tls_text(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let plain = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => "unknown issuer",
+        rustls::Error::InvalidCertificate(C::NotValidForName) => "certificate not valid for name",
+        rustls::Error::InvalidCertificate(C::Expired) => "certificate expired",
+        rustls::Error::InvalidCertificate(C::NotValidYet) => "certificate not valid yet",
+        rustls::Error::InvalidCertificate(C::Revoked) => "certificate revoked",
+        rustls::Error::InvalidCertificate(C::BadSignature) => "bad certificate signature",
+        _ => return e.to_string(),
+    };
+    format!("invalid peer certificate: {plain}")
 }
 
 /// A failure description without the URL (which may carry customer tokens).
