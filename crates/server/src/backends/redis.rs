@@ -178,7 +178,9 @@ async fn reconnect(client: redis::Client, slot: Weak<OnceLock<ConnectionManager>
             Ok(conn) => {
                 if let Some(slot) = slot.upgrade() {
                     let _ = slot.set(conn);
-                    tracing::info!("Redis is reachable: shared rate limits, dedup markers and locks in use");
+                    tracing::info!(
+                        "Redis is reachable: shared rate limits, dedup markers and locks in use"
+                    );
                 }
                 return;
             }

@@ -210,7 +210,11 @@ async fn redis_down_at_start_up_is_degraded_then_used(backend: Backend) {
     app.integration(json!({"name": "acme", "scheme": "hmac-sha256", "secret": "k", "signatureHeader": "x-sig", "targetUrl": target.url("/a")}))
         .await;
     let (status, first) = send(&app, 1).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "inbound without Redis: {first}");
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "inbound without Redis: {first}"
+    );
     let (status, again) = send(&app, 1).await;
     assert_eq!(status, StatusCode::OK, "the database names the duplicate");
     assert_eq!(again["eventId"], first["eventId"]);

@@ -317,7 +317,11 @@ async fn unresolvable_and_blocked_names_read_the_same(backend: Backend) {
     for (i, host) in hosts.iter().enumerate() {
         let account = format!("acct_{i}");
         let (id, _) = app
-            .create_webhook(&account, &format!("https://{host}/hook?token=s3cr3t"), &["*"])
+            .create_webhook(
+                &account,
+                &format!("https://{host}/hook?token=s3cr3t"),
+                &["*"],
+            )
             .await;
         app.publish(&account, "t", json!({})).await;
         hooks.push((account, id));

@@ -412,7 +412,11 @@ async fn https_receivers_behind_a_private_ca_get_signed_deliveries() {
         assert_eq!(got.len(), 1, "{account}");
         assert_eq!(got[0].0, version, "{account}: negotiated by ALPN");
         let deliveries: Vec<Received> = got.into_iter().map(|(_, r)| r).collect();
-        assert_eq!(reference_verify(secret, &deliveries), vec!["ok"], "{account}");
+        assert_eq!(
+            reference_verify(secret, &deliveries),
+            vec!["ok"],
+            "{account}"
+        );
         let items = app.deliveries(account, id).await;
         assert_eq!(items[0]["status"], "succeeded", "{account}: {items:?}");
         assert_eq!(items[0]["httpStatus"], 200);
@@ -439,13 +443,21 @@ async fn https_receivers_behind_a_private_ca_get_signed_deliveries() {
         .integration(json!({"name": "acme", "scheme": "token", "secret": "t",
             "signatureHeader": "x-t", "targetUrl": h2.url("/fwd")}))
         .await;
-    let (status, _) = app.inbound("acme", &[("x-t", "t".into())], b"{\"n\":1}").await;
+    let (status, _) = app
+        .inbound("acme", &[("x-t", "t".into())], b"{\"n\":1}")
+        .await;
     assert_eq!(status, 202);
     app.forward_until(Duration::from_secs(10), || h2.received().len() == 2)
         .await;
     let (version, forwarded) = h2.received().pop().expect("forwarded");
-    assert_eq!((version, forwarded.path.as_str()), (Version::HTTP_2, "/fwd"));
-    assert_eq!(reference_verify(&forwarding_secret, &[forwarded]), vec!["ok"]);
+    assert_eq!(
+        (version, forwarded.path.as_str()),
+        (Version::HTTP_2, "/fwd")
+    );
+    assert_eq!(
+        reference_verify(&forwarding_secret, &[forwarded]),
+        vec!["ok"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
