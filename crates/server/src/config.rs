@@ -823,6 +823,17 @@ mod tests {
     }
 
     #[test]
+    fn the_delivery_ca_file_comes_from_the_file_and_is_shown() {
+        let s = Settings::from_toml("delivery_ca_file = \"/etc/hookwarden/receivers-ca.pem\"\n")
+            .expect("settings");
+        let path = "/etc/hookwarden/receivers-ca.pem";
+        assert_eq!(s.delivery_ca_file.as_deref(), Some(Path::new(path)));
+        assert!(s
+            .redacted_toml()
+            .contains(&format!("delivery_ca_file = {path:?}")));
+    }
+
+    #[test]
     fn redacted_output_hides_secrets() {
         let s = Settings::from_raw(RawConfig {
             master_key: Some(SecretString::from("TOPSECRETKEY".to_owned())),
