@@ -741,6 +741,71 @@ async fn redis_unreachable_under_load() {
     server.terminate();
 }
 
+/// Redis configured but unreachable when `serve` starts (it used to exit):
+/// hookwarden starts ready and degraded, accepts on the database alone, and
+/// uses Redis once it answers, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_at_start_up() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempdir();
+    let redis_url = std::env::var("HOOKWARDEN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut proxy = CuttableProxy::start(
+        redis_url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/'),
+    )
+    .await;
+    proxy.cut();
+    let prefix = format!("hwfault:{}:", uuid::Uuid::new_v4().simple());
+    let _cleanup = SharedBackends {
+        nats_url: String::new(),
+        stream: String::new(),
+        redis_url: redis_url.clone(),
+        redis_prefix: prefix.clone(),
+    };
+    let proxied = format!("redis://{}", proxy.addr);
+    let mut vars = fast_recovery();
+    vars.extend([
+        ("HOOKWARDEN_REDIS_URL", proxied.as_str()),
+        ("HOOKWARDEN_REDIS_PREFIX", prefix.as_str()),
+    ]);
+    let env = Env::new(&db, &dir, &vars);
+    let (rport, tally) = tallying_receiver(Duration::from_millis(10)).await;
+    let mut server = env.start();
+    server.wait_ready().await;
+    let (status, body) = ready(&env).await.expect("ready");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["redis"], "degraded", "{body}");
+    configure(&env, &server, rport).await;
+    let load = Load::start(&env, env.port, 2);
+    load.accepts_more(50, Duration::from_secs(30), "without Redis")
+        .await;
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = ready(&env).await.expect("ready");
+        assert_eq!(status, 200, "{body}");
+        if body["checks"]["redis"] == "ok" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis not used once reachable: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    load.accepts_more(50, Duration::from_secs(30), "with Redis")
+        .await;
+    let (accepted, _) = load.stop().await;
+    all_delivered(&accepted, &tally, Duration::from_secs(60), || server.logs()).await;
+    assert!(
+        server.child.try_wait().expect("status").is_none(),
+        "hookwarden is still running"
+    );
+    server.terminate();
+}
+
 /// Receivers that misbehave on purpose, one behaviour per path.
 async fn hostile_receiver() -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -10,6 +10,10 @@ use url::{Host, Url};
 const BLOCKED_NAMES: &[&str] = &["localhost", "metadata.google.internal"];
 /// Longest URL accepted at registration.
 pub const MAX_URL_LEN: usize = 2048;
+/// What a tenant is told of any refused host or address, and of a name that
+/// does not resolve: one text, so that registration and delivery errors
+/// cannot be used to map internal names and ranges.
+pub const NOT_ALLOWED: &str = "destination is not allowed or not reachable";
 
 fn blocked_nets() -> &'static [IpNet] {
     static NETS: OnceLock<Vec<IpNet>> = OnceLock::new();
@@ -74,7 +78,8 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     })
 }
 
-/// Why a destination was refused. Messages name the rule, never a secret.
+/// Why a destination was refused. Messages name the rule, never a secret;
+/// a refused host or address says no more than `NOT_ALLOWED`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum DestinationError {
     #[error("url is not valid")]
@@ -89,9 +94,9 @@ pub enum DestinationError {
     Fragment,
     #[error("url has no host")]
     NoHost,
-    #[error("destination host is not allowed")]
+    #[error("{NOT_ALLOWED}")]
     BlockedName,
-    #[error("destination address is in a blocked range")]
+    #[error("{NOT_ALLOWED}")]
     BlockedAddress,
 }
 

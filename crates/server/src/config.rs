@@ -44,6 +44,7 @@ const KEYS: &[&str] = &[
     "retry_schedule",
     "delivery_timeout",
     "delivery_lease",
+    "delivery_ca_file",
     "max_in_flight",
     "max_in_flight_per_endpoint",
     "api_rate_limit_per_minute",
@@ -122,6 +123,8 @@ pub struct RawConfig {
     pub retry_schedule: Option<String>,
     pub delivery_timeout: Option<String>,
     pub delivery_lease: Option<String>,
+    /// PEM roots trusted for HTTPS receivers besides the system's.
+    pub delivery_ca_file: Option<PathBuf>,
     pub max_in_flight: Option<usize>,
     pub max_in_flight_per_endpoint: Option<usize>,
     pub api_rate_limit_per_minute: Option<u32>,
@@ -242,6 +245,9 @@ pub struct Settings {
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
+    /// PEM roots trusted for HTTPS receivers and forwarding targets besides
+    /// the system's (private CAs).
+    pub delivery_ca_file: Option<PathBuf>,
     pub max_in_flight: usize,
     /// `Fixed` when configured, else the fair share (see `pump::LaneShare`).
     pub max_in_flight_per_endpoint: crate::pump::LaneShare,
@@ -417,6 +423,7 @@ impl Settings {
                 raw.delivery_lease,
                 &format_duration(delivery_timeout * 2 + Duration::from_secs(20)),
             )?,
+            delivery_ca_file: raw.delivery_ca_file,
             max_in_flight,
             max_in_flight_per_endpoint: raw
                 .max_in_flight_per_endpoint
@@ -676,6 +683,7 @@ impl Settings {
                 "delivery_lease = {:?}",
                 format_duration(self.delivery_lease)
             ),
+            format!("delivery_ca_file = {}", path(&self.delivery_ca_file)),
             format!("max_in_flight = {}", self.max_in_flight),
             match self.max_in_flight_per_endpoint {
                 crate::pump::LaneShare::Fixed(n) => format!("max_in_flight_per_endpoint = {n}"),
@@ -937,6 +945,17 @@ mod tests {
             err.to_string().contains("HOOKWARDEN_MAX_IN_FLIGHT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_delivery_ca_file_comes_from_the_file_and_is_shown() {
+        let s = Settings::from_toml("delivery_ca_file = \"/etc/hookwarden/receivers-ca.pem\"\n")
+            .expect("settings");
+        let path = "/etc/hookwarden/receivers-ca.pem";
+        assert_eq!(s.delivery_ca_file.as_deref(), Some(Path::new(path)));
+        assert!(s
+            .redacted_toml()
+            .contains(&format!("delivery_ca_file = {path:?}")));
     }
 
     #[test]

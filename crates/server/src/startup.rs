@@ -93,7 +93,12 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.ops_listen))?;
         let policy = settings.address_policy();
-        let client = DeliveryClient::new(policy.clone(), settings.delivery_timeout, lookup)?;
+        let client = DeliveryClient::new(
+            policy.clone(),
+            settings.delivery_timeout,
+            lookup,
+            settings.delivery_ca_file.as_deref(),
+        )?;
         let state = AppState(Arc::new(Shared {
             store,
             keyring,

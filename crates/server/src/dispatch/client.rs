@@ -2,13 +2,18 @@
 //! every try re-checks the URL (IP literals never reach a resolver), names are
 //! resolved once by our resolver, which refuses the name if any address is
 //! blocked and hands the checked addresses to the connector (no second
-//! resolution, so DNS rebinding cannot swap the address). Redirects are off,
-//! proxies from the environment are ignored, TLS uses the system roots.
+//! resolution, so DNS rebinding cannot swap the address). A name that does
+//! not resolve is refused in the same words as a blocked one, so delivery
+//! errors cannot map internal DNS. Redirects are off, proxies from the
+//! environment are ignored, TLS uses the system roots plus the roots of
+//! `HOOKWARDEN_DELIVERY_CA_FILE`.
 
+use anyhow::Context;
 use async_trait::async_trait;
-use hookwarden_core::destination::{check_name, AddressPolicy, DestinationError};
+use hookwarden_core::destination::{check_name, AddressPolicy, DestinationError, NOT_ALLOWED};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
@@ -37,9 +42,27 @@ impl Lookup for SystemLookup {
     }
 }
 
+/// A destination turned away before any connection.
 #[derive(Debug, thiserror::Error)]
-#[error("destination refused: {0}")]
-pub struct Refused(pub DestinationError);
+pub enum Refused {
+    /// By the address policy: the URL, the name or an address.
+    #[error("destination refused: {0}")]
+    Policy(DestinationError),
+    /// The name did not resolve (or to nothing). Worded as a blocked address
+    /// is: telling them apart would tell a tenant which internal names exist.
+    #[error("destination refused: {NOT_ALLOWED}")]
+    Unresolved,
+}
+
+fn refused(
+    host: &str,
+    reason: &dyn std::fmt::Display,
+    r: Refused,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    // The precise reason is for operators only (names and rules, no secret).
+    tracing::debug!(destination.host = %host, reason = %reason, "destination refused at resolution");
+    Box::new(r)
+}
 
 struct PolicyResolver {
     policy: AddressPolicy,
@@ -52,12 +75,15 @@ impl Resolve for PolicyResolver {
         let lookup = self.lookup.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            check_name(&host)
-                .map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
-            let addrs = lookup.lookup(&host).await?;
+            check_name(&host).map_err(|e| refused(&host, &e, Refused::Policy(e.clone())))?;
+            let addrs = match lookup.lookup(&host).await {
+                Ok(a) if !a.is_empty() => a,
+                Ok(_) => return Err(refused(&host, &"no address", Refused::Unresolved)),
+                Err(e) => return Err(refused(&host, &e, Refused::Unresolved)),
+            };
             policy
                 .check_resolved(&addrs)
-                .map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+                .map_err(|e| refused(&host, &e, Refused::Policy(e.clone())))?;
             // Port 0 is replaced by the URL's port by the connector.
             let addrs: Addrs = Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
@@ -83,12 +109,19 @@ pub struct DeliveryClient {
 }
 
 impl DeliveryClient {
+    /// `ca_file`: PEM certificates trusted as roots in addition to the
+    /// system's (receivers behind a private CA).
     pub fn new(
         policy: AddressPolicy,
         timeout: Duration,
         lookup: Arc<dyn Lookup>,
+        ca_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for root in extra_roots(ca_file)? {
+            builder = builder.add_root_certificate(root);
+        }
+        let http = builder
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .dns_resolver(Arc::new(PolicyResolver {
@@ -121,7 +154,7 @@ impl DeliveryClient {
         let url = match self.policy.check_url(url) {
             Ok(u) => u,
             Err(e) => {
-                out.error = Some(Refused(e).to_string());
+                out.error = Some(Refused::Policy(e).to_string());
                 return out;
             }
         };
@@ -149,6 +182,29 @@ impl DeliveryClient {
         out.duration = started.elapsed();
         out
     }
+}
+
+/// The certificates of `HOOKWARDEN_DELIVERY_CA_FILE`; a file that holds none
+/// stops start-up rather than leaving HTTPS receivers failing later.
+fn extra_roots(ca_file: Option<&Path>) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let Some(path) = ca_file else {
+        return Ok(Vec::new());
+    };
+    let context = || {
+        format!(
+            "HOOKWARDEN_DELIVERY_CA_FILE: reading certificates from {}",
+            path.display()
+        )
+    };
+    let pem = std::fs::read(path).with_context(context)?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).with_context(context)?;
+    if roots.is_empty() {
+        anyhow::bail!(
+            "HOOKWARDEN_DELIVERY_CA_FILE: {} holds no PEM certificate",
+            path.display()
+        );
+    }
+    Ok(roots)
 }
 
 /// Reads at most `PREVIEW_BYTES` before the deadline and keeps the first
@@ -181,7 +237,7 @@ fn tls_cause(e: &reqwest::Error) -> Option<String> {
         let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(l) = layer {
             if let Some(tls) = l.downcast_ref::<rustls::Error>() {
-                return Some(tls.to_string());
+                return Some(tls_text(tls));
             }
             layer = l
                 .downcast_ref::<std::io::Error>()
@@ -191,6 +247,22 @@ fn tls_cause(e: &reqwest::Error) -> Option<String> {
         source = err.source();
     }
     None
+}
+
+/// rustls' words, except the certificate errors it prints as bare variant
+/// names, which read as a sentence here (they are what a tenant sees).
+fn tls_text(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let plain = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => "unknown issuer",
+        rustls::Error::InvalidCertificate(C::NotValidForName) => "certificate not valid for name",
+        rustls::Error::InvalidCertificate(C::Expired) => "certificate expired",
+        rustls::Error::InvalidCertificate(C::NotValidYet) => "certificate not valid yet",
+        rustls::Error::InvalidCertificate(C::Revoked) => "certificate revoked",
+        rustls::Error::InvalidCertificate(C::BadSignature) => "bad certificate signature",
+        _ => return e.to_string(),
+    };
+    format!("invalid peer certificate: {plain}")
 }
 
 /// A failure description without the URL (which may carry customer tokens).

@@ -34,6 +34,7 @@ impl ForwardQueue {
             forwarding_policy(),
             state.settings.delivery_timeout,
             Arc::new(SystemLookup),
+            state.settings.delivery_ca_file.as_deref(),
         )?;
         Ok(Self {
             state,

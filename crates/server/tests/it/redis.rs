@@ -1,5 +1,6 @@
 //! Redis as accelerator and coordinator: losing it mid-run loses and
-//! duplicates nothing; with it, one handler per event across workers.
+//! duplicates nothing, nor does starting without it; with it, one handler
+//! per event across workers.
 
 use crate::helpers::*;
 use axum::http::StatusCode;
@@ -11,25 +12,40 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-on_both!(losing_redis_mid_run_loses_and_duplicates_nothing);
+on_both!(
+    losing_redis_mid_run_loses_and_duplicates_nothing,
+    redis_down_at_start_up_is_degraded_then_used,
+);
 
-/// A TCP proxy to the real Redis that the test can cut, like a network outage.
+/// A TCP proxy to the real Redis that the test can cut, like a network
+/// outage, and restore on the same address.
 struct Proxy {
     url: String,
+    addr: std::net::SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Proxy {
     async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("redis://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
+        let this = Self {
+            url: format!("redis://{addr}"),
+            addr,
+            tasks: Arc::default(),
+            accept: Mutex::default(),
+        };
+        this.serve(listener);
+        this
+    }
+
+    fn serve(&self, listener: TcpListener) {
         let upstream = redis_url()
             .trim_start_matches("redis://")
             .trim_end_matches('/')
             .to_owned();
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let t = tasks.clone();
+        let t = self.tasks.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
@@ -40,16 +56,55 @@ impl Proxy {
                 }));
             }
         });
-        Self { url, tasks, accept }
+        *self.accept.lock().expect("lock") = Some(accept);
     }
 
     /// Closes the listener and every proxied connection.
     fn cut(&self) {
-        self.accept.abort();
+        if let Some(a) = self.accept.lock().expect("lock").take() {
+            a.abort();
+        }
         for t in self.tasks.lock().expect("lock").drain(..) {
             t.abort();
         }
     }
+
+    /// Listens again on the same address.
+    async fn restore(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "rebind: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+async fn ready(app: &TestApp) -> (StatusCode, serde_json::Value) {
+    let resp = app
+        .http
+        .get(format!("http://{}/ready", app.ops))
+        .send()
+        .await
+        .expect("ready");
+    let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+    (status, resp.json().await.expect("json"))
+}
+
+/// Keys under `prefix` in the real Redis.
+fn keys(prefix: &RedisPrefix) -> Vec<String> {
+    let mut c = redis::Client::open(redis_url().as_str())
+        .and_then(|c| c.get_connection())
+        .expect("redis");
+    redis::cmd("KEYS")
+        .arg(format!("{}*", prefix.0))
+        .query(&mut c)
+        .expect("keys")
 }
 
 fn sig(body: &[u8]) -> String {
@@ -93,15 +148,7 @@ async fn losing_redis_mid_run_loses_and_duplicates_nothing(backend: Backend) {
     );
 
     proxy.cut();
-    let ready: serde_json::Value = app
-        .http
-        .get(format!("http://{}/ready", app.ops))
-        .send()
-        .await
-        .expect("ready")
-        .json()
-        .await
-        .expect("json");
+    let (_, ready) = ready(&app).await;
     assert_eq!(ready["checks"]["redis"], "degraded", "{ready}");
     // Duplicates of earlier deliveries: the database still names them.
     for n in 0..5 {
@@ -139,6 +186,72 @@ async fn losing_redis_mid_run_loses_and_duplicates_nothing(backend: Backend) {
     }
     assert_eq!(per_event.len(), 10, "every accepted event forwarded");
     assert!(per_event.values().all(|&n| n == 1), "none twice");
+}
+
+async fn redis_down_at_start_up_is_degraded_then_used(backend: Backend) {
+    // Redis is configured but its address answers nothing: hookwarden starts
+    // anyway (it used to refuse to), ready and degraded, on the database alone.
+    let prefix = RedisPrefix::new();
+    let proxy = Proxy::start().await;
+    proxy.cut();
+    let app = TestApp::with(
+        backend,
+        Options {
+            redis: Some((proxy.url.clone(), prefix.0.clone())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["redis"], "degraded", "{body}");
+    let target = Receiver::start().await;
+    app.integration(json!({"name": "acme", "scheme": "hmac-sha256", "secret": "k", "signatureHeader": "x-sig", "targetUrl": target.url("/a")}))
+        .await;
+    let (status, first) = send(&app, 1).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "inbound without Redis: {first}"
+    );
+    let (status, again) = send(&app, 1).await;
+    assert_eq!(status, StatusCode::OK, "the database names the duplicate");
+    assert_eq!(again["eventId"], first["eventId"]);
+    let rx = Receiver::start().await;
+    app.create_webhook("acct_a", &rx.url("/hook"), &["*"]).await;
+    app.publish("acct_a", "t", json!({})).await;
+    app.deliver_until(Duration::from_secs(10), || rx.count() == 1)
+        .await;
+    assert!(keys(&prefix).is_empty(), "nothing reached Redis yet");
+
+    // Redis comes up: it is used without a restart.
+    proxy.restore().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = ready(&app).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["checks"]["redis"] == "ok" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis not in use once reachable: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = send(&app, 2).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stored = keys(&prefix);
+    assert!(
+        stored.iter().any(|k| k.contains(":dedup:")),
+        "the new delivery's marker is in Redis: {stored:?}"
+    );
+    app.publish("acct_a", "t", json!({})).await;
+    assert!(
+        keys(&prefix).iter().any(|k| k.contains(":rl:")),
+        "rate limits are shared through Redis again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

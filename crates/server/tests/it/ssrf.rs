@@ -4,7 +4,8 @@
 use crate::helpers::*;
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use hookwarden_server::dispatch::client::Lookup;
+use hookwarden_core::destination::NOT_ALLOWED;
+use hookwarden_server::dispatch::client::{Lookup, SystemLookup};
 use hookwarden_store::on_both;
 use serde_json::json;
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ on_both!(
     names_resolving_to_blocked_addresses_are_refused_at_delivery,
     connections_go_to_the_checked_address,
     stored_ip_literals_are_rechecked_at_every_try,
+    unresolvable_and_blocked_names_read_the_same,
 );
 
 /// A resolver with fixed answers, counting its calls.
@@ -34,6 +36,19 @@ impl Lookup for FixedLookup {
             .get(host)
             .cloned()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such host"))
+    }
+}
+
+/// Fixed answers for some names, the system's resolver for the rest.
+struct PartlyFixed(HashMap<&'static str, Vec<IpAddr>>);
+
+#[async_trait]
+impl Lookup for PartlyFixed {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        match self.0.get(host) {
+            Some(answer) => Ok(answer.clone()),
+            None => SystemLookup.lookup(host).await,
+        }
     }
 }
 
@@ -253,4 +268,78 @@ async fn stored_ip_literals_are_rechecked_at_every_try(backend: Backend) {
         "{}",
         items[1]
     );
+}
+
+async fn unresolvable_and_blocked_names_read_the_same(backend: Backend) {
+    // The attack: register names one guesses exist inside the network and
+    // read the stored errors; "blocked range" for a name that resolves to a
+    // private address, something else for one that does not resolve, would
+    // map the internal DNS. Every such refusal now reads the same.
+    let lookup = Arc::new(PartlyFixed(HashMap::from([
+        ("db.corp.test", vec![ip("10.0.0.5")]),
+        ("metadata.corp.test", vec![ip("169.254.169.254")]),
+        ("empty.corp.test", vec![]),
+    ])));
+    let app = TestApp::with(
+        backend,
+        Options {
+            allow_loopback: false,
+            lookup: Some(lookup),
+            retry_schedule: "1h",
+            ..Default::default()
+        },
+    )
+    .await;
+    // At registration a refused literal or name says no more than that.
+    let t = app.tenant("acct_probe");
+    for url in ["http://10.0.0.5/", "http://localhost/", "http://[fd00::1]/"] {
+        let (status, body, _) = app
+            .post("/v1/webhooks", &t, json!({"url": url, "eventTypes": ["*"]}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("url: {NOT_ALLOWED}"),
+            "{url}: {body}"
+        );
+    }
+    // Names are not resolved at registration: each is accepted alike. At
+    // delivery, one resolves to a private address, one to the metadata
+    // service, one to nothing, and one (`.invalid`, RFC 6761) does not
+    // exist for the system resolver.
+    let hosts = [
+        "db.corp.test",
+        "metadata.corp.test",
+        "empty.corp.test",
+        "nonexistent.invalid",
+    ];
+    let mut hooks = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let account = format!("acct_{i}");
+        let (id, _) = app
+            .create_webhook(
+                &account,
+                &format!("https://{host}/hook?token=s3cr3t"),
+                &["*"],
+            )
+            .await;
+        app.publish(&account, "t", json!({})).await;
+        hooks.push((account, id));
+    }
+    assert_eq!(app.dispatcher.run_once().await.expect("step"), hosts.len());
+    let mut seen = Vec::new();
+    for ((account, id), host) in hooks.iter().zip(hosts) {
+        let items = app.deliveries(account, id).await;
+        let failed = items
+            .iter()
+            .find(|i| i["status"] == "failed")
+            .unwrap_or_else(|| panic!("{host}: no failed try in {items:?}"));
+        assert_eq!(failed["httpStatus"], serde_json::Value::Null, "{host}");
+        assert_eq!(failed["responsePreview"], serde_json::Value::Null, "{host}");
+        seen.push((host, failed["error"].clone()));
+    }
+    let expected = json!(format!("destination refused: {NOT_ALLOWED}"));
+    for (host, error) in &seen {
+        assert_eq!(*error, expected, "{host}: {seen:?}");
+    }
 }

@@ -1,11 +1,20 @@
 //! TLS and mTLS with real handshakes: every wrong client refused, the gateway's
 //! identity the only one allowed to name an account, certificates renewed
-//! without a restart.
+//! without a restart; deliveries and forwarding to HTTPS receivers over
+//! HTTP/1.1 and HTTP/2, and each wrong certificate a failed try with its reason.
 
 use crate::helpers::*;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Version};
 use hookwarden_server::devcerts::{DevCa, Issued};
-use serde_json::json;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
@@ -266,4 +275,210 @@ async fn the_ops_listener_can_require_client_certificates_too() {
             .status(),
         200
     );
+}
+
+/// A real HTTPS receiver (tokio-rustls and hyper) serving `cert` and offering
+/// only the ALPN protocols given; it records each request with its version.
+struct HttpsReceiver {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<(Version, Received)>>>,
+}
+
+impl HttpsReceiver {
+    async fn start(cert: &Issued, alpn: &[&str]) -> Self {
+        let certs = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificate");
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received: Arc<Mutex<Vec<(Version, Received)>>> = Arc::default();
+        let log = received.clone();
+        let router = axum::Router::new().fallback(
+            move |version: Version, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let log = log.clone();
+                async move {
+                    let path = uri.path().to_owned();
+                    log.lock().expect("lock").push((
+                        version,
+                        Received {
+                            headers,
+                            body,
+                            path,
+                        },
+                    ));
+                    "ok"
+                }
+            },
+        );
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    // A client that refuses our certificate ends here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(router))
+                        .await;
+                });
+            }
+        });
+        Self { addr, received }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    fn received(&self) -> Vec<(Version, Received)> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+/// The only failed try of a webhook's first delivery: its stored error.
+async fn failed_error(app: &TestApp, account: &str, id: &str) -> String {
+    let items = app.deliveries(account, id).await;
+    let failed = items
+        .iter()
+        .find(|i| i["status"] == "failed")
+        .unwrap_or_else(|| panic!("no failed try: {items:?}"));
+    assert_eq!(failed["httpStatus"], Value::Null, "{failed}");
+    failed["error"].as_str().expect("error").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_behind_a_private_ca_get_signed_deliveries() {
+    let dir = TempDir::new();
+    let ca = DevCa::new("receivers' private CA").expect("ca");
+    let stranger = DevCa::new("a CA nobody trusts").expect("ca");
+    // The webhook URLs name 127.0.0.1: the good certificates carry that IP.
+    let good = ca
+        .issue("receiver", &["127.0.0.1"], true, None)
+        .expect("good");
+    let wrong_name = ca
+        .issue("other.example", &["other.example"], true, None)
+        .expect("wrong name");
+    let untrusted = stranger
+        .issue("receiver", &["127.0.0.1"], true, None)
+        .expect("untrusted");
+    let ca_file = write(&dir, "receivers-ca.pem", &ca.pem());
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            retry_schedule: "1h",
+            customize: Some(Box::new(move |raw| raw.delivery_ca_file = Some(ca_file))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let h1 = HttpsReceiver::start(&good, &["http/1.1"]).await;
+    let h2 = HttpsReceiver::start(&good, &["h2"]).await;
+    let misnamed = HttpsReceiver::start(&wrong_name, &["h2", "http/1.1"]).await;
+    let foreign = HttpsReceiver::start(&untrusted, &["h2", "http/1.1"]).await;
+    let mut hooks = Vec::new();
+    for (account, rx) in [
+        ("acct_h1", &h1),
+        ("acct_h2", &h2),
+        ("acct_misnamed", &misnamed),
+        ("acct_foreign", &foreign),
+    ] {
+        let (id, secret) = app.create_webhook(account, &rx.url("/hook"), &["*"]).await;
+        app.publish(account, "invoice.paid", json!({"amount": 42}))
+            .await;
+        hooks.push((account, id, secret));
+    }
+    assert_eq!(app.dispatcher.run_once().await.expect("step"), 4);
+
+    // Success over each protocol, with a signature the reference library accepts.
+    for ((account, id, secret), (rx, version)) in hooks
+        .iter()
+        .zip([(&h1, Version::HTTP_11), (&h2, Version::HTTP_2)])
+    {
+        let got = rx.received();
+        assert_eq!(got.len(), 1, "{account}");
+        assert_eq!(got[0].0, version, "{account}: negotiated by ALPN");
+        let deliveries: Vec<Received> = got.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            reference_verify(secret, &deliveries),
+            vec!["ok"],
+            "{account}"
+        );
+        let items = app.deliveries(account, id).await;
+        assert_eq!(items[0]["status"], "succeeded", "{account}: {items:?}");
+        assert_eq!(items[0]["httpStatus"], 200);
+    }
+    // A certificate for another name, and one from an untrusted CA: failed
+    // tries naming the reason, and nothing reached either receiver.
+    let (account, id, _) = &hooks[2];
+    let error = failed_error(&app, account, id).await;
+    assert!(
+        error.starts_with("TLS handshake failed")
+            && error.contains("certificate not valid for name \"127.0.0.1\""),
+        "{error}"
+    );
+    let (account, id, _) = &hooks[3];
+    let error = failed_error(&app, account, id).await;
+    assert!(
+        error == "TLS handshake failed: invalid peer certificate: unknown issuer",
+        "{error}"
+    );
+    assert!(misnamed.received().is_empty() && foreign.received().is_empty());
+
+    // Forwarding to an internal service shares the client, and so the roots.
+    let forwarding_secret = app
+        .integration(json!({"name": "acme", "scheme": "token", "secret": "t",
+            "signatureHeader": "x-t", "targetUrl": h2.url("/fwd")}))
+        .await;
+    let (status, _) = app
+        .inbound("acme", &[("x-t", "t".into())], b"{\"n\":1}")
+        .await;
+    assert_eq!(status, 202);
+    app.forward_until(Duration::from_secs(10), || h2.received().len() == 2)
+        .await;
+    let (version, forwarded) = h2.received().pop().expect("forwarded");
+    assert_eq!(
+        (version, forwarded.path.as_str()),
+        (Version::HTTP_2, "/fwd")
+    );
+    assert_eq!(
+        reference_verify(&forwarding_secret, &[forwarded]),
+        vec!["ok"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_ca_file_without_certificates_stops_start_up() {
+    let dir = TempDir::new();
+    let empty = write(&dir, "empty.pem", "not a certificate\n");
+    let raw = hookwarden_server::config::RawConfig {
+        database_url: Some(secrecy::SecretString::from(format!(
+            "sqlite://{}",
+            dir.0.join("db.sqlite").display()
+        ))),
+        data_dir: Some(dir.0.clone()),
+        listen: Some("127.0.0.1:0".into()),
+        ops_listen: Some("127.0.0.1:0".into()),
+        delivery_ca_file: Some(empty),
+        ..Default::default()
+    };
+    let settings = hookwarden_server::config::Settings::from_raw(raw).expect("settings");
+    let err = match hookwarden_server::startup::Application::build(settings).await {
+        Ok(_) => panic!("started with a CA file holding no certificate"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("HOOKWARDEN_DELIVERY_CA_FILE"), "{err}");
 }
