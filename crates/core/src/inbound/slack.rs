@@ -1,9 +1,7 @@
 //! Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256("v0:{ts}:{body}")>` with
 //! `X-Slack-Request-Timestamp`, refused outside the tolerance window.
 
-use super::{
-    any_candidate_matches, fresh, macs_once, required, Headers, InboundError, Verified,
-};
+use super::{any_candidate_matches, fresh, macs_once, required, Headers, InboundError, Verified};
 
 pub(super) fn verify(
     secrets: &[&[u8]],

@@ -19,12 +19,9 @@ pub(super) fn verify(
     // Comparing digests keeps the comparison constant-time even across lengths;
     // every secret is compared, with no early exit.
     let given = Sha256::digest(given.as_bytes());
-    let ok = secrets
-        .iter()
-        .take(MAX_ACTIVE_SECRETS)
-        .fold(0u8, |acc, s| {
-            acc | Sha256::digest(s).ct_eq(&given).unwrap_u8()
-        });
+    let ok = secrets.iter().take(MAX_ACTIVE_SECRETS).fold(0u8, |acc, s| {
+        acc | Sha256::digest(s).ct_eq(&given).unwrap_u8()
+    });
     if ok == 1 {
         Ok(Verified::default())
     } else {
