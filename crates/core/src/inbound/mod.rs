@@ -369,7 +369,7 @@ mod matrix {
         ]
     }
 
-    pub(super) fn check(
+    fn check(
         scheme: &Scheme,
         secret: &[u8],
         headers: &[(String, String)],
