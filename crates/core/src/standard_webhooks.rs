@@ -1,12 +1,13 @@
 //! Standard Webhooks signatures: `v1,<base64 HMAC-SHA256("{id}.{ts}.{body}")>`,
 //! several space-separated signatures during a secret rotation.
 
+use crate::inbound::{
+    any_candidate_matches, hmac_sha256, macs_once, MAX_SIGNATURE_CANDIDATES,
+    MAX_SIGNATURE_HEADER_BYTES, MAX_WEBHOOK_ID_BYTES,
+};
 use crate::secret::WebhookSecret;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
+use hmac::Mac;
 
 /// Header names of the Standard Webhooks specification.
 pub const HEADER_ID: &str = "webhook-id";
@@ -18,7 +19,8 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
 /// Signs one message with one secret: the `v1,<base64>` token.
 pub fn sign(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = mac(secret.key(), msg_id, timestamp, body);
+    let ts = timestamp.to_string();
+    let mac = hmac_sha256(secret.key(), &signed_parts(msg_id, &ts, body));
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
@@ -32,15 +34,9 @@ pub fn sign_all(secrets: &[&WebhookSecret], msg_id: &str, timestamp: i64, body: 
         .join(" ")
 }
 
-fn mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    mac.update(msg_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
+/// What is signed: `{id}.{timestamp}.{body}`.
+fn signed_parts<'a>(msg_id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [msg_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,7 +59,11 @@ pub(crate) fn within(timestamp: i64, now: i64, tolerance_secs: i64) -> bool {
 }
 
 /// Verifies a Standard Webhooks message against any of `secrets`.
-/// `now` is passed in so the function stays pure and testable.
+/// `now` is passed in so the function stays pure and testable. The sender
+/// controls the headers, so their size is bounded before any work: an id of
+/// at most [`MAX_WEBHOOK_ID_BYTES`], a signature header of at most
+/// [`MAX_SIGNATURE_HEADER_BYTES`] with at most [`MAX_SIGNATURE_CANDIDATES`]
+/// tokens; and the MAC is computed once per secret, not once per token.
 pub fn verify(
     secrets: &[&WebhookSecret],
     msg_id: &str,
@@ -73,7 +73,11 @@ pub fn verify(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    if msg_id.is_empty() || msg_id.len() > 256 {
+    if msg_id.is_empty()
+        || msg_id.len() > MAX_WEBHOOK_ID_BYTES
+        || timestamp.len() > MAX_SIGNATURE_HEADER_BYTES
+        || signature_header.len() > MAX_SIGNATURE_HEADER_BYTES
+    {
         return Err(VerifyError::Malformed);
     }
     let ts: i64 = timestamp
@@ -83,29 +87,33 @@ pub fn verify(
     if !within(ts, now, tolerance_secs) {
         return Err(VerifyError::Timestamp);
     }
-    let mut any = false;
-    for token in signature_header.split(' ').filter(|t| !t.is_empty()) {
-        let Some(b64) = token.strip_prefix("v1,") else {
-            continue;
-        };
-        let Ok(given) = STANDARD.decode(b64) else {
-            continue;
-        };
-        any = true;
-        for secret in secrets {
-            // verify_slice compares in constant time.
-            if mac(secret.key(), msg_id, ts, body)
-                .verify_slice(&given)
-                .is_ok()
-            {
-                return Ok(());
-            }
+    let mut candidates = Vec::new();
+    for (n, token) in signature_header
+        .split(' ')
+        .filter(|t| !t.is_empty())
+        .enumerate()
+    {
+        // Every token counts, whatever its version: the cap bounds the parsing too.
+        if n >= MAX_SIGNATURE_CANDIDATES {
+            return Err(VerifyError::Malformed);
+        }
+        if let Some(given) = token
+            .strip_prefix("v1,")
+            .and_then(|b64| STANDARD.decode(b64).ok())
+        {
+            candidates.push(given);
         }
     }
-    if any {
-        Err(VerifyError::NoMatch)
+    if candidates.is_empty() {
+        return Err(VerifyError::Malformed);
+    }
+    let keys: Vec<&[u8]> = secrets.iter().map(|s| s.key()).collect();
+    let ts_text = ts.to_string();
+    let macs = macs_once(&keys, &signed_parts(msg_id, &ts_text, body));
+    if any_candidate_matches(&macs, &candidates) {
+        Ok(())
     } else {
-        Err(VerifyError::Malformed)
+        Err(VerifyError::NoMatch)
     }
 }
 

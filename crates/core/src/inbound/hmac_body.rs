@@ -1,7 +1,9 @@
 //! Generic HMAC-SHA256 over the raw body (the seed's `acme`): hex or base64 in
 //! a configured header, after an optional prefix such as `sha256=`.
 
-use super::{any_mac_matches, Encoding, Headers, InboundError, Verified};
+use super::{
+    any_candidate_matches, bounded_header, macs_once, Encoding, Headers, InboundError, Verified,
+};
 use base64::{engine::general_purpose::STANDARD, Engine};
 
 pub(super) fn verify(
@@ -12,11 +14,7 @@ pub(super) fn verify(
     headers: &(impl Headers + ?Sized),
     body: &[u8],
 ) -> Result<Verified, InboundError> {
-    let value = headers
-        .header(header)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or(InboundError::MissingHeader("signature"))?;
+    let value = bounded_header(headers, header, "signature")?;
     let encoded = value.strip_prefix(prefix).ok_or(InboundError::Malformed)?;
     let given = match encoding {
         Encoding::Hex => {
@@ -26,7 +24,7 @@ pub(super) fn verify(
             .decode(encoded)
             .map_err(|_| InboundError::Malformed)?,
     };
-    if any_mac_matches(secrets, &[body], &given) {
+    if any_candidate_matches(&macs_once(secrets, &[body]), &[given]) {
         Ok(Verified::default())
     } else {
         Err(InboundError::Mismatch)

@@ -12,6 +12,7 @@ mod token;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// Default tolerance for schemes that sign a timestamp.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
@@ -165,8 +166,23 @@ pub fn verify(
     }
 }
 
+/// Most signatures read from one header (Stripe's `v1=`/`v0=` entries,
+/// Standard Webhooks' space-separated tokens). A provider sends one, or two
+/// during a secret rotation; more is refused as malformed.
+pub const MAX_SIGNATURE_CANDIDATES: usize = 16;
+/// Longest signature, token or timestamp header read, in bytes; longer is malformed.
+pub const MAX_SIGNATURE_HEADER_BYTES: usize = 4096;
+/// Most secrets tried per request: the MAC of the body is computed once per
+/// secret, so this bounds the work an unsigned request can cause. The API
+/// refuses to configure more.
+pub const MAX_ACTIVE_SECRETS: usize = 5;
+/// Longest Standard Webhooks `webhook-id`, in bytes.
+pub const MAX_WEBHOOK_ID_BYTES: usize = 256;
+
 /// HMAC-SHA256 over the concatenation of `parts`.
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+    #[cfg(test)]
+    MACS_STARTED.with(|n| n.set(n.get() + 1));
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     for p in parts {
@@ -175,22 +191,67 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     mac
 }
 
-/// Does `given` match the MAC of `parts` under any secret? Constant time per comparison.
-pub(crate) fn any_mac_matches(secrets: &[&[u8]], parts: &[&[u8]], given: &[u8]) -> bool {
+#[cfg(test)]
+thread_local! {
+    /// How many MACs this thread started: tests prove one per secret per request.
+    pub(crate) static MACS_STARTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The MAC of `parts` under each secret (at most [`MAX_ACTIVE_SECRETS`]),
+/// computed once per request whatever the number of candidates: the body is
+/// the expensive part, and candidates come from the unauthenticated sender.
+pub(crate) fn macs_once(secrets: &[&[u8]], parts: &[&[u8]]) -> Vec<[u8; 32]> {
     secrets
         .iter()
-        .any(|key| hmac_sha256(key, parts).verify_slice(given).is_ok())
+        .take(MAX_ACTIVE_SECRETS)
+        .map(|key| hmac_sha256(key, parts).finalize().into_bytes().into())
+        .collect()
+}
+
+/// Does any candidate equal any computed MAC? Every pair is compared in
+/// constant time, with no early exit, so timing tells nothing about which.
+pub(crate) fn any_candidate_matches<C: AsRef<[u8]>>(macs: &[[u8; 32]], candidates: &[C]) -> bool {
+    let mut found = subtle::Choice::from(0);
+    for mac in macs {
+        for candidate in candidates {
+            found |= mac[..].ct_eq(candidate.as_ref());
+        }
+    }
+    found.into()
+}
+
+/// Refuses more than [`MAX_SIGNATURE_CANDIDATES`] signatures in one header.
+pub(crate) fn bounded_candidates(count: usize) -> Result<(), InboundError> {
+    if count > MAX_SIGNATURE_CANDIDATES {
+        Err(InboundError::Malformed)
+    } else {
+        Ok(())
+    }
+}
+
+/// A header the verifier reads, trimmed and non-empty, at most
+/// [`MAX_SIGNATURE_HEADER_BYTES`] long (checked before any parsing).
+pub(crate) fn bounded_header<'a, H: Headers + ?Sized>(
+    headers: &'a H,
+    name: &str,
+    missing: &'static str,
+) -> Result<&'a str, InboundError> {
+    let value = headers
+        .header(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(InboundError::MissingHeader(missing))?;
+    if value.len() > MAX_SIGNATURE_HEADER_BYTES {
+        return Err(InboundError::Malformed);
+    }
+    Ok(value)
 }
 
 pub(crate) fn required<'a, H: Headers + ?Sized>(
     headers: &'a H,
     name: &'static str,
 ) -> Result<&'a str, InboundError> {
-    headers
-        .header(name)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or(InboundError::MissingHeader(name))
+    bounded_header(headers, name, name)
 }
 
 pub(crate) fn fresh(timestamp: i64, now: i64, tolerance_secs: i64) -> Result<(), InboundError> {
@@ -202,19 +263,23 @@ pub(crate) fn fresh(timestamp: i64, now: i64, tolerance_secs: i64) -> Result<(),
 }
 
 #[cfg(test)]
+mod cost;
+
+#[cfg(test)]
 mod matrix {
     //! Every scheme against the same attacks: each must fail.
 
     use super::*;
     use base64::{engine::general_purpose::STANDARD, Engine};
 
-    type Signer = fn(&[u8], &[u8], i64) -> Vec<(String, String)>;
+    pub(super) type Signer = fn(&[u8], &[u8], i64) -> Vec<(String, String)>;
 
     fn hexmac(key: &[u8], parts: &[&[u8]]) -> String {
         hex::encode(hmac_sha256(key, parts).finalize().into_bytes())
     }
 
-    fn schemes() -> Vec<(Scheme, Signer, bool)> {
+    /// Each scheme, a signer of valid requests, and whether it signs a timestamp.
+    pub(super) fn schemes() -> Vec<(Scheme, Signer, bool)> {
         vec![
             (
                 Scheme::HmacSha256 {

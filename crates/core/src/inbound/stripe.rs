@@ -1,7 +1,10 @@
 //! Stripe: `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256("{t}.{body}")>[,v1=…]`,
 //! the key being the endpoint secret string (`whsec_…`) as bytes.
 
-use super::{any_mac_matches, fresh, required, Headers, InboundError, Verified};
+use super::{
+    any_candidate_matches, bounded_candidates, fresh, macs_once, required, Headers, InboundError,
+    Verified,
+};
 
 pub(super) fn verify(
     secrets: &[&[u8]],
@@ -12,13 +15,20 @@ pub(super) fn verify(
 ) -> Result<Verified, InboundError> {
     let header = required(headers, "stripe-signature")?;
     let mut timestamp = None;
+    let mut signatures = 0;
     let mut candidates = Vec::new();
     for item in header.split(',') {
         let (k, v) = item.trim().split_once('=').ok_or(InboundError::Malformed)?;
-        match k {
-            "t" => timestamp = Some(v.parse::<i64>().map_err(|_| InboundError::Malformed)?),
-            "v1" => candidates.push(hex::decode(v).map_err(|_| InboundError::Malformed)?),
-            _ => {} // v0 and future schemes are ignored, as Stripe advises
+        if k == "t" {
+            timestamp = Some(v.parse::<i64>().map_err(|_| InboundError::Malformed)?);
+            continue;
+        }
+        // Every other entry is a signature (v0 and future schemes are ignored, as
+        // Stripe advises), and all of them count towards the cap.
+        signatures += 1;
+        bounded_candidates(signatures)?;
+        if k == "v1" {
+            candidates.push(hex::decode(v).map_err(|_| InboundError::Malformed)?);
         }
     }
     let t = timestamp.ok_or(InboundError::Malformed)?;
@@ -27,10 +37,7 @@ pub(super) fn verify(
     }
     let t_text = t.to_string();
     let parts: [&[u8]; 3] = [t_text.as_bytes(), b".", body];
-    if !candidates
-        .iter()
-        .any(|c| any_mac_matches(secrets, &parts, c))
-    {
+    if !any_candidate_matches(&macs_once(secrets, &parts), &candidates) {
         return Err(InboundError::Mismatch);
     }
     // Checked after the signature so that a forged timestamp cannot probe the window.

@@ -1,6 +1,6 @@
 //! A shared token in a header (the seed's `globex`), compared in constant time.
 
-use super::{Headers, InboundError, Verified};
+use super::{Headers, InboundError, Verified, MAX_ACTIVE_SECRETS, MAX_SIGNATURE_HEADER_BYTES};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -13,9 +13,13 @@ pub(super) fn verify(
         .header(header)
         .filter(|v| !v.is_empty())
         .ok_or(InboundError::MissingHeader("token"))?;
-    // Comparing digests keeps the comparison constant-time even across lengths.
+    if given.len() > MAX_SIGNATURE_HEADER_BYTES {
+        return Err(InboundError::Malformed);
+    }
+    // Comparing digests keeps the comparison constant-time even across lengths;
+    // every secret is compared, with no early exit.
     let given = Sha256::digest(given.as_bytes());
-    let ok = secrets.iter().fold(0u8, |acc, s| {
+    let ok = secrets.iter().take(MAX_ACTIVE_SECRETS).fold(0u8, |acc, s| {
         acc | Sha256::digest(s).ct_eq(&given).unwrap_u8()
     });
     if ok == 1 {

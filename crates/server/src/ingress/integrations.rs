@@ -16,7 +16,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-const MAX_SECRETS: usize = 5;
+/// The verifier tries no more secrets than this, so no more can be configured.
+const MAX_SECRETS: usize = hookwarden_core::inbound::MAX_ACTIVE_SECRETS;
 pub const DEFAULT_RATE_LIMIT: i64 = 600;
 
 /// The body of `POST /api/v1/integrations` and `PUT /api/v1/integrations/{name}`.

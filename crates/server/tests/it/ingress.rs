@@ -797,3 +797,50 @@ async fn a_revoked_provider_secret_is_refused_at_once(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+on_both!(overfull_signature_headers_are_refused_cheaply);
+
+/// Thousands of candidate signatures with a body near 1 MiB used to cost one
+/// MAC of the body each (seconds of CPU per request): now a 401 before any
+/// hashing, and nothing stored.
+async fn overfull_signature_headers_are_refused_cheaply(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let target = Receiver::start().await;
+    let sw_secret = hookwarden_core::secret::WebhookSecret::generate()
+        .expose()
+        .to_string();
+    for (name, scheme, secret) in [
+        ("stripe", "stripe", "whsec_stripe_endpoint_secret"),
+        ("sw", "standard-webhooks", sw_secret.as_str()),
+    ] {
+        app.integration(json!({"name": name, "scheme": scheme, "secret": secret, "targetUrl": target.url("/t")}))
+            .await;
+    }
+    let mut body = br#"{"pad":""#.to_vec();
+    body.resize(1024 * 1024 - 64, b'a');
+    body.extend_from_slice(br#""}"#);
+    let t = now();
+    let fake = "ab".repeat(32);
+    let stripe = format!("t={t},{}", vec![format!("v1={fake}"); 5_900].join(","));
+    let sw: Sent = vec![
+        ("webhook-id", "msg_1".into()),
+        ("webhook-timestamp", t.to_string()),
+        ("webhook-signature", vec!["v1,AAAA"; 8_500].join(" ")),
+    ];
+    for (provider, headers) in [("stripe", vec![("stripe-signature", stripe)]), ("sw", sw)] {
+        let started = std::time::Instant::now();
+        let (status, err) = app.inbound(provider, &headers, &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{provider}: {err}");
+        assert_eq!(err["error"]["code"], "INVALID_SIGNATURE", "{provider}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{provider}: refused in {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        event_count(&app).await,
+        0,
+        "refused requests stored nothing"
+    );
+}

@@ -2,6 +2,7 @@
 //! PostgreSQL (and NATS where it applies), a real receiver.
 
 mod helpers;
+mod logs;
 
 mod hostile;
 mod ingress;
