@@ -547,10 +547,17 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
     );
     let key = env.var("HOOKWARDEN_MASTER_KEY").expect("key").to_owned();
     let verify = |url: &str, extra: &[&str]| {
-        let args: Vec<&str> = ["audit", "verify"].iter().copied().chain(extra.iter().copied()).collect();
+        let args: Vec<&str> = ["audit", "verify"]
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .collect();
         run(
             &args,
-            &[("HOOKWARDEN_DATABASE_URL", url), ("HOOKWARDEN_MASTER_KEY", key.as_str())],
+            &[
+                ("HOOKWARDEN_DATABASE_URL", url),
+                ("HOOKWARDEN_MASTER_KEY", key.as_str()),
+            ],
         )
     };
     let (ok, out) = verify(&db.url, &[]);
@@ -564,17 +571,26 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
         &["audit", "verify"],
         &[
             ("HOOKWARDEN_DATABASE_URL", db.url.as_str()),
-            ("HOOKWARDEN_MASTER_KEY", &base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
+            (
+                "HOOKWARDEN_MASTER_KEY",
+                &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+            ),
         ],
     );
-    assert!(!ok && out.contains("audit chain key cannot be opened"), "{out}");
+    assert!(
+        !ok && out.contains("audit chain key cannot be opened"),
+        "{out}"
+    );
 
     // The newest entries removed: the rest still holds together, but its
     // head is not the one recorded, and --head says so.
     tamper(backend, &db.url, "DELETE FROM audit_entries WHERE seq >= 3").await;
     let (ok, out) = verify(&db.url, &[]);
     assert!(ok && out.lines().last() != Some(head.as_str()), "{out}");
-    assert!(out.lines().last().is_some_and(|l| l.starts_with("2:")), "{out}");
+    assert!(
+        out.lines().last().is_some_and(|l| l.starts_with("2:")),
+        "{out}"
+    );
     let (ok, out) = verify(&db.url, &["--head", &head]);
     assert!(
         !ok && out.contains("does not hold the recorded head 4"),
@@ -601,7 +617,8 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
         "HOOKWARDEN_MANAGEMENT_API_KEYS".into(),
         "op-key-for-audit".into(),
     ));
-    env2.vars.push(("HOOKWARDEN_MASTER_KEY".into(), key.clone()));
+    env2.vars
+        .push(("HOOKWARDEN_MASTER_KEY".into(), key.clone()));
     let mut server = env2.start();
     server.wait_ready().await;
     create_integrations(&server, "op-key-for-audit", &["one", "two", "three"]).await;

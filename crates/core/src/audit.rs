@@ -126,8 +126,8 @@ impl ChainKey {
             return entry_hash(prev_hash, e);
         }
         // HMAC takes keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&*self.key)
-            .unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&*self.key).unwrap_or_else(|_| unreachable!());
         feed(b"hookwarden audit v2\0", prev_hash, e, |b| mac.update(b));
         hex::encode(mac.finalize().into_bytes())
     }
@@ -280,6 +280,7 @@ mod tests {
     use super::*;
 
     type Row = (Entry<'static>, String, String);
+    type Relink<'f> = &'f dyn Fn(&str, &Entry<'_>) -> String;
 
     fn entry(seq: i64, action: &'static str) -> Entry<'static> {
         Entry {
@@ -360,7 +361,10 @@ mod tests {
         let k = Some(&key);
         let mut edited = chain(5, k);
         edited[2].0.action = "integration.deleted";
-        assert_eq!(check(k, &edited, None), Err(ChainError::Tampered { seq: 3 }));
+        assert_eq!(
+            check(k, &edited, None),
+            Err(ChainError::Tampered { seq: 3 })
+        );
         let mut removed = chain(5, k);
         removed.remove(2);
         assert_eq!(check(k, &removed, None), Err(ChainError::Broken { seq: 4 }));
@@ -376,7 +380,7 @@ mod tests {
     fn a_keyed_chain_cannot_be_rewritten_without_the_key() {
         let key = ChainKey::generate(1);
         let k = Some(&key);
-        let relinks: [&dyn Fn(&str, &Entry<'_>) -> String; 3] = [
+        let relinks: [Relink<'_>; 3] = [
             &entry_hash,
             &plain_sha256,
             // A guessed key is as good as none.
@@ -471,17 +475,17 @@ mod tests {
         assert_eq!(again.keyed_from(), 42);
         let e = entry(42, "a");
         assert_eq!(key.link(GENESIS, &e), again.link(GENESIS, &e));
-        assert_eq!(ChainKey::from_bytes(&key.to_bytes()[1..]).err(), Some(BadChainKey));
+        assert_eq!(
+            ChainKey::from_bytes(&key.to_bytes()[1..]).err(),
+            Some(BadChainKey)
+        );
         assert!(!format!("{key:?}").contains(&hex::encode(&key.to_bytes()[9..])));
         let head = Head {
             seq: 7,
             hash: "ab".repeat(32),
         };
         assert_eq!(head.to_string().parse::<Head>(), Ok(head.clone()));
-        assert_eq!(
-            format!("7:{}", "AB".repeat(32)).parse::<Head>(),
-            Ok(head)
-        );
+        assert_eq!(format!("7:{}", "AB".repeat(32)).parse::<Head>(), Ok(head));
         for bad in ["", "7", "x:ab", "-1:00", &format!("7:{}", "g".repeat(64))] {
             assert_eq!(bad.parse::<Head>(), Err(BadHead), "{bad}");
         }

@@ -297,11 +297,8 @@ pub trait IngressStore: Send + Sync {
     /// The sealed chain key, made first if there is none: `seal` is called
     /// with the seq of the next entry, under the append lock, so no entry is
     /// appended between the last unkeyed one and the key.
-    async fn init_audit_key(
-        &self,
-        seal: SealNewAuditKey<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Sealed>;
+    async fn init_audit_key(&self, seal: SealNewAuditKey<'_>, now: DateTime<Utc>)
+        -> Result<Sealed>;
     /// The key `append_audit` links with (opened by the caller).
     fn set_audit_key(&self, key: ChainKey);
 

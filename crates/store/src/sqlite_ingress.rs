@@ -430,10 +430,9 @@ impl IngressStore for SqliteStore {
     ) -> Result<Sealed> {
         let mut tx = self.writer.begin().await?;
         // The single writer: no entry goes in between the last unkeyed one and the key.
-        let next: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_entries")
-                .fetch_one(&mut *tx)
-                .await?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_entries")
+            .fetch_one(&mut *tx)
+            .await?;
         let stored: Option<(Vec<u8>, String)> =
             sqlx::query_as("SELECT key_enc, key_id FROM audit_chain_key WHERE id = ?1")
                 .bind(AUDIT_KEY_ROW)

@@ -303,7 +303,9 @@ async fn audit_chain_appends_and_history_is_append_only(backend: Backend) {
     }
     let chain = s.audit_chain().await.expect("chain");
     assert_eq!(chain.len(), 20);
-    let verified = verify_trail(s.as_ref(), &ring, None).await.map(|v| (v.entries, v.keyed));
+    let verified = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .map(|v| (v.entries, v.keyed));
     assert_eq!(
         verified,
         Ok((20, 20)),
@@ -574,17 +576,19 @@ async fn rewrite_from(backend: Backend, url: &str, s: &dyn Store, k: i64, relink
     }
     unguarded(backend, url, &sql.join("; ")).await;
     let stored = s.audit_chain().await.expect("chain");
-    assert_eq!(stored[k as usize - 1].actor, "someone-else", "the edit is stored");
+    assert_eq!(
+        stored[k as usize - 1].actor,
+        "someone-else",
+        "the edit is stored"
+    );
 }
 
 async fn a_keyed_audit_chain_resists_a_rewrite_behind_the_store(backend: Backend) {
     // Entries 1-3 from before the key, 4-8 keyed.
     // Where each relinking breaks when an unkeyed entry is edited: a v1
     // relink holds until the first keyed entry, which covers the old ones.
-    let relinks: [(&str, Relink, i64); 2] = [
-        ("v1", audit::entry_hash, 4),
-        ("sha256", plain_sha256, 2),
-    ];
+    let relinks: [(&str, Relink, i64); 2] =
+        [("v1", audit::entry_hash, 4), ("sha256", plain_sha256, 2)];
     for (name, relink, unkeyed_breaks_at) in relinks {
         // A keyed entry edited, it and its successors relinked.
         let (db, s, ring) = keyed_trail(backend, 3, 5).await;
@@ -613,10 +617,15 @@ async fn a_keyed_audit_chain_resists_a_rewrite_behind_the_store(backend: Backend
     // keyed, which `audit verify` warns about), and fails against a head
     // recorded outside the database.
     let (db, s, ring) = keyed_trail(backend, 0, 4).await;
-    let recorded = verify_trail(s.as_ref(), &ring, None).await.expect("intact").head;
+    let recorded = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("intact")
+        .head;
     unguarded(backend, &db.url, "DELETE FROM audit_chain_key").await;
     rewrite_from(backend, &db.url, s.as_ref(), 1, audit::entry_hash).await;
-    let alone = verify_trail(s.as_ref(), &ring, None).await.expect("passes alone");
+    let alone = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("passes alone");
     assert_eq!((alone.entries, alone.keyed), (4, 0));
     assert_ne!(alone.head, recorded);
     assert_eq!(
@@ -633,7 +642,10 @@ async fn a_keyed_audit_chain_resists_a_rewrite_behind_the_store(backend: Backend
 
 async fn removed_newest_audit_entries_are_found_against_a_recorded_head(backend: Backend) {
     let (db, s, ring) = keyed_trail(backend, 0, 6).await;
-    let recorded = verify_trail(s.as_ref(), &ring, None).await.expect("intact").head;
+    let recorded = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("intact")
+        .head;
     assert_eq!(recorded.seq, 6);
     assert_eq!(
         s.audit_head().await.expect("head"),

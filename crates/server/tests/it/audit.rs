@@ -28,8 +28,15 @@ impl Write for Captured {
 async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for n in 0..3 {
-        hookwarden_server::audit::record(&app.state, "test", "t", &format!("n:{n}"), "r", json!({}))
-            .await;
+        hookwarden_server::audit::record(
+            &app.state,
+            "test",
+            "t",
+            &format!("n:{n}"),
+            "r",
+            json!({}),
+        )
+        .await;
     }
     let captured = Captured::default();
     let writer = captured.clone();

@@ -140,7 +140,10 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
         .await
         .expect("the chain key opens under the new master key")
         .expect("the trail is intact after the rotation");
-    assert!(before.entries > 0 && before.keyed == before.entries, "{before:?}");
+    assert!(
+        before.entries > 0 && before.keyed == before.entries,
+        "{before:?}"
+    );
     hookwarden_server::audit::record(
         &after.state,
         "test",
@@ -154,7 +157,10 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
         .await
         .expect("verify")
         .expect("the new entry chains onto the rotated trail");
-    assert_eq!((now.entries, now.keyed), (before.entries + 1, before.entries + 1));
+    assert_eq!(
+        (now.entries, now.keyed),
+        (before.entries + 1, before.entries + 1)
+    );
     // Running it again is a no-op.
     let again = rotate_all(
         after.state.store.as_ref(),
