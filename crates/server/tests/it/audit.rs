@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-on_both!(the_logged_head_moves_back_loudly_when_newest_entries_are_removed);
+on_both!(
+    the_logged_head_moves_back_loudly_when_newest_entries_are_removed,
+    an_upgraded_trail_is_keyed_at_first_start_and_its_old_entries_covered
+);
 
 /// Log lines collected for the test's own thread.
 #[derive(Clone, Default)]
@@ -83,4 +86,60 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
     assert!(moved_back.contains("audit.head=2:") && moved_back.contains("audit.seen_seq=3"));
     assert!(!head3.is_empty());
     app.stop().await;
+}
+
+async fn an_upgraded_trail_is_keyed_at_first_start_and_its_old_entries_covered(backend: Backend) {
+    // A trail written before chain keys: plain v1 links, no key row.
+    let (db, old) = hookwarden_store::testing::migrated_store(backend).await;
+    old.set_audit_key(hookwarden_core::audit::ChainKey::generate(i64::MAX));
+    for n in 0..3 {
+        let entry = hookwarden_store::ingress::NewAudit {
+            actor: "operator".into(),
+            action: "integration.created".into(),
+            target: format!("integration:{n}"),
+            request_id: "r".into(),
+            details: json!({}),
+        };
+        old.append_audit(&entry, chrono::Utc::now())
+            .await
+            .expect("append");
+    }
+    drop(old);
+    let master = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rand::random::<[u8; 32]>(),
+    );
+    let app = TestApp::with(
+        backend,
+        Options {
+            shared: Some((db.url.clone(), master.clone())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let store = app.state.store.as_ref();
+    let v = hookwarden_server::audit::verify(store, &app.state.keyring, None)
+        .await
+        .expect("verify")
+        .expect("intact");
+    assert_eq!((v.entries, v.keyed), (4, 1), "{v:?}");
+    let chain = store.audit_chain().await.expect("chain");
+    assert_eq!(chain[3].action, "audit.chain_keyed");
+    app.stop().await;
+    // A second start keys nothing again.
+    let again = TestApp::with(
+        backend,
+        Options {
+            shared: Some((db.url.clone(), master)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let v =
+        hookwarden_server::audit::verify(again.state.store.as_ref(), &again.state.keyring, None)
+            .await
+            .expect("verify")
+            .expect("intact");
+    assert_eq!((v.entries, v.keyed), (4, 1));
+    again.stop().await;
 }
