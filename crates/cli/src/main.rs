@@ -149,8 +149,14 @@ enum CertsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Checks the hash chain of the audit trail; reports the first broken link.
-    Verify,
+    /// Checks the audit trail's chain and reports the first broken link; when
+    /// intact, prints its head as SEQ:HASH (keep it outside the database).
+    Verify {
+        /// A head printed or logged earlier: fails unless the chain still
+        /// holds that entry unchanged (finds removed newest entries and rewrites).
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<hookwarden_core::audit::Head>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +266,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+            // The chain key was re-sealed like any secret; open it to append.
+            hookwarden_server::audit::load_chain_key(store.as_ref(), &keyring).await?;
             let entry = hookwarden_store::ingress::NewAudit {
                 actor: "cli".into(),
                 action: "keys.rotated".into(),
@@ -300,22 +308,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("     curl --cacert {0}/ca.pem --cert {0}/client.pem --key {0}/client-key.pem https://localhost:8080/api/v1/health", out.display());
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { head },
         } => {
             let settings = settings()?;
             let url = settings.database_url.expose_secret();
             let store = hookwarden_store::connect(url)
                 .await
                 .with_context(|| format!("connecting to {}", hookwarden_store::redact_url(url)))?;
-            let chain = store.audit_chain().await?;
-            let verdict = hookwarden_core::audit::verify_chain(
-                chain
-                    .iter()
-                    .map(|r| (r.entry(), r.prev_hash.as_str(), r.hash.as_str())),
-            );
+            let keyring = keys::load_keyring(&settings)?;
+            let verdict =
+                hookwarden_server::audit::verify(store.as_ref(), &keyring, head.as_ref()).await?;
             return Ok(match verdict {
-                Ok(n) => {
-                    println!("audit trail intact: {n} entries");
+                Ok(v) => {
+                    println!(
+                        "audit trail intact: {} entries, {} keyed (HMAC-SHA256), {} from before the chain was keyed",
+                        v.entries,
+                        v.keyed,
+                        v.entries - v.keyed
+                    );
+                    if let Some(h) = &head {
+                        println!("it holds the recorded head {h}");
+                    }
+                    if v.keyed == 0 && v.entries > 0 {
+                        eprintln!("warning: no entry is keyed, so a rewrite of the whole trail would pass; check it against a head recorded earlier (--head)");
+                    }
+                    // Last, alone on its line: `audit verify | tail -n 1` is the head to record.
+                    println!("{}", v.head);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

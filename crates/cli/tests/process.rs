@@ -537,6 +537,25 @@ async fn tamper(backend: Backend, url: &str, sql: &str) {
     }
 }
 
+/// Text logs as read by a person: colour codes removed.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = tempdir();
@@ -554,21 +573,77 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
     )
     .await;
     server.terminate();
-    let verify = || {
+    // The head is logged from start-up on, as SEQ:HASH.
+    let logs = strip_ansi(&server.logs.lock().expect("logs"));
+    let logged = logs
+        .split("audit.head=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a logged head");
+    assert!(
+        logged.parse::<hookwarden_core::audit::Head>().is_ok(),
+        "{logged}"
+    );
+    let key = env.var("HOOKWARDEN_MASTER_KEY").expect("key").to_owned();
+    let verify = |url: &str, extra: &[&str]| {
+        let args: Vec<&str> = ["audit", "verify"]
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .collect();
         run(
-            &["audit", "verify"],
-            &[("HOOKWARDEN_DATABASE_URL", db.url.as_str())],
+            &args,
+            &[
+                ("HOOKWARDEN_DATABASE_URL", url),
+                ("HOOKWARDEN_MASTER_KEY", key.as_str()),
+            ],
         )
     };
-    let (ok, out) = verify();
-    assert!(ok && out.contains("intact: 4 entries"), "{out}");
+    let (ok, out) = verify(&db.url, &[]);
+    assert!(ok && out.contains("intact: 4 entries, 4 keyed"), "{out}");
+    let head = out.lines().last().expect("head line").to_owned();
+    assert!(head.starts_with("4:") && head.len() == 66, "{out}");
+    let (ok, out) = verify(&db.url, &["--head", &head]);
+    assert!(ok && out.contains("holds the recorded head"), "{out}");
+    // Without the master key the keyed chain cannot be checked at all.
+    let (ok, out) = run(
+        &["audit", "verify"],
+        &[
+            ("HOOKWARDEN_DATABASE_URL", db.url.as_str()),
+            (
+                "HOOKWARDEN_MASTER_KEY",
+                &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+            ),
+        ],
+    );
+    assert!(
+        !ok && out.contains("audit chain key cannot be opened"),
+        "{out}"
+    );
+
+    // The newest entries removed: the rest still holds together, but its
+    // head is not the one recorded, and --head says so.
+    tamper(backend, &db.url, "DELETE FROM audit_entries WHERE seq >= 3").await;
+    let (ok, out) = verify(&db.url, &[]);
+    assert!(ok && out.lines().last() != Some(head.as_str()), "{out}");
+    assert!(
+        out.lines().last().is_some_and(|l| l.starts_with("2:")),
+        "{out}"
+    );
+    let (ok, out) = verify(&db.url, &["--head", &head]);
+    assert!(
+        !ok && out.contains("does not hold the recorded head 4"),
+        "{out}"
+    );
+
+    // An edit is found.
     tamper(
         backend,
         &db.url,
         "UPDATE audit_entries SET actor = 'someone-else' WHERE seq = 2",
     )
     .await;
-    let (ok, out) = verify();
+    let (ok, out) = verify(&db.url, &[]);
     assert!(
         !ok && out.contains("entry 2") && out.contains("edited"),
         "{out}"
@@ -581,15 +656,14 @@ async fn audit_verify_finds_edits_and_removals_made_behind_the_service(backend: 
         "HOOKWARDEN_MANAGEMENT_API_KEYS".into(),
         "op-key-for-audit".into(),
     ));
+    env2.vars
+        .push(("HOOKWARDEN_MASTER_KEY".into(), key.clone()));
     let mut server = env2.start();
     server.wait_ready().await;
     create_integrations(&server, "op-key-for-audit", &["one", "two", "three"]).await;
     server.terminate();
     tamper(backend, &db2.url, "DELETE FROM audit_entries WHERE seq = 2").await;
-    let (ok, out) = run(
-        &["audit", "verify"],
-        &[("HOOKWARDEN_DATABASE_URL", db2.url.as_str())],
-    );
+    let (ok, out) = verify(&db2.url, &[]);
     assert!(
         !ok && out.contains("entry 3") && out.contains("removed"),
         "{out}"
@@ -733,9 +807,15 @@ async fn keys_rotate_reencrypts_and_explains_a_missing_old_key() {
         .chain([("HOOKWARDEN_PREVIOUS_MASTER_KEYS", old.as_str())])
         .collect();
     let (ok, out) = run(&["keys", "rotate", "--batch", "1"], &with_old);
-    assert!(ok && out.contains("1 re-encrypted, 0 remaining"), "{out}");
+    assert!(
+        ok && out.contains("2 re-encrypted, 0 remaining"),
+        "the webhook secret and the audit chain key: {out}"
+    );
     let (ok, out) = run(&["keys", "rotate"], &base);
     assert!(ok && out.contains("0 re-encrypted, 0 remaining"), "{out}");
+    // The old key gone, the audit trail still verifies: its key was re-sealed.
+    let (ok, out) = run(&["audit", "verify"], &base);
+    assert!(ok && out.contains("intact"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

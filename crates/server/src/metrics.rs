@@ -12,6 +12,8 @@ pub const QUEUE_OLDEST_DUE: &str = "hookwarden_delivery_queue_oldest_due_seconds
 pub const DEAD_LETTERS: &str = "hookwarden_dead_letters_total";
 /// Endpoints paused by the breaker after failing tries in a row.
 pub const BREAKER_PAUSES: &str = "hookwarden_endpoint_pauses_total";
+/// The seq of the audit chain's newest entry (its hash is logged as `audit.head`).
+pub const AUDIT_HEAD_SEQ: &str = "hookwarden_audit_head_seq";
 
 /// Installs the recorder once per process and returns its handle.
 pub fn handle() -> PrometheusHandle {

@@ -26,6 +26,8 @@ pub fn row_identity<'a>(column: SealedColumn, id: &'a str, account_id: &'a str) 
         SealedColumn::IntegrationForwardingSecret => {
             integration_row(id, "integrations.forwarding_secret")
         }
+        // The audit chain key is the operator's too, and one row.
+        SealedColumn::AuditChainKey => integration_row(id, "audit_chain_key"),
     }
 }
 

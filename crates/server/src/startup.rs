@@ -74,6 +74,7 @@ impl Application {
                 .await
                 .context("running database migrations")?;
         }
+        crate::audit::load_chain_key(store.as_ref(), &keyring).await?;
         let nats = match &settings.nats {
             Some(n) => Some(Arc::new(Nats::connect(n).await?)),
             None => None,
@@ -182,6 +183,11 @@ impl Application {
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(crate::refusals::Refusals::run(
             state.clone(),
+            shutdown.clone(),
+        ));
+        workers.spawn(crate::audit::watch_head(
+            state.clone(),
+            crate::audit::HEAD_LOG_INTERVAL,
             shutdown.clone(),
         ));
         if state.settings.delivery_worker {

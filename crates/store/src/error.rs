@@ -9,6 +9,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid stored data: {0}")]
     Corrupt(String),
+    #[error("no audit chain key is loaded: nothing can be appended to the audit trail")]
+    AuditKeyMissing,
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
     #[error(transparent)]

@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hookwarden_core::audit::ChainKey;
 use hookwarden_core::crypto::Sealed;
 use serde_json::Value;
 
@@ -194,11 +195,39 @@ pub(crate) fn batch_outcomes(
         .collect()
 }
 
-/// Builds the chained record for a new audit entry after `prev` (seq, hash).
+/// The chain key new audit entries are linked with, given to the store at
+/// start-up (`IngressStore::set_audit_key`). The store only links with it:
+/// the key's bytes never leave `ChainKey`.
+#[derive(Default)]
+pub(crate) struct AuditKeySlot(std::sync::RwLock<Option<std::sync::Arc<ChainKey>>>);
+
+impl AuditKeySlot {
+    pub(crate) fn set(&self, key: ChainKey) {
+        // A poisoned lock still holds a whole value: a set either happened or not.
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(key));
+    }
+
+    /// The key, or an error: an unkeyed entry after the switch-over would
+    /// read as an edit, so nothing is appended without it.
+    pub(crate) fn get(&self) -> Result<std::sync::Arc<ChainKey>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(crate::error::StoreError::AuditKeyMissing)
+    }
+}
+
+/// The audit chain key's row (one, id `chain`).
+pub const AUDIT_KEY_ROW: &str = "chain";
+
+/// Builds the chained record for a new audit entry after `prev` (seq, hash),
+/// linked under `key` (HMAC-SHA256 from its `keyed_from` on).
 pub(crate) fn chain_audit(
     prev: Option<(i64, String)>,
     entry: &NewAudit,
     now: DateTime<Utc>,
+    key: &ChainKey,
 ) -> AuditRecord {
     let (seq, prev_hash) = match prev {
         Some((seq, hash)) => (seq + 1, hash),
@@ -216,9 +245,13 @@ pub(crate) fn chain_audit(
         prev_hash,
         hash: String::new(),
     };
-    record.hash = hookwarden_core::audit::entry_hash(&record.prev_hash, &record.entry());
+    record.hash = key.link(&record.prev_hash, &record.entry());
     record
 }
+
+/// Seals a new chain key made for entries from the given seq on (the store
+/// names the seq under its append lock; the caller holds the master key).
+pub type SealNewAuditKey<'a> = &'a (dyn Fn(i64) -> Sealed + Send + Sync);
 
 #[async_trait]
 pub trait IngressStore: Send + Sync {
@@ -256,11 +289,23 @@ pub trait IngressStore: Send + Sync {
     /// `None` if the event does not exist.
     async fn replay(&self, replay: &NewReplay) -> Result<Option<Job>>;
 
-    /// Appends to the hash-chained audit trail.
+    /// Appends to the hash-chained audit trail, linked under the key given
+    /// by `set_audit_key` (`AuditKeyMissing` without one).
     async fn append_audit(&self, entry: &NewAudit, now: DateTime<Utc>) -> Result<AuditRecord>;
     async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> Result<Page<AuditRecord>>;
     /// Every audit entry in order, for `hookwarden audit verify`.
     async fn audit_chain(&self) -> Result<Vec<AuditRecord>>;
+    /// The newest entry's (seq, hash), for the head metric and log.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+    /// The sealed chain key, if one was made.
+    async fn audit_key(&self) -> Result<Option<Sealed>>;
+    /// The sealed chain key, made first if there is none: `seal` is called
+    /// with the seq of the next entry, under the append lock, so no entry is
+    /// appended between the last unkeyed one and the key.
+    async fn init_audit_key(&self, seal: SealNewAuditKey<'_>, now: DateTime<Utc>)
+        -> Result<Sealed>;
+    /// The key `append_audit` links with (opened by the caller).
+    fn set_audit_key(&self, key: ChainKey);
 
     async fn processing_status(&self, now: DateTime<Utc>) -> Result<ProcessingStatus>;
 }

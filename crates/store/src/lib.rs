@@ -3,7 +3,8 @@
 //! Both are run by the same test suite.
 //!
 //! Architecture invariant: the store never sees a plaintext secret (only
-//! `Sealed` ciphertext), and it knows nothing of HTTP, NATS or Redis.
+//! `Sealed` ciphertext; the audit chain key is an opaque `ChainKey` that can
+//! only link entries), and it knows nothing of HTTP, NATS or Redis.
 
 mod error;
 mod group_commit;

@@ -372,7 +372,8 @@ impl IngressStore for PgStore {
             sqlx::query_as("SELECT seq, hash FROM hook.audit_entries ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await?;
-        let r = chain_audit(prev, entry, now);
+        let key = self.audit_key.get()?;
+        let r = chain_audit(prev, entry, now, &key);
         sqlx::query(&format!("INSERT INTO hook.audit_entries ({AUDIT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"))
             .bind(r.seq)
             .bind(&r.id)
@@ -409,6 +410,67 @@ impl IngressStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM hook.audit_entries ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn audit_key(&self) -> Result<Option<Sealed>> {
+        let row: Option<(Vec<u8>, String)> =
+            sqlx::query_as("SELECT key_enc, key_id FROM hook.audit_chain_key WHERE id = $1")
+                .bind(AUDIT_KEY_ROW)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(ciphertext, key_id)| Sealed { key_id, ciphertext }))
+    }
+
+    async fn init_audit_key(
+        &self,
+        seal: SealNewAuditKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Sealed> {
+        let mut tx = self.pool.begin().await?;
+        // Under the append lock: no entry goes in between the last unkeyed
+        // one and the key.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hook.audit_entries'))")
+            .execute(&mut *tx)
+            .await?;
+        let next: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM hook.audit_entries")
+                .fetch_one(&mut *tx)
+                .await?;
+        let stored: Option<(Vec<u8>, String)> =
+            sqlx::query_as("SELECT key_enc, key_id FROM hook.audit_chain_key WHERE id = $1")
+                .bind(AUDIT_KEY_ROW)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let sealed = match stored {
+            Some((ciphertext, key_id)) => Sealed { key_id, ciphertext },
+            None => {
+                let sealed = seal(next);
+                sqlx::query(
+                    "INSERT INTO hook.audit_chain_key (id, key_enc, key_id, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(AUDIT_KEY_ROW)
+                .bind(&sealed.ciphertext)
+                .bind(&sealed.key_id)
+                .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .execute(&mut *tx)
+                .await?;
+                sealed
+            }
+        };
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
+    fn set_audit_key(&self, key: hookwarden_core::audit::ChainKey) {
+        self.audit_key.set(key);
     }
 
     async fn processing_status(&self, now: DateTime<Utc>) -> Result<ProcessingStatus> {

@@ -9,14 +9,17 @@ pub enum SealedColumn {
     WebhookOldSecret,
     IntegrationSecrets,
     IntegrationForwardingSecret,
+    /// The audit trail's chain key (one row, migration 0009).
+    AuditChainKey,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 4] = [
+    pub const ALL: [SealedColumn; 5] = [
         Self::WebhookSecret,
         Self::WebhookOldSecret,
         Self::IntegrationSecrets,
         Self::IntegrationForwardingSecret,
+        Self::AuditChainKey,
     ];
 
     /// (table, id column, account expression, ciphertext column, key id column)
@@ -58,6 +61,7 @@ impl SealedColumn {
                 "forwarding_secret_enc",
                 "forwarding_key_id",
             ),
+            Self::AuditChainKey => ("audit_chain_key", "id", "''", "key_enc", "key_id"),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct SqliteStore {
     /// Finished delivery tries share commits too.
     pub(crate) completions: crate::group_commit::Batcher<AttemptResult, bool>,
     pub(crate) publishes: crate::group_commit::Batcher<NewEvent, PublishOutcome>,
+    /// The audit chain key appends are linked with (given at start-up).
+    pub(crate) audit_key: crate::ingress::AuditKeySlot,
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
@@ -120,6 +122,7 @@ impl SqliteStore {
             inbound,
             completions,
             publishes,
+            audit_key: Default::default(),
         })
     }
 }

@@ -51,6 +51,11 @@ pub async fn migrated_store(backend: Backend) -> (TestDb, std::sync::Arc<dyn cra
         .await
         .expect("connect to the test database");
     store.migrate().await.expect("migrate the test database");
+    // Appends need a chain key (the server opens the stored one at start-up).
+    crate::ingress::IngressStore::set_audit_key(
+        &*store,
+        hookwarden_core::audit::ChainKey::generate(1),
+    );
     (db, store)
 }
 

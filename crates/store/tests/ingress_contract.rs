@@ -1,7 +1,8 @@
 //! The ingress storage contract, on SQLite and PostgreSQL alike.
 
 use chrono::{Duration, Utc};
-use hookwarden_core::crypto::Sealed;
+use hookwarden_core::audit::{self, ChainError, ChainKey, Head, Verified};
+use hookwarden_core::crypto::{Keyring, MasterKey, RowIdentity, Sealed};
 use hookwarden_core::ids;
 use hookwarden_store::ingress::*;
 use hookwarden_store::model::*;
@@ -19,6 +20,8 @@ on_both!(
     jobs_retry_and_replay,
     listing_filters_sorts_and_pages,
     audit_chain_appends_and_history_is_append_only,
+    a_keyed_audit_chain_resists_a_rewrite_behind_the_store,
+    removed_newest_audit_entries_are_found_against_a_recorded_head,
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -305,19 +308,12 @@ async fn listing_filters_sorts_and_pages(backend: Backend) {
 }
 
 async fn audit_chain_appends_and_history_is_append_only(backend: Backend) {
-    let (db, s) = store(backend).await;
+    let (db, s, ring) = keyed_trail(backend, 0, 0).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let entry = NewAudit {
-                actor: "operator".into(),
-                action: "integration.created".into(),
-                target: format!("integration:{i}"),
-                request_id: format!("req-{i}"),
-                details: json!({"i": i}),
-            };
-            s.append_audit(&entry, Utc::now()).await
+            s.append_audit(&audit_entry(i), Utc::now()).await
         }));
     }
     for t in tasks {
@@ -325,15 +321,13 @@ async fn audit_chain_appends_and_history_is_append_only(backend: Backend) {
     }
     let chain = s.audit_chain().await.expect("chain");
     assert_eq!(chain.len(), 20);
-    let verified = hookwarden_core::audit::verify_chain(
-        chain
-            .iter()
-            .map(|r| (r.entry(), r.prev_hash.as_str(), r.hash.as_str())),
-    );
+    let verified = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .map(|v| (v.entries, v.keyed));
     assert_eq!(
         verified,
-        Ok(20),
-        "concurrent appends make one unbroken chain"
+        Ok((20, 20)),
+        "concurrent appends make one unbroken keyed chain"
     );
     let page = s.list_audit(None, 5).await.expect("page");
     assert_eq!(page.items.len(), 5);
@@ -469,5 +463,235 @@ async fn replays_mixed_into_new_deliveries_are_answered_with_the_stored_event(ba
         status.by_status,
         vec![("pending".to_owned(), 4)],
         "one job per event"
+    );
+}
+
+const CHAIN_KEY_ROW: RowIdentity<'static> = RowIdentity {
+    table: "audit_chain_key",
+    account_id: "operator",
+    row_id: AUDIT_KEY_ROW,
+};
+
+fn audit_entry(i: usize) -> NewAudit {
+    NewAudit {
+        actor: "operator".into(),
+        action: "integration.created".into(),
+        target: format!("integration:{i}"),
+        request_id: format!("req-{i}"),
+        details: json!({"i": i}),
+    }
+}
+
+/// A trail whose first `unkeyed` entries an older hookwarden wrote (plain
+/// v1 links), keyed then as start-up keys it, with `keyed` entries after.
+async fn keyed_trail(
+    backend: Backend,
+    unkeyed: usize,
+    keyed: usize,
+) -> (TestDb, Arc<dyn Store>, Keyring) {
+    let (db, s) = store(backend).await;
+    // A key that never keys: the links of a hookwarden without chain keys.
+    s.set_audit_key(ChainKey::generate(i64::MAX));
+    for i in 0..unkeyed {
+        s.append_audit(&audit_entry(i), Utc::now())
+            .await
+            .expect("append");
+    }
+    let ring = Keyring::new(MasterKey::generate(), vec![]);
+    let seal = |next: i64| ring.seal(CHAIN_KEY_ROW, &ChainKey::generate(next).to_bytes());
+    let sealed = s.init_audit_key(&seal, Utc::now()).await.expect("init");
+    let again = s
+        .init_audit_key(&|_| panic!("the key is made once"), Utc::now())
+        .await
+        .expect("init again");
+    assert_eq!(again, sealed);
+    assert_eq!(s.audit_key().await.expect("read"), Some(sealed.clone()));
+    let key = ChainKey::from_bytes(&ring.open(CHAIN_KEY_ROW, &sealed).expect("open")).expect("key");
+    assert_eq!(key.keyed_from(), unkeyed as i64 + 1);
+    s.set_audit_key(key);
+    for i in 0..keyed {
+        s.append_audit(&audit_entry(unkeyed + i), Utc::now())
+            .await
+            .expect("append");
+    }
+    (db, s, ring)
+}
+
+/// `hookwarden audit verify`'s check: the stored key opened with the master key.
+async fn verify_trail(
+    s: &dyn Store,
+    ring: &Keyring,
+    head: Option<&Head>,
+) -> Result<Verified, ChainError> {
+    let key = s.audit_key().await.expect("read key").map(|sealed| {
+        ChainKey::from_bytes(&ring.open(CHAIN_KEY_ROW, &sealed).expect("open")).expect("key")
+    });
+    let chain = s.audit_chain().await.expect("chain");
+    audit::verify_chain(
+        key.as_ref(),
+        chain
+            .iter()
+            .map(|r| (r.entry(), r.prev_hash.as_str(), r.hash.as_str())),
+        head,
+    )
+}
+
+/// SQL run as the database owner would run it: the append-only guards off.
+async fn unguarded(backend: Backend, url: &str, sql: &str) {
+    let sql = match backend {
+        Backend::Sqlite => format!(
+            "DROP TRIGGER IF EXISTS audit_entries_no_update; DROP TRIGGER IF EXISTS audit_entries_no_delete; \
+             DROP TRIGGER IF EXISTS audit_chain_key_kept; {sql}"
+        ),
+        Backend::Postgres => format!(
+            "ALTER TABLE audit_entries DISABLE TRIGGER USER; ALTER TABLE audit_chain_key DISABLE TRIGGER USER; {sql}; \
+             ALTER TABLE audit_entries ENABLE TRIGGER USER; ALTER TABLE audit_chain_key ENABLE TRIGGER USER;"
+        ),
+    };
+    raw(backend, url, &sql).await.expect("the owner's SQL runs");
+}
+
+type Relink = fn(&str, &audit::Entry<'_>) -> String;
+
+/// SHA-256 over the fields, as someone would chain them who never read ours.
+fn plain_sha256(prev: &str, e: &audit::Entry<'_>) -> String {
+    use sha2::Digest;
+    let text = [
+        prev,
+        &e.seq.to_string(),
+        e.id,
+        e.actor,
+        e.action,
+        e.target,
+        e.request_id,
+        e.details,
+        e.created_at,
+    ]
+    .concat();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// The attack: edit entry `k` in the database, then relink it and every
+/// later entry with `relink`, so that each stored link follows its content.
+async fn rewrite_from(backend: Backend, url: &str, s: &dyn Store, k: i64, relink: Relink) {
+    let mut chain = s.audit_chain().await.expect("chain");
+    let mut prev = chain
+        .iter()
+        .find(|r| r.seq == k - 1)
+        .map_or(audit::GENESIS.to_owned(), |r| r.hash.clone());
+    let mut sql = Vec::new();
+    for r in chain.iter_mut().filter(|r| r.seq >= k) {
+        if r.seq == k {
+            r.actor = "someone-else".into();
+        }
+        r.prev_hash = prev.clone();
+        r.hash = relink(&prev, &r.entry());
+        prev = r.hash.clone();
+        sql.push(format!(
+            "UPDATE audit_entries SET actor = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {}",
+            r.actor, r.prev_hash, r.hash, r.seq
+        ));
+    }
+    unguarded(backend, url, &sql.join("; ")).await;
+    let stored = s.audit_chain().await.expect("chain");
+    assert_eq!(
+        stored[k as usize - 1].actor,
+        "someone-else",
+        "the edit is stored"
+    );
+}
+
+async fn a_keyed_audit_chain_resists_a_rewrite_behind_the_store(backend: Backend) {
+    // Entries 1-3 from before the key, 4-8 keyed.
+    // Where each relinking breaks when an unkeyed entry is edited: a v1
+    // relink holds until the first keyed entry, which covers the old ones.
+    let relinks: [(&str, Relink, i64); 2] =
+        [("v1", audit::entry_hash, 4), ("sha256", plain_sha256, 2)];
+    for (name, relink, unkeyed_breaks_at) in relinks {
+        // A keyed entry edited, it and its successors relinked.
+        let (db, s, ring) = keyed_trail(backend, 3, 5).await;
+        let before = verify_trail(s.as_ref(), &ring, None).await.expect("intact");
+        assert_eq!((before.entries, before.keyed), (8, 5));
+        rewrite_from(backend, &db.url, s.as_ref(), 6, relink).await;
+        assert_eq!(
+            verify_trail(s.as_ref(), &ring, None).await,
+            Err(ChainError::Tampered { seq: 6 }),
+            "{name}: a keyed entry rewritten"
+        );
+        // An entry from before the key: the first keyed entry covers it.
+        let (db, s, ring) = keyed_trail(backend, 3, 5).await;
+        rewrite_from(backend, &db.url, s.as_ref(), 2, relink).await;
+        assert_eq!(
+            verify_trail(s.as_ref(), &ring, None).await,
+            Err(ChainError::Tampered {
+                seq: unkeyed_breaks_at
+            }),
+            "{name}: an unkeyed entry rewritten"
+        );
+    }
+
+    // The limit, stated in the docs: with the key row removed as well, a
+    // trail rewritten whole in the old format passes alone (with no entry
+    // keyed, which `audit verify` warns about), and fails against a head
+    // recorded outside the database.
+    let (db, s, ring) = keyed_trail(backend, 0, 4).await;
+    let recorded = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("intact")
+        .head;
+    unguarded(backend, &db.url, "DELETE FROM audit_chain_key").await;
+    rewrite_from(backend, &db.url, s.as_ref(), 1, audit::entry_hash).await;
+    let alone = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("passes alone");
+    assert_eq!((alone.entries, alone.keyed), (4, 0));
+    assert_ne!(alone.head, recorded);
+    assert_eq!(
+        verify_trail(s.as_ref(), &ring, Some(&recorded)).await,
+        Err(ChainError::HeadDiffers { seq: 4 })
+    );
+    // The key row is refused a plain DELETE (the service role cannot remove it).
+    let (db, _s, _ring) = keyed_trail(backend, 0, 1).await;
+    let err = raw(backend, &db.url, "DELETE FROM audit_chain_key")
+        .await
+        .expect_err("refused");
+    assert!(err.contains("append-only"), "{err}");
+}
+
+async fn removed_newest_audit_entries_are_found_against_a_recorded_head(backend: Backend) {
+    let (db, s, ring) = keyed_trail(backend, 0, 6).await;
+    let recorded = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("intact")
+        .head;
+    assert_eq!(recorded.seq, 6);
+    assert_eq!(
+        s.audit_head().await.expect("head"),
+        Some((recorded.seq, recorded.hash.clone())),
+        "the head the metric and the log show"
+    );
+    unguarded(backend, &db.url, "DELETE FROM audit_entries WHERE seq >= 5").await;
+    let now = verify_trail(s.as_ref(), &ring, None)
+        .await
+        .expect("a shorter chain holds together");
+    assert_eq!(now.head.seq, 4, "but its head is not the recorded one");
+    assert_eq!(
+        verify_trail(s.as_ref(), &ring, Some(&recorded)).await,
+        Err(ChainError::HeadMissing { seq: 6, last: 4 })
+    );
+    // An older recorded head is still held.
+    let older: Head = format!("4:{}", now.head.hash).parse().expect("head");
+    assert!(verify_trail(s.as_ref(), &ring, Some(&older)).await.is_ok());
+
+    // Removing every keyed entry and more is seen without a head: the key
+    // was made when entries 1-3 existed.
+    let (db, s, ring) = keyed_trail(backend, 3, 2).await;
+    unguarded(backend, &db.url, "DELETE FROM audit_entries WHERE seq >= 3").await;
+    assert_eq!(
+        verify_trail(s.as_ref(), &ring, None).await,
+        Err(ChainError::Truncated {
+            last: 2,
+            expected: 3
+        })
     );
 }

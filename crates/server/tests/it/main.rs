@@ -14,6 +14,7 @@ mod rotation;
 mod schemas;
 
 mod api;
+mod audit;
 mod auth;
 mod delivery;
 mod nats;

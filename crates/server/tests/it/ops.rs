@@ -47,6 +47,7 @@ async fn ops_listener_reports_health_readiness_and_metrics(backend: Backend) {
         "hookwarden_delivery_queue_pending",
         "hookwarden_deliveries_in_flight",
         "hookwarden_events_published_total",
+        "hookwarden_audit_head_seq",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }

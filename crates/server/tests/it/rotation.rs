@@ -62,8 +62,8 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
     .expect("rotation");
     assert_eq!(report.remaining, 0, "{report:?}");
     assert_eq!(
-        report.resealed, 6,
-        "3 webhook secrets, 1 previous secret, 2 integration secrets"
+        report.resealed, 7,
+        "3 webhook secrets, 1 previous secret, 2 integration secrets, the audit chain key"
     );
     let deadline = tokio::time::Instant::now() + WAIT;
     while rx.count() < 30 {
@@ -132,6 +132,34 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
         reference_verify(&forwarding, &forwarded),
         ["ok"],
         "the forwarding secret opens under the new key"
+    );
+    // The audit trail, keyed under the first deployment, still verifies
+    // under the new key alone, and new entries still chain onto it.
+    let store = after.state.store.as_ref();
+    let before = hookwarden_server::audit::verify(store, &after.state.keyring, None)
+        .await
+        .expect("the chain key opens under the new master key")
+        .expect("the trail is intact after the rotation");
+    assert!(
+        before.entries > 0 && before.keyed == before.entries,
+        "{before:?}"
+    );
+    hookwarden_server::audit::record(
+        &after.state,
+        "test",
+        "keys.rotated",
+        "master_key:new",
+        "req-rot",
+        json!({}),
+    )
+    .await;
+    let now = hookwarden_server::audit::verify(store, &after.state.keyring, Some(&before.head))
+        .await
+        .expect("verify")
+        .expect("the new entry chains onto the rotated trail");
+    assert_eq!(
+        (now.entries, now.keyed),
+        (before.entries + 1, before.entries + 1)
     );
     // Running it again is a no-op.
     let again = rotate_all(
