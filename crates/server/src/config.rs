@@ -40,6 +40,7 @@ const KEYS: &[&str] = &[
     "management_api_keys",
     "allowed_destinations",
     "trusted_proxies",
+    "trusted_proxy_header",
     "allow_http_destinations",
     "retry_schedule",
     "delivery_timeout",
@@ -119,6 +120,7 @@ pub struct RawConfig {
     pub management_api_keys: Option<SecretString>,
     pub allowed_destinations: Option<String>,
     pub trusted_proxies: Option<String>,
+    pub trusted_proxy_header: Option<String>,
     pub allow_http_destinations: Option<bool>,
     pub retry_schedule: Option<String>,
     pub delivery_timeout: Option<String>,
@@ -241,6 +243,8 @@ pub struct Settings {
     pub allowed_destinations: Vec<IpNet>,
     /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header those proxies write (the other is never read).
+    pub trusted_proxy_header: hookwarden_core::client_addr::ProxyHeader,
     pub allow_http_destinations: bool,
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
@@ -407,6 +411,17 @@ impl Settings {
                 .map_err(|e| invalid("allowed_destinations", e))?,
             trusted_proxies: parse_cidrs(raw.trusted_proxies.as_deref().unwrap_or(""))
                 .map_err(|e| invalid("trusted_proxies", e))?,
+            trusted_proxy_header: match raw.trusted_proxy_header.as_deref() {
+                None => Default::default(),
+                Some(h) => {
+                    hookwarden_core::client_addr::ProxyHeader::parse(h).ok_or_else(|| {
+                        invalid(
+                            "trusted_proxy_header",
+                            "must be x-forwarded-for or forwarded (the header your proxies write)",
+                        )
+                    })?
+                }
+            },
             allow_http_destinations: raw
                 .allow_http_destinations
                 .unwrap_or(env == Environment::Development),
@@ -672,6 +687,10 @@ impl Settings {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(",")
+            ),
+            format!(
+                "trusted_proxy_header = {:?}",
+                self.trusted_proxy_header.name()
             ),
             format!("allow_http_destinations = {}", self.allow_http_destinations),
             format!("retry_schedule = {schedule:?}"),

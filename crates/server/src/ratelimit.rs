@@ -5,9 +5,11 @@
 //! Every check is O(1): counts live in two maps, this minute's and the last
 //! one's, and a new minute *rotates* them (the older map is dropped whole)
 //! instead of sweeping keys. Memory is bounded by a cap on the keys one minute
-//! may hold: past it, a key not yet seen this minute is refused until the
-//! next rotation (keys already counted go on), so a flood of fresh source
-//! addresses cannot grow the map or slow anyone else's check.
+//! may hold: past it, a key not yet seen this minute is let through uncounted
+//! (and counted in a metric) until the next rotation, so a flood of fresh
+//! source addresses can neither grow the map, slow anyone's check, nor lock
+//! out clients that did nothing wrong; keys already counted go on being
+//! limited.
 
 use crate::error::ApiError;
 use async_trait::async_trait;
@@ -82,8 +84,10 @@ impl LocalRateLimiter {
     ) -> Result<(), Duration> {
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         // Windows are aligned to the limiter's epoch so every key shares them.
+        // A caller that read the clock just before another one rotated the
+        // windows counts in the newer window: time never moves back here.
         let elapsed = now.saturating_duration_since(self.epoch);
-        let index = elapsed.as_secs() / WINDOW.as_secs();
+        let index = (elapsed.as_secs() / WINDOW.as_secs()).max(w.index);
         if index != w.index {
             let older = std::mem::take(&mut w.current);
             w.previous = if index == w.index + 1 {
@@ -99,7 +103,7 @@ impl LocalRateLimiter {
         let current = w.current.get(key).copied();
         if current.is_none() && w.current.len() >= self.max_keys {
             metrics::counter!("hookwarden_rate_limit_keys_full_total").increment(1);
-            return Err(rest.max(Duration::from_secs(1)));
+            return Ok(());
         }
         let current = current.unwrap_or(0);
         let into = now.saturating_duration_since(start).as_secs_f64() / WINDOW.as_secs_f64();
@@ -173,9 +177,21 @@ mod tests {
         for i in 0..999 {
             assert!(l.check_at(&format!("fresh-{i}"), 60, t).is_ok());
         }
-        // Full: a key never seen this minute waits, one already counted does not.
-        assert!(l.check_at("fresh-new", 60, t).is_err());
-        assert!(l.check_at("known", 60, t).is_ok());
+        // Full: a key never seen this minute passes uncounted (an innocent
+        // client is never locked out by others' keys), nothing grows, and
+        // a key already counted is still limited.
+        for _ in 0..100 {
+            assert!(l.check_at("fresh-new", 60, t).is_ok());
+        }
+        assert!(
+            l.over("fresh-new", 1).is_none(),
+            "peeking an absent key is never over"
+        );
+        for _ in 0..59 {
+            let _ = l.check_at("known", 60, t);
+        }
+        assert!(l.check_at("known", 60, t).is_err());
+        assert_eq!(l.windows.lock().expect("lock").current.len(), 1_000);
         // The next minute rotates the maps: room again, and nothing was swept.
         let t = l.epoch + Duration::from_secs(61);
         assert!(l.check_at("fresh-new", 60, t).is_ok());
@@ -202,6 +218,21 @@ mod tests {
             started.elapsed() < Duration::from_millis(500),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_late_reading_of_the_clock_never_rolls_the_windows_back() {
+        let l = LocalRateLimiter::default();
+        let after = l.epoch + Duration::from_secs(60) + Duration::from_millis(1);
+        let before = l.epoch + Duration::from_secs(59) + Duration::from_millis(999);
+        for _ in 0..60 {
+            assert!(l.check_at("a", 60, after).is_ok());
+        }
+        // A request stamped just before the boundary, served after it.
+        assert!(
+            l.check_at("a", 60, before).is_err(),
+            "counts were not wiped"
         );
     }
 

@@ -13,6 +13,9 @@ pub enum StoreError {
     AuditKeyMissing,
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
+    /// The caller's own bound on a read ran out.
+    #[error("the database did not answer in time ({0})")]
+    TimedOut(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]

@@ -58,7 +58,17 @@ pub(crate) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
 /// never readable by other users of the host; SQLite gives its `-wal` and
 /// `-shm` files the database file's mode. Existing files keep their mode.
 fn prepare_private_file(path: &std::path::Path) -> Result<()> {
-    if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") || path.exists() {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if path.exists() {
+        #[cfg(unix)]
+        if let Ok(m) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", m.permissions().mode() & 0o777), "the database file is readable by group or others: chmod 600 it (hookwarden creates new ones 0600)");
+            }
+        }
         return Ok(());
     }
     if let Some(dir) = path
@@ -85,7 +95,11 @@ fn prepare_private_file(path: &std::path::Path) -> Result<()> {
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)?;
-        prepare_private_file(opts.get_filename())?;
+        // Nothing to create for an in-memory or read-only database.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory && !url.contains("mode=ro") {
+            prepare_private_file(opts.get_filename())?;
+        }
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

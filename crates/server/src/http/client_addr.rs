@@ -1,9 +1,10 @@
 //! The public listener's first layer: who is calling (the TCP peer, or the
 //! client a trusted proxy names; see `hookwarden_core::client_addr`), and
 //! whether that client failed authentication so often that it is answered
-//! 429 before any other work. Every response that refuses authentication
-//! (401), a source address (403 from the ingress) or names no integration
-//! (404 from the ingress) counts against the client.
+//! 429 before any other work. Responses that refuse authentication (401) or
+//! a source address (the ingress's 403) count against the client, in the
+//! scope of the route: one provider's ingress, or the APIs. Requests naming
+//! no integration are limited in the receive handler.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The client's address as hookwarden judges it (rate limits, source
 /// ranges, logs).
@@ -21,19 +23,54 @@ pub struct ClientAddr(pub IpAddr);
 /// Reads the client address from a request's parts.
 pub fn resolve(state: &AppState, req: &Request) -> Option<IpAddr> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    let values = |name: &str| -> Vec<&str> {
-        req.headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    };
+    let settings = &state.settings;
+    if settings.trusted_proxies.is_empty() {
+        warn_ignored_forwarding(req);
+    }
+    let values: Vec<&[u8]> = req
+        .headers()
+        .get_all(settings.trusted_proxy_header.name())
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     Some(hookwarden_core::client_addr::client_address(
         peer,
-        &values("forwarded"),
-        &values("x-forwarded-for"),
-        &state.settings.trusted_proxies,
+        settings.trusted_proxy_header,
+        &values,
+        &settings.trusted_proxies,
     ))
+}
+
+/// Forwarding headers with no trusted proxy configured are ignored (as they
+/// must be); said once in ten minutes, as behind a proxy it means every
+/// client shares the proxy's address and its limits.
+fn warn_ignored_forwarding(req: &Request) {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let h = req.headers();
+    if !(h.contains_key("x-forwarded-for") || h.contains_key("forwarded")) {
+        return;
+    }
+    metrics::counter!("hookwarden_forwarding_headers_ignored_total").increment(1);
+    let now = chrono::Utc::now().timestamp();
+    let last = LAST.load(Ordering::Relaxed);
+    if now - last >= 600
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("requests carry X-Forwarded-For or Forwarded, but HOOKWARDEN_TRUSTED_PROXIES is unset: they are ignored, and if a proxy is in front every client shares its address and limits");
+    }
+}
+
+/// The scope a refusal counts in: one provider's ingress, or the APIs.
+fn scope(path: &str) -> String {
+    match path.strip_prefix("/api/v1/webhooks/") {
+        Some(p) => {
+            let provider: String = p.chars().take(64).collect();
+            format!("ingress:{provider}")
+        }
+        None => "api".to_owned(),
+    }
 }
 
 pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -41,20 +78,21 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         return next.run(req).await;
     };
     tracing::Span::current().record("client.ip", tracing::field::display(client));
-    if let Some(wait) = state.refusals.blocked(client) {
+    let scope = scope(req.uri().path());
+    if let Some(wait) = state.refusals.blocked(&scope, client) {
         metrics::counter!("hookwarden_refused_early_total", "reason" => "failed_auth").increment(1);
         return ApiError::RateLimited(wait).into_response();
     }
-    let ingress = req.uri().path().starts_with("/api/v1/webhooks/");
+    let ingress = scope.starts_with("ingress:");
     req.extensions_mut().insert(ClientAddr(client));
     let resp = next.run(req).await;
     let refused = match resp.status() {
         StatusCode::UNAUTHORIZED => true,
-        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => ingress,
+        StatusCode::FORBIDDEN => ingress,
         _ => false,
     };
     if refused {
-        state.refusals.failed(client);
+        state.refusals.failed(&scope, client);
     }
     resp
 }

@@ -21,6 +21,12 @@ use std::time::{Duration, Instant};
 
 /// How stale this replica's copy may be.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// While the database cannot be read, the last copy is served this long
+/// (one failed read then answers for `CHECK_EVERY`: waiters do not pile up
+/// behind it), then requests fail.
+pub const SERVE_STALE_FOR: Duration = Duration::from_secs(5);
+/// Longest wait for the generation or the list.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Snapshot {
     generation: i64,
@@ -35,6 +41,8 @@ pub struct IntegrationCache {
     refreshing: tokio::sync::Mutex<()>,
     /// Set after this replica changed an integration: reload at the next read.
     stale: AtomicBool,
+    /// When the last refresh failed.
+    failed_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl IntegrationCache {
@@ -75,8 +83,46 @@ impl IntegrationCache {
         if let Some(s) = self.fresh() {
             return Ok(s);
         }
+        let recently_failed = self
+            .failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < CHECK_EVERY);
+        if recently_failed {
+            if let Some(s) = self.usable_while_failing() {
+                return Ok(s);
+            }
+        }
+        match self.reload(store).await {
+            Ok(s) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(s)
+            }
+            Err(e) => {
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                tracing::warn!(error.message = %e, "reading the integrations failed; serving the last copy while it is recent");
+                self.usable_while_failing().ok_or(e)
+            }
+        }
+    }
+
+    /// The last copy, if it is recent enough to answer while the database
+    /// cannot be read (never after this replica changed an integration).
+    fn usable_while_failing(&self) -> Option<Arc<Snapshot>> {
+        if self.stale.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.current()
+            .filter(|s| s.checked.elapsed() < SERVE_STALE_FOR)
+    }
+
+    async fn reload(&self, store: &dyn Store) -> hookwarden_store::Result<Arc<Snapshot>> {
         let forced = self.stale.swap(false, Ordering::SeqCst);
-        let generation = match store.integration_generation().await {
+        let timeout = || hookwarden_store::StoreError::TimedOut("integrations");
+        let generation = match tokio::time::timeout(READ_TIMEOUT, store.integration_generation())
+            .await
+            .unwrap_or_else(|_| Err(timeout()))
+        {
             Ok(g) => g,
             Err(e) => {
                 if forced {
@@ -90,11 +136,14 @@ impl IntegrationCache {
             _ => {
                 // The generation is read first: a change committed between
                 // the two reads only makes the next check reload again.
-                let all = store.list_integrations().await.inspect_err(|_| {
-                    if forced {
-                        self.stale.store(true, Ordering::SeqCst);
-                    }
-                })?;
+                let all = tokio::time::timeout(READ_TIMEOUT, store.list_integrations())
+                    .await
+                    .unwrap_or_else(|_| Err(timeout()))
+                    .inspect_err(|_| {
+                        if forced {
+                            self.stale.store(true, Ordering::SeqCst);
+                        }
+                    })?;
                 Arc::new(all.into_iter().map(|i| (i.name.clone(), i)).collect())
             }
         };

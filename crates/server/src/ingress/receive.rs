@@ -62,14 +62,21 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Received>)> {
-    // Integrations are held in memory: a request for none costs no query.
-    let integration = state
+    let source_ip = client.map_or(peer.ip(), |c| c.0 .0);
+    // Integrations are held in memory: a request for none costs no query,
+    // and a client naming many is limited like one failing authentication.
+    let Some(integration) = state
         .integrations
         .get(state.store.as_ref(), &provider)
         .await
         .map_err(|e| ApiError::internal("load integration", e))?
-        .ok_or(ApiError::NotFound)?;
-    let source_ip = client.map_or(peer.ip(), |c| c.0 .0);
+    else {
+        state
+            .refusals
+            .unknown_name(source_ip)
+            .map_err(ApiError::RateLimited)?;
+        return Err(ApiError::NotFound);
+    };
     // Limits first: nothing below (audit, body, verification) is done for
     // a client over its share.
     let limit = integration
@@ -99,7 +106,7 @@ pub async fn receive(
     // Source pinning is an extra layer, never the only one: verification follows.
     if !integration.allowed_cidrs.is_empty() {
         let nets = parse_cidrs(&integration.allowed_cidrs.join(",")).unwrap_or_default();
-        let ip = hookwarden_core::destination::canonical(source_ip);
+        let ip = hookwarden_core::client_addr::canonical(source_ip);
         if !nets.iter().any(|n| n.contains(&ip)) {
             refuse("source_not_allowed");
             return Err(ApiError::Forbidden(
@@ -124,8 +131,8 @@ pub async fn receive(
         integration.tolerance_seconds,
     )
     .await?;
-    if verified.is_err() {
-        refuse("invalid_signature");
+    if let Err(e) = verified {
+        refuse(refusal_reason(&e));
         return Err(ApiError::InvalidSignature);
     }
 
@@ -297,10 +304,33 @@ async fn verify_off_runtime(
     if small {
         return Ok(run(headers));
     }
+    // At most one large verification per core at once: the blocking pool is
+    // shared (DNS lookups of deliveries run there too), and a flood of large
+    // bodies must queue here, not there.
+    static HEAVY: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let heavy = HEAVY.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _permit = heavy
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal("verification permit", e))?;
     let headers = headers.clone();
     tokio::task::spawn_blocking(move || run(&headers))
         .await
         .map_err(|e| ApiError::internal("verification task", e))
+}
+
+/// Why verification failed, as the aggregated audit trail and the metrics
+/// say it (never a secret or a signature): clock skew tells apart from a
+/// wrong secret.
+fn refusal_reason(e: &inbound::InboundError) -> &'static str {
+    match e {
+        inbound::InboundError::MissingHeader(_) => "signature_missing",
+        inbound::InboundError::Malformed => "signature_malformed",
+        inbound::InboundError::Stale => "timestamp_stale",
+        inbound::InboundError::Mismatch => "signature_mismatch",
+    }
 }
 
 /// The log line of a refused inbound request: the first of its kind in a

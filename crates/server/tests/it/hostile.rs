@@ -137,7 +137,7 @@ async fn a_flood_of_forgeries_from_many_addresses_writes_nothing_and_valid_traff
         "no audit write per refused request"
     );
     // ...they reach the audit trail aggregated, with their counts.
-    app.state.refusals.flush(&app.state).await;
+    app.state.refusals.flush(&app.state, true).await;
     let refusals: Vec<Value> = audit(&app)
         .await
         .into_iter()
@@ -155,8 +155,15 @@ async fn a_flood_of_forgeries_from_many_addresses_writes_nothing_and_valid_traff
     );
     for r in &refusals {
         let d = &r["details"];
-        assert!(["invalid_signature", "source_not_allowed"]
-            .contains(&d["reason"].as_str().expect("reason")));
+        assert!(
+            [
+                "signature_malformed",
+                "signature_mismatch",
+                "source_not_allowed"
+            ]
+            .contains(&d["reason"].as_str().expect("reason")),
+            "{d}"
+        );
         assert!(
             ["198.51.100.0/24", "203.0.113.0/24", "2001:db8:77::/48"]
                 .contains(&d["sourcePrefix"].as_str().expect("prefix")),
@@ -210,7 +217,11 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_pinned() {
         .send()
         .await
         .expect("send");
-    assert_eq!(forwarded.status(), 202, "Forwarded (RFC 7239) is read too");
+    assert_eq!(
+        forwarded.status(),
+        403,
+        "a Forwarded header is not read when the proxies write X-Forwarded-For"
+    );
     // Limits count the forwarded client; IPv6 clients by their /64.
     for i in 0..3 {
         let body = format!("{{\"t\":{i}}}");
@@ -242,6 +253,45 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_pinned() {
         from(&app, "tight", "2001:db8:5:7::1", &tok("tok"), b"{\"t\":10}").await,
         StatusCode::ACCEPTED
     );
+
+    // Proxies that write RFC 7239 Forwarded: that header, and only it.
+    let fwd = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            customize: Some(Box::new(|raw| {
+                raw.trusted_proxies = Some("127.0.0.1/32,::1/128".into());
+                raw.trusted_proxy_header = Some("forwarded".into());
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    fwd.integration(
+        json!({"name": "pinned", "scheme": "token", "secret": "tok", "signatureHeader": "x-token",
+        "allowedCidrs": ["2001:db8:1::/48"], "targetUrl": target.url("/p")}),
+    )
+    .await;
+    let via_forwarded = |value: &'static str, xff: &'static str, n: u32| {
+        fwd.http
+            .post(fwd.url("/api/v1/webhooks/pinned"))
+            .header("x-token", "tok")
+            .header("forwarded", value)
+            .header("x-forwarded-for", xff)
+            .body(format!("{{\"f\":{n}}}"))
+            .send()
+    };
+    let ok = via_forwarded("for=\"[2001:db8:1:2::9]:443\"", "198.51.100.1", 1)
+        .await
+        .expect("send");
+    assert_eq!(
+        ok.status(),
+        202,
+        "Forwarded (RFC 7239) read when configured"
+    );
+    let spoofed = via_forwarded("for=198.51.100.1", "2001:db8:1:2::9", 2)
+        .await
+        .expect("send");
+    assert_eq!(spoofed.status(), 403, "X-Forwarded-For is then never read");
 
     // Without trusted proxies (the default) the headers choose nothing.
     let plain = TestApp::spawn(Backend::Sqlite).await;
@@ -284,29 +334,12 @@ async fn a_client_that_keeps_failing_authentication_is_refused_before_any_work()
     let body = b"{\"n\":1}";
     let good = vec![("x-acme-signature", hex::encode(mac(b"acme-secret", body)))];
     let bad = vec![("x-acme-signature", "00".repeat(32))];
-    // Forgeries, requests for no integration and bad tenant tokens all count.
-    for _ in 0..6 {
+    // Forgeries count against the client in this provider's scope.
+    for _ in 0..10 {
         assert_eq!(
             from(&app, "acme", "198.51.100.1", &bad, body).await,
             StatusCode::UNAUTHORIZED
         );
-    }
-    for i in 0..2 {
-        assert_eq!(
-            from(&app, &format!("nobody{i}"), "198.51.100.1", &bad, body).await,
-            StatusCode::NOT_FOUND
-        );
-    }
-    for _ in 0..2 {
-        let resp = app
-            .http
-            .get(app.url("/v1/webhooks"))
-            .header("authorization", "Bearer not-a-token")
-            .header("x-forwarded-for", "198.51.100.1")
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(resp.status(), 401);
     }
     // Over its limit the client is answered 429 even with a valid signature:
     // nothing is verified, looked up or stored for it.
@@ -323,6 +356,41 @@ async fn a_client_that_keeps_failing_authentication_is_refused_before_any_work()
     assert_eq!(
         from(&app, "acme", "198.51.100.2", &good, body).await,
         StatusCode::ACCEPTED
+    );
+    // Bad tenant tokens count in the APIs' scope, apart from the ingress.
+    let tenant = |client: &'static str| {
+        app.http
+            .get(app.url("/v1/webhooks"))
+            .header("authorization", "Bearer not-a-token")
+            .header("x-forwarded-for", client)
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            tenant("198.51.100.4").send().await.expect("send").status(),
+            401
+        );
+    }
+    assert_eq!(
+        tenant("198.51.100.4").send().await.expect("send").status(),
+        429
+    );
+    let other = b"{\"n\":2}";
+    let signed = vec![("x-acme-signature", hex::encode(mac(b"acme-secret", other)))];
+    assert_eq!(
+        from(&app, "acme", "198.51.100.4", &signed, other).await,
+        StatusCode::ACCEPTED,
+        "its provider traffic is a scope of its own"
+    );
+    // Requests naming no integration are limited per client on their own.
+    for i in 0..10 {
+        assert_eq!(
+            from(&app, &format!("nobody{i}"), "198.51.100.3", &bad, body).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        from(&app, "nobody-else", "198.51.100.3", &bad, body).await,
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
 
