@@ -42,7 +42,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     };
     tracing::Span::current().record("client.ip", tracing::field::display(client));
     if let Some(wait) = state.refusals.blocked(client) {
-        metrics::counter!("hookwarden_refused_early_total", "reason" => "failed_auth").increment(1);
+        metrics::counter!(crate::metrics::REFUSED_EARLY, "reason" => "failed_auth").increment(1);
         return ApiError::RateLimited(wait).into_response();
     }
     let ingress = req.uri().path().starts_with("/api/v1/webhooks/");
