@@ -208,7 +208,10 @@ mod tests {
     fn a_closed_output_drops_lines_without_failing_or_panicking() {
         let (writer, guard) = LogWriter::to(Closed);
         for _ in 0..1000 {
-            writer.make_writer().write_all(b"line\n").expect("never fails");
+            writer
+                .make_writer()
+                .write_all(b"line\n")
+                .expect("never fails");
         }
         drop(guard);
     }
@@ -220,7 +223,10 @@ mod tests {
         let (writer, guard) = LogWriter::to(Stalled(gate.clone()));
         let started = Instant::now();
         for _ in 0..(BUFFERED_LINES * 2) {
-            writer.make_writer().write_all(b"line\n").expect("never fails");
+            writer
+                .make_writer()
+                .write_all(b"line\n")
+                .expect("never fails");
         }
         drop(guard);
         assert!(started.elapsed() < Duration::from_secs(5));

@@ -101,13 +101,7 @@ pub async fn list(
         .ok_or(ApiError::NotFound)?;
     let page = state
         .store
-        .list_attempts(
-            &tenant.account_id,
-            &webhook_id,
-            status,
-            before,
-            limit,
-        )
+        .list_attempts(&tenant.account_id, &webhook_id, status, before, limit)
         .await
         .map_err(|e| ApiError::internal("list attempts", e))?;
     Ok(Json(Page::new(

@@ -71,7 +71,10 @@ fn unrendered_error(resp: &Response) -> Option<ErrorBody> {
     if json {
         return None;
     }
-    tracing::debug!(http.status = status.as_u16(), "an error answer outside ApiError was given the error body");
+    tracing::debug!(
+        http.status = status.as_u16(),
+        "an error answer outside ApiError was given the error body"
+    );
     let error = match status {
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized("unauthorized".into()),
         StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".into()),

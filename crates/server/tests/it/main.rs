@@ -16,6 +16,7 @@ mod schemas;
 mod api;
 mod auth;
 mod delivery;
+mod errors;
 mod nats;
 mod nats_permissions;
 mod openapi;
