@@ -9,7 +9,7 @@ use hookwarden_server::config::Settings;
 use hookwarden_server::startup::Application;
 use hookwarden_server::{keys, telemetry};
 use secrecy::ExposeSecret;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -188,7 +188,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -199,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let settings = settings()?;
-            telemetry::init(settings.log_format);
+            let _logs = telemetry::init(settings.log_format);
             let app = Application::build(settings).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -207,7 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let settings = settings()?;
-            telemetry::init(settings.log_format);
+            let _logs = telemetry::init(settings.log_format);
             let url = settings.database_url.expose_secret();
             let store = hookwarden_store::connect(url)
                 .await

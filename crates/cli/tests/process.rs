@@ -1116,3 +1116,99 @@ async fn least_privilege_service_role() {
         .await;
     }
 }
+
+/// Text logs through a pipe carry no colour codes; and when whoever read
+/// them goes away (both pipes closed), `serve` keeps answering and still
+/// stops on SIGTERM. It used to panic in every task that logged: requests
+/// went unanswered and the signal task died before cancelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_output_pipes_neither_stop_serving_nor_shutdown() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempdir();
+    let env = Env::new(&db, &dir, &[("HOOKWARDEN_LOG_FORMAT", "text")]);
+    let mut child = env.command().spawn().expect("start hookwarden");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut server = Server {
+        child,
+        logs: Default::default(),
+        port: env.port,
+    };
+    // Read up to the start-up line, as a log collector would.
+    let first_lines = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, BufReader};
+        let mut reader = BufReader::new(stdout);
+        let mut seen = String::new();
+        while !seen.contains("serving") {
+            if reader.read_line(&mut seen).expect("read") == 0 {
+                break;
+            }
+        }
+        // Dropping the reader closes the pipe's read end.
+        seen
+    });
+    let first_lines = tokio::time::timeout(Duration::from_secs(30), first_lines)
+        .await
+        .expect("start-up line within 30 s")
+        .expect("reader");
+    assert!(first_lines.contains("serving"), "{first_lines}");
+    assert!(
+        !first_lines.contains("\x1b["),
+        "colour codes in a pipe: {first_lines:?}"
+    );
+    drop(stderr);
+    server.wait_ready().await;
+
+    let client = http_client();
+    let tenant = env.token(Some("acct_pipe"), "webhooks:write webhooks:read");
+    let producer = env.token(None, "events:publish");
+    let (rport, seen) = receiver(Duration::ZERO).await;
+    let (status, body) = post(
+        &client,
+        server.url("/v1/webhooks"),
+        &tenant,
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Each request, try and worker tick logs a line into the closed pipe.
+    for n in 0..20 {
+        let (status, body) = post(
+            &client,
+            server.url("/v1/events"),
+            &producer,
+            json!({"accountId": "acct_pipe", "eventType": "t", "payload": {"n": n}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        let resp = client
+            .get(server.url("/v1/webhooks"))
+            .bearer_auth(&tenant)
+            .send()
+            .await
+            .expect("list answered");
+        assert_eq!(resp.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().expect("lock").len() < 20 {
+        assert!(Instant::now() < deadline, "deliveries stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop serve within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+}

@@ -102,7 +102,7 @@ impl LocalRateLimiter {
         let previous = w.previous.get(key).copied().unwrap_or(0);
         let current = w.current.get(key).copied();
         if current.is_none() && w.current.len() >= self.max_keys {
-            metrics::counter!("hookwarden_rate_limit_keys_full_total").increment(1);
+            metrics::counter!(crate::metrics::RATE_LIMIT_KEYS_FULL).increment(1);
             return Ok(());
         }
         let current = current.unwrap_or(0);

@@ -86,7 +86,7 @@ impl Refusals {
         };
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if !pending.contains_key(&key) && pending.len() >= MAX_PENDING {
-            metrics::counter!("hookwarden_refusals_unaggregated_total").increment(1);
+            metrics::counter!(crate::metrics::REFUSALS_UNAGGREGATED).increment(1);
             key.prefix = "*".to_owned();
         }
         let n = pending.entry(key).or_insert(0);

@@ -80,7 +80,8 @@ impl Env {
         }
     }
 
-    pub fn start(&self) -> Server {
+    /// `hookwarden serve` with this environment, its output piped.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookwarden"));
         cmd.arg("serve")
             .stdout(Stdio::piped())
@@ -89,7 +90,11 @@ impl Env {
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start hookwarden");
+        cmd
+    }
+
+    pub fn start(&self) -> Server {
+        let mut child = self.command().spawn().expect("start hookwarden");
         let logs = Arc::new(Mutex::new(String::new()));
         for pipe in [
             child

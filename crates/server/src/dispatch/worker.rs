@@ -129,6 +129,11 @@ impl DeliveryQueue {
             }
         }
         metrics::counter!(crate::metrics::DELIVERIES, "outcome" => status.as_str()).increment(1);
+        if matches!(status, AttemptStatus::Failed | AttemptStatus::Dead) {
+            let reason =
+                crate::metrics::failure_reason(result.http_status, result.error.as_deref());
+            metrics::counter!(crate::metrics::DELIVERY_FAILURES, "reason" => reason).increment(1);
+        }
         metrics::histogram!(crate::metrics::DELIVERY_DURATION)
             .record(result.duration_ms as f64 / 1000.0);
         tracing::info!(

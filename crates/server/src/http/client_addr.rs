@@ -50,7 +50,7 @@ fn warn_ignored_forwarding(req: &Request) {
     if !(h.contains_key("x-forwarded-for") || h.contains_key("forwarded")) {
         return;
     }
-    metrics::counter!("hookwarden_forwarding_headers_ignored_total").increment(1);
+    metrics::counter!(crate::metrics::FORWARDING_HEADERS_IGNORED).increment(1);
     let now = chrono::Utc::now().timestamp();
     let last = LAST.load(Ordering::Relaxed);
     if now - last >= 600
@@ -80,7 +80,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     tracing::Span::current().record("client.ip", tracing::field::display(client));
     let scope = scope(req.uri().path());
     if let Some(wait) = state.refusals.blocked(&scope, client) {
-        metrics::counter!("hookwarden_refused_early_total", "reason" => "failed_auth").increment(1);
+        metrics::counter!(crate::metrics::REFUSED_EARLY, "reason" => "failed_auth").increment(1);
         return ApiError::RateLimited(wait).into_response();
     }
     let ingress = scope.starts_with("ingress:");

@@ -2,10 +2,11 @@
 
 use crate::auth::{Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::{page_limit, StrictQuery};
+use crate::http::cursor;
+use crate::http::json::{page_limit, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -77,7 +78,7 @@ pub fn view(a: &Attempt) -> AttemptView {
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(webhook_id): Path<String>,
+    StrictPath(webhook_id): StrictPath<String>,
     StrictQuery(q): StrictQuery<ListQuery>,
 ) -> ApiResult<Json<Page<AttemptView>>> {
     tenant.require(Scope::WebhooksRead)?;
@@ -91,6 +92,7 @@ pub async fn list(
         })
         .transpose()?;
     let limit = page_limit(q.limit)?;
+    let before = cursor::id("att", q.cursor.as_deref())?;
     state
         .store
         .get_webhook(&tenant.account_id, &webhook_id)
@@ -99,13 +101,7 @@ pub async fn list(
         .ok_or(ApiError::NotFound)?;
     let page = state
         .store
-        .list_attempts(
-            &tenant.account_id,
-            &webhook_id,
-            status,
-            q.cursor.as_deref(),
-            limit,
-        )
+        .list_attempts(&tenant.account_id, &webhook_id, status, before, limit)
         .await
         .map_err(|e| ApiError::internal("list attempts", e))?;
     Ok(Json(Page::new(
@@ -121,7 +117,7 @@ pub async fn list(
 pub async fn retry(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(attempt_id): Path<String>,
+    StrictPath(attempt_id): StrictPath<String>,
 ) -> ApiResult<(StatusCode, Json<AttemptView>)> {
     tenant.require(Scope::WebhooksWrite)?;
     let attempt = state

@@ -4,10 +4,10 @@
 
 use crate::auth::{Caller, Producer};
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::StrictJson;
+use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
@@ -69,7 +69,7 @@ fn may_manage(state: &AppState, producer: &Producer, name: &str) -> ApiResult<()
 pub async fn put(
     State(state): State<AppState>,
     producer: Producer,
-    Path(name): Path<String>,
+    StrictPath(name): StrictPath<String>,
     StrictJson(body): StrictJson<PutEventType>,
 ) -> ApiResult<Json<EventTypeView>> {
     may_manage(&state, &producer, &name)?;
@@ -111,7 +111,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(name): Path<String>,
+    StrictPath(name): StrictPath<String>,
 ) -> ApiResult<Json<EventTypeView>> {
     let t = state
         .store
@@ -129,7 +129,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     producer: Producer,
-    Path(name): Path<String>,
+    StrictPath(name): StrictPath<String>,
 ) -> ApiResult<StatusCode> {
     may_manage(&state, &producer, &name)?;
     if !state

@@ -1,10 +1,12 @@
-//! Request-body and query extractors that answer in the error contract:
-//! 415 without `application/json`, 413 over the limit, 400 for malformed JSON
-//! or unknown fields.
+//! Request-body, query and path extractors that answer in the error
+//! contract: 415 without `application/json`, 413 over the limit, 400 for
+//! malformed JSON, unknown fields or a path parameter that does not decode.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
@@ -88,6 +90,41 @@ fn serde_urlencoded_parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiErro
     )
     .map(|q| q.0)
     .map_err(|e| ApiError::Validation(format!("invalid query: {}", e.body_text())))
+}
+
+/// Path parameters; one that does not decode (say `%FF`, not UTF-8) is a
+/// 400 naming the parameter, never echoing it.
+pub struct StrictPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for StrictPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(StrictPath(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    // A 5xx here is a route declared with the wrong parameters: our bug.
+    if rejection.status().is_server_error() {
+        return ApiError::internal("path parameters", rejection.body_text());
+    }
+    let key = match &rejection {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::InvalidUtf8InPathParam { key }
+            | ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    ApiError::Validation(match key {
+        Some(key) => format!("path parameter `{key}` is not valid"),
+        None => "a path parameter is not valid".into(),
+    })
 }
 
 /// `limit` for list endpoints: 1–100, default 50.

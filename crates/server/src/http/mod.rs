@@ -3,6 +3,7 @@
 //! also serves its OpenAPI document at `/openapi.json`.
 
 pub mod client_addr;
+pub mod cursor;
 pub mod deliveries;
 pub mod event_types;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod openapi;
 pub mod operator;
 pub mod ops;
 pub mod request_id;
+pub mod route_metrics;
 pub mod serve;
 pub mod webhooks;
 
@@ -95,6 +97,7 @@ pub fn public_router(state: AppState) -> Router {
             client_addr::layer,
         ))
         .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(axum::middleware::from_fn(route_metrics::layer))
         .with_state(state)
 }
 
@@ -106,5 +109,6 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(ops::jwks))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(axum::middleware::from_fn(route_metrics::layer))
         .with_state(state)
 }

@@ -41,11 +41,22 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // Queue depth is read at scrape time from the database (the source of truth).
+    // Queue depths are read at scrape time from the database (the source of
+    // truth): the delivery queue and the forwarding queue.
     if let Ok(stats) = state.store.queue_stats(Utc::now()).await {
         metrics::gauge!(crate::metrics::QUEUE_PENDING).set(stats.pending as f64);
         metrics::gauge!(crate::metrics::QUEUE_DUE).set(stats.due as f64);
         metrics::gauge!(crate::metrics::QUEUE_OLDEST_DUE).set(stats.oldest_due_age_seconds);
+    }
+    if let Ok(status) = state.store.processing_status(Utc::now()).await {
+        let pending = status
+            .by_status
+            .iter()
+            .find(|(s, _)| s == "pending")
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!(crate::metrics::FORWARD_QUEUE_PENDING).set(pending as f64);
+        metrics::gauge!(crate::metrics::FORWARD_QUEUE_OLDEST_DUE)
+            .set(status.oldest_pending_age_seconds);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,11 +1,13 @@
 //! Request ids: taken from `x-request-id` when well-formed, else generated;
 //! echoed in the response, attached to the request's log span, and written
-//! into JSON error bodies.
+//! into JSON error bodies. An error answer that did not come through
+//! `ApiError` (a rejection by a layer or extractor of the framework) gets
+//! the same JSON body, by its status, so that every answer keeps SPEC §3.
 
-use crate::error::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use hookwarden_core::ids;
@@ -28,7 +30,11 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request.id = %id, http.method = %req.method(), http.route = %req.uri().path(), client.ip = tracing::field::Empty);
     let start = std::time::Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
-    if let Some(err) = resp.extensions_mut().remove::<ErrorBody>() {
+    let err = resp
+        .extensions_mut()
+        .remove::<ErrorBody>()
+        .or_else(|| unrendered_error(&resp));
+    if let Some(err) = err {
         let body = serde_json::json!({"error": {"code": err.code, "message": err.message, "requestId": id}});
         *resp.body_mut() = Body::from(body.to_string());
         resp.headers_mut().insert(
@@ -48,4 +54,41 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         )
     });
     resp
+}
+
+/// The error body for an error answer without one of ours (and without a
+/// JSON body of its own, as `/ready` has when unready).
+fn unrendered_error(resp: &Response) -> Option<ErrorBody> {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return None;
+    }
+    tracing::debug!(
+        http.status = status.as_u16(),
+        "an error answer outside ApiError was given the error body"
+    );
+    let error = match status {
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized("unauthorized".into()),
+        StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".into()),
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::CONFLICT => ApiError::Conflict("conflict".into()),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::LimitExceeded("limit exceeded".into()),
+        StatusCode::TOO_MANY_REQUESTS => ApiError::RateLimited(std::time::Duration::ZERO),
+        s if s.is_server_error() => ApiError::Internal,
+        _ => ApiError::Validation("the request is not valid".into()),
+    };
+    Some(ErrorBody {
+        code: error.code(),
+        message: error.message(),
+    })
 }

@@ -3,12 +3,13 @@
 
 use crate::auth::{Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::{page_limit, StrictJson, StrictQuery};
+use crate::http::cursor;
+use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
 use crate::secrets::seal_webhook_secret;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
@@ -203,9 +204,10 @@ pub async fn list(
 ) -> ApiResult<Json<Page<WebhookView>>> {
     tenant.require(Scope::WebhooksRead)?;
     let limit = page_limit(q.limit)?;
+    let after = cursor::id("wh", q.cursor.as_deref())?;
     let page = state
         .store
-        .list_webhooks(&tenant.account_id, q.cursor.as_deref(), limit)
+        .list_webhooks(&tenant.account_id, after, limit)
         .await
         .map_err(|e| ApiError::internal("list webhooks", e))?;
     Ok(Json(Page::new(
@@ -221,7 +223,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    StrictPath(id): StrictPath<String>,
 ) -> ApiResult<Json<WebhookView>> {
     tenant.require(Scope::WebhooksRead)?;
     let w = state
@@ -241,7 +243,7 @@ pub async fn update(
     State(state): State<AppState>,
     tenant: Tenant,
     Extension(rid): Extension<RequestId>,
-    Path(id): Path<String>,
+    StrictPath(id): StrictPath<String>,
     StrictJson(body): StrictJson<UpdateWebhook>,
 ) -> ApiResult<Json<WebhookView>> {
     tenant.require(Scope::WebhooksWrite)?;
@@ -323,7 +325,7 @@ pub async fn delete(
     State(state): State<AppState>,
     tenant: Tenant,
     Extension(rid): Extension<RequestId>,
-    Path(id): Path<String>,
+    StrictPath(id): StrictPath<String>,
 ) -> ApiResult<StatusCode> {
     tenant.require(Scope::WebhooksWrite)?;
     let deleted = state

@@ -149,7 +149,12 @@ impl Queue for ForwardQueue {
         if let Some(redis) = &self.state.redis {
             let _ = redis.unlock(&job.event_id, worker_id).await;
         }
-        metrics::counter!("hookwarden_forwards_total", "outcome" => status.as_str()).increment(1);
+        metrics::counter!(crate::metrics::FORWARDS, "outcome" => status.as_str()).increment(1);
+        if matches!(status, AttemptStatus::Failed | AttemptStatus::Dead) {
+            let reason =
+                crate::metrics::failure_reason(result.http_status, result.error.as_deref());
+            metrics::counter!(crate::metrics::FORWARD_FAILURES, "reason" => reason).increment(1);
+        }
         tracing::info!(
             job.id = %job.id, event.id = %job.event_id, provider = %job.provider, attempt = job.attempt,
             outcome = status.as_str(), http.status = result.http_status, duration_ms = result.duration_ms,

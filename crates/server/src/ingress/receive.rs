@@ -6,9 +6,10 @@ use super::dedup;
 use super::integrations::{keepable_header, open_secrets, scheme_of};
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_addr::ClientAddr;
+use crate::http::json::StrictPath;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use chrono::Utc;
@@ -56,7 +57,7 @@ impl Headers for HeaderView<'_> {
         (status = 429, description = "Too many requests from this provider and address", body = crate::http::openapi::ErrorResponse)))]
 pub async fn receive(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    StrictPath(provider): StrictPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,

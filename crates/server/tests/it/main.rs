@@ -17,6 +17,7 @@ mod api;
 mod audit;
 mod auth;
 mod delivery;
+mod errors;
 mod nats;
 mod nats_permissions;
 mod openapi;

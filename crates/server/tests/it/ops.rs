@@ -72,3 +72,107 @@ async fn ops_listener_reports_health_readiness_and_metrics(backend: Backend) {
         404
     );
 }
+
+/// Every `hookwarden_` series in `/metrics` has a `# HELP`; answers are
+/// counted by route template and status (404 and 429 visible, no raw path);
+/// failed tries by reason class; the forwarding backlog is a gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_explain_themselves_and_count_answers_by_route() {
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            rate_limit: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::Status(503));
+    app.create_webhook("acct_m1", &rx.url("/down"), &["*"])
+        .await;
+    app.publish("acct_m1", "t", json!({})).await;
+    app.deliver_until(Duration::from_secs(10), || rx.count() == 1)
+        .await;
+
+    let t = app.tenant("acct_m2");
+    let (first, _, _) = app.get("/v1/webhooks/wh_metricsprobe", &t).await;
+    assert_eq!(first, 404);
+    let (second, _, _) = app.get("/v1/webhooks/wh_metricsprobe", &t).await;
+    assert_eq!(second, 429);
+    let (unmatched, _, _) = app.get("/no/such/route/probe7341", &t).await;
+    assert_eq!(unmatched, 404);
+
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let series = |name: &str, labels: &[&str]| {
+        metrics.lines().any(|l| {
+            l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want))
+        })
+    };
+    let route = r#"route="/v1/webhooks/{id}""#;
+    assert!(
+        series(
+            "hookwarden_http_responses_total",
+            &[route, r#"status="404""#, r#"method="GET""#]
+        ),
+        "{metrics}"
+    );
+    assert!(
+        series(
+            "hookwarden_http_responses_total",
+            &[route, r#"status="429""#]
+        ),
+        "{metrics}"
+    );
+    assert!(
+        series(
+            "hookwarden_http_responses_total",
+            &[r#"route="unmatched""#, r#"status="404""#]
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("wh_metricsprobe") && !metrics.contains("probe7341"));
+    assert!(
+        series(
+            "hookwarden_delivery_failures_total",
+            &[r#"reason="http_5xx""#]
+        ),
+        "{metrics}"
+    );
+    for gauge in [
+        "hookwarden_forward_queue_pending",
+        "hookwarden_forward_queue_oldest_due_seconds",
+        "hookwarden_delivery_queue_pending",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(gauge)),
+            "{gauge} missing"
+        );
+    }
+
+    let mut names: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("hookwarden_"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    names.dedup();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        let described = [
+            name,
+            name.trim_end_matches("_bucket"),
+            name.trim_end_matches("_sum"),
+            name.trim_end_matches("_count"),
+        ]
+        .iter()
+        .any(|base| metrics.contains(&format!("# HELP {base} ")));
+        assert!(described, "{name} has no # HELP");
+    }
+}

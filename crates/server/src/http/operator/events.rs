@@ -4,15 +4,16 @@
 
 use crate::auth::operator::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::{page_limit, StrictJson, StrictQuery};
+use crate::http::cursor;
+use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::{Health, Page};
 use crate::http::request_id::RequestId;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use base64::Engine;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use hookwarden_core::ids;
 use hookwarden_store::ingress::{AuditRecord, EventQuery, InboundEvent, Job, NewReplay};
 use hookwarden_store::model::AttemptStatus;
@@ -210,20 +211,7 @@ pub async fn list(
             ));
         }
     }
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            let bad = || ApiError::Validation("cursor is not valid".into());
-            let (micros, id) = c.split_once(':').ok_or_else(bad)?;
-            let micros: i64 = micros.parse().map_err(|_| bad())?;
-            let t = Utc.timestamp_micros(micros).single().ok_or_else(bad)?;
-            if !ids::is_well_formed_request_id(id) {
-                return Err(bad());
-            }
-            Ok((t, id.to_owned()))
-        })
-        .transpose()?;
+    let after = cursor::time_id(q.cursor.as_deref())?;
     let query = EventQuery {
         provider: q.provider,
         status: parse_status(q.status.as_deref())?,
@@ -247,7 +235,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     _op: Operator,
-    Path(id): Path<String>,
+    StrictPath(id): StrictPath<String>,
 ) -> ApiResult<Json<EventDetail>> {
     let e = state
         .store
@@ -301,7 +289,7 @@ pub async fn replay(
     State(state): State<AppState>,
     op: Operator,
     Extension(rid): Extension<RequestId>,
-    Path(id): Path<String>,
+    StrictPath(id): StrictPath<String>,
     StrictJson(body): StrictJson<ReplayBody>,
 ) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
     let requested_by = body.requested_by.trim();
@@ -379,7 +367,7 @@ pub async fn deliveries(
         .list_jobs(
             q.event_id.as_deref(),
             parse_status(q.status.as_deref())?,
-            q.cursor.as_deref(),
+            cursor::id("job", q.cursor.as_deref())?,
             page_limit(q.limit)?,
         )
         .await
@@ -409,14 +397,7 @@ pub async fn audit_entries(
     _op: Operator,
     StrictQuery(q): StrictQuery<AuditQuery>,
 ) -> ApiResult<Json<Page<AuditView>>> {
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::Validation("cursor is not valid".into()))
-        })
-        .transpose()?;
+    let after = cursor::seq(q.cursor.as_deref())?;
     let page = state
         .store
         .list_audit(after, page_limit(q.limit)?)
@@ -498,7 +479,7 @@ pub struct SinkReceived {
     responses((status = 200, description = "Recorded (outside production; 404 in production)", body = SinkReceived)))]
 pub async fn sink_receive(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    StrictPath(provider): StrictPath<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<SinkReceived>)> {
@@ -543,7 +524,7 @@ pub struct SinkRecord {
     responses((status = 200, description = "What was recorded under that name (outside production)", body = Page<SinkRecord>)))]
 pub async fn sink_list(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    StrictPath(provider): StrictPath<String>,
 ) -> ApiResult<Json<Page<SinkRecord>>> {
     if !state.settings.delivery_sink {
         return Err(ApiError::NotFound);

@@ -3,12 +3,12 @@
 
 use crate::auth::operator::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::StrictJson;
+use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
 use crate::ingress::integrations::{build, view, IntegrationInput, IntegrationView};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::json;
@@ -76,7 +76,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     _op: Operator,
-    Path(name): Path<String>,
+    StrictPath(name): StrictPath<String>,
 ) -> ApiResult<Json<IntegrationView>> {
     let i = state
         .store
@@ -95,7 +95,7 @@ pub async fn update(
     State(state): State<AppState>,
     op: Operator,
     Extension(rid): Extension<RequestId>,
-    Path(name): Path<String>,
+    StrictPath(name): StrictPath<String>,
     StrictJson(input): StrictJson<IntegrationInput>,
 ) -> ApiResult<Json<IntegrationView>> {
     if input.name.as_deref().is_some_and(|n| n != name) {
@@ -149,7 +149,7 @@ pub async fn delete(
     State(state): State<AppState>,
     op: Operator,
     Extension(rid): Extension<RequestId>,
-    Path(name): Path<String>,
+    StrictPath(name): StrictPath<String>,
 ) -> ApiResult<StatusCode> {
     if !state
         .store
