@@ -74,6 +74,8 @@ const KEYS: &[&str] = &[
     "nats_tls_ca_file",
     "nats_tls_cert_file",
     "nats_tls_key_file",
+    "nats_max_age",
+    "nats_max_bytes",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -92,6 +94,10 @@ pub struct RawConfig {
     pub nats_tls_ca_file: Option<PathBuf>,
     pub nats_tls_cert_file: Option<PathBuf>,
     pub nats_tls_key_file: Option<PathBuf>,
+    /// How long the JetStream stream keeps a message (`7d`).
+    pub nats_max_age: Option<String>,
+    /// How many bytes the JetStream stream keeps at most (`1GiB`).
+    pub nats_max_bytes: Option<String>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub tls_client_ca_file: Option<PathBuf>,
@@ -170,6 +176,10 @@ pub struct NatsSettings {
     pub tls_ca_file: Option<PathBuf>,
     /// Client certificate and key for NATS (mTLS; mapped to a NATS user).
     pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// The stream's retention: messages older than this are discarded.
+    pub max_age: Duration,
+    /// The stream's retention: past this size the oldest messages go.
+    pub max_bytes: u64,
 }
 
 impl NatsSettings {
@@ -360,6 +370,22 @@ impl Settings {
         };
         let delivery_timeout = duration("delivery_timeout", raw.delivery_timeout, "5s")?;
         let nats_ack_wait = duration("nats_ack_wait", raw.nats_ack_wait.clone(), "30s")?;
+        let nats_max_age = duration("nats_max_age", raw.nats_max_age.clone(), "7d")?;
+        let nats_max_bytes = parse_bytes(raw.nats_max_bytes.as_deref().unwrap_or("1GiB"))
+            .map_err(|e| invalid("nats_max_bytes", e))?;
+        let nats_tls_client = match (
+            raw.nats_tls_cert_file.clone(),
+            raw.nats_tls_key_file.clone(),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "nats_tls_cert_file",
+                    "the NATS client certificate and key file go together",
+                ))
+            }
+        };
         let max_in_flight = raw.max_in_flight.unwrap_or(20);
         let settings = Settings {
             env,
@@ -377,10 +403,9 @@ impl Settings {
                         .unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
                     ack_wait: nats_ack_wait,
                     tls_ca_file: raw.nats_tls_ca_file.clone(),
-                    tls_client: raw
-                        .nats_tls_cert_file
-                        .clone()
-                        .zip(raw.nats_tls_key_file.clone()),
+                    tls_client: nats_tls_client,
+                    max_age: nats_max_age,
+                    max_bytes: nats_max_bytes,
                 }),
             redis_url: raw.redis_url,
             listen: addr("listen", raw.listen, "127.0.0.1:8080")?,
@@ -523,6 +548,15 @@ impl Settings {
         }
         if self.poll_interval.is_zero() {
             return Err(invalid("poll_interval", "must be positive"));
+        }
+        if let Some(n) = &self.nats {
+            // JetStream keeps nothing shorter than a second and counts bytes in an i64.
+            if n.max_age < Duration::from_secs(1) {
+                return Err(invalid("nats_max_age", "must be at least 1s"));
+            }
+            if n.max_bytes < MIN_STREAM_BYTES || n.max_bytes > i64::MAX as u64 {
+                return Err(invalid("nats_max_bytes", "must be at least 1MiB"));
+            }
         }
         if self.env == Environment::Production {
             self.production_refusals()?;
@@ -734,6 +768,8 @@ impl Settings {
             out.push(format!("nats_subject_prefix = {:?}", n.subject_prefix));
             out.push(format!("nats_stream = {:?}", n.stream));
             out.push(format!("nats_creds_file = {}", path(&n.creds_file)));
+            out.push(format!("nats_max_age = {:?}", format_duration(n.max_age)));
+            out.push(format!("nats_max_bytes = {:?}", format_bytes(n.max_bytes)));
         }
         out.join("\n") + "\n"
     }
@@ -748,6 +784,49 @@ fn tls_line(t: &Option<TlsSettings>) -> String {
         ),
         None => "\"off\"".into(),
     }
+}
+
+/// The smallest stream size accepted: below it, a few events fill the stream.
+const MIN_STREAM_BYTES: u64 = 1 << 20;
+
+const BYTE_UNITS: [(&str, u64); 4] = [
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+];
+
+/// A size as configuration writes it: bytes, or a whole number of `KiB`,
+/// `MiB`, `GiB` or `TiB` (binary units only: `GB` would be ambiguous).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let err =
+        || format!("{t:?} is not a size (bytes, or a number with KiB, MiB, GiB or TiB, e.g. 1GiB)");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let size = match unit.trim() {
+        "" => 1,
+        u => {
+            BYTE_UNITS
+                .iter()
+                .find(|(name, _)| *name == u)
+                .ok_or_else(err)?
+                .1
+        }
+    };
+    n.checked_mul(size).ok_or_else(err)
+}
+
+/// Formats a size the way `parse_bytes` reads it (largest exact unit).
+pub fn format_bytes(n: u64) -> String {
+    BYTE_UNITS
+        .iter()
+        .find(|(_, size)| n >= *size && n.is_multiple_of(*size))
+        .map_or_else(
+            || n.to_string(),
+            |(unit, size)| format!("{}{unit}", n / size),
+        )
 }
 
 /// Shortest HS256 secret and operator key accepted in production.
