@@ -671,9 +671,10 @@ impl Settings {
                 hookwarden_store::redact_url(self.database_url.expose_secret())
             ),
             format!("run_migrations = {}", self.run_migrations),
+            // A NATS URL may carry a token or a password: neither is shown.
             format!(
                 "nats_url = {}",
-                opt(&self.nats.as_ref().map(|n| n.url.clone()))
+                opt(&self.nats.as_ref().map(|n| without_credentials(&n.url)))
             ),
             format!(
                 "redis_url = {}",
@@ -768,6 +769,11 @@ impl Settings {
             out.push(format!("nats_subject_prefix = {:?}", n.subject_prefix));
             out.push(format!("nats_stream = {:?}", n.stream));
             out.push(format!("nats_creds_file = {}", path(&n.creds_file)));
+            out.push(format!("nats_tls_ca_file = {}", path(&n.tls_ca_file)));
+            let (cert, key) = n.tls_client.clone().unzip();
+            out.push(format!("nats_tls_cert_file = {}", path(&cert)));
+            out.push(format!("nats_tls_key_file = {}", path(&key)));
+            out.push(format!("nats_ack_wait = {:?}", format_duration(n.ack_wait)));
             out.push(format!("nats_max_age = {:?}", format_duration(n.max_age)));
             out.push(format!("nats_max_bytes = {:?}", format_bytes(n.max_bytes)));
         }
@@ -783,6 +789,20 @@ fn tls_line(t: &Option<TlsSettings>) -> String {
             t.client_auth
         ),
         None => "\"off\"".into(),
+    }
+}
+
+/// A URL fit to print: user name and password (or a token in their place) removed.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable url>".to_owned(),
     }
 }
 
@@ -1027,6 +1047,36 @@ mod tests {
     }
 
     #[test]
+    fn the_nats_stream_retention_is_bounded_by_default_and_configurable() {
+        let with_nats = |extra: &str| {
+            Settings::from_toml(&format!("nats_url = \"nats://127.0.0.1:4222\"\n{extra}"))
+        };
+        let n = with_nats("").expect("defaults").nats.expect("nats");
+        assert_eq!(n.max_age, Duration::from_secs(7 * 86_400));
+        assert_eq!(n.max_bytes, 1 << 30);
+        let s = with_nats("nats_max_age = \"36h\"\nnats_max_bytes = \"512MiB\"\n").expect("set");
+        let n = s.nats.as_ref().expect("nats");
+        assert_eq!(n.max_age, Duration::from_secs(36 * 3600));
+        assert_eq!(n.max_bytes, 512 << 20);
+        assert!(s.redacted_toml().contains("nats_max_bytes = \"512MiB\""));
+        for (extra, variable) in [
+            ("nats_max_bytes = \"1GB\"", "HOOKWARDEN_NATS_MAX_BYTES"),
+            ("nats_max_bytes = \"1000\"", "HOOKWARDEN_NATS_MAX_BYTES"),
+            ("nats_max_age = \"0s\"", "HOOKWARDEN_NATS_MAX_AGE"),
+            (
+                "nats_tls_cert_file = \"/c.pem\"",
+                "HOOKWARDEN_NATS_TLS_CERT_FILE",
+            ),
+        ] {
+            let err = with_nats(extra).expect_err(extra);
+            assert!(err.to_string().contains(variable), "{extra}: {err}");
+        }
+        assert_eq!(parse_bytes("1073741824"), Ok(1 << 30));
+        assert_eq!(format_bytes(3 << 20), "3MiB");
+        assert_eq!(format_bytes(1000), "1000");
+    }
+
+    #[test]
     fn the_delivery_ca_file_comes_from_the_file_and_is_shown() {
         let s = Settings::from_toml("delivery_ca_file = \"/etc/hookwarden/receivers-ca.pem\"\n")
             .expect("settings");
@@ -1044,11 +1094,12 @@ mod tests {
             jwt_hs256_secret: Some(SecretString::from("JWTSECRET".to_owned())),
             management_api_keys: Some(SecretString::from("OPKEY1,OPKEY2".to_owned())),
             database_url: Some(SecretString::from("postgres://u:DBPASS@h/db".to_owned())),
+            nats_url: Some("nats://NATSTOKEN@nats:4222".to_owned()),
             ..raw()
         })
         .expect("settings");
         let text = s.redacted_toml() + &format!("{s:?}");
-        for secret in ["TOPSECRETKEY", "JWTSECRET", "OPKEY1", "DBPASS"] {
+        for secret in ["TOPSECRETKEY", "JWTSECRET", "OPKEY1", "DBPASS", "NATSTOKEN"] {
             assert!(!text.contains(secret), "{secret} leaked");
         }
     }

@@ -4,7 +4,7 @@
 //! timeouts. Each result is reported under its setting's name; no secret,
 //! key or credential is ever printed.
 
-use crate::config::{NatsSettings, Settings};
+use crate::config::{without_credentials, NatsSettings, Settings};
 use crate::tls::{self, TlsSettings};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -228,20 +228,6 @@ pub async fn connections(settings: &Settings) -> Vec<Finding> {
     out
 }
 
-/// A URL fit to print: user name and password (or a token in their place) removed.
-pub fn without_credentials(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable url>".to_owned(),
-    }
-}
-
 /// Bounds `fut` by `CONNECT_TIMEOUT`.
 async fn bounded<T>(
     what: &str,
@@ -320,16 +306,17 @@ async fn reach_nats(settings: &NatsSettings) -> anyhow::Result<String> {
 async fn redis(url: &SecretString) -> anyhow::Result<String> {
     let shown = without_credentials(url.expose_secret());
     bounded("Redis", async {
+        // A Redis error's text already holds its cause: not chained twice.
         let client = redis::Client::open(url.expose_secret())
-            .with_context(|| format!("{shown}: the URL does not parse"))?;
+            .map_err(|e| anyhow::anyhow!("{shown}: the URL does not parse: {e}"))?;
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
-            .with_context(|| format!("{shown}: connecting"))?;
+            .map_err(|e| anyhow::anyhow!("{shown}: connecting: {e}"))?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
-            .with_context(|| format!("{shown}: PING"))?;
+            .map_err(|e| anyhow::anyhow!("{shown}: PING: {e}"))?;
         Ok(format!("{shown}: reached"))
     })
     .await
