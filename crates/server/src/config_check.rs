@@ -107,13 +107,16 @@ fn certificate(path: &Path) -> anyhow::Result<String> {
     let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0])
         .map_err(|e| anyhow::anyhow!("{}: the certificate does not parse: {e}", path.display()))?;
     let validity = leaf.validity();
-    let until = validity.not_after.to_datetime();
+    let day = |t: &x509_parser::time::ASN1Time| {
+        chrono::DateTime::from_timestamp(t.timestamp(), 0)
+            .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d").to_string())
+    };
+    let until = day(&validity.not_after);
     if !validity.is_valid() {
         anyhow::bail!(
-            "{}: the certificate is not valid now (valid from {} until {})",
+            "{}: the certificate is not valid now (valid from {} until {until})",
             path.display(),
-            validity.not_before.to_datetime(),
-            until
+            day(&validity.not_before),
         );
     }
     Ok(format!(
