@@ -162,7 +162,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NatsSettings {
     pub url: String,
     pub creds_file: Option<PathBuf>,
@@ -180,6 +180,23 @@ pub struct NatsSettings {
     pub max_age: Duration,
     /// The stream's retention: past this size the oldest messages go.
     pub max_bytes: u64,
+}
+
+/// The URL may carry a token or password: shown without it.
+impl std::fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("url", &without_credentials(&self.url))
+            .field("creds_file", &self.creds_file)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("stream", &self.stream)
+            .field("ack_wait", &self.ack_wait)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client", &self.tls_client)
+            .field("max_age", &self.max_age)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
 }
 
 impl NatsSettings {
