@@ -133,8 +133,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validates the configuration and prints it with secrets redacted.
-    Check,
+    /// Validates the configuration and prints it with secrets redacted;
+    /// loads every file it names (certificates, keys, JWKS, master key, CA
+    /// and creds files) as `serve` would and reports each by setting.
+    /// Exits non-zero when anything fails.
+    Check {
+        /// Also reach PostgreSQL, NATS and Redis (5 s each) and report each.
+        #[arg(long)]
+        connect: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -217,10 +224,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied ({})", store.backend());
         }
         Command::Config {
-            command: ConfigCommand::Check,
+            command: ConfigCommand::Check { connect },
         } => {
+            use hookwarden_server::config_check;
             let settings = settings()?;
             print!("{}", settings.redacted_toml());
+            let mut findings = config_check::files(&settings).await;
+            if connect {
+                findings.extend(config_check::connections(&settings).await);
+            }
+            eprint!("{}", config_check::render(&findings));
+            let failed = findings.iter().filter(|f| !f.ok()).count();
+            if failed > 0 {
+                eprintln!(
+                    "configuration check failed: {failed} of {} checks failed",
+                    findings.len()
+                );
+                return Ok(ExitCode::from(1));
+            }
             eprintln!("configuration is valid");
         }
         Command::Token {

@@ -319,7 +319,11 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
             "HOOKWARDEN_DATABASE_URL",
             "postgres://hook:DBPASSWORD@db.internal/app?sslmode=require",
         ),
-        ("HOOKWARDEN_MASTER_KEY", "MASTERKEYVALUE"),
+        // base64 of 32 bytes of 0x9e: valid, and recognisable if printed.
+        (
+            "HOOKWARDEN_MASTER_KEY",
+            "np6enp6enp6enp6enp6enp6enp6enp6enp6enp6enp4=",
+        ),
     ];
     let (ok, out) = run(
         &["--config", &file.display().to_string(), "config", "check"],
@@ -335,7 +339,7 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         "environment overrides: {out}"
     );
     assert!(out.contains("configuration is valid"));
-    for secret in ["DBPASSWORD", "MASTERKEYVALUE", "OPKEY-ONE", "OPKEY-TWO"] {
+    for secret in ["DBPASSWORD", "np6enp6", "OPKEY-ONE", "OPKEY-TWO"] {
         assert!(!out.contains(secret), "{secret} printed: {out}");
     }
     // A typo in the file is an error, not a silent default.
@@ -354,6 +358,248 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         ],
     );
     assert!(!ok && out.contains("HOOKWARDEN_DELIVERY_TIMEOUT"), "{out}");
+}
+
+/// Development certificates from `hookwarden certs dev` in `dir/certs`.
+fn dev_certs(dir: &std::path::Path) -> std::path::PathBuf {
+    let certs = dir.join("certs");
+    let (ok, out) = run(
+        &["certs", "dev", "--out", &certs.display().to_string()],
+        &[],
+    );
+    assert!(ok, "{out}");
+    certs
+}
+
+/// Writes a file readable by its owner only.
+fn private_file(path: &std::path::Path, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path.display().to_string()
+}
+
+/// The line `config check` printed for `setting`.
+fn finding<'a>(out: &'a str, setting: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(setting))
+        .unwrap_or_else(|| panic!("no finding for {setting}: {out}"))
+}
+
+#[test]
+fn config_check_loads_every_file_and_names_each_that_does_not() {
+    let dir = tempdir();
+    let certs = dev_certs(&dir);
+    let cert = |name: &str| certs.join(name).display().to_string();
+    let data = dir.display().to_string();
+    let missing = dir.join("missing.pem").display().to_string();
+    let garbage_jwks = dir.join("jwks.json");
+    std::fs::write(&garbage_jwks, "{\"keys\": [{\"kty\": \"RSA\", \"n\": 12}]}").expect("write");
+    let garbage_jwks = garbage_jwks.display().to_string();
+    let bad_key = private_file(&dir.join("master.key.bad"), "THIS-IS-NOT-BASE64!!");
+    let vars = [
+        ("HOOKWARDEN_DATA_DIR", data.clone()),
+        ("HOOKWARDEN_TLS_CERT_FILE", missing.clone()),
+        ("HOOKWARDEN_TLS_KEY_FILE", cert("server-key.pem")),
+        ("HOOKWARDEN_OPS_TLS_CERT_FILE", cert("server.pem")),
+        ("HOOKWARDEN_OPS_TLS_KEY_FILE", cert("server-key.pem")),
+        ("HOOKWARDEN_OPS_TLS_CLIENT_CA_FILE", cert("ca.pem")),
+        ("HOOKWARDEN_OPS_TLS_CLIENT_AUTH", "required".into()),
+        ("HOOKWARDEN_JWT_JWKS_FILE", garbage_jwks),
+        ("HOOKWARDEN_MASTER_KEY_FILE", bad_key),
+        ("HOOKWARDEN_DELIVERY_CA_FILE", cert("ca.pem")),
+    ];
+    let as_refs =
+        |vars: &[(&'static str, String)]| -> Vec<(&'static str, String)> { vars.to_vec() };
+    let run_check = |vars: &[(&'static str, String)]| {
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run(&["config", "check"], &refs)
+    };
+    let (ok, out) = run_check(&as_refs(&vars));
+    assert!(!ok, "a file that does not load fails the check: {out}");
+    for setting in [
+        "HOOKWARDEN_TLS_CERT_FILE",
+        "HOOKWARDEN_JWT_JWKS_FILE",
+        "HOOKWARDEN_MASTER_KEY_FILE",
+    ] {
+        assert!(
+            finding(&out, setting).starts_with("FAILED"),
+            "{setting}: {out}"
+        );
+    }
+    assert!(finding(&out, "HOOKWARDEN_TLS_CERT_FILE").contains(&missing));
+    for setting in [
+        "HOOKWARDEN_TLS_KEY_FILE",
+        "HOOKWARDEN_OPS_TLS_CERT_FILE",
+        "HOOKWARDEN_OPS_TLS_KEY_FILE",
+        "HOOKWARDEN_OPS_TLS_CLIENT_CA_FILE",
+        "HOOKWARDEN_DELIVERY_CA_FILE",
+    ] {
+        assert!(finding(&out, setting).starts_with("ok"), "{setting}: {out}");
+    }
+    assert!(
+        out.contains("configuration check failed: 3 of 8 checks failed"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("THIS-IS-NOT-BASE64"),
+        "the key file's content is never printed"
+    );
+
+    // A key that is not its certificate's is refused at check, not at the first handshake.
+    let mut mismatched = as_refs(&vars);
+    mismatched[1] = ("HOOKWARDEN_TLS_CERT_FILE", cert("server.pem"));
+    mismatched[2] = ("HOOKWARDEN_TLS_KEY_FILE", cert("client-key.pem"));
+    let (ok, out) = run_check(&mismatched);
+    assert!(!ok);
+    let line = finding(&out, "HOOKWARDEN_TLS_KEY_FILE");
+    assert!(
+        line.starts_with("FAILED") && line.contains("not the key of the certificate"),
+        "{out}"
+    );
+
+    // Every file as it should be: the check passes.
+    let good_key = private_file(
+        &dir.join("master.key.good"),
+        "np6enp6enp6enp6enp6enp6enp6enp6enp6enp6enp4=",
+    );
+    let jwks = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../server/tests/fixtures/jwks.json"
+    );
+    let mut good = as_refs(&vars);
+    good[1] = ("HOOKWARDEN_TLS_CERT_FILE", cert("server.pem"));
+    good[7] = ("HOOKWARDEN_JWT_JWKS_FILE", jwks.to_owned());
+    good[8] = ("HOOKWARDEN_MASTER_KEY_FILE", good_key);
+    let (ok, out) = run_check(&good);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("FAILED") && out.contains("configuration is valid"),
+        "{out}"
+    );
+    assert!(!out.contains("np6enp6"), "the master key is never printed");
+}
+
+#[test]
+fn serve_says_serving_only_once_its_tls_is_up() {
+    let dir = tempdir();
+    let data = dir.display().to_string();
+    let garbage = dir.join("server.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let certs = dev_certs(&dir);
+    let (ok, out) = run(
+        &["serve"],
+        &[
+            ("HOOKWARDEN_DATA_DIR", &data),
+            ("HOOKWARDEN_LISTEN", "127.0.0.1:0"),
+            ("HOOKWARDEN_OPS_LISTEN", "127.0.0.1:0"),
+            ("HOOKWARDEN_TLS_CERT_FILE", &garbage.display().to_string()),
+            (
+                "HOOKWARDEN_TLS_KEY_FILE",
+                &certs.join("server-key.pem").display().to_string(),
+            ),
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("HOOKWARDEN_TLS_") && out.contains("server.pem"),
+        "{out}"
+    );
+    assert!(!out.contains("hookwarden serving"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_connect_reaches_each_backend_and_names_the_one_it_cannot() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempdir();
+    let data = dir.display().to_string();
+    let nats = std::env::var("HOOKWARDEN_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let redis = std::env::var("HOOKWARDEN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("hwcheck{}", uuid::Uuid::new_v4().simple());
+    let stream = prefix.to_uppercase();
+    let closed = free_port();
+    let vars = |db_url: &str, nats_url: &str, redis_url: &str| {
+        vec![
+            ("HOOKWARDEN_DATA_DIR".to_owned(), data.clone()),
+            ("HOOKWARDEN_DATABASE_URL".to_owned(), db_url.to_owned()),
+            ("HOOKWARDEN_NATS_URL".to_owned(), nats_url.to_owned()),
+            ("HOOKWARDEN_NATS_SUBJECT_PREFIX".to_owned(), prefix.clone()),
+            ("HOOKWARDEN_NATS_STREAM".to_owned(), stream.clone()),
+            ("HOOKWARDEN_REDIS_URL".to_owned(), redis_url.to_owned()),
+        ]
+    };
+    let check = |vars: Vec<(String, String)>| {
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run(&["config", "check", "--connect"], &refs)
+    };
+    let (ok, out) = check(vars(&db.url, &nats, &redis));
+    assert!(ok, "{out}");
+    for setting in [
+        "HOOKWARDEN_DATABASE_URL",
+        "HOOKWARDEN_NATS_URL",
+        "HOOKWARDEN_REDIS_URL",
+    ] {
+        let line = finding(&out, setting);
+        assert!(
+            line.starts_with("ok") && line.contains("reached"),
+            "{setting}: {out}"
+        );
+    }
+    // Each backend on a port nothing listens on: that one fails, by name,
+    // with its reason, and no credential of its URL is printed.
+    let mut db_closed = url::Url::parse(&db.url).expect("url");
+    db_closed.set_port(Some(closed)).expect("port");
+    db_closed.set_password(Some("DBSECRET")).expect("password");
+    let cases = [
+        (
+            "HOOKWARDEN_DATABASE_URL",
+            vars(db_closed.as_str(), &nats, &redis),
+        ),
+        (
+            "HOOKWARDEN_NATS_URL",
+            vars(
+                &db.url,
+                &format!("nats://NATSTOKEN@127.0.0.1:{closed}"),
+                &redis,
+            ),
+        ),
+        (
+            "HOOKWARDEN_REDIS_URL",
+            vars(
+                &db.url,
+                &nats,
+                &format!("redis://:REDISSECRET@127.0.0.1:{closed}"),
+            ),
+        ),
+    ];
+    for (failing, vars) in cases {
+        let (ok, out) = check(vars);
+        assert!(!ok, "{failing}: {out}");
+        for setting in [
+            "HOOKWARDEN_DATABASE_URL",
+            "HOOKWARDEN_NATS_URL",
+            "HOOKWARDEN_REDIS_URL",
+        ] {
+            let line = finding(&out, setting);
+            if setting == failing {
+                assert!(
+                    line.starts_with("FAILED") && line.to_lowercase().contains("refused"),
+                    "{setting}: {out}"
+                );
+            } else {
+                assert!(line.starts_with("ok"), "{setting}: {out}");
+            }
+        }
+        for secret in ["DBSECRET", "NATSTOKEN", "REDISSECRET"] {
+            assert!(!out.contains(secret), "{secret} printed: {out}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -75,6 +75,8 @@ const KEYS: &[&str] = &[
     "nats_tls_ca_file",
     "nats_tls_cert_file",
     "nats_tls_key_file",
+    "nats_max_age",
+    "nats_max_bytes",
 ];
 
 /// The configuration as written: every field optional, defaults applied later.
@@ -93,6 +95,10 @@ pub struct RawConfig {
     pub nats_tls_ca_file: Option<PathBuf>,
     pub nats_tls_cert_file: Option<PathBuf>,
     pub nats_tls_key_file: Option<PathBuf>,
+    /// How long the JetStream stream keeps a message (`7d`).
+    pub nats_max_age: Option<String>,
+    /// How many bytes the JetStream stream keeps at most (`1GiB`).
+    pub nats_max_bytes: Option<String>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub tls_client_ca_file: Option<PathBuf>,
@@ -158,7 +164,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NatsSettings {
     pub url: String,
     pub creds_file: Option<PathBuf>,
@@ -172,6 +178,27 @@ pub struct NatsSettings {
     pub tls_ca_file: Option<PathBuf>,
     /// Client certificate and key for NATS (mTLS; mapped to a NATS user).
     pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// The stream's retention: messages older than this are discarded.
+    pub max_age: Duration,
+    /// The stream's retention: past this size the oldest messages go.
+    pub max_bytes: u64,
+}
+
+/// The URL may carry a token or password: shown without it.
+impl std::fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("url", &without_credentials(&self.url))
+            .field("creds_file", &self.creds_file)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("stream", &self.stream)
+            .field("ack_wait", &self.ack_wait)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client", &self.tls_client)
+            .field("max_age", &self.max_age)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
 }
 
 impl NatsSettings {
@@ -364,6 +391,22 @@ impl Settings {
         };
         let delivery_timeout = duration("delivery_timeout", raw.delivery_timeout, "5s")?;
         let nats_ack_wait = duration("nats_ack_wait", raw.nats_ack_wait.clone(), "30s")?;
+        let nats_max_age = duration("nats_max_age", raw.nats_max_age.clone(), "7d")?;
+        let nats_max_bytes = parse_bytes(raw.nats_max_bytes.as_deref().unwrap_or("1GiB"))
+            .map_err(|e| invalid("nats_max_bytes", e))?;
+        let nats_tls_client = match (
+            raw.nats_tls_cert_file.clone(),
+            raw.nats_tls_key_file.clone(),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "nats_tls_cert_file",
+                    "the NATS client certificate and key file go together",
+                ))
+            }
+        };
         let max_in_flight = raw.max_in_flight.unwrap_or(20);
         let settings = Settings {
             env,
@@ -381,10 +424,9 @@ impl Settings {
                         .unwrap_or_else(|| "HOOKWARDEN_DISPATCH".into()),
                     ack_wait: nats_ack_wait,
                     tls_ca_file: raw.nats_tls_ca_file.clone(),
-                    tls_client: raw
-                        .nats_tls_cert_file
-                        .clone()
-                        .zip(raw.nats_tls_key_file.clone()),
+                    tls_client: nats_tls_client,
+                    max_age: nats_max_age,
+                    max_bytes: nats_max_bytes,
                 }),
             redis_url: raw.redis_url,
             listen: addr("listen", raw.listen, "127.0.0.1:8080")?,
@@ -539,6 +581,15 @@ impl Settings {
         if self.poll_interval.is_zero() {
             return Err(invalid("poll_interval", "must be positive"));
         }
+        if let Some(n) = &self.nats {
+            // JetStream keeps nothing shorter than a second and counts bytes in an i64.
+            if n.max_age < Duration::from_secs(1) {
+                return Err(invalid("nats_max_age", "must be at least 1s"));
+            }
+            if n.max_bytes < MIN_STREAM_BYTES || n.max_bytes > i64::MAX as u64 {
+                return Err(invalid("nats_max_bytes", "must be at least 1MiB"));
+            }
+        }
         if self.env == Environment::Production {
             self.production_refusals()?;
         }
@@ -652,9 +703,10 @@ impl Settings {
                 hookwarden_store::redact_url(self.database_url.expose_secret())
             ),
             format!("run_migrations = {}", self.run_migrations),
+            // A NATS URL may carry a token or a password: neither is shown.
             format!(
                 "nats_url = {}",
-                opt(&self.nats.as_ref().map(|n| n.url.clone()))
+                opt(&self.nats.as_ref().map(|n| without_credentials(&n.url)))
             ),
             format!(
                 "redis_url = {}",
@@ -753,6 +805,13 @@ impl Settings {
             out.push(format!("nats_subject_prefix = {:?}", n.subject_prefix));
             out.push(format!("nats_stream = {:?}", n.stream));
             out.push(format!("nats_creds_file = {}", path(&n.creds_file)));
+            out.push(format!("nats_tls_ca_file = {}", path(&n.tls_ca_file)));
+            let (cert, key) = n.tls_client.clone().unzip();
+            out.push(format!("nats_tls_cert_file = {}", path(&cert)));
+            out.push(format!("nats_tls_key_file = {}", path(&key)));
+            out.push(format!("nats_ack_wait = {:?}", format_duration(n.ack_wait)));
+            out.push(format!("nats_max_age = {:?}", format_duration(n.max_age)));
+            out.push(format!("nats_max_bytes = {:?}", format_bytes(n.max_bytes)));
         }
         out.join("\n") + "\n"
     }
@@ -767,6 +826,63 @@ fn tls_line(t: &Option<TlsSettings>) -> String {
         ),
         None => "\"off\"".into(),
     }
+}
+
+/// A URL fit to print: user name and password (or a token in their place) removed.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+/// The smallest stream size accepted: below it, a few events fill the stream.
+const MIN_STREAM_BYTES: u64 = 1 << 20;
+
+const BYTE_UNITS: [(&str, u64); 4] = [
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+];
+
+/// A size as configuration writes it: bytes, or a whole number of `KiB`,
+/// `MiB`, `GiB` or `TiB` (binary units only: `GB` would be ambiguous).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let err =
+        || format!("{t:?} is not a size (bytes, or a number with KiB, MiB, GiB or TiB, e.g. 1GiB)");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let size = match unit.trim() {
+        "" => 1,
+        u => {
+            BYTE_UNITS
+                .iter()
+                .find(|(name, _)| *name == u)
+                .ok_or_else(err)?
+                .1
+        }
+    };
+    n.checked_mul(size).ok_or_else(err)
+}
+
+/// Formats a size the way `parse_bytes` reads it (largest exact unit).
+pub fn format_bytes(n: u64) -> String {
+    BYTE_UNITS
+        .iter()
+        .find(|(_, size)| n >= *size && n.is_multiple_of(*size))
+        .map_or_else(
+            || n.to_string(),
+            |(unit, size)| format!("{}{unit}", n / size),
+        )
 }
 
 /// Shortest HS256 secret and operator key accepted in production.
@@ -967,6 +1083,36 @@ mod tests {
     }
 
     #[test]
+    fn the_nats_stream_retention_is_bounded_by_default_and_configurable() {
+        let with_nats = |extra: &str| {
+            Settings::from_toml(&format!("nats_url = \"nats://127.0.0.1:4222\"\n{extra}"))
+        };
+        let n = with_nats("").expect("defaults").nats.expect("nats");
+        assert_eq!(n.max_age, Duration::from_secs(7 * 86_400));
+        assert_eq!(n.max_bytes, 1 << 30);
+        let s = with_nats("nats_max_age = \"36h\"\nnats_max_bytes = \"512MiB\"\n").expect("set");
+        let n = s.nats.as_ref().expect("nats");
+        assert_eq!(n.max_age, Duration::from_secs(36 * 3600));
+        assert_eq!(n.max_bytes, 512 << 20);
+        assert!(s.redacted_toml().contains("nats_max_bytes = \"512MiB\""));
+        for (extra, variable) in [
+            ("nats_max_bytes = \"1GB\"", "HOOKWARDEN_NATS_MAX_BYTES"),
+            ("nats_max_bytes = \"1000\"", "HOOKWARDEN_NATS_MAX_BYTES"),
+            ("nats_max_age = \"0s\"", "HOOKWARDEN_NATS_MAX_AGE"),
+            (
+                "nats_tls_cert_file = \"/c.pem\"",
+                "HOOKWARDEN_NATS_TLS_CERT_FILE",
+            ),
+        ] {
+            let err = with_nats(extra).expect_err(extra);
+            assert!(err.to_string().contains(variable), "{extra}: {err}");
+        }
+        assert_eq!(parse_bytes("1073741824"), Ok(1 << 30));
+        assert_eq!(format_bytes(3 << 20), "3MiB");
+        assert_eq!(format_bytes(1000), "1000");
+    }
+
+    #[test]
     fn the_delivery_ca_file_comes_from_the_file_and_is_shown() {
         let s = Settings::from_toml("delivery_ca_file = \"/etc/hookwarden/receivers-ca.pem\"\n")
             .expect("settings");
@@ -984,11 +1130,12 @@ mod tests {
             jwt_hs256_secret: Some(SecretString::from("JWTSECRET".to_owned())),
             management_api_keys: Some(SecretString::from("OPKEY1,OPKEY2".to_owned())),
             database_url: Some(SecretString::from("postgres://u:DBPASS@h/db".to_owned())),
+            nats_url: Some("nats://NATSTOKEN@nats:4222".to_owned()),
             ..raw()
         })
         .expect("settings");
         let text = s.redacted_toml() + &format!("{s:?}");
-        for secret in ["TOPSECRETKEY", "JWTSECRET", "OPKEY1", "DBPASS"] {
+        for secret in ["TOPSECRETKEY", "JWTSECRET", "OPKEY1", "DBPASS", "NATSTOKEN"] {
             assert!(!text.contains(secret), "{secret} leaked");
         }
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod backends;
 pub mod config;
+pub mod config_check;
 pub mod devcerts;
 pub mod dispatch;
 pub mod error;

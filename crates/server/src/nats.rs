@@ -3,14 +3,16 @@
 //! `<prefix>.dispatch.deadletter`. NATS never holds the only copy of anything
 //! we accepted: the database does.
 
-use crate::config::NatsSettings;
+use crate::config::{format_bytes, NatsSettings};
 use crate::dispatch::DeadLetterSink;
 use crate::intake::{self, IntakeError, PublishRequest};
 use crate::state::AppState;
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer, stream, AckKind};
+use async_nats::jetstream::context as stream_errors;
+use async_nats::jetstream::{self, consumer, stream, AckKind, ErrorCode};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
+use hookwarden_core::duration::format_duration;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -27,40 +29,161 @@ pub struct Nats {
     settings: NatsSettings,
 }
 
+/// The connection options `serve` and `config check --connect` share: TLS,
+/// client certificate and creds file as configured.
+pub async fn connect_options(
+    settings: &NatsSettings,
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    let mut opts = async_nats::ConnectOptions::new().name("hookwarden");
+    if let Some(ca) = &settings.tls_ca_file {
+        opts = opts.require_tls(true).add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &settings.tls_client {
+        opts = opts
+            .require_tls(true)
+            .add_client_certificate(cert.clone(), key.clone());
+    }
+    if let Some(creds) = &settings.creds_file {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .with_context(|| format!("HOOKWARDEN_NATS_CREDS_FILE {}", creds.display()))?;
+    }
+    Ok(opts)
+}
+
+/// The stream as hookwarden wants it: intake and dead-letter subjects, on
+/// disk, with bounded retention (oldest messages go first).
+pub fn stream_config(settings: &NatsSettings) -> stream::Config {
+    let dispatch = settings.dispatch_subject();
+    stream::Config {
+        name: settings.stream.clone(),
+        description: Some("hookwarden: event intake and dead-letter notices".into()),
+        subjects: vec![dispatch.clone(), format!("{dispatch}.>")],
+        storage: stream::StorageType::File,
+        max_age: settings.max_age,
+        max_bytes: i64::try_from(settings.max_bytes).unwrap_or(i64::MAX),
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or brings the retention of the existing stream of
+/// that name (hookwarden's: the setting names it) to the configured limits.
+pub async fn ensure_stream(js: &jetstream::Context, settings: &NatsSettings) -> anyhow::Result<()> {
+    let want = stream_config(settings);
+    match js.get_stream(&settings.stream).await {
+        Ok(mut existing) => {
+            let info = existing
+                .info()
+                .await
+                .with_context(|| format!("reading the JetStream stream {}", settings.stream))?;
+            let mut config = info.config.clone();
+            if config.max_age != want.max_age || config.max_bytes != want.max_bytes {
+                config.max_age = want.max_age;
+                config.max_bytes = want.max_bytes;
+                js.update_stream(&config).await.with_context(|| {
+                    format!(
+                        "updating the retention of the JetStream stream {}",
+                        settings.stream
+                    )
+                })?;
+                tracing::info!(
+                    stream = %settings.stream,
+                    max_age = %format_duration(settings.max_age),
+                    max_bytes = %format_bytes(settings.max_bytes),
+                    "JetStream stream retention updated"
+                );
+            }
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => match js.create_stream(&want).await {
+            Ok(_) => {
+                tracing::info!(stream = %settings.stream, "JetStream stream created");
+                Ok(())
+            }
+            Err(e) if is_overlap(&e) => Err(overlap_error(js, &want).await),
+            Err(e) => {
+                Err(e).with_context(|| format!("creating the JetStream stream {}", settings.stream))
+            }
+        },
+        Err(e) => {
+            Err(e).with_context(|| format!("opening the JetStream stream {}", settings.stream))
+        }
+    }
+}
+
+fn is_not_found(e: &stream_errors::GetStreamError) -> bool {
+    matches!(e.kind(), stream_errors::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn is_overlap(e: &stream_errors::CreateStreamError) -> bool {
+    matches!(e.kind(), stream_errors::CreateStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP)
+}
+
+/// Names the stream that already takes our subjects, and the settings that
+/// avoid it. JetStream's own error says only that subjects overlap.
+async fn overlap_error(js: &jetstream::Context, want: &stream::Config) -> anyhow::Error {
+    let mut other = None;
+    let mut streams = js.streams();
+    while let Ok(Some(info)) = streams.try_next().await {
+        let overlaps = info.config.subjects.iter().any(|theirs| {
+            want.subjects
+                .iter()
+                .any(|ours| subjects_overlap(ours, theirs))
+        });
+        if overlaps && info.config.name != want.name {
+            other = Some((info.config.name.clone(), info.config.subjects.join(", ")));
+            break;
+        }
+    }
+    let ours = want.subjects.join(", ");
+    match other {
+        Some((name, theirs)) => anyhow::anyhow!(
+            "creating the JetStream stream {}: the stream {name} already takes subjects {theirs}, which overlap {ours}; \
+             give hookwarden a subject prefix of its own (HOOKWARDEN_NATS_SUBJECT_PREFIX), or, if {name} is hookwarden's stream, \
+             name it in HOOKWARDEN_NATS_STREAM",
+            want.name
+        ),
+        None => anyhow::anyhow!(
+            "creating the JetStream stream {}: another stream already takes subjects overlapping {ours}; \
+             give hookwarden a subject prefix of its own (HOOKWARDEN_NATS_SUBJECT_PREFIX) or name that stream in HOOKWARDEN_NATS_STREAM",
+            want.name
+        ),
+    }
+}
+
+/// Could one subject match both patterns? (`*` takes one token, `>` the rest.)
+pub fn subjects_overlap(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(x), Some(y)) if x == y || x == "*" || y == "*" => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// Why NATS failed, as an operator should read it: an outage says so.
+pub fn unavailable_or(client: &async_nats::Client, what: &'static str) -> String {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => what.to_owned(),
+        state => format!("NATS unavailable ({state}): {what}"),
+    }
+}
+
 impl Nats {
     /// Connects (with a creds file when configured) and makes sure the stream exists.
     pub async fn connect(settings: &NatsSettings) -> anyhow::Result<Self> {
-        let mut opts = async_nats::ConnectOptions::new()
-            .name("hookwarden")
-            .retry_on_initial_connect();
-        if let Some(ca) = &settings.tls_ca_file {
-            opts = opts.require_tls(true).add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &settings.tls_client {
-            opts = opts
-                .require_tls(true)
-                .add_client_certificate(cert.clone(), key.clone());
-        }
-        if let Some(creds) = &settings.creds_file {
-            opts = opts
-                .credentials_file(creds)
-                .await
-                .with_context(|| format!("NATS creds file {}", creds.display()))?;
-        }
+        let opts = connect_options(settings).await?.retry_on_initial_connect();
         let client = tokio::time::timeout(Duration::from_secs(10), opts.connect(&settings.url))
             .await
-            .context("NATS did not answer within 10s")?
+            .context("NATS unavailable: no connection within 10s")?
             .context("connecting to NATS")?;
         let js = jetstream::new(client.clone());
-        let dispatch = settings.dispatch_subject();
-        js.get_or_create_stream(stream::Config {
-            name: settings.stream.clone(),
-            subjects: vec![dispatch.clone(), format!("{dispatch}.>")],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .context("creating the JetStream stream")?;
+        ensure_stream(&js, settings).await?;
         Ok(Self {
             client,
             js,
@@ -110,7 +233,9 @@ impl Nats {
                 async move {
                     match next {
                         Err(e) => {
-                            tracing::warn!(error.message = %e, "NATS consumer error; continuing");
+                            let what =
+                                unavailable_or(&self.client, "NATS consumer error; continuing");
+                            tracing::warn!(error.message = %e, "{what}");
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                         Ok(msg) => self.handle(state, msg).await,
@@ -197,8 +322,11 @@ impl DeadLetterSink for Nats {
                 self.settings.deadletter_subject(),
                 notice.to_string().into(),
             )
-            .await?;
-        ack.await?;
+            .await
+            .with_context(|| unavailable_or(&self.client, "publishing a dead-letter notice"))?;
+        ack.await.with_context(|| {
+            unavailable_or(&self.client, "a dead-letter notice was not acknowledged")
+        })?;
         Ok(())
     }
 }

@@ -26,10 +26,15 @@ use tokio_util::sync::CancellationToken;
 /// How often certificate files are checked for renewal.
 const CERT_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A listener's TLS configuration and the certificate it reloads.
+type ListenerTls = Option<(Arc<rustls::ServerConfig>, Arc<crate::tls::ReloadingCert>)>;
+
 pub struct Application {
     state: AppState,
     public: TcpListener,
     ops: TcpListener,
+    public_tls: ListenerTls,
+    ops_tls: ListenerTls,
     dispatcher: Arc<Dispatcher>,
     forwarder: Arc<Forwarder>,
     nats: Option<Arc<Nats>>,
@@ -61,6 +66,20 @@ impl Application {
                 "no token verification key is configured: the tenant API refuses every request"
             );
         }
+        // Certificates and keys load before anything listens: a bad file
+        // stops start-up with its name, before "serving" is ever said.
+        let public_tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()
+            .context("HOOKWARDEN_TLS_*: the public listener's TLS")?;
+        let ops_tls = settings
+            .ops_tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()
+            .context("HOOKWARDEN_OPS_TLS_*: the ops listener's TLS")?;
         let db_url = settings.database_url.expose_secret().to_owned();
         let store = hookwarden_store::connect(&db_url).await.with_context(|| {
             format!(
@@ -136,6 +155,8 @@ impl Application {
             state,
             public,
             ops,
+            public_tls,
+            ops_tls,
             dispatcher,
             forwarder,
             nats,
@@ -172,13 +193,34 @@ impl Application {
             state,
             public,
             ops,
+            public_tls,
+            ops_tls,
             dispatcher,
             forwarder,
             nats,
         } = self;
-        tracing::info!(
-            public = %public.local_addr()?, ops = %ops.local_addr()?, backend = state.store.backend(),
-            production = state.settings.is_production(), "hookwarden serving"
+        let (public_addr, ops_addr) = (public.local_addr()?, ops.local_addr()?);
+        let tls = |t: ListenerTls| {
+            t.map(|(config, cert)| {
+                // Renewed certificates are picked up without a restart.
+                cert.watch(CERT_RELOAD_INTERVAL, shutdown.clone());
+                config
+            })
+        };
+        let (public_tls, ops_tls) = (tls(public_tls), tls(ops_tls));
+        let scheme = |t: &Option<_>| if t.is_some() { "https" } else { "http" };
+        let (public_scheme, ops_scheme) = (scheme(&public_tls), scheme(&ops_tls));
+        let public_srv = http::serve::serve(
+            public,
+            http::public_router(state.clone()),
+            public_tls,
+            shutdown.clone(),
+        );
+        let ops_srv = http::serve::serve(
+            ops,
+            http::ops_router(state.clone()),
+            ops_tls,
+            shutdown.clone(),
         );
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(crate::refusals::Refusals::run(
@@ -205,30 +247,13 @@ impl Application {
                 }
             });
         }
-        let tls = |settings: &Option<crate::tls::TlsSettings>| -> anyhow::Result<_> {
-            settings
-                .as_ref()
-                .map(|t| {
-                    let (config, cert) = crate::tls::server_config(t)?;
-                    // Renewed certificates are picked up without a restart.
-                    cert.watch(CERT_RELOAD_INTERVAL, shutdown.clone());
-                    anyhow::Ok(config)
-                })
-                .transpose()
-        };
-        let public_tls = tls(&state.settings.tls)?;
-        let ops_tls = tls(&state.settings.ops_tls)?;
-        let public_srv = http::serve::serve(
-            public,
-            http::public_router(state.clone()),
-            public_tls,
-            shutdown.clone(),
-        );
-        let ops_srv = http::serve::serve(
-            ops,
-            http::ops_router(state.clone()),
-            ops_tls,
-            shutdown.clone(),
+        // Both listeners are bound and their TLS loaded: connections are
+        // accepted from here on.
+        tracing::info!(
+            public = %format!("{public_scheme}://{public_addr}"),
+            ops = %format!("{ops_scheme}://{ops_addr}"),
+            backend = state.store.backend(),
+            production = state.settings.is_production(), "hookwarden serving"
         );
         let served = tokio::try_join!(public_srv, ops_srv);
         shutdown.cancel();

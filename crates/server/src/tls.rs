@@ -83,7 +83,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn load_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
+/// The certificate chain of a PEM file (what a listener presents).
+pub fn load_certs(cert_file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("reading certificate {}", cert_file.display()))?
         .collect::<Result<_, _>>()
@@ -91,13 +92,51 @@ fn load_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
     if certs.is_empty() {
         anyhow::bail!("{} holds no certificate", cert_file.display());
     }
+    Ok(certs)
+}
+
+/// The private key of a PEM file, loaded as the listener signs with it.
+pub fn load_private_key(key_file: &Path) -> anyhow::Result<Arc<dyn rustls::sign::SigningKey>> {
     let key = PrivateKeyDer::from_pem_file(key_file)
         .with_context(|| format!("reading private key {}", key_file.display()))?;
-    let signing = provider()
+    provider()
         .key_provider
         .load_private_key(key)
-        .context("loading the private key")?;
-    Ok(CertifiedKey::new(certs, signing))
+        .with_context(|| format!("loading the private key {}", key_file.display()))
+}
+
+/// The certificates of a PEM file as trust roots (client CAs, the NATS CA).
+pub fn load_roots(ca_file: &Path) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(ca_file)
+        .with_context(|| format!("reading CA certificates {}", ca_file.display()))?
+    {
+        roots
+            .add(ca.with_context(|| format!("parsing CA certificates {}", ca_file.display()))?)
+            .with_context(|| format!("adding a CA certificate of {}", ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!("{} holds no CA certificate", ca_file.display());
+    }
+    Ok(roots)
+}
+
+/// A certificate and its key, refused when the key is not the certificate's.
+pub fn load_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
+    let key = CertifiedKey::new(load_certs(cert_file)?, load_private_key(key_file)?);
+    match key.keys_match() {
+        // `Unknown`: the key type cannot tell its public key; the handshake will.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            anyhow::bail!(
+                "the private key {} is not the key of the certificate {}",
+                key_file.display(),
+                cert_file.display()
+            )
+        }
+        Err(e) => anyhow::bail!("certificate {}: {e}", cert_file.display()),
+    }
+    Ok(key)
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -181,14 +220,7 @@ pub fn server_config(
                 .client_ca_file
                 .as_ref()
                 .context("client certificates need a client CA file")?;
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in CertificateDer::pem_file_iter(ca_file)
-                .with_context(|| format!("reading client CA {}", ca_file.display()))?
-            {
-                roots
-                    .add(ca.context("parsing the client CA")?)
-                    .context("adding the client CA")?;
-            }
+            let roots = load_roots(ca_file).context("the client CA file")?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
             let verifier = if auth == ClientAuth::Optional {
                 verifier.allow_unauthenticated()

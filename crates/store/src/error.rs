@@ -16,13 +16,45 @@ pub enum StoreError {
     /// The caller's own bound on a read ran out.
     #[error("the database did not answer in time ({0})")]
     TimedOut(&'static str),
+    /// The database could not be reached (connection refused, reset or
+    /// timed out, no pooled connection in time, shutting down). Said as
+    /// such, so that logs and readiness read "database unavailable".
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Database(err)
+        }
+    }
+}
+
+/// Is this the database being out of reach, rather than refusing a query?
+fn unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutting
+        // down, cannot connect now), 53300 (too many connections).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
 
 /// Maps a database error raised by the webhook limit trigger (both backends
 /// put this marker in the message) to `WebhookLimit`.
@@ -32,5 +64,23 @@ pub(crate) fn classify(err: sqlx::Error) -> StoreError {
             return StoreError::WebhookLimit;
         }
     }
-    StoreError::Database(err)
+    StoreError::from(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_says_so() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let text = StoreError::from(err).to_string();
+            assert!(text.starts_with("database unavailable: "), "{text}");
+        }
+        let text = StoreError::from(sqlx::Error::RowNotFound).to_string();
+        assert!(!text.contains("unavailable"), "{text}");
+    }
 }

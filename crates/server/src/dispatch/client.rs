@@ -4,9 +4,11 @@
 //! blocked and hands the checked addresses to the connector (no second
 //! resolution, so DNS rebinding cannot swap the address). A name that does
 //! not resolve is refused in the same words as a blocked one, so delivery
-//! errors cannot map internal DNS. Redirects are off, proxies from the
-//! environment are ignored, TLS uses the system roots plus the roots of
-//! `HOOKWARDEN_DELIVERY_CA_FILE`.
+//! errors cannot map internal DNS (operator forwarding targets, internal by
+//! design, are told the DNS failure plainly). Redirects are off, proxies from
+//! the environment are ignored, TLS uses the system roots plus the roots of
+//! `HOOKWARDEN_DELIVERY_CA_FILE`. A failed try says what happened: refused,
+//! reset, closed, TLS, or which of connecting and answering timed out.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -54,6 +56,15 @@ pub enum Refused {
     Unresolved,
 }
 
+/// A forwarding target's name that did not resolve. Operators configure
+/// these internal services themselves, so the reason is theirs to read.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS name not found: {host} ({reason})")]
+pub struct NameNotFound {
+    host: String,
+    reason: String,
+}
+
 fn refused(
     host: &str,
     reason: &dyn std::fmt::Display,
@@ -67,6 +78,9 @@ fn refused(
 struct PolicyResolver {
     policy: AddressPolicy,
     lookup: Arc<dyn Lookup>,
+    /// Tell a name that does not resolve apart from a blocked one (operator
+    /// targets only: for tenants that would map the internal DNS).
+    explain_unresolved: bool,
 }
 
 impl Resolve for PolicyResolver {
@@ -74,12 +88,24 @@ impl Resolve for PolicyResolver {
         let policy = self.policy.clone();
         let lookup = self.lookup.clone();
         let host = name.as_str().to_owned();
+        let explain = self.explain_unresolved;
+        let unresolved =
+            move |host: &str, reason: String| -> Box<dyn std::error::Error + Send + Sync> {
+                if explain {
+                    Box::new(NameNotFound {
+                        host: host.to_owned(),
+                        reason,
+                    })
+                } else {
+                    refused(host, &reason, Refused::Unresolved)
+                }
+            };
         Box::pin(async move {
             check_name(&host).map_err(|e| refused(&host, &e, Refused::Policy(e.clone())))?;
             let addrs = match lookup.lookup(&host).await {
                 Ok(a) if !a.is_empty() => a,
-                Ok(_) => return Err(refused(&host, &"no address", Refused::Unresolved)),
-                Err(e) => return Err(refused(&host, &e, Refused::Unresolved)),
+                Ok(_) => return Err(unresolved(&host, "no address".into())),
+                Err(e) => return Err(unresolved(&host, e.to_string())),
             };
             policy
                 .check_resolved(&addrs)
@@ -109,13 +135,35 @@ pub struct DeliveryClient {
 }
 
 impl DeliveryClient {
-    /// `ca_file`: PEM certificates trusted as roots in addition to the
-    /// system's (receivers behind a private CA).
+    /// The client of tenant destinations. `ca_file`: PEM certificates
+    /// trusted as roots in addition to the system's (receivers behind a
+    /// private CA).
     pub fn new(
         policy: AddressPolicy,
         timeout: Duration,
         lookup: Arc<dyn Lookup>,
         ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        Self::build(policy, timeout, lookup, ca_file, false)
+    }
+
+    /// The client of operator forwarding targets: as `new`, and a name that
+    /// does not resolve is said to be one.
+    pub fn for_operator_targets(
+        policy: AddressPolicy,
+        timeout: Duration,
+        lookup: Arc<dyn Lookup>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        Self::build(policy, timeout, lookup, ca_file, true)
+    }
+
+    fn build(
+        policy: AddressPolicy,
+        timeout: Duration,
+        lookup: Arc<dyn Lookup>,
+        ca_file: Option<&Path>,
+        explain_unresolved: bool,
     ) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder();
         for root in extra_roots(ca_file)? {
@@ -127,8 +175,11 @@ impl DeliveryClient {
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),
                 lookup,
+                explain_unresolved,
             }))
-            .connect_timeout(timeout)
+            // Shorter than the try, so that a try cut at its deadline was
+            // cut waiting for the answer: the two timeouts read apart.
+            .connect_timeout(connect_timeout(timeout))
             .timeout(timeout + Duration::from_secs(1))
             .user_agent(concat!("hookwarden/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -167,8 +218,13 @@ impl DeliveryClient {
             req = req.header(*name, value);
         }
         match timeout_at(deadline, req.send()).await {
-            Err(_) => out.error = Some(format!("timed out after {}ms", self.timeout.as_millis())),
-            Ok(Err(e)) => out.error = Some(describe(&e)),
+            Err(_) => {
+                out.error = Some(format!(
+                    "response timed out: no answer within {}ms",
+                    self.timeout.as_millis()
+                ))
+            }
+            Ok(Err(e)) => out.error = Some(describe(&e, self.timeout)),
             Ok(Ok(resp)) => {
                 out.http_status = Some(resp.status().as_u16());
                 out.retry_after = resp
@@ -184,9 +240,14 @@ impl DeliveryClient {
     }
 }
 
+/// How long connecting (resolving, TCP and TLS) may take within a try.
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout - timeout / 10
+}
+
 /// The certificates of `HOOKWARDEN_DELIVERY_CA_FILE`; a file that holds none
 /// stops start-up rather than leaving HTTPS receivers failing later.
-fn extra_roots(ca_file: Option<&Path>) -> anyhow::Result<Vec<reqwest::Certificate>> {
+pub fn extra_roots(ca_file: Option<&Path>) -> anyhow::Result<Vec<reqwest::Certificate>> {
     let Some(path) = ca_file else {
         return Ok(Vec::new());
     };
@@ -228,17 +289,16 @@ async fn read_preview(mut resp: reqwest::Response, deadline: Instant) -> Option<
     })
 }
 
-/// The TLS error behind a failure, if any. rustls' errors reach us wrapped
-/// in `io::Error`, whose `source()` skips the wrapped error itself.
-fn tls_cause(e: &reqwest::Error) -> Option<String> {
+/// Every error behind a failure, outermost first. rustls' and hyper's
+/// errors reach us wrapped in `io::Error`, whose `source()` skips the
+/// wrapped error itself: look through every layer.
+fn causes<'a>(e: &'a reqwest::Error) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut all = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
-        // io::Errors may wrap io::Errors: look through every layer.
         let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(l) = layer {
-            if let Some(tls) = l.downcast_ref::<rustls::Error>() {
-                return Some(tls_text(tls));
-            }
+            all.push(l);
             layer = l
                 .downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
@@ -246,7 +306,7 @@ fn tls_cause(e: &reqwest::Error) -> Option<String> {
         }
         source = err.source();
     }
-    None
+    all
 }
 
 /// rustls' words, except the certificate errors it prints as bare variant
@@ -265,28 +325,82 @@ fn tls_text(e: &rustls::Error) -> String {
     format!("invalid peer certificate: {plain}")
 }
 
-/// A failure description without the URL (which may carry customer tokens).
-fn describe(e: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(refused) = err.downcast_ref::<Refused>() {
-            return refused.to_string();
-        }
-        source = err.source();
+/// A failure description without the URL (which may carry customer
+/// tokens): what happened, in the words an operator searches for.
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    let causes = causes(e);
+    let find = |f: &dyn Fn(&(dyn std::error::Error + 'static)) -> Option<String>| {
+        causes.iter().find_map(|c| f(*c))
+    };
+    // Refusals first, in their own (uniform) words.
+    if let Some(text) = find(&|c| {
+        c.downcast_ref::<Refused>()
+            .map(ToString::to_string)
+            .or_else(|| c.downcast_ref::<NameNotFound>().map(ToString::to_string))
+    }) {
+        return text;
+    }
+    if let Some(tls) = find(&|c| c.downcast_ref::<rustls::Error>().map(tls_text)) {
+        return format!("TLS handshake failed: {tls}");
     }
     if e.is_timeout() {
-        "timed out".into()
-    } else if let Some(tls) = tls_cause(e) {
-        format!("TLS handshake failed: {tls}")
-    } else if e.is_connect() {
-        "connection failed".into()
+        return if e.is_connect() {
+            format!(
+                "connect timed out: no connection within {}ms",
+                connect_timeout(timeout).as_millis()
+            )
+        } else {
+            format!(
+                "response timed out: no answer within {}ms",
+                timeout.as_millis()
+            )
+        };
+    }
+    if let Some(text) = find(&|c| c.downcast_ref::<std::io::Error>().and_then(io_text)) {
+        return text;
+    }
+    if let Some(text) = find(&|c| c.downcast_ref::<hyper::Error>().and_then(hyper_text)) {
+        return text;
+    }
+    let chain = || {
+        causes
+            .iter()
+            .skip(1)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
+    };
+    if e.is_connect() {
+        format!("connection failed: {}", chain())
     } else {
-        let mut text = "request failed".to_owned();
-        let mut source = std::error::Error::source(e);
-        while let Some(err) = source {
-            text = format!("{text}: {err}");
-            source = err.source();
+        format!("request failed: {}", chain())
+    }
+}
+
+/// The socket failures an operator tells apart.
+fn io_text(e: &std::io::Error) -> Option<String> {
+    use std::io::ErrorKind as K;
+    let text = match e.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+            "connection reset by the receiver"
         }
-        text
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::TimedOut => "connection timed out",
+        K::UnexpectedEof => "connection closed by the receiver before a complete response",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
+
+/// The HTTP-level failures of an answer that did arrive, in part.
+fn hyper_text(e: &hyper::Error) -> Option<String> {
+    if e.is_incomplete_message() {
+        Some("connection closed by the receiver before a complete response".into())
+    } else if e.is_parse() || e.is_parse_status() {
+        Some(format!("malformed HTTP response: {e}"))
+    } else {
+        None
     }
 }

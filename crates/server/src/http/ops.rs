@@ -13,31 +13,69 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// How long a readiness probe waits for the database.
+const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready when the database (and NATS, when configured) answer. Each failing
+/// dependency is named with its reason, in the body and in the logs, so an
+/// operator reads "database unavailable", not a bare 503.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let db_ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping())
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-    let mut checks = json!({"database": if db_ok { "ok" } else { "down" }});
-    let mut ok = db_ok;
+    let mut checks = json!({});
+    let mut reasons = serde_json::Map::new();
+    let db = match tokio::time::timeout(READY_DB_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        // The store says "database unavailable: …" of connection failures.
+        Ok(Err(e)) if e.to_string().starts_with("database unavailable") => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("database unavailable: {e}")),
+        Err(_) => Err(format!(
+            "database unavailable: no answer within {}s",
+            READY_DB_TIMEOUT.as_secs()
+        )),
+    };
+    let mut ok = db.is_ok();
+    checks["database"] = json!(if db.is_ok() { "ok" } else { "unavailable" });
+    if let Err(why) = db {
+        reasons.insert("database".into(), json!(why));
+    }
     if let Some(nats) = &state.nats {
-        let up = nats.connection_state() == async_nats::connection::State::Connected;
-        checks["nats"] = json!(if up { "ok" } else { "down" });
+        let now = nats.connection_state();
+        let up = now == async_nats::connection::State::Connected;
+        checks["nats"] = json!(if up { "ok" } else { "unavailable" });
+        if !up {
+            reasons.insert("nats".into(), json!(format!("NATS unavailable: {now}")));
+        }
         ok &= up;
     }
     if let Some(redis) = &state.redis {
         // Redis is an accelerator: down means degraded, reported, not unready.
-        checks["redis"] = json!(if redis.ping().await { "ok" } else { "degraded" });
+        let up = redis.ping().await;
+        checks["redis"] = json!(if up { "ok" } else { "degraded" });
+        if !up {
+            reasons.insert(
+                "redis".into(),
+                json!("Redis unavailable: running on local rate limits and database dedup"),
+            );
+        }
+    }
+    for (dependency, why) in &reasons {
+        let why = why.as_str().unwrap_or_default();
+        let verdict = if dependency == "redis" {
+            "degraded"
+        } else {
+            "not ready"
+        };
+        tracing::warn!(dependency = %dependency, "{verdict}: {why}");
     }
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({"status": if ok { "ready" } else { "not ready" }, "checks": checks})),
-    )
+    let mut body = json!({"status": if ok { "ready" } else { "not ready" }, "checks": checks});
+    if !reasons.is_empty() {
+        body["reasons"] = serde_json::Value::Object(reasons);
+    }
+    (status, Json(body))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

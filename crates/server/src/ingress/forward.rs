@@ -30,7 +30,7 @@ impl ForwardQueue {
         dead_letters: Option<Arc<dyn DeadLetterSink>>,
     ) -> anyhow::Result<Self> {
         // Forwarding targets are operator-configured internal services.
-        let client = DeliveryClient::new(
+        let client = DeliveryClient::for_operator_targets(
             forwarding_policy(),
             state.settings.delivery_timeout,
             Arc::new(SystemLookup),

@@ -1,8 +1,11 @@
 //! NATS JetStream intake and dead letters against the real server, each test
-//! on its own stream and subject prefix (deleted afterwards).
+//! on its own stream and subject prefix (deleted afterwards); the stream's
+//! bounded retention, and a subject overlap named with its way out.
 
 use crate::helpers::*;
 use futures_util::StreamExt;
+use hookwarden_server::config::NatsSettings;
+use hookwarden_server::nats::Nats;
 use hookwarden_store::on_both;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -134,4 +137,92 @@ async fn bad_messages_and_dead_deliveries_reach_the_dead_letter_subject(backend:
     );
     app.stop().await;
     drop(nats);
+}
+
+/// The settings `Nats::connect` gets for a test's own prefix and stream.
+fn stream_settings(nats: &NatsTest, max_age: Duration, max_bytes: u64) -> NatsSettings {
+    NatsSettings {
+        url: nats_url(),
+        creds_file: None,
+        subject_prefix: nats.prefix.clone(),
+        stream: nats.stream.clone(),
+        ack_wait: Duration::from_secs(30),
+        tls_ca_file: None,
+        tls_client: None,
+        max_age,
+        max_bytes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_keeps_events_for_a_bounded_age_and_size() {
+    let nats = NatsTest::new().await;
+    let js = async_nats::jetstream::new(nats.client.clone());
+    // Created with the configured limits…
+    let day = Duration::from_secs(86_400);
+    Nats::connect(&stream_settings(&nats, 7 * day, 1 << 30))
+        .await
+        .expect("connect");
+    let mut stream = js.get_stream(&nats.stream).await.expect("stream");
+    let config = stream.info().await.expect("info").config.clone();
+    assert_eq!(config.max_age, 7 * day);
+    assert_eq!(config.max_bytes, 1 << 30);
+    assert_eq!(
+        config.discard,
+        async_nats::jetstream::stream::DiscardPolicy::Old
+    );
+    // …and an existing stream of that name brought to new ones at start-up.
+    Nats::connect(&stream_settings(&nats, day, 256 << 20))
+        .await
+        .expect("connect again");
+    let config = stream.info().await.expect("info").config.clone();
+    assert_eq!(config.max_age, day);
+    assert_eq!(config.max_bytes, 256 << 20);
+    assert_eq!(
+        config.subjects,
+        vec![
+            format!("{}.dispatch", nats.prefix),
+            format!("{}.dispatch.>", nats.prefix)
+        ],
+        "nothing else changed"
+    );
+    drop(nats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_overlaps_is_named_with_the_setting_that_avoids_it() {
+    let nats = NatsTest::new().await;
+    // Someone else's stream already takes `<prefix>.>`.
+    let other = NatsTest::new().await;
+    let js = async_nats::jetstream::new(nats.client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: other.stream.clone(),
+        subjects: vec![format!("{}.>", nats.prefix)],
+        ..Default::default()
+    })
+    .await
+    .expect("the other stream");
+    let err = Nats::connect(&stream_settings(&nats, Duration::from_secs(3600), 1 << 20))
+        .await
+        .err()
+        .expect("overlap refused");
+    let text = format!("{err:#}");
+    assert!(text.contains(&other.stream), "{text}");
+    assert!(text.contains("HOOKWARDEN_NATS_SUBJECT_PREFIX"), "{text}");
+    assert!(text.contains("HOOKWARDEN_NATS_STREAM"), "{text}");
+    drop(other);
+    drop(nats);
+}
+
+#[test]
+fn subject_patterns_overlap_as_nats_matches_them() {
+    use hookwarden_server::nats::subjects_overlap as o;
+    assert!(o("webhook.dispatch", "webhook.dispatch"));
+    assert!(o("webhook.dispatch.>", "webhook.>"));
+    assert!(o("webhook.dispatch", "webhook.*"));
+    assert!(o("webhook.dispatch.>", "*.dispatch.x"));
+    assert!(!o("webhook.dispatch", "webhook.dispatch.>"));
+    assert!(!o("webhook.dispatch", "other.dispatch"));
+    assert!(!o("webhook.dispatch.>", "webhook.dispatch"));
+    assert!(!o("webhook", "webhook.*"));
 }

@@ -127,6 +127,12 @@ async fn example_nats_permissions_and_producer_grants() {
         },
     )
     .await;
+    // A later start with other retention limits may update its own stream.
+    let mut later = app.state.settings.nats.clone().expect("nats settings");
+    later.max_age = std::time::Duration::from_secs(3 * 86_400);
+    hookwarden_server::nats::Nats::connect(&later)
+        .await
+        .expect("hookwarden updates its own stream's retention");
     app.create_webhook("acct_1", &rx.url("/h"), &["*"]).await;
     let reviewer = connect_as(&url, &dir.0, "dlq-reviewer")
         .await
