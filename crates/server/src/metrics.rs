@@ -121,7 +121,7 @@ pub fn failure_reason(http_status: Option<i32>, error: Option<&str>) -> &'static
         "tls"
     } else if has(&["dns", "resolve", "name not found", "no address"]) {
         "dns"
-    } else if has(&["reset"]) {
+    } else if has(&["reset", "closed by the receiver"]) {
         "reset"
     } else if has(&["connect", "refused"]) {
         "connect"
