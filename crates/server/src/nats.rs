@@ -143,6 +143,8 @@ impl Nats {
             let _ = msg.ack().await;
             return;
         };
+        // How many times JetStream has handed us this message (1 the first time).
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1);
         let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
         let verdict = match parsed {
             Err(e) => Err(format!(
@@ -151,13 +153,19 @@ impl Nats {
             )),
             Ok(req) => match intake::publish(state, req, &producer, "nats").await {
                 Ok(_) => Ok(()),
+                // Whatever the cause (the database down, or refusing this
+                // very message), never redelivered forever: after a bounded
+                // number of deliveries it is a dead letter, with the reason.
+                Err(IntakeError::Store(e)) if delivered >= MAX_STORE_DELIVERIES => Err(format!(
+                    "could not be stored after {delivered} deliveries: {}",
+                    crate::dispatch::storable_text(&e.to_string())
+                )),
                 Err(IntakeError::Store(e)) => {
-                    // Not committed: let JetStream redeliver it shortly.
-                    tracing::warn!(error.message = %e, "storing a NATS event failed; it will be redelivered");
-                    if let Err(e) = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await
-                    {
+                    // Not committed: let JetStream redeliver it, a little later each time.
+                    let delay = store_retry_delay(delivered);
+                    tracing::warn!(error.message = %e, delivered, retry_in_ms = delay.as_millis() as u64,
+                        "storing a NATS event failed; it will be redelivered");
+                    if let Err(e) = msg.ack_with(AckKind::Nak(Some(delay))).await {
                         tracing::warn!(error.message = %e, "nak failed; JetStream redelivers after ack_wait");
                     }
                     return;
@@ -168,13 +176,15 @@ impl Nats {
         if let Err(reason) = verdict {
             // Never dropped silently: the message goes to the dead-letter subject with the reason.
             tracing::warn!(reason = %reason, "NATS event refused; dead-lettered");
-            let notice = json!({
-                "kind": "intake",
-                "reason": reason,
-                "subject": msg.subject.as_str(),
-                "message": String::from_utf8_lossy(&msg.payload),
-            });
-            if let Err(e) = self.publish(&notice).await {
+            if let Err(e) = self.publish(&intake_notice(&msg, &reason)).await {
+                if delivered >= MAX_STORE_DELIVERIES {
+                    // Not even a dead letter can be written: stop the loop
+                    // here, loudly, rather than take the message forever.
+                    tracing::error!(error.message = %e, reason = %reason, subject = %msg.subject,
+                        delivered, "dead-lettering failed again; the message is terminated");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                    return;
+                }
                 tracing::warn!(error.message = %e, "dead-lettering failed; the message will be redelivered");
                 let _ = msg
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
@@ -185,6 +195,46 @@ impl Nats {
         if let Err(e) = msg.double_ack().await {
             tracing::warn!(error.message = %e, "ack failed; the message may be redelivered (intake is idempotent on id)");
         }
+    }
+}
+
+/// Deliveries of a message that fails to store before it is dead-lettered.
+pub const MAX_STORE_DELIVERIES: i64 = 5;
+
+/// Bytes a dead-letter notice of intake takes at most: any publishable
+/// event fits, and the notice stays under NATS's default maximum message
+/// size (1 MiB), so that it can always be published.
+const NOTICE_BYTES: usize = 768 * 1024;
+
+/// The wait before the next delivery of a message that failed to store:
+/// 1 s, 2 s, 4 s, 8 s (15 s in all before the fifth and last).
+fn store_retry_delay(delivered: i64) -> Duration {
+    Duration::from_secs(1 << (delivered - 1).clamp(0, 3))
+}
+
+/// The dead-letter notice of a refused intake message: the reason, and the
+/// message (cut to a bound) for whoever repairs and re-publishes it.
+fn intake_notice(msg: &jetstream::Message, reason: &str) -> Value {
+    let text = String::from_utf8_lossy(&msg.payload);
+    let mut cut = text.len();
+    loop {
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut notice = json!({
+            "kind": "intake",
+            "reason": reason,
+            "subject": msg.subject.as_str(),
+            "message": &text[..cut],
+        });
+        if cut < text.len() {
+            notice["truncated"] = Value::Bool(true);
+        }
+        // Escaping can make the message longer than it was: measure.
+        if cut == 0 || notice.to_string().len() <= NOTICE_BYTES {
+            return notice;
+        }
+        cut /= 2;
     }
 }
 
