@@ -31,7 +31,7 @@ pub struct PublishRequest {
 pub enum IntakeError {
     #[error("{0}")]
     Invalid(String),
-    #[error("event id is already used by an event with other content")]
+    #[error("this producer already published this id for this account, with other content")]
     Conflict,
     #[error("{0}")]
     Forbidden(String),

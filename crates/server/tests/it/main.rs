@@ -16,6 +16,7 @@ mod auth;
 mod delivery;
 mod nats;
 mod nats_permissions;
+mod odd_bytes;
 mod openapi;
 mod ops;
 mod producers;
