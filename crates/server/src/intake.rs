@@ -92,9 +92,13 @@ pub async fn publish(
         .check(state.store.as_ref(), &req.event_type, &req.payload)
         .await
         .map_err(|e| {
-            IntakeError::Store(hookwarden_store::StoreError::Corrupt(format!(
-                "schema check: {e}"
-            )))
+            // The database's own error when it is one (unavailable, say).
+            IntakeError::Store(
+                e.downcast::<hookwarden_store::StoreError>()
+                    .unwrap_or_else(|e| {
+                        hookwarden_store::StoreError::Corrupt(format!("schema check: {e}"))
+                    }),
+            )
         })?
         .map_err(IntakeError::Invalid)?;
     // The internal id is always ours: the client's id only names the event

@@ -153,10 +153,12 @@ impl Nats {
             )),
             Ok(req) => match intake::publish(state, req, &producer, "nats").await {
                 Ok(_) => Ok(()),
-                // Whatever the cause (the database down, or refusing this
-                // very message), never redelivered forever: after a bounded
-                // number of deliveries it is a dead letter, with the reason.
-                Err(IntakeError::Store(e)) if delivered >= MAX_STORE_DELIVERIES => Err(format!(
+                // Whatever the cause (the database refusing this very
+                // message, or down), never redelivered forever: after a
+                // bounded number of deliveries it is a dead letter, with the
+                // reason. An unavailable database is given longer (about six
+                // minutes), so that a restart or fail-over dead-letters nothing.
+                Err(IntakeError::Store(e)) if delivered >= store_deliveries(&e) => Err(format!(
                     "could not be stored after {delivered} deliveries: {}",
                     crate::dispatch::storable_text(&e.to_string())
                 )),
@@ -177,7 +179,7 @@ impl Nats {
             // Never dropped silently: the message goes to the dead-letter subject with the reason.
             tracing::warn!(reason = %reason, "NATS event refused; dead-lettered");
             if let Err(e) = self.publish(&intake_notice(&msg, &reason)).await {
-                if delivered >= MAX_STORE_DELIVERIES {
+                if delivered >= REFUSED_DELIVERIES {
                     // Not even a dead letter can be written: stop the loop
                     // here, loudly, rather than take the message forever.
                     tracing::error!(error.message = %e, reason = %reason, subject = %msg.subject,
@@ -198,8 +200,20 @@ impl Nats {
     }
 }
 
-/// Deliveries of a message that fails to store before it is dead-lettered.
-pub const MAX_STORE_DELIVERIES: i64 = 5;
+/// Deliveries of a message the database refuses before it is dead-lettered.
+pub const REFUSED_DELIVERIES: i64 = 5;
+/// Deliveries of a message while the database is unavailable before it is
+/// dead-lettered: 1 + 2 + 4 + 8 + 16 + 32 + 60 × 5 s, about six minutes.
+pub const UNAVAILABLE_DELIVERIES: i64 = 12;
+
+/// How many deliveries a message failing to store with `e` is given.
+fn store_deliveries(e: &hookwarden_store::StoreError) -> i64 {
+    if e.is_unavailable() {
+        UNAVAILABLE_DELIVERIES
+    } else {
+        REFUSED_DELIVERIES
+    }
+}
 
 /// Bytes a dead-letter notice of intake takes at most: any publishable
 /// event fits, and the notice stays under NATS's default maximum message
@@ -207,9 +221,10 @@ pub const MAX_STORE_DELIVERIES: i64 = 5;
 const NOTICE_BYTES: usize = 768 * 1024;
 
 /// The wait before the next delivery of a message that failed to store:
-/// 1 s, 2 s, 4 s, 8 s (15 s in all before the fifth and last).
+/// 1 s, 2 s, 4 s, 8 s… doubling up to a minute (15 s in all before the
+/// fifth delivery).
 fn store_retry_delay(delivered: i64) -> Duration {
-    Duration::from_secs(1 << (delivered - 1).clamp(0, 3))
+    Duration::from_secs((1u64 << (delivered - 1).clamp(0, 6)).min(60))
 }
 
 /// The dead-letter notice of a refused intake message: the reason, and the
@@ -250,5 +265,24 @@ impl DeadLetterSink for Nats {
             .await?;
         ack.await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_redelivered_a_bounded_number_of_times() {
+        let waits: Vec<u64> = (1..UNAVAILABLE_DELIVERIES)
+            .map(|n| store_retry_delay(n).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60]);
+        let refused: u64 = waits[..(REFUSED_DELIVERIES - 1) as usize].iter().sum();
+        assert_eq!(refused, 15);
+        let unavailable = hookwarden_store::StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(store_deliveries(&unavailable), UNAVAILABLE_DELIVERIES);
+        let refusing = hookwarden_store::StoreError::Corrupt("refused".into());
+        assert_eq!(store_deliveries(&refusing), REFUSED_DELIVERIES);
     }
 }

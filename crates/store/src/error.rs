@@ -19,6 +19,24 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The database could not be reached or did not answer in time, as
+    /// opposed to refusing this very operation: worth waiting out, and not
+    /// the data's fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
 /// Maps a database error raised by the webhook limit trigger (both backends
 /// put this marker in the message) to `WebhookLimit`.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
