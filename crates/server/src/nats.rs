@@ -268,6 +268,8 @@ impl Nats {
             let _ = msg.ack().await;
             return;
         };
+        // How many times JetStream has handed us this message (1 the first time).
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1);
         let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
         let verdict = match parsed {
             Err(e) => Err(format!(
@@ -276,13 +278,21 @@ impl Nats {
             )),
             Ok(req) => match intake::publish(state, req, &producer, "nats").await {
                 Ok(_) => Ok(()),
+                // Whatever the cause (the database refusing this very
+                // message, or down), never redelivered forever: after a
+                // bounded number of deliveries it is a dead letter, with the
+                // reason. An unavailable database is given longer (about six
+                // minutes), so that a restart or fail-over dead-letters nothing.
+                Err(IntakeError::Store(e)) if delivered >= store_deliveries(&e) => Err(format!(
+                    "could not be stored after {delivered} deliveries: {}",
+                    crate::dispatch::storable_text(&e.to_string())
+                )),
                 Err(IntakeError::Store(e)) => {
-                    // Not committed: let JetStream redeliver it shortly.
-                    tracing::warn!(error.message = %e, "storing a NATS event failed; it will be redelivered");
-                    if let Err(e) = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await
-                    {
+                    // Not committed: let JetStream redeliver it, a little later each time.
+                    let delay = store_retry_delay(delivered);
+                    tracing::warn!(error.message = %e, delivered, retry_in_ms = delay.as_millis() as u64,
+                        "storing a NATS event failed; it will be redelivered");
+                    if let Err(e) = msg.ack_with(AckKind::Nak(Some(delay))).await {
                         tracing::warn!(error.message = %e, "nak failed; JetStream redelivers after ack_wait");
                     }
                     return;
@@ -293,13 +303,15 @@ impl Nats {
         if let Err(reason) = verdict {
             // Never dropped silently: the message goes to the dead-letter subject with the reason.
             tracing::warn!(reason = %reason, "NATS event refused; dead-lettered");
-            let notice = json!({
-                "kind": "intake",
-                "reason": reason,
-                "subject": msg.subject.as_str(),
-                "message": String::from_utf8_lossy(&msg.payload),
-            });
-            if let Err(e) = self.publish(&notice).await {
+            if let Err(e) = self.publish(&intake_notice(&msg, &reason)).await {
+                if delivered >= REFUSED_DELIVERIES {
+                    // Not even a dead letter can be written: stop the loop
+                    // here, loudly, rather than take the message forever.
+                    tracing::error!(error.message = %e, reason = %reason, subject = %msg.subject,
+                        delivered, "dead-lettering failed again; the message is terminated");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                    return;
+                }
                 tracing::warn!(error.message = %e, "dead-lettering failed; the message will be redelivered");
                 let _ = msg
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
@@ -310,6 +322,59 @@ impl Nats {
         if let Err(e) = msg.double_ack().await {
             tracing::warn!(error.message = %e, "ack failed; the message may be redelivered (intake is idempotent on id)");
         }
+    }
+}
+
+/// Deliveries of a message the database refuses before it is dead-lettered.
+pub const REFUSED_DELIVERIES: i64 = 5;
+/// Deliveries of a message while the database is unavailable before it is
+/// dead-lettered: 1 + 2 + 4 + 8 + 16 + 32 + 60 × 5 s, about six minutes.
+pub const UNAVAILABLE_DELIVERIES: i64 = 12;
+
+/// How many deliveries a message failing to store with `e` is given.
+fn store_deliveries(e: &hookwarden_store::StoreError) -> i64 {
+    if e.is_unavailable() {
+        UNAVAILABLE_DELIVERIES
+    } else {
+        REFUSED_DELIVERIES
+    }
+}
+
+/// Bytes a dead-letter notice of intake takes at most: any publishable
+/// event fits, and the notice stays under NATS's default maximum message
+/// size (1 MiB), so that it can always be published.
+const NOTICE_BYTES: usize = 768 * 1024;
+
+/// The wait before the next delivery of a message that failed to store:
+/// 1 s, 2 s, 4 s, 8 s… doubling up to a minute (15 s in all before the
+/// fifth delivery).
+fn store_retry_delay(delivered: i64) -> Duration {
+    Duration::from_secs((1u64 << (delivered - 1).clamp(0, 6)).min(60))
+}
+
+/// The dead-letter notice of a refused intake message: the reason, and the
+/// message (cut to a bound) for whoever repairs and re-publishes it.
+fn intake_notice(msg: &jetstream::Message, reason: &str) -> Value {
+    let text = String::from_utf8_lossy(&msg.payload);
+    let mut cut = text.len();
+    loop {
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut notice = json!({
+            "kind": "intake",
+            "reason": reason,
+            "subject": msg.subject.as_str(),
+            "message": &text[..cut],
+        });
+        if cut < text.len() {
+            notice["truncated"] = Value::Bool(true);
+        }
+        // Escaping can make the message longer than it was: measure.
+        if cut == 0 || notice.to_string().len() <= NOTICE_BYTES {
+            return notice;
+        }
+        cut /= 2;
     }
 }
 
@@ -328,5 +393,24 @@ impl DeadLetterSink for Nats {
             unavailable_or(&self.client, "a dead-letter notice was not acknowledged")
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_redelivered_a_bounded_number_of_times() {
+        let waits: Vec<u64> = (1..UNAVAILABLE_DELIVERIES)
+            .map(|n| store_retry_delay(n).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60]);
+        let refused: u64 = waits[..(REFUSED_DELIVERIES - 1) as usize].iter().sum();
+        assert_eq!(refused, 15);
+        let unavailable = hookwarden_store::StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(store_deliveries(&unavailable), UNAVAILABLE_DELIVERIES);
+        let refusing = hookwarden_store::StoreError::Corrupt("refused".into());
+        assert_eq!(store_deliveries(&refusing), REFUSED_DELIVERIES);
     }
 }

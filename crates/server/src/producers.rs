@@ -2,6 +2,8 @@
 //! may publish, over HTTP (the token's subject) and NATS (the subject's last
 //! token, `webhook.dispatch.<producer>`). With no grants configured every
 //! producer may publish anything (development); with grants, nothing else.
+//! Event-type schemas, global to every account, belong to the producers
+//! granted their type for all accounts (and to the operator API).
 
 use serde::Deserialize;
 
@@ -79,6 +81,41 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// May `producer` write the schema of `event_type`? A schema applies to
+    /// every account's events, so only a producer granted the type for all
+    /// accounts owns it (besides the operator API). Without grants nobody
+    /// is known to own anything: schemas are then the operator's alone.
+    pub fn may_own_schema(&self, producer: &str, event_type: &str) -> Result<(), String> {
+        if self.grants.is_empty() {
+            return Err(
+                "without producer grants, event-type schemas are managed through the operator API only"
+                    .into(),
+            );
+        }
+        let grant = self
+            .grants
+            .iter()
+            .find(|g| g.name == producer)
+            .ok_or_else(|| format!("producer {producer:?} has no grant"))?;
+        if !grant
+            .event_types
+            .iter()
+            .any(|p| type_matches(p, event_type))
+        {
+            return Err(format!(
+                "producer {producer:?} may not publish {event_type:?}"
+            ));
+        }
+        if !(grant.accounts.is_empty() || grant.accounts.iter().any(|a| a == "*")) {
+            return Err(format!(
+                "the schema of {event_type:?} applies to every account; producer {producer:?} is granted it for some only"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +152,21 @@ mod tests {
             Grants::default().check("anyone", "a", "t").is_ok(),
             "no grants: development default"
         );
+        // Schemas are global: owned only with the type for every account.
+        assert!(g.may_own_schema("billing", "invoice.paid").is_ok());
+        assert!(g.may_own_schema("billing", "user.created").is_err());
+        assert!(g.may_own_schema("crm", "user.created").is_err());
+        assert!(g.may_own_schema("stranger", "invoice.paid").is_err());
+        assert!(Grants::default()
+            .may_own_schema("anyone", "invoice.paid")
+            .is_err());
+        let star = Grants::new(vec![ProducerGrant {
+            name: "all".into(),
+            event_types: vec!["*".into()],
+            accounts: vec!["*".into()],
+        }])
+        .expect("grants");
+        assert!(star.may_own_schema("all", "user.created").is_ok());
         assert!(Grants::new(vec![ProducerGrant {
             name: "deadletter".into(),
             event_types: vec!["*".into()],

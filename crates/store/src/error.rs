@@ -56,6 +56,15 @@ fn unavailable(err: &sqlx::Error) -> bool {
     }
 }
 
+impl StoreError {
+    /// The database could not be reached or did not answer in time, as
+    /// opposed to refusing this very operation: worth waiting out, and not
+    /// the data's fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::TimedOut(_))
+    }
+}
+
 /// Maps a database error raised by the webhook limit trigger (both backends
 /// put this marker in the message) to `WebhookLimit`.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {

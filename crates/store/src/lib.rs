@@ -63,7 +63,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
 
     /// Stores an event and, in the same transaction, one pending attempt per
-    /// enabled webhook of its account subscribed to its type.
+    /// enabled webhook of its account subscribed to its type. A client id
+    /// already used by the same producer for the same account answers that
+    /// event (`Existing`) or `Conflict`; other producers and accounts never
+    /// see it.
     async fn publish_event(&self, event: &NewEvent) -> Result<PublishOutcome>;
 
     /// Claims due attempts under a lease (SKIP LOCKED on PostgreSQL, one
@@ -172,9 +175,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Same content? Used to tell an idempotent re-publish from an id collision.
+/// Same content? Used to tell an idempotent re-publish from an id collision
+/// (the producer and account are part of the key that matched).
 pub(crate) fn same_event(stored: &NewEvent, incoming: &NewEvent) -> bool {
     stored.account_id == incoming.account_id
+        && stored.producer == incoming.producer
         && stored.event_type == incoming.event_type
         && stored.payload == incoming.payload
 }

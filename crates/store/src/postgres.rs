@@ -674,14 +674,18 @@ impl crate::group_commit::BatchWriter for PgPublishes {
         let mut tx = self.0.begin().await?;
         let texts =
             |f: fn(&NewEvent) -> String| -> Vec<String> { items.iter().map(|e| f(e)).collect() };
+        // Any conflict (the internal id, or the producer's client id for the
+        // account) leaves the row out of RETURNING: answered below.
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
-             SELECT id, account_id, event_type, payload::jsonb, producer, created_at \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
-               AS e(id, account_id, event_type, payload, producer, created_at) \
-             ON CONFLICT (id) DO NOTHING RETURNING id",
+            "INSERT INTO hook.events (id, client_id, account_id, event_type, payload, producer, created_at) \
+             SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::timestamptz[]) \
+               AS e(id, client_id, account_id, event_type, payload, producer, created_at) \
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(texts(|e| e.id.clone()))
+        .bind(items.iter().map(|e| e.client_id.clone()).collect::<Vec<_>>())
         .bind(texts(|e| e.account_id.clone()))
         .bind(texts(|e| e.event_type.clone()))
         .bind(texts(|e| e.payload.to_string()))
@@ -689,7 +693,7 @@ impl crate::group_commit::BatchWriter for PgPublishes {
         .bind(items.iter().map(|e| e.created_at).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-        // The rows are inserted in order, so of one id twice in a batch the
+        // The rows are inserted in order, so of one key twice in a batch the
         // first is new and the second meets it, as if they came one by one.
         let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
         let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
@@ -806,21 +810,33 @@ impl FirstTries {
     }
 }
 
-/// An event id published before: the same event again, or a conflict.
+/// A client id this producer published before for this account (or, for an
+/// event without one, its internal id): the same event again, or a conflict.
 async fn existing(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     e: &NewEvent,
 ) -> Result<PublishOutcome> {
-    let row = sqlx::query(
-        "SELECT account_id, event_type, payload, producer, created_at, \
-         (SELECT count(DISTINCT webhook_id) FROM hook.delivery_attempts WHERE event_id = $1) AS deliveries \
-         FROM hook.events WHERE id = $1",
-    )
+    // Two statements, not one with a CASE: each must use its index.
+    let key = if e.client_id.is_some() {
+        "ev.producer = $3 AND ev.account_id = $4 AND ev.client_id = $2"
+    } else {
+        "ev.id = $1"
+    };
+    let row = sqlx::query(&format!(
+        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
+         (SELECT count(DISTINCT a.webhook_id) FROM hook.delivery_attempts a WHERE a.event_id = ev.id) \
+           AS deliveries \
+         FROM hook.events ev WHERE {key}"
+    ))
     .bind(&e.id)
+    .bind(&e.client_id)
+    .bind(&e.producer)
+    .bind(&e.account_id)
     .fetch_one(&mut **tx)
     .await?;
     let stored = NewEvent {
-        id: e.id.clone(),
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
         account_id: row.try_get("account_id")?,
         event_type: row.try_get("event_type")?,
         payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
@@ -830,6 +846,7 @@ async fn existing(
     let deliveries: i64 = row.try_get("deliveries")?;
     Ok(if same_event(&stored, e) {
         PublishOutcome::Existing {
+            event_id: stored.id,
             deliveries: deliveries as u64,
         }
     } else {

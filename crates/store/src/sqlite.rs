@@ -703,11 +703,14 @@ async fn publish_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     e: &NewEvent,
 ) -> Result<PublishOutcome> {
+    // Any conflict (the internal id, or the producer's client id for the
+    // account) inserts nothing: the stored event answers.
     let inserted = sqlx::query(
-        "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
-         VALUES (?1,?2,?3,?4,?5,?6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7) ON CONFLICT DO NOTHING",
     )
     .bind(&e.id)
+    .bind(&e.client_id)
     .bind(&e.account_id)
     .bind(&e.event_type)
     .bind(Json(&e.payload))
@@ -717,16 +720,29 @@ async fn publish_one(
     .await?
     .rows_affected();
     if inserted == 0 {
-        let row = sqlx::query(
-            "SELECT account_id, event_type, payload, producer, created_at, \
-             (SELECT count(DISTINCT webhook_id) FROM delivery_attempts WHERE event_id = ?1) AS deliveries \
-             FROM events WHERE id = ?1",
-        )
+        // By the producer's client id for the account, or (an event without
+        // one) by its internal id.
+        // Two statements, not one with a CASE: each must use its index.
+        let key = if e.client_id.is_some() {
+            "ev.producer = ?3 AND ev.account_id = ?4 AND ev.client_id = ?2"
+        } else {
+            "ev.id = ?1"
+        };
+        let row = sqlx::query(&format!(
+            "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
+             (SELECT count(DISTINCT a.webhook_id) FROM delivery_attempts a WHERE a.event_id = ev.id) \
+               AS deliveries \
+             FROM events ev WHERE {key}"
+        ))
         .bind(&e.id)
+        .bind(&e.client_id)
+        .bind(&e.producer)
+        .bind(&e.account_id)
         .fetch_one(&mut **tx)
         .await?;
         let stored = NewEvent {
-            id: e.id.clone(),
+            id: row.try_get("id")?,
+            client_id: row.try_get("client_id")?,
             account_id: row.try_get("account_id")?,
             event_type: row.try_get("event_type")?,
             payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
@@ -736,6 +752,7 @@ async fn publish_one(
         let deliveries: i64 = row.try_get("deliveries")?;
         return Ok(if same_event(&stored, e) {
             PublishOutcome::Existing {
+                event_id: stored.id,
                 deliveries: deliveries as u64,
             }
         } else {

@@ -13,6 +13,8 @@ on_both!(
     webhook_crud_and_isolation,
     eleventh_webhook_is_refused_by_the_database,
     publish_fans_out_and_is_idempotent,
+    client_ids_are_scoped_to_producer_and_account,
+    client_ids_survive_the_migration_that_scoped_them,
     concurrent_claims_never_share_an_attempt,
     complete_schedules_next_and_history_is_append_only,
     retry_now_reuses_or_creates_pending,
@@ -54,6 +56,7 @@ fn new_webhook(account: &str, types: &[&str]) -> Webhook {
 fn event(account: &str, ty: &str) -> NewEvent {
     NewEvent {
         id: ids::event_id(),
+        client_id: Some(ids::new_id("client")),
         account_id: account.into(),
         event_type: ty.into(),
         payload: json!({"to": "+15550001111", "n": 1}),
@@ -174,11 +177,20 @@ async fn publish_fans_out_and_is_idempotent(backend: Backend) {
     let mut want = vec![w1.id.clone(), w2.id.clone()];
     want.sort();
     assert_eq!(webhooks, want);
+    // Published again (intake gives every publish a fresh internal id): the
+    // stored event answers.
+    let again = NewEvent {
+        id: ids::event_id(),
+        ..e.clone()
+    };
     assert_eq!(
-        s.publish_event(&e).await.expect("again"),
-        PublishOutcome::Existing { deliveries: 2 }
+        s.publish_event(&again).await.expect("again"),
+        PublishOutcome::Existing {
+            event_id: e.id.clone(),
+            deliveries: 2
+        }
     );
-    let mut other = e.clone();
+    let mut other = again.clone();
     other.payload = json!({"different": true});
     assert_eq!(
         s.publish_event(&other).await.expect("conflict"),
@@ -206,6 +218,185 @@ async fn publish_fans_out_and_is_idempotent(backend: Backend) {
         assert_eq!(a.payload_snapshot["data"], e.payload);
         assert_eq!(a.payload_snapshot["type"], "invoice.paid");
     }
+}
+
+/// A client id is an idempotency key of one producer for one account: other
+/// producers and accounts can neither collide with it nor learn of it.
+async fn client_ids_are_scoped_to_producer_and_account(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let (w1, w2) = (new_webhook("acct_1", &["*"]), new_webhook("acct_2", &["*"]));
+    s.create_webhook(&w1).await.expect("w1");
+    s.create_webhook(&w2).await.expect("w2");
+    let publish = |producer: &str, account: &str, payload: serde_json::Value| NewEvent {
+        id: ids::event_id(),
+        client_id: Some("evt_predictable_1".into()),
+        account_id: account.into(),
+        event_type: "invoice.paid".into(),
+        payload,
+        producer: producer.into(),
+        created_at: Utc::now(),
+    };
+    let a1 = publish("producer_a", "acct_1", json!({"from": "a"}));
+    assert!(matches!(
+        s.publish_event(&a1).await.expect("a1"),
+        PublishOutcome::Created { .. }
+    ));
+    // Another producer, same account, same id, other content: a separate
+    // event, not a conflict (which would tell it the id is taken).
+    let b1 = publish("producer_b", "acct_1", json!({"from": "b"}));
+    assert!(matches!(
+        s.publish_event(&b1).await.expect("b1"),
+        PublishOutcome::Created { .. }
+    ));
+    // The same producer for another account: separate too.
+    let a2 = publish("producer_a", "acct_2", json!({"from": "a"}));
+    assert!(matches!(
+        s.publish_event(&a2).await.expect("a2"),
+        PublishOutcome::Created { .. }
+    ));
+    // The same producer and account again: the same event, or a conflict.
+    assert_eq!(
+        s.publish_event(&publish("producer_a", "acct_1", json!({"from": "a"})))
+            .await
+            .expect("a1 again"),
+        PublishOutcome::Existing {
+            event_id: a1.id.clone(),
+            deliveries: 1
+        }
+    );
+    assert_eq!(
+        s.publish_event(&publish("producer_b", "acct_1", json!({"from": "b"})))
+            .await
+            .expect("b1 again"),
+        PublishOutcome::Existing {
+            event_id: b1.id.clone(),
+            deliveries: 1
+        }
+    );
+    assert_eq!(
+        s.publish_event(&publish("producer_a", "acct_1", json!({"altered": true})))
+            .await
+            .expect("a1 altered"),
+        PublishOutcome::Conflict
+    );
+    // Events without a client id never meet one another.
+    for _ in 0..2 {
+        let mut anonymous = publish("producer_a", "acct_1", json!({}));
+        anonymous.client_id = None;
+        assert!(matches!(
+            s.publish_event(&anonymous).await.expect("anonymous"),
+            PublishOutcome::Created { .. }
+        ));
+    }
+    // Four distinct events were delivered to acct_1 (a1, b1 and the two
+    // anonymous ones) and one to acct_2, each with its own internal id
+    // (the receivers' webhook-id).
+    let now = Utc::now();
+    let claimed = claim(&s, "w-scope", now, 30, 100).await;
+    let mut to_1: Vec<String> = claimed
+        .iter()
+        .filter(|a| a.webhook_id == w1.id)
+        .map(|a| a.event_id.clone())
+        .collect();
+    to_1.sort();
+    to_1.dedup();
+    assert_eq!(to_1.len(), 4, "{to_1:?}");
+    assert!(to_1.contains(&a1.id) && to_1.contains(&b1.id));
+    let to_2: Vec<&str> = claimed
+        .iter()
+        .filter(|a| a.webhook_id == w2.id)
+        .map(|a| a.event_id.as_str())
+        .collect();
+    assert_eq!(to_2, vec![a2.id.as_str()]);
+}
+
+/// Events stored before client ids were scoped keep their id (tries already
+/// queued keep their webhook-id), and re-publishing one is still recognized.
+async fn client_ids_survive_the_migration_that_scoped_them(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    // Migrations 0001 to 0007 only, from a copy of their files.
+    let dir = std::env::temp_dir().join(format!("hw_migrations_{}", ids::new_id("m")));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    });
+    for f in std::fs::read_dir(&source).expect("migrations") {
+        let f = f.expect("entry");
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(f.path(), dir.join(&name)).expect("copy");
+        }
+    }
+    let older = sqlx::migrate::Migrator::new(dir.as_path())
+        .await
+        .expect("older migrations");
+    let old_event =
+        "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
+                     VALUES ('evt_before_1', 'acct_m', 't', '{\"n\": 1}', 'producer_a', ";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .expect("sqlite");
+            older.run(&pool).await.expect("0001-0007");
+            sqlx::query(&format!("{old_event}0)"))
+                .execute(&pool)
+                .await
+                .expect("old event");
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            use std::str::FromStr;
+            let opts = sqlx::postgres::PgConnectOptions::from_str(&db.url)
+                .expect("url")
+                .options([("search_path", "hook")]);
+            let pool = sqlx::PgPool::connect_with(opts).await.expect("postgres");
+            sqlx::query("CREATE SCHEMA IF NOT EXISTS hook")
+                .execute(&pool)
+                .await
+                .expect("schema");
+            older.run(&pool).await.expect("0001-0007");
+            sqlx::query(&format!("{old_event}now())"))
+                .execute(&pool)
+                .await
+                .expect("old event");
+            pool.close().await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = connect(&db.url).await.expect("connect");
+    s.migrate().await.expect("0008 over existing data");
+    let again = |payload| NewEvent {
+        id: ids::event_id(),
+        client_id: Some("evt_before_1".into()),
+        account_id: "acct_m".into(),
+        event_type: "t".into(),
+        payload,
+        producer: "producer_a".into(),
+        created_at: Utc::now(),
+    };
+    assert_eq!(
+        s.publish_event(&again(json!({"n": 1})))
+            .await
+            .expect("again"),
+        PublishOutcome::Existing {
+            event_id: "evt_before_1".into(),
+            deliveries: 0
+        }
+    );
+    assert_eq!(
+        s.publish_event(&again(json!({"n": 2})))
+            .await
+            .expect("altered"),
+        PublishOutcome::Conflict
+    );
+    let mut elsewhere = again(json!({"n": 1}));
+    elsewhere.producer = "producer_b".into();
+    assert!(matches!(
+        s.publish_event(&elsewhere).await.expect("other producer"),
+        PublishOutcome::Created { .. }
+    ));
 }
 
 async fn concurrent_claims_never_share_an_attempt(backend: Backend) {
@@ -553,6 +744,8 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     for copy in 0..3 {
         for (i, e) in events.iter().enumerate() {
             let (s, mut e) = (s.clone(), e.clone());
+            // Each publish gets an internal id of its own, as at intake.
+            e.id = ids::event_id();
             if copy == 2 && i == 0 {
                 e.payload = json!({"different": true});
             }
@@ -570,7 +763,7 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
                 assert_eq!(webhooks.len(), 1);
                 assert!(created.insert(i, copy).is_none(), "event {i} created twice");
             }
-            PublishOutcome::Existing { deliveries } => assert_eq!(deliveries, 1),
+            PublishOutcome::Existing { deliveries, .. } => assert_eq!(deliveries, 1),
             PublishOutcome::Conflict => {
                 assert_eq!(i, 0, "only the altered copy conflicts");
                 conflicts += 1;

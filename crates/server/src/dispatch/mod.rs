@@ -44,7 +44,9 @@ pub fn after_failure(
     }
 }
 
-/// The try's record, filled with what the client observed (status still to decide).
+/// The try's record, filled with what the client observed (status still to
+/// decide). Delivery and forwarding both build their records here, so what
+/// a receiver answered is always made storable in this one place.
 pub fn observed(
     base: hookwarden_store::model::AttemptResult,
     o: &client::Outcome,
@@ -52,9 +54,43 @@ pub fn observed(
     hookwarden_store::model::AttemptResult {
         http_status: o.http_status.map(i32::from),
         duration_ms: o.duration.as_millis() as i64,
-        response_preview: o.preview.clone(),
-        error: o.error.clone(),
+        response_preview: o.preview.as_deref().map(storable_text),
+        error: o.error.as_deref().map(storable_text),
         completed_at: Utc::now(),
         ..base
+    }
+}
+
+/// Text from outside (a receiver's answer, an error's description) made fit
+/// for any database column: U+0000, which PostgreSQL's `text` cannot hold,
+/// becomes U+FFFD (as invalid UTF-8 already did when the bytes were read),
+/// and at most `client::PREVIEW_CHARS` characters are kept. A body of NUL
+/// bytes (gzip, UTF-16, binary) then records like any other, instead of
+/// failing its write and being sent again after every lease.
+pub fn storable_text(text: &str) -> String {
+    text.chars()
+        .take(client::PREVIEW_CHARS)
+        .map(|c| {
+            if c == '\0' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storable_text_replaces_nul_and_keeps_the_bound() {
+        assert_eq!(storable_text("a\0b"), "a\u{fffd}b");
+        let gzip = String::from_utf8_lossy(&[0x1f, 0x8b, 0x08, 0x00, 0x00, 0xff]);
+        assert!(!storable_text(&gzip).contains('\0'));
+        let long = "é".repeat(client::PREVIEW_CHARS + 10);
+        assert_eq!(storable_text(&long).chars().count(), client::PREVIEW_CHARS);
+        assert_eq!(storable_text("plain text\n"), "plain text\n");
     }
 }

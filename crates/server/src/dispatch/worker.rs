@@ -23,6 +23,31 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Writes of one try's outcome before it is left to its lease.
+const RECORD_WRITES: usize = 3;
+
+/// The outcome with its texts made storable (they may come from anywhere).
+fn storable_outcome(result: AttemptResult) -> AttemptResult {
+    AttemptResult {
+        response_preview: result.response_preview.as_deref().map(super::storable_text),
+        error: result.error.as_deref().map(super::storable_text),
+        ..result
+    }
+}
+
+/// The outcome without any text from outside: what is written when the
+/// outcome as observed could not be.
+fn generic_outcome(result: AttemptResult) -> AttemptResult {
+    AttemptResult {
+        response_preview: None,
+        error: Some(UNRECORDABLE.into()),
+        ..result
+    }
+}
+
+/// The error of a try whose observed outcome could not be written.
+pub const UNRECORDABLE: &str = "the try's outcome could not be recorded as observed";
+
 /// The outbound delivery queue: due attempts, one lane per webhook.
 pub struct DeliveryQueue {
     state: AppState,
@@ -118,16 +143,8 @@ impl DeliveryQueue {
     /// Records one try (with the next one), then tells metrics, logs and
     /// the dead-letter subject.
     async fn record_try(&self, attempt: Attempt, result: AttemptResult) {
+        let result = self.write_outcome(&attempt, result).await;
         let status = result.status;
-        match self.state.store.complete_attempt(&result).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(delivery.id = %attempt.id, "lease lost before the try was recorded; another worker owns it")
-            }
-            Err(e) => {
-                tracing::error!(delivery.id = %attempt.id, error.message = %e, "recording a try failed; it will be retried after its lease")
-            }
-        }
         metrics::counter!(crate::metrics::DELIVERIES, "outcome" => status.as_str()).increment(1);
         if matches!(status, AttemptStatus::Failed | AttemptStatus::Dead) {
             let reason =
@@ -145,6 +162,43 @@ impl DeliveryQueue {
         if status == AttemptStatus::Dead {
             self.announce_dead_letter(&attempt, &result).await;
         }
+    }
+
+    /// Writes a try's outcome, and answers what was written. A failed write
+    /// is never left to repeat the try after every lease: it is written
+    /// again after a pause (a blip), with its texts made storable, and
+    /// last with them replaced by a generic reason. The status decided is
+    /// kept throughout: a try the receiver accepted stays succeeded (it has
+    /// the event), a failed one keeps its next try on the schedule. Only if
+    /// even that write fails (the database refuses every write) is the try
+    /// left to its lease, as after a crash.
+    async fn write_outcome(&self, attempt: &Attempt, result: AttemptResult) -> AttemptResult {
+        let mut current = result;
+        for write in 1..=RECORD_WRITES {
+            match self.state.store.complete_attempt(&current).await {
+                Ok(true) => return current,
+                Ok(false) => {
+                    tracing::warn!(delivery.id = %attempt.id, "lease lost before the try was recorded; another worker owns it");
+                    return current;
+                }
+                Err(e) if write == RECORD_WRITES => {
+                    tracing::error!(delivery.id = %attempt.id, error.message = %e, writes = write,
+                        "recording a try failed with a generic outcome too; it will be retried after its lease");
+                    return current;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery.id = %attempt.id, error.message = %e, writes = write,
+                        "recording a try failed; writing it again");
+                    current = if write + 1 == RECORD_WRITES {
+                        generic_outcome(current)
+                    } else {
+                        storable_outcome(current)
+                    };
+                    tokio::time::sleep(Duration::from_millis(100 * write as u64)).await;
+                }
+            }
+        }
+        current
     }
 
     /// One try, or `None` if it was not made because it could outlive its
@@ -195,12 +249,19 @@ impl DeliveryQueue {
             .await
         {
             Ok(Ok(())) => {}
-            // The type's schema changed since the event was accepted: a dead letter, with the reason.
+            // The type's schema changed since the event was accepted: a
+            // failed try with the reason, retried on the schedule (a schema
+            // written by mistake, or by someone hostile, is fixed in time),
+            // a dead letter only when the schedule runs out.
             Ok(Err(reason)) => {
-                return Some(AttemptResult {
-                    error: Some(reason),
-                    ..base
-                })
+                return Some(self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some(super::storable_text(&reason)),
+                        ..base
+                    },
+                    None,
+                ))
             }
             Err(e) => {
                 tracing::warn!(error.message = %e, "schema check failed; the try is retried");
@@ -395,5 +456,39 @@ impl DeliveryQueue {
         if let Err(e) = sink.publish(&notice).await {
             tracing::warn!(delivery.id = %attempt.id, error.message = %e, "publishing dead-letter notice failed; the database still records it");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: AttemptStatus) -> AttemptResult {
+        AttemptResult {
+            attempt_id: "att_1".into(),
+            worker_id: "w".into(),
+            status,
+            http_status: Some(200),
+            duration_ms: 7,
+            response_preview: Some("a\0b".into()),
+            error: Some("c\0d".into()),
+            completed_at: Utc::now(),
+            next: None,
+        }
+    }
+
+    #[test]
+    fn fallback_outcomes_keep_the_status_and_drop_what_could_not_be_stored() {
+        let s = storable_outcome(result(AttemptStatus::Succeeded));
+        assert_eq!(s.status, AttemptStatus::Succeeded);
+        assert_eq!(s.response_preview.as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(s.error.as_deref(), Some("c\u{fffd}d"));
+        let g = generic_outcome(result(AttemptStatus::Failed));
+        assert_eq!(
+            (g.status, g.http_status, g.duration_ms),
+            (AttemptStatus::Failed, Some(200), 7)
+        );
+        assert_eq!(g.response_preview, None);
+        assert_eq!(g.error.as_deref(), Some(UNRECORDABLE));
     }
 }

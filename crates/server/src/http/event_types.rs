@@ -1,19 +1,24 @@
-//! `/v1/event-types`: producers register the JSON Schema of the types they
-//! publish (their grant must cover the type); anyone with a valid token may
-//! read them.
+//! `/v1/event-types`: the JSON Schema of each event type. A schema applies
+//! to every account's events, so it is written only by its owner: the
+//! operator API (`/api/v1/event-types/{name}`), or a producer granted the
+//! type for all accounts. Every change is audited. Anyone with a valid
+//! token may read them.
 
+use crate::auth::operator::Operator;
 use crate::auth::{Caller, Producer};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
+use crate::http::request_id::RequestId;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{SecondsFormat, Utc};
 use hookwarden_store::model::EventType;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -51,36 +56,55 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("event types", e)
 }
 
-/// Producers manage only the types their grant lets them publish.
+/// A producer may write a schema only if it owns the type: granted it for
+/// every account, with a token not bound to one account.
 fn may_manage(state: &AppState, producer: &Producer, name: &str) -> ApiResult<()> {
     hookwarden_core::validate::event_type(name)?;
-    let account = producer.principal.account_id.as_deref().unwrap_or("*");
+    if producer.principal.account_id.is_some() {
+        return Err(ApiError::Forbidden(
+            "a token bound to one account may not change a schema every account shares".into(),
+        ));
+    }
     state
         .settings
         .grants
-        .check(&producer.principal.subject, account, name)
+        .may_own_schema(&producer.principal.subject, name)
         .map_err(ApiError::Forbidden)
 }
 
-#[utoipa::path(put, path = "/v1/event-types/{name}", tag = "events", request_body = PutEventType,
-    params(("name" = String, Path, description = "Event type, e.g. `invoice.paid`")),
-    security(("bearer" = [])),
-    responses((status = 200, description = "Registered", body = EventTypeView)))]
-pub async fn put(
-    State(state): State<AppState>,
-    producer: Producer,
-    StrictPath(name): StrictPath<String>,
-    StrictJson(body): StrictJson<PutEventType>,
-) -> ApiResult<Json<EventTypeView>> {
-    may_manage(&state, &producer, &name)?;
+/// Who changed a schema, in the audit trail.
+fn producer_actor(producer: &Producer) -> String {
+    format!("producer:{}", producer.principal.subject)
+}
+
+/// A schema's fingerprint for the audit trail (the schema itself stays out).
+fn fingerprint(schema: &Value) -> String {
+    hex::encode(Sha256::digest(schema.to_string().as_bytes()))
+}
+
+/// Validates and stores a schema, then audits the change.
+async fn set_schema(
+    state: &AppState,
+    name: &str,
+    body: PutEventType,
+    actor: &str,
+    request_id: &str,
+) -> ApiResult<EventTypeView> {
+    hookwarden_core::validate::event_type(name)?;
+    if crate::intake::holds_nul(&body.schema) {
+        return Err(ApiError::Validation(
+            "schema: must not contain the character U+0000".into(),
+        ));
+    }
     crate::schemas::compile(&body.schema).map_err(ApiError::Validation)?;
     let description = body.description.unwrap_or_default();
     hookwarden_core::validate::description(&description)?;
+    let previous = state.store.get_event_type(name).await.map_err(internal)?;
     let now = Utc::now();
     let stored = state
         .store
         .put_event_type(&EventType {
-            name: name.clone(),
+            name: name.to_owned(),
             schema: body.schema,
             description,
             created_at: now,
@@ -88,9 +112,102 @@ pub async fn put(
         })
         .await
         .map_err(internal)?;
-    state.schemas.invalidate(&name);
-    tracing::info!(event.type = %name, producer = %producer.principal.subject, "event type schema registered");
-    Ok(Json(view(&stored)))
+    state.schemas.invalidate(name);
+    crate::audit::record(
+        state,
+        actor,
+        "event_type.schema_set",
+        &format!("event_type:{name}"),
+        request_id,
+        json!({
+            "schemaSha256": fingerprint(&stored.schema),
+            "previousSchemaSha256": previous.map(|p| fingerprint(&p.schema)),
+        }),
+    )
+    .await;
+    tracing::info!(event.type = %name, actor = %actor, "event type schema registered");
+    Ok(view(&stored))
+}
+
+/// Deletes a schema, then audits the change.
+async fn delete_schema(
+    state: &AppState,
+    name: &str,
+    actor: &str,
+    request_id: &str,
+) -> ApiResult<StatusCode> {
+    hookwarden_core::validate::event_type(name)?;
+    let previous = state
+        .store
+        .get_event_type(name)
+        .await
+        .map_err(internal)?
+        .ok_or(ApiError::NotFound)?;
+    if !state
+        .store
+        .delete_event_type(name)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.schemas.invalidate(name);
+    crate::audit::record(
+        state,
+        actor,
+        "event_type.schema_deleted",
+        &format!("event_type:{name}"),
+        request_id,
+        json!({"previousSchemaSha256": fingerprint(&previous.schema)}),
+    )
+    .await;
+    tracing::info!(event.type = %name, actor = %actor, "event type schema deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/v1/event-types/{name}", tag = "events", request_body = PutEventType,
+    params(("name" = String, Path, description = "Event type, e.g. `invoice.paid`")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Registered", body = EventTypeView),
+        (status = 403, description = "The producer does not own the type: it is not granted it for every account", body = crate::http::openapi::ErrorResponse)))]
+pub async fn put(
+    State(state): State<AppState>,
+    producer: Producer,
+    Extension(rid): Extension<RequestId>,
+    StrictPath(name): StrictPath<String>,
+    StrictJson(body): StrictJson<PutEventType>,
+) -> ApiResult<Json<EventTypeView>> {
+    may_manage(&state, &producer, &name)?;
+    let view = set_schema(&state, &name, body, &producer_actor(&producer), &rid.0).await?;
+    Ok(Json(view))
+}
+
+#[utoipa::path(put, path = "/api/v1/event-types/{name}", tag = "operator", request_body = PutEventType,
+    params(("name" = String, Path, description = "Event type, e.g. `invoice.paid`")),
+    security(("operatorKey" = [])),
+    responses((status = 200, description = "Registered", body = EventTypeView)))]
+pub async fn operator_put(
+    State(state): State<AppState>,
+    op: Operator,
+    Extension(rid): Extension<RequestId>,
+    StrictPath(name): StrictPath<String>,
+    StrictJson(body): StrictJson<PutEventType>,
+) -> ApiResult<Json<EventTypeView>> {
+    let view = set_schema(&state, &name, body, &op.actor(), &rid.0).await?;
+    Ok(Json(view))
+}
+
+#[utoipa::path(delete, path = "/api/v1/event-types/{name}", tag = "operator",
+    params(("name" = String, Path, description = "Event type")),
+    security(("operatorKey" = [])),
+    responses((status = 204, description = "Deleted")))]
+pub async fn operator_delete(
+    State(state): State<AppState>,
+    op: Operator,
+    Extension(rid): Extension<RequestId>,
+    StrictPath(name): StrictPath<String>,
+) -> ApiResult<StatusCode> {
+    delete_schema(&state, &name, &op.actor(), &rid.0).await
 }
 
 #[utoipa::path(get, path = "/v1/event-types", tag = "events",
@@ -125,21 +242,14 @@ pub async fn get(
 #[utoipa::path(delete, path = "/v1/event-types/{name}", tag = "events",
     params(("name" = String, Path, description = "Event type")),
     security(("bearer" = [])),
-    responses((status = 204, description = "Deleted")))]
+    responses((status = 204, description = "Deleted"),
+        (status = 403, description = "The producer does not own the type", body = crate::http::openapi::ErrorResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     producer: Producer,
+    Extension(rid): Extension<RequestId>,
     StrictPath(name): StrictPath<String>,
 ) -> ApiResult<StatusCode> {
     may_manage(&state, &producer, &name)?;
-    if !state
-        .store
-        .delete_event_type(&name)
-        .await
-        .map_err(internal)?
-    {
-        return Err(ApiError::NotFound);
-    }
-    state.schemas.invalidate(&name);
-    Ok(StatusCode::NO_CONTENT)
+    delete_schema(&state, &name, &producer_actor(&producer), &rid.0).await
 }

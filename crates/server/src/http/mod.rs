@@ -58,6 +58,10 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             event_types::put,
             event_types::delete
         ))
+        .routes(routes!(
+            event_types::operator_put,
+            event_types::operator_delete
+        ))
         .routes(routes!(op_events::health))
         .routes(routes!(crate::ingress::receive::receive))
         .routes(routes!(op_events::sink_receive, op_events::sink_list))

@@ -21,6 +21,7 @@ mod errors;
 mod failures;
 mod nats;
 mod nats_permissions;
+mod odd_bytes;
 mod openapi;
 mod ops;
 mod outages;

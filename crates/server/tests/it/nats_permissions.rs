@@ -148,7 +148,8 @@ async fn example_nats_permissions_and_producer_grants() {
         .expect("billing connects");
     let js = async_nats::jetstream::new(billing.clone());
     let event = |ty: &str, id: &str| {
-        json!({"accountId": "acct_1", "eventType": ty, "payload": {}, "id": id}).to_string()
+        json!({"accountId": "acct_1", "eventType": ty, "payload": {"ref": id}, "id": id})
+            .to_string()
     };
     // Granted, on its own subject: delivered.
     js.publish(
@@ -209,11 +210,14 @@ async fn example_nats_permissions_and_producer_grants() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ids: Vec<String> = rx
+    // One delivery, of the granted event (under hookwarden's own event id).
+    let refs: Vec<Value> = rx
         .received()
         .iter()
-        .map(|r| r.headers["webhook-id"].to_str().expect("id").to_owned())
+        .map(|r| serde_json::from_slice::<Value>(&r.body).expect("json")["data"]["ref"].clone())
         .collect();
-    assert_eq!(ids, ["evt_p_ok"]);
+    assert_eq!(refs, [json!("evt_p_ok")]);
+    let id = rx.received()[0].headers["webhook-id"].clone();
+    assert!(id.to_str().expect("id").starts_with("evt_"));
     app.stop().await;
 }

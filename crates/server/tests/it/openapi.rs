@@ -20,6 +20,8 @@ const ROUTES: &[&str] = &[
     "get /v1/event-types/{name}",
     "put /v1/event-types/{name}",
     "delete /v1/event-types/{name}",
+    "put /api/v1/event-types/{name}",
+    "delete /api/v1/event-types/{name}",
     "get /api/v1/health",
     "post /api/v1/webhooks/{provider}",
     "post /api/v1/internal/delivery-sink/{provider}",
