@@ -142,7 +142,8 @@ async fn example_nats_permissions_and_producer_grants() {
         .expect("billing connects");
     let js = async_nats::jetstream::new(billing.clone());
     let event = |ty: &str, id: &str| {
-        json!({"accountId": "acct_1", "eventType": ty, "payload": {"ref": id}, "id": id}).to_string()
+        json!({"accountId": "acct_1", "eventType": ty, "payload": {"ref": id}, "id": id})
+            .to_string()
     };
     // Granted, on its own subject: delivered.
     js.publish(
