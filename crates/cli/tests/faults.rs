@@ -544,7 +544,7 @@ async fn nats_restarted_under_load() {
             while running.load(Ordering::Relaxed) {
                 n += 1;
                 let id = format!("evt_nats_{n}");
-                let msg = json!({"accountId": ACCOUNT, "eventType": "fault.nats", "payload": {"n": n}, "id": id});
+                let msg = json!({"accountId": ACCOUNT, "eventType": "fault.nats", "payload": {"n": n, "ref": id}, "id": id});
                 let ack = match js
                     .publish("hwf.webhook.dispatch", msg.to_string().into())
                     .await

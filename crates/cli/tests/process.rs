@@ -1176,7 +1176,7 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
     let subject = format!("{subject_prefix}.dispatch");
     for n in 0..1600 {
         let id = format!("evt_m_{n}");
-        let msg = json!({"accountId": "acct_m", "eventType": "t", "payload": {"n": n}, "id": id});
+        let msg = json!({"accountId": "acct_m", "eventType": "t", "payload": {"n": n, "ref": id}, "id": id});
         js.publish(subject.clone(), msg.to_string().into())
             .await
             .expect("publish")

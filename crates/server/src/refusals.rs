@@ -26,6 +26,9 @@ const MAX_PENDING: usize = 10_000;
 /// the smaller aggregates are summed into one `*` entry.
 const MAX_ENTRIES_PER_KIND: usize = 20;
 
+/// Provider, reason and minute: what one minute's entries are grouped by.
+type Kind = (String, &'static str, i64);
+
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Aggregate {
     provider: String,
@@ -111,7 +114,7 @@ impl Refusals {
         };
         // Per (provider, reason, minute): the largest prefixes get entries of
         // their own, the rest one `*` entry.
-        let mut kinds: HashMap<(String, &'static str, i64), Vec<(String, u64)>> = HashMap::new();
+        let mut kinds: HashMap<Kind, Vec<(String, u64)>> = HashMap::new();
         for (k, n) in done {
             kinds
                 .entry((k.provider, k.reason, k.minute))

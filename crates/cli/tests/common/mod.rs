@@ -382,14 +382,23 @@ pub async fn tallying_receiver(delay: Duration) -> (u16, Arc<Mutex<Tally>>) {
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let t = tally.clone();
-    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
         let t = t.clone();
         async move {
-            let id = headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
+            // The producer's own reference when the payload carries one (a
+            // NATS publisher learns no eventId: it knows its events by the
+            // id it gave, and receivers see hookwarden's own `webhook-id`),
+            // else the `webhook-id`.
+            let reference = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["data"]["ref"].as_str().map(str::to_owned));
+            let id = reference.unwrap_or_else(|| {
+                headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            });
             {
                 let mut g = t.lock().expect("lock");
                 let n = g.in_flight.entry(id.clone()).or_default();
