@@ -1241,7 +1241,10 @@ async fn token_signs_only_with_the_secret_the_server_uses() {
     env.vars.retain(|(k, _)| k != "HOOKWARDEN_JWT_HS256_SECRET");
     let mut server = env.start();
     server.wait_ready().await;
-    assert!(secret_file.exists(), "serve generated the development secret");
+    assert!(
+        secret_file.exists(),
+        "serve generated the development secret"
+    );
     let (ok, out) = run(
         &["token", "--account", "acct_t", "--scope", "webhooks:read"],
         &dev,

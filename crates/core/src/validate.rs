@@ -162,7 +162,14 @@ mod tests {
         for ok in ["*", "invoice.*", "invoice.refund.*", "invoice.paid"] {
             assert!(subscriptions(&[ok.into()]).is_ok(), "{ok}");
         }
-        for bad in ["invoice*", "*.paid", "invoice.*.paid", ".*", "Invoice.*", "**"] {
+        for bad in [
+            "invoice*",
+            "*.paid",
+            "invoice.*.paid",
+            ".*",
+            "Invoice.*",
+            "**",
+        ] {
             assert!(subscriptions(&[bad.into()]).is_err(), "{bad}");
         }
         let list = ["invoice.*".to_string()];

@@ -152,7 +152,8 @@ impl JwtVerifier {
                 // What a key whose signature verified says about the claims
                 // beats another key's "signature does not verify".
                 Err(e) => {
-                    let signature = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature);
+                    let signature =
+                        matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature);
                     if !signature || last == TokenError::UnknownKey {
                         last = TokenError::Invalid(self.describe(&e));
                     }

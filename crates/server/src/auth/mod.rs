@@ -44,14 +44,12 @@ impl Principal {
     }
 
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        self.has(scope)
-            .then_some(())
-            .ok_or_else(|| {
-                ApiError::Forbidden(format!(
-                    "token lacks scope {} (the `scope` claim, space-separated)",
-                    scope.as_str()
-                ))
-            })
+        self.has(scope).then_some(()).ok_or_else(|| {
+            ApiError::Forbidden(format!(
+                "token lacks scope {} (the `scope` claim, space-separated)",
+                scope.as_str()
+            ))
+        })
     }
 }
 

@@ -424,14 +424,22 @@ async fn the_webhook_cap_is_a_setting_the_database_enforces(backend: Backend) {
         Err(hookwarden_store::StoreError::WebhookLimit)
     ));
     w.account_id = "acct_b".into();
-    app.state.store.create_webhook(&w).await.expect("another account");
+    app.state
+        .store
+        .create_webhook(&w)
+        .await
+        .expect("another account");
 }
 
 async fn a_duplicate_webhook_is_a_conflict(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let t = app.tenant("acct_a");
-    app.create_webhook("acct_a", "https://example.com/h", &["invoice.paid", "invoice.void"])
-        .await;
+    app.create_webhook(
+        "acct_a",
+        "https://example.com/h",
+        &["invoice.paid", "invoice.void"],
+    )
+    .await;
     // The same URL and the same types, in any order: every event twice.
     let (status, body, _) = app
         .post(
@@ -446,10 +454,18 @@ async fn a_duplicate_webhook_is_a_conflict(backend: Backend) {
     let (other, _) = app
         .create_webhook("acct_a", "https://example.com/h", &["invoice.paid"])
         .await;
-    app.create_webhook("acct_a", "https://example.com/h2", &["invoice.paid", "invoice.void"])
-        .await;
-    app.create_webhook("acct_b", "https://example.com/h", &["invoice.paid", "invoice.void"])
-        .await;
+    app.create_webhook(
+        "acct_a",
+        "https://example.com/h2",
+        &["invoice.paid", "invoice.void"],
+    )
+    .await;
+    app.create_webhook(
+        "acct_b",
+        "https://example.com/h",
+        &["invoice.paid", "invoice.void"],
+    )
+    .await;
     // Nor can an update make one.
     let (status, body, _) = app
         .put(
@@ -491,7 +507,8 @@ async fn prefix_subscriptions_fan_out_like_producer_grants(backend: Backend) {
     let refund = app
         .publish("acct_a", "invoice.refund.created", json!({"n": 2}))
         .await;
-    app.publish("acct_a", "invoicex.paid", json!({"n": 3})).await;
+    app.publish("acct_a", "invoicex.paid", json!({"n": 3}))
+        .await;
     app.publish("acct_a", "invoice", json!({"n": 4})).await;
     let items = app.deliveries("acct_a", &invoices).await;
     let mut events: Vec<&str> = items

@@ -180,30 +180,81 @@ async fn refusals_name_the_claim_and_never_echo_the_token(backend: Backend) {
         }
         raw(c)
     };
-    assert_eq!(app.get("/v1/webhooks", &raw(good.clone())).await.0, StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/webhooks", &raw(good.clone())).await.0,
+        StatusCode::OK
+    );
     // An audience list holding ours is accepted too (RFC 7519).
     assert_eq!(
-        app.get("/v1/webhooks", &with(json!({"aud": ["other", "hookwarden"]}))).await.0,
+        app.get(
+            "/v1/webhooks",
+            &with(json!({"aud": ["other", "hookwarden"]}))
+        )
+        .await
+        .0,
         StatusCode::OK
     );
     let cases = [
-        (with(json!({"exp": now - 3600})), StatusCode::UNAUTHORIZED, "token has expired (`exp`)"),
-        (with(json!({"exp": null})), StatusCode::UNAUTHORIZED, "token has no `exp` claim"),
-        (with(json!({"nbf": now + 3600})), StatusCode::UNAUTHORIZED, "token is not valid yet (`nbf`)"),
-        (with(json!({"sub": null})), StatusCode::UNAUTHORIZED, "token has no `sub` claim"),
-        (with(json!({"iss": null})), StatusCode::UNAUTHORIZED, "token has no `iss` claim"),
-        (with(json!({"iss": "https://evil.example"})), StatusCode::UNAUTHORIZED,
-            "token issuer (`iss`) is not \"https://auth.example\""),
-        (with(json!({"aud": "another-service"})), StatusCode::UNAUTHORIZED,
-            "token audience (`aud`) is not \"hookwarden\""),
-        (with(json!({"aud": null})), StatusCode::UNAUTHORIZED, "token has no `aud` claim"),
-        (with(json!({"account_id": 42})), StatusCode::UNAUTHORIZED,
-            "token claim `account_id` must be a string"),
-        (with(json!({"scope": ["webhooks:read"]})), StatusCode::UNAUTHORIZED,
-            "token claim `scope` must be a string of space-separated scopes"),
-        (with(json!({"account_id": null})), StatusCode::FORBIDDEN, "token has no `account_id` claim"),
-        (with(json!({"scope": "webhooks:write"})), StatusCode::FORBIDDEN,
-            "token lacks scope webhooks:read (the `scope` claim, space-separated)"),
+        (
+            with(json!({"exp": now - 3600})),
+            StatusCode::UNAUTHORIZED,
+            "token has expired (`exp`)",
+        ),
+        (
+            with(json!({"exp": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `exp` claim",
+        ),
+        (
+            with(json!({"nbf": now + 3600})),
+            StatusCode::UNAUTHORIZED,
+            "token is not valid yet (`nbf`)",
+        ),
+        (
+            with(json!({"sub": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `sub` claim",
+        ),
+        (
+            with(json!({"iss": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `iss` claim",
+        ),
+        (
+            with(json!({"iss": "https://evil.example"})),
+            StatusCode::UNAUTHORIZED,
+            "token issuer (`iss`) is not \"https://auth.example\"",
+        ),
+        (
+            with(json!({"aud": "another-service"})),
+            StatusCode::UNAUTHORIZED,
+            "token audience (`aud`) is not \"hookwarden\"",
+        ),
+        (
+            with(json!({"aud": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `aud` claim",
+        ),
+        (
+            with(json!({"account_id": 42})),
+            StatusCode::UNAUTHORIZED,
+            "token claim `account_id` must be a string",
+        ),
+        (
+            with(json!({"scope": ["webhooks:read"]})),
+            StatusCode::UNAUTHORIZED,
+            "token claim `scope` must be a string of space-separated scopes",
+        ),
+        (
+            with(json!({"account_id": null})),
+            StatusCode::FORBIDDEN,
+            "token has no `account_id` claim",
+        ),
+        (
+            with(json!({"scope": "webhooks:write"})),
+            StatusCode::FORBIDDEN,
+            "token lacks scope webhooks:read (the `scope` claim, space-separated)",
+        ),
     ];
     for (token, status, message) in cases {
         let (got, body, _) = app.get("/v1/webhooks", &token).await;
