@@ -72,7 +72,9 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Mints a development tenant or producer token with the HS256 secret.
+    /// Mints a development tenant or producer token with the server's HS256
+    /// secret: HOOKWARDEN_JWT_HS256_SECRET, else (development) the one `serve`
+    /// generated in the data directory. Never creates a secret.
     Token {
         /// The account the token acts for (omit for a producer token).
         #[arg(long)]
@@ -251,8 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             subject,
         } => {
             let settings = settings()?;
-            let secret = keys::jwt_hs256_secret(&settings)?
-                .context("no HS256 secret: set HOOKWARDEN_JWT_HS256_SECRET (production tokens come from your identity provider)")?;
+            // Only a secret the server already verifies with: never a new one.
+            let secret = keys::existing_jwt_hs256_secret(&settings)?;
             let ttl = hookwarden_core::duration::parse_duration(&ttl)?;
             let now = chrono::Utc::now().timestamp();
             let claims = Claims {

@@ -1458,3 +1458,82 @@ async fn closed_output_pipes_neither_stop_serving_nor_shutdown() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// `hookwarden token` signs only with a secret the server verifies with: it
+/// never creates one (the server would refuse its tokens), and in production
+/// it never uses the generated development secret.
+#[tokio::test]
+async fn token_signs_only_with_the_secret_the_server_uses() {
+    let dir = tempdir();
+    let data = dir.join("data");
+    let data_text = data.display().to_string();
+    let dev = [("HOOKWARDEN_DATA_DIR", data_text.as_str())];
+    let secret_file = data.join("jwt-hs256.secret");
+
+    // Before the server ever ran there is no secret to sign with: refused,
+    // with the two ways out, and nothing created.
+    let (ok, out) = run(&["token", "--account", "acct_t"], &dev);
+    assert!(!ok, "no secret yet, yet a token was minted: {out}");
+    assert!(
+        out.contains("hookwarden serve") && out.contains("HOOKWARDEN_JWT_HS256_SECRET"),
+        "{out}"
+    );
+    assert!(!secret_file.exists(), "token never creates a secret");
+
+    // Once `serve` has generated its development secret, tokens minted by
+    // the command are the server's own.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut env = Env::new(&db, &data, &[]);
+    env.vars.retain(|(k, _)| k != "HOOKWARDEN_JWT_HS256_SECRET");
+    let mut server = env.start();
+    server.wait_ready().await;
+    assert!(
+        secret_file.exists(),
+        "serve generated the development secret"
+    );
+    let (ok, out) = run(
+        &["token", "--account", "acct_t", "--scope", "webhooks:read"],
+        &dev,
+    );
+    assert!(ok, "{out}");
+    let token = out.lines().next().expect("a token").trim().to_owned();
+    let status = http_client()
+        .get(server.url("/v1/webhooks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, 200, "the server accepts the minted token");
+    server.terminate();
+
+    // Production: the development secret in the data directory is never used.
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys": []}"#).expect("jwks");
+    let jwks_text = jwks.display().to_string();
+    let prod = [
+        ("HOOKWARDEN_ENV", "production"),
+        ("HOOKWARDEN_DATA_DIR", data_text.as_str()),
+        ("HOOKWARDEN_MASTER_KEY", key.as_str()),
+        ("HOOKWARDEN_JWT_JWKS_FILE", jwks_text.as_str()),
+        ("HOOKWARDEN_JWT_ISSUER", "https://auth.example"),
+        ("HOOKWARDEN_JWT_AUDIENCE", "hookwarden"),
+    ];
+    let (ok, out) = run(&["token", "--account", "acct_t"], &prod);
+    assert!(!ok, "production minted with the development secret: {out}");
+    assert!(
+        out.contains("production") && out.contains("HOOKWARDEN_JWT_HS256_SECRET"),
+        "{out}"
+    );
+    let dev_secret = std::fs::read_to_string(&secret_file).expect("secret");
+    assert!(!out.contains(dev_secret.trim()), "never echoes the secret");
+    // Development with only a JWKS file: the server has no HS256 key either.
+    let jwks_only = [
+        ("HOOKWARDEN_DATA_DIR", data_text.as_str()),
+        ("HOOKWARDEN_JWT_JWKS_FILE", jwks_text.as_str()),
+    ];
+    let (ok, out) = run(&["token", "--account", "acct_t"], &jwks_only);
+    assert!(!ok, "{out}");
+    assert!(out.contains("HOOKWARDEN_JWT_JWKS_FILE"), "{out}");
+}

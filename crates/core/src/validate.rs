@@ -35,7 +35,8 @@ pub fn event_type(name: &str) -> Result<(), ValidationError> {
     })
 }
 
-/// A subscription list: event type names or `*` (all), non-empty, no repeats.
+/// A subscription list: event type names or patterns (see [`type_matches`]),
+/// non-empty, no repeats.
 pub fn subscriptions(list: &[String]) -> Result<(), ValidationError> {
     if list.is_empty() || list.len() > MAX_EVENT_TYPES {
         return Err(field(
@@ -44,14 +45,12 @@ pub fn subscriptions(list: &[String]) -> Result<(), ValidationError> {
         ));
     }
     for (i, t) in list.iter().enumerate() {
-        if t != "*" {
-            event_type(t).map_err(|_| {
-                field(
-                    "eventTypes",
-                    format!("{t:?} is not a valid event type or \"*\""),
-                )
-            })?;
-        }
+        type_pattern(t).map_err(|_| {
+            field(
+                "eventTypes",
+                format!("{t:?} is not a valid event type, \"prefix.*\" or \"*\""),
+            )
+        })?;
         if list[..i].contains(t) {
             return Err(field("eventTypes", format!("{t:?} is listed twice")));
         }
@@ -59,9 +58,38 @@ pub fn subscriptions(list: &[String]) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// An event type pattern: `*` (every type), `prefix.*` (the types under
+/// `prefix.`, at any depth) or an exact event type name. The one rule for
+/// webhook subscriptions and producer grants alike.
+pub fn type_pattern(pattern: &str) -> Result<(), ValidationError> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let name = pattern.strip_suffix(".*").unwrap_or(pattern);
+    event_type(name).map_err(|_| {
+        field(
+            "eventTypes",
+            format!("{pattern:?} is not a valid event type, \"prefix.*\" or \"*\""),
+        )
+    })
+}
+
+/// Does a pattern (see [`type_pattern`]) match an event type? `*` matches
+/// every type; `invoice.*` matches `invoice.paid` and `invoice.refund.created`
+/// but neither `invoice` nor `invoicex.paid`; anything else only itself.
+pub fn type_matches(pattern: &str, event_type: &str) -> bool {
+    pattern == "*"
+        || pattern == event_type
+        || pattern.strip_suffix(".*").is_some_and(|prefix| {
+            event_type
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+}
+
 /// Does a subscription list match an event type?
 pub fn subscribed(list: &[String], event_type: &str) -> bool {
-    list.iter().any(|t| t == "*" || t == event_type)
+    list.iter().any(|t| type_matches(t, event_type))
 }
 
 /// Producer-supplied event ids and account ids: 1–128 chars of `A-Za-z0-9_-.:`.
@@ -127,6 +155,29 @@ mod tests {
         assert!(subscribed(&["*".into()], "x"));
         assert!(subscribed(&["a".into(), "b".into()], "b"));
         assert!(!subscribed(&["a".into()], "b"));
+    }
+
+    #[test]
+    fn prefix_patterns_are_one_rule() {
+        for ok in ["*", "invoice.*", "invoice.refund.*", "invoice.paid"] {
+            assert!(subscriptions(&[ok.into()]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "invoice*",
+            "*.paid",
+            "invoice.*.paid",
+            ".*",
+            "Invoice.*",
+            "**",
+        ] {
+            assert!(subscriptions(&[bad.into()]).is_err(), "{bad}");
+        }
+        let list = ["invoice.*".to_string()];
+        assert!(subscribed(&list, "invoice.paid"));
+        assert!(subscribed(&list, "invoice.refund.created"));
+        assert!(!subscribed(&list, "invoice"));
+        assert!(!subscribed(&list, "invoicex.paid"));
+        assert!(!subscribed(&list, "payment.settled"));
     }
 
     #[test]

@@ -51,6 +51,7 @@ const KEYS: &[&str] = &[
     "api_rate_limit_per_minute",
     "failed_auth_limit_per_minute",
     "publish_rate_limit_per_minute",
+    "max_webhooks_per_account",
     "rotation_grace",
     "log_format",
     "poll_interval",
@@ -138,6 +139,7 @@ pub struct RawConfig {
     pub api_rate_limit_per_minute: Option<u32>,
     pub failed_auth_limit_per_minute: Option<u32>,
     pub publish_rate_limit_per_minute: Option<u32>,
+    pub max_webhooks_per_account: Option<u32>,
     pub rotation_grace: Option<String>,
     pub log_format: Option<String>,
     pub poll_interval: Option<String>,
@@ -286,6 +288,8 @@ pub struct Settings {
     /// Refused authentications per client and minute before it is answered 429.
     pub failed_auth_limit_per_minute: u32,
     pub publish_rate_limit_per_minute: u32,
+    /// Webhooks an account may have; the database enforces it (written there at start-up).
+    pub max_webhooks_per_account: u32,
     pub rotation_grace: Duration,
     pub log_format: LogFormat,
     pub poll_interval: Duration,
@@ -488,6 +492,7 @@ impl Settings {
             api_rate_limit_per_minute: raw.api_rate_limit_per_minute.unwrap_or(60),
             failed_auth_limit_per_minute: raw.failed_auth_limit_per_minute.unwrap_or(120),
             publish_rate_limit_per_minute: raw.publish_rate_limit_per_minute.unwrap_or(60_000),
+            max_webhooks_per_account: raw.max_webhooks_per_account.unwrap_or(10),
             rotation_grace: duration("rotation_grace", raw.rotation_grace, "24h")?,
             log_format: match raw.log_format.as_deref().unwrap_or("text") {
                 "text" => LogFormat::Text,
@@ -576,6 +581,12 @@ impl Settings {
             return Err(invalid(
                 "api_rate_limit_per_minute",
                 "rate limits must be at least 1",
+            ));
+        }
+        if !(1..=10_000).contains(&self.max_webhooks_per_account) {
+            return Err(invalid(
+                "max_webhooks_per_account",
+                "must be between 1 and 10000",
             ));
         }
         if self.poll_interval.is_zero() {
@@ -773,6 +784,10 @@ impl Settings {
             format!(
                 "publish_rate_limit_per_minute = {}",
                 self.publish_rate_limit_per_minute
+            ),
+            format!(
+                "max_webhooks_per_account = {}",
+                self.max_webhooks_per_account
             ),
             format!(
                 "rotation_grace = {:?}",

@@ -67,6 +67,42 @@ pub fn jwt_hs256_secret(settings: &Settings) -> anyhow::Result<Option<SecretStri
     Ok(Some(SecretString::from(text)))
 }
 
+/// The HS256 secret `hookwarden token` signs with: the one `serve` verifies
+/// with, read and never created (a secret made up here would mint tokens the
+/// server refuses). `HOOKWARDEN_JWT_HS256_SECRET`, else in development the
+/// file `serve` generated in the data directory.
+pub fn existing_jwt_hs256_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    if let Some(s) = &settings.jwt_hs256_secret {
+        return Ok(s.clone());
+    }
+    if settings.is_production() {
+        bail!(
+            "no HS256 secret: in production the server never uses a generated development secret, \
+             so neither does `hookwarden token`; set HOOKWARDEN_JWT_HS256_SECRET to the server's \
+             (production tokens normally come from your identity provider)"
+        );
+    }
+    if settings.jwt_jwks_file.is_some() {
+        bail!(
+            "no HS256 secret: the server verifies tokens with HOOKWARDEN_JWT_JWKS_FILE only, so \
+             tokens come from your identity provider; to mint development tokens, set \
+             HOOKWARDEN_JWT_HS256_SECRET for both the server and this command"
+        );
+    }
+    let path = settings.data_dir.join(DEV_JWT_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(SecretString::from(text.trim().to_owned())),
+        Ok(_) => bail!("the HS256 secret file {} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no HS256 secret at {}: start the server once (`hookwarden serve` with the same \
+             HOOKWARDEN_DATA_DIR) so that it generates one there, or set \
+             HOOKWARDEN_JWT_HS256_SECRET to the secret the server uses",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 fn dev_file(
     dir: &Path,
     name: &str,

@@ -5,6 +5,7 @@
 //! Event-type schemas, global to every account, belong to the producers
 //! granted their type for all accounts (and to the operator API).
 
+use hookwarden_core::validate::{type_matches, type_pattern};
 use serde::Deserialize;
 
 /// `[[producers]]` in the configuration file.
@@ -12,21 +13,12 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProducerGrant {
     pub name: String,
-    /// Exact types, `prefix.*`, or `*`.
+    /// Exact types, `prefix.*`, or `*`: the rule webhook subscriptions
+    /// follow too (`hookwarden_core::validate::type_matches`).
     pub event_types: Vec<String>,
     /// Accounts it may publish for; empty or `*` means any.
     #[serde(default)]
     pub accounts: Vec<String>,
-}
-
-fn type_matches(pattern: &str, event_type: &str) -> bool {
-    pattern == "*"
-        || pattern == event_type
-        || pattern.strip_suffix(".*").is_some_and(|prefix| {
-            event_type
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('.'))
-        })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,6 +36,14 @@ impl Grants {
             }
             if g.event_types.is_empty() {
                 return Err(format!("producers: {} grants no event types", g.name));
+            }
+            for p in &g.event_types {
+                type_pattern(p).map_err(|_| {
+                    format!(
+                        "producers: {}: {p:?} is not an event type, \"prefix.*\" or \"*\"",
+                        g.name
+                    )
+                })?;
             }
         }
         Ok(Self { grants })
@@ -173,5 +173,14 @@ mod tests {
             accounts: vec![]
         }])
         .is_err());
+        assert!(
+            Grants::new(vec![ProducerGrant {
+                name: "billing".into(),
+                event_types: vec!["invoice*".into()],
+                accounts: vec![]
+            }])
+            .is_err(),
+            "a pattern subscriptions would refuse is refused here too"
+        );
     }
 }

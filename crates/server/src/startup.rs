@@ -93,6 +93,11 @@ impl Application {
                 .await
                 .context("running database migrations")?;
         }
+        // The database enforces the cap; it reads this replica's setting.
+        store
+            .set_max_webhooks_per_account(settings.max_webhooks_per_account)
+            .await
+            .context("writing HOOKWARDEN_MAX_WEBHOOKS_PER_ACCOUNT to the database (are its migrations applied?)")?;
         crate::audit::load_chain_key(store.as_ref(), &keyring).await?;
         let nats = match &settings.nats {
             Some(n) => Some(Arc::new(Nats::connect(n).await?)),

@@ -5,6 +5,10 @@ pub enum StoreError {
     /// The database refused an 11th webhook for an account (the limit trigger).
     #[error("webhook limit reached for this account")]
     WebhookLimit,
+    /// The database refused a second webhook of an account with the same URL
+    /// and the same event types (the same trigger).
+    #[error("a webhook with this url and these event types exists in this account")]
+    WebhookDuplicate,
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("invalid stored data: {0}")]
@@ -66,11 +70,14 @@ impl StoreError {
 }
 
 /// Maps a database error raised by the webhook limit trigger (both backends
-/// put this marker in the message) to `WebhookLimit`.
+/// put these markers in the message) to `WebhookLimit` or `WebhookDuplicate`.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &err {
         if db.message().contains("webhook_limit_exceeded") {
             return StoreError::WebhookLimit;
+        }
+        if db.message().contains("webhook_duplicate") {
+            return StoreError::WebhookDuplicate;
         }
     }
     StoreError::from(err)

@@ -36,6 +36,11 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;
 
+    /// Sets the per-account webhook cap the database enforces (the server
+    /// writes its setting at start-up; 10 until then).
+    async fn set_max_webhooks_per_account(&self, max: u32) -> Result<()>;
+    /// Refused with `WebhookLimit` past the cap, `WebhookDuplicate` when the
+    /// account has a webhook with the same URL and event types.
     async fn create_webhook(&self, webhook: &Webhook) -> Result<()>;
     async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>>;
     /// Webhooks by id, whatever the account (the delivery worker's view).
@@ -46,6 +51,8 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<Webhook>>;
+    /// Refused with `WebhookDuplicate` when the new URL and event types are
+    /// another webhook's of the account.
     async fn update_webhook(
         &self,
         account_id: &str,

@@ -175,6 +175,14 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn set_max_webhooks_per_account(&self, max: u32) -> Result<()> {
+        sqlx::query("UPDATE hook.tenant_limits SET max_webhooks_per_account = $1 WHERE id = 1")
+            .bind(i32::try_from(max.max(1)).unwrap_or(i32::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn create_webhook(&self, w: &Webhook) -> Result<()> {
         sqlx::query(
             "INSERT INTO hook.webhook_configs (id, account_id, url, description, event_types, secret_enc, \
@@ -270,7 +278,8 @@ impl Store for PgStore {
             .bind(u.enable)
             .bind(u.updated_at)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .map_err(classify)?;
         row.as_ref().map(webhook).transpose()
     }
 

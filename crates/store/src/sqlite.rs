@@ -210,6 +210,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_max_webhooks_per_account(&self, max: u32) -> Result<()> {
+        sqlx::query("UPDATE tenant_limits SET max_webhooks_per_account = ?1 WHERE id = 1")
+            .bind(i32::try_from(max.max(1)).unwrap_or(i32::MAX))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn create_webhook(&self, w: &Webhook) -> Result<()> {
         sqlx::query(
             "INSERT INTO webhook_configs (id, account_id, url, description, event_types, secret_enc, \
@@ -308,7 +316,8 @@ impl Store for SqliteStore {
             .bind(u.enable)
             .bind(ms(u.updated_at))
             .fetch_optional(&self.writer)
-            .await?;
+            .await
+            .map_err(classify)?;
         row.as_ref().map(webhook).transpose()
     }
 

@@ -22,6 +22,9 @@ on_both!(
     event_types_upsert_list_delete,
     concurrent_publishes_and_results_share_commits_correctly,
     a_paused_endpoint_s_tries_wait_out_the_pause,
+    the_webhook_cap_is_read_from_the_database_setting,
+    a_duplicate_webhook_is_refused_by_the_database,
+    prefix_subscriptions_fan_out,
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -37,10 +40,12 @@ fn sealed(tag: &str) -> Sealed {
 
 fn new_webhook(account: &str, types: &[&str]) -> Webhook {
     let now = Utc::now();
+    let id = ids::webhook_id();
     Webhook {
-        id: ids::webhook_id(),
+        // A URL of its own: the same URL and types twice is a duplicate.
+        url: format!("https://example.com/hook/{id}"),
+        id,
         account_id: account.into(),
-        url: "https://example.com/hook".into(),
         description: String::new(),
         event_types: types.iter().map(|s| s.to_string()).collect(),
         secret: sealed("s1"),
@@ -918,4 +923,122 @@ async fn claim(
     })
     .await
     .expect("claim")
+}
+
+async fn the_webhook_cap_is_read_from_the_database_setting(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    s.set_max_webhooks_per_account(3).await.expect("set cap");
+    // Concurrent inserts still stop exactly at the cap.
+    let mut tasks = Vec::new();
+    for _ in 0..7 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_webhook(&new_webhook("acct_a", &["*"])).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(()) => ok += 1,
+            Err(StoreError::WebhookLimit) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 3);
+    // Raised: two more, then refused again.
+    s.set_max_webhooks_per_account(5).await.expect("raise cap");
+    for _ in 0..2 {
+        s.create_webhook(&new_webhook("acct_a", &["*"]))
+            .await
+            .expect("under the raised cap");
+    }
+    assert!(matches!(
+        s.create_webhook(&new_webhook("acct_a", &["*"])).await,
+        Err(StoreError::WebhookLimit)
+    ));
+}
+
+async fn a_duplicate_webhook_is_refused_by_the_database(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let first = new_webhook("acct_a", &["invoice.paid", "invoice.void"]);
+    // Concurrent copies (types in another order): exactly one is stored.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let s = s.clone();
+        let mut w = new_webhook("acct_a", &["invoice.void", "invoice.paid"]);
+        w.url = first.url.clone();
+        if i % 2 == 0 {
+            w.event_types.reverse();
+        }
+        tasks.push(tokio::spawn(async move { s.create_webhook(&w).await }));
+    }
+    let (mut ok, mut duplicate) = (0, 0);
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(()) => ok += 1,
+            Err(StoreError::WebhookDuplicate) => duplicate += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, duplicate), (1, 5));
+    // Fewer types, or another account, is no duplicate.
+    let mut fewer = new_webhook("acct_a", &["invoice.paid"]);
+    fewer.url = first.url.clone();
+    s.create_webhook(&fewer).await.expect("other types");
+    let mut elsewhere = new_webhook("acct_b", &["invoice.paid", "invoice.void"]);
+    elsewhere.url = first.url.clone();
+    s.create_webhook(&elsewhere).await.expect("other account");
+    // An update cannot make a duplicate either; other updates pass.
+    let upd = WebhookUpdate {
+        event_types: Some(vec!["invoice.void".into(), "invoice.paid".into()]),
+        updated_at: Utc::now(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.update_webhook("acct_a", &fewer.id, &upd).await,
+        Err(StoreError::WebhookDuplicate)
+    ));
+    let upd = WebhookUpdate {
+        description: Some("renamed".into()),
+        updated_at: Utc::now(),
+        ..Default::default()
+    };
+    s.update_webhook("acct_a", &fewer.id, &upd)
+        .await
+        .expect("update")
+        .expect("found");
+}
+
+async fn prefix_subscriptions_fan_out(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let all = new_webhook("acct_a", &["*"]);
+    let invoices = new_webhook("acct_a", &["invoice.*"]);
+    let refunds = new_webhook("acct_a", &["invoice.refund.*", "payment.settled"]);
+    for w in [&all, &invoices, &refunds] {
+        s.create_webhook(w).await.expect("create");
+    }
+    let cases = [
+        ("invoice.paid", vec![&all, &invoices]),
+        ("invoice.refund.created", vec![&all, &invoices, &refunds]),
+        ("payment.settled", vec![&all, &refunds]),
+        ("invoice", vec![&all]),
+        ("invoicex.paid", vec![&all]),
+    ];
+    // Published together, so PostgreSQL's batched fan-out is exercised too.
+    let mut tasks = Vec::new();
+    for (ty, _) in &cases {
+        let s = s.clone();
+        let e = event("acct_a", ty);
+        tasks.push(tokio::spawn(async move { s.publish_event(&e).await }));
+    }
+    for ((ty, want), t) in cases.iter().zip(tasks) {
+        let PublishOutcome::Created { mut webhooks } = t.await.expect("join").expect("publish")
+        else {
+            panic!("{ty}: created")
+        };
+        webhooks.sort();
+        let mut want: Vec<String> = want.iter().map(|w| w.id.clone()).collect();
+        want.sort();
+        assert_eq!(webhooks, want, "{ty}");
+    }
 }

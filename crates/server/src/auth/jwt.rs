@@ -49,9 +49,11 @@ pub struct JwtVerifier {
 pub enum TokenError {
     #[error("token is malformed")]
     Malformed,
-    #[error("token is signed with an algorithm or key that is not accepted")]
+    #[error("token is signed with an algorithm or key (`alg`, `kid`) that is not accepted")]
     UnknownKey,
-    #[error("token is invalid: {0}")]
+    /// Names the claim at fault (`exp`, `nbf`, `iss`, `aud`, `sub`, …),
+    /// never any of the token's content.
+    #[error("{0}")]
     Invalid(String),
     #[error("no token verification key is configured")]
     NotConfigured,
@@ -143,27 +145,125 @@ impl JwtVerifier {
                 Some(aud) => v.set_audience(&[aud]),
                 None => v.validate_aud = false,
             }
-            match decode::<Claims>(token, &k.key, &v) {
-                Ok(data) => return Ok(data.claims),
-                Err(e) => last = TokenError::Invalid(describe(&e)),
+            // A map first, so that a claim of the wrong type is named
+            // rather than reported as a malformed token.
+            match decode::<serde_json::Map<String, serde_json::Value>>(token, &k.key, &v) {
+                Ok(data) => return claims_from(data.claims, self.audience.as_deref()),
+                // What a key whose signature verified says about the claims
+                // beats another key's "signature does not verify".
+                Err(e) => {
+                    let signature =
+                        matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature);
+                    if !signature || last == TokenError::UnknownKey {
+                        last = TokenError::Invalid(self.describe(&e));
+                    }
+                }
             }
         }
         Err(last)
     }
+
+    /// What is wrong with a token, naming the claim, without echoing any of
+    /// it (the expected issuer and audience are configuration, not secrets).
+    fn describe(&self, e: &jsonwebtoken::errors::Error) -> String {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::ExpiredSignature => "token has expired (`exp`)".into(),
+            K::ImmatureSignature => "token is not valid yet (`nbf`)".into(),
+            K::InvalidSignature => "token signature does not verify".into(),
+            K::InvalidIssuer => match &self.issuer {
+                Some(iss) => format!("token issuer (`iss`) is not {iss:?}"),
+                None => "token issuer (`iss`) is not accepted".into(),
+            },
+            K::InvalidAudience => match &self.audience {
+                Some(aud) => format!("token audience (`aud`) is not {aud:?}"),
+                None => "token has an audience (`aud`) and this service expects none".into(),
+            },
+            // Also a claim of the wrong type (an `exp` that is not a number).
+            K::MissingRequiredClaim(c) => format!("token has no `{c}` claim"),
+            K::InvalidAlgorithm => "token algorithm (`alg`) is not accepted".into(),
+            _ => "token is malformed".into(),
+        }
+    }
 }
 
-/// Messages that say what is wrong with a token without echoing any of it.
-fn describe(e: &jsonwebtoken::errors::Error) -> String {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
-        K::ExpiredSignature => "token has expired".into(),
-        K::ImmatureSignature => "token is not valid yet".into(),
-        K::InvalidSignature => "signature does not verify".into(),
-        K::InvalidIssuer => "issuer is not accepted".into(),
-        K::InvalidAudience => "audience is not accepted".into(),
-        K::MissingRequiredClaim(c) => format!("claim {c} is required"),
-        K::InvalidAlgorithm => "algorithm is not accepted".into(),
-        _ => "token is malformed".into(),
+/// The claims hookwarden reads, each checked by name.
+fn claims_from(
+    mut map: serde_json::Map<String, serde_json::Value>,
+    audience: Option<&str>,
+) -> Result<Claims, TokenError> {
+    use serde_json::Value;
+    let sub = take_string(&mut map, "sub")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| TokenError::Invalid("token has no `sub` claim".into()))?;
+    let account_id = take_string(&mut map, "account_id")?;
+    let scope = match map.remove("scope") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(TokenError::Invalid(
+                "token claim `scope` must be a string of space-separated scopes".into(),
+            ))
+        }
+    };
+    let iss = take_string(&mut map, "iss")?;
+    // `aud` may be one string or a list (RFC 7519); a list has been checked
+    // to hold the configured audience, which then stands for it.
+    let aud = match map.remove("aud") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Array(list)) => audience
+            .map(str::to_owned)
+            .or_else(|| list.first().and_then(Value::as_str).map(str::to_owned)),
+        Some(_) => {
+            return Err(TokenError::Invalid(
+                "token claim `aud` must be a string or a list of strings".into(),
+            ))
+        }
+    };
+    let exp = take_time(&mut map, "exp")?
+        .ok_or_else(|| TokenError::Invalid("token has no `exp` claim".into()))?;
+    Ok(Claims {
+        sub,
+        account_id,
+        scope,
+        exp,
+        nbf: take_time(&mut map, "nbf")?,
+        iat: take_time(&mut map, "iat")?,
+        iss,
+        aud,
+    })
+}
+
+fn take_string(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<String>, TokenError> {
+    use serde_json::Value;
+    match map.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(TokenError::Invalid(format!(
+            "token claim `{name}` must be a string"
+        ))),
+    }
+}
+
+fn take_time(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<i64>, TokenError> {
+    match map.remove(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| {
+                TokenError::Invalid(format!(
+                    "token claim `{name}` must be a number of seconds since the epoch"
+                ))
+            }),
     }
 }
 

@@ -1,5 +1,9 @@
 //! Who is calling: tenants and producers (JWT), each with scopes, and the
 //! extractors that authenticate a request and apply its rate limit.
+//!
+//! Claims read: `sub` (who), `account_id` (the tenant's account; required on
+//! tenant routes), `scope` (space-separated), `exp` (required), `nbf`, `iss`
+//! and `aud` (required when configured). Refusals name the claim at fault.
 
 pub mod jwt;
 pub mod operator;
@@ -40,9 +44,12 @@ impl Principal {
     }
 
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        self.has(scope)
-            .then_some(())
-            .ok_or_else(|| ApiError::Forbidden(format!("token lacks scope {}", scope.as_str())))
+        self.has(scope).then_some(()).ok_or_else(|| {
+            ApiError::Forbidden(format!(
+                "token lacks scope {} (the `scope` claim, space-separated)",
+                scope.as_str()
+            ))
+        })
     }
 }
 
@@ -124,6 +131,10 @@ fn gateway_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal
 }
 
 /// A tenant: a verified token naming an account, within the account's rate limit.
+///
+/// The limit (`HOOKWARDEN_API_RATE_LIMIT_PER_MINUTE`) is checked here, once
+/// per request, whatever the route does: a request that lists, retries or
+/// changes many items counts once, like any other.
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub principal: Principal,
@@ -150,7 +161,7 @@ impl FromRequestParts<AppState> for Tenant {
         let account_id = principal
             .account_id
             .clone()
-            .ok_or_else(|| ApiError::Forbidden("token names no account".into()))?;
+            .ok_or_else(|| ApiError::Forbidden("token has no `account_id` claim".into()))?;
         state
             .limiter
             .check(

@@ -27,7 +27,8 @@ use utoipa::{IntoParams, ToSchema};
 pub struct CreateWebhook {
     /// The endpoint: http(s), a public address (SSRF rules apply at every try).
     url: String,
-    /// Subscribed event types; `*` for all.
+    /// Subscribed event types: exact names, `prefix.*` (every type under
+    /// `prefix.`, at any depth) or `*` for all.
     #[schema(min_items = 1, max_items = 100)]
     event_types: Vec<String>,
     #[serde(default)]
@@ -128,6 +129,14 @@ fn parse_secret(text: &str) -> ApiResult<WebhookSecret> {
     WebhookSecret::parse(text).map_err(|e| ApiError::Validation(format!("secret: {e}")))
 }
 
+/// Two webhooks of an account with one URL and one set of event types would
+/// deliver every event twice; the database refuses the second.
+fn duplicate() -> ApiError {
+    ApiError::Conflict(
+        "this account already has a webhook with this url and these event types".into(),
+    )
+}
+
 fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
     state
         .policy
@@ -139,7 +148,8 @@ fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     security(("bearer" = [])),
     responses((status = 201, description = "Created; the only answer that shows the secret", body = WebhookView),
-        (status = 422, description = "The account has 10 webhooks already", body = crate::http::openapi::ErrorResponse)))]
+        (status = 409, description = "The account has a webhook with this url and these event types", body = crate::http::openapi::ErrorResponse),
+        (status = 422, description = "The account has as many webhooks as HOOKWARDEN_MAX_WEBHOOKS_PER_ACCOUNT allows (10 by default)", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -176,9 +186,11 @@ pub async fn create(
         .create_webhook(&webhook)
         .await
         .map_err(|e| match e {
-            StoreError::WebhookLimit => {
-                ApiError::LimitExceeded("an account may have at most 10 webhooks".into())
-            }
+            StoreError::WebhookLimit => ApiError::LimitExceeded(format!(
+                "an account may have at most {} webhooks",
+                state.settings.max_webhooks_per_account
+            )),
+            StoreError::WebhookDuplicate => duplicate(),
             other => ApiError::internal("create webhook", other),
         })?;
     tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
@@ -238,7 +250,8 @@ pub async fn get(
 #[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "Updated (and re-enabled); shows a new secret once", body = WebhookView)))]
+    responses((status = 200, description = "Updated (and re-enabled); shows a new secret once", body = WebhookView),
+        (status = 409, description = "Another webhook of the account has this url and these event types", body = crate::http::openapi::ErrorResponse)))]
 pub async fn update(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -286,7 +299,10 @@ pub async fn update(
         .store
         .update_webhook(&tenant.account_id, &id, &update)
         .await
-        .map_err(|e| ApiError::internal("update webhook", e))?
+        .map_err(|e| match e {
+            StoreError::WebhookDuplicate => duplicate(),
+            other => ApiError::internal("update webhook", other),
+        })?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(account.id = %w.account_id, webhook.id = %w.id, secret_rotated = new_secret.is_some(), "webhook updated");
     // Never the URL (it may carry the customer's tokens) nor the secret.

@@ -13,6 +13,9 @@ on_both!(
     bad_input_gets_clear_errors,
     secret_is_shown_only_on_create_and_rotate,
     publish_is_idempotent_on_id,
+    the_webhook_cap_is_a_setting_the_database_enforces,
+    a_duplicate_webhook_is_a_conflict,
+    prefix_subscriptions_fan_out_like_producer_grants,
 );
 
 async fn webhook_crud_round_trip(backend: Backend) {
@@ -374,4 +377,150 @@ async fn publish_is_idempotent_on_id(backend: Backend) {
         stats.pending, 1,
         "one event, one delivery, however often published"
     );
+}
+
+async fn the_webhook_cap_is_a_setting_the_database_enforces(backend: Backend) {
+    let app = TestApp::with(
+        backend,
+        Options {
+            customize: Some(Box::new(|raw| raw.max_webhooks_per_account = Some(3))),
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..3 {
+        app.create_webhook("acct_a", &format!("https://example.com/{i}"), &["*"])
+            .await;
+    }
+    let (status, body, _) = app
+        .post(
+            "/v1/webhooks",
+            &app.tenant("acct_a"),
+            json!({"url": "https://example.com/x", "eventTypes": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(
+        body["error"]["message"],
+        "an account may have at most 3 webhooks"
+    );
+    // The database itself holds the cap, not only this process.
+    let mut w = hookwarden_store::model::Webhook {
+        id: hookwarden_core::ids::webhook_id(),
+        account_id: "acct_a".into(),
+        url: "https://example.com/direct".into(),
+        description: String::new(),
+        event_types: vec!["*".into()],
+        secret: hookwarden_core::crypto::Sealed {
+            key_id: "mk".into(),
+            ciphertext: vec![1],
+        },
+        old_secret: None,
+        disabled: false,
+        disabled_reason: None,
+        throttled_until: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    assert!(matches!(
+        app.state.store.create_webhook(&w).await,
+        Err(hookwarden_store::StoreError::WebhookLimit)
+    ));
+    w.account_id = "acct_b".into();
+    app.state
+        .store
+        .create_webhook(&w)
+        .await
+        .expect("another account");
+}
+
+async fn a_duplicate_webhook_is_a_conflict(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = app.tenant("acct_a");
+    app.create_webhook(
+        "acct_a",
+        "https://example.com/h",
+        &["invoice.paid", "invoice.void"],
+    )
+    .await;
+    // The same URL and the same types, in any order: every event twice.
+    let (status, body, _) = app
+        .post(
+            "/v1/webhooks",
+            &t,
+            json!({"url": "https://example.com/h", "eventTypes": ["invoice.void", "invoice.paid"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "CONFLICT");
+    // Other types, another URL or another account are not duplicates.
+    let (other, _) = app
+        .create_webhook("acct_a", "https://example.com/h", &["invoice.paid"])
+        .await;
+    app.create_webhook(
+        "acct_a",
+        "https://example.com/h2",
+        &["invoice.paid", "invoice.void"],
+    )
+    .await;
+    app.create_webhook(
+        "acct_b",
+        "https://example.com/h",
+        &["invoice.paid", "invoice.void"],
+    )
+    .await;
+    // Nor can an update make one.
+    let (status, body, _) = app
+        .put(
+            &format!("/v1/webhooks/{other}"),
+            &t,
+            json!({"eventTypes": ["invoice.paid", "invoice.void"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (_, got, _) = app.get(&format!("/v1/webhooks/{other}"), &t).await;
+    assert_eq!(got["eventTypes"], json!(["invoice.paid"]), "unchanged");
+    // An update that changes neither URL nor types is no conflict.
+    let (status, body, _) = app
+        .put(
+            &format!("/v1/webhooks/{other}"),
+            &t,
+            json!({"description": "still one"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn prefix_subscriptions_fan_out_like_producer_grants(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (invoices, _) = app
+        .create_webhook("acct_a", "https://example.com/inv", &["invoice.*"])
+        .await;
+    for bad in ["invoice*", "*.paid", "invoice.*.paid"] {
+        let (status, body, _) = app
+            .post(
+                "/v1/webhooks",
+                &app.tenant("acct_a"),
+                json!({"url": "https://example.com/bad", "eventTypes": [bad]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let paid = app.publish("acct_a", "invoice.paid", json!({"n": 1})).await;
+    let refund = app
+        .publish("acct_a", "invoice.refund.created", json!({"n": 2}))
+        .await;
+    app.publish("acct_a", "invoicex.paid", json!({"n": 3}))
+        .await;
+    app.publish("acct_a", "invoice", json!({"n": 4})).await;
+    let items = app.deliveries("acct_a", &invoices).await;
+    let mut events: Vec<&str> = items
+        .iter()
+        .map(|d| d["eventId"].as_str().unwrap_or_default())
+        .collect();
+    events.sort();
+    let mut expected = vec![paid.as_str(), refund.as_str()];
+    expected.sort();
+    assert_eq!(events, expected, "{items:?}");
 }

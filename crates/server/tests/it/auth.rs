@@ -7,7 +7,11 @@ use base64::Engine;
 use hookwarden_store::on_both;
 use serde_json::json;
 
-on_both!(attacks_on_tokens_fail, scopes_are_enforced);
+on_both!(
+    attacks_on_tokens_fail,
+    scopes_are_enforced,
+    refusals_name_the_claim_and_never_echo_the_token
+);
 
 async fn attacks_on_tokens_fail(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -139,4 +143,129 @@ async fn scopes_are_enforced(backend: Backend) {
         app.post("/v1/events", &bound, other).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+/// Each refusal names the claim at fault (`exp`, `nbf`, `iss`, `aud`, `sub`,
+/// `account_id`, `scope`) and never repeats any of the token.
+async fn refusals_name_the_claim_and_never_echo_the_token(backend: Backend) {
+    use secrecy::ExposeSecret;
+    let app = TestApp::with(
+        backend,
+        Options {
+            issuer: Some("https://auth.example"),
+            audience: Some("hookwarden"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let raw = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(app.jwt_secret.expose_secret().as_bytes()),
+        )
+        .expect("token")
+    };
+    let good = json!({"sub": "svc-42", "account_id": "acct_a", "scope": "webhooks:read",
+        "exp": now + 600, "iss": "https://auth.example", "aud": "hookwarden"});
+    let with = |patch: serde_json::Value| {
+        let mut c = good.clone();
+        for (k, v) in patch.as_object().expect("object") {
+            if v.is_null() {
+                c.as_object_mut().expect("object").remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        raw(c)
+    };
+    assert_eq!(
+        app.get("/v1/webhooks", &raw(good.clone())).await.0,
+        StatusCode::OK
+    );
+    // An audience list holding ours is accepted too (RFC 7519).
+    assert_eq!(
+        app.get(
+            "/v1/webhooks",
+            &with(json!({"aud": ["other", "hookwarden"]}))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let cases = [
+        (
+            with(json!({"exp": now - 3600})),
+            StatusCode::UNAUTHORIZED,
+            "token has expired (`exp`)",
+        ),
+        (
+            with(json!({"exp": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `exp` claim",
+        ),
+        (
+            with(json!({"nbf": now + 3600})),
+            StatusCode::UNAUTHORIZED,
+            "token is not valid yet (`nbf`)",
+        ),
+        (
+            with(json!({"sub": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `sub` claim",
+        ),
+        (
+            with(json!({"iss": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `iss` claim",
+        ),
+        (
+            with(json!({"iss": "https://evil.example"})),
+            StatusCode::UNAUTHORIZED,
+            "token issuer (`iss`) is not \"https://auth.example\"",
+        ),
+        (
+            with(json!({"aud": "another-service"})),
+            StatusCode::UNAUTHORIZED,
+            "token audience (`aud`) is not \"hookwarden\"",
+        ),
+        (
+            with(json!({"aud": null})),
+            StatusCode::UNAUTHORIZED,
+            "token has no `aud` claim",
+        ),
+        (
+            with(json!({"account_id": 42})),
+            StatusCode::UNAUTHORIZED,
+            "token claim `account_id` must be a string",
+        ),
+        (
+            with(json!({"scope": ["webhooks:read"]})),
+            StatusCode::UNAUTHORIZED,
+            "token claim `scope` must be a string of space-separated scopes",
+        ),
+        (
+            with(json!({"account_id": null})),
+            StatusCode::FORBIDDEN,
+            "token has no `account_id` claim",
+        ),
+        (
+            with(json!({"scope": "webhooks:write"})),
+            StatusCode::FORBIDDEN,
+            "token lacks scope webhooks:read (the `scope` claim, space-separated)",
+        ),
+    ];
+    for (token, status, message) in cases {
+        let (got, body, _) = app.get("/v1/webhooks", &token).await;
+        assert_eq!(got, status, "{message}: {body}");
+        assert_eq!(body["error"]["message"], message, "{body}");
+        let text = body.to_string();
+        for part in token.split('.') {
+            assert!(!text.contains(part), "the answer echoes the token: {text}");
+        }
+        for value in ["svc-42", "evil.example", "another-service"] {
+            assert!(!text.contains(value), "the answer echoes a claim: {text}");
+        }
+    }
 }

@@ -43,6 +43,15 @@ async fn http_producers_publish_only_what_they_are_granted() {
         |account: &str, ty: &str| json!({"accountId": account, "eventType": ty, "payload": {}});
     for (who, account, ty, expected) in [
         ("billing", "acct_9", "invoice.paid", StatusCode::ACCEPTED),
+        // `invoice.*` as webhook subscriptions read it: any depth, not `invoicex.`.
+        (
+            "billing",
+            "acct_9",
+            "invoice.refund.created",
+            StatusCode::ACCEPTED,
+        ),
+        ("billing", "acct_9", "invoicex.paid", StatusCode::FORBIDDEN),
+        ("billing", "acct_9", "invoice", StatusCode::FORBIDDEN),
         ("billing", "acct_9", "user.created", StatusCode::FORBIDDEN),
         ("crm", "acct_1", "user.created", StatusCode::ACCEPTED),
         ("crm", "acct_2", "user.created", StatusCode::FORBIDDEN),
