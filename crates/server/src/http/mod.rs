@@ -65,8 +65,11 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(
             op_integrations::get,
             op_integrations::update,
+            op_integrations::patch,
             op_integrations::delete
         ))
+        .routes(routes!(op_integrations::rotate_secret))
+        .routes(routes!(op_integrations::retire_secret))
         .routes(routes!(op_events::list))
         .routes(routes!(op_events::get))
         .routes(routes!(op_events::replay))
