@@ -439,13 +439,18 @@ impl IntegrationChange {
 }
 
 /// The settings an operator may see, for the audit trail: never a secret,
-/// and the target URL without its query (which may carry a token).
+/// and the target URL with its query (which may carry a token) shown as `?…`.
 fn audited_settings(i: &Integration) -> Map<String, Value> {
     let target = url::Url::parse(&i.target_url)
         .map(|mut u| {
+            let query = u.query().is_some();
             u.set_query(None);
             u.set_fragment(None);
-            u.to_string()
+            if query {
+                format!("{u}?…")
+            } else {
+                u.to_string()
+            }
         })
         .unwrap_or_default();
     let v = json!({

@@ -26,3 +26,4 @@ mod producers;
 mod redis;
 mod ssrf;
 mod tls;
+mod updates;
