@@ -2,8 +2,8 @@
 //! several space-separated signatures during a secret rotation.
 
 use crate::inbound::{
-    hmac_sha256, macs_once, matching_secret, MAX_SIGNATURE_CANDIDATES,
-    MAX_SIGNATURE_HEADER_BYTES, MAX_WEBHOOK_ID_BYTES,
+    hmac_sha256, macs_once, matching_secret, MAX_SIGNATURE_CANDIDATES, MAX_SIGNATURE_HEADER_BYTES,
+    MAX_WEBHOOK_ID_BYTES,
 };
 use crate::secret::WebhookSecret;
 use base64::{engine::general_purpose::STANDARD, Engine};

@@ -431,8 +431,14 @@ impl IntegrationChange {
             target_url: keep(&self.target_url, Some(existing.target_url.clone()))
                 .ok_or_else(|| required("targetUrl"))?,
             allowed_cidrs: keep(&self.allowed_cidrs, Some(existing.allowed_cidrs.clone())),
-            rate_limit_per_minute: keep(&self.rate_limit_per_minute, existing.rate_limit_per_minute),
-            idempotency_header: keep(&self.idempotency_header, existing.idempotency_header.clone()),
+            rate_limit_per_minute: keep(
+                &self.rate_limit_per_minute,
+                existing.rate_limit_per_minute,
+            ),
+            idempotency_header: keep(
+                &self.idempotency_header,
+                existing.idempotency_header.clone(),
+            ),
             forward_raw_body: keep(&self.forward_raw_body, Some(existing.forward_raw_body)),
         })
     }

@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Per integration name: the secret's index and when it verified.
+type Seen = HashMap<String, (usize, DateTime<Utc>)>;
+
 #[derive(Default)]
 pub struct LastVerified {
-    by_name: Mutex<HashMap<String, (usize, DateTime<Utc>)>>,
+    by_name: Mutex<Seen>,
 }
 
 impl LastVerified {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (usize, DateTime<Utc>)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.by_name.lock().unwrap_or_else(|p| p.into_inner())
     }
 

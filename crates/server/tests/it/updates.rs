@@ -43,7 +43,10 @@ async fn audit(app: &TestApp, action: &str) -> Vec<Value> {
     assert_eq!(status, StatusCode::OK, "{body}");
     let text = body.to_string();
     for secret in [OLD, NEW, "THIRD", "whsec_"] {
-        assert!(!text.contains(secret), "a secret in the audit trail: {text}");
+        assert!(
+            !text.contains(secret),
+            "a secret in the audit trail: {text}"
+        );
     }
     body["items"]
         .as_array()
@@ -57,11 +60,13 @@ async fn audit(app: &TestApp, action: &str) -> Vec<Value> {
 async fn put_refuses_missing_settings_and_patch_keeps_them(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let path = "/api/v1/integrations/acme";
-    app.integration(json!({"name": "acme", "scheme": "hmac-sha256", "secret": OLD,
+    app.integration(
+        json!({"name": "acme", "scheme": "hmac-sha256", "secret": OLD,
         "signatureHeader": "x-sig", "targetUrl": "http://127.0.0.1:9/in",
         "allowedCidrs": ["127.0.0.0/8", "::1/128"], "rateLimitPerMinute": 1000,
-        "toleranceSeconds": 120, "idempotencyHeader": "x-delivery", "forwardRawBody": true}))
-        .await;
+        "toleranceSeconds": 120, "idempotencyHeader": "x-delivery", "forwardRawBody": true}),
+    )
+    .await;
     let before = get(&app, "acme").await;
 
     // The runbook's rotation as it was written: only the secrets.
@@ -89,7 +94,11 @@ async fn put_refuses_missing_settings_and_patch_keeps_them(backend: Backend) {
 
     // PATCH changes what it names and keeps the rest.
     let (status, patched, _) = app
-        .operator(Method::PATCH, path, Some(json!({"rateLimitPerMinute": 100})))
+        .operator(
+            Method::PATCH,
+            path,
+            Some(json!({"rateLimitPerMinute": 100})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["rateLimitPerMinute"], 100);
@@ -156,7 +165,9 @@ async fn put_refuses_missing_settings_and_patch_keeps_them(backend: Backend) {
     assert_eq!(replaced["rateLimitPerMinute"], 50);
     assert_eq!(replaced["activeSecrets"], 1);
     let body = br#"{"n":1}"#;
-    let (status, _) = app.inbound("acme", &[("x-sig", sig(OLD, body))], body).await;
+    let (status, _) = app
+        .inbound("acme", &[("x-sig", sig(OLD, body))], body)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "the secret was kept");
     let updated = audit(&app, "integration.updated").await;
     let changed = &updated[2]["details"]["changed"];
@@ -185,19 +196,25 @@ async fn put_refuses_missing_settings_and_patch_keeps_them(backend: Backend) {
 
 async fn rotated_secrets_keep_verifying_until_retired(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.integration(json!({"name": "acme", "scheme": "hmac-sha256", "secret": OLD,
+    app.integration(
+        json!({"name": "acme", "scheme": "hmac-sha256", "secret": OLD,
         "signatureHeader": "x-sig", "targetUrl": "http://127.0.0.1:9/in",
-        "allowedCidrs": ["127.0.0.0/8", "::1/128"], "rateLimitPerMinute": 1000}))
-        .await;
+        "allowedCidrs": ["127.0.0.0/8", "::1/128"], "rateLimitPerMinute": 1000}),
+    )
+    .await;
     let mut n = 0;
     let mut send = |secret: &'static str| {
         n += 1;
         let body = format!("{{\"n\":{n}}}");
         let app = &app;
         async move {
-            app.inbound("acme", &[("x-sig", sig(secret, body.as_bytes()))], body.as_bytes())
-                .await
-                .0
+            app.inbound(
+                "acme",
+                &[("x-sig", sig(secret, body.as_bytes()))],
+                body.as_bytes(),
+            )
+            .await
+            .0
         }
     };
     let fresh = get(&app, "acme").await;
@@ -218,7 +235,11 @@ async fn rotated_secrets_keep_verifying_until_retired(backend: Backend) {
     assert_eq!(rotated["rateLimitPerMinute"], 1000);
     assert!(!rotated.to_string().contains(NEW));
 
-    assert_eq!(send(OLD).await, StatusCode::ACCEPTED, "the old one still verifies");
+    assert_eq!(
+        send(OLD).await,
+        StatusCode::ACCEPTED,
+        "the old one still verifies"
+    );
     let view = get(&app, "acme").await;
     assert_eq!(view["lastVerifiedSecret"], 1);
     assert!(view["lastVerifiedAt"].is_string(), "{view}");
@@ -246,7 +267,11 @@ async fn rotated_secrets_keep_verifying_until_retired(backend: Backend) {
     // At most 5 secrets: a sixth is refused, nothing is dropped silently.
     for i in 0..4 {
         let (status, body, _) = app
-            .operator(Method::POST, rotate, Some(json!({"secret": format!("THIRD-{i}")})))
+            .operator(
+                Method::POST,
+                rotate,
+                Some(json!({"secret": format!("THIRD-{i}")})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
@@ -260,7 +285,11 @@ async fn rotated_secrets_keep_verifying_until_retired(backend: Backend) {
 
     // keepPrevious: false replaces them all at once.
     let (status, alone, _) = app
-        .operator(Method::POST, rotate, Some(json!({"secret": OLD, "keepPrevious": false})))
+        .operator(
+            Method::POST,
+            rotate,
+            Some(json!({"secret": OLD, "keepPrevious": false})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{alone}");
     assert_eq!(alone["activeSecrets"], 1);
@@ -290,16 +319,28 @@ async fn tenant_patch_keeps_what_it_does_not_name(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let (id, _) = app
-        .create_webhook("acct_a", &receiver.url("/hook"), &["invoice.paid", "invoice.voided"])
+        .create_webhook(
+            "acct_a",
+            &receiver.url("/hook"),
+            &["invoice.paid", "invoice.voided"],
+        )
         .await;
     let token = app.tenant("acct_a");
     let path = format!("/v1/webhooks/{id}");
     let (status, patched, _) = app
-        .call(Method::PATCH, &path, Some(&token), Some(json!({"description": "billing"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(json!({"description": "billing"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["description"], "billing");
-    assert_eq!(patched["eventTypes"], json!(["invoice.paid", "invoice.voided"]));
+    assert_eq!(
+        patched["eventTypes"],
+        json!(["invoice.paid", "invoice.voided"])
+    );
     assert_eq!(patched["url"], receiver.url("/hook"));
     assert!(patched.get("secret").is_none(), "no secret unless rotated");
     // PUT keeps what it leaves out too.
@@ -310,12 +351,21 @@ async fn tenant_patch_keeps_what_it_does_not_name(backend: Backend) {
     assert_eq!(put["description"], "billing");
     // null empties the description; the required fields cannot be null.
     let (status, cleared, _) = app
-        .call(Method::PATCH, &path, Some(&token), Some(json!({"description": null})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(json!({"description": null})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{cleared}");
     assert_eq!(cleared["description"], "");
     assert_eq!(cleared["eventTypes"], json!(["invoice.paid"]));
-    for body in [json!({"eventTypes": null}), json!({"url": null}), json!({"eventTypes": []})] {
+    for body in [
+        json!({"eventTypes": null}),
+        json!({"url": null}),
+        json!({"eventTypes": []}),
+    ] {
         let (status, err, _) = app
             .call(Method::PATCH, &path, Some(&token), Some(body.clone()))
             .await;
@@ -323,12 +373,22 @@ async fn tenant_patch_keeps_what_it_does_not_name(backend: Backend) {
     }
     // Another account's webhook is not found; a read-only token may not patch.
     let (status, _, _) = app
-        .call(Method::PATCH, &path, Some(&app.tenant("acct_b")), Some(json!({"description": "x"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&app.tenant("acct_b")),
+            Some(json!({"description": "x"})),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let reader = app.sign(&app.claims(Some("acct_a"), "webhooks:read"));
     let (status, _, _) = app
-        .call(Method::PATCH, &path, Some(&reader), Some(json!({"url": null})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&reader),
+            Some(json!({"url": null})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     app.stop().await;
