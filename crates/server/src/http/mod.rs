@@ -73,8 +73,8 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             op_integrations::patch,
             op_integrations::delete
         ))
-        .routes(routes!(op_integrations::rotate_secret))
-        .routes(routes!(op_integrations::retire_secret))
+        .routes(routes!(operator::integration_secrets::rotate_secret))
+        .routes(routes!(operator::integration_secrets::retire_secret))
         .routes(routes!(op_events::list))
         .routes(routes!(op_events::get))
         .routes(routes!(op_events::replay))

@@ -1,7 +1,7 @@
 //! `/api/v1/integrations`: providers' verification settings, secrets sealed,
 //! every change audited with the settings it changed (old → new, never a
 //! secret). `PUT` replaces and refuses a body that leaves a setting out,
-//! `PATCH` merges, and secrets rotate and retire one at a time.
+//! `PATCH` merges (secrets rotate and retire in `integration_secrets`).
 
 use crate::auth::operator::Operator;
 use crate::error::{ApiError, ApiResult};
@@ -17,10 +17,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use hookwarden_store::ingress::Integration;
-use serde::Deserialize;
 use serde_json::json;
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("integrations", e)
 }
 
@@ -98,7 +97,7 @@ pub async fn get(
     Ok(Json(view(&state, &i)?))
 }
 
-async fn existing(state: &AppState, name: &str) -> ApiResult<Integration> {
+pub(super) async fn existing(state: &AppState, name: &str) -> ApiResult<Integration> {
     state
         .store
         .get_integration(name)
@@ -109,7 +108,7 @@ async fn existing(state: &AppState, name: &str) -> ApiResult<Integration> {
 
 /// Validates and stores `input` over `old`; says whether the provider
 /// secrets changed (compared opened, so re-sending the same ones is no rotation).
-async fn save(
+pub(super) async fn save(
     state: &AppState,
     old: &Integration,
     input: &IntegrationInput,
@@ -225,135 +224,6 @@ pub async fn patch(
     change(&state, &op, &rid, &name, input).await
 }
 
-/// The body of `POST /api/v1/integrations/{name}/rotate-secret`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RotateSecret {
-    /// The provider's new secret: it becomes index 0.
-    secret: String,
-    /// Keep the previous secrets verifying (default true) until retired.
-    #[serde(default)]
-    keep_previous: Option<bool>,
-}
-
-#[utoipa::path(post, path = "/api/v1/integrations/{name}/rotate-secret", tag = "operator", request_body = RotateSecret,
-    params(("name" = String, Path, description = "Integration name")),
-    security(("operatorKey" = [])),
-    description = "Puts a new provider secret first. The previous ones keep verifying \
-        (at most 5 in all: retire one first) unless `keepPrevious` is false. \
-        `lastVerifiedSecret` in the view then shows when the provider signs with the new one.",
-    responses((status = 200, description = "Rotated", body = IntegrationView),
-        (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
-pub async fn rotate_secret(
-    State(state): State<AppState>,
-    op: Operator,
-    Extension(rid): Extension<RequestId>,
-    StrictPath(name): StrictPath<String>,
-    StrictJson(body): StrictJson<RotateSecret>,
-) -> ApiResult<Json<IntegrationView>> {
-    let old = existing(&state, &name).await?;
-    let keep = body.keep_previous.unwrap_or(true);
-    let previous = open_secrets(&state.keyring, &old).map_err(internal)?;
-    let mut list = vec![body.secret.clone()];
-    if keep {
-        list.extend(
-            previous
-                .iter()
-                .filter(|s| s.as_str() != body.secret)
-                .map(|s| s.to_string()),
-        );
-        if list.len() > hookwarden_core::inbound::MAX_ACTIVE_SECRETS {
-            return Err(ApiError::Validation(format!(
-                "{} secrets are active already: retire one first (secrets/retire)",
-                previous.len()
-            )));
-        }
-    }
-    let active = list.len();
-    let input = IntegrationChange {
-        secrets: Some(Some(list)),
-        ..Default::default()
-    }
-    .merged(&old)?;
-    let (new, _) = save(&state, &old, &input).await?;
-    if keep {
-        state.integrations.verified.shift_for_new_secret(&name);
-    } else {
-        state.integrations.verified.forget(&name);
-    }
-    crate::audit::record(
-        &state,
-        &op.actor(),
-        "integration.secret_rotated",
-        &format!("integration:{name}"),
-        &rid.0,
-        json!({"keptPrevious": keep, "activeSecrets": [previous.len(), active]}),
-    )
-    .await;
-    Ok(Json(view(&state, &new)?))
-}
-
-/// The body of `POST /api/v1/integrations/{name}/secrets/retire`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RetireSecret {
-    /// The secret's index as the view counts them: 0 is the newest.
-    #[schema(minimum = 0, maximum = 4)]
-    index: usize,
-}
-
-#[utoipa::path(post, path = "/api/v1/integrations/{name}/secrets/retire", tag = "operator", request_body = RetireSecret,
-    params(("name" = String, Path, description = "Integration name")),
-    security(("operatorKey" = [])),
-    description = "Stops one provider secret verifying. The last active secret cannot be retired.",
-    responses((status = 200, description = "Retired", body = IntegrationView),
-        (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
-pub async fn retire_secret(
-    State(state): State<AppState>,
-    op: Operator,
-    Extension(rid): Extension<RequestId>,
-    StrictPath(name): StrictPath<String>,
-    StrictJson(body): StrictJson<RetireSecret>,
-) -> ApiResult<Json<IntegrationView>> {
-    let old = existing(&state, &name).await?;
-    let previous = open_secrets(&state.keyring, &old).map_err(internal)?;
-    if body.index >= previous.len() {
-        return Err(ApiError::Validation(format!(
-            "index: {} secrets are active (0 to {})",
-            previous.len(),
-            previous.len().saturating_sub(1)
-        )));
-    }
-    if previous.len() == 1 {
-        return Err(ApiError::Validation(
-            "the last active secret cannot be retired: rotate first".into(),
-        ));
-    }
-    let list: Vec<String> = previous
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != body.index)
-        .map(|(_, s)| s.to_string())
-        .collect();
-    let input = IntegrationChange {
-        secrets: Some(Some(list)),
-        ..Default::default()
-    }
-    .merged(&old)?;
-    let (new, _) = save(&state, &old, &input).await?;
-    state.integrations.verified.retired(&name, body.index);
-    crate::audit::record(
-        &state,
-        &op.actor(),
-        "integration.secret_retired",
-        &format!("integration:{name}"),
-        &rid.0,
-        json!({"index": body.index, "activeSecrets": [previous.len(), previous.len() - 1]}),
-    )
-    .await;
-    Ok(Json(view(&state, &new)?))
-}
-
 #[utoipa::path(delete, path = "/api/v1/integrations/{name}", tag = "operator",
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),
@@ -373,6 +243,7 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     state.integrations.invalidate(&name);
+    state.integrations.verified.forget(&name);
     crate::audit::record(
         &state,
         &op.actor(),
