@@ -2,8 +2,8 @@
 //! several space-separated signatures during a secret rotation.
 
 use crate::inbound::{
-    any_candidate_matches, hmac_sha256, macs_once, MAX_SIGNATURE_CANDIDATES,
-    MAX_SIGNATURE_HEADER_BYTES, MAX_WEBHOOK_ID_BYTES,
+    hmac_sha256, macs_once, matching_secret, MAX_SIGNATURE_CANDIDATES, MAX_SIGNATURE_HEADER_BYTES,
+    MAX_WEBHOOK_ID_BYTES,
 };
 use crate::secret::WebhookSecret;
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -73,6 +73,28 @@ pub fn verify(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
+    verify_which(
+        secrets,
+        msg_id,
+        timestamp,
+        signature_header,
+        body,
+        now,
+        tolerance_secs,
+    )
+    .map(|_| ())
+}
+
+/// [`verify`], saying which of `secrets` (its index) matched.
+pub fn verify_which(
+    secrets: &[&WebhookSecret],
+    msg_id: &str,
+    timestamp: &str,
+    signature_header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<usize, VerifyError> {
     if msg_id.is_empty()
         || msg_id.len() > MAX_WEBHOOK_ID_BYTES
         || timestamp.len() > MAX_SIGNATURE_HEADER_BYTES
@@ -110,11 +132,7 @@ pub fn verify(
     let keys: Vec<&[u8]> = secrets.iter().map(|s| s.key()).collect();
     let ts_text = ts.to_string();
     let macs = macs_once(&keys, &signed_parts(msg_id, &ts_text, body));
-    if any_candidate_matches(&macs, &candidates) {
-        Ok(())
-    } else {
-        Err(VerifyError::NoMatch)
-    }
+    matching_secret(&macs, &candidates).ok_or(VerifyError::NoMatch)
 }
 
 #[cfg(test)]

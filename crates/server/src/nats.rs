@@ -408,7 +408,7 @@ mod tests {
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60]);
         let refused: u64 = waits[..(REFUSED_DELIVERIES - 1) as usize].iter().sum();
         assert_eq!(refused, 15);
-        let unavailable = hookwarden_store::StoreError::Database(sqlx::Error::PoolTimedOut);
+        let unavailable = hookwarden_store::StoreError::from(sqlx::Error::PoolTimedOut);
         assert_eq!(store_deliveries(&unavailable), UNAVAILABLE_DELIVERIES);
         let refusing = hookwarden_store::StoreError::Corrupt("refused".into());
         assert_eq!(store_deliveries(&refusing), REFUSED_DELIVERIES);

@@ -2,7 +2,7 @@
 //! id is `X-GitHub-Delivery`. GitHub signs no timestamp: replays are stopped
 //! by deduplication on the delivery id.
 
-use super::{any_candidate_matches, macs_once, required, Headers, InboundError, Verified};
+use super::{macs_once, matching_secret, required, Headers, InboundError, Verified};
 
 pub(super) fn verify(
     secrets: &[&[u8]],
@@ -14,10 +14,12 @@ pub(super) fn verify(
         .strip_prefix("sha256=")
         .ok_or(InboundError::Malformed)?;
     let given = hex::decode(hex_sig).map_err(|_| InboundError::Malformed)?;
-    if any_candidate_matches(&macs_once(secrets, &[body]), &[given]) {
-        Ok(Verified::default())
-    } else {
-        Err(InboundError::Mismatch)
+    match matching_secret(&macs_once(secrets, &[body]), &[given]) {
+        Some(i) => Ok(Verified {
+            secret_index: Some(i),
+            ..Verified::default()
+        }),
+        None => Err(InboundError::Mismatch),
     }
 }
 

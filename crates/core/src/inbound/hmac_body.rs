@@ -2,7 +2,7 @@
 //! a configured header, after an optional prefix such as `sha256=`.
 
 use super::{
-    any_candidate_matches, bounded_header, macs_once, Encoding, Headers, InboundError, Verified,
+    bounded_header, macs_once, matching_secret, Encoding, Headers, InboundError, Verified,
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 
@@ -24,10 +24,12 @@ pub(super) fn verify(
             .decode(encoded)
             .map_err(|_| InboundError::Malformed)?,
     };
-    if any_candidate_matches(&macs_once(secrets, &[body]), &[given]) {
-        Ok(Verified::default())
-    } else {
-        Err(InboundError::Mismatch)
+    match matching_secret(&macs_once(secrets, &[body]), &[given]) {
+        Some(i) => Ok(Verified {
+            secret_index: Some(i),
+            ..Verified::default()
+        }),
+        None => Err(InboundError::Mismatch),
     }
 }
 

@@ -140,6 +140,9 @@ pub enum InboundError {
 pub struct Verified {
     /// The signed timestamp, for schemes that have one.
     pub timestamp: Option<i64>,
+    /// Which of the active secrets matched (0 = the first, the newest), so
+    /// an operator can tell when an older one stops being used.
+    pub secret_index: Option<usize>,
 }
 
 /// Verifies a request against any of the integration's active `secrets`.
@@ -210,14 +213,29 @@ pub(crate) fn macs_once(secrets: &[&[u8]], parts: &[&[u8]]) -> Vec<[u8; 32]> {
 
 /// Does any candidate equal any computed MAC? Every pair is compared in
 /// constant time, with no early exit, so timing tells nothing about which.
+#[cfg(test)]
 pub(crate) fn any_candidate_matches<C: AsRef<[u8]>>(macs: &[[u8; 32]], candidates: &[C]) -> bool {
+    matching_secret(macs, candidates).is_some()
+}
+
+/// The index of the first MAC (the first secret) that any candidate equals.
+/// Every pair is still compared, and the index chosen without a branch.
+pub(crate) fn matching_secret<C: AsRef<[u8]>>(
+    macs: &[[u8; 32]],
+    candidates: &[C],
+) -> Option<usize> {
+    use subtle::ConditionallySelectable;
     let mut found = subtle::Choice::from(0);
-    for mac in macs {
+    let mut index = 0u64;
+    for (i, mac) in macs.iter().enumerate() {
+        let mut this = subtle::Choice::from(0);
         for candidate in candidates {
-            found |= mac[..].ct_eq(candidate.as_ref());
+            this |= mac[..].ct_eq(candidate.as_ref());
         }
+        index = u64::conditional_select(&index, &(i as u64), this & !found);
+        found |= this;
     }
-    found.into()
+    bool::from(found).then_some(index as usize)
 }
 
 /// Refuses more than [`MAX_SIGNATURE_CANDIDATES`] signatures in one header.
@@ -388,6 +406,30 @@ mod matrix {
             now,
             DEFAULT_TOLERANCE_SECS,
         )
+    }
+
+    #[test]
+    fn every_scheme_says_which_secret_matched() {
+        let newest = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let older = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let body = br#"{"id":"evt_1"}"#;
+        let now = 1_700_000_000;
+        for (scheme, sign, _) in schemes() {
+            for (signer, expected) in [(&newest[..], 0), (&older[..], 1)] {
+                let headers = sign(signer, body, now);
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let v = verify(&scheme, &[newest, older], &pairs[..], body, now, 300);
+                assert_eq!(
+                    v.map(|v| v.secret_index),
+                    Ok(Some(expected)),
+                    "{}",
+                    scheme.name()
+                );
+            }
+        }
     }
 
     #[test]

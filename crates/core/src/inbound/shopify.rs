@@ -1,7 +1,7 @@
 //! Shopify: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(body)>`; the delivery
 //! id is `X-Shopify-Webhook-Id`.
 
-use super::{any_candidate_matches, macs_once, required, Headers, InboundError, Verified};
+use super::{macs_once, matching_secret, required, Headers, InboundError, Verified};
 use base64::{engine::general_purpose::STANDARD, Engine};
 
 pub(super) fn verify(
@@ -13,10 +13,12 @@ pub(super) fn verify(
     let given = STANDARD
         .decode(value)
         .map_err(|_| InboundError::Malformed)?;
-    if any_candidate_matches(&macs_once(secrets, &[body]), &[given]) {
-        Ok(Verified::default())
-    } else {
-        Err(InboundError::Mismatch)
+    match matching_secret(&macs_once(secrets, &[body]), &[given]) {
+        Some(i) => Ok(Verified {
+            secret_index: Some(i),
+            ..Verified::default()
+        }),
+        None => Err(InboundError::Mismatch),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256("v0:{ts}:{body}")>` with
 //! `X-Slack-Request-Timestamp`, refused outside the tolerance window.
 
-use super::{any_candidate_matches, fresh, macs_once, required, Headers, InboundError, Verified};
+use super::{fresh, macs_once, matching_secret, required, Headers, InboundError, Verified};
 
 pub(super) fn verify(
     secrets: &[&[u8]],
@@ -16,12 +16,14 @@ pub(super) fn verify(
     let given = hex::decode(sig.strip_prefix("v0=").ok_or(InboundError::Malformed)?)
         .map_err(|_| InboundError::Malformed)?;
     let parts: [&[u8]; 4] = [b"v0:", ts_text.as_bytes(), b":", body];
-    if !any_candidate_matches(&macs_once(secrets, &parts), &[given]) {
+    let index = matching_secret(&macs_once(secrets, &parts), &[given]);
+    let Some(index) = index else {
         return Err(InboundError::Mismatch);
-    }
+    };
     fresh(ts, now, tolerance)?;
     Ok(Verified {
         timestamp: Some(ts),
+        secret_index: Some(index),
     })
 }
 

@@ -14,14 +14,17 @@ pub(super) fn verify(
     let id = required(headers, "webhook-id")?;
     let ts = required(headers, "webhook-timestamp")?;
     let sig = required(headers, "webhook-signature")?;
-    let parsed: Vec<WebhookSecret> = secrets
+    // The index reported is the one in the configured list, whatever was skipped.
+    let (places, parsed): (Vec<usize>, Vec<WebhookSecret>) = secrets
         .iter()
-        .filter_map(|s| WebhookSecret::from_stored(s).ok())
-        .collect();
+        .enumerate()
+        .filter_map(|(i, s)| WebhookSecret::from_stored(s).ok().map(|s| (i, s)))
+        .unzip();
     let refs: Vec<&WebhookSecret> = parsed.iter().collect();
-    match standard_webhooks::verify(&refs, id, ts, sig, body, now, tolerance) {
-        Ok(()) => Ok(Verified {
+    match standard_webhooks::verify_which(&refs, id, ts, sig, body, now, tolerance) {
+        Ok(index) => Ok(Verified {
             timestamp: ts.parse().ok(),
+            secret_index: places.get(index).copied(),
         }),
         Err(VerifyError::Timestamp) => Err(InboundError::Stale),
         Err(VerifyError::Malformed) => Err(InboundError::Malformed),

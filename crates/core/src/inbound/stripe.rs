@@ -2,7 +2,7 @@
 //! the key being the endpoint secret string (`whsec_…`) as bytes.
 
 use super::{
-    any_candidate_matches, bounded_candidates, fresh, macs_once, required, Headers, InboundError,
+    bounded_candidates, fresh, macs_once, matching_secret, required, Headers, InboundError,
     Verified,
 };
 
@@ -37,12 +37,15 @@ pub(super) fn verify(
     }
     let t_text = t.to_string();
     let parts: [&[u8]; 3] = [t_text.as_bytes(), b".", body];
-    if !any_candidate_matches(&macs_once(secrets, &parts), &candidates) {
+    let Some(index) = matching_secret(&macs_once(secrets, &parts), &candidates) else {
         return Err(InboundError::Mismatch);
-    }
+    };
     // Checked after the signature so that a forged timestamp cannot probe the window.
     fresh(t, now, tolerance)?;
-    Ok(Verified { timestamp: Some(t) })
+    Ok(Verified {
+        timestamp: Some(t),
+        secret_index: Some(index),
+    })
 }
 
 #[cfg(test)]

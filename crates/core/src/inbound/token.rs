@@ -2,7 +2,7 @@
 
 use super::{Headers, InboundError, Verified, MAX_ACTIVE_SECRETS, MAX_SIGNATURE_HEADER_BYTES};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub(super) fn verify(
     header: &str,
@@ -19,11 +19,18 @@ pub(super) fn verify(
     // Comparing digests keeps the comparison constant-time even across lengths;
     // every secret is compared, with no early exit.
     let given = Sha256::digest(given.as_bytes());
-    let ok = secrets.iter().take(MAX_ACTIVE_SECRETS).fold(0u8, |acc, s| {
-        acc | Sha256::digest(s).ct_eq(&given).unwrap_u8()
-    });
-    if ok == 1 {
-        Ok(Verified::default())
+    let mut found = subtle::Choice::from(0);
+    let mut index = 0u64;
+    for (i, s) in secrets.iter().take(MAX_ACTIVE_SECRETS).enumerate() {
+        let this = Sha256::digest(s).ct_eq(&given);
+        index = u64::conditional_select(&index, &(i as u64), this & !found);
+        found |= this;
+    }
+    if bool::from(found) {
+        Ok(Verified {
+            secret_index: Some(index as usize),
+            ..Verified::default()
+        })
     } else {
         Err(InboundError::Mismatch)
     }

@@ -48,7 +48,12 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use operator::{events as op_events, integrations as op_integrations};
     let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(webhooks::create, webhooks::list))
-        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(
+            webhooks::get,
+            webhooks::update,
+            webhooks::patch,
+            webhooks::delete
+        ))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
         .routes(routes!(events::publish))
@@ -69,8 +74,11 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(
             op_integrations::get,
             op_integrations::update,
+            op_integrations::patch,
             op_integrations::delete
         ))
+        .routes(routes!(operator::integration_secrets::rotate_secret))
+        .routes(routes!(operator::integration_secrets::retire_secret))
         .routes(routes!(op_events::list))
         .routes(routes!(op_events::get))
         .routes(routes!(op_events::replay))

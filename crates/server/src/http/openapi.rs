@@ -106,6 +106,7 @@ pub fn complete(doc: &mut OpenApi) {
                 ("get", &mut item.get),
                 ("post", &mut item.post),
                 ("put", &mut item.put),
+                ("patch", &mut item.patch),
                 ("delete", &mut item.delete),
             ];
             for (method, op) in ops {

@@ -38,6 +38,9 @@ pub struct CreateWebhook {
     secret: Option<String>,
 }
 
+/// The body of `PUT /v1/webhooks/{id}`: every field is optional and a field
+/// left out keeps its value (never cleared); `PATCH` does the same and can
+/// also empty the description with `null`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateWebhook {
@@ -52,6 +55,57 @@ pub struct UpdateWebhook {
     /// Generate a new secret; the old one keeps signing during the grace period.
     #[serde(default)]
     rotate_secret: Option<bool>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The body of `PATCH /v1/webhooks/{id}` (JSON merge, RFC 7396): what is
+/// absent is kept, `description: null` empties the description; `url` and
+/// `eventTypes` cannot be null.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchWebhook {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    secret: Option<String>,
+    /// Generate a new secret; the old one keeps signing during the grace period.
+    #[serde(default)]
+    rotate_secret: Option<bool>,
+}
+
+impl PatchWebhook {
+    /// The same update as a `PUT` body, whose absent fields are kept too.
+    fn into_update(self) -> ApiResult<UpdateWebhook> {
+        let required = |f: &str| ApiError::Validation(format!("{f} cannot be null"));
+        Ok(UpdateWebhook {
+            url: match self.url {
+                Some(None) => return Err(required("url")),
+                other => other.flatten(),
+            },
+            event_types: match self.event_types {
+                Some(None) => return Err(required("eventTypes")),
+                other => other.flatten(),
+            },
+            description: self.description.map(Option::unwrap_or_default),
+            secret: self.secret,
+            rotate_secret: self.rotate_secret,
+        })
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -331,6 +385,24 @@ pub async fn update(
         Some(s) => with_secret(&w, s),
         None => view(&w),
     }))
+}
+
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = PatchWebhook,
+    params(("id" = String, Path, description = "Webhook id")),
+    security(("bearer" = [])),
+    description = "Changes the fields given and keeps the others (JSON merge, RFC 7396); \
+        `description: null` empties the description. Like `PUT`, it re-enables the endpoint.",
+    responses((status = 200, description = "Updated (and re-enabled); shows a new secret once", body = WebhookView)))]
+pub async fn patch(
+    state: State<AppState>,
+    tenant: Tenant,
+    rid: Extension<RequestId>,
+    id: StrictPath<String>,
+    StrictJson(body): StrictJson<PatchWebhook>,
+) -> ApiResult<Json<WebhookView>> {
+    tenant.require(Scope::WebhooksWrite)?;
+    // One path for both verbs: PUT already keeps what its body leaves out.
+    update(state, tenant, rid, id, StrictJson(body.into_update()?)).await
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",

@@ -43,6 +43,8 @@ pub struct IntegrationCache {
     stale: AtomicBool,
     /// When the last refresh failed.
     failed_at: std::sync::Mutex<Option<Instant>>,
+    /// Which provider secret last verified a request (this replica).
+    pub verified: super::verified::LastVerified,
 }
 
 impl IntegrationCache {

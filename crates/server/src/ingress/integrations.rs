@@ -13,14 +13,16 @@ use hookwarden_core::secret::WebhookSecret;
 use hookwarden_store::ingress::Integration;
 use hookwarden_store::sealed::SealedColumn;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 /// The verifier tries no more secrets than this, so no more can be configured.
 const MAX_SECRETS: usize = hookwarden_core::inbound::MAX_ACTIVE_SECRETS;
 pub const DEFAULT_RATE_LIMIT: i64 = 600;
 
-/// The body of `POST /api/v1/integrations` and `PUT /api/v1/integrations/{name}`.
+/// The body of `POST /api/v1/integrations` (and an entry of the configuration
+/// file): fields left out take their defaults. Updates use [`IntegrationChange`].
 #[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IntegrationInput {
@@ -244,7 +246,6 @@ pub fn scheme_of(i: &Integration) -> anyhow::Result<Scheme> {
     .map_err(anyhow::Error::msg)
 }
 
-/// The operator's view: configuration, never a secret.
 /// An integration as the API shows it: never a provider secret.
 /// `forwardingSecret` appears only in the answer that created it.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -265,12 +266,34 @@ pub struct IntegrationView {
     created_at: String,
     #[schema(format = DateTime)]
     updated_at: String,
+    /// How many provider secrets verify requests (the newest is index 0).
+    active_secrets: usize,
+    /// Which secret (0 = newest) verified the last request this replica
+    /// received since it started; `null` when none did. Once it stays 0,
+    /// the older secrets can be retired.
+    last_verified_secret: Option<usize>,
+    #[schema(format = DateTime)]
+    last_verified_at: Option<String>,
     /// Internal services verify forwarded events with it (shown once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarding_secret: Option<String>,
 }
 
-pub fn view(i: &Integration) -> IntegrationView {
+/// The view with the secrets counted and this replica's last verification.
+pub fn view(state: &AppState, i: &Integration) -> Result<IntegrationView, ApiError> {
+    let active = open_secrets(&state.keyring, i)
+        .map_err(|e| ApiError::internal("open integration secrets", e))?
+        .len();
+    let last = state.integrations.verified.get(&i.name);
+    Ok(IntegrationView {
+        active_secrets: active,
+        last_verified_secret: last.map(|(index, _)| index),
+        last_verified_at: last.map(|(_, at)| at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        ..settings_view(i)
+    })
+}
+
+fn settings_view(i: &Integration) -> IntegrationView {
     IntegrationView {
         name: i.name.clone(),
         scheme: i.scheme.clone(),
@@ -285,8 +308,185 @@ pub fn view(i: &Integration) -> IntegrationView {
         forward_raw_body: i.forward_raw_body,
         created_at: i.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         updated_at: i.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        active_secrets: 0,
+        last_verified_secret: None,
+        last_verified_at: None,
         forwarding_secret: None,
     }
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The body of `PUT` and `PATCH /api/v1/integrations/{name}`. Each field is
+/// absent, `null` (back to its default) or a value. `PATCH` keeps what is
+/// absent (RFC 7396 merge); `PUT` replaces the whole configuration and
+/// refuses a body that leaves a setting out, so nothing falls back to a
+/// default unasked. On both, absent secrets are kept.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IntegrationChange {
+    /// Accepted only if it is the integration's name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^(hmac-sha256|token|standard-webhooks|stripe|github|slack|shopify)$")]
+    pub scheme: Option<Option<String>>,
+    /// Replaces every provider secret with this one (kept when absent; see
+    /// also `rotate-secret`, which keeps the previous ones active).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub secret: Option<Option<String>>,
+    /// Replaces the provider secrets with these (newest first).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub secrets: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub signature_header: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^(hex|base64)$")]
+    pub encoding: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub prefix: Option<Option<String>>,
+    /// `null`: 300.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub tolerance_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub target_url: Option<Option<String>>,
+    /// `null`: any source.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_cidrs: Option<Option<Vec<String>>>,
+    /// `null`: 600.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub rate_limit_per_minute: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub idempotency_header: Option<Option<String>>,
+    /// `null`: false.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub forward_raw_body: Option<Option<bool>>,
+}
+
+impl IntegrationChange {
+    /// The settings a full replacement (`PUT`) leaves out, in API names.
+    pub fn missing_settings(&self) -> Vec<&'static str> {
+        let fields = [
+            ("scheme", self.scheme.is_some()),
+            ("targetUrl", self.target_url.is_some()),
+            ("signatureHeader", self.signature_header.is_some()),
+            ("encoding", self.encoding.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("toleranceSeconds", self.tolerance_seconds.is_some()),
+            ("allowedCidrs", self.allowed_cidrs.is_some()),
+            ("rateLimitPerMinute", self.rate_limit_per_minute.is_some()),
+            ("idempotencyHeader", self.idempotency_header.is_some()),
+            ("forwardRawBody", self.forward_raw_body.is_some()),
+        ];
+        fields
+            .iter()
+            .filter(|(_, given)| !given)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// The configuration this change describes over `existing`: absent keeps,
+    /// `null` takes the default. The provider secrets stay sealed unless given.
+    pub fn merged(&self, existing: &Integration) -> Result<IntegrationInput, ApiError> {
+        fn keep<T: Clone>(change: &Option<Option<T>>, old: Option<T>) -> Option<T> {
+            match change {
+                None => old,
+                Some(new) => new.clone(),
+            }
+        }
+        let required = |field: &str| ApiError::Validation(format!("{field} cannot be null"));
+        if matches!(self.secret, Some(None)) || matches!(self.secrets, Some(None)) {
+            return Err(ApiError::Validation(
+                "secrets cannot be null: use rotate-secret or secrets/retire".into(),
+            ));
+        }
+        Ok(IntegrationInput {
+            name: Some(existing.name.clone()),
+            scheme: keep(&self.scheme, Some(existing.scheme.clone()))
+                .ok_or_else(|| required("scheme"))?,
+            secret: self.secret.clone().flatten(),
+            secrets: self.secrets.clone().flatten(),
+            signature_header: keep(&self.signature_header, existing.signature_header.clone()),
+            encoding: keep(&self.encoding, existing.encoding.clone()),
+            prefix: keep(&self.prefix, existing.prefix.clone()),
+            tolerance_seconds: keep(&self.tolerance_seconds, Some(existing.tolerance_seconds)),
+            target_url: keep(&self.target_url, Some(existing.target_url.clone()))
+                .ok_or_else(|| required("targetUrl"))?,
+            allowed_cidrs: keep(&self.allowed_cidrs, Some(existing.allowed_cidrs.clone())),
+            rate_limit_per_minute: keep(
+                &self.rate_limit_per_minute,
+                existing.rate_limit_per_minute,
+            ),
+            idempotency_header: keep(
+                &self.idempotency_header,
+                existing.idempotency_header.clone(),
+            ),
+            forward_raw_body: keep(&self.forward_raw_body, Some(existing.forward_raw_body)),
+        })
+    }
+}
+
+/// The settings an operator may see, for the audit trail: never a secret,
+/// and the target URL with its query (which may carry a token) shown as `?…`.
+fn audited_settings(i: &Integration) -> Map<String, Value> {
+    let target = url::Url::parse(&i.target_url)
+        .map(|mut u| {
+            let query = u.query().is_some();
+            u.set_query(None);
+            u.set_fragment(None);
+            if query {
+                format!("{u}?…")
+            } else {
+                u.to_string()
+            }
+        })
+        .unwrap_or_default();
+    let v = json!({
+        "scheme": i.scheme,
+        "signatureHeader": i.signature_header,
+        "encoding": i.encoding,
+        "prefix": i.prefix,
+        "toleranceSeconds": i.tolerance_seconds,
+        "targetUrl": target,
+        "allowedCidrs": i.allowed_cidrs,
+        "rateLimitPerMinute": i.rate_limit_per_minute,
+        "idempotencyHeader": i.idempotency_header,
+        "forwardRawBody": i.forward_raw_body,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The settings that differ, each as `[old, new]`.
+pub fn changed_settings(old: &Integration, new: &Integration) -> Map<String, Value> {
+    let before = audited_settings(old);
+    audited_settings(new)
+        .into_iter()
+        .filter_map(|(k, after)| {
+            let was = before.get(&k).cloned().unwrap_or(Value::Null);
+            (was != after).then(|| (k, json!([was, after])))
+        })
+        .collect()
 }
 
 /// Creates or updates the integrations listed in the configuration file at

@@ -6,3 +6,4 @@ pub mod dedup;
 pub mod forward;
 pub mod integrations;
 pub mod receive;
+pub mod verified;

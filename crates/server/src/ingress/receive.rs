@@ -132,9 +132,17 @@ pub async fn receive(
         integration.tolerance_seconds,
     )
     .await?;
-    if let Err(e) = verified {
-        refuse(refusal_reason(&e));
-        return Err(ApiError::InvalidSignature);
+    match verified {
+        Err(e) => {
+            refuse(refusal_reason(&e));
+            return Err(ApiError::InvalidSignature);
+        }
+        // In memory only: the receive path makes no write for this.
+        Ok(v) => {
+            if let Some(i) = v.secret_index {
+                state.integrations.verified.note(&provider, i, now);
+            }
+        }
     }
 
     let parsed: Value = serde_json::from_slice(&raw)

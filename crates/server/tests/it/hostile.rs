@@ -536,7 +536,7 @@ async fn a_revocation_on_one_replica_applies_on_the_other_within_a_second(backen
     // Rotated out on a: b refuses the old token within a second.
     let (status, body, _) = a
         .operator(
-            Method::PUT,
+            Method::PATCH,
             "/api/v1/integrations/globex",
             Some(spec(&["new-token"])),
         )

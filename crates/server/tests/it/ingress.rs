@@ -773,7 +773,7 @@ async fn a_revoked_provider_secret_is_refused_at_once(backend: Backend) {
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, updated, _) = app
         .operator(
-            Method::PUT,
+            Method::PATCH,
             "/api/v1/integrations/acme",
             Some(json!({"scheme": "hmac-sha256", "secrets": ["fresh-secret"], "signatureHeader": "x-sig", "targetUrl": "http://127.0.0.1:9/"})),
         )

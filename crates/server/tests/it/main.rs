@@ -29,3 +29,4 @@ mod producers;
 mod redis;
 mod ssrf;
 mod tls;
+mod updates;

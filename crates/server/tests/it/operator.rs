@@ -128,7 +128,7 @@ async fn integrations_are_validated_and_never_show_secrets(backend: Backend) {
     rotated.as_object_mut().expect("object").remove("secret");
     rotated["secrets"] = json!(["NEWSECRETVALUE", "SUPERSECRETVALUE"]);
     let (status, updated, _) = app
-        .operator(Method::PUT, "/api/v1/integrations/acme", Some(rotated))
+        .operator(Method::PATCH, "/api/v1/integrations/acme", Some(rotated))
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     for (_, body, _) in [

@@ -1,19 +1,25 @@
 //! `/api/v1/integrations`: providers' verification settings, secrets sealed,
-//! every change audited.
+//! every change audited with the settings it changed (old → new, never a
+//! secret). `PUT` replaces and refuses a body that leaves a setting out,
+//! `PATCH` merges (secrets rotate and retire in `integration_secrets`).
 
 use crate::auth::operator::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::ingress::integrations::{build, view, IntegrationInput, IntegrationView};
+use crate::ingress::integrations::{
+    build, changed_settings, open_secrets, view, IntegrationChange, IntegrationInput,
+    IntegrationView,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use hookwarden_store::ingress::Integration;
 use serde_json::json;
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("integrations", e)
 }
 
@@ -50,7 +56,7 @@ pub async fn create(
         json!({"scheme": integration.scheme}),
     )
     .await;
-    let mut body = view(&integration);
+    let mut body = view(&state, &integration)?;
     if let Some(secret) = forwarding {
         // Shown once: internal services verify forwarded events with it.
         body.forwarding_secret = Some(secret.expose().to_string());
@@ -66,7 +72,11 @@ pub async fn list(
     _op: Operator,
 ) -> ApiResult<Json<Page<IntegrationView>>> {
     let all = state.store.list_integrations().await.map_err(internal)?;
-    Ok(Json(Page::new(all.iter().map(view).collect(), None)))
+    let views = all
+        .iter()
+        .map(|i| view(&state, i))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(Page::new(views, None)))
 }
 
 #[utoipa::path(get, path = "/api/v1/integrations/{name}", tag = "operator",
@@ -84,30 +94,33 @@ pub async fn get(
         .await
         .map_err(internal)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(view(&i)))
+    Ok(Json(view(&state, &i)?))
 }
 
-#[utoipa::path(put, path = "/api/v1/integrations/{name}", tag = "operator", request_body = IntegrationInput,
-    params(("name" = String, Path, description = "Integration name")),
-    security(("operatorKey" = [])),
-    responses((status = 200, description = "Updated", body = IntegrationView)))]
-pub async fn update(
-    State(state): State<AppState>,
-    op: Operator,
-    Extension(rid): Extension<RequestId>,
-    StrictPath(name): StrictPath<String>,
-    StrictJson(input): StrictJson<IntegrationInput>,
-) -> ApiResult<Json<IntegrationView>> {
-    if input.name.as_deref().is_some_and(|n| n != name) {
-        return Err(ApiError::Validation("name cannot be changed".into()));
-    }
-    let existing = state
+pub(super) async fn existing(state: &AppState, name: &str) -> ApiResult<Integration> {
+    state
         .store
-        .get_integration(&name)
+        .get_integration(name)
         .await
         .map_err(internal)?
-        .ok_or(ApiError::NotFound)?;
-    let (integration, _) = build(&state.keyring, &name, &input, Some(&existing))?;
+        .ok_or(ApiError::NotFound)
+}
+
+/// Validates and stores `input` over `old`; says whether the provider
+/// secrets changed (compared opened, so re-sending the same ones is no rotation).
+pub(super) async fn save(
+    state: &AppState,
+    old: &Integration,
+    input: &IntegrationInput,
+) -> ApiResult<(Integration, bool)> {
+    let (integration, _) = build(&state.keyring, &old.name, input, Some(old))?;
+    let rotated = if input.secret.is_some() || input.secrets.is_some() {
+        let before = open_secrets(&state.keyring, old).map_err(internal)?;
+        let after = open_secrets(&state.keyring, &integration).map_err(internal)?;
+        before != after
+    } else {
+        false
+    };
     if !state
         .store
         .update_integration(&integration)
@@ -116,29 +129,99 @@ pub async fn update(
     {
         return Err(ApiError::NotFound);
     }
-    state.integrations.invalidate(&name);
-    let rotated = input.secret.is_some() || input.secrets.is_some();
+    state.integrations.invalidate(&old.name);
+    Ok((integration, rotated))
+}
+
+/// `PUT` and `PATCH`: the change, merged over the stored integration, saved
+/// and audited with what it changed.
+async fn change(
+    state: &AppState,
+    op: &Operator,
+    rid: &RequestId,
+    name: &str,
+    change: IntegrationChange,
+) -> ApiResult<Json<IntegrationView>> {
+    if change
+        .name
+        .as_ref()
+        .is_some_and(|n| n.as_deref() != Some(name))
+    {
+        return Err(ApiError::Validation("name cannot be changed".into()));
+    }
+    let old = existing(state, name).await?;
+    let input = change.merged(&old)?;
+    let (new, rotated) = save(state, &old, &input).await?;
+    if rotated {
+        // The indices no longer name the same secrets.
+        state.integrations.verified.forget(name);
+    }
+    let target = format!("integration:{name}");
     crate::audit::record(
-        &state,
+        state,
         &op.actor(),
         "integration.updated",
-        &format!("integration:{name}"),
+        &target,
         &rid.0,
-        json!({"secretsRotated": rotated}),
+        json!({"changed": changed_settings(&old, &new), "secretsRotated": rotated}),
     )
     .await;
     if rotated {
         crate::audit::record(
-            &state,
+            state,
             &op.actor(),
             "integration.secret_rotated",
-            &format!("integration:{name}"),
+            &target,
             &rid.0,
             json!({}),
         )
         .await;
     }
-    Ok(Json(view(&integration)))
+    Ok(Json(view(state, &new)?))
+}
+
+#[utoipa::path(put, path = "/api/v1/integrations/{name}", tag = "operator", request_body = IntegrationChange,
+    params(("name" = String, Path, description = "Integration name")),
+    security(("operatorKey" = [])),
+    description = "Replaces the whole configuration. Every setting must be given (`null` for its \
+        default): a body that leaves one out is refused with the missing names, so nothing \
+        falls back to a default unasked. `secret`/`secrets` may be left out: the active \
+        secrets are kept.",
+    responses((status = 200, description = "Replaced", body = IntegrationView),
+        (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
+pub async fn update(
+    State(state): State<AppState>,
+    op: Operator,
+    Extension(rid): Extension<RequestId>,
+    StrictPath(name): StrictPath<String>,
+    StrictJson(input): StrictJson<IntegrationChange>,
+) -> ApiResult<Json<IntegrationView>> {
+    let missing = input.missing_settings();
+    if !missing.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "PUT replaces the whole integration; missing: {} (give null for a default, \
+             or use PATCH to change some settings)",
+            missing.join(", ")
+        )));
+    }
+    change(&state, &op, &rid, &name, input).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/integrations/{name}", tag = "operator", request_body = IntegrationChange,
+    params(("name" = String, Path, description = "Integration name")),
+    security(("operatorKey" = [])),
+    description = "Changes the settings given and keeps the others (JSON merge, RFC 7396): \
+        `null` sets a setting back to its default. Secrets given replace the active ones.",
+    responses((status = 200, description = "Updated", body = IntegrationView),
+        (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    op: Operator,
+    Extension(rid): Extension<RequestId>,
+    StrictPath(name): StrictPath<String>,
+    StrictJson(input): StrictJson<IntegrationChange>,
+) -> ApiResult<Json<IntegrationView>> {
+    change(&state, &op, &rid, &name, input).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/integrations/{name}", tag = "operator",
@@ -160,6 +243,7 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     state.integrations.invalidate(&name);
+    state.integrations.verified.forget(&name);
     crate::audit::record(
         &state,
         &op.actor(),
