@@ -58,6 +58,19 @@ impl Grants {
         if self.grants.is_empty() {
             return Ok(());
         }
+        let grant = self.covering(producer, event_type)?;
+        if !grant.accounts.is_empty() && !grant.accounts.iter().any(|a| a == "*" || a == account) {
+            return Err(format!(
+                "producer {producer:?} may not publish for account {account:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Grants {
+    /// The producer's grant, if it covers `event_type`; the reason if not.
+    fn covering(&self, producer: &str, event_type: &str) -> Result<&ProducerGrant, String> {
         let grant = self
             .grants
             .iter()
@@ -72,16 +85,9 @@ impl Grants {
                 "producer {producer:?} may not publish {event_type:?}"
             ));
         }
-        if !grant.accounts.is_empty() && !grant.accounts.iter().any(|a| a == "*" || a == account) {
-            return Err(format!(
-                "producer {producer:?} may not publish for account {account:?}"
-            ));
-        }
-        Ok(())
+        Ok(grant)
     }
-}
 
-impl Grants {
     /// May `producer` write the schema of `event_type`? A schema applies to
     /// every account's events, so only a producer granted the type for all
     /// accounts owns it (besides the operator API). Without grants nobody
@@ -93,20 +99,7 @@ impl Grants {
                     .into(),
             );
         }
-        let grant = self
-            .grants
-            .iter()
-            .find(|g| g.name == producer)
-            .ok_or_else(|| format!("producer {producer:?} has no grant"))?;
-        if !grant
-            .event_types
-            .iter()
-            .any(|p| type_matches(p, event_type))
-        {
-            return Err(format!(
-                "producer {producer:?} may not publish {event_type:?}"
-            ));
-        }
+        let grant = self.covering(producer, event_type)?;
         if !(grant.accounts.is_empty() || grant.accounts.iter().any(|a| a == "*")) {
             return Err(format!(
                 "the schema of {event_type:?} applies to every account; producer {producer:?} is granted it for some only"
