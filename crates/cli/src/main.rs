@@ -1,4 +1,7 @@
-//! The `hookwarden` binary: a thin shell over the server crate.
+//! The `hookwarden` binary: a thin shell over the server crate, and the
+//! operator's client for a running instance (`ops`).
+
+mod ops;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -131,6 +134,10 @@ enum Command {
         #[arg(long, default_value_t = standard_webhooks::DEFAULT_TOLERANCE_SECS)]
         tolerance: i64,
     },
+    /// The operator's client for a running instance: inbound and outbound
+    /// events and deliveries, replays and retries, endpoints, the audit
+    /// trail. The key comes from HOOKWARDEN_OPERATOR_KEY or --key-file.
+    Ops(ops::OpsArgs),
 }
 
 #[derive(Subcommand)]
@@ -207,6 +214,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = || Settings::load(cli.config.as_deref());
     match cli.command {
+        Command::Ops(args) => return ops::run(args).await,
         Command::Serve => {
             let settings = settings()?;
             let _logs = telemetry::init(settings.log_format);

@@ -1,0 +1,233 @@
+//! `hookwarden ops outbound …`: events published to tenants' endpoints,
+//! their deliveries (one per try), retries of dead letters, and endpoints
+//! disabled or enabled by the operator.
+
+use super::client::Client;
+use super::table::page;
+use super::{views, Justification, Output, Paging, Status, TimeRange};
+use serde_json::Value;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Lists delivery tries across accounts, newest first.
+    Deliveries {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this endpoint's.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Only this event's.
+        #[arg(long)]
+        event: Option<String>,
+        /// Only tries with this status.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        #[command(flatten)]
+        time: TimeRange,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Shows one delivery try, with the receiver's answer.
+    Delivery { id: String },
+    /// Lists published events.
+    Events {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only events of this type.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        #[command(flatten)]
+        time: TimeRange,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Shows one event, its payload and its fan-out: each endpoint and its tries.
+    Event { id: String },
+    /// Delivers the event of a try to its endpoint again, now (audited).
+    Retry {
+        /// The try (delivery) id.
+        id: String,
+        #[command(flatten)]
+        why: Justification,
+    },
+    /// Re-queues the dead letters a filter selects, paced (audited); run it
+    /// again while it reports that more remain.
+    RetryDead {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this endpoint's.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Only this event's.
+        #[arg(long)]
+        event: Option<String>,
+        #[command(flatten)]
+        time: TimeRange,
+        /// New tries per second (server default 20), so a recovered endpoint is not flooded.
+        #[arg(long, value_name = "N")]
+        per_second: Option<u32>,
+        /// Dead letters re-queued by this call at most (server maximum 1000).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        #[command(flatten)]
+        why: Justification,
+    },
+    /// Lists endpoints across accounts.
+    Webhooks {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Shows one endpoint.
+    Webhook { id: String },
+    /// Stops deliveries to an endpoint (its pending tries wait; audited).
+    Disable {
+        id: String,
+        #[command(flatten)]
+        why: Justification,
+    },
+    /// Lets deliveries to a disabled endpoint go again (audited).
+    Enable {
+        id: String,
+        #[command(flatten)]
+        why: Justification,
+    },
+}
+
+const BASE: [&str; 3] = ["api", "v1", "outbound"];
+
+fn path<'a>(rest: &[&'a str]) -> Vec<&'a str> {
+    BASE.iter().copied().chain(rest.iter().copied()).collect()
+}
+
+fn text(n: Option<u32>) -> Option<String> {
+    n.map(|n| n.to_string())
+}
+
+pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Deliveries {
+            account,
+            webhook,
+            event,
+            status,
+            time,
+            paging,
+        } => {
+            let v = client
+                .get(
+                    &path(&["deliveries"]),
+                    &[
+                        ("accountId", account),
+                        ("webhookId", webhook),
+                        ("eventId", event),
+                        ("status", status.map(|s| s.as_str().to_owned())),
+                        ("from", time.from),
+                        ("to", time.to),
+                        ("limit", text(paging.limit)),
+                        ("cursor", paging.cursor),
+                    ],
+                )
+                .await?;
+            out.show(&v, |v| page(v, views::ATTEMPTS))?;
+        }
+        Command::Delivery { id } => {
+            let v = client.get(&path(&["deliveries", &id]), &[]).await?;
+            out.show(&v, views::attempt)?;
+        }
+        Command::Events {
+            account,
+            event_type,
+            time,
+            paging,
+        } => {
+            let v = client
+                .get(
+                    &path(&["events"]),
+                    &[
+                        ("accountId", account),
+                        ("eventType", event_type),
+                        ("from", time.from),
+                        ("to", time.to),
+                        ("limit", text(paging.limit)),
+                        ("cursor", paging.cursor),
+                    ],
+                )
+                .await?;
+            out.show(&v, |v| page(v, views::OUTBOUND_EVENTS))?;
+        }
+        Command::Event { id } => {
+            let v = client.get(&path(&["events", &id]), &[]).await?;
+            out.show(&v, views::outbound_event)?;
+        }
+        Command::Retry { id, why } => {
+            let v = client
+                .post(&path(&["deliveries", &id, "retry"]), &why.body())
+                .await?;
+            out.show(&v, views::attempt)?;
+        }
+        Command::RetryDead {
+            account,
+            webhook,
+            event,
+            time,
+            per_second,
+            limit,
+            why,
+        } => {
+            let mut body = why.body();
+            let filters = [
+                ("accountId", account.map(Value::from)),
+                ("webhookId", webhook.map(Value::from)),
+                ("eventId", event.map(Value::from)),
+                ("from", time.from.map(Value::from)),
+                ("to", time.to.map(Value::from)),
+                ("perSecond", per_second.map(Value::from)),
+                ("limit", limit.map(Value::from)),
+            ];
+            for (name, value) in filters {
+                if let Some(value) = value {
+                    body[name] = value;
+                }
+            }
+            let v = client.post(&path(&["deliveries", "retry"]), &body).await?;
+            out.show(&v, views::bulk_retry)?;
+        }
+        Command::Webhooks { account, paging } => {
+            let v = client
+                .get(
+                    &path(&["webhooks"]),
+                    &[
+                        ("accountId", account),
+                        ("limit", text(paging.limit)),
+                        ("cursor", paging.cursor),
+                    ],
+                )
+                .await?;
+            out.show(&v, |v| page(v, views::WEBHOOKS))?;
+        }
+        Command::Webhook { id } => {
+            let v = client.get(&path(&["webhooks", &id]), &[]).await?;
+            out.show(&v, views::webhook)?;
+        }
+        Command::Disable { id, why } => {
+            let v = client
+                .post(&path(&["webhooks", &id, "disable"]), &why.body())
+                .await?;
+            out.show(&v, views::webhook)?;
+        }
+        Command::Enable { id, why } => {
+            let v = client
+                .post(&path(&["webhooks", &id, "enable"]), &why.body())
+                .await?;
+            out.show(&v, views::webhook)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

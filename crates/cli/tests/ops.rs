@@ -1,0 +1,405 @@
+//! `hookwarden ops` as an operator runs it: real `ops` processes against a
+//! real `hookwarden serve`, in table and JSON form, with the failures an
+//! operator meets (a wrong key, a wrong URL, an unknown id), and the key
+//! never printed.
+
+mod common;
+
+use common::*;
+use hookwarden_store::testing::TestDb;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The operator key the server under test accepts.
+const KEY: &str = "ops-cli-test-operator-key-7f3a9c2e51d84b06";
+
+/// A running instance with its database and data directory.
+struct Instance {
+    server: Server,
+    env: Env,
+    _dir: TempDir,
+    _db: TestDb,
+}
+
+async fn instance(extra: &[(&str, &str)]) -> Instance {
+    // The CLI is a client: one backend is enough (the server's own suites cover both).
+    let db = TestDb::sqlite();
+    let dir = tempdir();
+    let mut vars = vec![("HOOKWARDEN_MANAGEMENT_API_KEYS", KEY)];
+    vars.extend_from_slice(extra);
+    let env = Env::new(&db, &dir, &vars);
+    let mut server = env.start();
+    server.wait_ready().await;
+    Instance {
+        server,
+        env,
+        _dir: dir,
+        _db: db,
+    }
+}
+
+/// What one `hookwarden ops` run printed and how it exited.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+
+    fn failed(&self) -> &str {
+        assert_ne!(self.code, 0, "stdout: {}", self.stdout);
+        &self.stderr
+    }
+}
+
+/// Runs `hookwarden ops --url URL ARGS…` with `key` in HOOKWARDEN_OPERATOR_KEY
+/// (none when `None`), and checks that the key is printed nowhere.
+async fn ops_with(url: &str, key: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookwarden"));
+    cmd.arg("ops").arg("--url").arg(url).args(args);
+    for var in [
+        "HOOKWARDEN_OPERATOR_KEY",
+        "HOOKWARDEN_OPS_URL",
+        "HOOKWARDEN_CONFIG",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    if let Some(key) = key {
+        cmd.env("HOOKWARDEN_OPERATOR_KEY", key);
+    }
+    let out = cmd.output().await.expect("run hookwarden ops");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    for k in [Some(KEY), key].into_iter().flatten() {
+        assert!(
+            !run.stdout.contains(k) && !run.stderr.contains(k),
+            "the key was printed: {} {}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    run
+}
+
+async fn ops(i: &Instance, args: &[&str]) -> Run {
+    ops_with(&i.server.url(""), Some(KEY), args).await
+}
+
+/// An integration `acme` (token scheme) forwarding to `target`, and one
+/// webhook received for it; returns the inbound event id.
+async fn receive_one(i: &Instance, target: &str, note: &str) -> String {
+    let client = http_client();
+    let resp = client
+        .post(i.server.url("/api/v1/integrations"))
+        .header("x-internal-api-key", KEY)
+        .json(
+            &json!({"name": "acme", "scheme": "token", "secret": "acme-token-1",
+            "signatureHeader": "x-acme-token", "targetUrl": target}),
+        )
+        .send()
+        .await
+        .expect("integration");
+    assert!(
+        matches!(resp.status().as_u16(), 201 | 409),
+        "{}",
+        resp.status()
+    );
+    let resp = client
+        .post(i.server.url("/api/v1/webhooks/acme"))
+        .header("x-acme-token", "acme-token-1")
+        .header("content-type", "application/json")
+        // Not escaped: a direction override is valid raw in a JSON string.
+        .body(format!("{{\"note\":\"{note}\"}}"))
+        .send()
+        .await
+        .expect("inbound");
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(status, 202, "{body}");
+    body["eventId"].as_str().expect("eventId").to_owned()
+}
+
+/// Polls `ops … --json` until `done` holds for its answer.
+async fn until(i: &Instance, args: &[&str], what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = ops(i, args).await.json();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_events_are_listed_inspected_and_replayed() {
+    let i = instance(&[]).await;
+    assert_eq!(ops(&i, &["inbound", "events"]).await.ok(), "(none)\n");
+
+    let (rport, seen) = receiver(Duration::ZERO).await;
+    let target = format!("http://127.0.0.1:{rport}/internal");
+    let first = receive_one(&i, &target, "first \u{202E}txt.exe").await;
+    let second = receive_one(&i, &target, "second").await;
+
+    // A table: a header row, one aligned row per event, no escape sequence.
+    let table = ops(&i, &["inbound", "events"]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("PROVIDER"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&first) && lines[1].contains("acme"),
+        "{lines:?}"
+    );
+    assert!(lines[2].starts_with(&second), "{lines:?}");
+    assert_eq!(
+        lines[1].find("acme"),
+        lines[0].find("PROVIDER"),
+        "aligned: {lines:?}"
+    );
+
+    // JSON: the server's page as it answered.
+    let page = ops(&i, &["--json", "inbound", "events", "--newest-first"])
+        .await
+        .json();
+    assert_eq!(page["items"][0]["id"], second.as_str());
+    assert_eq!(page["items"][1]["id"], first.as_str());
+
+    // Paging: the cursor printed under a page gives the next one.
+    let one = ops(&i, &["inbound", "events", "--limit", "1"]).await;
+    let cursor = one
+        .ok()
+        .lines()
+        .find_map(|l| l.strip_prefix("next page: --cursor "))
+        .expect("a cursor")
+        .to_owned();
+    let next = ops(
+        &i,
+        &["inbound", "events", "--limit", "1", "--cursor", &cursor],
+    )
+    .await;
+    assert!(
+        next.ok().contains(&second) && !next.ok().contains(&first),
+        "{}",
+        next.stdout
+    );
+
+    // One event: fields, body (cleaned), forwarding jobs.
+    until(
+        &i,
+        &["--json", "inbound", "jobs", "--event", &first],
+        "forwarded",
+        |v| v["items"][0]["status"] == "succeeded",
+    )
+    .await;
+    let detail = ops(&i, &["inbound", "event", &first]).await;
+    let text = detail.ok();
+    assert!(text.contains("provider        acme"), "{text}");
+    assert!(
+        text.contains("first \u{FFFD}txt.exe") && !text.contains('\u{202E}'),
+        "{text}"
+    );
+    assert!(
+        text.contains("forwarding jobs:") && text.contains("succeeded"),
+        "{text}"
+    );
+
+    // A replay with a reason: a new job, forwarded, and audited.
+    let replay = ops(
+        &i,
+        &[
+            "inbound",
+            "replay",
+            &first,
+            "--reason",
+            "receiver lost it",
+            "--requested-by",
+            "alice",
+        ],
+    )
+    .await;
+    assert!(
+        replay.ok().contains("replay") && replay.ok().contains(&first),
+        "{}",
+        replay.stdout
+    );
+    until(
+        &i,
+        &["--json", "inbound", "jobs", "--event", &first],
+        "replayed",
+        |v| {
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            items.len() == 2 && items.iter().all(|j| j["status"] == "succeeded")
+        },
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().expect("lock").len() < 3 {
+        assert!(Instant::now() < deadline, "the replay was forwarded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jobs = ops(
+        &i,
+        &[
+            "inbound",
+            "jobs",
+            "--event",
+            &first,
+            "--status",
+            "succeeded",
+        ],
+    )
+    .await;
+    assert!(
+        jobs.ok().contains("replay") && jobs.ok().contains("received"),
+        "{}",
+        jobs.stdout
+    );
+    let audit = ops(&i, &["--json", "audit", "entries"]).await.json();
+    let entry = audit["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["action"] == "event.replay_requested"))
+        .expect("the replay is audited")
+        .clone();
+    assert_eq!(entry["details"]["reason"], "receiver lost it");
+    assert_eq!(entry["details"]["requestedBy"], "alice");
+    let audit = ops(&i, &["audit", "entries"]).await;
+    assert!(
+        audit.ok().contains("event.replay_requested"),
+        "{}",
+        audit.stdout
+    );
+
+    // Status: jobs by status.
+    let status = ops(&i, &["status"]).await;
+    assert!(
+        status
+            .ok()
+            .lines()
+            .any(|l| l.split_whitespace().eq(["succeeded", "3"])),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        ops(&i, &["--json", "status"]).await.json()["jobs"]["succeeded"],
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_clear_and_never_show_the_key() {
+    let i = instance(&[]).await;
+    let url = i.server.url("");
+
+    // A wrong key: the server's error, its request id, a non-zero exit.
+    let run = ops_with(&url, Some("not-the-operator-key"), &["inbound", "events"]).await;
+    let err = run.failed();
+    assert!(
+        err.starts_with("error: UNAUTHORIZED: invalid x-internal-api-key (request id "),
+        "{err}"
+    );
+    assert!(run.stdout.is_empty());
+
+    // No key at all, and a key on the command line: refused before any request.
+    let err = ops_with(&url, None, &["status"]).await.failed().to_owned();
+    assert!(
+        err.contains("no operator key: set HOOKWARDEN_OPERATOR_KEY or give --key-file"),
+        "{err}"
+    );
+    let run = ops_with(&url, None, &["status", "--key", "argv-key-value"]).await;
+    assert!(run.failed().contains("--key is refused"), "{}", run.stderr);
+    assert!(!run.stderr.contains("argv-key-value"));
+
+    // The key from a file works.
+    let dir = tempdir();
+    let file = dir.join("operator.key");
+    std::fs::write(&file, format!("{KEY}\n")).expect("key file");
+    let run = ops_with(&url, None, &["--key-file", path(&file), "--json", "status"]).await;
+    assert_eq!(run.json()["jobs"]["pending"], 0);
+
+    // An unknown id and a bad filter: the server's words.
+    let err = ops(&i, &["inbound", "event", "evt_missing"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(err.starts_with("error: NOT_FOUND: "), "{err}");
+    assert!(err.contains("(request id "), "{err}");
+    let err = ops(&i, &["inbound", "events", "--provider", "Not A Name"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(
+        err.starts_with("error: VALIDATION_ERROR: provider"),
+        "{err}"
+    );
+    // Refused locally, before any request.
+    let err = ops(&i, &["inbound", "events", "--from", "yesterday"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(
+        err.contains("neither an RFC 3339 time nor a duration"),
+        "{err}"
+    );
+    let err = ops(&i, &["inbound", "replay", "evt_x", "--reason", ""])
+        .await
+        .failed()
+        .to_owned();
+    assert!(err.starts_with("error: VALIDATION_ERROR: reason"), "{err}");
+
+    // Nothing listening: which URL could not be reached.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let err = ops_with(&nowhere, Some(KEY), &["status"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach {nowhere}/api/v1/processing-status: "
+        )),
+        "{err}"
+    );
+
+    // Something that is not hookwarden (here: the ops listener's fallback is
+    // fine JSON, so use a plain receiver answering "ok").
+    let (rport, _) = receiver(Duration::ZERO).await;
+    let other = format!("http://127.0.0.1:{rport}");
+    let err = ops_with(&other, Some(KEY), &["status"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(err.contains("with a body that is not JSON"), "{err}");
+
+    // The key reached no log line either.
+    assert!(!i.server.logs().contains(KEY));
+    let _ = &i.env;
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
