@@ -1,8 +1,10 @@
-//! `POST /v1/events`: producers publish events for an account.
+//! `POST /v1/events`: producers publish events for an account; `GET
+//! /v1/events/{id}`: a tenant reads one of its events and its deliveries.
 
-use crate::auth::Producer;
+use crate::auth::{Producer, Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::StrictJson;
+use crate::http::json::{StrictJson, StrictPath};
+use crate::http::operator::outbound_events::{detail, EventDetail};
 use crate::intake::{self, IntakeError, PublishRequest};
 use crate::state::AppState;
 use axum::extract::State;
@@ -56,4 +58,29 @@ pub async fn publish(
             duplicate: accepted.duplicate,
         }),
     ))
+}
+
+/// Read one of the account's events and its deliveries.
+///
+/// The event's type, payload and creation time, and for each of the
+/// account's webhooks it was queued for, every try made (newest first, at
+/// most 100 in all). Another account's event answers 404, as a missing one.
+/// Scope `webhooks:read`.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Event id (the receivers' webhook-id)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The event and its deliveries", body = EventDetail)))]
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    StrictPath(id): StrictPath<String>,
+) -> ApiResult<Json<EventDetail>> {
+    tenant.require(Scope::WebhooksRead)?;
+    let event = state
+        .store
+        .get_event(Some(&tenant.account_id), &id)
+        .await
+        .map_err(|e| ApiError::internal("get event", e))?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(detail(&state, event).await?))
 }

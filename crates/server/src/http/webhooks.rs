@@ -273,7 +273,7 @@ pub async fn list(
     let after = cursor::id("wh", q.cursor.as_deref())?;
     let page = state
         .store
-        .list_webhooks(&tenant.account_id, after, limit)
+        .list_webhooks(Some(&tenant.account_id), after, limit)
         .await
         .map_err(|e| ApiError::internal("list webhooks", e))?;
     Ok(Json(Page::new(

@@ -25,6 +25,7 @@ mod odd_bytes;
 mod openapi;
 mod ops;
 mod outages;
+mod outbound_ops;
 mod producers;
 mod redis;
 mod ssrf;
