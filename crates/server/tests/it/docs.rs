@@ -84,13 +84,22 @@ fn docs_render_types_fields_and_markdown_safely() {
     });
     let thing = &doc["components"]["schemas"]["Thing"];
     let rows = fields(&doc, thing);
-    assert!(rows.contains("| `a` | string | yes | one \\| two lines |"), "{rows}");
-    assert!(rows.contains("| `b` | integer (int64) or null | no |"), "{rows}");
+    assert!(
+        rows.contains("| `a` | string | yes | one \\| two lines |"),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("| `b` | integer (int64) or null | no |"),
+        "{rows}"
+    );
     assert!(
         rows.contains("| `c` | array of [`Other`](#other) | no |"),
         "{rows}"
     );
-    assert!(rows.contains("| `d` | null or [`Other`](#other) | no |"), "{rows}");
+    assert!(
+        rows.contains("| `d` | null or [`Other`](#other) | no |"),
+        "{rows}"
+    );
     assert!(rows.contains("| `e` | `\"x\"` or `\"y\"` | no |"), "{rows}");
     assert!(rows.contains("| `f` | any JSON | no |"), "{rows}");
 }
@@ -150,7 +159,9 @@ fn render(doc: &Value) -> String {
         }
     }
 
-    out.push_str("\n## Schemas\n\nThe bodies named above. Field names are camelCase; times are RFC 3339.\n");
+    out.push_str(
+        "\n## Schemas\n\nThe bodies named above. Field names are camelCase; times are RFC 3339.\n",
+    );
     if let Some(schemas) = doc["components"]["schemas"].as_object() {
         for (name, schema) in schemas {
             let _ = write!(out, "\n### {name}\n\n");
@@ -235,7 +246,9 @@ fn operation(out: &mut String, doc: &Value, method: &str, path: &str, op: &Value
         }
     );
     if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-        out.push_str("Parameters:\n\n| name | in | type | required | description |\n|---|---|---|---|---|\n");
+        out.push_str(
+            "Parameters:\n\n| name | in | type | required | description |\n|---|---|---|---|---|\n",
+        );
         for p in params {
             let _ = writeln!(
                 out,
@@ -250,7 +263,10 @@ fn operation(out: &mut String, doc: &Value, method: &str, path: &str, op: &Value
         out.push('\n');
     }
     if let Some(body) = op["requestBody"].as_object() {
-        let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
+        let required = body
+            .get("required")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         for (content_type, content) in body
             .get("content")
             .and_then(Value::as_object)
