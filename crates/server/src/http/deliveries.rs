@@ -77,6 +77,11 @@ pub fn view(a: &Attempt) -> AttemptView {
     }
 }
 
+/// List a webhook's delivery tries
+///
+/// One item per try, newest first (scope `webhooks:read`): `pending` (due), `succeeded`,
+/// `failed` (a retry follows) or `dead` (the last try failed). Filter with `status`; page with
+/// `limit` and `cursor`. The payload sent is not part of the listing.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path, description = "Webhook id"), ListQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "Delivery tries, newest first", body = Page<AttemptView>)))]
@@ -125,6 +130,10 @@ pub async fn list(
     )))
 }
 
+/// Retry a delivery now
+///
+/// Schedules a new try of that try's event to its webhook, due now (scope `webhooks:write`),
+/// for instance for a dead letter. Answers the new, pending try (202).
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "webhooks",
     params(("id" = String, Path, description = "Delivery attempt id")),
     security(("bearer" = [])),

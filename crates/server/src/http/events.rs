@@ -25,6 +25,17 @@ pub struct Accepted {
     duplicate: bool,
 }
 
+/// Publish an event
+///
+/// A producer (scope `events:publish`) publishes an event for one account. It is answered only
+/// once stored (202), with hookwarden's own `eventId` (the receivers' `webhook-id`) and the
+/// number of deliveries scheduled: one per webhook of the account subscribed to `eventType`.
+/// When producer grants are configured, the producer must be granted the type for that account,
+/// and a token bound to an account may publish for that account only (403). The payload is a
+/// JSON object, checked against the type's schema when one is registered (400, naming the place
+/// and the keyword, never the value); U+0000 is refused. `id` is an idempotency key per
+/// producer and account: the same id with the same content answers the same event (`duplicate:
+/// true`), with other content 409 `CONFLICT`.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PublishRequest,
     security(("bearer" = [])),
     responses((status = 202, description = "Stored; deliveries scheduled", body = Accepted),

@@ -17,6 +17,7 @@ mod api;
 mod audit;
 mod auth;
 mod delivery;
+mod docs;
 mod errors;
 mod failures;
 mod nats;
