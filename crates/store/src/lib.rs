@@ -13,6 +13,7 @@ pub mod model;
 mod postgres;
 mod postgres_ingress;
 pub mod sealed;
+pub mod search;
 mod sqlite;
 mod sqlite_ingress;
 #[cfg(feature = "testing")]
@@ -45,9 +46,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>>;
     /// Webhooks by id, whatever the account (the delivery worker's view).
     async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>>;
+    /// One account's webhooks, or (operator) every account's, by id.
     async fn list_webhooks(
         &self,
-        account_id: &str,
+        account_id: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<Webhook>>;
@@ -62,7 +64,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// Deletes a webhook; its pending attempts become dead letters.
     async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// The endpoint answered 410 Gone: stop delivering until it is updated.
-    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()>;
+    /// (Or the operator disabled it.) False if there is no such webhook.
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Lets the endpoint's tries be claimed again. False if there is no such webhook.
+    async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// Pauses an endpoint (it asked us to slow down, or the breaker opened):
     /// claim nothing for it until `until`, and move its pending tries due
     /// earlier to `until`, so claims for other endpoints do not walk past
@@ -112,24 +117,39 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// pending attempt, atomically. Returns false if the lease was lost.
     async fn complete_attempt(&self, result: &AttemptResult) -> Result<bool>;
 
-    async fn list_attempts(
+    /// Tries `filter` selects, newest first, before the cursor `before`.
+    async fn search_attempts(
         &self,
-        account_id: &str,
-        webhook_id: &str,
-        status: Option<AttemptStatus>,
+        filter: &search::AttemptFilter<'_>,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<Attempt>>;
-    async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>>;
-    /// Schedules the attempt's event for its webhook again, due now: the
-    /// pending attempt if one exists, else a new one. `None` if the webhook is gone.
+    /// One try; `account_id` `None` is the operator's view (any account).
+    async fn get_attempt(
+        &self,
+        account_id: Option<&str>,
+        attempt_id: &str,
+    ) -> Result<Option<Attempt>>;
+    /// Schedules the attempt's event for its webhook again, due at `due_at`:
+    /// the pending attempt if one exists, else a new one. `None` if the
+    /// webhook is gone.
     async fn retry_now(
         &self,
         account_id: &str,
         attempt_id: &str,
         new_id: &str,
         now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
     ) -> Result<Option<Attempt>>;
+    /// One event as published; `account_id` `None` is the operator's view.
+    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>>;
+    /// Events `filter` selects, newest first, before the cursor `before`.
+    async fn search_events(
+        &self,
+        filter: &search::EventFilter<'_>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<NewEvent>>;
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
 

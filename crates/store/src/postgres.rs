@@ -155,6 +155,21 @@ fn attempt(row: &PgRow) -> Result<Attempt> {
     })
 }
 
+const EVENT_COLUMNS: &str =
+    "a.id, a.client_id, a.account_id, a.event_type, a.payload, a.producer, a.created_at";
+
+fn event(row: &PgRow) -> Result<NewEvent> {
+    Ok(NewEvent {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        account_id: row.try_get("account_id")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+        producer: row.try_get("producer")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -223,12 +238,18 @@ impl Store for PgStore {
 
     async fn list_webhooks(
         &self,
-        account_id: &str,
+        account_id: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<Webhook>> {
+        // Two statements rather than `$1 IS NULL OR …`: each keeps its index.
+        let scope = if account_id.is_some() {
+            "account_id = $1"
+        } else {
+            "$1 IS NULL"
+        };
         let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE {scope} AND id > $2 ORDER BY id LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(account_id)
@@ -306,14 +327,25 @@ impl Store for PgStore {
         Ok(deleted > 0)
     }
 
-    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 WHERE id = $1")
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(reason)
             .bind(now)
             .execute(&self.pool)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = FALSE, disabled_reason = NULL, updated_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
     }
 
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
@@ -385,38 +417,98 @@ impl Store for PgStore {
         self.completions.submit(r.clone()).await
     }
 
-    async fn list_attempts(
+    async fn search_attempts(
         &self,
-        account_id: &str,
-        webhook_id: &str,
-        status: Option<AttemptStatus>,
+        filter: &crate::search::AttemptFilter<'_>,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<Attempt>> {
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND webhook_id = $2 \
-             AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        let w = crate::search::attempts(
+            crate::search::Dialect::Postgres,
+            "hook.delivery_attempts",
+            filter,
+            before,
         );
-        let rows = sqlx::query(&sql)
-            .bind(account_id)
-            .bind(webhook_id)
-            .bind(status.map(AttemptStatus::as_str))
-            .bind(before)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts a WHERE {} ORDER BY a.id DESC LIMIT {}",
+            w.sql(),
+            i64::from(limit) + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let items = rows.iter().map(attempt).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |a| a.id.clone()))
     }
 
-    async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>> {
-        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND id = $2");
-        let row = sqlx::query(&sql)
-            .bind(account_id)
-            .bind(attempt_id)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn get_attempt(
+        &self,
+        account_id: Option<&str>,
+        attempt_id: &str,
+    ) -> Result<Option<Attempt>> {
+        let filter = crate::search::AttemptFilter {
+            account_id,
+            ..Default::default()
+        };
+        let w = crate::search::attempts(
+            crate::search::Dialect::Postgres,
+            "hook.delivery_attempts",
+            &filter,
+            None,
+        );
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts a WHERE {} AND a.id = ${}",
+            w.sql(),
+            w.binds.len() + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let row = query.bind(attempt_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(attempt).transpose()
+    }
+
+    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
+        let filter = crate::search::EventFilter {
+            account_id,
+            ..Default::default()
+        };
+        let w = crate::search::events(crate::search::Dialect::Postgres, &filter, None);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM hook.events a WHERE {} AND a.id = ${}",
+            w.sql(),
+            w.binds.len() + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let row = query.bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(event).transpose()
+    }
+
+    async fn search_events(
+        &self,
+        filter: &crate::search::EventFilter<'_>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<NewEvent>> {
+        let w = crate::search::events(crate::search::Dialect::Postgres, filter, before);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM hook.events a WHERE {} ORDER BY a.id DESC LIMIT {}",
+            w.sql(),
+            i64::from(limit) + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let items = rows.iter().map(event).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |e| e.id.clone()))
     }
 
     async fn retry_now(
@@ -425,6 +517,7 @@ impl Store for PgStore {
         attempt_id: &str,
         new_id: &str,
         now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
     ) -> Result<Option<Attempt>> {
         let mut tx = self.pool.begin().await?;
         let Some(orig) = sqlx::query(&format!(
@@ -455,7 +548,7 @@ impl Store for PgStore {
         ))
         .bind(&orig.event_id)
         .bind(&orig.webhook_id)
-        .bind(now)
+        .bind(due_at)
         .fetch_optional(&mut *tx)
         .await?;
         let row = match pending {
@@ -464,7 +557,7 @@ impl Store for PgStore {
                 sqlx::query(&format!(
                     "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
                      payload_snapshot, created_at) \
-                     SELECT $1, $2, $3, $4, COALESCE(MAX(attempt), 0) + 1, 'pending', $5, $6, $5 \
+                     SELECT $1, $2, $3, $4, COALESCE(MAX(attempt), 0) + 1, 'pending', $7, $6, $5 \
                      FROM hook.delivery_attempts WHERE event_id = $2 AND webhook_id = $3 \
                      RETURNING {ATTEMPT_COLUMNS}"
                 ))
@@ -474,6 +567,7 @@ impl Store for PgStore {
                 .bind(account_id)
                 .bind(now)
                 .bind(Json(&orig.payload_snapshot))
+                .bind(due_at)
                 .fetch_one(&mut *tx)
                 .await?
             }

@@ -194,6 +194,21 @@ fn attempt(row: &SqliteRow) -> Result<Attempt> {
     })
 }
 
+const EVENT_COLUMNS: &str =
+    "a.id, a.client_id, a.account_id, a.event_type, a.payload, a.producer, a.created_at";
+
+fn event(row: &SqliteRow) -> Result<NewEvent> {
+    Ok(NewEvent {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        account_id: row.try_get("account_id")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+        producer: row.try_get("producer")?,
+        created_at: time(row.try_get("created_at")?)?,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -261,12 +276,18 @@ impl Store for SqliteStore {
 
     async fn list_webhooks(
         &self,
-        account_id: &str,
+        account_id: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<Webhook>> {
+        // Two statements rather than `?1 IS NULL OR …`: each keeps its index.
+        let scope = if account_id.is_some() {
+            "account_id = ?1"
+        } else {
+            "?1 IS NULL"
+        };
         let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            "SELECT {WEBHOOK_COLUMNS} FROM webhook_configs WHERE {scope} AND id > ?2 ORDER BY id LIMIT ?3"
         );
         let rows = sqlx::query(&sql)
             .bind(account_id)
@@ -343,14 +364,25 @@ impl Store for SqliteStore {
         Ok(deleted > 0)
     }
 
-    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 WHERE id = ?1")
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let changed = sqlx::query("UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 WHERE id = ?1")
             .bind(id)
             .bind(reason)
             .bind(ms(now))
             .execute(&self.writer)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let changed = sqlx::query("UPDATE webhook_configs SET disabled = 0, disabled_reason = NULL, updated_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(ms(now))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
     }
 
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
@@ -419,40 +451,98 @@ impl Store for SqliteStore {
         self.completions.submit(r.clone()).await
     }
 
-    async fn list_attempts(
+    async fn search_attempts(
         &self,
-        account_id: &str,
-        webhook_id: &str,
-        status: Option<AttemptStatus>,
+        filter: &crate::search::AttemptFilter<'_>,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<Attempt>> {
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND webhook_id = ?2 \
-             AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+        let w = crate::search::attempts(
+            crate::search::Dialect::Sqlite,
+            "delivery_attempts",
+            filter,
+            before,
         );
-        let rows = sqlx::query(&sql)
-            .bind(account_id)
-            .bind(webhook_id)
-            .bind(status.map(AttemptStatus::as_str))
-            .bind(before)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.readers)
-            .await?;
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts a WHERE {} ORDER BY a.id DESC LIMIT {}",
+            w.sql(),
+            i64::from(limit) + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let rows = query.fetch_all(&self.readers).await?;
         let items = rows.iter().map(attempt).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |a| a.id.clone()))
     }
 
-    async fn get_attempt(&self, account_id: &str, attempt_id: &str) -> Result<Option<Attempt>> {
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2"
+    async fn get_attempt(
+        &self,
+        account_id: Option<&str>,
+        attempt_id: &str,
+    ) -> Result<Option<Attempt>> {
+        let filter = crate::search::AttemptFilter {
+            account_id,
+            ..Default::default()
+        };
+        let w = crate::search::attempts(
+            crate::search::Dialect::Sqlite,
+            "delivery_attempts",
+            &filter,
+            None,
         );
-        let row = sqlx::query(&sql)
-            .bind(account_id)
-            .bind(attempt_id)
-            .fetch_optional(&self.readers)
-            .await?;
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts a WHERE {} AND a.id = ?{}",
+            w.sql(),
+            w.binds.len() + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let row = query.bind(attempt_id).fetch_optional(&self.readers).await?;
         row.as_ref().map(attempt).transpose()
+    }
+
+    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
+        let filter = crate::search::EventFilter {
+            account_id,
+            ..Default::default()
+        };
+        let w = crate::search::events(crate::search::Dialect::Sqlite, &filter, None);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events a WHERE {} AND a.id = ?{}",
+            w.sql(),
+            w.binds.len() + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let row = query.bind(id).fetch_optional(&self.readers).await?;
+        row.as_ref().map(event).transpose()
+    }
+
+    async fn search_events(
+        &self,
+        filter: &crate::search::EventFilter<'_>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<NewEvent>> {
+        let w = crate::search::events(crate::search::Dialect::Sqlite, filter, before);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events a WHERE {} ORDER BY a.id DESC LIMIT {}",
+            w.sql(),
+            i64::from(limit) + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        let rows = query.fetch_all(&self.readers).await?;
+        let items = rows.iter().map(event).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |e| e.id.clone()))
     }
 
     async fn retry_now(
@@ -461,6 +551,7 @@ impl Store for SqliteStore {
         attempt_id: &str,
         new_id: &str,
         now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
     ) -> Result<Option<Attempt>> {
         let mut tx = self.writer.begin().await?;
         let Some(orig) = sqlx::query(&format!(
@@ -489,7 +580,7 @@ impl Store for SqliteStore {
         ))
         .bind(&orig.event_id)
         .bind(&orig.webhook_id)
-        .bind(ms(now))
+        .bind(ms(due_at))
         .fetch_optional(&mut *tx)
         .await?;
         let row = match pending {
@@ -498,7 +589,7 @@ impl Store for SqliteStore {
                 sqlx::query(&format!(
                     "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
                      payload_snapshot, created_at) \
-                     SELECT ?1, ?2, ?3, ?4, COALESCE(MAX(attempt), 0) + 1, 'pending', ?5, ?6, ?5 \
+                     SELECT ?1, ?2, ?3, ?4, COALESCE(MAX(attempt), 0) + 1, 'pending', ?7, ?6, ?5 \
                      FROM delivery_attempts WHERE event_id = ?2 AND webhook_id = ?3 \
                      RETURNING {ATTEMPT_COLUMNS}"
                 ))
@@ -508,6 +599,7 @@ impl Store for SqliteStore {
                 .bind(account_id)
                 .bind(ms(now))
                 .bind(Json(&orig.payload_snapshot))
+                .bind(ms(due_at))
                 .fetch_one(&mut *tx)
                 .await?
             }

@@ -4,6 +4,7 @@ use chrono::{Duration, Utc};
 use hookwarden_core::crypto::Sealed;
 use hookwarden_core::ids;
 use hookwarden_store::model::*;
+use hookwarden_store::search::{AttemptFilter, EventFilter};
 use hookwarden_store::testing::{Backend, TestDb};
 use hookwarden_store::{connect, on_both, Store, StoreError};
 use serde_json::json;
@@ -25,7 +26,40 @@ on_both!(
     the_webhook_cap_is_read_from_the_database_setting,
     a_duplicate_webhook_is_refused_by_the_database,
     prefix_subscriptions_fan_out,
+    searches_across_accounts_find_tries_and_events,
+    disable_and_enable_report_whether_the_webhook_exists,
 );
+
+/// One endpoint's tries, as the tenant lists them.
+trait ListAttempts {
+    async fn list_attempts(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        status: Option<AttemptStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Attempt>, StoreError>;
+}
+
+impl ListAttempts for dyn Store {
+    async fn list_attempts(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        status: Option<AttemptStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Attempt>, StoreError> {
+        let filter = AttemptFilter {
+            account_id: Some(account_id),
+            webhook_id: Some(webhook_id),
+            status,
+            ..Default::default()
+        };
+        self.search_attempts(&filter, before, limit).await
+    }
+}
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
     hookwarden_store::testing::migrated_store(backend).await
@@ -102,7 +136,7 @@ async fn webhook_crud_and_isolation(backend: Backend) {
         .await
         .expect("delete"));
     assert_eq!(
-        s.list_webhooks("acct_b", None, 10)
+        s.list_webhooks(Some("acct_b"), None, 10)
             .await
             .expect("list")
             .items
@@ -146,12 +180,18 @@ async fn eleventh_webhook_is_refused_by_the_database(backend: Backend) {
     s.create_webhook(&new_webhook("acct_b", &["*"]))
         .await
         .expect("other account");
-    let first = s.list_webhooks("acct_a", None, 4).await.expect("page 1");
+    let first = s
+        .list_webhooks(Some("acct_a"), None, 4)
+        .await
+        .expect("page 1");
     assert_eq!(first.items.len(), 4);
     let mut seen = first.items.len();
     let mut cursor = first.next_cursor;
     while let Some(c) = cursor {
-        let page = s.list_webhooks("acct_a", Some(&c), 4).await.expect("page");
+        let page = s
+            .list_webhooks(Some("acct_a"), Some(&c), 4)
+            .await
+            .expect("page");
         seen += page.items.len();
         cursor = page.next_cursor;
     }
@@ -609,19 +649,19 @@ async fn retry_now_reuses_or_creates_pending(backend: Backend) {
     };
     assert!(s.complete_attempt(&dead).await.expect("complete"));
     assert!(s
-        .retry_now("acct_b", &a.id, &ids::attempt_id(), now)
+        .retry_now("acct_b", &a.id, &ids::attempt_id(), now, now)
         .await
         .expect("other")
         .is_none());
     let retry = s
-        .retry_now("acct_a", &a.id, &ids::attempt_id(), now)
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now)
         .await
         .expect("retry")
         .expect("scheduled");
     assert_eq!(retry.attempt, 2);
     assert_eq!(retry.status, AttemptStatus::Pending);
     let again = s
-        .retry_now("acct_a", &a.id, &ids::attempt_id(), now)
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now)
         .await
         .expect("retry")
         .expect("scheduled");
@@ -634,7 +674,7 @@ async fn retry_now_reuses_or_creates_pending(backend: Backend) {
         .await
         .expect("delete"));
     assert!(s
-        .retry_now("acct_a", &a.id, &ids::attempt_id(), now)
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now)
         .await
         .expect("retry")
         .is_none());
@@ -1041,4 +1081,244 @@ async fn prefix_subscriptions_fan_out(backend: Backend) {
         want.sort();
         assert_eq!(webhooks, want, "{ty}");
     }
+}
+
+/// Claims every due try and finishes each as dead (one try per pair).
+async fn kill_everything_due(s: &Arc<dyn Store>) -> Vec<Attempt> {
+    let now = Utc::now();
+    let claimed = s
+        .claim_due(&Claim {
+            worker_id: "w1",
+            now,
+            lease_until: now + Duration::seconds(30),
+            limit: 100,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    for a in &claimed {
+        let dead = AttemptResult {
+            attempt_id: a.id.clone(),
+            worker_id: "w1".into(),
+            status: AttemptStatus::Dead,
+            http_status: Some(500),
+            duration_ms: 1,
+            response_preview: None,
+            error: Some("HTTP 500".into()),
+            completed_at: now,
+            next: None,
+        };
+        assert!(s.complete_attempt(&dead).await.expect("complete"));
+    }
+    claimed
+}
+
+async fn searches_across_accounts_find_tries_and_events(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let wa = new_webhook("acct_a", &["*"]);
+    let wb = new_webhook("acct_b", &["*"]);
+    s.create_webhook(&wa).await.expect("a");
+    s.create_webhook(&wb).await.expect("b");
+    let start = Utc::now() - Duration::milliseconds(5);
+    let ea = event("acct_a", "invoice.paid");
+    let eb = event("acct_b", "invoice.sent");
+    s.publish_event(&ea).await.expect("publish a");
+    s.publish_event(&eb).await.expect("publish b");
+    let dead = kill_everything_due(&s).await;
+    assert_eq!(dead.len(), 2);
+
+    // Every account (the operator's view), newest first, paged.
+    let all = AttemptFilter::default();
+    let first = s.search_attempts(&all, None, 1).await.expect("page 1");
+    assert_eq!(first.items.len(), 1);
+    let cursor = first.next_cursor.clone().expect("a second page");
+    let second = s
+        .search_attempts(&all, Some(&cursor), 1)
+        .await
+        .expect("page 2");
+    assert_eq!(second.items.len(), 1);
+    assert!(second.items[0].id < first.items[0].id);
+    assert!(second.next_cursor.is_none());
+
+    // By account, event, endpoint, status.
+    let by = |f: AttemptFilter<'static>| {
+        let s = s.clone();
+        async move { s.search_attempts(&f, None, 10).await.expect("search").items }
+    };
+    let acct_b = by(AttemptFilter {
+        account_id: Some("acct_b"),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(acct_b.len(), 1);
+    assert_eq!(acct_b[0].event_id, eb.id);
+    let ev = Box::leak(ea.id.clone().into_boxed_str());
+    assert_eq!(
+        by(AttemptFilter {
+            event_id: Some(ev),
+            ..Default::default()
+        })
+        .await[0]
+            .webhook_id,
+        wa.id
+    );
+    assert!(by(AttemptFilter {
+        event_id: Some(ev),
+        account_id: Some("acct_b"),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(by(AttemptFilter {
+        status: Some(AttemptStatus::Succeeded),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+
+    // Time bounds are id bounds.
+    let later = Utc::now() + Duration::seconds(1);
+    assert!(by(AttemptFilter {
+        from: Some(later),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        by(AttemptFilter {
+            from: Some(start),
+            to: Some(later),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+
+    // Dead letters nobody retried: a retry takes the pair out.
+    let dead_letters = AttemptFilter {
+        status: Some(AttemptStatus::Dead),
+        latest_only: true,
+        ..Default::default()
+    };
+    assert_eq!(by(dead_letters.clone()).await.len(), 2);
+    let now = Utc::now();
+    let due = now + Duration::seconds(60);
+    let retried = s
+        .retry_now("acct_a", &dead[0].id, &ids::attempt_id(), now, due)
+        .await
+        .expect("retry")
+        .expect("scheduled");
+    assert_eq!(retried.due_at.timestamp_millis(), due.timestamp_millis());
+    assert_eq!(by(dead_letters).await.len(), 1);
+
+    // One try: the operator sees any account's, a tenant only its own.
+    let id = &dead[0].id;
+    assert!(s.get_attempt(None, id).await.expect("get").is_some());
+    let owner = dead[0].account_id.as_str();
+    let other = if owner == "acct_a" {
+        "acct_b"
+    } else {
+        "acct_a"
+    };
+    assert!(s.get_attempt(Some(owner), id).await.expect("get").is_some());
+    assert!(s.get_attempt(Some(other), id).await.expect("get").is_none());
+
+    // Events, scoped the same way, filtered by account and type.
+    let got = s
+        .get_event(None, &ea.id)
+        .await
+        .expect("event")
+        .expect("found");
+    assert_eq!(got.payload, ea.payload);
+    assert_eq!(got.event_type, "invoice.paid");
+    assert!(s
+        .get_event(Some("acct_b"), &ea.id)
+        .await
+        .expect("event")
+        .is_none());
+    let events = s
+        .search_events(&EventFilter::default(), None, 10)
+        .await
+        .expect("events");
+    assert_eq!(events.items.len(), 2);
+    assert_eq!(events.items[0].id, eb.id, "newest first");
+    let typed = s
+        .search_events(
+            &EventFilter {
+                event_type: Some("invoice.paid"),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("typed");
+    assert_eq!(typed.items.len(), 1);
+    assert!(s
+        .search_events(
+            &EventFilter {
+                account_id: Some("acct_c"),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("none")
+        .items
+        .is_empty());
+
+    // Webhooks of every account.
+    let hooks = s.list_webhooks(None, None, 10).await.expect("all");
+    assert_eq!(hooks.items.len(), 2);
+}
+
+async fn disable_and_enable_report_whether_the_webhook_exists(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let now = Utc::now();
+    s.publish_event(&event("acct_a", "t"))
+        .await
+        .expect("publish");
+    assert!(s
+        .disable_webhook(&w.id, "operator", now)
+        .await
+        .expect("disable"));
+    // Published while disabled: not queued for it at all.
+    s.publish_event(&event("acct_a", "t"))
+        .await
+        .expect("publish");
+    let claim = |s: Arc<dyn Store>| async move {
+        let now = Utc::now();
+        s.claim_due(&Claim {
+            worker_id: "w1",
+            now,
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim")
+        .len()
+    };
+    assert_eq!(
+        claim(s.clone()).await,
+        0,
+        "a disabled endpoint's tries wait"
+    );
+    assert!(s.enable_webhook(&w.id, now).await.expect("enable"));
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert!(!got.disabled && got.disabled_reason.is_none());
+    assert_eq!(claim(s.clone()).await, 1, "enabled, they go");
+    assert!(!s
+        .disable_webhook("wh_nope", "x", now)
+        .await
+        .expect("missing"));
+    assert!(!s.enable_webhook("wh_nope", now).await.expect("missing"));
 }

@@ -12,15 +12,18 @@ use axum::Json;
 use chrono::Utc;
 use hookwarden_core::ids;
 use hookwarden_store::model::{Attempt, AttemptStatus};
+use hookwarden_store::search::AttemptFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// pending, succeeded, failed or dead.
     status: Option<String>,
+    /// Only the tries of this event.
+    event_id: Option<String>,
     /// Page size, 1–100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
@@ -38,6 +41,7 @@ pub struct AttemptView {
     id: String,
     event_id: String,
     webhook_id: String,
+    account_id: String,
     /// 1 for the first try.
     attempt: i32,
     /// pending, succeeded, failed or dead.
@@ -60,6 +64,7 @@ pub fn view(a: &Attempt) -> AttemptView {
         id: a.id.clone(),
         event_id: a.event_id.clone(),
         webhook_id: a.webhook_id.clone(),
+        account_id: a.account_id.clone(),
         attempt: a.attempt,
         status: a.status.as_str().to_owned(),
         http_status: a.http_status,
@@ -72,6 +77,11 @@ pub fn view(a: &Attempt) -> AttemptView {
     }
 }
 
+/// List a webhook's delivery tries
+///
+/// One item per try, newest first (scope `webhooks:read`): `pending` (due), `succeeded`,
+/// `failed` (a retry follows) or `dead` (the last try failed). Filter with `status`; page with
+/// `limit` and `cursor`. The payload sent is not part of the listing.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path, description = "Webhook id"), ListQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "Delivery tries, newest first", body = Page<AttemptView>)))]
@@ -101,7 +111,17 @@ pub async fn list(
         .ok_or(ApiError::NotFound)?;
     let page = state
         .store
-        .list_attempts(&tenant.account_id, &webhook_id, status, before, limit)
+        .search_attempts(
+            &AttemptFilter {
+                account_id: Some(&tenant.account_id),
+                webhook_id: Some(&webhook_id),
+                event_id: q.event_id.as_deref(),
+                status,
+                ..Default::default()
+            },
+            before,
+            limit,
+        )
         .await
         .map_err(|e| ApiError::internal("list attempts", e))?;
     Ok(Json(Page::new(
@@ -110,6 +130,10 @@ pub async fn list(
     )))
 }
 
+/// Retry a delivery now
+///
+/// Schedules a new try of that try's event to its webhook, due now (scope `webhooks:write`),
+/// for instance for a dead letter. Answers the new, pending try (202).
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "webhooks",
     params(("id" = String, Path, description = "Delivery attempt id")),
     security(("bearer" = [])),
@@ -120,13 +144,15 @@ pub async fn retry(
     StrictPath(attempt_id): StrictPath<String>,
 ) -> ApiResult<(StatusCode, Json<AttemptView>)> {
     tenant.require(Scope::WebhooksWrite)?;
+    let now = Utc::now();
     let attempt = state
         .store
         .retry_now(
             &tenant.account_id,
             &attempt_id,
             &ids::attempt_id(),
-            Utc::now(),
+            now,
+            now,
         )
         .await
         .map_err(|e| ApiError::internal("retry delivery", e))?

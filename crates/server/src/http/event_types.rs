@@ -165,6 +165,13 @@ async fn delete_schema(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Register an event type's schema (producer)
+///
+/// Sets the JSON Schema (draft 2020-12) that payloads of this type must match, at publish and
+/// again before each delivery. A schema applies to every account, so only its owner may write
+/// it: a producer granted the type for all accounts, with a token bound to no account (403
+/// otherwise; when no grants are configured, no producer owns a type). Audited, with the
+/// schema's SHA-256.
 #[utoipa::path(put, path = "/v1/event-types/{name}", tag = "events", request_body = PutEventType,
     params(("name" = String, Path, description = "Event type, e.g. `invoice.paid`")),
     security(("bearer" = [])),
@@ -182,6 +189,10 @@ pub async fn put(
     Ok(Json(view))
 }
 
+/// Register an event type's schema (operator)
+///
+/// The operator's way to set a type's JSON Schema (draft 2020-12), enforced for every account
+/// at publish and before each delivery. Audited, with the schema's SHA-256.
 #[utoipa::path(put, path = "/api/v1/event-types/{name}", tag = "operator", request_body = PutEventType,
     params(("name" = String, Path, description = "Event type, e.g. `invoice.paid`")),
     security(("operatorKey" = [])),
@@ -197,6 +208,9 @@ pub async fn operator_put(
     Ok(Json(view))
 }
 
+/// Delete an event type's schema (operator)
+///
+/// Removes the type's schema. Audited.
 #[utoipa::path(delete, path = "/api/v1/event-types/{name}", tag = "operator",
     params(("name" = String, Path, description = "Event type")),
     security(("operatorKey" = [])),
@@ -210,6 +224,10 @@ pub async fn operator_delete(
     delete_schema(&state, &name, &op.actor(), &rid.0).await
 }
 
+/// List event types and their schemas
+///
+/// Every registered event type with its JSON Schema. Any valid tenant or producer token may
+/// read them.
 #[utoipa::path(get, path = "/v1/event-types", tag = "events",
     security(("bearer" = [])),
     responses((status = 200, description = "Every registered type", body = Page<EventTypeView>)))]
@@ -221,6 +239,10 @@ pub async fn list(
     Ok(Json(Page::new(all.iter().map(view).collect(), None)))
 }
 
+/// Get an event type's schema
+///
+/// The type's JSON Schema and description; any valid token may read it. 404 when the type has
+/// no schema.
 #[utoipa::path(get, path = "/v1/event-types/{name}", tag = "events",
     params(("name" = String, Path, description = "Event type")),
     security(("bearer" = [])),
@@ -239,6 +261,10 @@ pub async fn get(
     Ok(Json(view(&t)))
 }
 
+/// Delete an event type's schema (producer)
+///
+/// Removes the type's schema; its payloads are then only checked to be JSON objects. The same
+/// ownership rule as `PUT` applies. Audited.
 #[utoipa::path(delete, path = "/v1/event-types/{name}", tag = "events",
     params(("name" = String, Path, description = "Event type")),
     security(("bearer" = [])),

@@ -1,8 +1,10 @@
-//! `POST /v1/events`: producers publish events for an account.
+//! `POST /v1/events`: producers publish events for an account; `GET
+//! /v1/events/{id}`: a tenant reads one of its events and its deliveries.
 
-use crate::auth::Producer;
+use crate::auth::{Producer, Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::http::json::StrictJson;
+use crate::http::json::{StrictJson, StrictPath};
+use crate::http::operator::outbound_events::{detail, EventDetail};
 use crate::intake::{self, IntakeError, PublishRequest};
 use crate::state::AppState;
 use axum::extract::State;
@@ -23,6 +25,17 @@ pub struct Accepted {
     duplicate: bool,
 }
 
+/// Publish an event
+///
+/// A producer (scope `events:publish`) publishes an event for one account. It is answered only
+/// once stored (202), with hookwarden's own `eventId` (the receivers' `webhook-id`) and the
+/// number of deliveries scheduled: one per webhook of the account subscribed to `eventType`.
+/// When producer grants are configured, the producer must be granted the type for that account,
+/// and a token bound to an account may publish for that account only (403). The payload is a
+/// JSON object, checked against the type's schema when one is registered (400, naming the place
+/// and the keyword, never the value); U+0000 is refused. `id` is an idempotency key per
+/// producer and account: the same id with the same content answers the same event (`duplicate:
+/// true`), with other content 409 `CONFLICT`.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PublishRequest,
     security(("bearer" = [])),
     responses((status = 202, description = "Stored; deliveries scheduled", body = Accepted),
@@ -56,4 +69,29 @@ pub async fn publish(
             duplicate: accepted.duplicate,
         }),
     ))
+}
+
+/// Read one of the account's events and its deliveries.
+///
+/// The event's type, payload and creation time, and for each of the
+/// account's webhooks it was queued for, every try made (newest first, at
+/// most 100 in all). Another account's event answers 404, as a missing one.
+/// Scope `webhooks:read`.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Event id (the receivers' webhook-id)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The event and its deliveries", body = EventDetail)))]
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    StrictPath(id): StrictPath<String>,
+) -> ApiResult<Json<EventDetail>> {
+    tenant.require(Scope::WebhooksRead)?;
+    let event = state
+        .store
+        .get_event(Some(&tenant.account_id), &id)
+        .await
+        .map_err(|e| ApiError::internal("get event", e))?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(detail(&state, event).await?))
 }

@@ -57,6 +57,7 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
         .routes(routes!(events::publish))
+        .routes(routes!(events::get))
         .routes(routes!(event_types::list))
         .routes(routes!(
             event_types::get,
@@ -85,6 +86,17 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(op_events::deliveries))
         .routes(routes!(op_events::audit_entries))
         .routes(routes!(op_events::processing_status))
+        .routes(routes!(operator::audit_chain::verify))
+        .routes(routes!(operator::outbound::list))
+        .routes(routes!(operator::outbound::bulk_retry))
+        .routes(routes!(operator::outbound::get))
+        .routes(routes!(operator::outbound::retry))
+        .routes(routes!(operator::outbound_events::list))
+        .routes(routes!(operator::outbound_events::get))
+        .routes(routes!(operator::outbound_webhooks::list))
+        .routes(routes!(operator::outbound_webhooks::get))
+        .routes(routes!(operator::outbound_webhooks::disable))
+        .routes(routes!(operator::outbound_webhooks::enable))
         .split_for_parts();
     openapi::complete(&mut doc);
     (router, doc)

@@ -25,7 +25,8 @@ impl<T: ToSchema> Page<T> {
     }
 }
 
-/// Every error answer (SPEC §3).
+/// Every error answer: a stable `code`, a message for people, and the
+/// request's id (docs/API.md, "Errors").
 #[derive(Serialize, ToSchema)]
 pub struct ErrorResponse {
     pub error: ErrorDetail,

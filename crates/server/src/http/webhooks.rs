@@ -199,6 +199,15 @@ fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::Validation(format!("url: {e}")))
 }
 
+/// Register a webhook endpoint
+///
+/// Registers an endpoint for the caller's account (scope `webhooks:write`). `eventTypes` lists
+/// exact types, `prefix.*` (every type under `prefix.`, at any depth) or `*` for all. The URL
+/// must be `https` (or `http` outside production) with a public address; the SSRF rules apply
+/// again at every try. The answer carries the signing secret (`whsec_…`, generated when none is
+/// given): the only answer that ever shows it. An account holds at most 10 webhooks by default
+/// (422 `LIMIT_EXCEEDED`); a second webhook with the same URL and the same event types is
+/// refused (409 `CONFLICT`).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     security(("bearer" = [])),
     responses((status = 201, description = "Created; the only answer that shows the secret", body = WebhookView),
@@ -260,6 +269,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&webhook, &secret))))
 }
 
+/// List the account's webhooks
+///
+/// Pages through the webhooks of the caller's account (scope `webhooks:read`): `limit` per
+/// page, and `nextCursor` of one page as `cursor` for the next. Secrets are never shown.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "The account's webhooks", body = Page<WebhookView>)))]
@@ -273,7 +286,7 @@ pub async fn list(
     let after = cursor::id("wh", q.cursor.as_deref())?;
     let page = state
         .store
-        .list_webhooks(&tenant.account_id, after, limit)
+        .list_webhooks(Some(&tenant.account_id), after, limit)
         .await
         .map_err(|e| ApiError::internal("list webhooks", e))?;
     Ok(Json(Page::new(
@@ -282,6 +295,10 @@ pub async fn list(
     )))
 }
 
+/// Get a webhook
+///
+/// One webhook of the caller's account (scope `webhooks:read`), without its secret. Another
+/// account's webhook answers 404, exactly as a missing one.
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),
@@ -301,6 +318,13 @@ pub async fn get(
     Ok(Json(view(&w)))
 }
 
+/// Update a webhook
+///
+/// Changes the fields given (scope `webhooks:write`); a field left out keeps its value, never
+/// cleared. A new `secret`, or `rotateSecret: true`, rotates the signing secret: the answer
+/// shows the new one, once, and the previous one keeps signing beside it for the grace period
+/// (24 h by default). Every update re-enables a disabled endpoint. A URL and event types that
+/// another webhook of the account already has are refused (409 `CONFLICT`).
 #[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),
@@ -387,11 +411,14 @@ pub async fn update(
     }))
 }
 
+/// Patch a webhook
+///
+/// Changes the fields given and keeps the others (JSON merge, RFC 7396; scope
+/// `webhooks:write`); `description: null` empties the description, while `url` and `eventTypes`
+/// cannot be null. Like `PUT`, it rotates the secret when asked and re-enables the endpoint.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = PatchWebhook,
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),
-    description = "Changes the fields given and keeps the others (JSON merge, RFC 7396); \
-        `description: null` empties the description. Like `PUT`, it re-enables the endpoint.",
     responses((status = 200, description = "Updated (and re-enabled); shows a new secret once", body = WebhookView)))]
 pub async fn patch(
     state: State<AppState>,
@@ -405,6 +432,10 @@ pub async fn patch(
     update(state, tenant, rid, id, StrictJson(body.into_update()?)).await
 }
 
+/// Delete a webhook
+///
+/// Removes a webhook of the caller's account (scope `webhooks:write`): events published
+/// afterwards are no longer delivered to it. The change is audited.
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),

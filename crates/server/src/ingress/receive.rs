@@ -45,6 +45,17 @@ impl Headers for HeaderView<'_> {
     }
 }
 
+/// Receive a provider's webhook
+///
+/// The endpoint a provider calls for the integration named `provider` (404 when there is none);
+/// no credentials but the provider's signature. The request is verified over its raw bytes with
+/// the integration's scheme before anything is stored (401 `INVALID_SIGNATURE`, also for a
+/// timestamp outside the tolerance window), must come from the integration's allowed address
+/// ranges when it has some (403), holds at most 1 MiB (413) of one JSON object (400), and is
+/// rate-limited per provider and source address (429). A new delivery is stored and answered
+/// 202 `{eventId}`; forwarding to the integration's target follows. A delivery received before
+/// (the same provider delivery id, or the same body when the provider sends no id) is answered
+/// 200 `{eventId, duplicate: true}`, naming the earlier event.
 #[utoipa::path(post, path = "/api/v1/webhooks/{provider}", tag = "inbound",
     params(("provider" = String, Path, description = "Integration name")),
     request_body(content = Object, description = "The provider's JSON object, verified over its raw bytes \

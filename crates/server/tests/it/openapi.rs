@@ -105,6 +105,40 @@ async fn the_document_describes_every_route_with_its_security_and_errors() {
     app.stop().await;
 }
 
+/// Every operation says what it does: a summary (the first paragraph of the
+/// handler's doc comment) and a description (the rest). A route added
+/// without them fails here, and docs/API.md is generated from both.
+#[tokio::test]
+async fn every_operation_has_a_summary_and_a_description() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc = document(&app).await;
+    let mut lacking = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for field in ["summary", "description"] {
+                let text = op[field].as_str().unwrap_or("").trim();
+                if text.is_empty() {
+                    lacking.push(format!("{method} {path}: no {field}"));
+                }
+            }
+            // The summary is one short line; the description says more.
+            let summary = op["summary"].as_str().unwrap_or("");
+            if summary.contains('\n') || summary.chars().count() > 80 {
+                lacking.push(format!(
+                    "{method} {path}: summary longer than one line of 80 characters"
+                ));
+            }
+        }
+    }
+    assert!(
+        lacking.is_empty(),
+        "give each handler a doc comment: a one-line summary, a blank line, then the \
+         description (utoipa reads both from it):\n{}",
+        lacking.join("\n")
+    );
+    app.stop().await;
+}
+
 /// Runs schemathesis against the live service with every credential it
 /// needs, over both backends' worth of data shapes, and demands no server
 /// error and no answer outside the document (status, content type, headers,

@@ -187,6 +187,11 @@ fn audit_view(a: &AuditRecord) -> AuditView {
     }
 }
 
+/// List inbound events
+///
+/// Inbound events, filtered by `provider`, `status` (of the latest forwarding job) and the time
+/// received (`from` included, `to` excluded, RFC 3339); `sort=createdAt` (the default) or
+/// `-createdAt`; paged with `limit` and `cursor`. Any other query parameter is refused (400).
 #[utoipa::path(get, path = "/api/v1/events", tag = "operator", params(EventsQuery),
     security(("operatorKey" = [])),
     responses((status = 200, description = "Inbound events", body = Page<EventSummary>)))]
@@ -228,6 +233,11 @@ pub async fn list(
     )))
 }
 
+/// Get an inbound event
+///
+/// One inbound event with the raw body as received (`rawBody`, or `rawBodyBase64` when it is
+/// not UTF-8), the headers kept with it (never one carrying a signature or a credential) and
+/// its forwarding jobs.
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "operator",
     params(("id" = String, Path, description = "Inbound event id")),
     security(("operatorKey" = [])),
@@ -281,6 +291,11 @@ pub struct ReplayAccepted {
     job: JobView,
 }
 
+/// Replay an inbound event
+///
+/// Forwards the event to its integration's target again: a new forwarding job, due now (202).
+/// `requestedBy` (1–100 characters) and `reason` (1–500) are recorded with the replay and in
+/// the audit trail.
 #[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "operator", request_body = ReplayBody,
     params(("id" = String, Path, description = "Inbound event id")),
     security(("operatorKey" = [])),
@@ -354,6 +369,10 @@ pub struct JobsQuery {
     cursor: Option<String>,
 }
 
+/// List forwarding jobs
+///
+/// The tries to forward inbound events to internal targets, filtered by `eventId` and `status`,
+/// paged with `limit` and `cursor`.
 #[utoipa::path(get, path = "/api/v1/deliveries", tag = "operator", params(JobsQuery),
     security(("operatorKey" = [])),
     responses((status = 200, description = "Forwarding jobs", body = Page<JobView>)))]
@@ -389,6 +408,11 @@ pub struct AuditQuery {
     cursor: Option<String>,
 }
 
+/// Read the audit trail
+///
+/// The hash-chained audit trail, oldest first: every management change, verification failure,
+/// replay request and secret or key rotation, with actor, action, target, request id and
+/// details (never a secret). `hookwarden audit verify` checks the chain.
 #[utoipa::path(get, path = "/api/v1/audit-entries", tag = "operator", params(AuditQuery),
     security(("operatorKey" = [])),
     responses((status = 200, description = "The audit trail, oldest first", body = Page<AuditView>)))]
@@ -425,6 +449,9 @@ pub struct ProcessingStatus {
     oldest_pending_age_seconds: f64,
 }
 
+/// Forwarding backlog
+///
+/// Forwarding jobs counted by status, and the age in seconds of the oldest pending one.
 #[utoipa::path(get, path = "/api/v1/processing-status", tag = "operator",
     security(("operatorKey" = [])),
     responses((status = 200, description = "Forwarding backlog", body = ProcessingStatus)))]
@@ -454,7 +481,10 @@ pub async fn processing_status(
     }))
 }
 
-/// `GET /api/v1/health` (public).
+/// Liveness of the public listener
+///
+/// Answers `{"status":"ok"}` while the process serves requests; no credentials. Readiness
+/// (database, NATS, Redis) is `/ready` on the ops listener.
 #[utoipa::path(get, path = "/api/v1/health", tag = "inbound",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn health() -> Json<Health> {
@@ -471,8 +501,11 @@ pub struct SinkReceived {
     received: bool,
 }
 
-/// `POST /api/v1/internal/delivery-sink/{provider}`: records what it receives,
-/// for local testing. Outside production only: in production it is 404.
+/// Record a request (development sink)
+///
+/// Records the request's headers and at most 64 KiB of its body under `provider`, to try
+/// forwarding locally: point an integration's `targetUrl` here. No credentials. Outside
+/// production only: in production it answers 404.
 #[utoipa::path(post, path = "/api/v1/internal/delivery-sink/{provider}", tag = "inbound",
     params(("provider" = String, Path, description = "Any name, to sort what is recorded")),
     request_body(content = String, description = "Anything; at most 64 KiB of it is kept", content_type = "*/*"),
@@ -518,7 +551,10 @@ pub struct SinkRecord {
     received_at: String,
 }
 
-/// `GET /api/v1/internal/delivery-sink/{provider}`: what the sink recorded.
+/// List what the development sink recorded
+///
+/// The requests the sink recorded under `provider` (kept in memory, the latest 1,000 at most).
+/// No credentials. Outside production only: in production it answers 404.
 #[utoipa::path(get, path = "/api/v1/internal/delivery-sink/{provider}", tag = "inbound",
     params(("provider" = String, Path, description = "The name used when sending")),
     responses((status = 200, description = "What was recorded under that name (outside production)", body = Page<SinkRecord>)))]

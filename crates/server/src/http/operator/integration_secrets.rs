@@ -25,12 +25,14 @@ pub struct RotateSecret {
     keep_previous: Option<bool>,
 }
 
+/// Rotate a provider secret
+///
+/// Puts a new provider secret first. The previous ones keep verifying (at most 5 in all: retire
+/// one first) unless `keepPrevious` is false. `lastVerifiedSecret` in the view then shows when
+/// the provider signs with the new one. Audited, without the secret.
 #[utoipa::path(post, path = "/api/v1/integrations/{name}/rotate-secret", tag = "operator", request_body = RotateSecret,
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),
-    description = "Puts a new provider secret first. The previous ones keep verifying \
-        (at most 5 in all: retire one first) unless `keepPrevious` is false. \
-        `lastVerifiedSecret` in the view then shows when the provider signs with the new one.",
     responses((status = 200, description = "Rotated", body = IntegrationView),
         (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
 pub async fn rotate_secret(
@@ -93,10 +95,13 @@ pub struct RetireSecret {
     index: usize,
 }
 
+/// Retire a provider secret
+///
+/// Stops one provider secret verifying: `index` 0 is the newest. The last active secret cannot
+/// be retired. Audited.
 #[utoipa::path(post, path = "/api/v1/integrations/{name}/secrets/retire", tag = "operator", request_body = RetireSecret,
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),
-    description = "Stops one provider secret verifying. The last active secret cannot be retired.",
     responses((status = 200, description = "Retired", body = IntegrationView),
         (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
 pub async fn retire_secret(

@@ -23,6 +23,14 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("integrations", e)
 }
 
+/// Create an integration
+///
+/// Configures a provider to receive webhooks from: its `scheme` (`hmac-sha256`, `token`,
+/// `standard-webhooks`, `stripe`, `github`, `slack`, `shopify`), the provider's `secret` and
+/// how the signature is read, and the internal `targetUrl` verified events are forwarded to
+/// (private addresses allowed, redirects never followed). The answer carries, once, the
+/// `forwardingSecret` (`whsec_…`) with which your services verify what hookwarden forwards.
+/// Audited, without secrets.
 #[utoipa::path(post, path = "/api/v1/integrations", tag = "operator", request_body = IntegrationInput,
     security(("operatorKey" = [])),
     responses((status = 201, description = "Created; shows the forwarding secret once", body = IntegrationView),
@@ -64,6 +72,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// List integrations
+///
+/// Every integration's configuration. Secrets are never shown: `activeSecrets` counts the
+/// provider secrets that verify, and `lastVerifiedSecret`/`lastVerifiedAt` tell which one the
+/// provider last signed with.
 #[utoipa::path(get, path = "/api/v1/integrations", tag = "operator",
     security(("operatorKey" = [])),
     responses((status = 200, description = "Every integration", body = Page<IntegrationView>)))]
@@ -79,6 +92,9 @@ pub async fn list(
     Ok(Json(Page::new(views, None)))
 }
 
+/// Get an integration
+///
+/// One integration's configuration, without its secrets.
 #[utoipa::path(get, path = "/api/v1/integrations/{name}", tag = "operator",
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),
@@ -180,13 +196,15 @@ async fn change(
     Ok(Json(view(state, &new)?))
 }
 
+/// Replace an integration
+///
+/// Replaces the whole configuration. Every setting must be given (`null` for its default): a
+/// body that leaves one out is refused with the missing names, so nothing falls back to a
+/// default unasked. `secret`/`secrets` may be left out: the active secrets are kept. Audited,
+/// with the settings changed.
 #[utoipa::path(put, path = "/api/v1/integrations/{name}", tag = "operator", request_body = IntegrationChange,
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),
-    description = "Replaces the whole configuration. Every setting must be given (`null` for its \
-        default): a body that leaves one out is refused with the missing names, so nothing \
-        falls back to a default unasked. `secret`/`secrets` may be left out: the active \
-        secrets are kept.",
     responses((status = 200, description = "Replaced", body = IntegrationView),
         (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
 pub async fn update(
@@ -207,11 +225,14 @@ pub async fn update(
     change(&state, &op, &rid, &name, input).await
 }
 
+/// Change some of an integration's settings
+///
+/// Changes the settings given and keeps the others (JSON merge, RFC 7396): `null` sets a
+/// setting back to its default. Secrets given replace the active ones. Audited, with the
+/// settings changed.
 #[utoipa::path(patch, path = "/api/v1/integrations/{name}", tag = "operator", request_body = IntegrationChange,
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),
-    description = "Changes the settings given and keeps the others (JSON merge, RFC 7396): \
-        `null` sets a setting back to its default. Secrets given replace the active ones.",
     responses((status = 200, description = "Updated", body = IntegrationView),
         (status = 404, description = "No such integration", body = crate::http::openapi::ErrorResponse)))]
 pub async fn patch(
@@ -224,6 +245,9 @@ pub async fn patch(
     change(&state, &op, &rid, &name, input).await
 }
 
+/// Delete an integration
+///
+/// Removes the integration: its provider's webhooks are refused from then on (404). Audited.
 #[utoipa::path(delete, path = "/api/v1/integrations/{name}", tag = "operator",
     params(("name" = String, Path, description = "Integration name")),
     security(("operatorKey" = [])),

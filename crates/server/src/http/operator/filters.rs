@@ -1,0 +1,59 @@
+//! Query values the operator routes share: statuses, times, and the
+//! `{requestedBy, reason}` every operator action carries into the audit trail.
+
+use crate::error::{ApiError, ApiResult};
+use chrono::{DateTime, Utc};
+use hookwarden_store::model::AttemptStatus;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+pub fn parse_status(s: Option<&str>) -> ApiResult<Option<AttemptStatus>> {
+    s.map(|s| {
+        AttemptStatus::parse(s).ok_or_else(|| {
+            ApiError::Validation("status must be pending, succeeded, failed or dead".into())
+        })
+    })
+    .transpose()
+}
+
+pub fn parse_time(name: &str, s: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    s.map(|s| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::Validation(format!("{name} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+/// Who asked for an operator action and why, kept in the audit trail.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Justification {
+    /// Who asked (1–100 characters).
+    pub requested_by: String,
+    /// Why (1–500 characters).
+    pub reason: String,
+}
+
+impl Justification {
+    /// The two values trimmed, or a 400 naming the one out of bounds.
+    pub fn checked(&self) -> ApiResult<(String, String)> {
+        checked(&self.requested_by, &self.reason)
+    }
+}
+
+pub fn checked(requested_by: &str, reason: &str) -> ApiResult<(String, String)> {
+    let requested_by = requested_by.trim();
+    let reason = reason.trim();
+    if !(1..=100).contains(&requested_by.chars().count()) {
+        return Err(ApiError::Validation(
+            "requestedBy must be 1 to 100 characters".into(),
+        ));
+    }
+    if !(1..=500).contains(&reason.chars().count()) {
+        return Err(ApiError::Validation(
+            "reason must be 1 to 500 characters".into(),
+        ));
+    }
+    Ok((requested_by.to_owned(), reason.to_owned()))
+}
