@@ -9,6 +9,8 @@ use common::*;
 use hookwarden_store::testing::TestDb;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The operator key the server under test accepts.
@@ -402,4 +404,284 @@ async fn failures_are_clear_and_never_show_the_key() {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// A receiver answering 500 until `healthy` is set, then 200; counts the 200s.
+async fn flaky_receiver() -> (u16, Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (h, d) = (healthy.clone(), delivered.clone());
+    let app = axum::Router::new().fallback(move || {
+        let (h, d) = (h.clone(), d.clone());
+        async move {
+            if h.load(Ordering::SeqCst) {
+                d.fetch_add(1, Ordering::SeqCst);
+                (axum::http::StatusCode::OK, "ok")
+            } else {
+                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, healthy, delivered)
+}
+
+fn ids(page: &Value, field: &str) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i[field].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_dead_letters_are_found_retried_and_endpoints_disabled_and_enabled() {
+    // Two tries per event, so two events stay under the breaker's five failures in a row.
+    let i = instance(&[("HOOKWARDEN_RETRY_SCHEDULE", "100ms")]).await;
+    let (rport, healthy, delivered) = flaky_receiver().await;
+    let client = http_client();
+    let (status, hook) = post(
+        &client,
+        i.server.url("/v1/webhooks"),
+        &i.env.token(Some("acct_o"), "webhooks:write webhooks:read"),
+        json!({"url": format!("http://127.0.0.1:{rport}/hook"), "eventTypes": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hook}");
+    let webhook = hook["id"].as_str().expect("id").to_owned();
+    let producer = i.env.token(None, "events:publish");
+    let mut events = Vec::new();
+    for n in 0..2 {
+        let (status, body) = post(
+            &client,
+            i.server.url("/v1/events"),
+            &producer,
+            json!({"accountId": "acct_o", "eventType": "invoice.paid", "payload": {"n": n}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        events.push(body["eventId"].as_str().expect("eventId").to_owned());
+    }
+    let dead = until(
+        &i,
+        &[
+            "--json",
+            "outbound",
+            "deliveries",
+            "--account",
+            "acct_o",
+            "--status",
+            "dead",
+        ],
+        "two dead letters",
+        |v| ids(v, "id").len() == 2,
+    )
+    .await;
+
+    // Deliveries: a table of the tries, one try in full.
+    let table = ops(&i, &["outbound", "deliveries", "--webhook", &webhook]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("HTTP"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 5, "four tries: {lines:?}");
+    assert!(lines[1..].iter().all(|l| l.contains(" 500 ")), "{lines:?}");
+    let dead_of_first = dead["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["eventId"] == events[0].as_str()))
+        .and_then(|t| t["id"].as_str())
+        .expect("the first event's dead letter")
+        .to_owned();
+    let one = ops(&i, &["outbound", "delivery", &dead_of_first]).await;
+    assert!(one.ok().contains("http status  500"), "{}", one.stdout);
+    assert!(one.ok().contains("status       dead"), "{}", one.stdout);
+
+    // Events and one event's fan-out.
+    let listed = ops(
+        &i,
+        &[
+            "--json",
+            "outbound",
+            "events",
+            "--account",
+            "acct_o",
+            "--type",
+            "invoice.paid",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(ids(&listed, "id").len(), 2);
+    let fan_out = ops(&i, &["outbound", "event", &events[0]]).await;
+    let text = fan_out.ok();
+    assert!(text.contains("fan-out: 1 endpoint(s)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "webhook {webhook}  http://127.0.0.1:{rport}/hook\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\"n\": 0"), "{text}");
+    assert_eq!(text.matches(" dead ").count(), 1, "{text}");
+
+    // Endpoints: listed, disabled with a reason (a retry then waits), enabled.
+    let hooks = ops(&i, &["outbound", "webhooks", "--account", "acct_o"]).await;
+    assert!(hooks.ok().contains(&webhook), "{}", hooks.stdout);
+    let off = ops(
+        &i,
+        &[
+            "outbound",
+            "disable",
+            &webhook,
+            "--reason",
+            "receiver is down",
+        ],
+    )
+    .await;
+    assert!(off.ok().contains("disabled         true"), "{}", off.stdout);
+    healthy.store(true, Ordering::SeqCst);
+    let retried = ops(
+        &i,
+        &[
+            "--json",
+            "outbound",
+            "retry",
+            &dead_of_first,
+            "--reason",
+            "fixed",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(retried["status"], "pending");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(delivered.load(Ordering::SeqCst), 0, "no try while disabled");
+    let shown = ops(&i, &["outbound", "webhook", &webhook]).await;
+    assert!(
+        shown.ok().contains("disabled         true"),
+        "{}",
+        shown.stdout
+    );
+    let on = ops(
+        &i,
+        &[
+            "outbound",
+            "enable",
+            &webhook,
+            "--reason",
+            "receiver is back",
+        ],
+    )
+    .await;
+    assert!(on.ok().contains("disabled         false"), "{}", on.stdout);
+    until(
+        &i,
+        &[
+            "--json",
+            "outbound",
+            "delivery",
+            retried["id"].as_str().expect("id"),
+        ],
+        "retried",
+        |v| v["status"] == "succeeded",
+    )
+    .await;
+
+    // Bulk: only the dead letter still the latest try of its pair; once.
+    let bulk = ops(
+        &i,
+        &[
+            "outbound",
+            "retry-dead",
+            "--account",
+            "acct_o",
+            "--per-second",
+            "50",
+            "--reason",
+            "outage over",
+        ],
+    )
+    .await;
+    assert!(
+        bulk.ok().starts_with("matched 1, queued 1, skipped 0"),
+        "{}",
+        bulk.stdout
+    );
+    until(
+        &i,
+        &[
+            "--json",
+            "outbound",
+            "deliveries",
+            "--event",
+            &events[1],
+            "--status",
+            "succeeded",
+        ],
+        "bulk retried",
+        |v| ids(v, "id").len() == 1,
+    )
+    .await;
+    assert_eq!(delivered.load(Ordering::SeqCst), 2);
+    let again = ops(
+        &i,
+        &[
+            "--json",
+            "outbound",
+            "retry-dead",
+            "--account",
+            "acct_o",
+            "--reason",
+            "again",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(
+        (again["matched"].as_u64(), again["more"].as_bool()),
+        (Some(0), Some(false))
+    );
+
+    // Every action is in the audit trail, and the chain holds.
+    let audit = ops(&i, &["audit", "entries", "--limit", "100"]).await;
+    for action in [
+        "webhook.disabled",
+        "delivery.retry_requested",
+        "webhook.enabled",
+        "delivery.bulk_retry_requested",
+    ] {
+        assert!(audit.ok().contains(action), "{action}: {}", audit.stdout);
+    }
+    let verified = ops(&i, &["audit", "verify"]).await;
+    assert!(
+        verified.ok().starts_with("audit trail intact: "),
+        "{}",
+        verified.stdout
+    );
+    let head = verified.ok().lines().last().expect("head").to_owned();
+    let (seq, hash) = head.split_once(':').expect("SEQ:HASH");
+    assert!(seq.parse::<u64>().is_ok() && hash.len() == 64, "{head}");
+    ops(&i, &["audit", "verify", "--head", &head]).await.ok();
+    let report = ops(&i, &["--json", "audit", "verify", "--head", &head])
+        .await
+        .json();
+    assert_eq!(report["valid"], true);
+    let forged = format!("{seq}:{}", "0".repeat(64));
+    let broken = ops(&i, &["audit", "verify", "--head", &forged]).await;
+    broken.failed();
+    assert!(
+        broken.stdout.starts_with("audit trail broken: "),
+        "{}",
+        broken.stdout
+    );
 }
