@@ -685,3 +685,93 @@ async fn outbound_dead_letters_are_found_retried_and_endpoints_disabled_and_enab
         broken.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_private_ca_and_the_operator_client_certificate() {
+    let certs = tempdir();
+    let made = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookwarden"))
+        .args(["certs", "dev", "--out", path(&certs)])
+        .output()
+        .await
+        .expect("certs dev");
+    assert!(made.status.success(), "{made:?}");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let (cert, key, ca) = (file("server.pem"), file("server-key.pem"), file("ca.pem"));
+    let db = TestDb::sqlite();
+    let dir = tempdir();
+    let env = Env::new(
+        &db,
+        &dir,
+        &[
+            ("HOOKWARDEN_MANAGEMENT_API_KEYS", KEY),
+            ("HOOKWARDEN_TLS_CERT_FILE", &cert),
+            ("HOOKWARDEN_TLS_KEY_FILE", &key),
+            ("HOOKWARDEN_TLS_CLIENT_CA_FILE", &ca),
+            ("HOOKWARDEN_TLS_CLIENT_AUTH", "optional"),
+            (
+                "HOOKWARDEN_OPERATOR_CLIENT_IDENTITY",
+                "hookwarden-dev-client",
+            ),
+        ],
+    );
+    let server = env.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no TLS listener: {}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("https://localhost:{}", env.port);
+    let (client_cert, client_key) = (file("client.pem"), file("client-key.pem"));
+
+    // The private CA and the client certificate: answered.
+    let run = ops_with(
+        &url,
+        Some(KEY),
+        &[
+            "--ca-file",
+            &ca,
+            "--client-cert",
+            &client_cert,
+            "--client-key",
+            &client_key,
+            "--json",
+            "status",
+        ],
+    )
+    .await;
+    assert_eq!(run.json()["jobs"]["dead"], 0);
+    // Without the client certificate: the key alone is not enough.
+    let err = ops_with(&url, Some(KEY), &["--ca-file", &ca, "status"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(
+        err.starts_with("error: UNAUTHORIZED: the operator API requires its client certificate"),
+        "{err}"
+    );
+    // Without the CA: the server is not trusted, and the message says where and why.
+    let err = ops_with(&url, Some(KEY), &["status"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach {url}/api/v1/processing-status: "
+        )),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A key file without its certificate is refused before any request.
+    let err = ops_with(&url, Some(KEY), &["--client-key", &client_key, "status"])
+        .await
+        .failed()
+        .to_owned();
+    assert!(err.contains("--client-cert"), "{err}");
+}

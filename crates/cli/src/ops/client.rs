@@ -42,8 +42,8 @@ pub struct Connection<'a> {
     pub key: Zeroizing<String>,
     /// PEM file of the CA that signed the server's certificate (only it is then trusted).
     pub ca_file: Option<&'a Path>,
-    /// PEM file holding a client certificate and its key, for an operator API behind mTLS.
-    pub client_identity: Option<&'a Path>,
+    /// PEM files of a client certificate and its key, for an operator API behind mTLS.
+    pub client_identity: Option<(&'a Path, &'a Path)>,
 }
 
 /// A client bound to one instance and key.
@@ -100,14 +100,19 @@ impl Client {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        if let Some(path) = conn.client_identity {
-            let pem = Zeroizing::new(
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-            );
+        if let Some((cert, key)) = conn.client_identity {
+            let read = |path: &Path| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            // One PEM holding both, as reqwest reads an identity.
+            let mut pem = Zeroizing::new(read(key)?);
+            pem.push(b'\n');
+            pem.extend_from_slice(&read(cert)?);
             let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
                 format!(
-                    "{} must hold a PEM client certificate and its private key",
-                    path.display()
+                    "--client-cert {} and --client-key {} must be a PEM certificate and its private key",
+                    cert.display(),
+                    key.display()
                 )
             })?;
             builder = builder.identity(identity);

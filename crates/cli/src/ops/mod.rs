@@ -35,10 +35,25 @@ pub struct OpsArgs {
     /// PEM file of the CA that signed the server's certificate (then the only one trusted).
     #[arg(long, global = true, help_heading = "Connection", value_name = "PATH")]
     ca_file: Option<PathBuf>,
-    /// PEM file with a client certificate and its private key, when the
-    /// operator API requires one (HOOKWARDEN_OPERATOR_CLIENT_IDENTITY).
-    #[arg(long, global = true, help_heading = "Connection", value_name = "PATH")]
-    client_identity: Option<PathBuf>,
+    /// PEM client certificate, when the operator API requires one
+    /// (HOOKWARDEN_OPERATOR_CLIENT_IDENTITY); with --client-key.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        value_name = "PATH",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        value_name = "PATH",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// Print the server's JSON answer (pretty) instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -178,7 +193,7 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
         url: &args.url,
         key,
         ca_file: args.ca_file.as_deref(),
-        client_identity: args.client_identity.as_deref(),
+        client_identity: args.client_cert.as_deref().zip(args.client_key.as_deref()),
     })?;
     let out = Output { json: args.json };
     match args.command {

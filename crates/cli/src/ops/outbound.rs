@@ -53,8 +53,8 @@ pub enum Command {
         #[command(flatten)]
         why: Justification,
     },
-    /// Re-queues the dead letters a filter selects, paced (audited); run it
-    /// again while it reports that more remain.
+    /// Re-queues the dead letters a filter selects (at least one filter),
+    /// paced and audited; run it again while it reports that more remain.
     RetryDead {
         /// Only this account's.
         #[arg(long)]
