@@ -137,7 +137,7 @@ enum Command {
     /// The operator's client for a running instance: inbound and outbound
     /// events and deliveries, replays and retries, endpoints, the audit
     /// trail. The key comes from HOOKWARDEN_OPERATOR_KEY or --key-file.
-    Ops(ops::OpsArgs),
+    Ops(Box<ops::OpsArgs>),
 }
 
 #[derive(Subcommand)]
@@ -214,7 +214,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = || Settings::load(cli.config.as_deref());
     match cli.command {
-        Command::Ops(args) => return ops::run(args).await,
+        Command::Ops(args) => return ops::run(*args).await,
         Command::Serve => {
             let settings = settings()?;
             let _logs = telemetry::init(settings.log_format);
