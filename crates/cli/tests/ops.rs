@@ -341,8 +341,19 @@ async fn failures_are_clear_and_never_show_the_key() {
     let dir = tempdir();
     let file = dir.join("operator.key");
     std::fs::write(&file, format!("{KEY}\n")).expect("key file");
+    set_mode(&file, 0o600);
     let run = ops_with(&url, None, &["--key-file", path(&file), "--json", "status"]).await;
     assert_eq!(run.json()["jobs"]["pending"], 0);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    // One that other users may read still works, with a warning.
+    set_mode(&file, 0o644);
+    let run = ops_with(&url, None, &["--key-file", path(&file), "status"]).await;
+    run.ok();
+    assert!(
+        run.stderr.starts_with("warning: ") && run.stderr.contains("chmod 600"),
+        "{}",
+        run.stderr
+    );
 
     // An unknown id and a bad filter: the server's words.
     let err = ops(&i, &["inbound", "event", "evt_missing"])
@@ -400,6 +411,11 @@ async fn failures_are_clear_and_never_show_the_key() {
     // The key reached no log line either.
     assert!(!i.server.logs().contains(KEY));
     let _ = &i.env;
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 fn path(p: &Path) -> &str {

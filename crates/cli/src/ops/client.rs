@@ -36,6 +36,42 @@ pub fn read_key(key_file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
     Ok(key)
 }
 
+/// Where the key is exposed, as warnings: a key file that other users may
+/// read, or a key sent unencrypted to another host.
+pub fn exposure_warnings(key_file: Option<&Path>, url: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    #[cfg(unix)]
+    if let Some(path) = key_file {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                warnings.push(format!(
+                    "{} is readable or writable by group or others (mode {mode:o}): chmod 600 it",
+                    path.display()
+                ));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key_file;
+    if let Ok(u) = Url::parse(url) {
+        let loopback = match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => true,
+        };
+        if u.scheme() == "http" && !loopback {
+            warnings.push(format!(
+                "the operator key is sent unencrypted to {}: use https://",
+                u.host_str().unwrap_or_default()
+            ));
+        }
+    }
+    warnings
+}
+
 /// How to reach the instance.
 pub struct Connection<'a> {
     pub url: &'a str,
@@ -279,6 +315,37 @@ mod tests {
         );
         assert!(c.url(&["api", ".."], &[]).is_err());
         assert!(c.url(&["api", ""], &[]).is_err());
+    }
+
+    #[test]
+    fn a_key_sent_in_clear_beyond_this_host_is_warned_about() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost/",
+            "http://[::1]:1/",
+            "https://gw.example.com",
+        ] {
+            assert!(exposure_warnings(None, url).is_empty(), "{url}");
+        }
+        let w = exposure_warnings(None, "http://gw.example.com:8080");
+        assert_eq!(
+            w,
+            ["the operator key is sent unencrypted to gw.example.com: use https://"]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("hw_ops_key_{}", std::process::id()));
+        std::fs::write(&path, "k").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let w = exposure_warnings(Some(&path), "http://127.0.0.1");
+        assert!(w.len() == 1 && w[0].contains("mode 644"), "{w:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(exposure_warnings(Some(&path), "http://127.0.0.1").is_empty());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -189,6 +189,9 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
         bail!("--key is refused: command-line arguments are visible to every user of the host; use --key-file or {}", client::KEY_ENV);
     }
     let key = client::read_key(args.key_file.as_deref())?;
+    for warning in client::exposure_warnings(args.key_file.as_deref(), &args.url) {
+        let _ = writeln!(std::io::stderr(), "warning: {warning}");
+    }
     let client = client::Client::new(client::Connection {
         url: &args.url,
         key,
