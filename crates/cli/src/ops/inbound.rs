@@ -24,9 +24,13 @@ pub enum Command {
         paging: Paging,
     },
     /// Shows one event: its fields, kept headers, body and forwarding jobs.
-    Event { id: String },
+    Event {
+        /// The inbound event id (ie_…).
+        id: String,
+    },
     /// Forwards an event to its target again, now (a new job; audited).
     Replay {
+        /// The inbound event id (ie_…).
         id: String,
         #[command(flatten)]
         why: Justification,

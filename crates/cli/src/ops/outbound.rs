@@ -30,7 +30,10 @@ pub enum Command {
         paging: Paging,
     },
     /// Shows one delivery try, with the receiver's answer.
-    Delivery { id: String },
+    Delivery {
+        /// The try (delivery) id (att_…).
+        id: String,
+    },
     /// Lists published events.
     Events {
         /// Only this account's.
@@ -45,10 +48,13 @@ pub enum Command {
         paging: Paging,
     },
     /// Shows one event, its payload and its fan-out: each endpoint and its tries.
-    Event { id: String },
+    Event {
+        /// The event id (evt_…).
+        id: String,
+    },
     /// Delivers the event of a try to its endpoint again, now (audited).
     Retry {
-        /// The try (delivery) id.
+        /// The try (delivery) id (att_…).
         id: String,
         #[command(flatten)]
         why: Justification,
@@ -85,15 +91,20 @@ pub enum Command {
         paging: Paging,
     },
     /// Shows one endpoint.
-    Webhook { id: String },
+    Webhook {
+        /// The endpoint id (wh_…).
+        id: String,
+    },
     /// Stops deliveries to an endpoint (its pending tries wait; audited).
     Disable {
+        /// The endpoint id (wh_…).
         id: String,
         #[command(flatten)]
         why: Justification,
     },
     /// Lets deliveries to a disabled endpoint go again (audited).
     Enable {
+        /// The endpoint id (wh_…).
         id: String,
         #[command(flatten)]
         why: Justification,
