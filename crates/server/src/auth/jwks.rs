@@ -70,7 +70,7 @@ impl KeyFault {
 
     fn describe(&self, index: usize, key: &Value) -> String {
         let kid = match key.get("kid").and_then(Value::as_str) {
-            Some(kid) => format!(" (kid {kid:?})"),
+            Some(kid) => format!(" (kid {})", quoted(kid)),
             None => String::new(),
         };
         if self.field.is_empty() {
@@ -93,7 +93,7 @@ fn parse_key(key: &Value) -> Result<Option<VerifyingKey>, KeyFault> {
         Some(other) => {
             return Err(KeyFault::new(
                 "use",
-                format!("is {other:?}, not sig or enc"),
+                format!("is {}, not sig or enc", quoted(other)),
             ))
         }
     }
@@ -124,7 +124,7 @@ fn parse_key(key: &Value) -> Result<Option<VerifyingKey>, KeyFault> {
                 other => {
                     return Err(KeyFault::new(
                         "crv",
-                        format!("is {other:?}; only P-256 (ES256) is supported"),
+                        format!("is {}; only P-256 (ES256) is supported", quoted(other)),
                     ))
                 }
             }
@@ -142,7 +142,7 @@ fn parse_key(key: &Value) -> Result<Option<VerifyingKey>, KeyFault> {
                 other => {
                     return Err(KeyFault::new(
                         "crv",
-                        format!("is {other:?}; only Ed25519 (EdDSA) is supported"),
+                        format!("is {}; only Ed25519 (EdDSA) is supported", quoted(other)),
                     ))
                 }
             }
@@ -161,11 +161,24 @@ fn parse_key(key: &Value) -> Result<Option<VerifyingKey>, KeyFault> {
         other => {
             return Err(KeyFault::new(
                 "kty",
-                format!("is {other:?}, not a supported key type (RSA, EC or OKP)"),
+                format!(
+                    "is {}, not a supported key type (RSA, EC or OKP)",
+                    quoted(other)
+                ),
             ))
         }
     };
     Ok(Some(VerifyingKey { kid, alg, key }))
+}
+
+/// A value of the document quoted in an error, cut short: the document comes
+/// from elsewhere and must not fill the log.
+fn quoted(value: &str) -> String {
+    const MAX: usize = 40;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
 }
 
 fn optional_str<'a>(
@@ -190,7 +203,7 @@ fn expect_alg(key: &Map<String, Value>, alg: &str, kind: &str) -> Result<(), Key
         Some(a) if a == alg => Ok(()),
         Some(other) => Err(KeyFault::new(
             "alg",
-            format!("is {other:?}; {kind} key verifies {alg} only"),
+            format!("is {}; {kind} key verifies {alg} only", quoted(other)),
         )),
     }
 }
@@ -265,6 +278,7 @@ impl FileKeys {
             }
             *seen = digest;
         }
+        count_load("file", "changed", outcome.is_ok());
         match outcome {
             Ok(keys) => {
                 let count = keys.len();
@@ -362,8 +376,10 @@ impl RemoteKeys {
     }
 
     /// Fetches and swaps the key set; a failure keeps the last good one.
-    async fn fetch_and_swap(&self) {
-        match self.fetch().await {
+    async fn fetch_and_swap(&self, trigger: &'static str) {
+        let fetched = self.fetch().await;
+        count_load("url", trigger, fetched.is_ok());
+        match fetched {
             Ok(keys) => {
                 let count = keys.len();
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
@@ -380,7 +396,7 @@ impl RemoteKeys {
     /// The periodic refresh.
     pub async fn refresh(&self) {
         let _turn = self.on_demand.lock().await;
-        self.fetch_and_swap().await;
+        self.fetch_and_swap("periodic").await;
     }
 
     /// A token named a `kid` no key has: fetch again, unless a fetch for that
@@ -392,8 +408,18 @@ impl RemoteKeys {
             return;
         }
         *last = Some(Instant::now());
-        self.fetch_and_swap().await;
+        self.fetch_and_swap("unknown_kid").await;
     }
+}
+
+fn count_load(source: &'static str, trigger: &'static str, ok: bool) {
+    metrics::counter!(
+        crate::metrics::JWKS_LOADS,
+        "source" => source,
+        "trigger" => trigger,
+        "outcome" => if ok { "loaded" } else { "failed" },
+    )
+    .increment(1);
 }
 
 /// A reqwest error without its URL (which may carry credentials): the URL is
@@ -520,6 +546,20 @@ mod tests {
             assert!(err.contains(want), "{doc}: {err}");
         }
         assert!(parse(br#"{"keys": []}"#).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn values_quoted_in_errors_are_cut_short() {
+        let long = "A".repeat(5000);
+        let err = with_key(
+            |k| {
+                k.insert("kid".into(), long.clone().into());
+                k.insert("kty".into(), long.clone().into());
+            },
+            0,
+        );
+        assert!(err.contains("field `kty` is \"AAAA"), "{err}");
+        assert!(err.len() < 300, "{err}");
     }
 
     #[test]

@@ -329,6 +329,25 @@ async fn the_jwks_url_is_refreshed_periodically_and_a_bad_answer_keeps_the_keys(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
     assert_eq!(status, StatusCode::OK, "kept while the IdP is down: {body}");
+    // Operators see the failed refreshes.
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hookwarden_jwks_loads_total{")
+                && l.contains("source=\"url\"")
+                && l.contains("trigger=\"periodic\"")
+                && l.contains("outcome=\"failed\"")),
+        "{metrics}"
+    );
     // Back, with the RSA key retired: a periodic refresh alone removes it.
     idp.answer(200, jwks_of(&["ec-1"]));
     let before = idp.fetches();
