@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "jwt_jwks_file",
     "jwt_jwks_url",
     "jwt_jwks_refresh",
+    "jwt_jwks_ca_file",
     "jwt_issuer",
     "jwt_audience",
     "management_api_keys",
@@ -128,6 +129,8 @@ pub struct RawConfig {
     pub jwt_jwks_url: Option<String>,
     /// How often the JWKS URL is fetched again (`5m`).
     pub jwt_jwks_refresh: Option<String>,
+    /// PEM roots trusted for the JWKS URL besides the system's (a private CA).
+    pub jwt_jwks_ca_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub management_api_keys: Option<SecretString>,
@@ -275,6 +278,8 @@ pub struct Settings {
     /// HTTPS (plain HTTP only in development); its keys join the file's.
     pub jwt_jwks_url: Option<String>,
     pub jwt_jwks_refresh: Duration,
+    /// PEM roots trusted for the JWKS URL besides the system's.
+    pub jwt_jwks_ca_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub management_api_keys: Vec<SecretString>,
@@ -451,6 +456,7 @@ impl Settings {
             jwt_jwks_file: raw.jwt_jwks_file,
             jwt_jwks_url: raw.jwt_jwks_url.filter(|u| !u.is_empty()),
             jwt_jwks_refresh: duration("jwt_jwks_refresh", raw.jwt_jwks_refresh, "5m")?,
+            jwt_jwks_ca_file: raw.jwt_jwks_ca_file,
             jwt_issuer: raw.jwt_issuer,
             jwt_audience: raw.jwt_audience,
             management_api_keys: raw
@@ -609,6 +615,12 @@ impl Settings {
                 Ok(_) => return Err(invalid("jwt_jwks_url", "must be an https:// URL")),
                 Err(e) => return Err(invalid("jwt_jwks_url", e)),
             }
+        }
+        if self.jwt_jwks_ca_file.is_some() && self.jwt_jwks_url.is_none() {
+            return Err(invalid(
+                "jwt_jwks_ca_file",
+                "is for the server of HOOKWARDEN_JWT_JWKS_URL, which is not set",
+            ));
         }
         if self.jwt_jwks_refresh < Duration::from_secs(1) {
             return Err(invalid("jwt_jwks_refresh", "must be at least 1s"));
@@ -776,6 +788,7 @@ impl Settings {
                 "jwt_jwks_refresh = {:?}",
                 format_duration(self.jwt_jwks_refresh)
             ),
+            format!("jwt_jwks_ca_file = {}", path(&self.jwt_jwks_ca_file)),
             format!("jwt_issuer = {}", opt(&self.jwt_issuer)),
             format!("jwt_audience = {}", opt(&self.jwt_audience)),
             format!(
@@ -1232,6 +1245,10 @@ mod tests {
             (
                 "jwt_jwks_refresh = \"500ms\"",
                 "HOOKWARDEN_JWT_JWKS_REFRESH",
+            ),
+            (
+                "jwt_jwks_ca_file = \"/ca.pem\"",
+                "HOOKWARDEN_JWT_JWKS_CA_FILE",
             ),
         ] {
             let err = Settings::from_toml(toml).expect_err(toml);

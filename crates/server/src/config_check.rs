@@ -61,6 +61,13 @@ pub async fn files(settings: &Settings) -> Vec<Finding> {
                 .map(|keys| format!("{}: {}", path.display(), key_summary(&keys))),
         ));
     }
+    if let Some(path) = &settings.jwt_jwks_ca_file {
+        out.push(Finding::new(
+            "HOOKWARDEN_JWT_JWKS_CA_FILE",
+            crate::auth::jwks::ca_roots(path)
+                .map(|roots| format!("{}: {} certificate(s)", path.display(), roots.len())),
+        ));
+    }
     master_keys(settings, &mut out);
     if let Some(path) = &settings.delivery_ca_file {
         out.push(Finding::new(
@@ -229,14 +236,17 @@ pub async fn connections(settings: &Settings) -> Vec<Finding> {
         out.push(Finding::new("HOOKWARDEN_REDIS_URL", redis(url).await));
     }
     if let Some(url) = &settings.jwt_jwks_url {
-        out.push(Finding::new("HOOKWARDEN_JWT_JWKS_URL", jwks_url(url).await));
+        out.push(Finding::new(
+            "HOOKWARDEN_JWT_JWKS_URL",
+            jwks_url(url, settings.jwt_jwks_ca_file.as_deref()).await,
+        ));
     }
     out
 }
 
 /// The JWKS URL fetched and parsed as `serve` does at start-up.
-async fn jwks_url(url: &str) -> anyhow::Result<String> {
-    let remote = crate::auth::jwks::RemoteKeys::load(url).await?;
+async fn jwks_url(url: &str, ca_file: Option<&Path>) -> anyhow::Result<String> {
+    let remote = crate::auth::jwks::RemoteKeys::load(url, ca_file).await?;
     Ok(format!(
         "{}: {}",
         without_credentials(url),

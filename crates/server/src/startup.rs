@@ -64,7 +64,14 @@ impl Application {
         // Fetched before anything listens: an unreachable or bad key set
         // stops start-up naming the URL and the cause.
         let jwt = match &settings.jwt_jwks_url {
-            Some(url) => jwt.with_jwks_url(url, settings.jwt_jwks_refresh).await?,
+            Some(url) => {
+                jwt.with_jwks_url(
+                    url,
+                    settings.jwt_jwks_ca_file.as_deref(),
+                    settings.jwt_jwks_refresh,
+                )
+                .await?
+            }
             None => jwt,
         };
         if !jwt.is_configured() {

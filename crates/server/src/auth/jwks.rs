@@ -308,12 +308,19 @@ pub struct RemoteKeys {
 }
 
 impl RemoteKeys {
-    /// Fetches the key set once; start-up fails when that fails.
-    pub async fn load(url: &str) -> anyhow::Result<Self> {
+    /// Fetches the key set once; start-up fails when that fails. `ca_file`:
+    /// PEM roots trusted for the URL's server besides the system's.
+    pub async fn load(url: &str, ca_file: Option<&Path>) -> anyhow::Result<Self> {
         let parsed = url::Url::parse(url)
             .map_err(|e| anyhow::anyhow!("HOOKWARDEN_JWT_JWKS_URL does not parse: {e}"))?;
         let shown = crate::config::without_credentials(url);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_file {
+            for root in ca_roots(path)? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder
             // A redirect could lead anywhere; the configured URL is the key source.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -420,6 +427,27 @@ fn count_load(source: &'static str, trigger: &'static str, ok: bool) {
         "outcome" => if ok { "loaded" } else { "failed" },
     )
     .increment(1);
+}
+
+/// The certificates of `HOOKWARDEN_JWT_JWKS_CA_FILE`; a file holding none
+/// is an error (the IdP would otherwise fail later, less clearly).
+pub fn ca_roots(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let context = || {
+        format!(
+            "HOOKWARDEN_JWT_JWKS_CA_FILE: reading certificates from {}",
+            path.display()
+        )
+    };
+    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", context()))?;
+    if roots.is_empty() {
+        anyhow::bail!(
+            "HOOKWARDEN_JWT_JWKS_CA_FILE: {} holds no PEM certificate",
+            path.display()
+        );
+    }
+    Ok(roots)
 }
 
 /// A reqwest error without its URL (which may carry credentials): the URL is

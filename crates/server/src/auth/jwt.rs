@@ -84,9 +84,15 @@ impl JwtVerifier {
     }
 
     /// Adds the keys of a JWKS URL, fetched now (start-up fails when that
-    /// fails) and then every `refresh` (see `watch`).
-    pub async fn with_jwks_url(mut self, url: &str, refresh: Duration) -> anyhow::Result<Self> {
-        let remote = RemoteKeys::load(url)
+    /// fails) and then every `refresh` (see `watch`); `ca_file` adds trusted
+    /// roots for its server.
+    pub async fn with_jwks_url(
+        mut self,
+        url: &str,
+        ca_file: Option<&Path>,
+        refresh: Duration,
+    ) -> anyhow::Result<Self> {
+        let remote = RemoteKeys::load(url, ca_file)
             .await
             .context("HOOKWARDEN_JWT_JWKS_URL")?;
         self.remote = Some(Arc::new(remote));

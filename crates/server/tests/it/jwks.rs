@@ -150,6 +150,11 @@ async fn forged_and_confused_tokens_are_refused(backend: Backend) {
 
 use axum::routing::get;
 use hookwarden_server::config::{RawConfig, Settings};
+use hookwarden_server::devcerts::{DevCa, Issued};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,6 +180,15 @@ struct JwksServer {
 
 impl JwksServer {
     async fn start(body: String) -> Self {
+        Self::serve(body, None).await
+    }
+
+    /// Over HTTPS, presenting `cert` (issued by a test CA).
+    async fn start_tls(body: String, cert: &Issued) -> Self {
+        Self::serve(body, Some(cert)).await
+    }
+
+    async fn serve(body: String, cert: Option<&Issued>) -> Self {
         let answer = Arc::new(Mutex::new((200, body)));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (a, f) = (answer.clone(), fetches.clone());
@@ -193,10 +207,49 @@ impl JwksServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let scheme = match cert {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, router).await });
+                // Plain HTTP: accepted outside production only (refused there).
+                "http"
+            }
+            Some(cert) => {
+                let certs = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("certificate");
+                let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+                let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config");
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+                tokio::spawn(async move {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        let (acceptor, router) = (acceptor.clone(), router.clone());
+                        tokio::spawn(async move {
+                            // A client that refuses our certificate ends here.
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(
+                                        TokioIo::new(tls),
+                                        TowerToHyperService::new(router),
+                                    )
+                                    .await;
+                        });
+                    }
+                });
+                "https"
+            }
+        };
         Self {
-            // Plain HTTP: accepted outside production only (refused there).
-            url: format!("http://{addr}/jwks.json"),
+            url: format!("{scheme}://{addr}/jwks.json"),
             answer,
             fetches,
         }
@@ -477,4 +530,71 @@ async fn an_unreachable_or_bad_jwks_url_stops_start_up_and_fails_config_check() 
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains(&closed), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_jwks_url_behind_a_private_ca_is_trusted_with_its_ca_file_only() {
+    let dir = TempDir::new();
+    let ca = DevCa::new("the IdP's private CA").expect("ca");
+    let stranger = DevCa::new("a CA nobody trusts").expect("ca");
+    let good = ca.issue("idp", &["127.0.0.1"], true, None).expect("cert");
+    let untrusted = stranger
+        .issue("idp", &["127.0.0.1"], true, None)
+        .expect("cert");
+    let ca_file = dir.0.join("idp-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let idp = JwksServer::start_tls(jwks_of(&["rsa-1"]), &good).await;
+    let impostor = JwksServer::start_tls(jwks_of(&["rsa-1"]), &untrusted).await;
+    assert!(idp.url.starts_with("https://"));
+    let with_ca = |url: String| {
+        let ca_file = ca_file.clone();
+        move |raw: &mut RawConfig| {
+            raw.jwt_jwks_url = Some(url);
+            raw.jwt_jwks_ca_file = Some(ca_file);
+        }
+    };
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            hs256: false,
+            issuer: Some("https://idp.example"),
+            audience: Some("hookwarden"),
+            customize: Some(Box::new(with_ca(idp.url.clone()))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = claims(&app);
+    let (status, body, _) = app
+        .get(
+            "/v1/webhooks",
+            &token(Algorithm::RS256, "rsa-1", &rsa(), &c),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A server whose certificate the CA file does not vouch for, and the
+    // IdP itself without the CA file: neither is trusted.
+    let mut impostor_raw = RawConfig {
+        data_dir: Some(dir.0.clone()),
+        ..Default::default()
+    };
+    with_ca(impostor.url.clone())(&mut impostor_raw);
+    let without_ca = RawConfig {
+        data_dir: Some(dir.0.clone()),
+        jwt_jwks_url: Some(idp.url.clone()),
+        ..Default::default()
+    };
+    for (name, raw, url) in [
+        ("impostor", impostor_raw, &impostor.url),
+        ("no CA file", without_ca, &idp.url),
+    ] {
+        let settings = Settings::from_raw(raw).expect("settings");
+        let err = match hookwarden_server::startup::Application::build(settings).await {
+            Ok(_) => panic!("{name}: started trusting an unknown certificate"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(url.as_str()), "{name}: {err}");
+        assert!(err.to_lowercase().contains("certificate"), "{name}: {err}");
+    }
+    assert_eq!(impostor.fetches(), 0, "nothing was asked of the impostor");
 }
