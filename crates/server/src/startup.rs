@@ -78,6 +78,10 @@ impl Application {
             tracing::warn!(
                 "no token verification key is configured: the tenant API refuses every request"
             );
+        } else if !jwt.has_keys() {
+            tracing::warn!(
+                "the JWKS holds no key: the tenant API refuses every token until it does"
+            );
         }
         // Certificates and keys load before anything listens: a bad file
         // stops start-up with its name, before "serving" is ever said.

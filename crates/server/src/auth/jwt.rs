@@ -1,7 +1,8 @@
 //! Verification of tenant and producer tokens inside the service: HS256 with a
 //! shared secret (development), RS256 / ES256 / EdDSA keys from a JWKS file
-//! and/or a JWKS URL (production; see `jwks.rs`); `exp` required, `nbf`, `iss` and `aud` checked. The algorithm
-//! is fixed by the key, never chosen by the token (no `alg` confusion, no `none`).
+//! and/or a JWKS URL (production; see `jwks.rs`); `exp` required, `nbf`, `iss`
+//! and `aud` checked. The algorithm is fixed by the key, never chosen by the
+//! token (no `alg` confusion, no `none`).
 
 use super::jwks::{FileKeys, KeySet, RemoteKeys, VerifyingKey};
 use anyhow::Context;
@@ -100,8 +101,14 @@ impl JwtVerifier {
         Ok(self)
     }
 
+    /// Is any source of keys configured (an empty JWKS may get keys later)?
     pub fn is_configured(&self) -> bool {
         self.hs256.is_some() || self.file.is_some() || self.remote.is_some()
+    }
+
+    /// Does any source hold a key now?
+    pub fn has_keys(&self) -> bool {
+        self.hs256.is_some() || self.key_sets().iter().flatten().any(|set| !set.is_empty())
     }
 
     /// Polls the JWKS file every `file_every` and refreshes the URL's keys
@@ -149,7 +156,9 @@ impl JwtVerifier {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let result = self.verify_now(token, &header);
         match (&result, &self.remote, &header.kid) {
-            (Err(TokenError::UnknownKey), Some(remote), Some(kid)) if !self.knows(kid) => {
+            // Not only `UnknownKey`: a key without a `kid` may have been
+            // tried (and failed) in place of the one the token names.
+            (Err(_), Some(remote), Some(kid)) if !self.knows(kid) => {
                 remote.refresh_for_unknown_kid().await;
                 self.verify_now(token, &header)
             }
