@@ -147,7 +147,8 @@ enum ConfigCommand {
     /// and creds files) as `serve` would and reports each by setting.
     /// Exits non-zero when anything fails.
     Check {
-        /// Also reach PostgreSQL, NATS and Redis (5 s each) and report each.
+        /// Also reach PostgreSQL, NATS and Redis and fetch the JWKS URL (5 s
+        /// each), and report each.
         #[arg(long)]
         connect: bool,
     },

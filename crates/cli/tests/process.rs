@@ -428,6 +428,12 @@ fn config_check_loads_every_file_and_names_each_that_does_not() {
         );
     }
     assert!(finding(&out, "HOOKWARDEN_TLS_CERT_FILE").contains(&missing));
+    // The key and the field at fault, not serde's enum message.
+    let jwks = finding(&out, "HOOKWARDEN_JWT_JWKS_FILE");
+    assert!(
+        jwks.contains("JWKS key 0: field `n` must be a string"),
+        "{jwks}"
+    );
     for setting in [
         "HOOKWARDEN_TLS_KEY_FILE",
         "HOOKWARDEN_OPS_TLS_CERT_FILE",

@@ -35,6 +35,9 @@ const KEYS: &[&str] = &[
     "previous_master_keys",
     "jwt_hs256_secret",
     "jwt_jwks_file",
+    "jwt_jwks_url",
+    "jwt_jwks_refresh",
+    "jwt_jwks_ca_file",
     "jwt_issuer",
     "jwt_audience",
     "management_api_keys",
@@ -122,6 +125,12 @@ pub struct RawConfig {
     pub previous_master_keys: Option<SecretString>,
     pub jwt_hs256_secret: Option<SecretString>,
     pub jwt_jwks_file: Option<PathBuf>,
+    /// A JWKS fetched over HTTPS (the IdP's), besides or instead of the file.
+    pub jwt_jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again (`5m`).
+    pub jwt_jwks_refresh: Option<String>,
+    /// PEM roots trusted for the JWKS URL besides the system's (a private CA).
+    pub jwt_jwks_ca_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub management_api_keys: Option<SecretString>,
@@ -266,6 +275,11 @@ pub struct Settings {
     pub previous_master_keys: Option<SecretString>,
     pub jwt_hs256_secret: Option<SecretString>,
     pub jwt_jwks_file: Option<PathBuf>,
+    /// HTTPS (plain HTTP only in development); its keys join the file's.
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_jwks_refresh: Duration,
+    /// PEM roots trusted for the JWKS URL besides the system's.
+    pub jwt_jwks_ca_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub management_api_keys: Vec<SecretString>,
@@ -440,6 +454,9 @@ impl Settings {
             previous_master_keys: raw.previous_master_keys,
             jwt_hs256_secret: raw.jwt_hs256_secret,
             jwt_jwks_file: raw.jwt_jwks_file,
+            jwt_jwks_url: raw.jwt_jwks_url.filter(|u| !u.is_empty()),
+            jwt_jwks_refresh: duration("jwt_jwks_refresh", raw.jwt_jwks_refresh, "5m")?,
+            jwt_jwks_ca_file: raw.jwt_jwks_ca_file,
             jwt_issuer: raw.jwt_issuer,
             jwt_audience: raw.jwt_audience,
             management_api_keys: raw
@@ -592,6 +609,22 @@ impl Settings {
         if self.poll_interval.is_zero() {
             return Err(invalid("poll_interval", "must be positive"));
         }
+        if let Some(url) = &self.jwt_jwks_url {
+            match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                Ok(_) => return Err(invalid("jwt_jwks_url", "must be an https:// URL")),
+                Err(e) => return Err(invalid("jwt_jwks_url", e)),
+            }
+        }
+        if self.jwt_jwks_ca_file.is_some() && self.jwt_jwks_url.is_none() {
+            return Err(invalid(
+                "jwt_jwks_ca_file",
+                "is for the server of HOOKWARDEN_JWT_JWKS_URL, which is not set",
+            ));
+        }
+        if self.jwt_jwks_refresh < Duration::from_secs(1) {
+            return Err(invalid("jwt_jwks_refresh", "must be at least 1s"));
+        }
         if let Some(n) = &self.nats {
             // JetStream keeps nothing shorter than a second and counts bytes in an i64.
             if n.max_age < Duration::from_secs(1) {
@@ -624,8 +657,19 @@ impl Settings {
         if self.delivery_sink {
             return refuse("HOOKWARDEN_DELIVERY_SINK enables the development delivery sink");
         }
-        if self.jwt_hs256_secret.is_none() && self.jwt_jwks_file.is_none() {
-            return refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
+        if self.jwt_hs256_secret.is_none()
+            && self.jwt_jwks_file.is_none()
+            && self.jwt_jwks_url.is_none()
+        {
+            return refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_URL or HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
+        }
+        // Keys fetched in the clear could be swapped by anyone on the path.
+        if self
+            .jwt_jwks_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("https://"))
+        {
+            return refuse("HOOKWARDEN_JWT_JWKS_URL is not https:// (keys fetched in the clear can be replaced on the way)");
         }
         // A token minted for another service of the same issuer, or by
         // another issuer sharing a key, must not pass here.
@@ -736,6 +780,15 @@ impl Settings {
             ),
             format!("jwt_hs256_secret = {}", secret(&self.jwt_hs256_secret)),
             format!("jwt_jwks_file = {}", path(&self.jwt_jwks_file)),
+            format!(
+                "jwt_jwks_url = {}",
+                opt(&self.jwt_jwks_url.as_deref().map(without_credentials))
+            ),
+            format!(
+                "jwt_jwks_refresh = {:?}",
+                format_duration(self.jwt_jwks_refresh)
+            ),
+            format!("jwt_jwks_ca_file = {}", path(&self.jwt_jwks_ca_file)),
             format!("jwt_issuer = {}", opt(&self.jwt_issuer)),
             format!("jwt_audience = {}", opt(&self.jwt_audience)),
             format!(
@@ -1005,6 +1058,13 @@ mod tests {
             ..raw()
         };
         assert!(Settings::from_raw(prod()).is_ok());
+        // A JWKS URL alone, over HTTPS, authenticates tokens in production.
+        assert!(Settings::from_raw(RawConfig {
+            jwt_jwks_file: None,
+            jwt_jwks_url: Some("https://idp.example/jwks.json".into()),
+            ..prod()
+        })
+        .is_ok());
         let dir = std::env::temp_dir().join(format!("hw-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let open_key = dir.join("open.key");
@@ -1052,6 +1112,10 @@ mod tests {
             },
             RawConfig {
                 jwt_jwks_file: None,
+                ..prod()
+            },
+            RawConfig {
+                jwt_jwks_url: Some("http://idp.example/jwks.json".into()),
                 ..prod()
             },
         ];
@@ -1152,6 +1216,43 @@ mod tests {
         let text = s.redacted_toml() + &format!("{s:?}");
         for secret in ["TOPSECRETKEY", "JWTSECRET", "OPKEY1", "DBPASS", "NATSTOKEN"] {
             assert!(!text.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn the_jwks_url_is_checked_and_shown_without_credentials() {
+        let s = Settings::from_toml(
+            "jwt_jwks_url = \"https://user:JWKSPASS@idp.example/jwks.json\"\njwt_jwks_refresh = \"10m\"\n",
+        )
+        .expect("settings");
+        assert_eq!(s.jwt_jwks_refresh, Duration::from_secs(600));
+        let shown = s.redacted_toml();
+        assert!(
+            shown.contains("jwt_jwks_url = \"https://idp.example/jwks.json\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("JWKSPASS"));
+        assert_eq!(
+            Settings::from_toml("").expect("defaults").jwt_jwks_refresh,
+            Duration::from_secs(300)
+        );
+        for (toml, variable) in [
+            (
+                "jwt_jwks_url = \"ftp://idp.example/jwks\"",
+                "HOOKWARDEN_JWT_JWKS_URL",
+            ),
+            ("jwt_jwks_url = \"not a url\"", "HOOKWARDEN_JWT_JWKS_URL"),
+            (
+                "jwt_jwks_refresh = \"500ms\"",
+                "HOOKWARDEN_JWT_JWKS_REFRESH",
+            ),
+            (
+                "jwt_jwks_ca_file = \"/ca.pem\"",
+                "HOOKWARDEN_JWT_JWKS_CA_FILE",
+            ),
+        ] {
+            let err = Settings::from_toml(toml).expect_err(toml);
+            assert!(err.to_string().contains(variable), "{toml}: {err}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `hookwarden config check`: every file the settings name is loaded with
 //! the very loader `serve` uses (a file that passes here loads there), and
-//! with `--connect` PostgreSQL, NATS and Redis are reached within bounded
-//! timeouts. Each result is reported under its setting's name; no secret,
+//! with `--connect` PostgreSQL, NATS and Redis are reached and the JWKS URL
+//! fetched, within bounded timeouts. Each result is reported under its setting's name; no secret,
 //! key or credential is ever printed.
 
 use crate::config::{without_credentials, NatsSettings, Settings};
@@ -57,8 +57,15 @@ pub async fn files(settings: &Settings) -> Vec<Finding> {
     if let Some(path) = &settings.jwt_jwks_file {
         out.push(Finding::new(
             "HOOKWARDEN_JWT_JWKS_FILE",
-            crate::auth::jwt::JwtVerifier::new(None, Some(path), None, None)
-                .map(|_| format!("{}: a key set that loads", path.display())),
+            crate::auth::jwks::load_file(path)
+                .map(|keys| format!("{}: {}", path.display(), key_summary(&keys))),
+        ));
+    }
+    if let Some(path) = &settings.jwt_jwks_ca_file {
+        out.push(Finding::new(
+            "HOOKWARDEN_JWT_JWKS_CA_FILE",
+            crate::auth::jwks::ca_roots(path)
+                .map(|roots| format!("{}: {} certificate(s)", path.display(), roots.len())),
         ));
     }
     master_keys(settings, &mut out);
@@ -228,7 +235,36 @@ pub async fn connections(settings: &Settings) -> Vec<Finding> {
     if let Some(url) = &settings.redis_url {
         out.push(Finding::new("HOOKWARDEN_REDIS_URL", redis(url).await));
     }
+    if let Some(url) = &settings.jwt_jwks_url {
+        out.push(Finding::new(
+            "HOOKWARDEN_JWT_JWKS_URL",
+            jwks_url(url, settings.jwt_jwks_ca_file.as_deref()).await,
+        ));
+    }
     out
+}
+
+/// The JWKS URL fetched and parsed as `serve` does at start-up.
+async fn jwks_url(url: &str, ca_file: Option<&Path>) -> anyhow::Result<String> {
+    let remote = crate::auth::jwks::RemoteKeys::load(url, ca_file).await?;
+    Ok(format!(
+        "{}: {}",
+        without_credentials(url),
+        key_summary(&remote.keys())
+    ))
+}
+
+/// How many keys a set holds and their ids (public: no secret is shown).
+fn key_summary(keys: &[crate::auth::jwks::VerifyingKey]) -> String {
+    let kids: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{} {:?}", k.kid.as_deref().unwrap_or("(no kid)"), k.alg))
+        .collect();
+    if kids.is_empty() {
+        "a key set that loads, with no key".into()
+    } else {
+        format!("{} key(s): {}", kids.len(), kids.join(", "))
+    }
 }
 
 /// Bounds `fut` by `CONNECT_TIMEOUT`.

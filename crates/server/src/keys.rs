@@ -51,7 +51,10 @@ pub fn jwt_hs256_secret(settings: &Settings) -> anyhow::Result<Option<SecretStri
     if let Some(s) = &settings.jwt_hs256_secret {
         return Ok(Some(s.clone()));
     }
-    if settings.is_production() || settings.jwt_jwks_file.is_some() {
+    if settings.is_production()
+        || settings.jwt_jwks_file.is_some()
+        || settings.jwt_jwks_url.is_some()
+    {
         return Ok(None);
     }
     let text = dev_file(
@@ -82,9 +85,9 @@ pub fn existing_jwt_hs256_secret(settings: &Settings) -> anyhow::Result<SecretSt
              (production tokens normally come from your identity provider)"
         );
     }
-    if settings.jwt_jwks_file.is_some() {
+    if settings.jwt_jwks_file.is_some() || settings.jwt_jwks_url.is_some() {
         bail!(
-            "no HS256 secret: the server verifies tokens with HOOKWARDEN_JWT_JWKS_FILE only, so \
+            "no HS256 secret: the server verifies tokens with HOOKWARDEN_JWT_JWKS_FILE or _URL only, so \
              tokens come from your identity provider; to mint development tokens, set \
              HOOKWARDEN_JWT_HS256_SECRET for both the server and this command"
         );

@@ -28,6 +28,7 @@ pub const RATE_LIMIT_KEYS_FULL: &str = "hookwarden_rate_limit_keys_full_total";
 pub const REFUSALS_UNAGGREGATED: &str = "hookwarden_refusals_unaggregated_total";
 pub const LOG_LINES_DROPPED: &str = "hookwarden_log_lines_dropped_total";
 pub const FORWARDING_HEADERS_IGNORED: &str = "hookwarden_forwarding_headers_ignored_total";
+pub const JWKS_LOADS: &str = "hookwarden_jwks_loads_total";
 
 enum Kind {
     Counter,
@@ -59,6 +60,7 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Counter, REFUSALS_UNAGGREGATED, "Inbound refusals counted under the source prefix * because too many distinct aggregates were pending."),
     (Kind::Counter, FORWARDING_HEADERS_IGNORED, "Requests carrying X-Forwarded-For or Forwarded while HOOKWARDEN_TRUSTED_PROXIES is unset (the headers are ignored)."),
     (Kind::Gauge, AUDIT_HEAD_SEQ, "Sequence number of the audit chain's newest entry (its hash is logged as audit.head)."),
+    (Kind::Counter, JWKS_LOADS, "Token key sets loaded after start-up, by source (file, url), trigger (changed: the file changed; periodic; unknown_kid: a token named a key id no key has) and outcome (loaded, failed: the previous keys stay)."),
     (Kind::Counter, LOG_LINES_DROPPED, "Log lines dropped because stdout was closed, failing or not read fast enough."),
 ];
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// How often certificate files are checked for renewal.
+/// How often certificate and JWKS files are checked for changes.
 const CERT_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A listener's TLS configuration and the certificate it reloads.
@@ -61,9 +61,26 @@ impl Application {
             settings.jwt_issuer.clone(),
             settings.jwt_audience.clone(),
         )?;
+        // Fetched before anything listens: an unreachable or bad key set
+        // stops start-up naming the URL and the cause.
+        let jwt = match &settings.jwt_jwks_url {
+            Some(url) => {
+                jwt.with_jwks_url(
+                    url,
+                    settings.jwt_jwks_ca_file.as_deref(),
+                    settings.jwt_jwks_refresh,
+                )
+                .await?
+            }
+            None => jwt,
+        };
         if !jwt.is_configured() {
             tracing::warn!(
                 "no token verification key is configured: the tenant API refuses every request"
+            );
+        } else if !jwt.has_keys() {
+            tracing::warn!(
+                "the JWKS holds no key: the tenant API refuses every token until it does"
             );
         }
         // Certificates and keys load before anything listens: a bad file
@@ -213,6 +230,8 @@ impl Application {
             })
         };
         let (public_tls, ops_tls) = (tls(public_tls), tls(ops_tls));
+        // A changed JWKS file is picked up like a renewed certificate.
+        state.jwt.watch(CERT_RELOAD_INTERVAL, shutdown.clone());
         let scheme = |t: &Option<_>| if t.is_some() { "https" } else { "http" };
         let (public_scheme, ops_scheme) = (scheme(&public_tls), scheme(&ops_tls));
         let public_srv = http::serve::serve(

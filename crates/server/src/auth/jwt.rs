@@ -1,16 +1,20 @@
 //! Verification of tenant and producer tokens inside the service: HS256 with a
 //! shared secret (development), RS256 / ES256 / EdDSA keys from a JWKS file
-//! (production); `exp` required, `nbf`, `iss` and `aud` checked. The algorithm
-//! is fixed by the key, never chosen by the token (no `alg` confusion, no `none`).
+//! and/or a JWKS URL (production; see `jwks.rs`); `exp` required, `nbf`, `iss`
+//! and `aud` checked. The algorithm is fixed by the key, never chosen by the
+//! token (no `alg` confusion, no `none`).
 
+use super::jwks::{FileKeys, KeySet, RemoteKeys, VerifyingKey};
 use anyhow::Context;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
@@ -33,14 +37,14 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
-struct VerifyingKey {
-    kid: Option<String>,
-    alg: Algorithm,
-    key: DecodingKey,
-}
-
+/// Where verification keys come from. The JWKS file and URL may both be
+/// set: their keys are used together (the file can hold keys an IdP does
+/// not publish, e.g. during a migration).
 pub struct JwtVerifier {
-    keys: Vec<VerifyingKey>,
+    hs256: Option<VerifyingKey>,
+    file: Option<Arc<FileKeys>>,
+    remote: Option<Arc<RemoteKeys>>,
+    remote_refresh: Duration,
     issuer: Option<String>,
     audience: Option<String>,
 }
@@ -66,57 +70,115 @@ impl JwtVerifier {
         issuer: Option<String>,
         audience: Option<String>,
     ) -> anyhow::Result<Self> {
-        let mut keys = Vec::new();
-        if let Some(secret) = hs256 {
-            keys.push(VerifyingKey {
+        Ok(Self {
+            hs256: hs256.map(|secret| VerifyingKey {
                 kid: None,
                 alg: Algorithm::HS256,
                 key: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-            });
-        }
-        if let Some(path) = jwks_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading JWKS file {}", path.display()))?;
-            let set: JwkSet = serde_json::from_str(&text)
-                .with_context(|| format!("parsing JWKS file {}", path.display()))?;
-            for jwk in &set.keys {
-                let alg = match &jwk.algorithm {
-                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                    AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-                    // Symmetric keys in a published key set would be a misconfiguration.
-                    AlgorithmParameters::OctetKey(_) => {
-                        anyhow::bail!("JWKS file {} holds a symmetric key", path.display())
-                    }
-                };
-                let key = DecodingKey::from_jwk(jwk)
-                    .with_context(|| format!("JWKS key in {}", path.display()))?;
-                keys.push(VerifyingKey {
-                    kid: jwk.common.key_id.clone(),
-                    alg,
-                    key,
-                });
-            }
-        }
-        Ok(Self {
-            keys,
+            }),
+            file: jwks_file.map(FileKeys::load).transpose()?.map(Arc::new),
+            remote: None,
+            remote_refresh: Duration::MAX,
             issuer,
             audience,
         })
     }
 
-    pub fn is_configured(&self) -> bool {
-        !self.keys.is_empty()
+    /// Adds the keys of a JWKS URL, fetched now (start-up fails when that
+    /// fails) and then every `refresh` (see `watch`); `ca_file` adds trusted
+    /// roots for its server.
+    pub async fn with_jwks_url(
+        mut self,
+        url: &str,
+        ca_file: Option<&Path>,
+        refresh: Duration,
+    ) -> anyhow::Result<Self> {
+        let remote = RemoteKeys::load(url, ca_file)
+            .await
+            .context("HOOKWARDEN_JWT_JWKS_URL")?;
+        self.remote = Some(Arc::new(remote));
+        self.remote_refresh = refresh;
+        Ok(self)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        if self.keys.is_empty() {
+    /// Is any source of keys configured (an empty JWKS may get keys later)?
+    pub fn is_configured(&self) -> bool {
+        self.hs256.is_some() || self.file.is_some() || self.remote.is_some()
+    }
+
+    /// Does any source hold a key now?
+    pub fn has_keys(&self) -> bool {
+        self.hs256.is_some() || self.key_sets().iter().flatten().any(|set| !set.is_empty())
+    }
+
+    /// Polls the JWKS file every `file_every` and refreshes the URL's keys
+    /// at their interval, until `stop`.
+    pub fn watch(&self, file_every: Duration, stop: CancellationToken) {
+        if let Some(file) = self.file.clone() {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(file_every) => file.refresh(),
+                    }
+                }
+            });
+        }
+        if let Some(remote) = self.remote.clone() {
+            let every = self.remote_refresh;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(every) => remote.refresh().await,
+                    }
+                }
+            });
+        }
+    }
+
+    /// The key sets as they are now (each an `Arc`: no load waits on a request).
+    fn key_sets(&self) -> [Option<KeySet>; 2] {
+        [
+            self.file.as_ref().map(|f| f.keys()),
+            self.remote.as_ref().map(|r| r.keys()),
+        ]
+    }
+
+    /// Verifies a token. A `kid` no key carries makes the JWKS URL be
+    /// fetched again (at a bounded rate), so a key the IdP has just rotated
+    /// in works on its first use.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if !self.is_configured() {
             return Err(TokenError::NotConfigured);
         }
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let candidates = self
-            .keys
+        let result = self.verify_now(token, &header);
+        match (&result, &self.remote, &header.kid) {
+            // Not only `UnknownKey`: a key without a `kid` may have been
+            // tried (and failed) in place of the one the token names.
+            (Err(_), Some(remote), Some(kid)) if !self.knows(kid) => {
+                remote.refresh_for_unknown_kid().await;
+                self.verify_now(token, &header)
+            }
+            _ => result,
+        }
+    }
+
+    fn knows(&self, kid: &str) -> bool {
+        self.key_sets()
             .iter()
+            .flatten()
+            .any(|set| set.iter().any(|k| k.kid.as_deref() == Some(kid)))
+    }
+
+    fn verify_now(&self, token: &str, header: &Header) -> Result<Claims, TokenError> {
+        let sets = self.key_sets();
+        let candidates = self
+            .hs256
+            .iter()
+            .chain(sets.iter().flatten().flat_map(|set| set.iter()))
             .filter(|k| k.alg == header.alg)
             .filter(|k| match (&header.kid, &k.kid) {
                 (Some(want), Some(have)) => want == have,

@@ -5,6 +5,7 @@
 //! tenant routes), `scope` (space-separated), `exp` (required), `nbf`, `iss`
 //! and `aud` (required when configured). Refusals name the claim at fault.
 
+pub mod jwks;
 pub mod jwt;
 pub mod operator;
 
@@ -71,11 +72,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let token = bearer(parts)?;
     let claims = state
         .jwt
         .verify(token)
+        .await
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     Ok(Principal {
         subject: claims.sub,
@@ -156,7 +158,7 @@ impl FromRequestParts<AppState> for Tenant {
     ) -> Result<Self, Self::Rejection> {
         let principal = match gateway_principal(parts, state)? {
             Some(p) => p,
-            None => authenticate(parts, state)?,
+            None => authenticate(parts, state).await?,
         };
         let account_id = principal
             .account_id
@@ -191,7 +193,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            principal: authenticate(parts, state)?,
+            principal: authenticate(parts, state).await?,
         })
     }
 }
@@ -209,7 +211,7 @@ impl FromRequestParts<AppState> for Producer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = authenticate(parts, state)?;
+        let principal = authenticate(parts, state).await?;
         principal.require(Scope::EventsPublish)?;
         state
             .limiter

@@ -4,7 +4,7 @@
 use crate::auth::{Producer, Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
-use crate::http::operator::outbound_events::{detail, EventDetail};
+use crate::http::operator::outbound_events::{detail, OutboundEventDetail};
 use crate::intake::{self, IntakeError, PublishRequest};
 use crate::state::AppState;
 use axum::extract::State;
@@ -80,12 +80,12 @@ pub async fn publish(
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Event id (the receivers' webhook-id)")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The event and its deliveries", body = EventDetail)))]
+    responses((status = 200, description = "The event and its deliveries", body = OutboundEventDetail)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
     StrictPath(id): StrictPath<String>,
-) -> ApiResult<Json<EventDetail>> {
+) -> ApiResult<Json<OutboundEventDetail>> {
     tenant.require(Scope::WebhooksRead)?;
     let event = state
         .store

@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
+use crate::http::operator::outbound_webhooks::OPERATOR_DISABLED;
 use crate::http::request_id::RequestId;
 use crate::secrets::seal_webhook_secret;
 use crate::state::AppState;
@@ -55,6 +56,12 @@ pub struct UpdateWebhook {
     /// Generate a new secret; the old one keeps signing during the grace period.
     #[serde(default)]
     rotate_secret: Option<bool>,
+    /// `true` stops deliveries (tries already queued wait; events published
+    /// meanwhile are not queued); `false`, like any update without it,
+    /// enables again. An endpoint the operator disabled stays so until the
+    /// operator enables it.
+    #[serde(default)]
+    disabled: Option<bool>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -86,6 +93,9 @@ pub struct PatchWebhook {
     /// Generate a new secret; the old one keeps signing during the grace period.
     #[serde(default)]
     rotate_secret: Option<bool>,
+    /// As in `PUT`.
+    #[serde(default)]
+    disabled: Option<bool>,
 }
 
 impl PatchWebhook {
@@ -104,6 +114,7 @@ impl PatchWebhook {
             description: self.description.map(Option::unwrap_or_default),
             secret: self.secret,
             rotate_secret: self.rotate_secret,
+            disabled: self.disabled,
         })
     }
 }
@@ -120,6 +131,9 @@ pub struct ListQuery {
 }
 
 use crate::http::rfc3339;
+
+/// The reason shown when the tenant disabled its own endpoint.
+const TENANT_DISABLED: &str = "disabled by the tenant";
 
 /// The public view of a webhook: never the stored secret. `secret` appears
 /// only in the answer that created or rotated it.
@@ -323,8 +337,10 @@ pub async fn get(
 /// Changes the fields given (scope `webhooks:write`); a field left out keeps its value, never
 /// cleared. A new `secret`, or `rotateSecret: true`, rotates the signing secret: the answer
 /// shows the new one, once, and the previous one keeps signing beside it for the grace period
-/// (24 h by default). Every update re-enables a disabled endpoint. A URL and event types that
-/// another webhook of the account already has are refused (409 `CONFLICT`).
+/// (24 h by default). `disabled: true` stops deliveries; any other update enables the
+/// endpoint again, unless the operator disabled it (then only the operator can; `disabled:
+/// false` is refused with 403). A URL and event types that another webhook of the account
+/// already has are refused (409 `CONFLICT`).
 #[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),
@@ -357,6 +373,24 @@ pub async fn update(
         (None, true) => Some(WebhookSecret::generate()),
         (None, false) => None,
     };
+    // An update re-enables an endpoint a 410 or its tenant disabled, never
+    // one the operator did: that takes the operator.
+    let current = state
+        .store
+        .get_webhook(&tenant.account_id, &id)
+        .await
+        .map_err(|e| ApiError::internal("get webhook", e))?
+        .ok_or(ApiError::NotFound)?;
+    let held_by_operator = current.disabled
+        && current
+            .disabled_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(OPERATOR_DISABLED));
+    if held_by_operator && body.disabled == Some(false) {
+        return Err(ApiError::Forbidden(
+            "the operator disabled this endpoint; only the operator can enable it".into(),
+        ));
+    }
     let now = Utc::now();
     let grace = chrono::Duration::from_std(state.settings.rotation_grace)
         .unwrap_or(chrono::Duration::hours(24));
@@ -370,10 +404,10 @@ pub async fn update(
                 now + grace,
             )
         }),
-        enable: true,
+        enable: !held_by_operator && body.disabled != Some(true),
         updated_at: now,
     };
-    let w = state
+    let mut w = state
         .store
         .update_webhook(&tenant.account_id, &id, &update)
         .await
@@ -382,6 +416,15 @@ pub async fn update(
             other => ApiError::internal("update webhook", other),
         })?
         .ok_or(ApiError::NotFound)?;
+    if body.disabled == Some(true) && !w.disabled {
+        state
+            .store
+            .disable_webhook(&id, TENANT_DISABLED, now)
+            .await
+            .map_err(|e| ApiError::internal("disable webhook", e))?;
+        w.disabled = true;
+        w.disabled_reason = Some(TENANT_DISABLED.into());
+    }
     tracing::info!(account.id = %w.account_id, webhook.id = %w.id, secret_rotated = new_secret.is_some(), "webhook updated");
     // Never the URL (it may carry the customer's tokens) nor the secret.
     let target = format!("webhook:{}", w.id);
@@ -391,7 +434,7 @@ pub async fn update(
         "webhook.updated",
         &target,
         &rid.0,
-        json!({"accountId": w.account_id}),
+        json!({"accountId": w.account_id, "disabled": w.disabled}),
     )
     .await;
     if new_secret.is_some() {
@@ -415,7 +458,8 @@ pub async fn update(
 ///
 /// Changes the fields given and keeps the others (JSON merge, RFC 7396; scope
 /// `webhooks:write`); `description: null` empties the description, while `url` and `eventTypes`
-/// cannot be null. Like `PUT`, it rotates the secret when asked and re-enables the endpoint.
+/// cannot be null. Like `PUT`, it rotates the secret when asked, takes `disabled`, and
+/// otherwise re-enables the endpoint unless the operator disabled it.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = PatchWebhook,
     params(("id" = String, Path, description = "Webhook id")),
     security(("bearer" = [])),

@@ -1,5 +1,7 @@
-//! Production token verification from a JWKS file: RS256, ES256 and EdDSA
-//! accepted; other keys, algorithm confusion, wrong issuer or audience refused.
+//! Production token verification from a JWKS file or URL: RS256, ES256 and
+//! EdDSA accepted; other keys, algorithm confusion, wrong issuer or audience
+//! refused; the URL fetched at start-up, periodically and (bounded) on an
+//! unknown `kid`; the file reloaded when it changes.
 
 use crate::helpers::*;
 use axum::http::StatusCode;
@@ -142,4 +144,457 @@ async fn forged_and_confused_tokens_are_refused(backend: Backend) {
         let (status, body, _) = app.get("/v1/webhooks", &t).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
     }
+}
+
+// ---- A JWKS URL (the IdP's), and a JWKS file that changes ----
+
+use axum::routing::get;
+use hookwarden_server::config::{RawConfig, Settings};
+use hookwarden_server::devcerts::{DevCa, Issued};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The fixture's keys with these ids, as a JWKS document.
+fn jwks_of(kids: &[&str]) -> String {
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).expect("jwks"))
+            .expect("json");
+    let keys = doc["keys"].as_array_mut().expect("keys");
+    keys.retain(|k| kids.contains(&k["kid"].as_str().unwrap_or("")));
+    assert_eq!(keys.len(), kids.len(), "fixture kids");
+    doc.to_string()
+}
+
+/// A real HTTP server publishing a JWKS (what the server fetches is
+/// counted); its answer can be changed as an IdP's would.
+struct JwksServer {
+    url: String,
+    answer: Arc<Mutex<(u16, String)>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(body: String) -> Self {
+        Self::serve(body, None).await
+    }
+
+    /// Over HTTPS, presenting `cert` (issued by a test CA).
+    async fn start_tls(body: String, cert: &Issued) -> Self {
+        Self::serve(body, Some(cert)).await
+    }
+
+    async fn serve(body: String, cert: Option<&Issued>) -> Self {
+        let answer = Arc::new(Mutex::new((200, body)));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (a, f) = (answer.clone(), fetches.clone());
+        let router = axum::Router::new().route(
+            "/jwks.json",
+            get(move || {
+                let (a, f) = (a.clone(), f.clone());
+                async move {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let (status, body) = a.lock().expect("answer").clone();
+                    (StatusCode::from_u16(status).expect("status"), body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let scheme = match cert {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, router).await });
+                // Plain HTTP: accepted outside production only (refused there).
+                "http"
+            }
+            Some(cert) => {
+                let certs = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("certificate");
+                let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+                let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config");
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+                tokio::spawn(async move {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        let (acceptor, router) = (acceptor.clone(), router.clone());
+                        tokio::spawn(async move {
+                            // A client that refuses our certificate ends here.
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(
+                                        TokioIo::new(tls),
+                                        TowerToHyperService::new(router),
+                                    )
+                                    .await;
+                        });
+                    }
+                });
+                "https"
+            }
+        };
+        Self {
+            url: format!("{scheme}://{addr}/jwks.json"),
+            answer,
+            fetches,
+        }
+    }
+
+    fn answer(&self, status: u16, body: String) {
+        *self.answer.lock().expect("answer") = (status, body);
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+async fn url_app(url: &str, refresh: Option<&'static str>) -> TestApp {
+    let url = url.to_owned();
+    TestApp::with(
+        Backend::Sqlite,
+        Options {
+            hs256: false,
+            issuer: Some("https://idp.example"),
+            audience: Some("hookwarden"),
+            customize: Some(Box::new(move |raw: &mut RawConfig| {
+                raw.jwt_jwks_url = Some(url);
+                raw.jwt_jwks_refresh = refresh.map(str::to_owned);
+            })),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+fn rsa() -> EncodingKey {
+    EncodingKey::from_rsa_pem(&pem("jwt-rsa.pem")).expect("rsa")
+}
+
+fn ec() -> EncodingKey {
+    EncodingKey::from_ec_pem(&pem("jwt-ec.pem")).expect("ec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_keys_verify_and_a_rotated_key_works_on_first_use() {
+    let idp = JwksServer::start(jwks_of(&["rsa-1"])).await;
+    let app = url_app(&idp.url, None).await;
+    assert_eq!(idp.fetches(), 1, "fetched once at start-up");
+    let c = claims(&app);
+    let (status, body, _) = app
+        .get(
+            "/v1/webhooks",
+            &token(Algorithm::RS256, "rsa-1", &rsa(), &c),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The IdP rotates a new key in: its first token is accepted, after one fetch.
+    idp.answer(200, jwks_of(&["rsa-1", "ec-1"]));
+    let (status, body, _) = app
+        .get("/v1/webhooks", &token(Algorithm::ES256, "ec-1", &ec(), &c))
+        .await;
+    assert_eq!(status, StatusCode::OK, "rotated key on first use: {body}");
+    assert_eq!(idp.fetches(), 2);
+    // A known kid never causes a fetch.
+    for _ in 0..5 {
+        let (status, _, _) = app
+            .get("/v1/webhooks", &token(Algorithm::ES256, "ec-1", &ec(), &c))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(idp.fetches(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_floods_fetch_the_jwks_url_at_most_once() {
+    let idp = JwksServer::start(jwks_of(&["rsa-1"])).await;
+    let app = url_app(&idp.url, None).await;
+    let c = claims(&app);
+    let key = rsa();
+    let tokens: Vec<String> = (0..40)
+        .map(|_| {
+            let kid = uuid::Uuid::new_v4().to_string();
+            token(Algorithm::RS256, &kid, &key, &c)
+        })
+        .collect();
+    // Concurrent, then one after another: each made-up kid is refused.
+    let answers =
+        futures_util::future::join_all(tokens[..20].iter().map(|t| app.get("/v1/webhooks", t)))
+            .await;
+    for t in &tokens[20..] {
+        let (status, _, _) = app.get("/v1/webhooks", t).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    for (status, body, _) in answers {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    assert_eq!(
+        idp.fetches(),
+        2,
+        "start-up, then one fetch for all unknown kids"
+    );
+    // The bound holds for a real rotation within the interval too: its key
+    // works from the next refresh (periodic, or unknown-kid after 30 s).
+    idp.answer(200, jwks_of(&["rsa-1", "ec-1"]));
+    let (status, _, _) = app
+        .get("/v1/webhooks", &token(Algorithm::ES256, "ec-1", &ec(), &c))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(idp.fetches(), 2);
+    // Known keys are unaffected.
+    let (status, body, _) = app
+        .get("/v1/webhooks", &token(Algorithm::RS256, "rsa-1", &key, &c))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_url_is_refreshed_periodically_and_a_bad_answer_keeps_the_keys() {
+    let idp = JwksServer::start(jwks_of(&["rsa-1"])).await;
+    let app = url_app(&idp.url, Some("1s")).await;
+    let c = claims(&app);
+    let rsa_token = token(Algorithm::RS256, "rsa-1", &rsa(), &c);
+    // The IdP breaks: refreshes fail, the last good keys stay.
+    idp.answer(
+        200,
+        r#"{"keys": [{"kty": "EC", "kid": "k2", "crv": "P-521"}]}"#.into(),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(idp.fetches() >= 2, "refreshed periodically");
+    let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
+    assert_eq!(status, StatusCode::OK, "kept after a bad answer: {body}");
+    idp.answer(503, "down".into());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
+    assert_eq!(status, StatusCode::OK, "kept while the IdP is down: {body}");
+    // Operators see the failed refreshes.
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hookwarden_jwks_loads_total{")
+                && l.contains("source=\"url\"")
+                && l.contains("trigger=\"periodic\"")
+                && l.contains("outcome=\"failed\"")),
+        "{metrics}"
+    );
+    // Back, with the RSA key retired: a periodic refresh alone removes it.
+    idp.answer(200, jwks_of(&["ec-1"]));
+    let before = idp.fetches();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(idp.fetches() > before);
+    let (status, _, _) = app
+        .get("/v1/webhooks", &token(Algorithm::ES256, "ec-1", &ec(), &c))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app.get("/v1/webhooks", &rsa_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a retired key is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_file_is_reloaded_when_it_changes() {
+    let dir = TempDir::new();
+    let file = dir.0.join("jwks.json");
+    std::fs::write(&file, jwks_of(&["rsa-1"])).expect("write");
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            jwks_file: Some(file.clone()),
+            hs256: false,
+            issuer: Some("https://idp.example"),
+            audience: Some("hookwarden"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = claims(&app);
+    let ec_token = token(Algorithm::ES256, "ec-1", &ec(), &c);
+    let (status, _, _) = app.get("/v1/webhooks", &ec_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    std::fs::write(&file, jwks_of(&["rsa-1", "ec-1"])).expect("write");
+    let mut accepted = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if app.get("/v1/webhooks", &ec_token).await.0 == StatusCode::OK {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "the new key is used without a restart");
+    // A file that no longer loads keeps the keys loaded last.
+    std::fs::write(&file, r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).expect("write");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let (status, body, _) = app.get("/v1/webhooks", &ec_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Settings of a development server verifying with this JWKS URL only.
+fn url_settings(dir: &TempDir, url: &str) -> Settings {
+    Settings::from_raw(RawConfig {
+        data_dir: Some(dir.0.clone()),
+        jwt_jwks_url: Some(url.to_owned()),
+        ..Default::default()
+    })
+    .expect("settings")
+}
+
+async fn closed_port_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}/jwks.json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_bad_jwks_url_stops_start_up_and_fails_config_check() {
+    use hookwarden_server::config_check::connections;
+    use hookwarden_server::startup::Application;
+    let dir = TempDir::new();
+    let idp = JwksServer::start(jwks_of(&["rsa-1", "ed-1"])).await;
+    let closed = closed_port_url().await;
+    let check = |url: String| {
+        let settings = url_settings(&dir, &url);
+        async move {
+            connections(&settings)
+                .await
+                .into_iter()
+                .find(|f| f.setting == "HOOKWARDEN_JWT_JWKS_URL")
+                .expect("a finding for the URL")
+                .outcome
+        }
+    };
+    let good = check(idp.url.clone()).await.expect("a good key set");
+    assert!(good.contains(&idp.url), "{good}");
+    assert!(good.contains("2 key(s): rsa-1 RS256, ed-1 EdDSA"), "{good}");
+
+    let bad_key = r#"{"keys": [{"kty": "EC", "kid": "k2", "crv": "P-521", "x": "AA", "y": "AA"}]}"#;
+    for (status, body, wants) in [
+        (
+            200,
+            bad_key.to_owned(),
+            vec!["JWKS key 0 (kid \"k2\"): field `crv` is \"P-521\""],
+        ),
+        (200, "not json".to_owned(), vec!["JWKS is not JSON"]),
+        (404, "{}".to_owned(), vec!["answered HTTP 404"]),
+        (
+            200,
+            format!("{{\"keys\": [], \"pad\": \"{}\"}}", "x".repeat(2 << 20)),
+            vec!["larger than 1048576 bytes"],
+        ),
+    ] {
+        idp.answer(status, body);
+        let why = check(idp.url.clone()).await.expect_err("refused");
+        assert!(why.contains(&idp.url), "{why}");
+        for want in wants {
+            assert!(why.contains(want), "{why} does not say {want}");
+        }
+        assert!(!why.contains("variant"), "{why}");
+        let err = match Application::build(url_settings(&dir, &idp.url)).await {
+            Ok(_) => panic!("started with a JWKS URL that does not load"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains("HOOKWARDEN_JWT_JWKS_URL") && err.contains(&idp.url),
+            "{err}"
+        );
+    }
+    let why = check(closed.clone()).await.expect_err("unreachable");
+    assert!(why.contains(&closed), "{why}");
+    let err = match Application::build(url_settings(&dir, &closed)).await {
+        Ok(_) => panic!("started with an unreachable JWKS URL"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains(&closed), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_jwks_url_behind_a_private_ca_is_trusted_with_its_ca_file_only() {
+    let dir = TempDir::new();
+    let ca = DevCa::new("the IdP's private CA").expect("ca");
+    let stranger = DevCa::new("a CA nobody trusts").expect("ca");
+    let good = ca.issue("idp", &["127.0.0.1"], true, None).expect("cert");
+    let untrusted = stranger
+        .issue("idp", &["127.0.0.1"], true, None)
+        .expect("cert");
+    let ca_file = dir.0.join("idp-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let idp = JwksServer::start_tls(jwks_of(&["rsa-1"]), &good).await;
+    let impostor = JwksServer::start_tls(jwks_of(&["rsa-1"]), &untrusted).await;
+    assert!(idp.url.starts_with("https://"));
+    let with_ca = |url: String| {
+        let ca_file = ca_file.clone();
+        move |raw: &mut RawConfig| {
+            raw.jwt_jwks_url = Some(url);
+            raw.jwt_jwks_ca_file = Some(ca_file);
+        }
+    };
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            hs256: false,
+            issuer: Some("https://idp.example"),
+            audience: Some("hookwarden"),
+            customize: Some(Box::new(with_ca(idp.url.clone()))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = claims(&app);
+    let (status, body, _) = app
+        .get(
+            "/v1/webhooks",
+            &token(Algorithm::RS256, "rsa-1", &rsa(), &c),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A server whose certificate the CA file does not vouch for, and the
+    // IdP itself without the CA file: neither is trusted.
+    let mut impostor_raw = RawConfig {
+        data_dir: Some(dir.0.clone()),
+        ..Default::default()
+    };
+    with_ca(impostor.url.clone())(&mut impostor_raw);
+    let without_ca = RawConfig {
+        data_dir: Some(dir.0.clone()),
+        jwt_jwks_url: Some(idp.url.clone()),
+        ..Default::default()
+    };
+    for (name, raw, url) in [
+        ("impostor", impostor_raw, &impostor.url),
+        ("no CA file", without_ca, &idp.url),
+    ] {
+        let settings = Settings::from_raw(raw).expect("settings");
+        let err = match hookwarden_server::startup::Application::build(settings).await {
+            Ok(_) => panic!("{name}: started trusting an unknown certificate"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(url.as_str()), "{name}: {err}");
+        assert!(err.to_lowercase().contains("certificate"), "{name}: {err}");
+    }
+    assert_eq!(impostor.fetches(), 0, "nothing was asked of the impostor");
 }

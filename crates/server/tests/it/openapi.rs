@@ -8,6 +8,18 @@ use serde_json::{json, Value};
 
 /// Every route the public listener serves, as `METHOD path`.
 const ROUTES: &[&str] = &[
+    "get /api/v1/audit-chain",
+    "get /api/v1/outbound/deliveries",
+    "get /api/v1/outbound/deliveries/{id}",
+    "post /api/v1/outbound/deliveries/retry",
+    "post /api/v1/outbound/deliveries/{id}/retry",
+    "get /api/v1/outbound/events",
+    "get /api/v1/outbound/events/{id}",
+    "get /api/v1/outbound/webhooks",
+    "get /api/v1/outbound/webhooks/{id}",
+    "post /api/v1/outbound/webhooks/{id}/disable",
+    "post /api/v1/outbound/webhooks/{id}/enable",
+    "get /v1/events/{id}",
     "post /v1/webhooks",
     "get /v1/webhooks",
     "get /v1/webhooks/{id}",

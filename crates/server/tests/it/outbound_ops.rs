@@ -445,6 +445,24 @@ async fn operator_disables_and_enables_an_endpoint(backend: Backend) {
     assert_eq!(listed[0]["disabled"], true);
     assert!(items(&op_get(&app, "/api/v1/outbound/webhooks?accountId=acct_z").await).is_empty());
 
+    // The tenant's updates leave an operator's disable in place, and the
+    // tenant cannot lift it.
+    let tenant = app.tenant("acct_a");
+    let path = format!("/v1/webhooks/{id}");
+    let patch = |body: Value| app.call(Method::PATCH, &path, Some(&tenant), Some(body));
+    let (status, kept, _) = patch(json!({"description": "renamed"})).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    assert_eq!(
+        kept["disabled"], true,
+        "an update does not undo the operator's disable"
+    );
+    let (status, refused, _) = patch(json!({"disabled": false})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("operator"));
+
     let (status, view, _) = app
         .operator(
             Method::POST,
@@ -456,6 +474,23 @@ async fn operator_disables_and_enables_an_endpoint(backend: Backend) {
     assert_eq!(view["disabled"], false);
     assert!(view["disabledReason"].is_null());
     app.deliver_until(WAIT, || rx.count() == 1).await;
+
+    // The tenant disables its own endpoint and enables it again.
+    let (status, off, _) = patch(json!({"disabled": true})).await;
+    assert_eq!(status, StatusCode::OK, "{off}");
+    assert_eq!(
+        (off["disabled"].as_bool(), off["disabledReason"].as_str()),
+        (Some(true), Some("disabled by the tenant"))
+    );
+    app.publish("acct_a", "t", json!({"n": 2})).await;
+    assert_eq!(
+        app.dispatcher.run_once().await.expect("step"),
+        0,
+        "nothing queued for a disabled endpoint"
+    );
+    let (status, on, _) = patch(json!({"disabled": false})).await;
+    assert_eq!(status, StatusCode::OK, "{on}");
+    assert_eq!(on["disabled"], false);
 
     for action in ["disable", "enable"] {
         let (status, _, _) = app
@@ -473,8 +508,14 @@ async fn operator_disables_and_enables_an_endpoint(backend: Backend) {
         .filter(|e| e["target"] == format!("webhook:{id}").as_str())
         .map(|e| e["action"].as_str().expect("action"))
         .collect();
-    assert!(
-        actions.ends_with(&["webhook.disabled", "webhook.enabled"]),
+    let operator_actions: Vec<&str> = actions
+        .iter()
+        .copied()
+        .filter(|a| *a != "webhook.updated")
+        .collect();
+    assert_eq!(
+        operator_actions,
+        ["webhook.created", "webhook.disabled", "webhook.enabled"],
         "{actions:?}"
     );
 }

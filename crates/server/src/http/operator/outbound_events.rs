@@ -30,7 +30,7 @@ const FAN_OUT_TRIES: u32 = 100;
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct EventsQuery {
+pub struct OutboundEventsQuery {
     account_id: Option<String>,
     /// Exact event type.
     event_type: Option<String>,
@@ -48,7 +48,7 @@ pub struct EventsQuery {
 /// An event as published, without its payload.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct EventSummary {
+pub struct OutboundEventSummary {
     /// hookwarden's id: the receivers' `webhook-id`.
     id: String,
     account_id: String,
@@ -59,8 +59,8 @@ pub struct EventSummary {
     created_at: String,
 }
 
-fn summary(e: &NewEvent) -> EventSummary {
-    EventSummary {
+fn summary(e: &NewEvent) -> OutboundEventSummary {
+    OutboundEventSummary {
         id: e.id.clone(),
         account_id: e.account_id.clone(),
         event_type: e.event_type.clone(),
@@ -73,14 +73,14 @@ fn summary(e: &NewEvent) -> EventSummary {
 ///
 /// Newest first, filtered by account, exact event type and creation time.
 /// Payloads are shown only on an event's own page.
-#[utoipa::path(get, path = "/api/v1/outbound/events", tag = "operator", params(EventsQuery),
+#[utoipa::path(get, path = "/api/v1/outbound/events", tag = "operator", params(OutboundEventsQuery),
     security(("operatorKey" = [])),
-    responses((status = 200, description = "Events, newest first", body = Page<EventSummary>)))]
+    responses((status = 200, description = "Events, newest first", body = Page<OutboundEventSummary>)))]
 pub async fn list(
     State(state): State<AppState>,
     _op: Operator,
-    StrictQuery(q): StrictQuery<EventsQuery>,
-) -> ApiResult<Json<Page<EventSummary>>> {
+    StrictQuery(q): StrictQuery<OutboundEventsQuery>,
+) -> ApiResult<Json<Page<OutboundEventSummary>>> {
     let filter = EventFilter {
         account_id: q.account_id.as_deref(),
         event_type: q.event_type.as_deref(),
@@ -103,7 +103,7 @@ pub async fn list(
 /// One webhook an event was for, and the tries made for it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct FanOut {
+pub struct OutboundFanOut {
     webhook_id: String,
     /// Null when the webhook has been deleted since.
     url: Option<String>,
@@ -115,12 +115,12 @@ pub struct FanOut {
 /// An event, its payload and its fan-out.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct EventDetail {
+pub struct OutboundEventDetail {
     #[serde(flatten)]
-    event: EventSummary,
+    event: OutboundEventSummary,
     payload: Value,
     /// Each webhook the event was for (subscribed when it was published).
-    fan_out: Vec<FanOut>,
+    fan_out: Vec<OutboundFanOut>,
 }
 
 /// Read one published event with its fan-out.
@@ -131,12 +131,12 @@ pub struct EventDetail {
 #[utoipa::path(get, path = "/api/v1/outbound/events/{id}", tag = "operator",
     params(("id" = String, Path, description = "Event id (the receivers' webhook-id)")),
     security(("operatorKey" = [])),
-    responses((status = 200, description = "The event and its fan-out", body = EventDetail)))]
+    responses((status = 200, description = "The event and its fan-out", body = OutboundEventDetail)))]
 pub async fn get(
     State(state): State<AppState>,
     _op: Operator,
     StrictPath(id): StrictPath<String>,
-) -> ApiResult<Json<EventDetail>> {
+) -> ApiResult<Json<OutboundEventDetail>> {
     let event = state
         .store
         .get_event(None, &id)
@@ -148,16 +148,16 @@ pub async fn get(
 
 /// The event's page: shared by the operator's view and the tenant's own
 /// (`GET /v1/events/{id}`), which finds only its account's events.
-pub async fn detail(state: &AppState, event: NewEvent) -> ApiResult<EventDetail> {
+pub async fn detail(state: &AppState, event: NewEvent) -> ApiResult<OutboundEventDetail> {
     let fan_out = fan_out(state, &event).await?;
-    Ok(EventDetail {
+    Ok(OutboundEventDetail {
         event: summary(&event),
         payload: event.payload,
         fan_out,
     })
 }
 
-async fn fan_out(state: &AppState, event: &NewEvent) -> ApiResult<Vec<FanOut>> {
+async fn fan_out(state: &AppState, event: &NewEvent) -> ApiResult<Vec<OutboundFanOut>> {
     let filter = AttemptFilter {
         account_id: Some(&event.account_id),
         event_id: Some(&event.id),
@@ -181,7 +181,7 @@ async fn fan_out(state: &AppState, event: &NewEvent) -> ApiResult<Vec<FanOut>> {
         .into_iter()
         .map(|(webhook_id, attempts)| {
             let webhook = webhooks.iter().find(|w| w.id == webhook_id);
-            FanOut {
+            OutboundFanOut {
                 url: webhook.map(|w| w.url.clone()),
                 disabled: webhook.is_some_and(|w| w.disabled),
                 webhook_id,

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
+/// How an operator's disable reason starts: tenants' updates leave such an
+/// endpoint disabled.
+pub const OPERATOR_DISABLED: &str = "disabled by the operator";
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("operator webhooks", e)
 }
@@ -121,7 +125,7 @@ pub async fn disable(
     StrictJson(body): StrictJson<Justification>,
 ) -> ApiResult<Json<OperatorWebhookView>> {
     let (requested_by, reason) = body.checked()?;
-    let shown = format!("disabled by the operator: {reason}");
+    let shown = format!("{OPERATOR_DISABLED}: {reason}");
     if !state
         .store
         .disable_webhook(&id, &shown, Utc::now())
