@@ -104,6 +104,7 @@ const WEBHOOK_FIELDS: &[(&str, &str)] = &[
     ("disabled", "disabled"),
     ("disabled reason", "disabledReason"),
     ("paused until", "pausedUntil"),
+    ("rotation ends", "secretRotationEndsAt"),
     ("created", "createdAt"),
     ("updated", "updatedAt"),
 ];
