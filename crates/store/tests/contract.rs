@@ -1205,7 +1205,13 @@ async fn searches_across_accounts_find_tries_and_events(backend: Backend) {
     let now = Utc::now();
     let due = now + Duration::seconds(60);
     let retried = s
-        .retry_now("acct_a", &dead[0].id, &ids::attempt_id(), now, due)
+        .retry_now(
+            &dead[0].account_id,
+            &dead[0].id,
+            &ids::attempt_id(),
+            now,
+            due,
+        )
         .await
         .expect("retry")
         .expect("scheduled");

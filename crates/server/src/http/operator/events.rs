@@ -7,16 +7,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::{Health, Page};
+use crate::http::operator::filters::{checked, parse_status, parse_time};
 use crate::http::request_id::RequestId;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hookwarden_core::ids;
 use hookwarden_store::ingress::{AuditRecord, EventQuery, InboundEvent, Job, NewReplay};
-use hookwarden_store::model::AttemptStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -26,24 +26,6 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 use crate::http::rfc3339;
-
-fn parse_status(s: Option<&str>) -> ApiResult<Option<AttemptStatus>> {
-    s.map(|s| {
-        AttemptStatus::parse(s).ok_or_else(|| {
-            ApiError::Validation("status must be pending, succeeded, failed or dead".into())
-        })
-    })
-    .transpose()
-}
-
-fn parse_time(name: &str, s: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
-    s.map(|s| {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| ApiError::Validation(format!("{name} must be an RFC 3339 time")))
-    })
-    .transpose()
-}
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -307,23 +289,12 @@ pub async fn replay(
     StrictPath(id): StrictPath<String>,
     StrictJson(body): StrictJson<ReplayBody>,
 ) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
-    let requested_by = body.requested_by.trim();
-    let reason = body.reason.trim();
-    if !(1..=100).contains(&requested_by.chars().count()) {
-        return Err(ApiError::Validation(
-            "requestedBy must be 1 to 100 characters".into(),
-        ));
-    }
-    if !(1..=500).contains(&reason.chars().count()) {
-        return Err(ApiError::Validation(
-            "reason must be 1 to 500 characters".into(),
-        ));
-    }
+    let (requested_by, reason) = checked(&body.requested_by, &body.reason)?;
     let replay = NewReplay {
         id: ids::new_id("rpl"),
         event_id: id.clone(),
-        requested_by: requested_by.to_owned(),
-        reason: reason.to_owned(),
+        requested_by,
+        reason,
         request_id: rid.0.clone(),
         job_id: ids::new_id("job"),
         created_at: Utc::now(),
