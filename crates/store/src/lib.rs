@@ -129,7 +129,14 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         &self,
         account_id: Option<&str>,
         attempt_id: &str,
-    ) -> Result<Option<Attempt>>;
+    ) -> Result<Option<Attempt>> {
+        let filter = search::AttemptFilter {
+            id: Some(attempt_id),
+            account_id,
+            ..Default::default()
+        };
+        Ok(self.search_attempts(&filter, None, 1).await?.items.pop())
+    }
     /// Schedules the attempt's event for its webhook again, due at `due_at`:
     /// the pending attempt if one exists, else a new one. `None` if the
     /// webhook is gone.
@@ -142,7 +149,14 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         due_at: DateTime<Utc>,
     ) -> Result<Option<Attempt>>;
     /// One event as published; `account_id` `None` is the operator's view.
-    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>>;
+    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
+        let filter = search::EventFilter {
+            id: Some(id),
+            account_id,
+            ..Default::default()
+        };
+        Ok(self.search_events(&filter, None, 1).await?.items.pop())
+    }
     /// Events `filter` selects, newest first, before the cursor `before`.
     async fn search_events(
         &self,

@@ -170,6 +170,28 @@ fn event(row: &PgRow) -> Result<NewEvent> {
     })
 }
 
+impl PgStore {
+    /// `select` (over a table aliased `a`) narrowed by `w`, newest id first,
+    /// `limit + 1` rows (so that a page knows whether another follows).
+    async fn search(
+        &self,
+        select: &str,
+        w: &crate::search::Where,
+        limit: u32,
+    ) -> Result<Vec<PgRow>> {
+        let sql = format!(
+            "{select} WHERE {} ORDER BY a.id DESC LIMIT {}",
+            w.sql(),
+            i64::from(limit) + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for value in &w.binds {
+            query = query.bind(value.as_str());
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -423,71 +445,17 @@ impl Store for PgStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<Attempt>> {
-        let w = crate::search::attempts(
-            crate::search::Dialect::Postgres,
-            "hook.delivery_attempts",
-            filter,
-            before,
-        );
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts a WHERE {} ORDER BY a.id DESC LIMIT {}",
-            w.sql(),
-            i64::from(limit) + 1
-        );
-        let mut query = sqlx::query(&sql);
-        for value in &w.binds {
-            query = query.bind(value.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let table = "hook.delivery_attempts";
+        let w = crate::search::attempts(crate::search::Dialect::Postgres, table, filter, before);
+        let rows = self
+            .search(
+                &format!("SELECT {ATTEMPT_COLUMNS} FROM {table} a"),
+                &w,
+                limit,
+            )
+            .await?;
         let items = rows.iter().map(attempt).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |a| a.id.clone()))
-    }
-
-    async fn get_attempt(
-        &self,
-        account_id: Option<&str>,
-        attempt_id: &str,
-    ) -> Result<Option<Attempt>> {
-        let filter = crate::search::AttemptFilter {
-            account_id,
-            ..Default::default()
-        };
-        let w = crate::search::attempts(
-            crate::search::Dialect::Postgres,
-            "hook.delivery_attempts",
-            &filter,
-            None,
-        );
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts a WHERE {} AND a.id = ${}",
-            w.sql(),
-            w.binds.len() + 1
-        );
-        let mut query = sqlx::query(&sql);
-        for value in &w.binds {
-            query = query.bind(value.as_str());
-        }
-        let row = query.bind(attempt_id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(attempt).transpose()
-    }
-
-    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
-        let filter = crate::search::EventFilter {
-            account_id,
-            ..Default::default()
-        };
-        let w = crate::search::events(crate::search::Dialect::Postgres, &filter, None);
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM hook.events a WHERE {} AND a.id = ${}",
-            w.sql(),
-            w.binds.len() + 1
-        );
-        let mut query = sqlx::query(&sql);
-        for value in &w.binds {
-            query = query.bind(value.as_str());
-        }
-        let row = query.bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(event).transpose()
     }
 
     async fn search_events(
@@ -497,16 +465,13 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Page<NewEvent>> {
         let w = crate::search::events(crate::search::Dialect::Postgres, filter, before);
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM hook.events a WHERE {} ORDER BY a.id DESC LIMIT {}",
-            w.sql(),
-            i64::from(limit) + 1
-        );
-        let mut query = sqlx::query(&sql);
-        for value in &w.binds {
-            query = query.bind(value.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = self
+            .search(
+                &format!("SELECT {EVENT_COLUMNS} FROM hook.events a"),
+                &w,
+                limit,
+            )
+            .await?;
         let items = rows.iter().map(event).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |e| e.id.clone()))
     }

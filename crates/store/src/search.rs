@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 /// Which tries to find; `None` filters nothing.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptFilter<'a> {
+    /// One try by id.
+    pub id: Option<&'a str>,
     pub account_id: Option<&'a str>,
     pub webhook_id: Option<&'a str>,
     pub event_id: Option<&'a str>,
@@ -26,6 +28,8 @@ pub struct AttemptFilter<'a> {
 /// Which events to find (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter<'a> {
+    /// One event by id.
+    pub id: Option<&'a str>,
     pub account_id: Option<&'a str>,
     pub event_type: Option<&'a str>,
     /// Created at or after (by the id's time: ids made since migration 0008).
@@ -110,6 +114,9 @@ pub(crate) fn attempts(
     before: Option<&str>,
 ) -> Where {
     let mut w = Where::new(dialect);
+    if let Some(v) = f.id {
+        w.bind("a.id", "=", v.to_owned());
+    }
     if let Some(v) = f.account_id {
         w.bind("a.account_id", "=", v.to_owned());
     }
@@ -139,6 +146,9 @@ pub(crate) fn attempts(
 /// Events (aliased `a`) that `f` selects, before the cursor `before`.
 pub(crate) fn events(dialect: Dialect, f: &EventFilter<'_>, before: Option<&str>) -> Where {
     let mut w = Where::new(dialect);
+    if let Some(v) = f.id {
+        w.bind("a.id", "=", v.to_owned());
+    }
     if let Some(v) = f.account_id {
         w.bind("a.account_id", "=", v.to_owned());
     }
