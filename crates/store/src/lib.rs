@@ -63,10 +63,16 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     ) -> Result<Option<Webhook>>;
     /// Deletes a webhook; its pending attempts become dead letters.
     async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool>;
-    /// The endpoint answered 410 Gone: stop delivering until it is updated.
-    /// (Or the operator disabled it.) False if there is no such webhook.
+    /// The endpoint answered 410 Gone, or its tenant disabled it: stop
+    /// delivering until it is updated. Does nothing to an endpoint the
+    /// operator holds. False if nothing changed (no such webhook, or held).
     async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool>;
-    /// Lets the endpoint's tries be claimed again. False if there is no such webhook.
+    /// The operator disables the endpoint: only `enable_webhook` lifts it
+    /// (tenants' updates, 410s and tenants' disables leave it as it is).
+    /// False if there is no such webhook.
+    async fn hold_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// The operator lets the endpoint's tries be claimed again (and lifts its
+    /// hold). False if there is no such webhook.
     async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// Pauses an endpoint (it asked us to slow down, or the breaker opened):
     /// claim nothing for it until `until`, and move its pending tries due
@@ -139,7 +145,8 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     }
     /// Schedules the attempt's event for its webhook again, due at `due_at`:
     /// the pending attempt if one exists, else a new one. `None` if the
-    /// webhook is gone.
+    /// webhook is gone, or (`only_if_latest`) a later try of the pair exists:
+    /// a bulk retry racing another re-queues each dead letter once.
     async fn retry_now(
         &self,
         account_id: &str,
@@ -147,6 +154,7 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         new_id: &str,
         now: DateTime<Utc>,
         due_at: DateTime<Utc>,
+        only_if_latest: bool,
     ) -> Result<Option<Attempt>>;
     /// One event as published; `account_id` `None` is the operator's view.
     async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {

@@ -17,6 +17,8 @@ pub struct Webhook {
     pub old_secret: Option<(Sealed, DateTime<Utc>)>,
     pub disabled: bool,
     pub disabled_reason: Option<String>,
+    /// Disabled by the operator: only the operator enables it again.
+    pub held_by_operator: bool,
     pub throttled_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -30,7 +32,8 @@ pub struct WebhookUpdate {
     pub event_types: Option<Vec<String>>,
     /// A new secret; the current one becomes the old one until the given time.
     pub rotate: Option<(Sealed, DateTime<Utc>)>,
-    /// Updating a webhook re-enables it (after a 410 disabled it).
+    /// Updating a webhook re-enables it (after a 410 or its tenant disabled
+    /// it), never one the operator holds.
     pub enable: bool,
     pub updated_at: DateTime<Utc>,
 }

@@ -31,7 +31,7 @@ pub struct PgStore {
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
-     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, throttled_until, \
+     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, operator_hold, throttled_until, \
      created_at, updated_at";
 const ATTEMPT_COLUMNS: &str =
     "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
@@ -126,6 +126,7 @@ fn webhook_from(row: &PgRow, prefix: &str) -> Result<Webhook> {
         old_secret: old,
         disabled: row.try_get(col("disabled").as_str())?,
         disabled_reason: row.try_get(col("disabled_reason").as_str())?,
+        held_by_operator: row.try_get(col("operator_hold").as_str())?,
         throttled_until: row.try_get(col("throttled_until").as_str())?,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,
@@ -303,8 +304,8 @@ impl Store for PgStore {
                old_secret_key_id = CASE WHEN $6::bytea IS NULL THEN old_secret_key_id ELSE secret_key_id END, \
                old_secret_expires_at = CASE WHEN $6::bytea IS NULL THEN old_secret_expires_at ELSE $8 END, \
                secret_enc = COALESCE($6, secret_enc), secret_key_id = COALESCE($7, secret_key_id), \
-               disabled = CASE WHEN $9 THEN FALSE ELSE disabled END, \
-               disabled_reason = CASE WHEN $9 THEN NULL ELSE disabled_reason END, \
+               disabled = CASE WHEN $9 AND NOT operator_hold THEN FALSE ELSE disabled END, \
+               disabled_reason = CASE WHEN $9 AND NOT operator_hold THEN NULL ELSE disabled_reason END, \
                throttled_until = CASE WHEN $9 THEN NULL ELSE throttled_until END, \
                updated_at = $10 \
              WHERE account_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
@@ -350,7 +351,22 @@ impl Store for PgStore {
     }
 
     async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
-        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 WHERE id = $1")
+        // Never over an operator's hold: its reason stays, and only the
+        // operator lifts it.
+        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 \
+             WHERE id = $1 AND NOT operator_hold")
+            .bind(id)
+            .bind(reason)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn hold_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE, operator_hold = TRUE, disabled_reason = $2, \
+             updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(reason)
             .bind(now)
@@ -361,7 +377,8 @@ impl Store for PgStore {
     }
 
     async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
-        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = FALSE, disabled_reason = NULL, updated_at = $2 WHERE id = $1")
+        let changed = sqlx::query("UPDATE hook.webhook_configs SET disabled = FALSE, operator_hold = FALSE, disabled_reason = NULL, \
+             updated_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
             .execute(&self.pool)
@@ -483,6 +500,7 @@ impl Store for PgStore {
         new_id: &str,
         now: DateTime<Utc>,
         due_at: DateTime<Utc>,
+        only_if_latest: bool,
     ) -> Result<Option<Attempt>> {
         let mut tx = self.pool.begin().await?;
         let Some(orig) = sqlx::query(&format!(
@@ -506,6 +524,19 @@ impl Store for PgStore {
         .await?;
         if webhook.is_none() {
             return Ok(None);
+        }
+        if only_if_latest {
+            let later = sqlx::query(
+                "SELECT 1 FROM hook.delivery_attempts WHERE event_id = $1 AND webhook_id = $2 AND attempt > $3 LIMIT 1",
+            )
+            .bind(&orig.event_id)
+            .bind(&orig.webhook_id)
+            .bind(orig.attempt)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if later.is_some() {
+                return Ok(None);
+            }
         }
         let pending = sqlx::query(&format!(
             "UPDATE hook.delivery_attempts SET due_at = $3 WHERE event_id = $1 AND webhook_id = $2 \

@@ -33,7 +33,7 @@ pub struct SqliteStore {
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
-     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, throttled_until, \
+     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, operator_hold, throttled_until, \
      created_at, updated_at";
 const ATTEMPT_COLUMNS: &str =
     "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
@@ -165,6 +165,7 @@ fn webhook(row: &SqliteRow) -> Result<Webhook> {
         old_secret: old,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         disabled_reason: row.try_get("disabled_reason")?,
+        held_by_operator: row.try_get::<i64, _>("operator_hold")? != 0,
         throttled_until: opt_time(row.try_get("throttled_until")?)?,
         created_at: time(row.try_get("created_at")?)?,
         updated_at: time(row.try_get("updated_at")?)?,
@@ -341,8 +342,8 @@ impl Store for SqliteStore {
                old_secret_key_id = CASE WHEN ?6 IS NULL THEN old_secret_key_id ELSE secret_key_id END, \
                old_secret_expires_at = CASE WHEN ?6 IS NULL THEN old_secret_expires_at ELSE ?8 END, \
                secret_enc = COALESCE(?6, secret_enc), secret_key_id = COALESCE(?7, secret_key_id), \
-               disabled = CASE WHEN ?9 THEN 0 ELSE disabled END, \
-               disabled_reason = CASE WHEN ?9 THEN NULL ELSE disabled_reason END, \
+               disabled = CASE WHEN ?9 AND NOT operator_hold THEN 0 ELSE disabled END, \
+               disabled_reason = CASE WHEN ?9 AND NOT operator_hold THEN NULL ELSE disabled_reason END, \
                throttled_until = CASE WHEN ?9 THEN NULL ELSE throttled_until END, \
                updated_at = ?10 \
              WHERE account_id = ?1 AND id = ?2 RETURNING {WEBHOOK_COLUMNS}"
@@ -387,23 +388,45 @@ impl Store for SqliteStore {
     }
 
     async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
-        let changed = sqlx::query("UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 WHERE id = ?1")
-            .bind(id)
-            .bind(reason)
-            .bind(ms(now))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
+        // Never over an operator's hold: its reason stays, and only the
+        // operator lifts it.
+        let changed = sqlx::query(
+            "UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 \
+             WHERE id = ?1 AND NOT operator_hold",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn hold_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE webhook_configs SET disabled = 1, operator_hold = 1, disabled_reason = ?2, \
+             updated_at = ?3 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
         Ok(changed > 0)
     }
 
     async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
-        let changed = sqlx::query("UPDATE webhook_configs SET disabled = 0, disabled_reason = NULL, updated_at = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(ms(now))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
+        let changed = sqlx::query(
+            "UPDATE webhook_configs SET disabled = 0, operator_hold = 0, disabled_reason = NULL, \
+             updated_at = ?2 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
         Ok(changed > 0)
     }
 
@@ -513,6 +536,7 @@ impl Store for SqliteStore {
         new_id: &str,
         now: DateTime<Utc>,
         due_at: DateTime<Utc>,
+        only_if_latest: bool,
     ) -> Result<Option<Attempt>> {
         let mut tx = self.writer.begin().await?;
         let Some(orig) = sqlx::query(&format!(
@@ -534,6 +558,19 @@ impl Store for SqliteStore {
                 .await?;
         if webhook.is_none() {
             return Ok(None);
+        }
+        if only_if_latest {
+            let later = sqlx::query(
+                "SELECT 1 FROM delivery_attempts WHERE event_id = ?1 AND webhook_id = ?2 AND attempt > ?3 LIMIT 1",
+            )
+            .bind(&orig.event_id)
+            .bind(&orig.webhook_id)
+            .bind(orig.attempt)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if later.is_some() {
+                return Ok(None);
+            }
         }
         let pending = sqlx::query(&format!(
             "UPDATE delivery_attempts SET due_at = ?3 WHERE event_id = ?1 AND webhook_id = ?2 \

@@ -86,6 +86,7 @@ fn new_webhook(account: &str, types: &[&str]) -> Webhook {
         old_secret: None,
         disabled: false,
         disabled_reason: None,
+        held_by_operator: false,
         throttled_until: None,
         created_at: now,
         updated_at: now,
@@ -649,19 +650,19 @@ async fn retry_now_reuses_or_creates_pending(backend: Backend) {
     };
     assert!(s.complete_attempt(&dead).await.expect("complete"));
     assert!(s
-        .retry_now("acct_b", &a.id, &ids::attempt_id(), now, now)
+        .retry_now("acct_b", &a.id, &ids::attempt_id(), now, now, false)
         .await
         .expect("other")
         .is_none());
     let retry = s
-        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now)
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now, false)
         .await
         .expect("retry")
         .expect("scheduled");
     assert_eq!(retry.attempt, 2);
     assert_eq!(retry.status, AttemptStatus::Pending);
     let again = s
-        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now)
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now, false)
         .await
         .expect("retry")
         .expect("scheduled");
@@ -674,7 +675,7 @@ async fn retry_now_reuses_or_creates_pending(backend: Backend) {
         .await
         .expect("delete"));
     assert!(s
-        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now)
+        .retry_now("acct_a", &a.id, &ids::attempt_id(), now, now, false)
         .await
         .expect("retry")
         .is_none());
@@ -1211,11 +1212,26 @@ async fn searches_across_accounts_find_tries_and_events(backend: Backend) {
             &ids::attempt_id(),
             now,
             due,
+            false,
         )
         .await
         .expect("retry")
         .expect("scheduled");
     assert_eq!(retried.due_at.timestamp_millis(), due.timestamp_millis());
+    // A second bulk retry that selected the same dead letter before the
+    // first re-queued it does not queue it again.
+    assert!(s
+        .retry_now(
+            &dead[0].account_id,
+            &dead[0].id,
+            &ids::attempt_id(),
+            now,
+            due,
+            true,
+        )
+        .await
+        .expect("retry")
+        .is_none());
     assert_eq!(by(dead_letters).await.len(), 1);
 
     // One try: the operator sees any account's, a tenant only its own.

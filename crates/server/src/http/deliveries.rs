@@ -153,6 +153,7 @@ pub async fn retry(
             &ids::attempt_id(),
             now,
             now,
+            false,
         )
         .await
         .map_err(|e| ApiError::internal("retry delivery", e))?

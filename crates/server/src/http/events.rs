@@ -4,7 +4,7 @@
 use crate::auth::{Producer, Scope, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
-use crate::http::operator::outbound_events::{detail, OutboundEventDetail};
+use crate::http::operator::outbound_events::{detail, OutboundEventDetail, Viewer};
 use crate::intake::{self, IntakeError, PublishRequest};
 use crate::state::AppState;
 use axum::extract::State;
@@ -93,5 +93,5 @@ pub async fn get(
         .await
         .map_err(|e| ApiError::internal("get event", e))?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(detail(&state, event).await?))
+    Ok(Json(detail(&state, event, Viewer::Tenant).await?))
 }

@@ -6,7 +6,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
-use crate::http::operator::outbound_webhooks::OPERATOR_DISABLED;
 use crate::http::request_id::RequestId;
 use crate::secrets::seal_webhook_secret;
 use crate::state::AppState;
@@ -254,6 +253,7 @@ pub async fn create(
         old_secret: None,
         disabled: false,
         disabled_reason: None,
+        held_by_operator: false,
         throttled_until: None,
         created_at: now,
         updated_at: now,
@@ -381,11 +381,7 @@ pub async fn update(
         .await
         .map_err(|e| ApiError::internal("get webhook", e))?
         .ok_or(ApiError::NotFound)?;
-    let held_by_operator = current.disabled
-        && current
-            .disabled_reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with(OPERATOR_DISABLED));
+    let held_by_operator = current.held_by_operator;
     if held_by_operator && body.disabled == Some(false) {
         return Err(ApiError::Forbidden(
             "the operator disabled this endpoint; only the operator can enable it".into(),
@@ -416,12 +412,14 @@ pub async fn update(
             other => ApiError::internal("update webhook", other),
         })?
         .ok_or(ApiError::NotFound)?;
-    if body.disabled == Some(true) && !w.disabled {
-        state
+    // (A no-op when the operator holds it: that hold and its reason stay.)
+    if body.disabled == Some(true)
+        && state
             .store
             .disable_webhook(&id, TENANT_DISABLED, now)
             .await
-            .map_err(|e| ApiError::internal("disable webhook", e))?;
+            .map_err(|e| ApiError::internal("disable webhook", e))?
+    {
         w.disabled = true;
         w.disabled_reason = Some(TENANT_DISABLED.into());
     }

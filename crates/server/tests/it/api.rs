@@ -419,6 +419,7 @@ async fn the_webhook_cap_is_a_setting_the_database_enforces(backend: Backend) {
         old_secret: None,
         disabled: false,
         disabled_reason: None,
+        held_by_operator: false,
         throttled_until: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),

@@ -57,3 +57,50 @@ pub fn checked(requested_by: &str, reason: &str) -> ApiResult<(String, String)> 
     }
     Ok((requested_by.to_owned(), reason.to_owned()))
 }
+
+/// Runs an operator action on its own task and waits for it: if the caller
+/// disconnects (dropping this future), the action still finishes and writes
+/// its audit entry, so nothing changes unaudited halfway through.
+pub async fn finish<T: Send + 'static>(
+    action: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::spawn(action)
+        .await
+        .map_err(|e| ApiError::internal("operator action", e))?
+}
+
+/// A tenant's endpoint URL as operator views show it: without userinfo and
+/// query, which may carry the customer's credentials (`?token=…`), marked
+/// `?…` where a query was.
+pub fn shown_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let had_query = u.query().is_some();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            let mut shown = u.to_string();
+            if had_query {
+                shown.push_str("?…");
+            }
+            shown
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shown_urls_keep_no_credentials() {
+        assert_eq!(
+            super::shown_url("https://u:p@hooks.example.com/in?token=s3cret#x"),
+            "https://hooks.example.com/in?…"
+        );
+        assert_eq!(
+            super::shown_url("https://hooks.example.com/in"),
+            "https://hooks.example.com/in"
+        );
+    }
+}

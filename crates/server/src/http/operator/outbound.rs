@@ -8,7 +8,7 @@ use crate::http::cursor;
 use crate::http::deliveries::{view, AttemptView};
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
-use crate::http::operator::filters::{checked, parse_status, parse_time, Justification};
+use crate::http::operator::filters::{checked, finish, parse_status, parse_time, Justification};
 use crate::http::request_id::RequestId;
 use crate::http::rfc3339;
 use crate::state::AppState;
@@ -69,6 +69,7 @@ pub async fn list(
     StrictQuery(q): StrictQuery<DeliveriesQuery>,
 ) -> ApiResult<Json<Page<AttemptView>>> {
     let filter = AttemptFilter {
+        id: None,
         account_id: q.account_id.as_deref(),
         webhook_id: q.webhook_id.as_deref(),
         event_id: q.event_id.as_deref(),
@@ -130,32 +131,43 @@ pub async fn retry(
     StrictPath(id): StrictPath<String>,
     StrictJson(body): StrictJson<Justification>,
 ) -> ApiResult<(StatusCode, Json<AttemptView>)> {
-    let (requested_by, reason) = body.checked()?;
-    let original = state
-        .store
-        .get_attempt(None, &id)
-        .await
-        .map_err(internal)?
-        .ok_or(ApiError::NotFound)?;
-    let now = Utc::now();
-    let attempt = state
-        .store
-        .retry_now(&original.account_id, &id, &ids::attempt_id(), now, now)
-        .await
-        .map_err(internal)?
-        .ok_or(ApiError::NotFound)?;
-    state.wake.lanes([attempt.webhook_id.clone()]);
-    crate::audit::record(
-        &state,
-        &op.actor(),
-        "delivery.retry_requested",
-        &format!("delivery:{id}"),
-        &rid.0,
-        json!({"requestedBy": requested_by, "reason": reason, "accountId": attempt.account_id,
-               "webhookId": attempt.webhook_id, "eventId": attempt.event_id, "tryId": attempt.id}),
-    )
-    .await;
-    Ok((StatusCode::ACCEPTED, Json(view(&attempt))))
+    // Runs to the end (and is audited) even if the caller goes away.
+    finish(async move {
+        let (requested_by, reason) = body.checked()?;
+        let original = state
+            .store
+            .get_attempt(None, &id)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::NotFound)?;
+        let now = Utc::now();
+        let attempt = state
+            .store
+            .retry_now(
+                &original.account_id,
+                &id,
+                &ids::attempt_id(),
+                now,
+                now,
+                false,
+            )
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::NotFound)?;
+        state.wake.lanes([attempt.webhook_id.clone()]);
+        crate::audit::record(
+            &state,
+            &op.actor(),
+            "delivery.retry_requested",
+            &format!("delivery:{id}"),
+            &rid.0,
+            json!({"requestedBy": requested_by, "reason": reason, "accountId": attempt.account_id,
+                   "webhookId": attempt.webhook_id, "eventId": attempt.event_id, "tryId": attempt.id}),
+        )
+        .await;
+        Ok((StatusCode::ACCEPTED, Json(view(&attempt))))
+    })
+    .await
 }
 
 /// Which dead letters to re-queue, and how fast.
@@ -217,97 +229,109 @@ pub async fn bulk_retry(
     Extension(rid): Extension<RequestId>,
     StrictJson(body): StrictJson<BulkRetry>,
 ) -> ApiResult<(StatusCode, Json<BulkRetryReport>)> {
-    let (requested_by, reason) = checked(&body.requested_by, &body.reason)?;
-    let from = parse_time("from", body.from.as_deref())?;
-    let to = parse_time("to", body.to.as_deref())?;
-    if body.account_id.is_none()
-        && body.webhook_id.is_none()
-        && body.event_id.is_none()
-        && from.is_none()
-        && to.is_none()
-    {
-        return Err(ApiError::Validation(
-            "give at least one of accountId, webhookId, eventId, from, to".into(),
-        ));
-    }
-    let per_second = body.per_second.unwrap_or(BULK_PER_SECOND);
-    if !(1..=1000).contains(&per_second) {
-        return Err(ApiError::Validation(
-            "perSecond must be between 1 and 1000".into(),
-        ));
-    }
-    let limit = body.limit.unwrap_or(BULK_MAX);
-    if !(1..=BULK_MAX).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be between 1 and {BULK_MAX}"
-        )));
-    }
-    let filter = AttemptFilter {
-        account_id: body.account_id.as_deref(),
-        webhook_id: body.webhook_id.as_deref(),
-        event_id: body.event_id.as_deref(),
-        status: Some(AttemptStatus::Dead),
-        from,
-        to,
-        latest_only: true,
-    };
-    let page = state
-        .store
-        .search_attempts(&filter, None, limit)
-        .await
-        .map_err(internal)?;
-    let now = Utc::now();
-    let gap_ms = 1000.0 / f64::from(per_second);
-    let (mut queued, mut skipped) = (0u64, 0u64);
-    let (mut first_due, mut last_due) = (None, None);
-    let mut lanes = Vec::new();
-    // Oldest first, so the pace follows the order the events happened in.
-    for dead in page.items.iter().rev() {
-        let due = now + Duration::milliseconds((queued as f64 * gap_ms) as i64);
-        match state
-            .store
-            .retry_now(&dead.account_id, &dead.id, &ids::attempt_id(), now, due)
-            .await
-            .map_err(internal)?
+    // Runs to the end (and is audited) even if the caller goes away.
+    finish(async move {
+        let (requested_by, reason) = checked(&body.requested_by, &body.reason)?;
+        let from = parse_time("from", body.from.as_deref())?;
+        let to = parse_time("to", body.to.as_deref())?;
+        if body.account_id.is_none()
+            && body.webhook_id.is_none()
+            && body.event_id.is_none()
+            && from.is_none()
+            && to.is_none()
         {
-            Some(attempt) => {
-                queued += 1;
-                first_due.get_or_insert(attempt.due_at);
-                last_due = Some(attempt.due_at);
-                if attempt.due_at <= now {
-                    lanes.push(attempt.webhook_id);
-                }
-            }
-            None => skipped += 1,
+            return Err(ApiError::Validation(
+                "give at least one of accountId, webhookId, eventId, from, to".into(),
+            ));
         }
-    }
-    state.wake.lanes(lanes);
-    let report = BulkRetryReport {
-        matched: page.items.len() as u64,
-        queued,
-        skipped,
-        first_due_at: first_due.map(rfc3339),
-        last_due_at: last_due.map(rfc3339),
-        more: page.next_cursor.is_some(),
-    };
-    crate::audit::record(
-        &state,
-        &op.actor(),
-        "delivery.bulk_retry_requested",
-        "deliveries",
-        &rid.0,
-        json!({"requestedBy": requested_by, "reason": reason,
-               "filter": {"accountId": body.account_id, "webhookId": body.webhook_id,
-                          "eventId": body.event_id, "from": body.from, "to": body.to},
-               "perSecond": per_second, "matched": report.matched, "queued": queued,
-               "skipped": skipped, "more": report.more}),
-    )
-    .await;
-    tracing::info!(
-        matched = report.matched,
-        queued,
-        skipped,
-        "bulk retry of dead letters"
-    );
-    Ok((StatusCode::ACCEPTED, Json(report)))
+        let per_second = body.per_second.unwrap_or(BULK_PER_SECOND);
+        if !(1..=1000).contains(&per_second) {
+            return Err(ApiError::Validation(
+                "perSecond must be between 1 and 1000".into(),
+            ));
+        }
+        let limit = body.limit.unwrap_or(BULK_MAX);
+        if !(1..=BULK_MAX).contains(&limit) {
+            return Err(ApiError::Validation(format!(
+                "limit must be between 1 and {BULK_MAX}"
+            )));
+        }
+        let filter = AttemptFilter {
+            id: None,
+            account_id: body.account_id.as_deref(),
+            webhook_id: body.webhook_id.as_deref(),
+            event_id: body.event_id.as_deref(),
+            status: Some(AttemptStatus::Dead),
+            from,
+            to,
+            latest_only: true,
+        };
+        let page = state
+            .store
+            .search_attempts(&filter, None, limit)
+            .await
+            .map_err(internal)?;
+        let now = Utc::now();
+        let gap_ms = 1000.0 / f64::from(per_second);
+        let (mut queued, mut skipped) = (0u64, 0u64);
+        let (mut first_due, mut last_due) = (None, None);
+        let mut lanes = Vec::new();
+        // Oldest first, so the pace follows the order the events happened in.
+        for dead in page.items.iter().rev() {
+            let due = now + Duration::milliseconds((queued as f64 * gap_ms) as i64);
+            match state
+                .store
+                .retry_now(
+                    &dead.account_id,
+                    &dead.id,
+                    &ids::attempt_id(),
+                    now,
+                    due,
+                    true,
+                )
+                .await
+                .map_err(internal)?
+            {
+                Some(attempt) => {
+                    queued += 1;
+                    first_due.get_or_insert(attempt.due_at);
+                    last_due = Some(attempt.due_at);
+                    if attempt.due_at <= now {
+                        lanes.push(attempt.webhook_id);
+                    }
+                }
+                None => skipped += 1,
+            }
+        }
+        state.wake.lanes(lanes);
+        let report = BulkRetryReport {
+            matched: page.items.len() as u64,
+            queued,
+            skipped,
+            first_due_at: first_due.map(rfc3339),
+            last_due_at: last_due.map(rfc3339),
+            more: page.next_cursor.is_some(),
+        };
+        crate::audit::record(
+            &state,
+            &op.actor(),
+            "delivery.bulk_retry_requested",
+            "deliveries",
+            &rid.0,
+            json!({"requestedBy": requested_by, "reason": reason,
+                   "filter": {"accountId": body.account_id, "webhookId": body.webhook_id,
+                              "eventId": body.event_id, "from": body.from, "to": body.to},
+                   "perSecond": per_second, "matched": report.matched, "queued": queued,
+                   "skipped": skipped, "more": report.more}),
+        )
+        .await;
+        tracing::info!(
+            matched = report.matched,
+            queued,
+            skipped,
+            "bulk retry of dead letters"
+        );
+        Ok((StatusCode::ACCEPTED, Json(report)))
+    })
+    .await
 }

@@ -53,8 +53,10 @@ pub struct OutboundEventSummary {
     id: String,
     account_id: String,
     event_type: String,
-    /// The producer that published it (a token's subject or a NATS identity).
-    producer: String,
+    /// The producer that published it (a token's subject or a NATS
+    /// identity); in the operator's views only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    producer: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
 }
@@ -64,7 +66,7 @@ fn summary(e: &NewEvent) -> OutboundEventSummary {
         id: e.id.clone(),
         account_id: e.account_id.clone(),
         event_type: e.event_type.clone(),
-        producer: e.producer.clone(),
+        producer: Some(e.producer.clone()),
         created_at: rfc3339(e.created_at),
     }
 }
@@ -82,6 +84,7 @@ pub async fn list(
     StrictQuery(q): StrictQuery<OutboundEventsQuery>,
 ) -> ApiResult<Json<Page<OutboundEventSummary>>> {
     let filter = EventFilter {
+        id: None,
         account_id: q.account_id.as_deref(),
         event_type: q.event_type.as_deref(),
         from: parse_time("from", q.from.as_deref())?,
@@ -105,7 +108,8 @@ pub async fn list(
 #[serde(rename_all = "camelCase")]
 pub struct OutboundFanOut {
     webhook_id: String,
-    /// Null when the webhook has been deleted since.
+    /// Null when the webhook has been deleted since. The operator sees it
+    /// without its query (which may carry the customer's tokens).
     url: Option<String>,
     disabled: bool,
     /// Newest first.
@@ -143,21 +147,42 @@ pub async fn get(
         .await
         .map_err(internal)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(detail(&state, event).await?))
+    Ok(Json(detail(&state, event, Viewer::Operator).await?))
+}
+
+/// Who reads an event's page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Operator,
+    /// The account's own tenant: its endpoints' URLs in full, but not which
+    /// internal producer published the event.
+    Tenant,
 }
 
 /// The event's page: shared by the operator's view and the tenant's own
 /// (`GET /v1/events/{id}`), which finds only its account's events.
-pub async fn detail(state: &AppState, event: NewEvent) -> ApiResult<OutboundEventDetail> {
-    let fan_out = fan_out(state, &event).await?;
+pub async fn detail(
+    state: &AppState,
+    event: NewEvent,
+    viewer: Viewer,
+) -> ApiResult<OutboundEventDetail> {
+    let fan_out = fan_out(state, &event, viewer).await?;
+    let mut summary = summary(&event);
+    if viewer == Viewer::Tenant {
+        summary.producer = None;
+    }
     Ok(OutboundEventDetail {
-        event: summary(&event),
+        event: summary,
         payload: event.payload,
         fan_out,
     })
 }
 
-async fn fan_out(state: &AppState, event: &NewEvent) -> ApiResult<Vec<OutboundFanOut>> {
+async fn fan_out(
+    state: &AppState,
+    event: &NewEvent,
+    viewer: Viewer,
+) -> ApiResult<Vec<OutboundFanOut>> {
     let filter = AttemptFilter {
         account_id: Some(&event.account_id),
         event_id: Some(&event.id),
@@ -182,7 +207,10 @@ async fn fan_out(state: &AppState, event: &NewEvent) -> ApiResult<Vec<OutboundFa
         .map(|(webhook_id, attempts)| {
             let webhook = webhooks.iter().find(|w| w.id == webhook_id);
             OutboundFanOut {
-                url: webhook.map(|w| w.url.clone()),
+                url: webhook.map(|w| match viewer {
+                    Viewer::Operator => crate::http::operator::filters::shown_url(&w.url),
+                    Viewer::Tenant => w.url.clone(),
+                }),
                 disabled: webhook.is_some_and(|w| w.disabled),
                 webhook_id,
                 attempts,

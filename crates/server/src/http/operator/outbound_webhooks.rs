@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
-use crate::http::operator::filters::Justification;
+use crate::http::operator::filters::{finish, shown_url, Justification};
 use crate::http::request_id::RequestId;
 use crate::http::webhooks::{view, WebhookView};
 use crate::state::AppState;
@@ -19,15 +19,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-/// How an operator's disable reason starts: tenants' updates leave such an
-/// endpoint disabled.
-pub const OPERATOR_DISABLED: &str = "disabled by the operator";
+/// How an operator's disable reason starts, as the tenant sees it.
+const OPERATOR_DISABLED: &str = "disabled by the operator";
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("operator webhooks", e)
 }
 
-/// A webhook as the operator sees it: the tenant's view and its account.
+/// A webhook as the operator sees it: the tenant's view and its account,
+/// the URL without its query (it may carry the customer's tokens).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorWebhookView {
@@ -37,9 +37,13 @@ pub struct OperatorWebhookView {
 }
 
 fn operator_view(w: &Webhook) -> OperatorWebhookView {
+    let shown = Webhook {
+        url: shown_url(&w.url),
+        ..w.clone()
+    };
     OperatorWebhookView {
         account_id: w.account_id.clone(),
-        webhook: view(w),
+        webhook: view(&shown),
     }
 }
 
@@ -109,9 +113,14 @@ pub async fn get(
 
 /// Disable a webhook.
 ///
-/// No try is made for it until it is enabled again: tries already queued
-/// wait, and events published meanwhile are not queued for it. The reason
-/// shows as `disabledReason`; audited as `webhook.disabled`.
+/// No try is made for it until the operator enables it again: tries already
+/// queued wait, and events published meanwhile are not queued for it. The
+/// tenant's updates, its own disable and a 410 from the endpoint leave this
+/// hold and its reason as they are (`PUT`/`PATCH` with `disabled: false` is
+/// refused with 403). It pauses this endpoint only: it is not an account
+/// suspension (the tenant may still delete it or register other endpoints).
+/// The reason shows as `disabledReason`, to the tenant too; audited as
+/// `webhook.disabled`.
 #[utoipa::path(post, path = "/api/v1/outbound/webhooks/{id}/disable", tag = "operator",
     request_body = Justification,
     params(("id" = String, Path, description = "Webhook id")),
@@ -124,25 +133,29 @@ pub async fn disable(
     StrictPath(id): StrictPath<String>,
     StrictJson(body): StrictJson<Justification>,
 ) -> ApiResult<Json<OperatorWebhookView>> {
-    let (requested_by, reason) = body.checked()?;
-    let shown = format!("{OPERATOR_DISABLED}: {reason}");
-    if !state
-        .store
-        .disable_webhook(&id, &shown, Utc::now())
+    // Runs to the end (and is audited) even if the caller goes away.
+    finish(async move {
+        let (requested_by, reason) = body.checked()?;
+        let shown = format!("{OPERATOR_DISABLED}: {reason}");
+        if !state
+            .store
+            .hold_webhook(&id, &shown, Utc::now())
+            .await
+            .map_err(internal)?
+        {
+            return Err(ApiError::NotFound);
+        }
+        switched(
+            &state,
+            &op,
+            &rid,
+            &id,
+            "webhook.disabled",
+            requested_by,
+            reason,
+        )
         .await
-        .map_err(internal)?
-    {
-        return Err(ApiError::NotFound);
-    }
-    switched(
-        &state,
-        &op,
-        &rid,
-        &id,
-        "webhook.disabled",
-        requested_by,
-        reason,
-    )
+    })
     .await
 }
 
@@ -163,25 +176,29 @@ pub async fn enable(
     StrictPath(id): StrictPath<String>,
     StrictJson(body): StrictJson<Justification>,
 ) -> ApiResult<Json<OperatorWebhookView>> {
-    let (requested_by, reason) = body.checked()?;
-    if !state
-        .store
-        .enable_webhook(&id, Utc::now())
+    // Runs to the end (and is audited) even if the caller goes away.
+    finish(async move {
+        let (requested_by, reason) = body.checked()?;
+        if !state
+            .store
+            .enable_webhook(&id, Utc::now())
+            .await
+            .map_err(internal)?
+        {
+            return Err(ApiError::NotFound);
+        }
+        state.wake.lanes([id.clone()]);
+        switched(
+            &state,
+            &op,
+            &rid,
+            &id,
+            "webhook.enabled",
+            requested_by,
+            reason,
+        )
         .await
-        .map_err(internal)?
-    {
-        return Err(ApiError::NotFound);
-    }
-    state.wake.lanes([id.clone()]);
-    switched(
-        &state,
-        &op,
-        &rid,
-        &id,
-        "webhook.enabled",
-        requested_by,
-        reason,
-    )
+    })
     .await
 }
 
@@ -195,16 +212,19 @@ async fn switched(
     requested_by: String,
     reason: String,
 ) -> ApiResult<Json<OperatorWebhookView>> {
-    let webhook = find(state, id).await?;
+    // Audited whatever happens next (a delete racing this read, say).
+    let webhook = find(state, id).await;
+    let account = webhook.as_ref().map(|w| w.account_id.clone()).ok();
     crate::audit::record(
         state,
         &op.actor(),
         action,
         &format!("webhook:{id}"),
         &rid.0,
-        json!({"requestedBy": requested_by, "reason": reason, "accountId": webhook.account_id}),
+        json!({"requestedBy": requested_by, "reason": reason, "accountId": account}),
     )
     .await;
+    let webhook = webhook?;
     tracing::info!(webhook.id = %id, account.id = %webhook.account_id, action, "webhook switched by the operator");
     Ok(Json(operator_view(&webhook)))
 }
