@@ -1343,4 +1343,39 @@ async fn disable_and_enable_report_whether_the_webhook_exists(backend: Backend) 
         .await
         .expect("missing"));
     assert!(!s.enable_webhook("wh_nope", now).await.expect("missing"));
+    assert!(!s.hold_webhook("wh_nope", "x", now).await.expect("missing"));
+
+    // The operator's hold: a 410, the tenant's own disable and the tenant's
+    // updates leave it (and its reason) as they are; only enabling lifts it.
+    assert!(s
+        .hold_webhook(&w.id, "disabled by the operator: abuse", now)
+        .await
+        .expect("hold"));
+    assert!(!s
+        .disable_webhook(&w.id, "endpoint answered 410 Gone", now)
+        .await
+        .expect("410"));
+    let update = WebhookUpdate {
+        description: Some("renamed".into()),
+        enable: true,
+        updated_at: now,
+        ..Default::default()
+    };
+    let got = s
+        .update_webhook("acct_a", &w.id, &update)
+        .await
+        .expect("update")
+        .expect("found");
+    assert!(got.disabled && got.held_by_operator);
+    assert_eq!(
+        got.disabled_reason.as_deref(),
+        Some("disabled by the operator: abuse")
+    );
+    assert!(s.enable_webhook(&w.id, now).await.expect("enable"));
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert!(!got.disabled && !got.held_by_operator);
 }

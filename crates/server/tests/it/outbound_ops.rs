@@ -203,6 +203,7 @@ async fn operator_searches_deliveries_across_accounts_and_reads_fan_out(backend:
     );
     let detail = op_get(&app, &format!("/api/v1/outbound/events/{}", events_a[1])).await;
     assert_eq!(detail["accountId"], "acct_a");
+    assert!(detail["producer"].is_string());
     assert_eq!(detail["payload"], json!({"n": 1}));
     let fan_out = detail["fanOut"].as_array().expect("fanOut");
     assert_eq!(fan_out.len(), 1);
@@ -406,7 +407,17 @@ async fn bulk_retry_requeues_each_dead_letter_once_paced(backend: Backend) {
 async fn operator_disables_and_enables_an_endpoint(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let rx = Receiver::start().await;
-    let (id, _) = app.create_webhook("acct_a", &rx.url("/hook"), &["*"]).await;
+    let (id, _) = app
+        .create_webhook(
+            "acct_a",
+            &format!("{}?token=s3cret", rx.url("/hook")),
+            &["*"],
+        )
+        .await;
+    // The operator sees the endpoint without its query (the customer's token).
+    let seen = op_get(&app, &format!("/api/v1/outbound/webhooks/{id}")).await;
+    assert_eq!(seen["url"], format!("{}?…", rx.url("/hook")).as_str());
+    assert!(!seen.to_string().contains("s3cret"));
     app.publish("acct_a", "t", json!({"n": 1})).await;
 
     let (status, body, _) = app
@@ -455,6 +466,15 @@ async fn operator_disables_and_enables_an_endpoint(backend: Backend) {
     assert_eq!(
         kept["disabled"], true,
         "an update does not undo the operator's disable"
+    );
+    let (status, still, _) = patch(json!({"disabled": true})).await;
+    assert_eq!(status, StatusCode::OK, "{still}");
+    assert!(
+        still["disabledReason"]
+            .as_str()
+            .expect("reason")
+            .contains("customer asked"),
+        "the tenant's own disable does not overwrite the operator's: {still}"
     );
     let (status, refused, _) = patch(json!({"disabled": false})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
@@ -534,6 +554,10 @@ async fn tenants_read_their_own_events_and_filter_deliveries_by_event(backend: B
     assert_eq!(status, StatusCode::OK, "{event}");
     assert_eq!(event["payload"], json!({"n": 1}));
     assert_eq!(event["eventType"], "invoice.paid");
+    assert!(
+        event.get("producer").is_none(),
+        "internal producers stay internal"
+    );
     assert_eq!(event["fanOut"][0]["webhookId"], id.as_str());
     assert_eq!(event["fanOut"][0]["attempts"][0]["status"], "succeeded");
     // Another account's event is not found, exactly as a missing one.

@@ -183,13 +183,20 @@ async fn change(
     )
     .await;
     if rotated {
+        // A PUT/PATCH with `secrets` replaces the whole list (the
+        // rotate-secret call is the one that keeps the previous ones).
+        let count = |i| {
+            crate::ingress::integrations::open_secrets(&state.keyring, i)
+                .map(|s| s.len())
+                .ok()
+        };
         crate::audit::record(
             state,
             &op.actor(),
             "integration.secret_rotated",
             &target,
             &rid.0,
-            json!({}),
+            json!({"keptPrevious": false, "activeSecrets": [count(&old), count(&new)]}),
         )
         .await;
     }

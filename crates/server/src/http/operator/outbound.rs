@@ -178,8 +178,11 @@ pub struct BulkRetry {
     requested_by: String,
     /// Why (1–500 characters).
     reason: String,
+    /// Only this account's dead letters.
     account_id: Option<String>,
+    /// Only this webhook's (endpoint's) dead letters.
     webhook_id: Option<String>,
+    /// Only this event's dead letters.
     event_id: Option<String>,
     /// Dead at or after: the try was created then or later (RFC 3339).
     from: Option<String>,
@@ -201,24 +204,30 @@ pub struct BulkRetryReport {
     matched: u64,
     /// Re-queued: a new try each, due at its place in the pace.
     queued: u64,
-    /// Not re-queued: the webhook was deleted.
+    /// Not re-queued: the webhook was deleted, or another retry re-queued
+    /// the pair meanwhile.
     skipped: u64,
     #[schema(format = DateTime)]
     first_due_at: Option<String>,
     #[schema(format = DateTime)]
     last_due_at: Option<String>,
-    /// More dead letters match: call again (those re-queued are not selected twice).
+    /// More dead letters match: call again (those just re-queued are not
+    /// selected while their new try is pending or delivered).
     more: bool,
 }
 
 /// Re-queue the dead letters a filter selects, paced.
 ///
 /// Selects tries whose status is `dead` and that are still the latest try of
-/// their (event, webhook) pair, so each pair is re-queued once however many
-/// times this is called; at least one filter is required. The new tries are
-/// due one after another at `perSecond`, so a recovered endpoint is not
-/// flooded. At most `limit` per call: `more` says whether to call again.
-/// Audited as `delivery.bulk_retry_requested` with the filter and counts.
+/// their (event, webhook) pair: a pair is re-queued once, and is not selected
+/// again while its new try is pending or once it is delivered (calls that
+/// overlap re-queue it once between them). Should that new try fail too,
+/// the pair is a dead letter again. At least one of `accountId`, `webhookId`,
+/// `eventId`, `from`, `to` is required. The new tries are due one after
+/// another at `perSecond`, so a recovered endpoint is not flooded (each call
+/// paces its own batch). At most `limit` per call: `more` says whether to
+/// call again. Audited as `delivery.bulk_retry_requested` with the filter and
+/// counts, even if the caller disconnects midway.
 #[utoipa::path(post, path = "/api/v1/outbound/deliveries/retry", tag = "operator",
     request_body = BulkRetry,
     security(("operatorKey" = [])),
