@@ -71,21 +71,37 @@ impl Run {
 /// Runs `hookwarden ops --url URL ARGS…` with `key` in HOOKWARDEN_OPERATOR_KEY
 /// (none when `None`), and checks that the key is printed nowhere.
 async fn ops_with(url: &str, key: Option<&str>, args: &[&str]) -> Run {
+    ops_env(url, key, &[], args).await
+}
+
+/// The proxy variables an HTTP client may read from the environment.
+const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+];
+
+/// As [`ops_with`], with `vars` set in the environment (none of the
+/// operator's own settings or proxies otherwise).
+async fn ops_env(url: &str, key: Option<&str>, vars: &[(&str, &str)], args: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookwarden"));
     cmd.arg("ops").arg("--url").arg(url).args(args);
     for var in [
         "HOOKWARDEN_OPERATOR_KEY",
         "HOOKWARDEN_OPS_URL",
         "HOOKWARDEN_CONFIG",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
+    ]
+    .into_iter()
+    .chain(PROXY_VARS)
+    {
         cmd.env_remove(var);
     }
+    cmd.envs(vars.iter().copied());
     if let Some(key) = key {
         cmd.env("HOOKWARDEN_OPERATOR_KEY", key);
     }
@@ -230,6 +246,14 @@ async fn inbound_events_are_listed_inspected_and_replayed() {
         text.contains("forwarding jobs:") && text.contains("succeeded"),
         "{text}"
     );
+    // As JSON too, the override is escaped: same value, no raw character.
+    let json = ops(&i, &["--json", "inbound", "event", &first]).await;
+    assert!(
+        !json.ok().contains('\u{202E}') && json.ok().contains("\\u202e"),
+        "{}",
+        json.stdout
+    );
+    assert!(json.json().to_string().contains("first \u{202E}txt.exe"));
 
     // A replay with a reason: a new job, forwarded, and audited.
     let replay = ops(
@@ -411,6 +435,83 @@ async fn failures_are_clear_and_never_show_the_key() {
     // The key reached no log line either.
     assert!(!i.server.logs().contains(KEY));
     let _ = &i.env;
+}
+
+/// A listener standing in for a proxy: records the first line of each
+/// request it is sent, and answers 502 with no body.
+async fn recording_proxy() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.lock()
+                .expect("lock")
+                .push(text.lines().next().unwrap_or("").to_owned());
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_in_the_environment_never_see_the_key_and_only_proxy_is_used() {
+    let i = instance(&[]).await;
+    let url = i.server.url("");
+    let (pport, seen) = recording_proxy().await;
+    let proxy = format!("http://127.0.0.1:{pport}");
+    let vars: Vec<(&str, &str)> = PROXY_VARS
+        .iter()
+        .filter(|v| !v.eq_ignore_ascii_case("no_proxy"))
+        .map(|v| (*v, proxy.as_str()))
+        .collect();
+
+    // Every proxy variable set: the CLI still goes straight to the server.
+    let run = ops_env(&url, Some(KEY), &vars, &["--json", "status"]).await;
+    assert_eq!(run.json()["jobs"]["pending"], 0);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "the proxy was used: {:?}",
+        seen.lock().expect("lock")
+    );
+
+    // `--proxy URL` is the one way through a proxy; over http:// it warns
+    // that the proxy reads the key.
+    let run = ops_env(&url, Some(KEY), &[], &["--proxy", &proxy, "status"]).await;
+    assert!(run.failed().contains("HTTP 502"), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("warning: ") && run.stderr.contains("through the proxy"),
+        "{}",
+        run.stderr
+    );
+    let lines = seen.lock().expect("lock").clone();
+    assert_eq!(
+        lines,
+        [format!("GET {url}/api/v1/processing-status HTTP/1.1")],
+        "{lines:?}"
+    );
+    // A proxy URL that is not one is refused without echoing it.
+    let run = ops_env(
+        &url,
+        Some(KEY),
+        &[],
+        &["--proxy", "ftp://u:pw-secret@h", "status"],
+    )
+    .await;
+    assert!(run.failed().contains("--proxy"), "{}", run.stderr);
+    assert!(!run.stderr.contains("pw-secret"), "{}", run.stderr);
 }
 
 fn set_mode(p: &Path, mode: u32) {

@@ -1,8 +1,7 @@
 //! `hookwarden ops audit …`: the audit trail's entries and the server's
 //! check of its chain.
 
-use super::client::Client;
-use super::{views, Output, Paging};
+use super::{views, Ops, Paging};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -22,27 +21,20 @@ pub enum Command {
     },
 }
 
-pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Result<ExitCode> {
+pub async fn run(command: Command, ops: &Ops) -> anyhow::Result<ExitCode> {
     match command {
         Command::Entries { paging } => {
-            let v = client
-                .get(
-                    &["api", "v1", "audit-entries"],
-                    &[
-                        ("limit", paging.limit.map(|l| l.to_string())),
-                        ("cursor", paging.cursor),
-                    ],
-                )
-                .await?;
-            out.show(&v, |v| super::table::page(v, views::AUDIT))?;
+            let path = ["api", "v1", "audit-entries"];
+            ops.list(&path, [], paging, views::AUDIT).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { head } => {
-            let v = client
+            let v = ops
+                .client
                 .get(&["api", "v1", "audit-chain"], &[("head", head)])
                 .await?;
             let (text, valid) = views::audit_chain(&v);
-            out.show(&v, |_| text)?;
+            ops.out.show(&v, |_| text)?;
             Ok(if valid {
                 ExitCode::SUCCESS
             } else {

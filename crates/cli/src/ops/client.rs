@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 const KEY_HEADER: &str = "x-internal-api-key";
 /// Environment variable holding the operator key.
 pub const KEY_ENV: &str = "HOOKWARDEN_OPERATOR_KEY";
+/// The largest answer read: a list page is far smaller, so anything beyond
+/// this is not the operator API and would only fill memory.
+pub const MAX_BODY: usize = 32 << 20;
 
 /// Where the operator key comes from: a file, else the environment, never
 /// the command line (every user of the host can read that in `ps`).
@@ -37,8 +40,8 @@ pub fn read_key(key_file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
 }
 
 /// Where the key is exposed, as warnings: a key file that other users may
-/// read, or a key sent unencrypted to another host.
-pub fn exposure_warnings(key_file: Option<&Path>, url: &str) -> Vec<String> {
+/// read, or a key sent unencrypted to another host or through a proxy.
+pub fn exposure_warnings(key_file: Option<&Path>, url: &str, proxy: Option<&str>) -> Vec<String> {
     let mut warnings = Vec::new();
     #[cfg(unix)]
     if let Some(path) = key_file {
@@ -68,6 +71,14 @@ pub fn exposure_warnings(key_file: Option<&Path>, url: &str) -> Vec<String> {
                 u.host_str().unwrap_or_default()
             ));
         }
+        if let Some(p) = proxy.and_then(|p| Url::parse(p).ok()) {
+            if u.scheme() == "http" && matches!(p.scheme(), "http" | "https") {
+                warnings.push(format!(
+                    "the operator key passes unencrypted through the proxy {}: use https://",
+                    p.host_str().unwrap_or_default()
+                ));
+            }
+        }
     }
     warnings
 }
@@ -80,12 +91,16 @@ pub struct Connection<'a> {
     pub ca_file: Option<&'a Path>,
     /// PEM files of a client certificate and its key, for an operator API behind mTLS.
     pub client_identity: Option<(&'a Path, &'a Path)>,
+    /// An HTTP(S) proxy to go through; the environment's (`HTTP_PROXY`, …) is never used.
+    pub proxy: Option<&'a str>,
 }
 
 /// A client bound to one instance and key.
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// Answers longer than this are refused ([`MAX_BODY`]; smaller in tests).
+    max_body: usize,
 }
 
 /// An answer that was not a success, as the server described it.
@@ -123,7 +138,13 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             // Never follow a redirect: it would carry the key to wherever it points.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // Nor a proxy from the environment: one set for other tools would
+            // read the key (in clear over http://) without the operator asking.
+            .no_proxy();
+        if let Some(proxy) = conn.proxy {
+            builder = builder.proxy(parse_proxy(proxy)?);
+        }
         if let Some(path) = conn.ca_file {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -154,7 +175,11 @@ impl Client {
             builder = builder.identity(identity);
         }
         let http = builder.build().context("building the HTTP client")?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            max_body: MAX_BODY,
+        })
     }
 
     /// `GET` a path under the base URL; `query` pairs whose value is `None` are left out.
@@ -185,7 +210,7 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| unreachable(&url, &e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
+        let bytes = self.read_body(response, &url).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).with_context(|| {
                 format!(
@@ -195,6 +220,36 @@ impl Client {
             });
         }
         Err(failure(status, &bytes, &url).into())
+    }
+
+    /// The answer's body, refused once it passes `max_body` (read chunk by
+    /// chunk, so a huge or endless answer never sits in memory whole).
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        url: &Url,
+    ) -> anyhow::Result<Vec<u8>> {
+        let too_large = || {
+            anyhow::anyhow!(
+                "{} answered with a body over {} MiB: not the operator API's answer",
+                shown(url),
+                self.max_body >> 20
+            )
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(url, &e))? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// The base URL with `path` appended segment by segment (each one
@@ -237,6 +292,16 @@ fn parse_base(text: &str) -> anyhow::Result<Url> {
         bail!("--url must not carry a query or fragment");
     }
     Ok(url)
+}
+
+/// Checks `--proxy`: an http:// or https:// URL. Messages never repeat it,
+/// since it may carry the proxy's password.
+fn parse_proxy(text: &str) -> anyhow::Result<reqwest::Proxy> {
+    let url = Url::parse(text).map_err(|_| anyhow::anyhow!("--proxy is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--proxy must be an http:// or https:// URL");
+    }
+    reqwest::Proxy::all(url).map_err(|_| anyhow::anyhow!("--proxy is not a usable proxy URL"))
 }
 
 /// The URL as shown in messages: scheme, host, port and path.
@@ -296,6 +361,7 @@ mod tests {
             key: Zeroizing::new("k".into()),
             ca_file: None,
             client_identity: None,
+            proxy: None,
         })
         .expect("client")
     }
@@ -325,13 +391,110 @@ mod tests {
             "http://[::1]:1/",
             "https://gw.example.com",
         ] {
-            assert!(exposure_warnings(None, url).is_empty(), "{url}");
+            assert!(exposure_warnings(None, url, None).is_empty(), "{url}");
         }
-        let w = exposure_warnings(None, "http://gw.example.com:8080");
+        let w = exposure_warnings(None, "http://gw.example.com:8080", None);
         assert_eq!(
             w,
             ["the operator key is sent unencrypted to gw.example.com: use https://"]
         );
+    }
+
+    #[test]
+    fn a_proxy_is_warned_about_when_it_would_read_the_key() {
+        let w = exposure_warnings(
+            None,
+            "http://127.0.0.1:8080",
+            Some("http://u:pw@proxy.lan:3128"),
+        );
+        assert_eq!(
+            w,
+            ["the operator key passes unencrypted through the proxy proxy.lan: use https://"]
+        );
+        assert!(exposure_warnings(
+            None,
+            "https://gw.example.com",
+            Some("http://proxy.lan:3128")
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_proxy_must_be_an_http_url_and_is_never_echoed() {
+        assert!(parse_proxy("http://proxy.lan:3128").is_ok());
+        assert!(parse_proxy("https://u:pw@proxy.lan").is_ok());
+        for bad in ["socks5://u:pw-secret@h:1", "pw-secret", "file:///pw-secret"] {
+            let err = parse_proxy(bad).expect_err("refused");
+            assert!(!err.to_string().contains("pw-secret"), "{err}");
+        }
+    }
+
+    /// A server answering every connection with `head` then `size` bytes of `x`.
+    async fn answering(head: String, size: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let chunk = [b'x'; 1024];
+                    let mut left = size;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if conn.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_cap_is_refused_naming_the_url() {
+        const CAP: usize = 4 << 20;
+        // Announced by its length, or only seen while reading (no length, endless).
+        let declared = answering(
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", CAP + 1),
+            CAP + 1,
+        )
+        .await;
+        let streamed = answering(
+            "HTTP/1.1 500 Oops\r\nconnection: close\r\n\r\n".to_owned(),
+            CAP * 4,
+        )
+        .await;
+        for base in [declared, streamed] {
+            let mut c = client(&base);
+            c.max_body = CAP;
+            let err = c
+                .get(&["api", "v1", "events"], &[])
+                .await
+                .expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                format!("{base}api/v1/events answered with a body over 4 MiB: not the operator API's answer")
+            );
+        }
+        // At the cap exactly, the answer is read (and here found not to be JSON).
+        let exact = answering(
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {CAP}\r\n\r\n"),
+            CAP,
+        )
+        .await;
+        let mut c = client(&exact);
+        c.max_body = CAP;
+        let err = c.get(&["x"], &[]).await.expect_err("not JSON");
+        assert!(err.to_string().contains("not JSON"), "{err}");
+        assert_eq!(MAX_BODY, 32 << 20);
     }
 
     #[cfg(unix)]
@@ -341,10 +504,10 @@ mod tests {
         let path = std::env::temp_dir().join(format!("hw_ops_key_{}", std::process::id()));
         std::fs::write(&path, "k").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let w = exposure_warnings(Some(&path), "http://127.0.0.1");
+        let w = exposure_warnings(Some(&path), "http://127.0.0.1", None);
         assert!(w.len() == 1 && w[0].contains("mode 644"), "{w:?}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert!(exposure_warnings(Some(&path), "http://127.0.0.1").is_empty());
+        assert!(exposure_warnings(Some(&path), "http://127.0.0.1", None).is_empty());
         let _ = std::fs::remove_file(&path);
     }
 
@@ -380,6 +543,7 @@ mod tests {
             key: Zeroizing::new("SECRET\nKEY".into()),
             ca_file: None,
             client_identity: None,
+            proxy: None,
         })
         .err()
         .expect("refused");

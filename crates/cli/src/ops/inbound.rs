@@ -1,8 +1,7 @@
 //! `hookwarden ops inbound …`: webhooks received from providers, their
 //! forwarding jobs, and replays.
 
-use super::client::Client;
-use super::{views, Justification, Output, Paging, Status, TimeRange};
+use super::{views, Justification, Ops, Paging, Status, TimeRange};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -48,7 +47,7 @@ pub enum Command {
     },
 }
 
-pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Result<ExitCode> {
+pub async fn run(command: Command, ops: &Ops) -> anyhow::Result<ExitCode> {
     match command {
         Command::Events {
             provider,
@@ -57,49 +56,32 @@ pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Res
             newest_first,
             paging,
         } => {
-            let v = client
-                .get(
-                    &["api", "v1", "events"],
-                    &[
-                        ("provider", provider),
-                        ("status", status.map(|s| s.as_str().to_owned())),
-                        ("from", time.from),
-                        ("to", time.to),
-                        ("sort", newest_first.then(|| "-createdAt".to_owned())),
-                        ("limit", paging.limit.map(|l| l.to_string())),
-                        ("cursor", paging.cursor),
-                    ],
-                )
+            let filters = [
+                ("provider", provider),
+                ("status", Status::query(status)),
+                ("sort", newest_first.then(|| "-createdAt".to_owned())),
+            ];
+            let filters = filters.into_iter().chain(time.query());
+            let path = ["api", "v1", "events"];
+            ops.list(&path, filters, paging, views::INBOUND_EVENTS)
                 .await?;
-            out.show(&v, |v| super::table::page(v, views::INBOUND_EVENTS))?;
         }
         Command::Event { id } => {
-            let v = client.get(&["api", "v1", "events", &id], &[]).await?;
-            out.show(&v, views::inbound_event)?;
+            let path = ["api", "v1", "events", &id];
+            ops.show(&path, &[], views::inbound_event).await?;
         }
         Command::Replay { id, why } => {
-            let v = client
-                .post(&["api", "v1", "events", &id, "replay"], &why.body())
-                .await?;
-            out.show(&v, views::replay)?;
+            let path = ["api", "v1", "events", &id, "replay"];
+            ops.act(&path, &why.body(), views::replay).await?;
         }
         Command::Jobs {
             event,
             status,
             paging,
         } => {
-            let v = client
-                .get(
-                    &["api", "v1", "deliveries"],
-                    &[
-                        ("eventId", event),
-                        ("status", status.map(|s| s.as_str().to_owned())),
-                        ("limit", paging.limit.map(|l| l.to_string())),
-                        ("cursor", paging.cursor),
-                    ],
-                )
+            let filters = [("eventId", event), ("status", Status::query(status))];
+            ops.list(&["api", "v1", "deliveries"], filters, paging, views::JOBS)
                 .await?;
-            out.show(&v, |v| super::table::page(v, views::JOBS))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -54,7 +54,11 @@ pub struct OpsArgs {
         requires = "client_cert"
     )]
     client_key: Option<PathBuf>,
-    /// Print the server's JSON answer (pretty) instead of a table.
+    /// Go through this HTTP(S) proxy; HTTP_PROXY, HTTPS_PROXY and ALL_PROXY are never used.
+    #[arg(long, global = true, help_heading = "Connection", value_name = "URL")]
+    proxy: Option<String>,
+    /// Print the server's JSON answer (pretty; control and bidirectional
+    /// characters as \uXXXX) instead of a table.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -104,6 +108,9 @@ impl Justification {
     }
 }
 
+/// One query parameter; one whose value is `None` is left out.
+type Pair = (&'static str, Option<String>);
+
 /// Time filters: an RFC 3339 time, or a duration ago (`90m`, `2h`, `7d`).
 #[derive(clap::Args)]
 struct TimeRange {
@@ -113,6 +120,12 @@ struct TimeRange {
     /// Before: RFC 3339, or a duration ago such as 30m.
     #[arg(long, value_parser = parse_time)]
     to: Option<String>,
+}
+
+impl TimeRange {
+    fn query(self) -> [Pair; 2] {
+        [("from", self.from), ("to", self.to)]
+    }
 }
 
 fn parse_time(text: &str) -> Result<String, String> {
@@ -139,6 +152,15 @@ struct Paging {
     cursor: Option<String>,
 }
 
+impl Paging {
+    fn query(self) -> [Pair; 2] {
+        [
+            ("limit", self.limit.map(|l| l.to_string())),
+            ("cursor", self.cursor),
+        ]
+    }
+}
+
 /// The status of a try or job.
 #[derive(clap::ValueEnum, Clone, Copy)]
 enum Status {
@@ -149,13 +171,15 @@ enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
+    /// The `status` filter's value.
+    fn query(status: Option<Self>) -> Option<String> {
+        let text = match status? {
             Status::Pending => "pending",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Dead => "dead",
-        }
+        };
+        Some(text.to_owned())
     }
 }
 
@@ -168,10 +192,52 @@ impl Output {
     /// The JSON answer, or what `table` makes of it.
     fn show(&self, answer: &Value, table: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
         if self.json {
-            stdout(&format!("{}\n", serde_json::to_string_pretty(answer)?))
+            stdout(&format!("{}\n", table::json(answer)?))
         } else {
             stdout(&table(answer))
         }
+    }
+}
+
+/// What every command works with: the instance, and how to print its answers.
+struct Ops {
+    client: client::Client,
+    out: Output,
+}
+
+impl Ops {
+    /// `GET path?query`, printed by `view`.
+    async fn show(
+        &self,
+        path: &[&str],
+        query: &[Pair],
+        view: impl FnOnce(&Value) -> String,
+    ) -> anyhow::Result<()> {
+        let answer = self.client.get(path, query).await?;
+        self.out.show(&answer, view)
+    }
+
+    /// One page of a list: `filters` then `paging`, printed as a table of `cols`.
+    async fn list(
+        &self,
+        path: &[&str],
+        filters: impl IntoIterator<Item = Pair>,
+        paging: Paging,
+        cols: &[table::Col],
+    ) -> anyhow::Result<()> {
+        let query: Vec<Pair> = filters.into_iter().chain(paging.query()).collect();
+        self.show(path, &query, |v| table::page(v, cols)).await
+    }
+
+    /// `POST body` to `path` (an audited action), printed by `view`.
+    async fn act(
+        &self,
+        path: &[&str],
+        body: &Value,
+        view: impl FnOnce(&Value) -> String,
+    ) -> anyhow::Result<()> {
+        let answer = self.client.post(path, body).await?;
+        self.out.show(&answer, view)
     }
 }
 
@@ -189,7 +255,8 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
         bail!("--key is refused: command-line arguments are visible to every user of the host; use --key-file or {}", client::KEY_ENV);
     }
     let key = client::read_key(args.key_file.as_deref())?;
-    for warning in client::exposure_warnings(args.key_file.as_deref(), &args.url) {
+    let proxy = args.proxy.as_deref();
+    for warning in client::exposure_warnings(args.key_file.as_deref(), &args.url, proxy) {
         let _ = writeln!(std::io::stderr(), "warning: {warning}");
     }
     let client = client::Client::new(client::Connection {
@@ -197,17 +264,21 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
         key,
         ca_file: args.ca_file.as_deref(),
         client_identity: args.client_cert.as_deref().zip(args.client_key.as_deref()),
+        proxy,
     })?;
-    let out = Output { json: args.json };
+    let ops = Ops {
+        client,
+        out: Output { json: args.json },
+    };
     match args.command {
         OpsCommand::Status => {
-            let v = client.get(&["api", "v1", "processing-status"], &[]).await?;
-            out.show(&v, views::processing_status)?;
+            let path = ["api", "v1", "processing-status"];
+            ops.show(&path, &[], views::processing_status).await?;
             Ok(ExitCode::SUCCESS)
         }
-        OpsCommand::Inbound { command } => inbound::run(command, &client, &out).await,
-        OpsCommand::Outbound { command } => outbound::run(command, &client, &out).await,
-        OpsCommand::Audit { command } => audit::run(command, &client, &out).await,
+        OpsCommand::Inbound { command } => inbound::run(command, &ops).await,
+        OpsCommand::Outbound { command } => outbound::run(command, &ops).await,
+        OpsCommand::Audit { command } => audit::run(command, &ops).await,
     }
 }
 

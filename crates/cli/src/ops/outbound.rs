@@ -2,9 +2,7 @@
 //! their deliveries (one per try), retries of dead letters, and endpoints
 //! disabled or enabled by the operator.
 
-use super::client::Client;
-use super::table::page;
-use super::{views, Justification, Output, Paging, Status, TimeRange};
+use super::{views, Justification, Ops, Paging, Status, TimeRange};
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -117,11 +115,7 @@ fn path<'a>(rest: &[&'a str]) -> Vec<&'a str> {
     BASE.iter().copied().chain(rest.iter().copied()).collect()
 }
 
-fn text(n: Option<u32>) -> Option<String> {
-    n.map(|n| n.to_string())
-}
-
-pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Result<ExitCode> {
+pub async fn run(command: Command, ops: &Ops) -> anyhow::Result<ExitCode> {
     match command {
         Command::Deliveries {
             account,
@@ -131,26 +125,19 @@ pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Res
             time,
             paging,
         } => {
-            let v = client
-                .get(
-                    &path(&["deliveries"]),
-                    &[
-                        ("accountId", account),
-                        ("webhookId", webhook),
-                        ("eventId", event),
-                        ("status", status.map(|s| s.as_str().to_owned())),
-                        ("from", time.from),
-                        ("to", time.to),
-                        ("limit", text(paging.limit)),
-                        ("cursor", paging.cursor),
-                    ],
-                )
+            let filters = [
+                ("accountId", account),
+                ("webhookId", webhook),
+                ("eventId", event),
+                ("status", Status::query(status)),
+            ];
+            let filters = filters.into_iter().chain(time.query());
+            ops.list(&path(&["deliveries"]), filters, paging, views::ATTEMPTS)
                 .await?;
-            out.show(&v, |v| page(v, views::ATTEMPTS))?;
         }
         Command::Delivery { id } => {
-            let v = client.get(&path(&["deliveries", &id]), &[]).await?;
-            out.show(&v, views::attempt)?;
+            ops.show(&path(&["deliveries", &id]), &[], views::attempt)
+                .await?;
         }
         Command::Events {
             account,
@@ -158,30 +145,18 @@ pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Res
             time,
             paging,
         } => {
-            let v = client
-                .get(
-                    &path(&["events"]),
-                    &[
-                        ("accountId", account),
-                        ("eventType", event_type),
-                        ("from", time.from),
-                        ("to", time.to),
-                        ("limit", text(paging.limit)),
-                        ("cursor", paging.cursor),
-                    ],
-                )
+            let filters = [("accountId", account), ("eventType", event_type)];
+            let filters = filters.into_iter().chain(time.query());
+            ops.list(&path(&["events"]), filters, paging, views::OUTBOUND_EVENTS)
                 .await?;
-            out.show(&v, |v| page(v, views::OUTBOUND_EVENTS))?;
         }
         Command::Event { id } => {
-            let v = client.get(&path(&["events", &id]), &[]).await?;
-            out.show(&v, views::outbound_event)?;
+            ops.show(&path(&["events", &id]), &[], views::outbound_event)
+                .await?;
         }
         Command::Retry { id, why } => {
-            let v = client
-                .post(&path(&["deliveries", &id, "retry"]), &why.body())
-                .await?;
-            out.show(&v, views::attempt)?;
+            let to = path(&["deliveries", &id, "retry"]);
+            ops.act(&to, &why.body(), views::attempt).await?;
         }
         Command::RetryDead {
             account,
@@ -207,37 +182,25 @@ pub async fn run(command: Command, client: &Client, out: &Output) -> anyhow::Res
                     body[name] = value;
                 }
             }
-            let v = client.post(&path(&["deliveries", "retry"]), &body).await?;
-            out.show(&v, views::bulk_retry)?;
+            let to = path(&["deliveries", "retry"]);
+            ops.act(&to, &body, views::bulk_retry).await?;
         }
         Command::Webhooks { account, paging } => {
-            let v = client
-                .get(
-                    &path(&["webhooks"]),
-                    &[
-                        ("accountId", account),
-                        ("limit", text(paging.limit)),
-                        ("cursor", paging.cursor),
-                    ],
-                )
+            let filters = [("accountId", account)];
+            ops.list(&path(&["webhooks"]), filters, paging, views::WEBHOOKS)
                 .await?;
-            out.show(&v, |v| page(v, views::WEBHOOKS))?;
         }
         Command::Webhook { id } => {
-            let v = client.get(&path(&["webhooks", &id]), &[]).await?;
-            out.show(&v, views::webhook)?;
+            ops.show(&path(&["webhooks", &id]), &[], views::webhook)
+                .await?;
         }
         Command::Disable { id, why } => {
-            let v = client
-                .post(&path(&["webhooks", &id, "disable"]), &why.body())
-                .await?;
-            out.show(&v, views::webhook)?;
+            let to = path(&["webhooks", &id, "disable"]);
+            ops.act(&to, &why.body(), views::webhook).await?;
         }
         Command::Enable { id, why } => {
-            let v = client
-                .post(&path(&["webhooks", &id, "enable"]), &why.body())
-                .await?;
-            out.show(&v, views::webhook)?;
+            let to = path(&["webhooks", &id, "enable"]);
+            ops.act(&to, &why.body(), views::webhook).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

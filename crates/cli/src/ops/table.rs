@@ -1,7 +1,8 @@
 //! Plain-text rendering for `hookwarden ops`: aligned columns for lists,
-//! `label  value` lines for one item. Every value shown is cleaned of
-//! control and direction-changing characters first: the text comes from
-//! providers, receivers and tenants, and must not drive the terminal.
+//! `label  value` lines for one item, and the JSON form. Every value shown
+//! is cleaned of control and direction-changing characters first (escaped,
+//! in JSON): the text comes from providers, receivers and tenants, and must
+//! not drive the terminal.
 
 use serde_json::Value;
 
@@ -63,9 +64,34 @@ pub fn clean_block(s: &str) -> String {
         .collect()
 }
 
+/// C0 and C1 controls, DEL, and the marks, embeddings, overrides and
+/// isolates that change the direction of the text after them.
 fn unsafe_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `value` as pretty JSON that parses to the same value, with every
+/// character [`clean`] would replace written as `\uXXXX`. serde_json escapes
+/// only U+0000–U+001F; the rest (DEL, C1 such as U+009B CSI, bidirectional
+/// controls) would otherwise reach the terminal raw.
+pub fn json(value: &Value) -> serde_json::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        // Outside strings JSON is ASCII, and C0 is escaped already (the raw
+        // line breaks left are the layout's), so any such character is
+        // inside a string, where `\uXXXX` stands for it (all are in the BMP).
+        if c >= '\u{7F}' && unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// At most `max` characters, the last one `…` when cut.
@@ -182,6 +208,29 @@ mod tests {
             clean_block("line1\nline2\t\u{1b}"),
             "line1\nline2\t\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn json_escapes_what_would_drive_the_terminal_and_keeps_the_value() {
+        let odd = "a\u{7F}b\u{80}\u{9B}31m\u{9F}c\u{061C}\u{200E}\u{200F}\
+                   \u{202A}\u{202B}\u{202C}\u{202D}\u{202E}\u{2066}\u{2067}\u{2068}\u{2069}\
+                   \u{1b}[2J\n\té\u{FFFD}日本";
+        let value = json!({"preview": odd, odd: [odd, {"nested": odd}], "n": 1});
+        let text = json(&value).expect("json");
+        let back: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back, value);
+        for c in text.chars() {
+            assert!(
+                !unsafe_char(c) || c == '\n',
+                "raw U+{:04X} in {text}",
+                u32::from(c)
+            );
+        }
+        assert!(text.contains("b\\u0080\\u009b31m\\u009fc\\u061c"), "{text}");
+        assert!(text.contains("\\u202e\\u2066"), "{text}");
+        // Characters that do no harm stay as they are.
+        assert!(text.contains("\\u001b[2J\\n\\té\u{FFFD}日本"), "{text}");
+        assert_eq!(json(&json!({"a": 1})).expect("json"), "{\n  \"a\": 1\n}");
     }
 
     #[test]
