@@ -642,26 +642,26 @@ impl Settings {
 
     /// Every insecure setting production refuses, in one place.
     fn production_refusals(&self) -> Result<(), ConfigError> {
-        let refuse = |why: &str| Err(ConfigError::Production(why.to_owned()));
+        // All of them at once, so one `config check` lists everything to fix.
+        let mut refused: Vec<String> = Vec::new();
+        let mut refuse = |why: &str| refused.push(why.to_owned());
         if self.master_key.is_none() && self.master_key_file.is_none() {
-            return refuse("no master key: set HOOKWARDEN_MASTER_KEY or HOOKWARDEN_MASTER_KEY_FILE (a generated development key is not accepted)");
+            refuse("no master key: set HOOKWARDEN_MASTER_KEY or HOOKWARDEN_MASTER_KEY_FILE (a generated development key is not accepted)");
         }
         if !self.allowed_destinations.is_empty() {
-            return refuse(
-                "HOOKWARDEN_ALLOWED_DESTINATIONS exempts addresses from the SSRF policy",
-            );
+            refuse("HOOKWARDEN_ALLOWED_DESTINATIONS exempts addresses from the SSRF policy");
         }
         if self.allow_http_destinations {
-            return refuse("HOOKWARDEN_ALLOW_HTTP_DESTINATIONS allows plain http:// destinations");
+            refuse("HOOKWARDEN_ALLOW_HTTP_DESTINATIONS allows plain http:// destinations");
         }
         if self.delivery_sink {
-            return refuse("HOOKWARDEN_DELIVERY_SINK enables the development delivery sink");
+            refuse("HOOKWARDEN_DELIVERY_SINK enables the development delivery sink");
         }
         if self.jwt_hs256_secret.is_none()
             && self.jwt_jwks_file.is_none()
             && self.jwt_jwks_url.is_none()
         {
-            return refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_URL or HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
+            refuse("no tenant API authentication: set HOOKWARDEN_JWT_JWKS_URL or HOOKWARDEN_JWT_JWKS_FILE (or HOOKWARDEN_JWT_HS256_SECRET)");
         }
         // Keys fetched in the clear could be swapped by anyone on the path.
         if self
@@ -669,35 +669,42 @@ impl Settings {
             .as_deref()
             .is_some_and(|u| !u.starts_with("https://"))
         {
-            return refuse("HOOKWARDEN_JWT_JWKS_URL is not https:// (keys fetched in the clear can be replaced on the way)");
+            refuse("HOOKWARDEN_JWT_JWKS_URL is not https:// (keys fetched in the clear can be replaced on the way)");
         }
         // A token minted for another service of the same issuer, or by
         // another issuer sharing a key, must not pass here.
         if self.jwt_issuer.is_none() || self.jwt_audience.is_none() {
-            return refuse("tokens are not bound to this service: set HOOKWARDEN_JWT_ISSUER and HOOKWARDEN_JWT_AUDIENCE");
+            refuse("tokens are not bound to this service: set HOOKWARDEN_JWT_ISSUER and HOOKWARDEN_JWT_AUDIENCE");
         }
         if self
             .jwt_hs256_secret
             .as_ref()
             .is_some_and(|s| s.expose_secret().len() < MIN_SECRET_BYTES)
         {
-            return refuse("HOOKWARDEN_JWT_HS256_SECRET is shorter than 32 bytes (guessable offline from any token)");
+            refuse("HOOKWARDEN_JWT_HS256_SECRET is shorter than 32 bytes (guessable offline from any token)");
         }
         if self
             .management_api_keys
             .iter()
             .any(|k| k.expose_secret().len() < MIN_SECRET_BYTES)
         {
-            return refuse("a key in HOOKWARDEN_MANAGEMENT_API_KEYS is shorter than 32 bytes");
+            refuse("a key in HOOKWARDEN_MANAGEMENT_API_KEYS is shorter than 32 bytes");
         }
         if let Some(path) = &self.master_key_file {
             if let Some(why) = readable_by_others(path) {
-                return refuse(&format!(
+                refuse(&format!(
                     "HOOKWARDEN_MASTER_KEY_FILE {why}: make it readable by hookwarden's user only (chmod 600)"
                 ));
             }
         }
-        Ok(())
+        match refused.len() {
+            0 => Ok(()),
+            1 => Err(ConfigError::Production(refused.remove(0))),
+            n => Err(ConfigError::Production(format!(
+                "{n} settings are refused:\n  - {}",
+                refused.join("\n  - ")
+            ))),
+        }
     }
 
     pub fn is_production(&self) -> bool {
@@ -1058,6 +1065,20 @@ mod tests {
             ..raw()
         };
         assert!(Settings::from_raw(prod()).is_ok());
+        // Everything refused is listed at once, not one per try.
+        let two = Settings::from_raw(RawConfig {
+            delivery_sink: Some(true),
+            jwt_issuer: None,
+            ..prod()
+        })
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            two.contains("2 settings are refused")
+                && two.contains("HOOKWARDEN_DELIVERY_SINK")
+                && two.contains("HOOKWARDEN_JWT_ISSUER"),
+            "{two}"
+        );
         // A JWKS URL alone, over HTTPS, authenticates tokens in production.
         assert!(Settings::from_raw(RawConfig {
             jwt_jwks_file: None,
