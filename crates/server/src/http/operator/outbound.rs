@@ -69,6 +69,7 @@ pub async fn list(
     StrictQuery(q): StrictQuery<DeliveriesQuery>,
 ) -> ApiResult<Json<Page<AttemptView>>> {
     let filter = AttemptFilter {
+        id: None,
         account_id: q.account_id.as_deref(),
         webhook_id: q.webhook_id.as_deref(),
         event_id: q.event_id.as_deref(),
@@ -243,6 +244,7 @@ pub async fn bulk_retry(
         )));
     }
     let filter = AttemptFilter {
+        id: None,
         account_id: body.account_id.as_deref(),
         webhook_id: body.webhook_id.as_deref(),
         event_id: body.event_id.as_deref(),

@@ -82,6 +82,7 @@ pub async fn list(
     StrictQuery(q): StrictQuery<OutboundEventsQuery>,
 ) -> ApiResult<Json<Page<OutboundEventSummary>>> {
     let filter = EventFilter {
+        id: None,
         account_id: q.account_id.as_deref(),
         event_type: q.event_type.as_deref(),
         from: parse_time("from", q.from.as_deref())?,
