@@ -135,20 +135,51 @@ impl KeyFault {
 /// the key's own type that hookwarden does not verify makes the key skipped;
 /// one of another type contradicts the key and is a fault.
 const RSA_ALGS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "RSA1_5", "RSA-OAEP",
-    "RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "RSA1_5",
+    "RSA-OAEP",
+    "RSA-OAEP-256",
+    "RSA-OAEP-384",
+    "RSA-OAEP-512",
 ];
 const EC_ALGS: &[&str] = &[
-    "ES256", "ES384", "ES512", "ES256K", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW",
+    "ES256",
+    "ES384",
+    "ES512",
+    "ES256K",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
     "ECDH-ES+A256KW",
 ];
 const OKP_ALGS: &[&str] = &[
-    "EdDSA", "Ed25519", "Ed448", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW",
+    "EdDSA",
+    "Ed25519",
+    "Ed448",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
     "ECDH-ES+A256KW",
 ];
 const OCT_ALGS: &[&str] = &[
-    "HS256", "HS384", "HS512", "A128KW", "A192KW", "A256KW", "A128GCMKW", "A192GCMKW",
-    "A256GCMKW", "dir", "PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS512+A256KW",
+    "HS256",
+    "HS384",
+    "HS512",
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+    "dir",
+    "PBES2-HS256+A128KW",
+    "PBES2-HS384+A192KW",
+    "PBES2-HS512+A256KW",
 ];
 
 fn parse_key(key: &Value) -> Result<Outcome, KeyFault> {
@@ -914,7 +945,9 @@ mod tests {
         ps["alg"] = "PS256".into();
         let keys = doc["keys"].as_array_mut().expect("keys");
         keys.insert(0, ps);
-        keys.push(serde_json::json!({"kty": "EC", "kid": "ec-384", "crv": "P-384", "x": "AA", "y": "AA"}));
+        keys.push(
+            serde_json::json!({"kty": "EC", "kid": "ec-384", "crv": "P-384", "x": "AA", "y": "AA"}),
+        );
         let parsed = parse(doc.to_string().as_bytes()).expect("loads");
         let kids: Vec<_> = parsed.keys.iter().filter_map(|k| k.kid.clone()).collect();
         assert_eq!(kids, ["rsa-1", "ec-1", "ed-1"]);
@@ -926,7 +959,8 @@ mod tests {
 
     #[test]
     fn a_document_with_no_usable_key_says_so_and_a_file_of_it_does_not_load() {
-        let only_skipped = br#"{"keys": [{"kty": "RSA", "kid": "r5", "alg": "RS512", "n": "AQAB", "e": "AQAB"}]}"#;
+        let only_skipped =
+            br#"{"keys": [{"kty": "RSA", "kid": "r5", "alg": "RS512", "n": "AQAB", "e": "AQAB"}]}"#;
         let parsed = parse(only_skipped).expect("parses");
         let why = parsed.unusable().expect("unusable");
         assert!(
@@ -934,19 +968,31 @@ mod tests {
             "{why}"
         );
         let only_enc = br#"{"keys": [{"kty": "RSA", "use": "enc", "alg": "RSA-OAEP"}]}"#;
-        let why = parse(only_enc).expect("parses").unusable().expect("unusable");
+        let why = parse(only_enc)
+            .expect("parses")
+            .unusable()
+            .expect("unusable");
         assert!(why.contains("encryption keys"), "{why}");
         // An empty list is a key set with no key, as before.
-        assert!(parse(br#"{"keys": []}"#).expect("empty").unusable().is_none());
+        assert!(parse(br#"{"keys": []}"#)
+            .expect("empty")
+            .unusable()
+            .is_none());
 
         let dir = std::env::temp_dir().join(format!("jwks-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("only-skipped.json");
         std::fs::write(&file, only_skipped).expect("write");
         let err = format!("{:#}", load_file(&file).err().expect("refused"));
-        assert!(err.contains("only-skipped.json") && err.contains("no usable key"), "{err}");
+        assert!(
+            err.contains("only-skipped.json") && err.contains("no usable key"),
+            "{err}"
+        );
         let err = format!("{:#}", FileKeys::load(&file).err().expect("refused"));
-        assert!(err.contains("no usable key: JWKS key 0 (kid \"r5\")"), "{err}");
+        assert!(
+            err.contains("no usable key: JWKS key 0 (kid \"r5\")"),
+            "{err}"
+        );
         // One usable key beside it: loads, the other listed as skipped.
         let mut doc = fixture();
         doc["keys"]
@@ -1002,7 +1048,10 @@ mod tests {
         doc["keys"][0]["alg"] = "RSA-OAEP".into();
         let parsed = parse(doc.to_string().as_bytes()).expect("keys");
         assert_eq!(parsed.keys.len(), 2);
-        assert!(parsed.keys.iter().all(|k| k.kid.as_deref() != Some("rsa-1")));
+        assert!(parsed
+            .keys
+            .iter()
+            .all(|k| k.kid.as_deref() != Some("rsa-1")));
         // Quietly: an IdP publishes both, nothing to warn about.
         assert!(parsed.skipped.is_empty());
         assert_eq!(parsed.encryption, 1);
