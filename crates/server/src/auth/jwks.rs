@@ -1,8 +1,10 @@
 //! JWKS key sets for token verification: parsed key by key (a fault names the
-//! key and the field, never serde's enum message), read from a file that is
-//! reloaded when it changes, or fetched from a URL (bounded in size and time,
-//! refreshed periodically and, at a bounded rate, on a token whose `kid` is
-//! unknown). A key set that does not load never replaces the last good one.
+//! key and the field, never serde's enum message; a key of a kind not
+//! supported is skipped and named), read from a file that is reloaded when
+//! it changes, or fetched from a URL (bounded in size and time, retried with
+//! backoff while none has loaded, refreshed periodically and, at a bounded
+//! rate, on a token whose `kid` is unknown). A key set that does not load
+//! never replaces the last good one.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
