@@ -377,6 +377,51 @@ async fn redis(url: &SecretString) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_jwks_file_lists_the_keys_it_skips_and_fails_with_none_usable() {
+        let dir = std::env::temp_dir().join(format!("config-check-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/jwks.json")).expect("fixture");
+        let ps256 = serde_json::json!({"kty": "RSA", "kid": "ps-1", "alg": "PS256", "n": "AQAB", "e": "AQAB"});
+        let finding = |doc: serde_json::Value| {
+            let file = dir.join("jwks.json");
+            std::fs::write(&file, doc.to_string()).expect("write");
+            let settings = Settings::from_raw(crate::config::RawConfig {
+                data_dir: Some(dir.clone()),
+                jwt_jwks_file: Some(file),
+                ..Default::default()
+            })
+            .expect("settings");
+            async move {
+                files(&settings)
+                    .await
+                    .into_iter()
+                    .find(|f| f.setting == "HOOKWARDEN_JWT_JWKS_FILE")
+                    .expect("a finding")
+                    .outcome
+            }
+        };
+        let mut doc = fixture.clone();
+        doc["keys"]
+            .as_array_mut()
+            .expect("keys")
+            .push(ps256.clone());
+        let listed = finding(doc).await.expect("loads");
+        assert!(
+            listed.contains("3 key(s): rsa-1 RS256, ec-1 ES256, ed-1 EdDSA; 1 key(s) skipped (not supported): JWKS key 3 (kid \"ps-1\"): field `alg` is \"PS256\""),
+            "{listed}"
+        );
+        let why = finding(serde_json::json!({"keys": [ps256]}))
+            .await
+            .expect_err("no usable key");
+        assert!(
+            why.contains("no usable key: JWKS key 0 (kid \"ps-1\")"),
+            "{why}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn printed_urls_carry_no_credentials() {
         for (url, secret) in [
