@@ -58,7 +58,7 @@ pub async fn files(settings: &Settings) -> Vec<Finding> {
         out.push(Finding::new(
             "HOOKWARDEN_JWT_JWKS_FILE",
             crate::auth::jwks::load_file(path)
-                .map(|keys| format!("{}: {}", path.display(), key_summary(&keys))),
+                .map(|parsed| format!("{}: {}", path.display(), key_summary(&parsed))),
         ));
     }
     if let Some(path) = &settings.jwt_jwks_ca_file {
@@ -244,27 +244,39 @@ pub async fn connections(settings: &Settings) -> Vec<Finding> {
     out
 }
 
-/// The JWKS URL fetched and parsed as `serve` does at start-up.
+/// The JWKS URL fetched and parsed as `serve` does. A fetch that fails, or
+/// a key set with no usable key, is a failure here (though `serve` starts
+/// and retries): this is where operators verify the URL.
 async fn jwks_url(url: &str, ca_file: Option<&Path>) -> anyhow::Result<String> {
-    let remote = crate::auth::jwks::RemoteKeys::load(url, ca_file).await?;
-    Ok(format!(
-        "{}: {}",
-        without_credentials(url),
-        key_summary(&remote.keys())
-    ))
+    let remote = crate::auth::jwks::RemoteKeys::new(url, ca_file)?;
+    let parsed = remote.fetch().await?;
+    if let Some(why) = parsed.unusable() {
+        anyhow::bail!("fetching {}: {why}", remote.shown());
+    }
+    Ok(format!("{}: {}", remote.shown(), key_summary(&parsed)))
 }
 
-/// How many keys a set holds and their ids (public: no secret is shown).
-fn key_summary(keys: &[crate::auth::jwks::VerifyingKey]) -> String {
-    let kids: Vec<String> = keys
+/// How many keys a set holds and their ids (public: no secret is shown),
+/// and each key skipped as of a type, algorithm or curve not supported.
+fn key_summary(parsed: &crate::auth::jwks::Parsed) -> String {
+    let kids: Vec<String> = parsed
+        .keys
         .iter()
         .map(|k| format!("{} {:?}", k.kid.as_deref().unwrap_or("(no kid)"), k.alg))
         .collect();
-    if kids.is_empty() {
-        "a key set that loads, with no key".into()
+    let mut summary = if kids.is_empty() {
+        "a key set that loads, with no key".to_owned()
     } else {
         format!("{} key(s): {}", kids.len(), kids.join(", "))
+    };
+    if !parsed.skipped.is_empty() {
+        summary.push_str(&format!(
+            "; {} key(s) skipped (not supported): {}",
+            parsed.skipped.len(),
+            parsed.skipped.join("; ")
+        ));
     }
+    summary
 }
 
 /// Bounds `fut` by `CONNECT_TIMEOUT`.
@@ -364,6 +376,51 @@ async fn redis(url: &SecretString) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_jwks_file_lists_the_keys_it_skips_and_fails_with_none_usable() {
+        let dir = std::env::temp_dir().join(format!("config-check-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/jwks.json")).expect("fixture");
+        let ps256 = serde_json::json!({"kty": "RSA", "kid": "ps-1", "alg": "PS256", "n": "AQAB", "e": "AQAB"});
+        let finding = |doc: serde_json::Value| {
+            let file = dir.join("jwks.json");
+            std::fs::write(&file, doc.to_string()).expect("write");
+            let settings = Settings::from_raw(crate::config::RawConfig {
+                data_dir: Some(dir.clone()),
+                jwt_jwks_file: Some(file),
+                ..Default::default()
+            })
+            .expect("settings");
+            async move {
+                files(&settings)
+                    .await
+                    .into_iter()
+                    .find(|f| f.setting == "HOOKWARDEN_JWT_JWKS_FILE")
+                    .expect("a finding")
+                    .outcome
+            }
+        };
+        let mut doc = fixture.clone();
+        doc["keys"]
+            .as_array_mut()
+            .expect("keys")
+            .push(ps256.clone());
+        let listed = finding(doc).await.expect("loads");
+        assert!(
+            listed.contains("3 key(s): rsa-1 RS256, ec-1 ES256, ed-1 EdDSA; 1 key(s) skipped (not supported): JWKS key 3 (kid \"ps-1\"): field `alg` is \"PS256\""),
+            "{listed}"
+        );
+        let why = finding(serde_json::json!({"keys": [ps256]}))
+            .await
+            .expect_err("no usable key");
+        assert!(
+            why.contains("no usable key: JWKS key 0 (kid \"ps-1\")"),
+            "{why}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn printed_urls_carry_no_credentials() {

@@ -60,7 +60,7 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Counter, REFUSALS_UNAGGREGATED, "Inbound refusals counted under the source prefix * because too many distinct aggregates were pending."),
     (Kind::Counter, FORWARDING_HEADERS_IGNORED, "Requests carrying X-Forwarded-For or Forwarded while HOOKWARDEN_TRUSTED_PROXIES is unset (the headers are ignored)."),
     (Kind::Gauge, AUDIT_HEAD_SEQ, "Sequence number of the audit chain's newest entry (its hash is logged as audit.head)."),
-    (Kind::Counter, JWKS_LOADS, "Token key sets loaded after start-up, by source (file, url), trigger (changed: the file changed; periodic; unknown_kid: a token named a key id no key has) and outcome (loaded, failed: the previous keys stay)."),
+    (Kind::Counter, JWKS_LOADS, "Token key sets loaded, by source (file, url), trigger (changed: the file changed; startup: the URL's first fetch; retry: the URL fetched again while no key set has loaded from it; periodic; unknown_kid: a token named a key id no key has) and outcome (loaded, failed: the previous keys, if any, stay)."),
     (Kind::Counter, LOG_LINES_DROPPED, "Log lines dropped because stdout was closed, failing or not read fast enough."),
 ];
 

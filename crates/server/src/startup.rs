@@ -61,8 +61,11 @@ impl Application {
             settings.jwt_issuer.clone(),
             settings.jwt_audience.clone(),
         )?;
-        // Fetched before anything listens: an unreachable or bad key set
-        // stops start-up naming the URL and the cause.
+        // Fetched once before anything listens. A URL that does not parse or
+        // a CA file that does not load stops start-up (configuration); a
+        // fetch that fails does not: the ingress and delivery never use
+        // tokens, so the service starts, refuses tokens until keys load,
+        // retries the URL in the background and `/ready` says degraded.
         let jwt = match &settings.jwt_jwks_url {
             Some(url) => {
                 jwt.with_jwks_url(
@@ -78,7 +81,8 @@ impl Application {
             tracing::warn!(
                 "no token verification key is configured: the tenant API refuses every request"
             );
-        } else if !jwt.has_keys() {
+        } else if !jwt.has_keys() && !matches!(jwt.url_status(), Some(Err(_))) {
+            // (A URL that did not load has said so, as an error.)
             tracing::warn!(
                 "the JWKS holds no key: the tenant API refuses every token until it does"
             );

@@ -84,21 +84,28 @@ impl JwtVerifier {
         })
     }
 
-    /// Adds the keys of a JWKS URL, fetched now (start-up fails when that
-    /// fails) and then every `refresh` (see `watch`); `ca_file` adds trusted
-    /// roots for its server.
+    /// Adds the keys of a JWKS URL, fetched now and then every `refresh`
+    /// (see `watch`); `ca_file` adds trusted roots for its server. A URL
+    /// that does not parse or a CA file that does not load is an error; a
+    /// fetch that fails is not (it is logged, retried by `watch`, and
+    /// reported by `url_status`): tokens are refused until keys load.
     pub async fn with_jwks_url(
         mut self,
         url: &str,
         ca_file: Option<&Path>,
         refresh: Duration,
     ) -> anyhow::Result<Self> {
-        let remote = RemoteKeys::load(url, ca_file)
-            .await
-            .context("HOOKWARDEN_JWT_JWKS_URL")?;
+        let remote = RemoteKeys::new(url, ca_file).context("HOOKWARDEN_JWT_JWKS_URL")?;
+        remote.load_at_start_up().await;
         self.remote = Some(Arc::new(remote));
         self.remote_refresh = refresh;
         Ok(self)
+    }
+
+    /// With a JWKS URL: `Err` naming it and why while no key set has loaded
+    /// from it (`/ready` reports it as degraded).
+    pub fn url_status(&self) -> Option<Result<(), String>> {
+        self.remote.as_ref().map(|r| r.status())
     }
 
     /// Is any source of keys configured (an empty JWKS may get keys later)?
@@ -111,8 +118,9 @@ impl JwtVerifier {
         self.hs256.is_some() || self.key_sets().iter().flatten().any(|set| !set.is_empty())
     }
 
-    /// Polls the JWKS file every `file_every` and refreshes the URL's keys
-    /// at their interval, until `stop`.
+    /// Polls the JWKS file every `file_every` and fetches the URL's keys
+    /// (again with backoff until a key set loads, then at their interval),
+    /// until `stop`.
     pub fn watch(&self, file_every: Duration, stop: CancellationToken) {
         if let Some(file) = self.file.clone() {
             let stop = stop.clone();
@@ -127,14 +135,8 @@ impl JwtVerifier {
         }
         if let Some(remote) = self.remote.clone() {
             let every = self.remote_refresh;
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(every) => remote.refresh().await,
-                    }
-                }
-            });
+            // Retries with backoff until a key set loads, then refreshes.
+            tokio::spawn(async move { remote.run(every, stop).await });
         }
     }
 

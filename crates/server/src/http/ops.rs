@@ -18,7 +18,9 @@ const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Ready when the database (and NATS, when configured) answer. Each failing
 /// dependency is named with its reason, in the body and in the logs, so an
-/// operator reads "database unavailable", not a bare 503.
+/// operator reads "database unavailable", not a bare 503. Redis down and a
+/// JWKS URL from which no key set has loaded are `degraded`: reported, and
+/// still ready.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let mut checks = json!({});
     let mut reasons = serde_json::Map::new();
@@ -57,9 +59,18 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
             );
         }
     }
+    if let Some(status) = state.jwt.url_status() {
+        // The JWKS URL only serves tokens of the tenant and producer APIs:
+        // while no key set has loaded, those refuse tokens (401), but the
+        // ingress and delivery work, so the replica stays in service.
+        checks["jwks"] = json!(if status.is_ok() { "ok" } else { "degraded" });
+        if let Err(why) = status {
+            reasons.insert("jwks".into(), json!(why));
+        }
+    }
     for (dependency, why) in &reasons {
         let why = why.as_str().unwrap_or_default();
-        let verdict = if dependency == "redis" {
+        let verdict = if dependency == "redis" || dependency == "jwks" {
             "degraded"
         } else {
             "not ready"

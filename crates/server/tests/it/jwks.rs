@@ -1,6 +1,7 @@
 //! Production token verification from a JWKS file or URL: RS256, ES256 and
 //! EdDSA accepted; other keys, algorithm confusion, wrong issuer or audience
-//! refused; the URL fetched at start-up, periodically and (bounded) on an
+//! refused; the URL fetched at start-up (a failure starts the service
+//! degraded and is retried with backoff), periodically and (bounded) on an
 //! unknown `kid`; the file reloaded when it changes.
 
 use crate::helpers::*;
@@ -170,6 +171,21 @@ fn jwks_of(kids: &[&str]) -> String {
     doc.to_string()
 }
 
+/// `doc` with keys hookwarden does not verify with beside its own, as an
+/// IdP may publish: a PS256 key, an EC P-384 key and a key type unknown.
+fn with_unsupported_keys(doc: String) -> String {
+    let mut doc: Value = serde_json::from_str(&doc).expect("json");
+    let keys = doc["keys"].as_array_mut().expect("keys");
+    keys.push(
+        serde_json::json!({"kty": "RSA", "kid": "ps-1", "alg": "PS256", "n": "AQAB", "e": "AQAB"}),
+    );
+    keys.push(
+        serde_json::json!({"kty": "EC", "kid": "ec-384", "crv": "P-384", "x": "AA", "y": "AA"}),
+    );
+    keys.push(serde_json::json!({"kty": "ML-DSA", "kid": "pq-1", "pub": "AA"}));
+    doc.to_string()
+}
+
 /// A real HTTP server publishing a JWKS (what the server fetches is
 /// counted); its answer can be changed as an IdP's would.
 struct JwksServer {
@@ -292,7 +308,8 @@ fn ec() -> EncodingKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_url_keys_verify_and_a_rotated_key_works_on_first_use() {
-    let idp = JwksServer::start(jwks_of(&["rsa-1"])).await;
+    // Keys of kinds not supported beside it are skipped, not fatal.
+    let idp = JwksServer::start(with_unsupported_keys(jwks_of(&["rsa-1"]))).await;
     let app = url_app(&idp.url, None).await;
     assert_eq!(idp.fetches(), 1, "fetched once at start-up");
     let c = claims(&app);
@@ -401,8 +418,9 @@ async fn the_jwks_url_is_refreshed_periodically_and_a_bad_answer_keeps_the_keys(
                 && l.contains("outcome=\"failed\"")),
         "{metrics}"
     );
-    // Back, with the RSA key retired: a periodic refresh alone removes it.
-    idp.answer(200, jwks_of(&["ec-1"]));
+    // Back, with the RSA key retired: a periodic refresh alone removes it
+    // (keys of kinds not supported published beside are skipped).
+    idp.answer(200, with_unsupported_keys(jwks_of(&["ec-1"])));
     let before = idp.fetches();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(idp.fetches() > before);
@@ -470,8 +488,20 @@ async fn closed_port_url() -> String {
     format!("http://{addr}/jwks.json")
 }
 
+/// `/ready` on the ops listener: its status and body.
+async fn ready(app: &TestApp) -> (StatusCode, Value) {
+    let resp = app
+        .http
+        .get(format!("http://{}/ready", app.ops))
+        .send()
+        .await
+        .expect("ready");
+    let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+    (status, resp.json().await.expect("json"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_or_bad_jwks_url_stops_start_up_and_fails_config_check() {
+async fn an_unreachable_or_bad_jwks_url_starts_degraded_and_fails_config_check() {
     use hookwarden_server::config_check::connections;
     use hookwarden_server::startup::Application;
     let dir = TempDir::new();
@@ -492,12 +522,24 @@ async fn an_unreachable_or_bad_jwks_url_stops_start_up_and_fails_config_check() 
     assert!(good.contains(&idp.url), "{good}");
     assert!(good.contains("2 key(s): rsa-1 RS256, ed-1 EdDSA"), "{good}");
 
-    let bad_key = r#"{"keys": [{"kty": "EC", "kid": "k2", "crv": "P-521", "x": "AA", "y": "AA"}]}"#;
+    // `config check --connect` is where the URL is verified: a key set
+    // that does not load, or holds no usable key, is a failure there.
+    let unsupported =
+        r#"{"keys": [{"kty": "EC", "kid": "k2", "crv": "P-521", "x": "AA", "y": "AA"}]}"#;
+    let malformed = r#"{"keys": [{"kty": "RSA", "kid": "r1", "n": "AQAB", "e": "AQAB"}]}"#;
     for (status, body, wants) in [
         (
             200,
-            bad_key.to_owned(),
-            vec!["JWKS key 0 (kid \"k2\"): field `crv` is \"P-521\""],
+            unsupported.to_owned(),
+            vec![
+                "no usable key",
+                "JWKS key 0 (kid \"k2\"): field `crv` is \"P-521\"",
+            ],
+        ),
+        (
+            200,
+            malformed.to_owned(),
+            vec!["JWKS key 0 (kid \"r1\"): field `n` is a modulus of about 24 bits"],
         ),
         (200, "not json".to_owned(), vec!["JWKS is not JSON"]),
         (404, "{}".to_owned(), vec!["answered HTTP 404"]),
@@ -514,22 +556,135 @@ async fn an_unreachable_or_bad_jwks_url_stops_start_up_and_fails_config_check() 
             assert!(why.contains(want), "{why} does not say {want}");
         }
         assert!(!why.contains("variant"), "{why}");
-        let err = match Application::build(url_settings(&dir, &idp.url)).await {
-            Ok(_) => panic!("started with a JWKS URL that does not load"),
-            Err(e) => format!("{e:#}"),
-        };
-        assert!(
-            err.contains("HOOKWARDEN_JWT_JWKS_URL") && err.contains(&idp.url),
-            "{err}"
-        );
     }
     let why = check(closed.clone()).await.expect_err("unreachable");
     assert!(why.contains(&closed), "{why}");
-    let err = match Application::build(url_settings(&dir, &closed)).await {
-        Ok(_) => panic!("started with an unreachable JWKS URL"),
+    // Keys skipped as not supported are listed beside the ones used.
+    let mut with_ps256: Value = serde_json::from_str(&jwks_of(&["rsa-1"])).expect("json");
+    let mut ps = with_ps256["keys"][0].clone();
+    ps["kid"] = "ps-1".into();
+    ps["alg"] = "PS256".into();
+    with_ps256["keys"].as_array_mut().expect("keys").push(ps);
+    idp.answer(200, with_ps256.to_string());
+    let listed = check(idp.url.clone()).await.expect("loads");
+    assert!(
+        listed.contains("1 key(s): rsa-1 RS256; 1 key(s) skipped (not supported): JWKS key 1 (kid \"ps-1\"): field `alg` is \"PS256\""),
+        "{listed}"
+    );
+
+    // Configuration errors still stop start-up (before anything listens).
+    let mut bad_ca = url_settings(&dir, &idp.url);
+    bad_ca.jwt_jwks_ca_file = Some(dir.0.join("no-such-ca.pem"));
+    let err = match Application::build(bad_ca).await {
+        Ok(_) => panic!("started with a CA file that does not load"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains(&closed), "{err}");
+    assert!(err.contains("HOOKWARDEN_JWT_JWKS_CA_FILE"), "{err}");
+
+    // A fetch that fails does not: the service starts without the URL's
+    // keys, refuses tokens, stays ready (degraded, naming the URL and why)
+    // and loads the keys when the IdP answers, without a restart.
+    idp.answer(503, "down".into());
+    let app = url_app(&idp.url, None).await;
+    let c = claims(&app);
+    let rsa_token = token(Algorithm::RS256, "rsa-1", &rsa(), &c);
+    let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["jwks"], "degraded", "{body}");
+    let why = body["reasons"]["jwks"].as_str().expect("a reason");
+    assert!(
+        why.contains(&format!("no key set loaded from {}", idp.url))
+            && why.contains("answered HTTP 503"),
+        "{why}"
+    );
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hookwarden_jwks_loads_total{")
+                && l.contains("trigger=\"startup\"")
+                && l.contains("outcome=\"failed\"")),
+        "{metrics}"
+    );
+    // The token above used the unknown-kid fetch (bounded to one per 30 s):
+    // what loads the keys now is the background retry.
+    let fetched = idp.fetches();
+    idp.answer(200, jwks_of(&["rsa-1"]));
+    let mut loaded = false;
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if ready(&app).await.1["checks"]["jwks"] == "ok" {
+            loaded = true;
+            break;
+        }
+    }
+    assert!(loaded, "the key set loads in the background");
+    assert!(idp.fetches() > fetched);
+    let (status, body) = ready(&app).await;
+    assert!(body.get("reasons").is_none(), "{body}");
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
+    assert_eq!(status, StatusCode::OK, "accepted without a restart: {body}");
+
+    // Unreachable at start-up: the same, naming the URL.
+    let unreachable = url_app(&closed, None).await;
+    let (status, body) = ready(&unreachable).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let why = body["reasons"]["jwks"].as_str().expect("a reason");
+    assert!(
+        why.contains(&format!("no key set loaded from {closed}")),
+        "{why}"
+    );
+    let (status, _, _) = unreachable.get("/v1/webhooks", &rsa_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_url_is_retried_with_backoff_until_it_loads() {
+    let idp = JwksServer::start("not json".into()).await;
+    let app = url_app(&idp.url, None).await;
+    assert_eq!(idp.fetches(), 1, "the fetch at start-up");
+    // After 1 s, 2 s and 4 s more (at about 1, 3 and 7 s), the next 8 s
+    // later: four fetches in 10 s, not one a poll.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(idp.fetches(), 4, "backoff 1 s, 2 s, 4 s");
+    let why = ready(&app).await.1["reasons"]["jwks"]
+        .as_str()
+        .expect("a reason")
+        .to_owned();
+    assert!(why.contains("JWKS is not JSON"), "{why}");
+    // A key set whose only key is not supported loads nothing either.
+    idp.answer(
+        200,
+        r#"{"keys": [{"kty": "RSA", "kid": "r5", "alg": "RS512", "n": "AQAB", "e": "AQAB"}]}"#
+            .into(),
+    );
+    let mut said = String::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        said = ready(&app).await.1["reasons"]["jwks"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if said.contains("no usable key") {
+            break;
+        }
+    }
+    assert!(
+        said.contains("no usable key: JWKS key 0 (kid \"r5\"): field `alg` is \"RS512\""),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,12 +744,28 @@ async fn an_https_jwks_url_behind_a_private_ca_is_trusted_with_its_ca_file_only(
         ("no CA file", without_ca, &idp.url),
     ] {
         let settings = Settings::from_raw(raw).expect("settings");
-        let err = match hookwarden_server::startup::Application::build(settings).await {
-            Ok(_) => panic!("{name}: started trusting an unknown certificate"),
-            Err(e) => format!("{e:#}"),
-        };
-        assert!(err.contains(url.as_str()), "{name}: {err}");
-        assert!(err.to_lowercase().contains("certificate"), "{name}: {err}");
+        let why = hookwarden_server::config_check::connections(&settings)
+            .await
+            .into_iter()
+            .find(|f| f.setting == "HOOKWARDEN_JWT_JWKS_URL")
+            .expect("a finding for the URL")
+            .outcome
+            .expect_err("an untrusted certificate");
+        assert!(why.contains(url.as_str()), "{name}: {why}");
+        assert!(why.to_lowercase().contains("certificate"), "{name}: {why}");
     }
+    // `serve` starts, but takes no key from a server it does not trust.
+    let untrusting = url_app(&idp.url, None).await;
+    let (status, body) = ready(&untrusting).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let why = body["reasons"]["jwks"].as_str().expect("a reason");
+    assert!(why.to_lowercase().contains("certificate"), "{why}");
+    let (status, _, _) = untrusting
+        .get(
+            "/v1/webhooks",
+            &token(Algorithm::RS256, "rsa-1", &rsa(), &claims(&untrusting)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(impostor.fetches(), 0, "nothing was asked of the impostor");
 }
