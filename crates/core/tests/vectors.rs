@@ -9,8 +9,8 @@ fn vectors() -> Value {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/vectors/standard-webhooks.json"
     );
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the test vectors at {path}: {e}"));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("the test vectors at {path}: {e}"));
     serde_json::from_str(&text).expect("vectors are JSON")
 }
 

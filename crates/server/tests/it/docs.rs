@@ -468,7 +468,7 @@ fn type_of(doc: &Value, schema: &Value) -> String {
             .join(" or ");
     }
     if schema["allOf"].is_array() {
-        return object_of(doc, &all_of(doc, schema));
+        return object_of(doc, &all_of(schema));
     }
     for key in ["oneOf", "anyOf"] {
         if let Some(parts) = schema[key].as_array() {
@@ -513,11 +513,11 @@ fn name_link(doc: &Value, name: &str) -> String {
 
 /// The parts of an `allOf`, flattened: named parts stay whole (they are
 /// linked), inline parts are opened, nested `allOf`s too.
-fn all_of<'a>(doc: &'a Value, schema: &'a Value) -> Vec<&'a Value> {
+fn all_of(schema: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
     for part in schema["allOf"].as_array().into_iter().flatten() {
         if part.get("$ref").is_none() && part["allOf"].is_array() {
-            out.extend(all_of(doc, part));
+            out.extend(all_of(part));
         } else {
             out.push(part);
         }

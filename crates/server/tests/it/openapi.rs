@@ -205,7 +205,10 @@ async fn every_documented_429_names_the_limits_that_apply() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // The tenant routes and the producer's three, at least: the limits bit.
-    assert!(metered_routes >= 12, "only {metered_routes} routes were metered");
+    assert!(
+        metered_routes >= 12,
+        "only {metered_routes} routes were metered"
+    );
     app.stop().await;
 }
 
