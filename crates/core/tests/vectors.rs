@@ -1,5 +1,5 @@
-//! Conformance with the published Standard Webhooks test vectors in
-//! `../shared/vectors/standard-webhooks.json`.
+//! Conformance with the published Standard Webhooks test vectors, kept in
+//! the repository at `tests/vectors/standard-webhooks.json`.
 
 use hookwarden_core::{secret::WebhookSecret, standard_webhooks};
 use serde_json::Value;
@@ -7,11 +7,10 @@ use serde_json::Value;
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors/standard-webhooks.json"
+        "/tests/vectors/standard-webhooks.json"
     );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("the shared test vectors must sit beside the clone at {path}: {e}")
-    });
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("the test vectors at {path}: {e}"));
     serde_json::from_str(&text).expect("vectors are JSON")
 }
 

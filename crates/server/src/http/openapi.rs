@@ -113,9 +113,47 @@ pub fn complete(doc: &mut OpenApi) {
             for (method, op) in ops {
                 if let Some(op) = op {
                     op.operation_id = Some(operation_id(method, path));
-                    add_errors(op);
+                    add_errors(op, method, path);
                 }
             }
+        }
+        name_page_items(components);
+    }
+}
+
+/// utoipa inlines a generic's argument, so each `Page_T` would repeat `T`
+/// inline, nameless (readers and generators then see "array of object").
+/// Where `T` is a component of that very shape, the page points to it.
+fn name_page_items(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    let names: Vec<String> = components
+        .schemas
+        .keys()
+        .filter(|n| n.starts_with("Page_"))
+        .cloned()
+        .collect();
+    for page in names {
+        let item = &page["Page_".len()..];
+        let Some(named) = components
+            .schemas
+            .get(item)
+            .and_then(|s| serde_json::to_value(s).ok())
+        else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(&page) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(array))) = obj.properties.get_mut("items") else {
+            continue;
+        };
+        let ArrayItems::RefOrSchema(inline) = &array.items else {
+            continue;
+        };
+        if serde_json::to_value(inline).ok().as_ref() == Some(&named) {
+            array.items = ArrayItems::RefOrSchema(Box::new(RefOr::Ref(
+                utoipa::openapi::Ref::from_schema_name(item),
+            )));
         }
     }
 }
@@ -163,7 +201,36 @@ fn error_response(description: &str, retry_after: bool) -> RefOr<utoipa::openapi
     RefOr::T(b.build())
 }
 
-fn add_errors(op: &mut Operation) {
+/// The limits that can answer an operation 429. Every request on the
+/// public listener passes the failed-authentication limit per client
+/// (`http::client_addr`); tenant routes (the `Tenant` extractor) also meter
+/// the account, and producer routes (the `Producer` extractor: publishing
+/// and writing a type's schema) the producer. The inbound route documents
+/// its own limits. A test (`every_documented_429_names_the_limits_that_apply`)
+/// calls each bearer route over the limits to keep this true.
+fn too_many_requests(method: &str, path: &str, op: &Operation) -> &'static str {
+    let bearer = op
+        .security
+        .iter()
+        .flatten()
+        .any(|req| serde_json::to_value(req).is_ok_and(|v| v.get(TENANT_AUTH).is_some()));
+    let producer = (method == "post" && path == "/v1/events")
+        || (matches!(method, "put" | "delete") && path == "/v1/event-types/{name}");
+    let tenant = path.starts_with("/v1/webhooks")
+        || path.starts_with("/v1/deliveries")
+        || (method == "get" && path == "/v1/events/{id}");
+    match (bearer, producer, tenant) {
+        (true, true, _) => {
+            "Over the producer's publish limit, or too many failed authentications from this client"
+        }
+        (true, false, true) => {
+            "Over the account's request limit, or too many failed authentications from this client"
+        }
+        _ => "Too many failed authentications from this client",
+    }
+}
+
+fn add_errors(op: &mut Operation, method: &str, path: &str) {
     let has_body = op.request_body.is_some();
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let mut wanted: Vec<(&str, &str, bool)> = vec![
@@ -174,8 +241,8 @@ fn add_errors(op: &mut Operation) {
     if secured {
         wanted.push(("401", "Missing or invalid credentials", false));
         wanted.push(("403", "Credentials lack the permission", false));
-        wanted.push(("429", "Rate limited", true));
     }
+    wanted.push(("429", too_many_requests(method, path, op), true));
     if has_body {
         wanted.push(("413", "Body over the limit", false));
         wanted.push(("415", "Body is not application/json", false));

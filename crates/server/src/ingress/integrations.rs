@@ -22,7 +22,8 @@ const MAX_SECRETS: usize = hookwarden_core::inbound::MAX_ACTIVE_SECRETS;
 pub const DEFAULT_RATE_LIMIT: i64 = 600;
 
 /// The body of `POST /api/v1/integrations` (and an entry of the configuration
-/// file): fields left out take their defaults. Updates use [`IntegrationChange`].
+/// file): fields left out take their defaults. Updates (`PUT` and `PATCH`)
+/// take the body `IntegrationChange`.
 #[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IntegrationInput {

@@ -65,7 +65,7 @@ impl Headers for HeaderView<'_> {
         (status = 200, description = "Received before: not stored again", body = Received),
         (status = 401, description = "Signature, token or timestamp did not verify", body = crate::http::openapi::ErrorResponse),
         (status = 403, description = "Source address outside the integration's ranges", body = crate::http::openapi::ErrorResponse),
-        (status = 429, description = "Too many requests from this provider and address", body = crate::http::openapi::ErrorResponse)))]
+        (status = 429, description = "Too many requests from this provider and address, or too many refused ones (bad signature, outside the source ranges, unknown provider) from this client", body = crate::http::openapi::ErrorResponse)))]
 pub async fn receive(
     State(state): State<AppState>,
     StrictPath(provider): StrictPath<String>,

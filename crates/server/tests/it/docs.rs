@@ -79,8 +79,22 @@ fn docs_render_types_fields_and_markdown_safely() {
                 "c": {"type": "array", "items": {"$ref": "#/components/schemas/Other"}},
                 "d": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Other"}]},
                 "e": {"type": "string", "enum": ["x", "y"]},
-                "f": {}
-            }}}}
+                "f": {},
+                "g": {"type": "array", "items": {"title": "Other", "type": "object",
+                    "properties": {"z": {"type": "string"}}}},
+                "h": {"type": "array", "items": {"allOf": [
+                    {"$ref": "#/components/schemas/Other"},
+                    {"type": "object", "properties": {"accountId": {"type": "string"}}}]}},
+                "i": {"type": "object", "properties": {"p": {}, "q": {}}},
+                "j": {"type": "array", "items": {"title": "Unknown", "type": "object"}}
+            }},
+            "Other": {"type": "object", "required": ["z"],
+                "properties": {"z": {"type": "string"}}},
+            "OtherPlus": {"allOf": [
+                {"$ref": "#/components/schemas/Other"},
+                {"allOf": [{"type": "object", "required": ["accountId"],
+                    "properties": {"accountId": {"type": "string"}}}]}]}
+        }}
     });
     let thing = &doc["components"]["schemas"]["Thing"];
     let rows = fields(&doc, thing);
@@ -102,6 +116,59 @@ fn docs_render_types_fields_and_markdown_safely() {
     );
     assert!(rows.contains("| `e` | `\"x\"` or `\"y\"` | no |"), "{rows}");
     assert!(rows.contains("| `f` | any JSON | no |"), "{rows}");
+    // An inline item schema is named by its title, never "array of object".
+    assert!(
+        rows.contains("| `g` | array of [`Other`](#other) | no |"),
+        "{rows}"
+    );
+    // allOf is one object: the fields of a named part and the inline ones.
+    assert!(
+        rows.contains(
+            "| `h` | array of object with the fields of [`Other`](#other) and `accountId` | no |"
+        ),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("| `i` | object with `p`, `q` | no |"),
+        "{rows}"
+    );
+    // A title the document does not define is named, not linked.
+    assert!(rows.contains("| `j` | array of `Unknown` | no |"), "{rows}");
+    // An allOf schema's field table is the union of its parts' fields,
+    // nested allOf flattened.
+    let plus = fields(&doc, &doc["components"]["schemas"]["OtherPlus"]);
+    assert!(plus.contains("| `z` | string | yes |"), "{plus}");
+    assert!(plus.contains("| `accountId` | string | yes |"), "{plus}");
+    // A `$ref` to the schema itself: its name.
+    assert_eq!(
+        type_of(
+            &doc,
+            &serde_json::json!({"type": "array",
+            "items": {"$ref": "#/components/schemas/OtherPlus"}})
+        ),
+        "array of [`OtherPlus`](#otherplus)"
+    );
+}
+
+/// Every page names its item type: the served document points each
+/// `Page_T`'s items to `T`, and so the rendering says "array of T".
+#[test]
+fn docs_pages_name_their_item_type() {
+    let doc = document();
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let pages: Vec<_> = schemas.keys().filter(|n| n.starts_with("Page_")).collect();
+    assert!(!pages.is_empty());
+    for page in pages {
+        let item = &page["Page_".len()..];
+        assert_eq!(
+            doc["components"]["schemas"][page]["properties"]["items"]["items"]["$ref"],
+            format!("#/components/schemas/{item}"),
+            "{page}"
+        );
+        let rows = fields(&doc, &doc["components"]["schemas"][page]);
+        let want = format!("| `items` | array of [`{item}`](#{}) | yes |", anchor(item));
+        assert!(rows.contains(&want), "{page}: {rows}");
+    }
 }
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -170,7 +237,7 @@ fn render(doc: &Value) -> String {
             }
             let rows = fields(doc, schema);
             if rows.is_empty() {
-                let _ = writeln!(out, "Type: {}.", type_of(schema));
+                let _ = writeln!(out, "Type: {}.", type_of(doc, schema));
             } else {
                 out.push_str(&rows);
             }
@@ -255,7 +322,7 @@ fn operation(out: &mut String, doc: &Value, method: &str, path: &str, op: &Value
                 "| `{}` | {} | {} | {} | {} |",
                 text(&p["name"]),
                 text(&p["in"]),
-                type_of(&p["schema"]),
+                type_of(doc, &p["schema"]),
                 yes_no(p["required"].as_bool().unwrap_or(false)),
                 cell(text(&p["description"]))
             );
@@ -278,7 +345,7 @@ fn operation(out: &mut String, doc: &Value, method: &str, path: &str, op: &Value
                 out,
                 "Request body ({}, `{content_type}`): {}.{}\n",
                 if required { "required" } else { "optional" },
-                type_of(schema),
+                type_of(doc, schema),
                 body.get("description")
                     .and_then(Value::as_str)
                     .map(|d| format!(" {}", d.trim()))
@@ -298,8 +365,8 @@ fn operation(out: &mut String, doc: &Value, method: &str, path: &str, op: &Value
             .into_iter()
             .flatten()
             .map(|(ct, c)| match ct.as_str() {
-                "application/json" => type_of(&c["schema"]),
-                _ => format!("{} (`{ct}`)", type_of(&c["schema"])),
+                "application/json" => type_of(doc, &c["schema"]),
+                _ => format!("{} (`{ct}`)", type_of(doc, &c["schema"])),
             })
             .collect();
         let headers: Vec<String> = response["headers"]
@@ -369,7 +436,7 @@ fn fields(doc: &Value, schema: &Value) -> String {
             let _ = writeln!(
                 rows,
                 "| `{name}` | {} | {} | {} |",
-                type_of(field),
+                type_of(doc, field),
                 yes_no(required.contains(&name.as_str())),
                 cell(text(&field["description"]))
             );
@@ -383,11 +450,15 @@ fn fields(doc: &Value, schema: &Value) -> String {
 }
 
 /// A schema's type in words: `string (date-time) or null`, `array of
-/// [`Thing`](#thing)`, `` `"a"` or `"b"` ``.
-fn type_of(schema: &Value) -> String {
+/// [`Thing`](#thing)`, `` `"a"` or `"b"` ``. A named schema (a `$ref`, or an
+/// inline one with a `title`) is its name, linked when the document has it;
+/// an `allOf` is one object with the fields of all its parts.
+fn type_of(doc: &Value, schema: &Value) -> String {
     if let Some(r) = schema["$ref"].as_str() {
-        let name = r.rsplit('/').next().unwrap_or(r);
-        return format!("[`{name}`](#{})", anchor(name));
+        return name_link(doc, r.rsplit('/').next().unwrap_or(r));
+    }
+    if let Some(title) = schema["title"].as_str() {
+        return name_link(doc, title);
     }
     if let Some(values) = schema["enum"].as_array() {
         return values
@@ -396,18 +467,26 @@ fn type_of(schema: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" or ");
     }
-    for (key, joiner) in [("oneOf", " or "), ("anyOf", " or "), ("allOf", " and ")] {
+    if schema["allOf"].is_array() {
+        return object_of(doc, &all_of(schema));
+    }
+    for key in ["oneOf", "anyOf"] {
         if let Some(parts) = schema[key].as_array() {
-            return parts.iter().map(type_of).collect::<Vec<_>>().join(joiner);
+            return parts
+                .iter()
+                .map(|p| type_of(doc, p))
+                .collect::<Vec<_>>()
+                .join(" or ");
         }
     }
     let one = |t: &str| -> String {
         match t {
-            "array" => format!("array of {}", type_of(&schema["items"])),
+            "array" => format!("array of {}", type_of(doc, &schema["items"])),
             "string" | "integer" | "number" => match schema["format"].as_str() {
                 Some(f) => format!("{t} ({f})"),
                 None => t.to_owned(),
             },
+            "object" => object_of(doc, &[schema]),
             other => other.to_owned(),
         }
     };
@@ -420,5 +499,59 @@ fn type_of(schema: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" or "),
         _ => "any JSON".to_owned(),
+    }
+}
+
+/// `` [`Name`](#name) `` when the document has that schema, else `` `Name` ``.
+fn name_link(doc: &Value, name: &str) -> String {
+    if doc["components"]["schemas"].get(name).is_some() {
+        format!("[`{name}`](#{})", anchor(name))
+    } else {
+        format!("`{name}`")
+    }
+}
+
+/// The parts of an `allOf`, flattened: named parts stay whole (they are
+/// linked), inline parts are opened, nested `allOf`s too.
+fn all_of(schema: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        if part.get("$ref").is_none() && part["allOf"].is_array() {
+            out.extend(all_of(part));
+        } else {
+            out.push(part);
+        }
+    }
+    out
+}
+
+/// An object in words, from the parts whose fields it has: `object`,
+/// `` object with `a`, `b` ``, or `` object with the fields of
+/// [`Thing`](#thing) and `a` ``.
+fn object_of(doc: &Value, parts: &[&Value]) -> String {
+    let mut named = Vec::new();
+    let mut fields = Vec::new();
+    for part in parts {
+        if part.get("$ref").is_some() || part.get("title").is_some() {
+            named.push(type_of(doc, part));
+        } else {
+            fields.extend(
+                part["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, _)| format!("`{name}`")),
+            );
+        }
+    }
+    match (named.is_empty(), fields.is_empty()) {
+        (true, true) => "object".to_owned(),
+        (true, false) => format!("object with {}", fields.join(", ")),
+        (false, true) => format!("object with the fields of {}", named.join(" and ")),
+        (false, false) => format!(
+            "object with the fields of {} and {}",
+            named.join(" and "),
+            fields.join(", ")
+        ),
     }
 }

@@ -117,6 +117,101 @@ async fn the_document_describes_every_route_with_its_security_and_errors() {
     app.stop().await;
 }
 
+/// Each route's documented 429 names the limits that can answer it, as the
+/// live service shows: with the account and publish limits at one request a
+/// minute, each bearer route is called twice (its own account and producer);
+/// a second call answered 429 is a route metered by account or producer,
+/// and its 429 must say which; the others may only be refused for failed
+/// authentications. Every operation documents that failed-auth 429.
+#[tokio::test]
+async fn every_documented_429_names_the_limits_that_apply() {
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            rate_limit: 1,
+            customize: Some(Box::new(|raw| raw.publish_rate_limit_per_minute = Some(1))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let doc = document(&app).await;
+    let mut wrong = Vec::new();
+    let mut metered_routes = 0;
+    for (n, (path, item)) in doc["paths"].as_object().expect("paths").iter().enumerate() {
+        for (m, (method, op)) in item.as_object().expect("path item").iter().enumerate() {
+            let documented = op["responses"]["429"]["description"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if documented.is_empty() {
+                wrong.push(format!("{method} {path}: no 429"));
+                continue;
+            }
+            let bearer = op["security"][0].get("bearer").is_some();
+            if !bearer {
+                if path.starts_with("/api/v1/webhooks/") {
+                    continue; // the inbound route documents its own limits
+                }
+                if documented != "Too many failed authentications from this client" {
+                    wrong.push(format!("{method} {path}: {documented}"));
+                }
+                continue;
+            }
+            // Its own account and subject, so no other route's calls count.
+            let who = format!("limits-{n}-{m}");
+            let mut claims = app.claims(Some(&who), "webhooks:read webhooks:write events:publish");
+            claims.sub = who.clone();
+            if path.starts_with("/v1/event-types") {
+                // Writing a schema for every account needs an unbound token.
+                claims.account_id = None;
+            }
+            let token = app.sign(&claims);
+            let url = path
+                .replace("{id}", "00000000-0000-0000-0000-000000000000")
+                .replace("{name}", "limits.test");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let body = op.get("requestBody").map(|_| json!({}));
+            let mut last = 0;
+            for _ in 0..2 {
+                last = app
+                    .call(method.clone(), &url, Some(&token), body.clone())
+                    .await
+                    .0
+                    .as_u16();
+            }
+            let metered = last == 429;
+            metered_routes += usize::from(metered);
+            let says = if documented.starts_with("Over the account's") {
+                "account"
+            } else if documented.starts_with("Over the producer's") {
+                "producer"
+            } else {
+                "none"
+            };
+            let expected = match (
+                metered,
+                path.starts_with("/v1/event-types") || path == "/v1/events",
+            ) {
+                (false, _) => "none",
+                (true, true) => "producer",
+                (true, false) => "account",
+            };
+            if says != expected {
+                wrong.push(format!(
+                    "{method} {path}: second call {last}, documented: {documented}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The tenant routes and the producer's three, at least: the limits bit.
+    assert!(
+        metered_routes >= 12,
+        "only {metered_routes} routes were metered"
+    );
+    app.stop().await;
+}
+
 /// Every operation says what it does: a summary (the first paragraph of the
 /// handler's doc comment) and a description (the rest). A route added
 /// without them fails here, and docs/API.md is generated from both.

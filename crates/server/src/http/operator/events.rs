@@ -151,7 +151,11 @@ pub struct AuditView {
     details: Value,
     #[schema(format = DateTime)]
     created_at: String,
-    /// SHA-256 over the previous entry's hash and this entry.
+    /// This entry's link in the chain, hex: HMAC-SHA256 under the
+    /// database's secret audit chain key (stored sealed under the master
+    /// key) over the previous entry's link and this entry's fields; entries
+    /// written before that key existed keep a plain SHA-256 link.
+    /// `GET /api/v1/audit-chain` verifies the chain.
     hash: String,
 }
 
