@@ -2,7 +2,7 @@
 //! environment variables; parsed into typed settings, cross-checked, and
 //! refused in production when insecure. Secrets stay in `secrecy` types.
 
-use crate::ingress::integrations::IntegrationInput;
+use crate::ingress::input::IntegrationInput;
 use crate::tls::{ClientAuth, TlsSettings};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;

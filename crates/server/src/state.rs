@@ -33,8 +33,7 @@ pub struct Shared {
     /// Signs the identity tokens of forwarded requests.
     pub identity: crate::identity::IdentitySigner,
     /// What the development delivery sink received (bounded).
-    pub sink:
-        std::sync::Mutex<std::collections::VecDeque<crate::http::operator::events::SinkRecord>>,
+    pub sink: std::sync::Mutex<std::collections::VecDeque<crate::sink::SinkRecord>>,
 }
 
 #[derive(Clone)]

@@ -3,7 +3,9 @@
 use chrono::{Duration, Utc};
 use hookwarden_core::crypto::Sealed;
 use hookwarden_core::ids;
+use hookwarden_store::ingress::{Integration, NewInbound};
 use hookwarden_store::model::*;
+use hookwarden_store::sealed::SealedColumn;
 use hookwarden_store::search::{AttemptFilter, EventFilter};
 use hookwarden_store::testing::{Backend, TestDb};
 use hookwarden_store::{connect, on_both, Store, StoreError};
@@ -28,6 +30,11 @@ on_both!(
     prefix_subscriptions_fan_out,
     searches_across_accounts_find_tries_and_events,
     disable_and_enable_report_whether_the_webhook_exists,
+    reseal_is_compare_and_swap,
+    sealed_not_under_respects_the_key_and_the_limit,
+    count_not_under_counts_every_sealed_column,
+    a_released_job_is_claimed_again_and_a_stale_worker_cannot_release_it,
+    webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -1378,4 +1385,340 @@ async fn disable_and_enable_report_whether_the_webhook_exists(backend: Backend) 
         .expect("get")
         .expect("found");
     assert!(!got.disabled && !got.held_by_operator);
+}
+
+/// A sealed value under master key `key_id`.
+fn sealed_under(key_id: &str, tag: &str) -> Sealed {
+    Sealed {
+        key_id: key_id.into(),
+        ciphertext: tag.as_bytes().to_vec(),
+    }
+}
+
+fn integration(name: &str) -> Integration {
+    let now = Utc::now();
+    Integration {
+        name: name.into(),
+        scheme: "hmac-sha256".into(),
+        signature_header: Some("x-acme-signature".into()),
+        encoding: Some("hex".into()),
+        prefix: None,
+        tolerance_seconds: 300,
+        target_url: "http://internal.svc/hooks".into(),
+        allowed_cidrs: vec![],
+        rate_limit_per_minute: Some(100),
+        idempotency_header: None,
+        secrets: sealed("s"),
+        forwarding_secret: sealed("f"),
+        created_at: now,
+        updated_at: now,
+        forward_raw_body: false,
+    }
+}
+
+fn inbound(provider: &str, key: &str) -> NewInbound {
+    NewInbound {
+        id: ids::new_id("ie"),
+        provider: provider.into(),
+        dedup_key: key.into(),
+        delivery_id: Some(key.into()),
+        body_sha256: "00".into(),
+        raw_body: br#"{"a":1}"#.to_vec(),
+        headers: json!({"content-type": "application/json"}),
+        source_ip: Some("203.0.113.9".into()),
+        correlation_id: "corr-1".into(),
+        received_at: Utc::now(),
+        job_id: ids::new_id("job"),
+    }
+}
+
+async fn secret_of(s: &Arc<dyn Store>, account: &str, id: &str) -> Sealed {
+    s.get_webhook(account, id)
+        .await
+        .expect("get")
+        .expect("found")
+        .secret
+}
+
+async fn reseal_is_compare_and_swap(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    let other = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    s.create_webhook(&other).await.expect("other webhook");
+    let new = sealed_under("mk_new", "s1 under the new key");
+
+    // A stale `old` (another ciphertext, or the right bytes under another
+    // key) swaps nothing: a concurrent rotation wins.
+    for stale in [sealed("rotated meanwhile"), sealed_under("mk_other", "s1")] {
+        assert!(!s
+            .reseal(SealedColumn::WebhookSecret, &w.id, &stale, &new)
+            .await
+            .expect("stale reseal"));
+        assert_eq!(secret_of(&s, "acct_a", &w.id).await, sealed("s1"));
+    }
+    // Unknown rows and empty columns are not swapped either.
+    assert!(!s
+        .reseal(
+            SealedColumn::WebhookSecret,
+            "wh_missing",
+            &sealed("s1"),
+            &new
+        )
+        .await
+        .expect("unknown id"));
+    assert!(!s
+        .reseal(SealedColumn::WebhookOldSecret, &w.id, &sealed("s1"), &new)
+        .await
+        .expect("no old secret"));
+
+    // The current value swaps, on that row only, and only once.
+    assert!(s
+        .reseal(SealedColumn::WebhookSecret, &w.id, &sealed("s1"), &new)
+        .await
+        .expect("reseal"));
+    assert_eq!(secret_of(&s, "acct_a", &w.id).await, new);
+    assert_eq!(secret_of(&s, "acct_a", &other.id).await, sealed("s1"));
+    assert!(!s
+        .reseal(
+            SealedColumn::WebhookSecret,
+            &w.id,
+            &sealed("s1"),
+            &sealed_under("mk_third", "x")
+        )
+        .await
+        .expect("second reseal from the stale value"));
+    assert_eq!(secret_of(&s, "acct_a", &w.id).await, new);
+}
+
+async fn sealed_not_under_respects_the_key_and_the_limit(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let mut old_key = Vec::new();
+    for account in ["acct_a", "acct_b", "acct_a"] {
+        let w = new_webhook(account, &["*"]);
+        s.create_webhook(&w).await.expect("webhook");
+        old_key.push((w.id, account.to_owned()));
+    }
+    let mut current = new_webhook("acct_c", &["*"]);
+    current.secret = sealed_under("mk_new", "s-new");
+    s.create_webhook(&current).await.expect("current webhook");
+    old_key.sort();
+
+    let rows = s
+        .sealed_not_under(SealedColumn::WebhookSecret, "mk_new", 10)
+        .await
+        .expect("not under mk_new");
+    let mut got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.id.clone(), r.account_id.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got, old_key,
+        "every row under another key, none under mk_new"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.column == SealedColumn::WebhookSecret && r.sealed == sealed("s1")));
+
+    // The limit bounds the batch.
+    let two = s
+        .sealed_not_under(SealedColumn::WebhookSecret, "mk_new", 2)
+        .await
+        .expect("limited");
+    assert_eq!(two.len(), 2);
+    assert!(two
+        .iter()
+        .all(|r| old_key.iter().any(|(id, _)| *id == r.id)));
+
+    // Under the other key, only the one row sealed under mk_new is left.
+    let rest = s
+        .sealed_not_under(SealedColumn::WebhookSecret, "mk_test", 10)
+        .await
+        .expect("not under mk_test");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, current.id);
+    assert_eq!(rest[0].sealed, current.secret);
+
+    // An empty column (no old secrets) yields nothing; a resealed row drops out.
+    assert!(s
+        .sealed_not_under(SealedColumn::WebhookOldSecret, "mk_new", 10)
+        .await
+        .expect("old secrets")
+        .is_empty());
+    assert!(s
+        .reseal(
+            SealedColumn::WebhookSecret,
+            &old_key[0].0,
+            &sealed("s1"),
+            &sealed_under("mk_new", "s1'")
+        )
+        .await
+        .expect("reseal"));
+    assert_eq!(
+        s.sealed_not_under(SealedColumn::WebhookSecret, "mk_new", 10)
+            .await
+            .expect("after reseal")
+            .len(),
+        2
+    );
+
+    // Integration rows are keyed by name and belong to no account.
+    s.create_integration(&integration("acme"))
+        .await
+        .expect("integration");
+    let rows = s
+        .sealed_not_under(SealedColumn::IntegrationForwardingSecret, "mk_new", 10)
+        .await
+        .expect("forwarding secrets");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].id.as_str(), rows[0].account_id.as_str()),
+        ("acme", "")
+    );
+    assert_eq!(rows[0].sealed, sealed("f"));
+}
+
+async fn count_not_under_counts_every_sealed_column(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    assert_eq!(s.count_not_under("mk_new").await.expect("empty"), 0);
+    // WebhookSecret and, once rotated, WebhookOldSecret.
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let upd = WebhookUpdate {
+        rotate: Some((sealed("s2"), Utc::now() + Duration::hours(1))),
+        updated_at: Utc::now(),
+        ..Default::default()
+    };
+    s.update_webhook("acct_a", &w.id, &upd)
+        .await
+        .expect("rotate")
+        .expect("found");
+    assert_eq!(s.count_not_under("mk_new").await.expect("webhook"), 2);
+    // IntegrationSecrets and IntegrationForwardingSecret.
+    s.create_integration(&integration("acme"))
+        .await
+        .expect("integration");
+    assert_eq!(s.count_not_under("mk_new").await.expect("integration"), 4);
+    // AuditChainKey.
+    s.init_audit_key(&|_| sealed("chain key"), Utc::now())
+        .await
+        .expect("audit key");
+    assert_eq!(s.count_not_under("mk_new").await.expect("audit key"), 5);
+    assert_eq!(s.count_not_under("mk_test").await.expect("current"), 0);
+
+    // Resealing moves a value from one count to the other.
+    assert!(s
+        .reseal(
+            SealedColumn::AuditChainKey,
+            &s.sealed_not_under(SealedColumn::AuditChainKey, "mk_new", 1)
+                .await
+                .expect("audit row")[0]
+                .id,
+            &sealed("chain key"),
+            &sealed_under("mk_new", "chain key'")
+        )
+        .await
+        .expect("reseal"));
+    assert_eq!(s.count_not_under("mk_new").await.expect("after"), 4);
+    assert_eq!(s.count_not_under("mk_test").await.expect("after"), 1);
+}
+
+async fn a_released_job_is_claimed_again_and_a_stale_worker_cannot_release_it(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    s.record_inbound(&inbound("acme", "d1"))
+        .await
+        .expect("record");
+    let now = Utc::now();
+    let claim = |worker_id| Claim {
+        worker_id,
+        now,
+        lease_until: now + Duration::seconds(30),
+        limit: 10,
+        exclude_webhooks: &[],
+    };
+    let jobs = s.claim_jobs(&claim("w1")).await.expect("claim");
+    assert_eq!(jobs.len(), 1);
+    let job = jobs[0].id.clone();
+    assert!(s.claim_jobs(&claim("w2")).await.expect("leased").is_empty());
+
+    // Another worker cannot give back what it does not hold.
+    s.release_job(&job, "w2").await.expect("foreign release");
+    assert!(s
+        .claim_jobs(&claim("w2"))
+        .await
+        .expect("still leased")
+        .is_empty());
+
+    // The holder's release makes it claimable at once, by anyone.
+    s.release_job(&job, "w1").await.expect("release");
+    let again = s.claim_jobs(&claim("w2")).await.expect("claim again");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, job);
+
+    // The first worker is now stale: its release and its result are ignored.
+    s.release_job(&job, "w1").await.expect("stale release");
+    assert!(s
+        .claim_jobs(&claim("w3"))
+        .await
+        .expect("held by w2")
+        .is_empty());
+    let result = AttemptResult {
+        attempt_id: job.clone(),
+        worker_id: "w1".into(),
+        status: AttemptStatus::Succeeded,
+        http_status: Some(200),
+        duration_ms: 3,
+        response_preview: None,
+        error: None,
+        completed_at: now,
+        next: None,
+    };
+    assert!(!s.complete_job(&result).await.expect("stale complete"));
+    assert!(s
+        .complete_job(&AttemptResult {
+            worker_id: "w2".into(),
+            ..result
+        })
+        .await
+        .expect("complete"));
+
+    // A finished job is not given back.
+    s.release_job(&job, "w2").await.expect("release finished");
+    assert!(s
+        .claim_jobs(&claim("w3"))
+        .await
+        .expect("finished")
+        .is_empty());
+}
+
+async fn webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let a = new_webhook("acct_a", &["*"]);
+    let b = new_webhook("acct_b", &["*"]);
+    let unasked = new_webhook("acct_a", &["*"]);
+    for w in [&a, &b, &unasked] {
+        s.create_webhook(w).await.expect("webhook");
+    }
+    assert!(s.webhooks_by_ids(&[]).await.expect("no ids").is_empty());
+    let ids = vec![a.id.clone(), "wh_missing".to_owned(), b.id.clone()];
+    let mut got: Vec<_> = s
+        .webhooks_by_ids(&ids)
+        .await
+        .expect("by ids")
+        .into_iter()
+        .map(|w| (w.id, w.account_id, w.secret))
+        .collect();
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut want = vec![
+        (a.id.clone(), "acct_a".to_owned(), sealed("s1")),
+        (b.id.clone(), "acct_b".to_owned(), sealed("s1")),
+    ];
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(got, want);
+    assert!(s
+        .webhooks_by_ids(&["wh_missing".to_owned()])
+        .await
+        .expect("unknown only")
+        .is_empty());
 }

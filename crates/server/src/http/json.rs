@@ -32,7 +32,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        reject_declared_oversize(req.headers(), crate::ingress::receive::MAX_BODY)?;
+        reject_declared_oversize(req.headers(), crate::limits::MAX_BODY)?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge

@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Largest request body on the tenant API.
-const BODY_LIMIT: usize = crate::ingress::receive::MAX_BODY;
+const BODY_LIMIT: usize = crate::limits::MAX_BODY;
 
 /// Times in answers: RFC 3339, UTC, milliseconds.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -34,9 +34,6 @@ pub struct Received {
     duplicate: Option<bool>,
 }
 
-/// Largest inbound body (SPEC §8).
-pub const MAX_BODY: usize = 1024 * 1024;
-
 struct HeaderView<'a>(&'a HeaderMap);
 
 impl Headers for HeaderView<'_> {
@@ -127,8 +124,8 @@ pub async fn receive(
         }
     }
 
-    crate::http::json::reject_declared_oversize(&headers, MAX_BODY)?;
-    let raw = axum::body::to_bytes(body, MAX_BODY)
+    crate::http::json::reject_declared_oversize(&headers, crate::limits::MAX_BODY)?;
+    let raw = axum::body::to_bytes(body, crate::limits::MAX_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let secrets = open_secrets(&state.keyring, &integration)

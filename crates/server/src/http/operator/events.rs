@@ -9,6 +9,7 @@ use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::{Health, Page};
 use crate::http::operator::filters::{checked, parse_status, parse_time};
 use crate::http::request_id::RequestId;
+use crate::sink::SinkRecord;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -513,17 +514,6 @@ pub async fn sink_receive(
         sink.pop_front();
     }
     Ok((StatusCode::OK, Json(SinkReceived { received: true })))
-}
-
-/// One request the sink recorded.
-#[derive(Serialize, ToSchema, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct SinkRecord {
-    provider: String,
-    headers: std::collections::BTreeMap<String, String>,
-    body: String,
-    #[schema(format = DateTime)]
-    received_at: String,
 }
 
 /// List what the development sink recorded

@@ -8,9 +8,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
+use crate::ingress::input::IntegrationInput;
 use crate::ingress::integrations::{
-    build, changed_settings, open_secrets, view, IntegrationChange, IntegrationInput,
-    IntegrationView,
+    build, changed_settings, open_secrets, view, IntegrationChange, IntegrationView,
 };
 use crate::state::AppState;
 use axum::extract::State;
