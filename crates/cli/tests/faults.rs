@@ -255,8 +255,13 @@ async fn repeated_sigkill_under_load_in_both_directions(backend: Backend) {
     configure(&env, &server, rport).await;
     let load = Load::start(&env, env.port, 6);
     // Random moments, once some work is accepted and under way.
+    // Seeded, and the seed printed, so a failing run can be replayed with
+    // HOOKWARDEN_FAULT_SEED=<seed>.
+    let seed = fault_seed();
+    eprintln!("kill moments seeded with HOOKWARDEN_FAULT_SEED={seed}");
     let moments: Vec<(u64, u64)> = {
-        let mut rng = rand::thread_rng();
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..3)
             .map(|_| (rng.gen_range(400..1500), rng.gen_range(0..300)))
             .collect()
@@ -1035,4 +1040,16 @@ async fn misbehaving_receivers_are_failed_tries_in_bounded_memory() {
     eprintln!("peak RSS while serving hostile receivers: {peak:.1} MB");
     assert!(peak < 150.0, "memory bounded: peak RSS {peak:.1} MB");
     server.terminate();
+}
+
+/// The seed of the random kill moments: `HOOKWARDEN_FAULT_SEED` when set (to
+/// replay a failure), else a fresh one.
+fn fault_seed() -> u64 {
+    match std::env::var("HOOKWARDEN_FAULT_SEED") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .expect("HOOKWARDEN_FAULT_SEED must be an unsigned integer"),
+        Err(_) => rand::random(),
+    }
 }

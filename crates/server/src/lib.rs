@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod config_check;
+#[cfg(feature = "dev-certs")]
 pub mod devcerts;
 pub mod dispatch;
 pub mod error;
