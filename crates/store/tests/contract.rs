@@ -1,9 +1,11 @@
 //! The storage contract, run identically against SQLite and PostgreSQL.
 
+mod fixtures;
+use fixtures::{inbound, integration, sealed};
+
 use chrono::{Duration, Utc};
 use hookwarden_core::crypto::Sealed;
 use hookwarden_core::ids;
-use hookwarden_store::ingress::{Integration, NewInbound};
 use hookwarden_store::model::*;
 use hookwarden_store::sealed::SealedColumn;
 use hookwarden_store::search::{AttemptFilter, EventFilter};
@@ -70,13 +72,6 @@ impl ListAttempts for dyn Store {
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
     hookwarden_store::testing::migrated_store(backend).await
-}
-
-fn sealed(tag: &str) -> Sealed {
-    Sealed {
-        key_id: "mk_test".into(),
-        ciphertext: tag.as_bytes().to_vec(),
-    }
 }
 
 fn new_webhook(account: &str, types: &[&str]) -> Webhook {
@@ -1392,43 +1387,6 @@ fn sealed_under(key_id: &str, tag: &str) -> Sealed {
     Sealed {
         key_id: key_id.into(),
         ciphertext: tag.as_bytes().to_vec(),
-    }
-}
-
-fn integration(name: &str) -> Integration {
-    let now = Utc::now();
-    Integration {
-        name: name.into(),
-        scheme: "hmac-sha256".into(),
-        signature_header: Some("x-acme-signature".into()),
-        encoding: Some("hex".into()),
-        prefix: None,
-        tolerance_seconds: 300,
-        target_url: "http://internal.svc/hooks".into(),
-        allowed_cidrs: vec![],
-        rate_limit_per_minute: Some(100),
-        idempotency_header: None,
-        secrets: sealed("s"),
-        forwarding_secret: sealed("f"),
-        created_at: now,
-        updated_at: now,
-        forward_raw_body: false,
-    }
-}
-
-fn inbound(provider: &str, key: &str) -> NewInbound {
-    NewInbound {
-        id: ids::new_id("ie"),
-        provider: provider.into(),
-        dedup_key: key.into(),
-        delivery_id: Some(key.into()),
-        body_sha256: "00".into(),
-        raw_body: br#"{"a":1}"#.to_vec(),
-        headers: json!({"content-type": "application/json"}),
-        source_ip: Some("203.0.113.9".into()),
-        correlation_id: "corr-1".into(),
-        received_at: Utc::now(),
-        job_id: ids::new_id("job"),
     }
 }
 
