@@ -2,8 +2,8 @@
 //! environment variables; parsed into typed settings, cross-checked, and
 //! refused in production when insecure. Secrets stay in `secrecy` types.
 
-use crate::ingress::input::IntegrationInput;
-use crate::tls::{ClientAuth, TlsSettings};
+use crate::boot::tls::{ClientAuth, TlsSettings};
+use crate::inbound::input::IntegrationInput;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use hookwarden_core::destination::{parse_cidrs, AddressPolicy};
@@ -160,7 +160,7 @@ pub struct RawConfig {
     /// Integrations declared in the file (`[[integrations]]`), applied at start.
     pub integrations: Option<Vec<IntegrationInput>>,
     /// Producer grants (`[[producers]]`), TOML only.
-    pub producers: Option<Vec<crate::producers::ProducerGrant>>,
+    pub producers: Option<Vec<crate::outbound::producers::ProducerGrant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,7 +297,7 @@ pub struct Settings {
     pub delivery_ca_file: Option<PathBuf>,
     pub max_in_flight: usize,
     /// `Fixed` when configured, else the fair share (see `pump::LaneShare`).
-    pub max_in_flight_per_endpoint: crate::pump::LaneShare,
+    pub max_in_flight_per_endpoint: crate::shared::pump::LaneShare,
     pub api_rate_limit_per_minute: u32,
     /// Refused authentications per client and minute before it is answered 429.
     pub failed_auth_limit_per_minute: u32,
@@ -315,7 +315,7 @@ pub struct Settings {
     pub delivery_sink: bool,
     pub ingress_worker: bool,
     pub integrations: Vec<IntegrationInput>,
-    pub grants: crate::producers::Grants,
+    pub grants: crate::outbound::producers::Grants,
     pub tls: Option<TlsSettings>,
     pub ops_tls: Option<TlsSettings>,
     pub gateway_identity: Option<String>,
@@ -503,9 +503,10 @@ impl Settings {
             )?,
             delivery_ca_file: raw.delivery_ca_file,
             max_in_flight,
-            max_in_flight_per_endpoint: raw
-                .max_in_flight_per_endpoint
-                .map_or(crate::pump::LaneShare::Fair, crate::pump::LaneShare::Fixed),
+            max_in_flight_per_endpoint: raw.max_in_flight_per_endpoint.map_or(
+                crate::shared::pump::LaneShare::Fair,
+                crate::shared::pump::LaneShare::Fixed,
+            ),
             api_rate_limit_per_minute: raw.api_rate_limit_per_minute.unwrap_or(60),
             failed_auth_limit_per_minute: raw.failed_auth_limit_per_minute.unwrap_or(120),
             publish_rate_limit_per_minute: raw.publish_rate_limit_per_minute.unwrap_or(60_000),
@@ -528,7 +529,7 @@ impl Settings {
             delivery_sink: raw.delivery_sink.unwrap_or(env == Environment::Development),
             ingress_worker: raw.ingress_worker.unwrap_or(true),
             integrations: raw.integrations.unwrap_or_default(),
-            grants: crate::producers::Grants::new(raw.producers.unwrap_or_default())
+            grants: crate::outbound::producers::Grants::new(raw.producers.unwrap_or_default())
                 .map_err(|e| invalid("producers", e))?,
             tls: tls_settings(
                 "tls",
@@ -583,7 +584,7 @@ impl Settings {
         if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
             return Err(invalid("max_in_flight", "must be between 1 and 10000"));
         }
-        if let crate::pump::LaneShare::Fixed(n) = self.max_in_flight_per_endpoint {
+        if let crate::shared::pump::LaneShare::Fixed(n) = self.max_in_flight_per_endpoint {
             if n == 0 || n > self.max_in_flight {
                 return Err(invalid(
                     "max_in_flight_per_endpoint",
@@ -828,8 +829,10 @@ impl Settings {
             format!("delivery_ca_file = {}", path(&self.delivery_ca_file)),
             format!("max_in_flight = {}", self.max_in_flight),
             match self.max_in_flight_per_endpoint {
-                crate::pump::LaneShare::Fixed(n) => format!("max_in_flight_per_endpoint = {n}"),
-                crate::pump::LaneShare::Fair => {
+                crate::shared::pump::LaneShare::Fixed(n) => {
+                    format!("max_in_flight_per_endpoint = {n}")
+                }
+                crate::shared::pump::LaneShare::Fair => {
                     "# max_in_flight_per_endpoint: unset, the fair share".to_string()
                 }
             },

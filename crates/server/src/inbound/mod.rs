@@ -1,0 +1,10 @@
+//! The inbound gateway: integrations (providers), verification before
+//! persistence, deduplication, and forwarding to internal services.
+
+pub(crate) mod cache;
+pub(crate) mod dedup;
+pub(crate) mod forward;
+pub(crate) mod input;
+pub mod integrations;
+pub(crate) mod receive;
+pub(crate) mod verified;
