@@ -112,7 +112,7 @@ async fn set_schema(
         })
         .await
         .map_err(internal)?;
-    state.schemas.invalidate(name);
+    state.schemas.invalidate(name).await;
     crate::shared::audit::record(
         state,
         actor,
@@ -151,7 +151,7 @@ async fn delete_schema(
     {
         return Err(ApiError::NotFound);
     }
-    state.schemas.invalidate(name);
+    state.schemas.invalidate(name).await;
     crate::shared::audit::record(
         state,
         actor,

@@ -11,6 +11,7 @@ pub(crate) mod json;
 pub mod openapi;
 pub mod operator;
 pub(crate) mod ops;
+pub(crate) mod receive;
 pub(crate) mod request_id;
 pub(crate) mod route_metrics;
 pub(crate) mod serve;
@@ -68,7 +69,7 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             event_types::operator_delete
         ))
         .routes(routes!(ops::api_health))
-        .routes(routes!(crate::inbound::receive::receive))
+        .routes(routes!(receive::receive))
         .routes(routes!(sink::sink_receive, sink::sink_list))
         .routes(routes!(op_integrations::create, op_integrations::list))
         .routes(routes!(

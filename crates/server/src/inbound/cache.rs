@@ -6,13 +6,18 @@
 //! one request at a time, so a change made on any replica (a provider secret
 //! rotated out, an integration deleted) applies on every replica within
 //! `CHECK_EVERY` plus one query. A change made through this replica applies
-//! at once (`invalidate`).
+//! at once (`invalidate`). Each integration is held ready (`ready.rs`): its
+//! scheme and source ranges parsed when the copy is loaded, not per request.
+//!
+//! The checked copy is one entry of a `moka` cache living `CHECK_EVERY`:
+//! requests arriving while it is being refreshed wait for that one refresh
+//! instead of each reading the database.
 //!
 //! Polling a counter was chosen over PostgreSQL `LISTEN/NOTIFY`: it works the
 //! same on both backends, and a dropped listening connection cannot make a
 //! replica miss a revocation silently.
 
-use hookwarden_store::ingress::Integration;
+use super::ready::Ready;
 use hookwarden_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,79 +35,63 @@ const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Snapshot {
     generation: i64,
-    checked: Instant,
-    by_name: Arc<HashMap<String, Integration>>,
+    by_name: Arc<HashMap<String, Arc<Ready>>>,
 }
 
-#[derive(Default)]
 pub struct IntegrationCache {
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
-    /// One refresh at a time; the others wait for its result.
-    refreshing: tokio::sync::Mutex<()>,
+    /// The copy checked against the database within `CHECK_EVERY` (one key).
+    checked: moka::future::Cache<(), Arc<Snapshot>>,
+    /// The last copy read and when its generation was last confirmed: reused
+    /// while the generation stands, and served while the database cannot be
+    /// read (for `SERVE_STALE_FOR`).
+    last: RwLock<Option<(Arc<Snapshot>, Instant)>>,
     /// Set after this replica changed an integration: reload at the next read.
     stale: AtomicBool,
-    /// When the last refresh failed.
-    failed_at: std::sync::Mutex<Option<Instant>>,
     /// Which provider secret last verified a request (this replica).
     pub verified: super::verified::LastVerified,
 }
 
+impl Default for IntegrationCache {
+    fn default() -> Self {
+        Self {
+            checked: moka::future::Cache::builder()
+                .max_capacity(1)
+                .time_to_live(CHECK_EVERY)
+                .build(),
+            last: RwLock::new(None),
+            stale: AtomicBool::new(false),
+            verified: Default::default(),
+        }
+    }
+}
+
 impl IntegrationCache {
-    pub async fn get(
-        &self,
-        store: &dyn Store,
-        name: &str,
-    ) -> hookwarden_store::Result<Option<Integration>> {
-        let snapshot = match self.fresh() {
-            Some(s) => s,
-            None => self.refresh(store).await?,
-        };
+    /// The integration named `name`, ready to receive; `None` when there is none.
+    pub async fn get(&self, store: &dyn Store, name: &str) -> anyhow::Result<Option<Arc<Ready>>> {
+        if self.stale.load(Ordering::SeqCst) {
+            self.checked.invalidate(&()).await;
+        }
+        let snapshot = self
+            .checked
+            .try_get_with((), self.refresh(store))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(snapshot.by_name.get(name).cloned())
     }
 
     /// Forgets what this replica holds (after it changed an integration).
     pub fn invalidate(&self, _name: &str) {
         self.stale.store(true, Ordering::SeqCst);
-    }
-
-    fn current(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn fresh(&self) -> Option<Arc<Snapshot>> {
-        if self.stale.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.current().filter(|s| s.checked.elapsed() < CHECK_EVERY)
+        self.checked.invalidate_all();
     }
 
     async fn refresh(&self, store: &dyn Store) -> hookwarden_store::Result<Arc<Snapshot>> {
-        let _one = self.refreshing.lock().await;
-        // Someone else may have refreshed while this request waited.
-        if let Some(s) = self.fresh() {
-            return Ok(s);
-        }
-        let recently_failed = self
-            .failed_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| t.elapsed() < CHECK_EVERY);
-        if recently_failed {
-            if let Some(s) = self.usable_while_failing() {
-                return Ok(s);
-            }
-        }
         match self.reload(store).await {
-            Ok(s) => {
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Ok(s)
-            }
+            Ok(s) => Ok(s),
             Err(e) => {
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 tracing::warn!(error.message = %e, "reading the integrations failed; serving the last copy while it is recent");
+                // Served as this check's answer: the next read is tried in
+                // `CHECK_EVERY`, however many requests arrive meanwhile.
                 self.usable_while_failing().ok_or(e)
             }
         }
@@ -114,26 +103,33 @@ impl IntegrationCache {
         if self.stale.load(Ordering::SeqCst) {
             return None;
         }
-        self.current()
-            .filter(|s| s.checked.elapsed() < SERVE_STALE_FOR)
+        self.last
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < SERVE_STALE_FOR)
+            .map(|(s, _)| Arc::clone(s))
     }
 
     async fn reload(&self, store: &dyn Store) -> hookwarden_store::Result<Arc<Snapshot>> {
         let forced = self.stale.swap(false, Ordering::SeqCst);
-        let timeout = || hookwarden_store::StoreError::TimedOut("integrations");
-        let generation = match tokio::time::timeout(READ_TIMEOUT, store.integration_generation())
-            .await
-            .unwrap_or_else(|_| Err(timeout()))
-        {
-            Ok(g) => g,
-            Err(e) => {
-                if forced {
-                    self.stale.store(true, Ordering::SeqCst);
-                }
-                return Err(e);
+        let restore = || {
+            if forced {
+                self.stale.store(true, Ordering::SeqCst);
             }
         };
-        let by_name = match self.current() {
+        let timeout = || hookwarden_store::StoreError::TimedOut("integrations");
+        let generation = tokio::time::timeout(READ_TIMEOUT, store.integration_generation())
+            .await
+            .unwrap_or_else(|_| Err(timeout()))
+            .inspect_err(|_| restore())?;
+        let previous = self
+            .last
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(s, _)| Arc::clone(s));
+        let by_name = match previous {
             Some(s) if s.generation == generation && !forced => Arc::clone(&s.by_name),
             _ => {
                 // The generation is read first: a change committed between
@@ -141,20 +137,20 @@ impl IntegrationCache {
                 let all = tokio::time::timeout(READ_TIMEOUT, store.list_integrations())
                     .await
                     .unwrap_or_else(|_| Err(timeout()))
-                    .inspect_err(|_| {
-                        if forced {
-                            self.stale.store(true, Ordering::SeqCst);
-                        }
-                    })?;
-                Arc::new(all.into_iter().map(|i| (i.name.clone(), i)).collect())
+                    .inspect_err(|_| restore())?;
+                Arc::new(
+                    all.into_iter()
+                        .map(|i| (i.name.clone(), Arc::new(Ready::new(i))))
+                        .collect(),
+                )
             }
         };
         let snapshot = Arc::new(Snapshot {
             generation,
-            checked: Instant::now(),
             by_name,
         });
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((Arc::clone(&snapshot), Instant::now()));
         Ok(snapshot)
     }
 }

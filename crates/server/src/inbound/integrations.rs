@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 /// The verifier tries no more secrets than this, so no more can be configured.
 const MAX_SECRETS: usize = hookwarden_core::inbound::MAX_ACTIVE_SECRETS;
-pub const DEFAULT_RATE_LIMIT: i64 = 600;
+pub use super::ready::DEFAULT_RATE_LIMIT;
 
 pub fn valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -181,16 +181,6 @@ pub fn open_forwarding_secret(keyring: &Keyring, i: &Integration) -> anyhow::Res
         &i.forwarding_secret,
     )?;
     Ok(WebhookSecret::from_stored(&plain)?)
-}
-
-pub fn scheme_of(i: &Integration) -> anyhow::Result<Scheme> {
-    Scheme::from_config(
-        &i.scheme,
-        i.signature_header.as_deref(),
-        i.encoding.as_deref(),
-        i.prefix.as_deref(),
-    )
-    .map_err(anyhow::Error::msg)
 }
 
 /// An integration as the API shows it: never a provider secret.

@@ -6,5 +6,6 @@ pub(crate) mod dedup;
 pub(crate) mod forward;
 pub(crate) mod input;
 pub mod integrations;
+pub(crate) mod ready;
 pub(crate) mod receive;
 pub(crate) mod verified;

@@ -1,37 +1,32 @@
-//! `POST /api/v1/webhooks/{provider}`: verify the raw request before anything
-//! is stored, then deduplicate (Redis marker first, the database's uniqueness
-//! behind it) and commit the event with its first forwarding job.
+//! The inbound path's decisions for one request: which integration it is
+//! for and whether the client may be heard at all (`admit`), then verify the
+//! raw bytes before anything is stored, deduplicate (Redis marker first, the
+//! database's uniqueness behind it) and commit the event with its first
+//! forwarding job (`accept`). The HTTP handler (`http/receive.rs`) reads the
+//! body between the two, so a refused client costs no body read.
 
 use super::dedup;
-use super::integrations::{keepable_header, open_secrets, scheme_of};
-use crate::http::client_addr::ClientAddr;
-use crate::http::json::StrictPath;
+use super::integrations::{keepable_header, open_secrets};
+use super::ready::Ready;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::{Extension, Json};
+use axum::http::HeaderMap;
 use chrono::Utc;
 use hookwarden_core::client_addr::limit_key;
-use hookwarden_core::destination::parse_cidrs;
 use hookwarden_core::ids;
 use hookwarden_core::inbound::{self, Headers};
 use hookwarden_store::ingress::{NewInbound, RecordOutcome};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
+use std::net::IpAddr;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// What an accepted inbound webhook is answered.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// What became of an accepted request: the stored event (the earlier one,
+/// for a duplicate).
 pub struct Received {
-    /// The stored event (the earlier one, for a duplicate).
-    event_id: String,
-    /// Present, and true, when this delivery was received before.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duplicate: Option<bool>,
+    pub event_id: String,
+    pub duplicate: bool,
 }
 
 struct HeaderView<'a>(&'a HeaderMap);
@@ -42,36 +37,25 @@ impl Headers for HeaderView<'_> {
     }
 }
 
-/// Receive a provider's webhook
-///
-/// The endpoint a provider calls for the integration named `provider` (404 when there is none);
-/// no credentials but the provider's signature. The request is verified over its raw bytes with
-/// the integration's scheme before anything is stored (401 `INVALID_SIGNATURE`, also for a
-/// timestamp outside the tolerance window), must come from the integration's allowed address
-/// ranges when it has some (403), holds at most 1 MiB (413) of one JSON object (400), and is
-/// rate-limited per provider and source address (429). A new delivery is stored and answered
-/// 202 `{eventId}`; forwarding to the integration's target follows. A delivery received before
-/// (the same provider delivery id, or the same body when the provider sends no id) is answered
-/// 200 `{eventId, duplicate: true}`, naming the earlier event.
-#[utoipa::path(post, path = "/api/v1/webhooks/{provider}", tag = "inbound",
-    params(("provider" = String, Path, description = "Integration name")),
-    request_body(content = Object, description = "The provider's JSON object, verified over its raw bytes \
-        with the integration's scheme (signature headers as the provider documents them)"),
-    responses(
-        (status = 202, description = "Verified and stored; forwarding is under way", body = Received),
-        (status = 200, description = "Received before: not stored again", body = Received),
-        (status = 401, description = "Signature, token or timestamp did not verify", body = crate::http::openapi::ErrorResponse),
-        (status = 403, description = "Source address outside the integration's ranges", body = crate::http::openapi::ErrorResponse),
-        (status = 429, description = "Too many requests from this provider and address, or too many refused ones (bad signature, outside the source ranges, unknown provider) from this client", body = crate::http::openapi::ErrorResponse)))]
-pub async fn receive(
-    State(state): State<AppState>,
-    StrictPath(provider): StrictPath<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    client: Option<Extension<ClientAddr>>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<(StatusCode, Json<Received>)> {
-    let source_ip = client.map_or(peer.ip(), |c| c.0 .0);
+/// A request admitted to be read: its integration, ready, and the client.
+pub struct Admitted {
+    integration: Arc<Ready>,
+    scheme: inbound::Scheme,
+    provider: String,
+    source_ip: IpAddr,
+    /// The delivery id the headers claim, before verification (log lines only).
+    claimed_delivery: Option<String>,
+}
+
+/// Finds the integration and applies what costs nothing to check: an unknown
+/// name is limited like a failed authentication, then the per-provider and
+/// source limit, then source pinning. Nothing here reads the body.
+pub async fn admit(
+    state: &AppState,
+    provider: String,
+    source_ip: IpAddr,
+    headers: &HeaderMap,
+) -> ApiResult<Admitted> {
     // Integrations are held in memory: a request for none costs no query,
     // and a client naming many is limited like one failing authentication.
     let Some(integration) = state
@@ -88,53 +72,77 @@ pub async fn receive(
     };
     // Limits first: nothing below (audit, body, verification) is done for
     // a client over its share.
-    let limit = integration
-        .rate_limit_per_minute
-        .unwrap_or(super::integrations::DEFAULT_RATE_LIMIT)
-        .clamp(1, u32::MAX as i64) as u32;
     state
         .limiter
         .check(
             &format!("ingress:{provider}:{}", limit_key(source_ip)),
-            limit,
+            integration.rate_limit,
         )
         .await?;
-    let scheme =
-        scheme_of(&integration).map_err(|e| ApiError::internal("integration scheme", e))?;
+    let scheme = integration
+        .scheme
+        .clone()
+        .map_err(|e| ApiError::internal("integration scheme", e))?;
     // Known before verification from headers alone (never the body), for the log line.
-    let claimed_delivery =
-        dedup::header_id(&scheme, integration.idempotency_header.as_deref(), &headers);
-    // A refusal is logged, counted and noted for the aggregated audit trail:
-    // no durable write of its own.
-    let refuse = |reason: &'static str| {
-        let first = state.refusals.note(&provider, reason, source_ip);
-        log_refused(&provider, claimed_delivery.as_deref(), reason, first);
-        metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => reason).increment(1);
+    let claimed_delivery = dedup::header_id(
+        &scheme,
+        integration.row.idempotency_header.as_deref(),
+        headers,
+    );
+    let admitted = Admitted {
+        integration,
+        scheme,
+        provider,
+        source_ip,
+        claimed_delivery,
     };
-
     // Source pinning is an extra layer, never the only one: verification follows.
-    if !integration.allowed_cidrs.is_empty() {
-        let nets = parse_cidrs(&integration.allowed_cidrs.join(",")).unwrap_or_default();
-        let ip = hookwarden_core::client_addr::canonical(source_ip);
-        if !nets.iter().any(|n| n.contains(&ip)) {
-            refuse("source_not_allowed");
-            return Err(ApiError::Forbidden(
-                "source address is not allowed for this provider".into(),
-            ));
-        }
+    if !admitted.integration.admits(source_ip) {
+        admitted.refuse(state, "source_not_allowed");
+        return Err(ApiError::Forbidden(
+            "source address is not allowed for this provider".into(),
+        ));
     }
+    Ok(admitted)
+}
 
-    crate::http::json::reject_declared_oversize(&headers, crate::shared::limits::MAX_BODY)?;
-    let raw = axum::body::to_bytes(body, crate::shared::limits::MAX_BODY)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
-    let secrets = open_secrets(&state.keyring, &integration)
+impl Admitted {
+    /// A refusal is logged, counted and noted for the aggregated audit
+    /// trail: no durable write of its own.
+    fn refuse(&self, state: &AppState, reason: &'static str) {
+        let first = state.refusals.note(&self.provider, reason, self.source_ip);
+        log_refused(
+            &self.provider,
+            self.claimed_delivery.as_deref(),
+            reason,
+            first,
+        );
+        metrics::counter!("hookwarden_inbound_total", "provider" => self.provider.clone(), "outcome" => reason).increment(1);
+    }
+}
+
+/// Verifies the raw request, then deduplicates and stores it.
+pub async fn accept(
+    state: &AppState,
+    admitted: Admitted,
+    headers: &HeaderMap,
+    raw: axum::body::Bytes,
+) -> ApiResult<Received> {
+    let Admitted {
+        ref integration,
+        ref scheme,
+        ref provider,
+        source_ip,
+        ..
+    } = admitted;
+    let integration = &integration.row;
+    let secrets = open_secrets(&state.keyring, integration)
         .map_err(|e| ApiError::internal("open integration secrets", e))?;
     let now = Utc::now();
     let verified = verify_off_runtime(
         scheme.clone(),
         secrets,
-        &headers,
+        headers,
         raw.clone(),
         now.timestamp(),
         integration.tolerance_seconds,
@@ -142,13 +150,13 @@ pub async fn receive(
     .await?;
     match verified {
         Err(e) => {
-            refuse(refusal_reason(&e));
+            admitted.refuse(state, refusal_reason(&e));
             return Err(ApiError::InvalidSignature);
         }
         // In memory only: the receive path makes no write for this.
         Ok(v) => {
             if let Some(i) = v.secret_index {
-                state.integrations.verified.note(&provider, i, now);
+                state.integrations.verified.note(provider, i, now);
             }
         }
     }
@@ -163,31 +171,24 @@ pub async fn receive(
         dedup_key,
         delivery_id,
     } = dedup::identity(
-        &scheme,
+        scheme,
         integration.idempotency_header.as_deref(),
-        &headers,
+        headers,
         &parsed,
         &body_sha256,
     );
 
     // Redis first: a known delivery answers without touching the database.
     if let Some(redis) = &state.redis {
-        match redis.dedup_get(&provider, &dedup_key).await {
-            Ok(Some(event_id)) => {
-                return Ok(duplicate(&provider, delivery_id.as_deref(), event_id))
-            }
+        match redis.dedup_get(provider, &dedup_key).await {
+            Ok(Some(event_id)) => return Ok(duplicate(provider, delivery_id.as_deref(), event_id)),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error.message = %format!("{e:#}"), "Redis dedup marker unavailable; the database decides")
             }
         }
     }
-    let scheme_header = match &scheme {
-        inbound::Scheme::HmacSha256 { header, .. } | inbound::Scheme::Token { header } => {
-            Some(header.as_str())
-        }
-        _ => None,
-    };
+    let scheme_header = admitted.integration.scheme_header();
     let kept: serde_json::Map<String, Value> = headers
         .iter()
         .filter(|(k, _)| keepable_header(k.as_str(), scheme_header))
@@ -227,40 +228,33 @@ pub async fn receive(
         RecordOutcome::Duplicate { event_id } => event_id.clone(),
     };
     if let Some(redis) = &state.redis {
-        if let Err(e) = redis.dedup_set(&provider, &dedup_key, &stored_id).await {
+        if let Err(e) = redis.dedup_set(provider, &dedup_key, &stored_id).await {
             tracing::warn!(error.message = %format!("{e:#}"), "setting the Redis dedup marker failed; the database still deduplicates");
         }
     }
     match outcome {
         RecordOutcome::Duplicate { event_id } => {
-            Ok(duplicate(&provider, delivery_id.as_deref(), event_id))
+            Ok(duplicate(provider, delivery_id.as_deref(), event_id))
         }
         RecordOutcome::Created => {
             state.forward_wake.lanes([provider.clone()]);
             metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => "accepted").increment(1);
             log_inbound(
-                &provider,
+                provider,
                 delivery_id.as_deref(),
                 "accepted",
                 &integration.name,
                 Some(&event_id),
             );
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(Received {
-                    event_id,
-                    duplicate: None,
-                }),
-            ))
+            Ok(Received {
+                event_id,
+                duplicate: false,
+            })
         }
     }
 }
 
-fn duplicate(
-    provider: &str,
-    delivery_id: Option<&str>,
-    event_id: String,
-) -> (StatusCode, Json<Received>) {
+fn duplicate(provider: &str, delivery_id: Option<&str>, event_id: String) -> Received {
     metrics::counter!("hookwarden_inbound_total", "provider" => provider.to_owned(), "outcome" => "duplicate").increment(1);
     log_inbound(
         provider,
@@ -269,13 +263,10 @@ fn duplicate(
         provider,
         Some(&event_id),
     );
-    (
-        StatusCode::OK,
-        Json(Received {
-            event_id,
-            duplicate: Some(true),
-        }),
-    )
+    Received {
+        event_id,
+        duplicate: true,
+    }
 }
 
 /// The one log line of every inbound request (SPEC §8): provider, delivery

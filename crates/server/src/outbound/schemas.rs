@@ -6,19 +6,38 @@
 
 use hookwarden_store::Store;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+/// How long a compiled schema (or the knowledge that a type has none) is used
+/// before the database is asked again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
+/// Most event types held at once: the cache is bounded whatever names
+/// producers publish under (each entry is a compiled validator of at most
+/// `MAX_SCHEMA_BYTES` of schema).
+const MAX_CACHED: u64 = 10_000;
 /// Largest schema accepted.
 pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 
-type Cached = (Instant, Option<Arc<jsonschema::Validator>>);
+/// A type's compiled schema, or `None` when the type has none.
+type Cached = Option<Arc<jsonschema::Validator>>;
 
-#[derive(Default)]
+/// Compiled schemas by event type. Concurrent misses for one type wait for a
+/// single read and compilation (no stampede on the database after a change
+/// or at start-up).
 pub struct SchemaCache {
-    entries: Mutex<HashMap<String, Cached>>,
+    entries: moka::future::Cache<String, Cached>,
+}
+
+impl Default for SchemaCache {
+    fn default() -> Self {
+        Self {
+            entries: moka::future::Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(FRESH_FOR)
+                .build(),
+        }
+    }
 }
 
 /// Compiles a schema, or says why it is not one.
@@ -38,37 +57,24 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 
 impl SchemaCache {
     /// Forgets a type (after this process changed it).
-    pub fn invalidate(&self, name: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+    pub async fn invalidate(&self, name: &str) {
+        self.entries.invalidate(name).await;
     }
 
-    async fn validator(
-        &self,
-        store: &dyn Store,
-        event_type: &str,
-    ) -> anyhow::Result<Option<Arc<jsonschema::Validator>>> {
-        if let Some((at, v)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(event_type)
-        {
-            if at.elapsed() < FRESH_FOR {
-                return Ok(v.clone());
+    async fn validator(&self, store: &dyn Store, event_type: &str) -> anyhow::Result<Cached> {
+        let load = async {
+            match store.get_event_type(event_type).await? {
+                Some(t) => Ok::<_, anyhow::Error>(Some(Arc::new(
+                    compile(&t.schema).map_err(anyhow::Error::msg)?,
+                ))),
+                None => Ok(None),
             }
-        }
-        let compiled = match store.get_event_type(event_type).await? {
-            Some(t) => Some(Arc::new(compile(&t.schema).map_err(anyhow::Error::msg)?)),
-            None => None,
         };
+        // A failed load is not cached: the next check asks again.
         self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(event_type.to_owned(), (Instant::now(), compiled.clone()));
-        Ok(compiled)
+            .try_get_with_by_ref(event_type, load)
+            .await
+            .map_err(|e: Arc<anyhow::Error>| anyhow::anyhow!("{e:#}"))
     }
 
     /// Checks `payload` against the schema of `event_type`, when one is registered.

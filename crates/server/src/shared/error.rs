@@ -119,3 +119,9 @@ impl From<hookwarden_core::validate::ValidationError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::shared::ratelimit::Limited> for ApiError {
+    fn from(l: crate::shared::ratelimit::Limited) -> Self {
+        Self::RateLimited(l.0)
+    }
+}

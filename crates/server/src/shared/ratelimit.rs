@@ -11,7 +11,6 @@
 //! out clients that did nothing wrong; keys already counted go on being
 //! limited.
 
-use crate::shared::error::ApiError;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,11 +18,41 @@ use std::time::{Duration, Instant};
 
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Counts one request for `key`; `Err(RateLimited(wait))` past `per_minute`.
-    async fn check(&self, key: &str, per_minute: u32) -> Result<(), ApiError>;
+    /// Counts one request for `key`; `Err(Limited)` past `per_minute`.
+    async fn check(&self, key: &str, per_minute: u32) -> Result<(), Limited>;
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// A request over its limit, and how long until one would pass (the HTTP
+/// layer turns it into a 429 with `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited(pub Duration);
+
+/// The length of one window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// The sliding-window decision, written once for every backend: `previous`
+/// requests counted in the last window, `current` in this one *before* this
+/// request, `into` how far this window has run. The estimate weighs the last
+/// window by how much of it still overlaps the sliding minute. Refused, the
+/// wait is until enough of the last window has slid out or the next window
+/// starts, whichever comes first, and never under a second.
+pub fn decide(previous: u64, current: u64, into: Duration, per_minute: u32) -> Result<(), Limited> {
+    let into = into.min(WINDOW);
+    let rest = WINDOW - into;
+    let share = into.as_secs_f64() / WINDOW.as_secs_f64();
+    let (previous, current, limit) = (previous as f64, current as f64, f64::from(per_minute));
+    let estimate = previous * (1.0 - share) + current;
+    if estimate + 1.0 <= limit {
+        return Ok(());
+    }
+    let wait = if previous > 0.0 && current + 1.0 <= limit {
+        let need = (estimate + 1.0 - limit) / previous;
+        WINDOW.mul_f64(need.clamp(0.0, 1.0)).min(rest)
+    } else {
+        rest
+    };
+    Err(Limited(wait.max(Duration::from_secs(1))))
+}
 /// Most keys one window holds (about 100 bytes each, two windows kept).
 pub const MAX_KEYS: usize = 250_000;
 
@@ -61,13 +90,15 @@ impl LocalRateLimiter {
 
     /// Counts one request for `key` at `now`: the decision, given the time,
     /// pure enough to test without sleeping.
-    fn check_at(&self, key: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
+    fn check_at(&self, key: &str, per_minute: u32, now: Instant) -> Result<(), Limited> {
         self.decide(key, per_minute, now, true)
     }
 
     /// Would a request for `key` be refused now? Counts nothing.
     pub fn over(&self, key: &str, per_minute: u32) -> Option<Duration> {
-        self.decide(key, per_minute, Instant::now(), false).err()
+        self.decide(key, per_minute, Instant::now(), false)
+            .err()
+            .map(|l| l.0)
     }
 
     /// Counts one event for `key` without deciding anything (failures, say).
@@ -75,13 +106,7 @@ impl LocalRateLimiter {
         let _ = self.decide(key, u32::MAX, Instant::now(), true);
     }
 
-    fn decide(
-        &self,
-        key: &str,
-        per_minute: u32,
-        now: Instant,
-        count: bool,
-    ) -> Result<(), Duration> {
+    fn decide(&self, key: &str, per_minute: u32, now: Instant, count: bool) -> Result<(), Limited> {
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         // Windows are aligned to the limiter's epoch so every key shares them.
         // A caller that read the clock just before another one rotated the
@@ -98,27 +123,18 @@ impl LocalRateLimiter {
             w.index = index;
         }
         let start = self.epoch + WINDOW * index as u32;
-        let rest = WINDOW.saturating_sub(now.saturating_duration_since(start));
         let previous = w.previous.get(key).copied().unwrap_or(0);
         let current = w.current.get(key).copied();
         if current.is_none() && w.current.len() >= self.max_keys {
             metrics::counter!(crate::shared::metrics::RATE_LIMIT_KEYS_FULL).increment(1);
             return Ok(());
         }
-        let current = current.unwrap_or(0);
-        let into = now.saturating_duration_since(start).as_secs_f64() / WINDOW.as_secs_f64();
-        let estimate = f64::from(previous) * (1.0 - into) + f64::from(current);
-        if estimate + 1.0 > f64::from(per_minute) {
-            // Wait until enough of the previous window has slid out, or the
-            // next window starts, whichever comes first.
-            let wait = if previous > 0 && f64::from(current) + 1.0 <= f64::from(per_minute) {
-                let need = (estimate + 1.0 - f64::from(per_minute)) / f64::from(previous);
-                WINDOW.mul_f64(need.clamp(0.0, 1.0)).min(rest)
-            } else {
-                rest
-            };
-            return Err(wait.max(Duration::from_secs(1)));
-        }
+        decide(
+            u64::from(previous),
+            u64::from(current.unwrap_or(0)),
+            now.saturating_duration_since(start),
+            per_minute,
+        )?;
         if count {
             let slot = w.current.entry(key.to_owned()).or_insert(0);
             *slot = slot.saturating_add(1);
@@ -129,9 +145,8 @@ impl LocalRateLimiter {
 
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
-    async fn check(&self, key: &str, per_minute: u32) -> Result<(), ApiError> {
+    async fn check(&self, key: &str, per_minute: u32) -> Result<(), Limited> {
         self.check_at(key, per_minute, Instant::now())
-            .map_err(ApiError::RateLimited)
     }
 }
 
@@ -140,13 +155,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_decision_for_every_backend() {
+        let s = Duration::from_secs;
+        // Nothing before: the hundredth passes, the hundred-and-first waits
+        // for the next window.
+        assert_eq!(decide(0, 99, s(10), 100), Ok(()));
+        assert_eq!(decide(0, 100, s(10), 100), Err(Limited(s(50))));
+        // Half of the last window still overlaps: 100 × ½ + 49 + 1 = 100 passes.
+        assert_eq!(decide(100, 49, s(30), 100), Ok(()));
+        // One more must wait until a hundredth of the last window slid out (0.6 s, at least 1 s).
+        assert_eq!(decide(100, 50, s(30), 100), Err(Limited(s(1))));
+        // A reading past the window's end is the window's end.
+        assert_eq!(decide(0, 100, s(90), 100), Err(Limited(s(1))));
+    }
+
+    #[test]
     fn sixty_pass_and_the_sixty_first_waits() {
         let l = LocalRateLimiter::default();
         let t = l.epoch + Duration::from_secs(1);
         for i in 0..60 {
             assert!(l.check_at("a", 60, t).is_ok(), "request {i}");
         }
-        let wait = l.check_at("a", 60, t).expect_err("61st");
+        let wait = l.check_at("a", 60, t).expect_err("61st").0;
         assert!(wait >= Duration::from_secs(1) && wait <= WINDOW);
         assert!(l.check_at("b", 60, t).is_ok(), "keys are independent");
     }

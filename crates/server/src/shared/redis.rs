@@ -5,8 +5,7 @@
 //! at start-up is such a failure too: hookwarden starts without it and
 //! connects once it answers.
 
-use crate::shared::error::ApiError;
-use crate::shared::ratelimit::{LocalRateLimiter, RateLimiter};
+use crate::shared::ratelimit::{decide, Limited, LocalRateLimiter, RateLimiter, WINDOW};
 use anyhow::Context;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -210,20 +209,17 @@ impl RedisRateLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
-    async fn check(&self, key: &str, per_minute: u32) -> Result<(), ApiError> {
+    async fn check(&self, key: &str, per_minute: u32) -> Result<(), Limited> {
+        // Windows are the wall clock's minutes, so every replica shares them.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let minute = now.as_secs() / 60;
+        let minute = now.as_secs() / WINDOW.as_secs();
+        let into = Duration::new(now.as_secs() % WINDOW.as_secs(), now.subsec_nanos());
         match self.redis.count(key, minute).await {
+            // `count` has already counted this request: decide on the ones before it.
             Ok((previous, current)) => {
-                let into = (now.as_secs_f64() % 60.0) / 60.0;
-                let estimate = previous as f64 * (1.0 - into) + current as f64;
-                if estimate > f64::from(per_minute) {
-                    let wait = Duration::from_secs(60 - now.as_secs() % 60);
-                    return Err(ApiError::RateLimited(wait.max(Duration::from_secs(1))));
-                }
-                Ok(())
+                decide(previous, current.saturating_sub(1), into, per_minute)
             }
             Err(e) => {
                 tracing::warn!(error.message = %e, "Redis rate limit unavailable; using this process's limiter");

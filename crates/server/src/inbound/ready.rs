@@ -1,0 +1,132 @@
+//! An integration made ready for the receive path once, when the in-memory
+//! copy is loaded: its verification scheme resolved, its allowed source
+//! ranges parsed and its rate limit settled, so no request parses them again.
+
+use hookwarden_core::destination::parse_cidrs;
+use hookwarden_core::inbound::Scheme;
+use hookwarden_store::ingress::Integration;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// Requests per minute per provider and source address when the integration
+/// sets none.
+pub const DEFAULT_RATE_LIMIT: i64 = 600;
+
+/// The verification scheme a stored integration names.
+pub fn scheme_of(i: &Integration) -> anyhow::Result<Scheme> {
+    Scheme::from_config(
+        &i.scheme,
+        i.signature_header.as_deref(),
+        i.encoding.as_deref(),
+        i.prefix.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// A stored integration and what the receive path derives from it.
+pub struct Ready {
+    pub row: Integration,
+    /// The scheme, or why the stored row names none (rows are validated when
+    /// written, so this is a damaged row: its requests fail as internal
+    /// errors and are never accepted).
+    pub scheme: Result<Scheme, String>,
+    /// The allowed source ranges; empty when any source may call. A stored
+    /// range that does not parse is dropped and the integration's requests
+    /// are refused as from outside (`pinning_broken`), never let through.
+    allowed: Vec<IpNet>,
+    pinning_broken: bool,
+    /// Requests per minute per source address.
+    pub rate_limit: u32,
+}
+
+impl Ready {
+    pub fn new(row: Integration) -> Self {
+        let scheme = scheme_of(&row).map_err(|e| format!("{e:#}"));
+        let (allowed, pinning_broken) = if row.allowed_cidrs.is_empty() {
+            (Vec::new(), false)
+        } else {
+            match parse_cidrs(&row.allowed_cidrs.join(",")) {
+                Ok(nets) => (nets, false),
+                Err(_) => (Vec::new(), true),
+            }
+        };
+        let rate_limit = row
+            .rate_limit_per_minute
+            .unwrap_or(DEFAULT_RATE_LIMIT)
+            .clamp(1, i64::from(u32::MAX)) as u32;
+        Self {
+            row,
+            scheme,
+            allowed,
+            pinning_broken,
+            rate_limit,
+        }
+    }
+
+    /// May a request from `ip` be considered at all? Source pinning is an
+    /// extra layer, never the only one: verification follows.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        if self.pinning_broken {
+            return false;
+        }
+        if self.allowed.is_empty() {
+            return true;
+        }
+        let ip = hookwarden_core::client_addr::canonical(ip);
+        self.allowed.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The header the scheme reads its signature or token from, when it is a
+    /// configurable one (it is never kept with the event).
+    pub fn scheme_header(&self) -> Option<&str> {
+        match &self.scheme {
+            Ok(Scheme::HmacSha256 { header, .. }) | Ok(Scheme::Token { header }) => {
+                Some(header.as_str())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cidrs: &[&str]) -> Integration {
+        let sealed = || hookwarden_core::crypto::Sealed {
+            key_id: "k1".into(),
+            ciphertext: Vec::new(),
+        };
+        Integration {
+            name: "acme".into(),
+            scheme: "github".into(),
+            signature_header: None,
+            encoding: None,
+            prefix: None,
+            tolerance_seconds: 300,
+            target_url: "http://127.0.0.1:1/".into(),
+            allowed_cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
+            rate_limit_per_minute: None,
+            idempotency_header: None,
+            secrets: sealed(),
+            forwarding_secret: sealed(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            forward_raw_body: false,
+        }
+    }
+
+    #[test]
+    fn source_ranges_are_parsed_once_and_a_broken_one_refuses() {
+        let open = Ready::new(row(&[]));
+        assert!(open.admits("203.0.113.9".parse().expect("ip")));
+        let pinned = Ready::new(row(&["10.0.0.0/8"]));
+        assert!(pinned.admits("10.1.2.3".parse().expect("ip")));
+        assert!(pinned.admits("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(!pinned.admits("11.0.0.1".parse().expect("ip")));
+        let broken = Ready::new(row(&["not a range"]));
+        assert!(!broken.admits("10.1.2.3".parse().expect("ip")));
+        assert_eq!(open.rate_limit, DEFAULT_RATE_LIMIT as u32);
+        assert!(open.scheme.is_ok());
+    }
+}
