@@ -4,7 +4,6 @@
 pub mod cache;
 pub mod dedup;
 pub mod forward;
-pub mod input;
 pub mod integrations;
 pub mod receive;
 pub mod verified;

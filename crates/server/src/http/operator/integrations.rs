@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::ingress::input::IntegrationInput;
+use crate::config::integrations::IntegrationInput;
 use crate::ingress::integrations::{
     build, changed_settings, open_secrets, view, IntegrationChange, IntegrationView,
 };

@@ -2,7 +2,9 @@
 //! environment variables; parsed into typed settings, cross-checked, and
 //! refused in production when insecure. Secrets stay in `secrecy` types.
 
-use crate::ingress::input::IntegrationInput;
+use integrations::IntegrationInput;
+pub mod integrations;
+
 use crate::tls::{ClientAuth, TlsSettings};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
