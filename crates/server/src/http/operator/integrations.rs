@@ -4,11 +4,11 @@
 //! `PATCH` merges (secrets rotate and retire in `integration_secrets`).
 
 use crate::auth::operator::Operator;
+use crate::config::integrations::IntegrationInput;
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::config::integrations::IntegrationInput;
 use crate::ingress::integrations::{
     build, changed_settings, open_secrets, view, IntegrationChange, IntegrationView,
 };
