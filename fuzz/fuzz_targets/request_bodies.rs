@@ -4,15 +4,15 @@
 
 use hookwarden_core::crypto::{Keyring, MasterKey};
 use hookwarden_core::validate;
-use hookwarden_server::ingress::integrations::{build, IntegrationInput};
-use hookwarden_server::intake::PublishRequest;
+use hookwarden_server::inbound::integrations::{build, IntegrationInput};
+use hookwarden_server::outbound::intake::PublishRequest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<hookwarden_server::http::webhooks::CreateWebhook>(data);
     let _ = serde_json::from_slice::<hookwarden_server::http::webhooks::UpdateWebhook>(data);
     let _ = serde_json::from_slice::<hookwarden_server::http::event_types::PutEventType>(data);
-    let _ = serde_json::from_slice::<hookwarden_server::http::operator::events::ReplayBody>(data);
+    let _ = serde_json::from_slice::<hookwarden_server::http::operator::inbound::events::ReplayBody>(data);
     if let Ok(p) = serde_json::from_slice::<PublishRequest>(data) {
         let _ = validate::identifier("accountId", &p.account_id);
         let _ = validate::event_type(&p.event_type);

@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::standard_webhooks;
-use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_server::boot::Application;
+use hookwarden_server::boot::{keys, telemetry};
 use hookwarden_server::config::Settings;
-use hookwarden_server::startup::Application;
-use hookwarden_server::{keys, telemetry};
+use hookwarden_server::shared::jwt::{mint_hs256, Claims};
 use secrecy::ExposeSecret;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -290,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("connecting to {}", hookwarden_store::redact_url(url)))?;
             let keyring = keys::load_keyring(&settings)?;
             eprintln!("re-encrypting under master key {}", keyring.current_id());
-            let report = hookwarden_server::rotate::rotate_all(
+            let report = hookwarden_server::shared::rotate::rotate_all(
                 store.as_ref(),
                 &keyring,
                 batch.max(1),
@@ -300,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             // The chain key was re-sealed like any secret; open it to append.
-            hookwarden_server::audit::load_chain_key(store.as_ref(), &keyring).await?;
+            hookwarden_server::shared::audit::load_chain_key(store.as_ref(), &keyring).await?;
             let entry = hookwarden_store::ingress::NewAudit {
                 actor: "cli".into(),
                 action: "keys.rotated".into(),
@@ -331,7 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs {
             command: CertsCommand::Dev { out },
         } => {
-            hookwarden_server::devcerts::write_dev_certs(&out)?;
+            hookwarden_server::boot::devcerts::write_dev_certs(&out)?;
             println!(
                 "development CA and certificates written to {}",
                 out.display()
@@ -350,7 +350,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("connecting to {}", hookwarden_store::redact_url(url)))?;
             let keyring = keys::load_keyring(&settings)?;
             let verdict =
-                hookwarden_server::audit::verify(store.as_ref(), &keyring, head.as_ref()).await?;
+                hookwarden_server::shared::audit::verify(store.as_ref(), &keyring, head.as_ref())
+                    .await?;
             return Ok(match verdict {
                 Ok(v) => {
                     println!(

@@ -118,10 +118,6 @@ impl AddressPolicy {
         Self::default()
     }
 
-    pub fn allows_http(&self) -> bool {
-        self.allow_http
-    }
-
     /// Is this address one we may connect to?
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), DestinationError> {
         let canon = canonical(ip);

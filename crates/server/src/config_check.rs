@@ -4,8 +4,8 @@
 //! fetched, within bounded timeouts. Each result is reported under its setting's name; no secret,
 //! key or credential is ever printed.
 
+use crate::boot::tls::{self, TlsSettings};
 use crate::config::{without_credentials, NatsSettings, Settings};
-use crate::tls::{self, TlsSettings};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
@@ -57,14 +57,14 @@ pub async fn files(settings: &Settings) -> Vec<Finding> {
     if let Some(path) = &settings.jwt_jwks_file {
         out.push(Finding::new(
             "HOOKWARDEN_JWT_JWKS_FILE",
-            crate::auth::jwks::load_file(path)
+            crate::shared::jwt::jwks::load_file(path)
                 .map(|parsed| format!("{}: {}", path.display(), key_summary(&parsed))),
         ));
     }
     if let Some(path) = &settings.jwt_jwks_ca_file {
         out.push(Finding::new(
             "HOOKWARDEN_JWT_JWKS_CA_FILE",
-            crate::auth::jwks::ca_roots(path)
+            crate::shared::jwt::jwks::ca_roots(path)
                 .map(|roots| format!("{}: {} certificate(s)", path.display(), roots.len())),
         ));
     }
@@ -72,7 +72,7 @@ pub async fn files(settings: &Settings) -> Vec<Finding> {
     if let Some(path) = &settings.delivery_ca_file {
         out.push(Finding::new(
             "HOOKWARDEN_DELIVERY_CA_FILE",
-            crate::dispatch::client::extra_roots(Some(path))
+            crate::shared::client::extra_roots(Some(path))
                 .map(|roots| format!("{}: {} certificate(s)", path.display(), roots.len())),
         ));
     }
@@ -160,7 +160,8 @@ fn master_keys(settings: &Settings, out: &mut Vec<Finding>) {
     };
     out.push(Finding::new(
         setting,
-        crate::keys::load_keyring(&current).map(|k| format!("{source}: key id {}", k.current_id())),
+        crate::boot::keys::load_keyring(&current)
+            .map(|k| format!("{source}: key id {}", k.current_id())),
     ));
     if settings.previous_master_keys.is_some() {
         // The same loader, with a stand-in current key: only theirs can fail.
@@ -185,7 +186,7 @@ fn master_keys(settings: &Settings, out: &mut Vec<Finding>) {
             .unwrap_or(0);
         out.push(Finding::new(
             "HOOKWARDEN_PREVIOUS_MASTER_KEYS",
-            crate::keys::load_keyring(&previous).map(|_| format!("{count} key(s)")),
+            crate::boot::keys::load_keyring(&previous).map(|_| format!("{count} key(s)")),
         ));
     }
 }
@@ -195,7 +196,7 @@ async fn nats_files(nats: &NatsSettings, out: &mut Vec<Finding>) {
     if let Some(creds) = &nats.creds_file {
         out.push(Finding::new(
             "HOOKWARDEN_NATS_CREDS_FILE",
-            crate::nats::connect_options(nats)
+            crate::outbound::nats::connect_options(nats)
                 .await
                 .map(|_| format!("{}: credentials that load", creds.display())),
         ));
@@ -248,7 +249,7 @@ pub async fn connections(settings: &Settings) -> Vec<Finding> {
 /// a key set with no usable key, is a failure here (though `serve` starts
 /// and retries): this is where operators verify the URL.
 async fn jwks_url(url: &str, ca_file: Option<&Path>) -> anyhow::Result<String> {
-    let remote = crate::auth::jwks::RemoteKeys::new(url, ca_file)?;
+    let remote = crate::shared::jwt::jwks::RemoteKeys::new(url, ca_file)?;
     let parsed = remote.fetch().await?;
     if let Some(why) = parsed.unusable() {
         anyhow::bail!("fetching {}: {why}", remote.shown());
@@ -258,7 +259,7 @@ async fn jwks_url(url: &str, ca_file: Option<&Path>) -> anyhow::Result<String> {
 
 /// How many keys a set holds and their ids (public: no secret is shown),
 /// and each key skipped as of a type, algorithm or curve not supported.
-fn key_summary(parsed: &crate::auth::jwks::Parsed) -> String {
+fn key_summary(parsed: &crate::shared::jwt::jwks::Parsed) -> String {
     let kids: Vec<String> = parsed
         .keys
         .iter()
@@ -333,7 +334,7 @@ async fn database(url: &SecretString) -> anyhow::Result<String> {
 async fn reach_nats(settings: &NatsSettings) -> anyhow::Result<String> {
     let shown = without_credentials(&settings.url);
     bounded("NATS", async {
-        let client = crate::nats::connect_options(settings)
+        let client = crate::outbound::nats::connect_options(settings)
             .await?
             .connect(&settings.url)
             .await

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use base64::Engine;
-use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_server::shared::jwt::{mint_hs256, Claims};
 use hookwarden_store::testing::TestDb;
 use secrecy::SecretString;
 use serde_json::{json, Value};

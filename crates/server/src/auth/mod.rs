@@ -5,12 +5,10 @@
 //! tenant routes), `scope` (space-separated), `exp` (required), `nbf`, `iss`
 //! and `aud` (required when configured). Refusals name the claim at fault.
 
-pub mod jwks;
-pub mod jwt;
-pub mod operator;
+pub(crate) mod operator;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::shared::error::ApiError;
+use crate::shared::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
@@ -106,7 +104,7 @@ fn gateway_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal
     };
     let from_gateway = parts
         .extensions
-        .get::<crate::tls::ClientIdentity>()
+        .get::<crate::boot::tls::ClientIdentity>()
         .is_some_and(|id| id.is(gateway));
     let account = parts
         .headers

@@ -1,8 +1,8 @@
 //! The operator identity: `x-internal-api-key` compared in constant time with
 //! every configured management key (several may be active, for rotation).
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::shared::error::ApiError;
+use crate::shared::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use secrecy::ExposeSecret;
@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Operator {
         if let Some(required) = &state.settings.operator_client_identity {
             let ok = parts
                 .extensions
-                .get::<crate::tls::ClientIdentity>()
+                .get::<crate::boot::tls::ClientIdentity>()
                 .is_some_and(|id| id.is(required));
             if !ok {
                 return Err(ApiError::Unauthorized(

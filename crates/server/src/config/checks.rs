@@ -3,8 +3,8 @@
 //! in production, the refusals (`refusals.rs`).
 
 use super::{invalid, ConfigError, Environment, Settings};
-use crate::pump::LaneShare;
-use crate::tls::ClientAuth;
+use crate::boot::tls::ClientAuth;
+use crate::shared::pump::LaneShare;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -19,9 +19,9 @@ pub use load::RawConfig;
 pub use redact::without_credentials;
 pub use values::{format_bytes, parse_bytes};
 
-use crate::producers::Grants;
-use crate::pump::LaneShare;
-use crate::tls::{ClientAuth, TlsSettings};
+use crate::boot::tls::{ClientAuth, TlsSettings};
+use crate::outbound::producers::Grants;
+use crate::shared::pump::LaneShare;
 use hookwarden_core::client_addr::ProxyHeader;
 use hookwarden_core::destination::AddressPolicy;
 use integrations::IntegrationInput;

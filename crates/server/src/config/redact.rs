@@ -6,8 +6,8 @@
 
 use super::values::format_bytes;
 use super::Settings;
-use crate::pump::LaneShare;
-use crate::tls::ClientAuth;
+use crate::boot::tls::ClientAuth;
+use crate::shared::pump::LaneShare;
 use hookwarden_core::client_addr::ProxyHeader;
 use hookwarden_core::duration::format_duration;
 use ipnet::IpNet;

@@ -3,9 +3,9 @@
 //! modules, and `""` as "unset". An error names the bad value, except for
 //! secrets, whose readers never fail on a value they were given.
 
-use crate::producers::{Grants, ProducerGrant};
-use crate::pump::LaneShare;
-use crate::tls::ClientAuth;
+use crate::boot::tls::ClientAuth;
+use crate::outbound::producers::{Grants, ProducerGrant};
+use crate::shared::pump::LaneShare;
 use hookwarden_core::client_addr::ProxyHeader;
 use hookwarden_core::destination::parse_cidrs;
 use hookwarden_core::duration::{parse_duration, parse_schedule};

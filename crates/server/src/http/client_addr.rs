@@ -6,8 +6,8 @@
 //! scope of the route: one provider's ingress, or the APIs. Requests naming
 //! no integration are limited in the receive handler.
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::shared::error::ApiError;
+use crate::shared::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -50,7 +50,7 @@ fn warn_ignored_forwarding(req: &Request) {
     if !(h.contains_key("x-forwarded-for") || h.contains_key("forwarded")) {
         return;
     }
-    metrics::counter!(crate::metrics::FORWARDING_HEADERS_IGNORED).increment(1);
+    metrics::counter!(crate::shared::metrics::FORWARDING_HEADERS_IGNORED).increment(1);
     let now = chrono::Utc::now().timestamp();
     let last = LAST.load(Ordering::Relaxed);
     if now - last >= 600
@@ -80,7 +80,8 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     tracing::Span::current().record("client.ip", tracing::field::display(client));
     let scope = scope(req.uri().path());
     if let Some(wait) = state.refusals.blocked(&scope, client) {
-        metrics::counter!(crate::metrics::REFUSED_EARLY, "reason" => "failed_auth").increment(1);
+        metrics::counter!(crate::shared::metrics::REFUSED_EARLY, "reason" => "failed_auth")
+            .increment(1);
         return ApiError::RateLimited(wait).into_response();
     }
     let ingress = scope.starts_with("ingress:");

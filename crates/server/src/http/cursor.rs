@@ -2,7 +2,7 @@
 //! one its own answers give as `nextCursor`. One that does not decode is a
 //! 400 naming `cursor`, never a silent first page.
 
-use crate::error::ApiError;
+use crate::shared::error::ApiError;
 use chrono::{DateTime, TimeZone, Utc};
 
 fn invalid() -> ApiError {

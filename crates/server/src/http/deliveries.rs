@@ -1,11 +1,11 @@
 //! Tenant routes for delivery history: one item per try, and retry-now.
 
 use crate::auth::{Scope, Tenant};
-use crate::error::{ApiError, ApiResult};
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
-use crate::state::AppState;
+use crate::shared::error::{ApiError, ApiResult};
+use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

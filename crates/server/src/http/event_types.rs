@@ -6,11 +6,11 @@
 
 use crate::auth::operator::Operator;
 use crate::auth::{Caller, Producer};
-use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::state::AppState;
+use crate::shared::error::{ApiError, ApiResult};
+use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -91,12 +91,12 @@ async fn set_schema(
     request_id: &str,
 ) -> ApiResult<EventTypeView> {
     hookwarden_core::validate::event_type(name)?;
-    if crate::intake::holds_nul(&body.schema) {
+    if crate::outbound::intake::holds_nul(&body.schema) {
         return Err(ApiError::Validation(
             "schema: must not contain the character U+0000".into(),
         ));
     }
-    crate::schemas::compile(&body.schema).map_err(ApiError::Validation)?;
+    crate::outbound::schemas::compile(&body.schema).map_err(ApiError::Validation)?;
     let description = body.description.unwrap_or_default();
     hookwarden_core::validate::description(&description)?;
     let previous = state.store.get_event_type(name).await.map_err(internal)?;
@@ -113,7 +113,7 @@ async fn set_schema(
         .await
         .map_err(internal)?;
     state.schemas.invalidate(name);
-    crate::audit::record(
+    crate::shared::audit::record(
         state,
         actor,
         "event_type.schema_set",
@@ -152,7 +152,7 @@ async fn delete_schema(
         return Err(ApiError::NotFound);
     }
     state.schemas.invalidate(name);
-    crate::audit::record(
+    crate::shared::audit::record(
         state,
         actor,
         "event_type.schema_deleted",

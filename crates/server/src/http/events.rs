@@ -2,11 +2,11 @@
 //! /v1/events/{id}`: a tenant reads one of its events and its deliveries.
 
 use crate::auth::{Producer, Scope, Tenant};
-use crate::error::{ApiError, ApiResult};
 use crate::http::json::{StrictJson, StrictPath};
-use crate::http::operator::outbound_events::{detail, OutboundEventDetail, Viewer};
-use crate::intake::{self, IntakeError, PublishRequest};
-use crate::state::AppState;
+use crate::http::operator::outbound::events::{detail, OutboundEventDetail, Viewer};
+use crate::outbound::intake::{self, IntakeError, PublishRequest};
+use crate::shared::error::{ApiError, ApiResult};
+use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

@@ -2,7 +2,7 @@
 //! contract: 415 without `application/json`, 413 over the limit, 400 for
 //! malformed JSON, unknown fields or a path parameter that does not decode.
 
-use crate::error::ApiError;
+use crate::shared::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
@@ -32,7 +32,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        reject_declared_oversize(req.headers(), crate::limits::MAX_BODY)?;
+        reject_declared_oversize(req.headers(), crate::shared::limits::MAX_BODY)?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge

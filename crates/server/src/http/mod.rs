@@ -2,22 +2,23 @@
 //! internal ops router (`/health`, `/ready`, `/metrics`). The public one
 //! also serves its OpenAPI document at `/openapi.json`.
 
-pub mod client_addr;
-pub mod cursor;
-pub mod deliveries;
+pub(crate) mod client_addr;
+pub(crate) mod cursor;
+pub(crate) mod deliveries;
 pub mod event_types;
-pub mod events;
-pub mod json;
+pub(crate) mod events;
+pub(crate) mod json;
 pub mod openapi;
 pub mod operator;
-pub mod ops;
-pub mod request_id;
-pub mod route_metrics;
-pub mod serve;
+pub(crate) mod ops;
+pub(crate) mod request_id;
+pub(crate) mod route_metrics;
+pub(crate) mod serve;
+pub(crate) mod sink;
 pub mod webhooks;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::shared::error::ApiError;
+use crate::shared::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::get;
@@ -27,12 +28,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Largest request body on the tenant API.
-const BODY_LIMIT: usize = crate::limits::MAX_BODY;
+const BODY_LIMIT: usize = crate::shared::limits::MAX_BODY;
 
-/// Times in answers: RFC 3339, UTC, milliseconds.
-pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub(crate) use crate::shared::rfc3339;
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
@@ -45,7 +43,8 @@ async fn method_not_allowed() -> ApiError {
 /// The public routes and the OpenAPI document that describes them, built
 /// from the same list so that neither can have a route the other lacks.
 pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use operator::{events as op_events, integrations as op_integrations};
+    use operator::inbound::{events as op_events, forwarding, integrations as op_integrations};
+    use operator::outbound as op_out;
     let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(
@@ -68,9 +67,9 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             event_types::operator_put,
             event_types::operator_delete
         ))
-        .routes(routes!(op_events::health))
-        .routes(routes!(crate::ingress::receive::receive))
-        .routes(routes!(op_events::sink_receive, op_events::sink_list))
+        .routes(routes!(ops::api_health))
+        .routes(routes!(crate::inbound::receive::receive))
+        .routes(routes!(sink::sink_receive, sink::sink_list))
         .routes(routes!(op_integrations::create, op_integrations::list))
         .routes(routes!(
             op_integrations::get,
@@ -78,25 +77,29 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             op_integrations::patch,
             op_integrations::delete
         ))
-        .routes(routes!(operator::integration_secrets::rotate_secret))
-        .routes(routes!(operator::integration_secrets::retire_secret))
+        .routes(routes!(
+            operator::inbound::integration_secrets::rotate_secret
+        ))
+        .routes(routes!(
+            operator::inbound::integration_secrets::retire_secret
+        ))
         .routes(routes!(op_events::list))
         .routes(routes!(op_events::get))
         .routes(routes!(op_events::replay))
-        .routes(routes!(op_events::deliveries))
-        .routes(routes!(op_events::audit_entries))
-        .routes(routes!(op_events::processing_status))
+        .routes(routes!(forwarding::deliveries))
+        .routes(routes!(operator::audit_trail::audit_entries))
+        .routes(routes!(forwarding::processing_status))
         .routes(routes!(operator::audit_chain::verify))
-        .routes(routes!(operator::outbound::list))
-        .routes(routes!(operator::outbound::bulk_retry))
-        .routes(routes!(operator::outbound::get))
-        .routes(routes!(operator::outbound::retry))
-        .routes(routes!(operator::outbound_events::list))
-        .routes(routes!(operator::outbound_events::get))
-        .routes(routes!(operator::outbound_webhooks::list))
-        .routes(routes!(operator::outbound_webhooks::get))
-        .routes(routes!(operator::outbound_webhooks::disable))
-        .routes(routes!(operator::outbound_webhooks::enable))
+        .routes(routes!(op_out::deliveries::list))
+        .routes(routes!(op_out::deliveries::bulk_retry))
+        .routes(routes!(op_out::deliveries::get))
+        .routes(routes!(op_out::deliveries::retry))
+        .routes(routes!(op_out::events::list))
+        .routes(routes!(op_out::events::get))
+        .routes(routes!(op_out::webhooks::list))
+        .routes(routes!(op_out::webhooks::get))
+        .routes(routes!(op_out::webhooks::disable))
+        .routes(routes!(op_out::webhooks::enable))
         .split_for_parts();
     openapi::complete(&mut doc);
     (router, doc)

@@ -1,7 +1,7 @@
 //! The internal ops listener: liveness, readiness of real dependencies, and
 //! Prometheus metrics.
 
-use crate::state::AppState;
+use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -93,9 +93,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Queue depths are read at scrape time from the database (the source of
     // truth): the delivery queue and the forwarding queue.
     if let Ok(stats) = state.store.queue_stats(Utc::now()).await {
-        metrics::gauge!(crate::metrics::QUEUE_PENDING).set(stats.pending as f64);
-        metrics::gauge!(crate::metrics::QUEUE_DUE).set(stats.due as f64);
-        metrics::gauge!(crate::metrics::QUEUE_OLDEST_DUE).set(stats.oldest_due_age_seconds);
+        metrics::gauge!(crate::shared::metrics::QUEUE_PENDING).set(stats.pending as f64);
+        metrics::gauge!(crate::shared::metrics::QUEUE_DUE).set(stats.due as f64);
+        metrics::gauge!(crate::shared::metrics::QUEUE_OLDEST_DUE).set(stats.oldest_due_age_seconds);
     }
     if let Ok(status) = state.store.processing_status(Utc::now()).await {
         let pending = status
@@ -103,17 +103,27 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .iter()
             .find(|(s, _)| s == "pending")
             .map_or(0, |(_, n)| *n);
-        metrics::gauge!(crate::metrics::FORWARD_QUEUE_PENDING).set(pending as f64);
-        metrics::gauge!(crate::metrics::FORWARD_QUEUE_OLDEST_DUE)
+        metrics::gauge!(crate::shared::metrics::FORWARD_QUEUE_PENDING).set(pending as f64);
+        metrics::gauge!(crate::shared::metrics::FORWARD_QUEUE_OLDEST_DUE)
             .set(status.oldest_pending_age_seconds);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        crate::shared::metrics::handle().render(),
     )
 }
 
 /// The public keys of identity tokens on forwarded requests.
 pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.identity.jwks())
+}
+
+/// Liveness of the public listener
+///
+/// Answers `{"status":"ok"}` while the process serves requests; no credentials. Readiness
+/// (database, NATS, Redis) is `/ready` on the ops listener.
+#[utoipa::path(get, path = "/api/v1/health", tag = "inbound",
+    responses((status = 200, description = "Alive", body = crate::http::openapi::Health)))]
+pub async fn api_health() -> Json<crate::http::openapi::Health> {
+    Json(crate::http::openapi::Health::ok())
 }

@@ -4,7 +4,7 @@
 //! `ApiError` (a rejection by a layer or extractor of the framework) gets
 //! the same JSON body, by its status, so that every answer keeps SPEC §3.
 
-use crate::error::{ApiError, ErrorBody};
+use crate::shared::error::{ApiError, ErrorBody};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};

@@ -18,7 +18,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let resp = next.run(req).await;
     metrics::counter!(
-        crate::metrics::HTTP_RESPONSES,
+        crate::shared::metrics::HTTP_RESPONSES,
         "method" => method,
         "route" => route,
         "status" => resp.status().as_str().to_owned()

@@ -2,13 +2,13 @@
 //! scoped to the caller's account; another account's id answers 404.
 
 use crate::auth::{Scope, Tenant};
-use crate::error::{ApiError, ApiResult};
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::secrets::seal_webhook_secret;
-use crate::state::AppState;
+use crate::shared::error::{ApiError, ApiResult};
+use crate::shared::secrets::seal_webhook_secret;
+use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -271,7 +271,7 @@ pub async fn create(
             other => ApiError::internal("create webhook", other),
         })?;
     tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
-    crate::audit::record(
+    crate::shared::audit::record(
         &state,
         &actor(&tenant),
         "webhook.created",
@@ -426,7 +426,7 @@ pub async fn update(
     tracing::info!(account.id = %w.account_id, webhook.id = %w.id, secret_rotated = new_secret.is_some(), "webhook updated");
     // Never the URL (it may carry the customer's tokens) nor the secret.
     let target = format!("webhook:{}", w.id);
-    crate::audit::record(
+    crate::shared::audit::record(
         &state,
         &actor(&tenant),
         "webhook.updated",
@@ -436,7 +436,7 @@ pub async fn update(
     )
     .await;
     if new_secret.is_some() {
-        crate::audit::record(
+        crate::shared::audit::record(
             &state,
             &actor(&tenant),
             "webhook.secret_rotated",
@@ -498,7 +498,7 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     tracing::info!(account.id = %tenant.account_id, webhook.id = %id, "webhook deleted");
-    crate::audit::record(
+    crate::shared::audit::record(
         &state,
         &actor(&tenant),
         "webhook.deleted",

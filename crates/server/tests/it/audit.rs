@@ -31,7 +31,7 @@ impl Write for Captured {
 async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for n in 0..3 {
-        hookwarden_server::audit::record(
+        hookwarden_server::shared::audit::record(
             &app.state,
             "test",
             "t",
@@ -67,7 +67,7 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
         stop.cancel();
     };
     tokio::join!(
-        hookwarden_server::audit::watch_head(
+        hookwarden_server::shared::audit::watch_head(
             app.state.clone(),
             Duration::from_millis(100),
             stop.clone()
@@ -118,7 +118,7 @@ async fn an_upgraded_trail_is_keyed_at_first_start_and_its_old_entries_covered(b
     )
     .await;
     let store = app.state.store.as_ref();
-    let v = hookwarden_server::audit::verify(store, &app.state.keyring, None)
+    let v = hookwarden_server::shared::audit::verify(store, &app.state.keyring, None)
         .await
         .expect("verify")
         .expect("intact");
@@ -135,11 +135,14 @@ async fn an_upgraded_trail_is_keyed_at_first_start_and_its_old_entries_covered(b
         },
     )
     .await;
-    let v =
-        hookwarden_server::audit::verify(again.state.store.as_ref(), &again.state.keyring, None)
-            .await
-            .expect("verify")
-            .expect("intact");
+    let v = hookwarden_server::shared::audit::verify(
+        again.state.store.as_ref(),
+        &again.state.keyring,
+        None,
+    )
+    .await
+    .expect("verify")
+    .expect("intact");
     assert_eq!((v.entries, v.keyed), (4, 1));
     again.stop().await;
 }

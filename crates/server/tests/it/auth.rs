@@ -19,15 +19,15 @@ async fn attacks_on_tokens_fail(backend: Backend) {
     assert_eq!(app.get("/v1/webhooks", &good).await.0, StatusCode::OK);
 
     let now = chrono::Utc::now().timestamp();
-    let expired = app.sign(&hookwarden_server::auth::jwt::Claims {
+    let expired = app.sign(&hookwarden_server::shared::jwt::Claims {
         exp: now - 3600,
         ..app.claims(Some("acct_a"), "webhooks:read")
     });
-    let future = app.sign(&hookwarden_server::auth::jwt::Claims {
+    let future = app.sign(&hookwarden_server::shared::jwt::Claims {
         nbf: Some(now + 3600),
         ..app.claims(Some("acct_a"), "webhooks:read")
     });
-    let other_key = hookwarden_server::auth::jwt::mint_hs256(
+    let other_key = hookwarden_server::shared::jwt::mint_hs256(
         &secrecy::SecretString::from("not-the-server-secret".to_owned()),
         &app.claims(Some("acct_a"), "webhooks:read"),
     )

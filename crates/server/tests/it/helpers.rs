@@ -6,12 +6,12 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use hookwarden_server::auth::jwt::{mint_hs256, Claims};
+use hookwarden_server::boot::Application;
 use hookwarden_server::config::{RawConfig, Settings};
-use hookwarden_server::dispatch::client::Lookup;
-use hookwarden_server::dispatch::worker::Dispatcher;
-use hookwarden_server::startup::Application;
-use hookwarden_server::state::AppState;
+use hookwarden_server::outbound::dispatch::worker::Dispatcher;
+use hookwarden_server::shared::client::Lookup;
+use hookwarden_server::shared::jwt::{mint_hs256, Claims};
+use hookwarden_server::shared::state::AppState;
 pub use hookwarden_store::testing::Backend;
 use hookwarden_store::testing::TestDb;
 use secrecy::SecretString;
@@ -28,7 +28,7 @@ pub struct TestApp {
     pub ops: SocketAddr,
     pub http: reqwest::Client,
     pub dispatcher: Arc<Dispatcher>,
-    pub forwarder: Arc<hookwarden_server::startup::Forwarder>,
+    pub forwarder: Arc<hookwarden_server::boot::Forwarder>,
     pub state: AppState,
     pub jwt_secret: SecretString,
     pub database_url: String,

@@ -6,7 +6,7 @@
 
 use crate::helpers::*;
 use axum::http::StatusCode;
-use hookwarden_server::auth::jwt::Claims;
+use hookwarden_server::shared::jwt::Claims;
 use hookwarden_store::on_both;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::Value;
@@ -150,8 +150,8 @@ async fn forged_and_confused_tokens_are_refused(backend: Backend) {
 // ---- A JWKS URL (the IdP's), and a JWKS file that changes ----
 
 use axum::routing::get;
+use hookwarden_server::boot::devcerts::{DevCa, Issued};
 use hookwarden_server::config::{RawConfig, Settings};
-use hookwarden_server::devcerts::{DevCa, Issued};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
@@ -499,8 +499,8 @@ async fn ready(app: &TestApp) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_or_bad_jwks_url_starts_degraded_and_fails_config_check() {
+    use hookwarden_server::boot::Application;
     use hookwarden_server::config_check::connections;
-    use hookwarden_server::startup::Application;
     let dir = TempDir::new();
     let idp = JwksServer::start(jwks_of(&["rsa-1", "ed-1"])).await;
     let closed = closed_port_url().await;

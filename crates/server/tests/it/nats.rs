@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use futures_util::StreamExt;
 use hookwarden_server::config::NatsSettings;
-use hookwarden_server::nats::Nats;
+use hookwarden_server::outbound::nats::Nats;
 use hookwarden_store::on_both;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -216,7 +216,7 @@ async fn a_stream_that_overlaps_is_named_with_the_setting_that_avoids_it() {
 
 #[test]
 fn subject_patterns_overlap_as_nats_matches_them() {
-    use hookwarden_server::nats::subjects_overlap as o;
+    use hookwarden_server::outbound::nats::subjects_overlap as o;
     assert!(o("webhook.dispatch", "webhook.dispatch"));
     assert!(o("webhook.dispatch.>", "webhook.>"));
     assert!(o("webhook.dispatch", "webhook.*"));

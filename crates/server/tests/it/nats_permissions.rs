@@ -4,8 +4,8 @@
 
 use crate::helpers::*;
 use futures_util::StreamExt;
-use hookwarden_server::devcerts::DevCa;
-use hookwarden_server::producers::ProducerGrant;
+use hookwarden_server::boot::devcerts::DevCa;
+use hookwarden_server::outbound::producers::ProducerGrant;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -133,7 +133,7 @@ async fn example_nats_permissions_and_producer_grants() {
     // A later start with other retention limits may update its own stream.
     let mut later = app.state.settings.nats().expect("nats settings");
     later.max_age = std::time::Duration::from_secs(3 * 86_400);
-    hookwarden_server::nats::Nats::connect(&later)
+    hookwarden_server::outbound::nats::Nats::connect(&later)
         .await
         .expect("hookwarden updates its own stream's retention");
     app.create_webhook("acct_1", &rx.url("/h"), &["*"]).await;

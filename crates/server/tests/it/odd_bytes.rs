@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use axum::http::StatusCode;
 use futures_util::StreamExt;
-use hookwarden_server::pump::Queue;
+use hookwarden_server::shared::pump::Queue;
 use hookwarden_store::model::{AttemptResult, AttemptStatus, Claim};
 use hookwarden_store::on_both;
 use hookwarden_store::testing::execute_raw;
@@ -351,7 +351,7 @@ async fn an_outcome_that_cannot_be_written_is_recorded_generically(backend: Back
     assert_eq!(done["httpStatus"], 500);
     assert_eq!(
         done["error"],
-        hookwarden_server::dispatch::worker::UNRECORDABLE,
+        hookwarden_server::outbound::dispatch::worker::UNRECORDABLE,
         "{done}"
     );
     assert!(done["responsePreview"].is_null(), "{done}");

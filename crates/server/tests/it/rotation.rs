@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use axum::http::StatusCode;
 use base64::Engine;
-use hookwarden_server::rotate::rotate_all;
+use hookwarden_server::shared::rotate::rotate_all;
 use hookwarden_store::on_both;
 use serde_json::json;
 use std::time::Duration;
@@ -136,7 +136,7 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
     // The audit trail, keyed under the first deployment, still verifies
     // under the new key alone, and new entries still chain onto it.
     let store = after.state.store.as_ref();
-    let before = hookwarden_server::audit::verify(store, &after.state.keyring, None)
+    let before = hookwarden_server::shared::audit::verify(store, &after.state.keyring, None)
         .await
         .expect("the chain key opens under the new master key")
         .expect("the trail is intact after the rotation");
@@ -144,7 +144,7 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
         before.entries > 0 && before.keyed == before.entries,
         "{before:?}"
     );
-    hookwarden_server::audit::record(
+    hookwarden_server::shared::audit::record(
         &after.state,
         "test",
         "keys.rotated",
@@ -153,10 +153,11 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
         json!({}),
     )
     .await;
-    let now = hookwarden_server::audit::verify(store, &after.state.keyring, Some(&before.head))
-        .await
-        .expect("verify")
-        .expect("the new entry chains onto the rotated trail");
+    let now =
+        hookwarden_server::shared::audit::verify(store, &after.state.keyring, Some(&before.head))
+            .await
+            .expect("verify")
+            .expect("the new entry chains onto the rotated trail");
     assert_eq!(
         (now.entries, now.keyed),
         (before.entries + 1, before.entries + 1)

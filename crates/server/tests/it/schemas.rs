@@ -6,7 +6,7 @@
 use crate::helpers::*;
 use axum::http::StatusCode;
 use futures_util::StreamExt;
-use hookwarden_server::producers::ProducerGrant;
+use hookwarden_server::outbound::producers::ProducerGrant;
 use hookwarden_store::on_both;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -5,7 +5,7 @@ use crate::helpers::*;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use hookwarden_core::destination::NOT_ALLOWED;
-use hookwarden_server::dispatch::client::{Lookup, SystemLookup};
+use hookwarden_server::shared::client::{Lookup, SystemLookup};
 use hookwarden_store::on_both;
 use serde_json::json;
 use std::collections::HashMap;

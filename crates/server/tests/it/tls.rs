@@ -6,7 +6,7 @@
 use crate::helpers::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Version};
-use hookwarden_server::devcerts::{DevCa, Issued};
+use hookwarden_server::boot::devcerts::{DevCa, Issued};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
@@ -476,7 +476,7 @@ async fn a_delivery_ca_file_without_certificates_stops_start_up() {
     .set("ops_listen", "127.0.0.1:0")
     .set("delivery_ca_file", empty);
     let settings = hookwarden_server::config::Settings::from_raw(raw).expect("settings");
-    let err = match hookwarden_server::startup::Application::build(settings).await {
+    let err = match hookwarden_server::boot::Application::build(settings).await {
         Ok(_) => panic!("started with a CA file holding no certificate"),
         Err(e) => format!("{e:#}"),
     };

@@ -3,9 +3,9 @@
 //! database), so an operator can check it with the operator key alone.
 
 use crate::auth::operator::Operator;
-use crate::error::{ApiError, ApiResult};
 use crate::http::json::StrictQuery;
-use crate::state::AppState;
+use crate::shared::error::{ApiError, ApiResult};
+use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use hookwarden_core::audit::Head;
@@ -63,9 +63,10 @@ pub async fn verify(
         })
         .transpose()?;
     let _turn = ONE_AT_A_TIME.lock().await;
-    let verdict = crate::audit::verify(state.store.as_ref(), &state.keyring, expected.as_ref())
-        .await
-        .map_err(|e| ApiError::internal("audit chain", e))?;
+    let verdict =
+        crate::shared::audit::verify(state.store.as_ref(), &state.keyring, expected.as_ref())
+            .await
+            .map_err(|e| ApiError::internal("audit chain", e))?;
     Ok(Json(match verdict {
         Ok(v) => ChainReport {
             valid: true,

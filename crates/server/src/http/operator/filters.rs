@@ -1,7 +1,7 @@
 //! Query values the operator routes share: statuses, times, and the
 //! `{requestedBy, reason}` every operator action carries into the audit trail.
 
-use crate::error::{ApiError, ApiResult};
+use crate::shared::error::{ApiError, ApiResult};
 use chrono::{DateTime, Utc};
 use hookwarden_store::model::AttemptStatus;
 use serde::Deserialize;

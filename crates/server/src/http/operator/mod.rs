@@ -1,10 +1,9 @@
-//! The operator API (`/api/v1/*` behind `x-internal-api-key`).
+//! The operator API (`/api/v1/*` behind `x-internal-api-key`), by direction:
+//! `inbound` (integrations, inbound events, forwarding), `outbound`
+//! (deliveries, events and webhooks across accounts), and the audit trail.
 
-pub mod audit_chain;
-pub mod events;
-pub mod filters;
-pub mod integration_secrets;
-pub mod integrations;
-pub mod outbound;
-pub mod outbound_events;
-pub mod outbound_webhooks;
+pub(crate) mod audit_chain;
+pub(crate) mod audit_trail;
+pub(crate) mod filters;
+pub mod inbound;
+pub(crate) mod outbound;

@@ -1,0 +1,502 @@
+//! The delivery worker: claims due attempts (at most the free share of the
+//! in-flight budget, never for an endpoint already holding its fair share),
+//! signs and sends each, and records the outcome with the next try in one
+//! transaction, once the in-flight slot is given back. A crash leaves
+//! claimed work to be claimed again when its lease expires: delivery is at
+//! least once.
+
+use super::breaker::Breaker;
+use crate::shared::client::{DeliveryClient, Outcome};
+use crate::shared::pump::{Pump, PumpConfig, Queue};
+use crate::shared::retry::DeadLetterSink;
+use crate::shared::secrets::open_webhook_secret;
+use crate::shared::state::AppState;
+use async_trait::async_trait;
+use chrono::Utc;
+use hookwarden_core::backoff::bounded_retry_after;
+use hookwarden_core::secret::WebhookSecret;
+use hookwarden_core::standard_webhooks::{sign_all, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use hookwarden_core::validate;
+use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webhook};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Writes of one try's outcome before it is left to its lease.
+const RECORD_WRITES: usize = 3;
+
+/// The outcome with its texts made storable (they may come from anywhere).
+fn storable_outcome(result: AttemptResult) -> AttemptResult {
+    AttemptResult {
+        response_preview: result
+            .response_preview
+            .as_deref()
+            .map(crate::shared::retry::storable_text),
+        error: result
+            .error
+            .as_deref()
+            .map(crate::shared::retry::storable_text),
+        ..result
+    }
+}
+
+/// The outcome without any text from outside: what is written when the
+/// outcome as observed could not be.
+fn generic_outcome(result: AttemptResult) -> AttemptResult {
+    AttemptResult {
+        response_preview: None,
+        error: Some(UNRECORDABLE.into()),
+        ..result
+    }
+}
+
+/// The error of a try whose observed outcome could not be written.
+pub const UNRECORDABLE: &str = "the try's outcome could not be recorded as observed";
+
+/// The outbound delivery queue: due attempts, one lane per webhook.
+pub struct DeliveryQueue {
+    state: AppState,
+    client: DeliveryClient,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    breaker: Breaker,
+}
+
+/// The delivery worker: the pump over the delivery queue.
+pub type Dispatcher = Pump<DeliveryQueue>;
+
+impl DeliveryQueue {
+    pub fn new(
+        state: AppState,
+        client: DeliveryClient,
+        dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    ) -> Self {
+        Self {
+            state,
+            client,
+            dead_letters,
+            breaker: Breaker::default(),
+        }
+    }
+
+    pub fn pump_config(settings: &crate::config::Settings) -> PumpConfig {
+        PumpConfig {
+            name: "delivery",
+            max_in_flight: settings.max_in_flight,
+            per_lane: settings.max_in_flight_per_endpoint,
+            poll_interval: settings.poll_interval,
+            drain: settings.delivery_timeout + Duration::from_secs(2),
+            lease: settings.delivery_lease,
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for DeliveryQueue {
+    type Item = (Attempt, Option<Webhook>);
+
+    fn lane(item: &Self::Item) -> String {
+        item.0.webhook_id.clone()
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<Self::Item>> {
+        let now = Utc::now();
+        let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        let claim = Claim {
+            worker_id,
+            now,
+            lease_until: now + lease,
+            limit,
+            exclude_webhooks: exclude,
+        };
+        Ok(self.state.store.claim_due_with_webhooks(&claim).await?)
+    }
+
+    async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()> {
+        let ids: Vec<String> = items.into_iter().map(|(a, _)| a.id).collect();
+        Ok(self.state.store.release(&ids, worker_id).await?)
+    }
+
+    /// `None`: the try was not made (its lease ran short); nothing to record.
+    type Done = Option<(Attempt, AttemptResult)>;
+
+    async fn process(
+        &self,
+        worker_id: &str,
+        (attempt, webhook): Self::Item,
+        lease_ends: Instant,
+    ) -> Self::Done {
+        let result = self
+            .try_once(worker_id, &attempt, webhook.as_ref(), lease_ends)
+            .await?;
+        Some((attempt, result))
+    }
+
+    async fn record(&self, _worker_id: &str, done: Self::Done) {
+        if let Some((attempt, result)) = done {
+            self.record_try(attempt, result).await
+        }
+    }
+}
+
+impl DeliveryQueue {
+    /// Records one try (with the next one), then tells metrics, logs and
+    /// the dead-letter subject.
+    async fn record_try(&self, attempt: Attempt, result: AttemptResult) {
+        let result = self.write_outcome(&attempt, result).await;
+        let status = result.status;
+        metrics::counter!(crate::shared::metrics::DELIVERIES, "outcome" => status.as_str())
+            .increment(1);
+        if matches!(status, AttemptStatus::Failed | AttemptStatus::Dead) {
+            let reason =
+                crate::shared::metrics::failure_reason(result.http_status, result.error.as_deref());
+            metrics::counter!(crate::shared::metrics::DELIVERY_FAILURES, "reason" => reason)
+                .increment(1);
+        }
+        metrics::histogram!(crate::shared::metrics::DELIVERY_DURATION)
+            .record(result.duration_ms as f64 / 1000.0);
+        tracing::info!(
+            delivery.id = %attempt.id, event.id = %attempt.event_id, webhook.id = %attempt.webhook_id,
+            account.id = %attempt.account_id, attempt = attempt.attempt, outcome = status.as_str(),
+            http.status = result.http_status, duration_ms = result.duration_ms, error = result.error.as_deref(),
+            "delivery try finished"
+        );
+        if status == AttemptStatus::Dead {
+            self.announce_dead_letter(&attempt, &result).await;
+        }
+    }
+
+    /// Writes a try's outcome, and answers what was written. A failed write
+    /// is never left to repeat the try after every lease: it is written
+    /// again after a pause (a blip), with its texts made storable, and
+    /// last with them replaced by a generic reason. The status decided is
+    /// kept throughout: a try the receiver accepted stays succeeded (it has
+    /// the event), a failed one keeps its next try on the schedule. Only if
+    /// even that write fails (the database refuses every write) is the try
+    /// left to its lease, as after a crash.
+    async fn write_outcome(&self, attempt: &Attempt, result: AttemptResult) -> AttemptResult {
+        let mut current = result;
+        for write in 1..=RECORD_WRITES {
+            match self.state.store.complete_attempt(&current).await {
+                Ok(true) => return current,
+                Ok(false) => {
+                    tracing::warn!(delivery.id = %attempt.id, "lease lost before the try was recorded; another worker owns it");
+                    return current;
+                }
+                Err(e) if write == RECORD_WRITES => {
+                    tracing::error!(delivery.id = %attempt.id, error.message = %e, writes = write,
+                        "recording a try failed with a generic outcome too; it will be retried after its lease");
+                    return current;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery.id = %attempt.id, error.message = %e, writes = write,
+                        "recording a try failed; writing it again");
+                    current = if write + 1 == RECORD_WRITES {
+                        generic_outcome(current)
+                    } else {
+                        storable_outcome(current)
+                    };
+                    tokio::time::sleep(Duration::from_millis(100 * write as u64)).await;
+                }
+            }
+        }
+        current
+    }
+
+    /// One try, or `None` if it was not made because it could outlive its
+    /// lease (the attempt is then left to be claimed again).
+    async fn try_once(
+        &self,
+        worker_id: &str,
+        attempt: &Attempt,
+        webhook: Option<&Webhook>,
+        lease_ends: Instant,
+    ) -> Option<AttemptResult> {
+        let now = Utc::now();
+        let base = AttemptResult {
+            attempt_id: attempt.id.clone(),
+            worker_id: worker_id.to_owned(),
+            status: AttemptStatus::Dead,
+            http_status: None,
+            duration_ms: 0,
+            response_preview: None,
+            error: None,
+            completed_at: now,
+            next: None,
+        };
+        let Some(webhook) = webhook else {
+            return Some(AttemptResult {
+                error: Some("webhook deleted".into()),
+                ..base
+            });
+        };
+        // Validated at publish; validated again here, at the consume edge.
+        if validate::payload(&attempt.payload_snapshot["data"]).is_err() {
+            return Some(AttemptResult {
+                error: Some("payload failed validation before delivery".into()),
+                ..base
+            });
+        }
+        let event_type = attempt.payload_snapshot["type"]
+            .as_str()
+            .unwrap_or_default();
+        match self
+            .state
+            .schemas
+            .check(
+                self.state.store.as_ref(),
+                event_type,
+                &attempt.payload_snapshot["data"],
+            )
+            .await
+        {
+            Ok(Ok(())) => {}
+            // The type's schema changed since the event was accepted: a
+            // failed try with the reason, retried on the schedule (a schema
+            // written by mistake, or by someone hostile, is fixed in time),
+            // a dead letter only when the schedule runs out.
+            Ok(Err(reason)) => {
+                return Some(self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some(crate::shared::retry::storable_text(&reason)),
+                        ..base
+                    },
+                    None,
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "schema check failed; the try is retried");
+                return Some(self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some("schema check unavailable".into()),
+                        ..base
+                    },
+                    None,
+                ));
+            }
+        }
+        let secrets = match self.active_secrets(webhook, now) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(webhook.id = %webhook.id, error.message = %e, "cannot open webhook secret");
+                return Some(self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some("signing secret unavailable".into()),
+                        ..base
+                    },
+                    None,
+                ));
+            }
+        };
+        let body = match serde_json::to_vec(&attempt.payload_snapshot) {
+            Ok(b) => b,
+            Err(_) => {
+                return Some(AttemptResult {
+                    error: Some("payload could not be serialized".into()),
+                    ..base
+                })
+            }
+        };
+        let timestamp = Utc::now().timestamp();
+        let refs: Vec<&WebhookSecret> = secrets.iter().collect();
+        let signature = sign_all(&refs, &attempt.event_id, timestamp, &body);
+        drop(secrets);
+        let headers = [
+            (HEADER_ID, attempt.event_id.clone()),
+            (HEADER_TIMESTAMP, timestamp.to_string()),
+            (HEADER_SIGNATURE, signature),
+        ];
+        // The try can take the whole timeout: start it only if it ends
+        // inside the lease, or another worker could send the same event at
+        // the same time (a worker that waited long for the database, say).
+        if !crate::shared::pump::fits_in_lease(
+            Instant::now(),
+            self.state.settings.delivery_timeout,
+            lease_ends,
+        ) {
+            tracing::warn!(delivery.id = %attempt.id, "the lease ran short before sending; the try is left to be claimed again");
+            return None;
+        }
+        let outcome = self.client.send(&webhook.url, &headers, body).await;
+        Some(self.classify(attempt, webhook, outcome, base).await)
+    }
+
+    /// The current secret, and the previous one while its grace period lasts.
+    fn active_secrets(
+        &self,
+        w: &Webhook,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<WebhookSecret>, crate::shared::secrets::OpenError> {
+        let keyring = &self.state.keyring;
+        let mut out = vec![open_webhook_secret(
+            keyring,
+            &w.account_id,
+            &w.id,
+            &w.secret,
+        )?];
+        if let Some((old, until)) = &w.old_secret {
+            if *until > now {
+                out.push(open_webhook_secret(keyring, &w.account_id, &w.id, old)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn classify(
+        &self,
+        attempt: &Attempt,
+        webhook: &Webhook,
+        o: Outcome,
+        base: AttemptResult,
+    ) -> AttemptResult {
+        let result = crate::shared::retry::observed(base, &o);
+        match o.http_status {
+            Some(s) if (200..300).contains(&s) => {
+                self.breaker.succeeded(&webhook.id);
+                AttemptResult {
+                    status: AttemptStatus::Succeeded,
+                    ..result
+                }
+            }
+            Some(410) => {
+                // Standard Webhooks: 410 Gone means "stop sending"; an update re-enables.
+                if let Err(e) = self
+                    .state
+                    .store
+                    .disable_webhook(&webhook.id, "endpoint answered 410 Gone", Utc::now())
+                    .await
+                {
+                    tracing::error!(webhook.id = %webhook.id, error.message = %e, "disabling webhook failed");
+                }
+                tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint answered 410 Gone: disabled");
+                AttemptResult {
+                    status: AttemptStatus::Dead,
+                    ..result
+                }
+            }
+            Some(429 | 502 | 503 | 504) => {
+                // The endpoint asks us to slow down: pause it, honouring
+                // Retry-After within bounds (or the breaker's pause, if longer:
+                // one pause, one write).
+                let asked = o.retry_after.unwrap_or_else(|| bounded_retry_after(5));
+                let pause = self.count_failure(webhook).map_or(asked, |p| p.max(asked));
+                self.pause(webhook, pause, "endpoint asked to slow down")
+                    .await;
+                self.failed(attempt, result, o.retry_after)
+            }
+            _ => {
+                if let Some(pause) = self.count_failure(webhook) {
+                    self.pause(webhook, pause, "endpoint failed tries in a row")
+                        .await;
+                }
+                self.failed(attempt, result, None)
+            }
+        }
+    }
+
+    /// One more failed try in a row: the breaker's pause when it opens.
+    fn count_failure(&self, webhook: &Webhook) -> Option<Duration> {
+        let pause = self
+            .breaker
+            .failed(&webhook.id, &self.state.settings.retry_schedule)?;
+        metrics::counter!(crate::shared::metrics::BREAKER_PAUSES).increment(1);
+        Some(pause)
+    }
+
+    /// Pauses the endpoint: its pending tries are due at the end of the
+    /// pause at the earliest, and claims skip it until then.
+    async fn pause(&self, webhook: &Webhook, pause: Duration, why: &'static str) {
+        let until =
+            Utc::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
+        if let Err(e) = self.state.store.throttle_webhook(&webhook.id, until).await {
+            tracing::error!(webhook.id = %webhook.id, error.message = %e, "pausing the endpoint failed");
+            return;
+        }
+        tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, pause_ms = pause.as_millis() as u64, reason = why, "endpoint paused");
+    }
+
+    /// A failed try: schedule the next one, or make it a dead letter.
+    fn failed(
+        &self,
+        attempt: &Attempt,
+        result: AttemptResult,
+        at_least: Option<Duration>,
+    ) -> AttemptResult {
+        let (status, next) = crate::shared::retry::after_failure(
+            &self.state.settings.retry_schedule,
+            attempt.attempt,
+            at_least,
+            result.completed_at,
+        );
+        AttemptResult {
+            status,
+            next,
+            ..result
+        }
+    }
+
+    async fn announce_dead_letter(&self, attempt: &Attempt, result: &AttemptResult) {
+        metrics::counter!(crate::shared::metrics::DEAD_LETTERS).increment(1);
+        let Some(sink) = &self.dead_letters else {
+            return;
+        };
+        // No payload: it may carry personal data; the database keeps the snapshot.
+        let notice = json!({
+            "kind": "delivery",
+            "attemptId": attempt.id,
+            "eventId": attempt.event_id,
+            "webhookId": attempt.webhook_id,
+            "accountId": attempt.account_id,
+            "attempt": attempt.attempt,
+            "httpStatus": result.http_status,
+            "error": result.error,
+            "deadAt": result.completed_at.to_rfc3339(),
+        });
+        if let Err(e) = sink.publish(&notice).await {
+            tracing::warn!(delivery.id = %attempt.id, error.message = %e, "publishing dead-letter notice failed; the database still records it");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: AttemptStatus) -> AttemptResult {
+        AttemptResult {
+            attempt_id: "att_1".into(),
+            worker_id: "w".into(),
+            status,
+            http_status: Some(200),
+            duration_ms: 7,
+            response_preview: Some("a\0b".into()),
+            error: Some("c\0d".into()),
+            completed_at: Utc::now(),
+            next: None,
+        }
+    }
+
+    #[test]
+    fn fallback_outcomes_keep_the_status_and_drop_what_could_not_be_stored() {
+        let s = storable_outcome(result(AttemptStatus::Succeeded));
+        assert_eq!(s.status, AttemptStatus::Succeeded);
+        assert_eq!(s.response_preview.as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(s.error.as_deref(), Some("c\u{fffd}d"));
+        let g = generic_outcome(result(AttemptStatus::Failed));
+        assert_eq!(
+            (g.status, g.http_status, g.duration_ms),
+            (AttemptStatus::Failed, Some(200), 7)
+        );
+        assert_eq!(g.response_preview, None);
+        assert_eq!(g.error.as_deref(), Some(UNRECORDABLE));
+    }
+}

@@ -1,0 +1,513 @@
+//! The work pump shared by outbound delivery and inbound forwarding: claims
+//! due items within an in-flight budget, never letting one lane (endpoint)
+//! hold more than its share, processes them concurrently, records their
+//! outcomes, and drains on shutdown. What an item is and how it is processed
+//! is the `Queue`'s business.
+
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    type Item: Send + 'static;
+    /// The lane an item belongs to (its endpoint), for fairness.
+    fn lane(item: &Self::Item) -> String;
+    /// Claims up to `limit` due items, none in `exclude` lanes, leased to
+    /// `worker_id`: the claim's own name (the worker's id and the claim's
+    /// number), which `release`, `process` and `record` get back for its items.
+    async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        exclude: &[String],
+    ) -> anyhow::Result<Vec<Self::Item>>;
+    /// Gives back claimed items without working on them.
+    async fn release(&self, worker_id: &str, items: Vec<Self::Item>) -> anyhow::Result<()>;
+    /// What processing leaves to record.
+    type Done: Send + 'static;
+    /// Works on one item: the part that holds an in-flight slot. The lease
+    /// on it ends at `lease_ends` at the latest (measured before the claim):
+    /// a try that could outlive it must not start, since another worker may
+    /// claim the item once the lease is over.
+    async fn process(&self, worker_id: &str, item: Self::Item, lease_ends: Instant) -> Self::Done;
+    /// Records the outcome, after the slot is given back: waiting for a
+    /// commit is not a delivery in flight, and holding slots through it
+    /// would idle the budget while the database syncs.
+    async fn record(&self, worker_id: &str, done: Self::Done);
+}
+
+/// How many outcomes may wait to be recorded, per slot of the budget. When
+/// recording falls behind, finished items keep their slots, which holds
+/// new claims back (backpressure) instead of piling outcomes up in memory.
+/// It also bounds what a crash can repeat: at most twice the budget of
+/// tries were made and not yet recorded.
+const RECORDING_PER_SLOT: usize = 1;
+
+/// Room kept between a try's timeout and the end of its lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Whether a try started `now` that may take `timeout` ends inside its lease
+/// (with a margin): if not, it must not start, since the item may be claimed
+/// by another worker once the lease is over.
+pub fn fits_in_lease(now: Instant, timeout: Duration, lease_ends: Instant) -> bool {
+    now + timeout + LEASE_MARGIN <= lease_ends
+}
+
+/// After a slot frees, how long the pump waits for more before claiming, so
+/// that a busy pump claims in batches, not one row per freed slot.
+const CLAIM_LINGER: Duration = Duration::from_millis(3);
+
+/// Tells a pump that new work was committed, and for which lanes when the
+/// committer knows. A wake only for lanes that hold their whole share needs
+/// no claim: the claim would leave those lanes out and walk past all their
+/// due rows to find nothing, and a busy lane's backlog can be long. Those
+/// lanes are claimed again when one of their slots frees.
+#[derive(Default)]
+pub struct Wake {
+    notify: Notify,
+    woken: Mutex<Woken>,
+}
+
+/// What was woken since the pump last claimed.
+#[derive(Default)]
+enum Woken {
+    #[default]
+    Nothing,
+    Lanes(HashSet<String>),
+    /// Work of lanes not named (a replay, a retry by hand).
+    Any,
+}
+
+impl Wake {
+    /// New work in these lanes.
+    pub fn lanes<I: IntoIterator<Item = String>>(&self, lanes: I) {
+        {
+            let mut w = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *w {
+                Woken::Any => {}
+                Woken::Lanes(set) => set.extend(lanes),
+                nothing => *nothing = Woken::Lanes(lanes.into_iter().collect()),
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// New work in lanes not named.
+    pub fn any(&self) {
+        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = Woken::Any;
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Woken {
+        std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// How much of the in-flight budget one lane (endpoint) may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneShare {
+    /// At most this many, whatever else is going on (an operator's setting).
+    Fixed(usize),
+    /// The default: a lane alone may use three quarters of the budget, so a
+    /// newcomer always finds a quarter free at once; with company, the budget
+    /// is split evenly among the busy lanes, never below a quarter each.
+    Fair,
+}
+
+impl LaneShare {
+    /// The most a lane may hold while `busy` lanes (itself included) hold work.
+    pub fn cap(self, budget: usize, busy: usize) -> usize {
+        match self {
+            Self::Fixed(n) => n,
+            Self::Fair => {
+                let floor = (budget / 4).max(1);
+                if busy <= 1 {
+                    budget.saturating_sub(floor).max(floor)
+                } else {
+                    floor.max(budget / busy)
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PumpConfig {
+    /// For logs and metrics: `delivery` or `forwarding`.
+    pub name: &'static str,
+    pub max_in_flight: usize,
+    pub per_lane: LaneShare,
+    pub poll_interval: Duration,
+    /// How long shutdown waits for items in flight.
+    pub drain: Duration,
+    /// How long a claim's lease lasts.
+    pub lease: Duration,
+}
+
+pub struct Pump<Q: Queue> {
+    queue: Q,
+    config: PumpConfig,
+    worker_id: String,
+    permits: Arc<Semaphore>,
+    /// Places for outcomes waiting to be recorded.
+    recording: Arc<Semaphore>,
+    per_lane: Mutex<HashMap<String, usize>>,
+    slot_freed: Notify,
+    wake: Arc<Wake>,
+    /// Claims made, for each claim's owner name.
+    claims: AtomicU64,
+}
+
+/// A claimed item with its in-flight slot, the end of its lease and the
+/// name it was claimed under (the worker's id and the claim's number).
+struct Claimed<I> {
+    item: I,
+    permit: OwnedSemaphorePermit,
+    lease_ends: Instant,
+    owner: Arc<str>,
+}
+
+impl<Q: Queue> Pump<Q> {
+    pub fn new(queue: Q, config: PumpConfig, wake: Arc<Wake>) -> Self {
+        Self {
+            queue,
+            worker_id: hookwarden_core::ids::new_id("worker"),
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            recording: Arc::new(Semaphore::new(config.max_in_flight * RECORDING_PER_SLOT)),
+            per_lane: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
+            wake,
+            claims: AtomicU64::new(0),
+            config,
+        }
+    }
+
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// Runs until `shutdown`, then waits (bounded) for items in flight.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker started");
+        let mut claim_now = true;
+        while !shutdown.is_cancelled() {
+            let more = claim_now
+                && match self.claim().await {
+                    Ok((items, more)) => {
+                        for claimed in items {
+                            let this = self.clone();
+                            tokio::spawn(async move { this.work(claimed).await });
+                        }
+                        more
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "claiming due work failed; will retry");
+                        false
+                    }
+                };
+            if more && self.permits.available_permits() > 0 {
+                continue;
+            }
+            claim_now = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notify.notified() => self.worth_claiming(),
+                _ = self.slot_freed.notified() => {
+                    self.gather(&shutdown).await;
+                    true
+                }
+                _ = tokio::time::sleep(self.config.poll_interval) => true,
+            };
+        }
+        // Let items in flight finish and their outcomes be recorded; anything
+        // cut off is retried after its lease.
+        let (slots, places) = (
+            self.config.max_in_flight as u32,
+            (self.config.max_in_flight * RECORDING_PER_SLOT) as u32,
+        );
+        let _ = tokio::time::timeout(self.config.drain, async {
+            let _slots = self.permits.acquire_many(slots).await;
+            let _places = self.recording.acquire_many(places).await;
+        })
+        .await;
+        tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker stopped");
+    }
+
+    /// One step for tests and tools: claims what is due and works it all
+    /// before returning the number of items.
+    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let (items, _) = self.claim().await?;
+        let n = items.len();
+        let tasks: Vec<_> = items
+            .into_iter()
+            .map(|claimed| {
+                let this = self.clone();
+                tokio::spawn(async move { this.work(claimed).await })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(n)
+    }
+
+    async fn work(&self, claimed: Claimed<Q::Item>) {
+        let Claimed {
+            item,
+            permit,
+            lease_ends,
+            owner,
+        } = claimed;
+        let lane = Q::lane(&item);
+        let done = self.queue.process(&owner, item, lease_ends).await;
+        // A place to wait for recording first, then the slot goes back.
+        let place = self.recording.clone().acquire_owned().await;
+        self.finish(&lane);
+        drop(permit);
+        self.record_in_flight();
+        self.slot_freed.notify_one();
+        self.queue.record(&owner, done).await;
+        drop(place);
+    }
+
+    /// A slot freed while others are still busy: wait briefly for a few
+    /// more (a quarter of the budget), so the next claim fetches a batch.
+    async fn gather(&self, shutdown: &CancellationToken) {
+        let want = (self.config.max_in_flight / 4).max(1);
+        let deadline = tokio::time::Instant::now() + CLAIM_LINGER;
+        while self.permits.available_permits() < want
+            && self.permits.available_permits() < self.config.max_in_flight
+        {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notify.notified() => return,
+                _ = self.slot_freed.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// After a wake: whether a claim could find anything, i.e. whether a
+    /// lane that was woken (or any, when not named) may take more work.
+    fn worth_claiming(&self) -> bool {
+        match self.wake.take() {
+            Woken::Lanes(lanes) => {
+                let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+                let cap = self.cap(map.len());
+                lanes.iter().any(|l| map.get(l).is_none_or(|n| *n < cap))
+            }
+            Woken::Nothing | Woken::Any => true,
+        }
+    }
+
+    /// Claims due items that fit the budget, each with its in-flight permit,
+    /// and whether to claim again right away: when the claim came back full
+    /// and every item fit its lane, or when items over a lane's share may
+    /// have crowded out a lane that was woken. Claiming again after a short
+    /// claim would walk the due rows of the lanes left out for nothing.
+    async fn claim(&self) -> anyhow::Result<(Vec<Claimed<Q::Item>>, bool)> {
+        // Whatever was woken until now, this claim covers.
+        let woken = self.wake.take();
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let exclude: Vec<String> = {
+            let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+            let cap = self.cap(map.len());
+            map.iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        // Before the claim, so never later than the lease the database records.
+        let lease_ends = Instant::now() + self.config.lease;
+        // Each claim owns its rows under a name of its own, so a late
+        // outcome or release of an earlier claim of the same row by this
+        // worker finds the row no longer its own.
+        let owner: Arc<str> = format!(
+            "{}.{}",
+            self.worker_id,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        )
+        .into();
+        let items = self.queue.claim(&owner, free as u32, &exclude).await?;
+        let full = items.len() == free;
+        let mut out = Vec::with_capacity(items.len());
+        let mut over = Vec::new();
+        for item in items {
+            match self.reserve(&Q::lane(&item)) {
+                Some(permit) => out.push(Claimed {
+                    item,
+                    permit,
+                    lease_ends,
+                    owner: owner.clone(),
+                }),
+                // Over the lane's share (or the budget): give it back.
+                None => over.push(item),
+            }
+        }
+        let crowded: HashSet<String> = over.iter().map(Q::lane).collect();
+        let more = if over.is_empty() {
+            full
+        } else {
+            match &woken {
+                Woken::Any => true,
+                Woken::Lanes(lanes) => lanes.iter().any(|l| !crowded.contains(l)),
+                Woken::Nothing => false,
+            }
+        };
+        if !over.is_empty() {
+            // All at once: a lane with a backlog can return many per claim.
+            self.queue.release(&owner, over).await?;
+        }
+        self.record_in_flight();
+        Ok((out, more))
+    }
+
+    /// The most one lane may hold while `busy` lanes hold work.
+    fn cap(&self, busy: usize) -> usize {
+        self.config.per_lane.cap(self.config.max_in_flight, busy)
+    }
+
+    fn reserve(&self, lane: &str) -> Option<OwnedSemaphorePermit> {
+        let mut map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+        // Busy lanes, counting this one whether or not it holds work yet.
+        let busy = map.len() + usize::from(!map.contains_key(lane));
+        let cap = self.cap(busy);
+        let count = map.entry(lane.to_owned()).or_insert(0);
+        if *count >= cap {
+            if *count == 0 {
+                map.remove(lane);
+            }
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        *count += 1;
+        Some(permit)
+    }
+
+    fn finish(&self, lane: &str) {
+        let mut map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(lane) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(lane);
+            }
+        }
+    }
+
+    fn record_in_flight(&self) {
+        let busy = self.config.max_in_flight - self.permits.available_permits();
+        metrics::gauge!(crate::shared::metrics::IN_FLIGHT, "queue" => self.config.name)
+            .set(busy as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaneShare;
+    use std::sync::{Arc, Mutex};
+
+    /// A queue of one lane that hands out one item per claim and notes
+    /// under which name each step happened.
+    #[derive(Default)]
+    struct Names(Mutex<Vec<(&'static str, String)>>);
+
+    impl Names {
+        fn note(&self, step: &'static str, owner: &str) {
+            self.0.lock().expect("names").push((step, owner.into()));
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl super::Queue for Names {
+        type Item = ();
+        type Done = ();
+        fn lane(_: &()) -> String {
+            "lane".into()
+        }
+        async fn claim(&self, owner: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            self.note("claim", owner);
+            Ok(vec![()])
+        }
+        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn process(&self, owner: &str, _: (), _: tokio::time::Instant) {
+            self.note("process", owner);
+        }
+        async fn record(&self, owner: &str, _: ()) {
+            self.note("record", owner);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_claim_owns_its_items_under_a_name_of_its_own() {
+        let config = super::PumpConfig {
+            name: "test",
+            max_in_flight: 2,
+            per_lane: LaneShare::Fixed(2),
+            poll_interval: std::time::Duration::from_secs(1),
+            drain: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(5),
+        };
+        let pump = Arc::new(super::Pump::new(
+            Names::default(),
+            config,
+            Default::default(),
+        ));
+        pump.run_once().await.expect("first");
+        pump.run_once().await.expect("second");
+        let steps = pump.queue().0.lock().expect("names").clone();
+        let names = |step: &str| -> Vec<String> {
+            steps
+                .iter()
+                .filter(|(s, _)| *s == step)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        let claims = names("claim");
+        assert_eq!(claims.len(), 2);
+        assert_ne!(
+            claims[0], claims[1],
+            "a later claim by the same worker has another name"
+        );
+        assert_eq!(names("process"), claims, "processed under its claim's name");
+        assert_eq!(names("record"), claims, "recorded under its claim's name");
+    }
+
+    #[test]
+    fn a_try_that_could_outlive_its_lease_does_not_start() {
+        let now = tokio::time::Instant::now();
+        let timeout = std::time::Duration::from_secs(1);
+        let lease_ends = now + std::time::Duration::from_secs(3);
+        assert!(
+            super::fits_in_lease(now, timeout, lease_ends),
+            "fresh claim"
+        );
+        let late = now + std::time::Duration::from_millis(1500);
+        assert!(
+            !super::fits_in_lease(late, timeout, lease_ends),
+            "a worker that waited 1.5 s of a 3 s lease must not send (1 s timeout, 1 s margin)"
+        );
+        assert!(!super::fits_in_lease(lease_ends, timeout, lease_ends));
+    }
+
+    #[test]
+    fn the_fair_share_leaves_a_quarter_for_newcomers_and_splits_among_busy_lanes() {
+        let fair = LaneShare::Fair;
+        assert_eq!(fair.cap(20, 1), 15, "alone: all but a quarter");
+        assert_eq!(fair.cap(20, 2), 10, "two: half each");
+        assert_eq!(fair.cap(20, 3), 6);
+        assert_eq!(fair.cap(20, 10), 5, "never under a quarter");
+        assert_eq!(fair.cap(1, 1), 1, "a budget of one still moves");
+        assert_eq!(fair.cap(4, 2), 2);
+        assert_eq!(LaneShare::Fixed(3).cap(20, 1), 3);
+    }
+}

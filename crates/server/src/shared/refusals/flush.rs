@@ -1,0 +1,83 @@
+//! The other half of `Refusals`: writing finished minutes to the audit trail
+//! (it needs the shared state, which holds the counters of `super`).
+
+use super::{Aggregate, Kind, Refusals, FLUSH_EVERY, MAX_ENTRIES_PER_KIND};
+use crate::shared::state::AppState;
+use serde_json::json;
+use std::collections::HashMap;
+
+impl Refusals {
+    /// Writes the minutes that are over (all of them when `everything`);
+    /// returns the entries written.
+    pub async fn flush(&self, state: &AppState, everything: bool) -> usize {
+        let current = chrono::Utc::now().timestamp() / 60;
+        let done: Vec<(Aggregate, u64)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<Aggregate> = pending
+                .keys()
+                .filter(|k| everything || k.minute < current)
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| pending.remove(&k).map(|n| (k, n)))
+                .collect()
+        };
+        // Per (provider, reason, minute): the largest prefixes get entries of
+        // their own, the rest one `*` entry.
+        let mut kinds: HashMap<Kind, Vec<(String, u64)>> = HashMap::new();
+        for (k, n) in done {
+            kinds
+                .entry((k.provider, k.reason, k.minute))
+                .or_default()
+                .push((k.prefix, n));
+        }
+        let mut written = 0;
+        let mut kinds: Vec<_> = kinds.into_iter().collect();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((provider, reason, minute), mut prefixes) in kinds {
+            prefixes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let rest: u64 = prefixes
+                .iter()
+                .skip(MAX_ENTRIES_PER_KIND)
+                .map(|p| p.1)
+                .sum();
+            prefixes.truncate(MAX_ENTRIES_PER_KIND);
+            if rest > 0 {
+                match prefixes.iter_mut().find(|p| p.0 == "*") {
+                    Some(star) => star.1 += rest,
+                    None => prefixes.push(("*".to_owned(), rest)),
+                }
+            }
+            let at = chrono::DateTime::from_timestamp(minute * 60, 0)
+                .map(crate::shared::rfc3339)
+                .unwrap_or_default();
+            for (prefix, count) in prefixes {
+                crate::shared::audit::record(
+                    state,
+                    &format!("provider:{provider}"),
+                    "inbound.verification_failed",
+                    &format!("integration:{provider}"),
+                    "aggregated",
+                    json!({"reason": reason, "sourcePrefix": prefix, "minute": at, "count": count}),
+                )
+                .await;
+                written += 1;
+            }
+        }
+        written
+    }
+
+    /// Flushes finished minutes every `FLUSH_EVERY` until `shutdown`, then
+    /// everything.
+    pub async fn run(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => { state.refusals.flush(&state, false).await; }
+            }
+        }
+        state.refusals.flush(&state, true).await;
+    }
+}
