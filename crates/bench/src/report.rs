@@ -1,0 +1,132 @@
+//! What one run measured and how it is printed: throughput, latency
+//! percentiles, hookwarden's CPU and peak RSS, and the CPU the rest of the
+//! machine used meanwhile, all read from /proc.
+
+pub(crate) struct Figures {
+    pub(crate) name: String,
+    pub(crate) count: u64,
+    pub(crate) seconds: f64,
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) cpu_seconds: Option<f64>,
+    pub(crate) peak_rss_mb: Option<f64>,
+    /// CPU seconds of everything else on the machine in the run: PostgreSQL's
+    /// processes, and this program (load generator, receiver, baseline).
+    pub(crate) others: OtherCpu,
+}
+
+/// Where the rest of the machine's CPU went during a run, so a figure can
+/// be read against the two cores it shares.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct OtherCpu {
+    database: f64,
+    bench: f64,
+}
+
+impl OtherCpu {
+    pub(crate) fn now() -> Self {
+        Self {
+            database: postgres_cpu(),
+            bench: proc_usage(std::process::id()).0,
+        }
+    }
+
+    pub(crate) fn since(self, before: Self) -> Self {
+        Self {
+            database: self.database - before.database,
+            bench: self.bench - before.bench,
+        }
+    }
+}
+
+/// CPU seconds used so far by every PostgreSQL process on the machine
+/// (the bench's database is the only busy one while it runs).
+fn postgres_cpu() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| proc_usage(pid).0)
+        .sum()
+}
+
+impl Figures {
+    pub(crate) fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds
+    }
+
+    pub(crate) fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i] as f64 / 1000.0
+    }
+
+    pub(crate) fn print(&self, baseline: Option<&Figures>) {
+        let ratio = baseline
+            .map(|b| format!("{:.0} % of baseline", 100.0 * self.rate() / b.rate()))
+            .unwrap_or_default();
+        let cpu = self
+            .cpu_seconds
+            .map(|c| format!("{:.2} CPU s/1k", 1000.0 * c / self.count.max(1) as f64))
+            .unwrap_or_else(|| "-".into());
+        let rss = self
+            .peak_rss_mb
+            .map(|r| format!("{r:.0} MB peak RSS"))
+            .unwrap_or_else(|| "-".into());
+        // A PostgreSQL process that ended during the run took its CPU time
+        // with it (the backlog's prefill connection): then nothing is shown.
+        let per_1k = |c: f64| {
+            if c >= 0.0 {
+                format!("{:.2}", 1000.0 * c / self.count.max(1) as f64)
+            } else {
+                "-".into()
+            }
+        };
+        let others = format!(
+            "(per 1k also: PostgreSQL {}, bench {} CPU s)",
+            per_1k(self.others.database),
+            per_1k(self.others.bench)
+        );
+        println!(
+            "{:<34} {:>9.0}/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  {cpu}  {rss}  {ratio} {others}",
+            self.name,
+            self.rate(),
+            self.pct(0.50),
+            self.pct(0.90),
+            self.pct(0.99),
+            self.pct(1.0)
+        );
+    }
+}
+
+/// CPU seconds (user + system) and peak RSS in MB of a process.
+pub(crate) fn proc_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(11) + ticks(12)) / 100.0; // utime, stime in clock ticks (100 Hz)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kb / 1024.0)
+}

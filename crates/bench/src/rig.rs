@@ -1,0 +1,231 @@
+//! The rig the delivery scenarios share: a running hookwarden with one
+//! webhook to a local receiver, events published to it (over HTTP or NATS
+//! JetStream), a backlog written straight into its database, and one
+//! measured run until every event is delivered.
+
+use crate::receiver::{now_us, start_baseline};
+use crate::report::{proc_usage, Figures, OtherCpu};
+use crate::server::{add_webhook, producer_token, start_hookwarden, Server};
+use hookwarden_store::testing::{Backend, TestDb};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `--in-flight N`, when given.
+pub(crate) static IN_FLIGHT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A running hookwarden with one webhook to a local receiver, ready for
+/// dispatch runs.
+pub(crate) struct Rig {
+    backend: Backend,
+    db: TestDb,
+    pub(crate) server: Server,
+    client: reqwest::Client,
+    received: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    webhook_id: String,
+    prefilled: u64,
+}
+
+impl Rig {
+    pub(crate) async fn start(backend: Backend, extra: &[(&str, String)]) -> anyhow::Result<Self> {
+        let db = TestDb::new(backend).await;
+        let (rport, received, latencies) = start_baseline(200, Duration::ZERO).await?;
+        let mut env = vec![("HOOKWARDEN_POLL_INTERVAL", "50ms".to_string())];
+        if let Some(n) = IN_FLIGHT.get() {
+            // The budget, all of it usable by one endpoint: capacity, not fairness.
+            env.push(("HOOKWARDEN_MAX_IN_FLIGHT", n.clone()));
+            env.push(("HOOKWARDEN_MAX_IN_FLIGHT_PER_ENDPOINT", n.clone()));
+        }
+        env.extend(extra.iter().cloned());
+        let server = start_hookwarden(&db, &env).await?;
+        let webhook_id =
+            add_webhook(&server, "acct_b", &format!("http://127.0.0.1:{rport}/hook")).await?;
+        Ok(Self {
+            backend,
+            db,
+            server,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+            received,
+            latencies,
+            webhook_id,
+            prefilled: 0,
+        })
+    }
+
+    /// Grows the backlog to `total` pending retries of the rig's webhook,
+    /// due in an hour, written straight into the database (10⁶ rows through
+    /// the API would take longer than the measurement).
+    pub(crate) async fn prefill(&mut self, total: u64) -> anyhow::Result<()> {
+        if total <= self.prefilled {
+            return Ok(());
+        }
+        let (from, to) = (self.prefilled + 1, total);
+        let (series, now, later, payload) = match self.backend {
+            Backend::Postgres => (
+                format!("SELECT g AS x FROM generate_series({from}, {to}) g"),
+                "now()".to_string(),
+                "now() + interval '1 hour'".to_string(),
+                "'{}'::jsonb",
+            ),
+            Backend::Sqlite => {
+                let ms = now_us() / 1000;
+                (
+                    format!("WITH RECURSIVE s(x) AS (SELECT {from} UNION ALL SELECT x + 1 FROM s WHERE x < {to}) SELECT x FROM s"),
+                    ms.to_string(),
+                    (ms + 3_600_000).to_string(),
+                    "'{}'",
+                )
+            }
+        };
+        let wh = &self.webhook_id;
+        let sql = format!(
+            "INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
+               SELECT 'evt_backlog_' || x, 'acct_b', 'bench.backlog', {payload}, 'bench', {now} FROM ({series}) q; \
+             INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, created_at) \
+               SELECT 'att_backlog_' || x, 'evt_backlog_' || x, '{wh}', 'acct_b', 2, 'pending', {later}, {payload}, {now} FROM ({series}) q; \
+             ANALYZE;"
+        );
+        let started = Instant::now();
+        hookwarden_store::testing::execute_raw(self.backend, &self.db.url, &sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("prefill: {e}"))?;
+        eprintln!(
+            "  (backlog grown to {total} pending retries in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        self.prefilled = total;
+        Ok(())
+    }
+
+    /// Publishes `events` to `account` (flat out, or at a steady `rate`).
+    pub(crate) fn publish(
+        &self,
+        account: &'static str,
+        events: u64,
+        rate: Option<u64>,
+        concurrency: usize,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let token = producer_token();
+        let url = format!("http://127.0.0.1:{}/v1/events", self.server.port);
+        let started = Instant::now();
+        let next = Arc::new(AtomicU64::new(0));
+        (0..concurrency)
+            .map(|_| {
+                let (client, url, token, next) =
+                    (self.client.clone(), url.clone(), token.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= events {
+                            break;
+                        }
+                        if let Some(r) = rate {
+                            // A steady rate: event n is due at n / r seconds.
+                            let due = started + Duration::from_secs_f64(n as f64 / r as f64);
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        let body = json!({"accountId": account, "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
+                        let _ = client.post(&url).bearer_auth(&token).json(&body).send().await;
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Publishes `events` to the rig's account through JetStream, flat out,
+    /// each publisher waiting for the stream's ack as a producer would.
+    pub(crate) fn publish_nats(
+        &self,
+        js: &async_nats::jetstream::Context,
+        subject: &str,
+        events: u64,
+        concurrency: usize,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let next = Arc::new(AtomicU64::new(0));
+        (0..concurrency)
+            .map(|_| {
+                let (js, subject, next) = (js.clone(), subject.to_owned(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= events {
+                            break;
+                        }
+                        let body = json!({"accountId": "acct_b", "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
+                        if let Ok(ack) = js.publish(subject.clone(), body.to_string().into()).await {
+                            let _ = ack.await;
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// One measured run: `events` published to the rig's webhook, until all
+    /// are delivered; figures from the receiver and /proc.
+    pub(crate) async fn run(
+        &self,
+        name: String,
+        events: u64,
+        rate: Option<u64>,
+        concurrency: usize,
+        alongside: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Figures {
+        self.run_with(
+            name,
+            events,
+            || self.publish("acct_b", events, rate, concurrency),
+            alongside,
+        )
+        .await
+    }
+
+    /// One measured run with the given publishers (HTTP or NATS).
+    pub(crate) async fn run_with(
+        &self,
+        name: String,
+        events: u64,
+        publishers: impl FnOnce() -> Vec<tokio::task::JoinHandle<()>>,
+        alongside: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Figures {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let start_count = self.received.load(Ordering::Relaxed);
+        let (c0, _) = proc_usage(self.server.child.id());
+        let others = OtherCpu::now();
+        let started = Instant::now();
+        for t in publishers() {
+            let _ = t.await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while self.received.load(Ordering::Relaxed) < start_count + events
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for t in alongside {
+            t.abort();
+        }
+        let (c1, rss) = proc_usage(self.server.child.id());
+        Figures {
+            name,
+            count: self.received.load(Ordering::Relaxed) - start_count,
+            seconds,
+            latencies_us: self
+                .latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            cpu_seconds: Some(c1 - c0),
+            peak_rss_mb: Some(rss),
+            others: OtherCpu::now().since(others),
+        }
+    }
+}
