@@ -324,6 +324,8 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
             "HOOKWARDEN_MASTER_KEY",
             "np6enp6enp6enp6enp6enp6enp6enp6enp6enp6enp4=",
         ),
+        // Not a setting: another tool's variable, ignored (a file's typo is not).
+        ("HOOKWARDEN_NOT_A_SETTING", "1"),
     ];
     let (ok, out) = run(
         &["--config", &file.display().to_string(), "config", "check"],

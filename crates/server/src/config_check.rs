@@ -49,9 +49,9 @@ pub fn render(findings: &[Finding]) -> String {
 /// Loads every file the settings name.
 pub async fn files(settings: &Settings) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (prefix, tls) in [("TLS", &settings.tls), ("OPS_TLS", &settings.ops_tls)] {
+    for (prefix, tls) in [("TLS", settings.tls()), ("OPS_TLS", settings.ops_tls())] {
         if let Some(t) = tls {
-            listener_files(prefix, t, &mut out);
+            listener_files(prefix, &t, &mut out);
         }
     }
     if let Some(path) = &settings.jwt_jwks_file {
@@ -76,7 +76,7 @@ pub async fn files(settings: &Settings) -> Vec<Finding> {
                 .map(|roots| format!("{}: {} certificate(s)", path.display(), roots.len())),
         ));
     }
-    if let Some(nats) = &settings.nats {
+    if let Some(nats) = &settings.nats() {
         nats_files(nats, &mut out).await;
     }
     out
@@ -230,7 +230,7 @@ pub async fn connections(settings: &Settings) -> Vec<Finding> {
         "HOOKWARDEN_DATABASE_URL",
         database(&settings.database_url).await,
     )];
-    if let Some(nats) = &settings.nats {
+    if let Some(nats) = &settings.nats() {
         out.push(Finding::new("HOOKWARDEN_NATS_URL", reach_nats(nats).await));
     }
     if let Some(url) = &settings.redis_url {
@@ -388,12 +388,9 @@ mod tests {
         let finding = |doc: serde_json::Value| {
             let file = dir.join("jwks.json");
             std::fs::write(&file, doc.to_string()).expect("write");
-            let settings = Settings::from_raw(crate::config::RawConfig {
-                data_dir: Some(dir.clone()),
-                jwt_jwks_file: Some(file),
-                ..Default::default()
-            })
-            .expect("settings");
+            let mut raw = crate::config::RawConfig::default();
+            raw.set("data_dir", &dir).set("jwt_jwks_file", &file);
+            let settings = Settings::from_raw(raw).expect("settings");
             async move {
                 files(&settings)
                     .await

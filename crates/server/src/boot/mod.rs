@@ -99,13 +99,13 @@ impl Application {
         // Certificates and keys load before anything listens: a bad file
         // stops start-up with its name, before "serving" is ever said.
         let public_tls = settings
-            .tls
+            .tls()
             .as_ref()
             .map(crate::boot::tls::server_config)
             .transpose()
             .context("HOOKWARDEN_TLS_*: the public listener's TLS")?;
         let ops_tls = settings
-            .ops_tls
+            .ops_tls()
             .as_ref()
             .map(crate::boot::tls::server_config)
             .transpose()
@@ -129,7 +129,7 @@ impl Application {
             .await
             .context("writing HOOKWARDEN_MAX_WEBHOOKS_PER_ACCOUNT to the database (are its migrations applied?)")?;
         crate::shared::audit::load_chain_key(store.as_ref(), &keyring).await?;
-        let nats = match &settings.nats {
+        let nats = match &settings.nats() {
             Some(n) => Some(Arc::new(Nats::connect(n).await?)),
             None => None,
         };

@@ -3,7 +3,7 @@
 //! forwarding secret, and the view that never shows either.
 
 // Re-exported: the type's old path (the fuzz targets use it) keeps working.
-pub use super::input::IntegrationInput;
+pub use crate::config::integrations::IntegrationInput;
 use crate::shared::error::ApiError;
 use crate::shared::secrets::row_identity;
 use crate::shared::state::AppState;

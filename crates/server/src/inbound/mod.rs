@@ -4,7 +4,6 @@
 pub(crate) mod cache;
 pub(crate) mod dedup;
 pub(crate) mod forward;
-pub(crate) mod input;
 pub mod integrations;
 pub(crate) mod ready;
 pub(crate) mod receive;

@@ -6,10 +6,10 @@
 //! granted their type for all accounts (and to the operator API).
 
 use hookwarden_core::validate::{type_matches, type_pattern};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[[producers]]` in the configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProducerGrant {
     pub name: String,

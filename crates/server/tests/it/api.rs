@@ -383,7 +383,9 @@ async fn the_webhook_cap_is_a_setting_the_database_enforces(backend: Backend) {
     let app = TestApp::with(
         backend,
         Options {
-            customize: Some(Box::new(|raw| raw.max_webhooks_per_account = Some(3))),
+            customize: Some(Box::new(|raw| {
+                raw.set("max_webhooks_per_account", 3);
+            })),
             ..Default::default()
         },
     )

@@ -32,8 +32,8 @@ fn mac(key: &[u8], body: &[u8]) -> Vec<u8> {
 fn behind_proxy(limit: Option<u32>) -> Options {
     Options {
         customize: Some(Box::new(move |raw| {
-            raw.trusted_proxies = Some("127.0.0.1/32".into());
-            raw.failed_auth_limit_per_minute = limit;
+            raw.set("trusted_proxies", "127.0.0.1/32");
+            raw.set("failed_auth_limit_per_minute", limit);
         })),
         ..Default::default()
     }
@@ -259,8 +259,8 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_pinned() {
         Backend::Sqlite,
         Options {
             customize: Some(Box::new(|raw| {
-                raw.trusted_proxies = Some("127.0.0.1/32,::1/128".into());
-                raw.trusted_proxy_header = Some("forwarded".into());
+                raw.set("trusted_proxies", "127.0.0.1/32,::1/128");
+                raw.set("trusted_proxy_header", "forwarded");
             })),
             ..Default::default()
         },

@@ -289,8 +289,8 @@ async fn url_app(url: &str, refresh: Option<&'static str>) -> TestApp {
             issuer: Some("https://idp.example"),
             audience: Some("hookwarden"),
             customize: Some(Box::new(move |raw: &mut RawConfig| {
-                raw.jwt_jwks_url = Some(url);
-                raw.jwt_jwks_refresh = refresh.map(str::to_owned);
+                raw.set("jwt_jwks_url", url);
+                raw.set("jwt_jwks_refresh", refresh.map(str::to_owned));
             })),
             ..Default::default()
         },
@@ -471,12 +471,9 @@ async fn the_jwks_file_is_reloaded_when_it_changes() {
 
 /// Settings of a development server verifying with this JWKS URL only.
 fn url_settings(dir: &TempDir, url: &str) -> Settings {
-    Settings::from_raw(RawConfig {
-        data_dir: Some(dir.0.clone()),
-        jwt_jwks_url: Some(url.to_owned()),
-        ..Default::default()
-    })
-    .expect("settings")
+    let mut raw = RawConfig::default();
+    raw.set("data_dir", &dir.0).set("jwt_jwks_url", url);
+    Settings::from_raw(raw).expect("settings")
 }
 
 async fn closed_port_url() -> String {
@@ -704,8 +701,8 @@ async fn an_https_jwks_url_behind_a_private_ca_is_trusted_with_its_ca_file_only(
     let with_ca = |url: String| {
         let ca_file = ca_file.clone();
         move |raw: &mut RawConfig| {
-            raw.jwt_jwks_url = Some(url);
-            raw.jwt_jwks_ca_file = Some(ca_file);
+            raw.set("jwt_jwks_url", url);
+            raw.set("jwt_jwks_ca_file", ca_file);
         }
     };
     let app = TestApp::with(
@@ -729,16 +726,13 @@ async fn an_https_jwks_url_behind_a_private_ca_is_trusted_with_its_ca_file_only(
     assert_eq!(status, StatusCode::OK, "{body}");
     // A server whose certificate the CA file does not vouch for, and the
     // IdP itself without the CA file: neither is trusted.
-    let mut impostor_raw = RawConfig {
-        data_dir: Some(dir.0.clone()),
-        ..Default::default()
-    };
+    let mut impostor_raw = RawConfig::default();
+    impostor_raw.set("data_dir", &dir.0);
     with_ca(impostor.url.clone())(&mut impostor_raw);
-    let without_ca = RawConfig {
-        data_dir: Some(dir.0.clone()),
-        jwt_jwks_url: Some(idp.url.clone()),
-        ..Default::default()
-    };
+    let mut without_ca = RawConfig::default();
+    without_ca
+        .set("data_dir", &dir.0)
+        .set("jwt_jwks_url", &idp.url);
     for (name, raw, url) in [
         ("impostor", impostor_raw, &impostor.url),
         ("no CA file", without_ca, &idp.url),

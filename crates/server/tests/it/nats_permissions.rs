@@ -111,24 +111,27 @@ async fn example_nats_permissions_and_producer_grants() {
         Options {
             worker: true,
             customize: Some(Box::new(move |raw| {
-                raw.nats_url = Some(u);
-                raw.nats_subject_prefix = Some("webhook".into());
-                raw.nats_stream = Some("HOOKWARDEN_DISPATCH".into());
-                raw.nats_tls_ca_file = Some(d.join("ca.pem"));
-                raw.nats_tls_cert_file = Some(d.join("hookwarden.pem"));
-                raw.nats_tls_key_file = Some(d.join("hookwarden-key.pem"));
-                raw.producers = Some(vec![ProducerGrant {
-                    name: "billing".into(),
-                    event_types: vec!["invoice.*".into()],
-                    accounts: vec![],
-                }]);
+                raw.set("nats_url", u);
+                raw.set("nats_subject_prefix", "webhook");
+                raw.set("nats_stream", "HOOKWARDEN_DISPATCH");
+                raw.set("nats_tls_ca_file", d.join("ca.pem"));
+                raw.set("nats_tls_cert_file", d.join("hookwarden.pem"));
+                raw.set("nats_tls_key_file", d.join("hookwarden-key.pem"));
+                raw.set(
+                    "producers",
+                    vec![ProducerGrant {
+                        name: "billing".into(),
+                        event_types: vec!["invoice.*".into()],
+                        accounts: vec![],
+                    }],
+                );
             })),
             ..Default::default()
         },
     )
     .await;
     // A later start with other retention limits may update its own stream.
-    let mut later = app.state.settings.nats.clone().expect("nats settings");
+    let mut later = app.state.settings.nats().expect("nats settings");
     later.max_age = std::time::Duration::from_secs(3 * 86_400);
     hookwarden_server::outbound::nats::Nats::connect(&later)
         .await

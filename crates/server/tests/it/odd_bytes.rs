@@ -59,7 +59,9 @@ async fn receivers_answering_nul_or_gzip_bytes_are_recorded_once(backend: Backen
         backend,
         Options {
             delivery_timeout: "1s",
-            customize: Some(Box::new(|raw| raw.delivery_lease = Some("3s".into()))),
+            customize: Some(Box::new(|raw| {
+                raw.set("delivery_lease", "3s");
+            })),
             ..Default::default()
         },
     )

@@ -129,7 +129,9 @@ async fn every_documented_429_names_the_limits_that_apply() {
         Backend::Sqlite,
         Options {
             rate_limit: 1,
-            customize: Some(Box::new(|raw| raw.publish_rate_limit_per_minute = Some(1))),
+            customize: Some(Box::new(|raw| {
+                raw.set("publish_rate_limit_per_minute", 1);
+            })),
             ..Default::default()
         },
     )

@@ -86,7 +86,7 @@ async fn a_database_outage_reads_database_unavailable() {
         Backend::Postgres,
         Options {
             customize: Some(Box::new(move |raw| {
-                raw.database_url = Some(secrecy::SecretString::from(proxied));
+                raw.set("database_url", proxied);
             })),
             ..Default::default()
         },

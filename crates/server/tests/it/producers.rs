@@ -29,7 +29,9 @@ async fn http_producers_publish_only_what_they_are_granted() {
     let app = TestApp::with(
         Backend::Sqlite,
         Options {
-            customize: Some(Box::new(|raw| raw.producers = Some(grants()))),
+            customize: Some(Box::new(|raw| {
+                raw.set("producers", grants());
+            })),
             ..Default::default()
         },
     )
@@ -75,7 +77,9 @@ async fn nats_producers_are_named_by_subject_and_checked_against_their_grant() {
         Backend::Sqlite,
         Options {
             nats: nats.options(),
-            customize: Some(Box::new(|raw| raw.producers = Some(grants()))),
+            customize: Some(Box::new(|raw| {
+                raw.set("producers", grants());
+            })),
             ..Default::default()
         },
     )

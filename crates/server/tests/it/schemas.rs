@@ -28,7 +28,9 @@ async fn schemas_are_enforced_at_publish_and_before_delivery(backend: Backend) {
         backend,
         Options {
             retry_schedule: "1s,1s,1s",
-            customize: Some(Box::new(move |raw| raw.producers = Some(grants))),
+            customize: Some(Box::new(move |raw| {
+                raw.set("producers", grants);
+            })),
             ..Default::default()
         },
     )
@@ -231,7 +233,9 @@ async fn schemas_are_written_only_by_their_owners_and_every_change_is_audited(ba
     let app = TestApp::with(
         backend,
         Options {
-            customize: Some(Box::new(move |raw| raw.producers = Some(grants))),
+            customize: Some(Box::new(move |raw| {
+                raw.set("producers", grants);
+            })),
             ..Default::default()
         },
     )
@@ -410,7 +414,9 @@ async fn schema_mismatches_never_echo_payload_values(backend: Backend) {
         backend,
         Options {
             nats: nats.options(),
-            customize: Some(Box::new(move |raw| raw.producers = Some(grants))),
+            customize: Some(Box::new(move |raw| {
+                raw.set("producers", grants);
+            })),
             ..Default::default()
         },
     )

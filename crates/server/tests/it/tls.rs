@@ -74,12 +74,12 @@ async fn mtls_refuses_every_wrong_client_and_only_the_gateway_names_an_account()
         Backend::Sqlite,
         Options {
             customize: Some(Box::new(move |raw| {
-                raw.tls_cert_file = Some(cert);
-                raw.tls_key_file = Some(key);
-                raw.tls_client_ca_file = Some(ca_file);
-                raw.tls_client_auth = Some("required".into());
-                raw.gateway_identity = Some("gateway.internal".into());
-                raw.operator_client_identity = Some("ops.internal".into());
+                raw.set("tls_cert_file", cert);
+                raw.set("tls_key_file", key);
+                raw.set("tls_client_ca_file", ca_file);
+                raw.set("tls_client_auth", "required");
+                raw.set("gateway_identity", "gateway.internal");
+                raw.set("operator_client_identity", "ops.internal");
             })),
             ..Default::default()
         },
@@ -192,8 +192,8 @@ async fn renewed_certificates_are_served_without_a_restart() {
         Backend::Sqlite,
         Options {
             customize: Some(Box::new(move |raw| {
-                raw.tls_cert_file = Some(c);
-                raw.tls_key_file = Some(k);
+                raw.set("tls_cert_file", c);
+                raw.set("tls_key_file", k);
             })),
             ..Default::default()
         },
@@ -245,10 +245,10 @@ async fn the_ops_listener_can_require_client_certificates_too() {
         Backend::Sqlite,
         Options {
             customize: Some(Box::new(move |raw| {
-                raw.ops_tls_cert_file = Some(cert);
-                raw.ops_tls_key_file = Some(key);
-                raw.ops_tls_client_ca_file = Some(ca_file);
-                raw.ops_tls_client_auth = Some("required".into());
+                raw.set("ops_tls_cert_file", cert);
+                raw.set("ops_tls_key_file", key);
+                raw.set("ops_tls_client_ca_file", ca_file);
+                raw.set("ops_tls_client_auth", "required");
             })),
             ..Default::default()
         },
@@ -380,7 +380,9 @@ async fn https_receivers_behind_a_private_ca_get_signed_deliveries() {
         Backend::Sqlite,
         Options {
             retry_schedule: "1h",
-            customize: Some(Box::new(move |raw| raw.delivery_ca_file = Some(ca_file))),
+            customize: Some(Box::new(move |raw| {
+                raw.set("delivery_ca_file", ca_file);
+            })),
             ..Default::default()
         },
     )
@@ -464,17 +466,15 @@ async fn https_receivers_behind_a_private_ca_get_signed_deliveries() {
 async fn a_delivery_ca_file_without_certificates_stops_start_up() {
     let dir = TempDir::new();
     let empty = write(&dir, "empty.pem", "not a certificate\n");
-    let raw = hookwarden_server::config::RawConfig {
-        database_url: Some(secrecy::SecretString::from(format!(
-            "sqlite://{}",
-            dir.0.join("db.sqlite").display()
-        ))),
-        data_dir: Some(dir.0.clone()),
-        listen: Some("127.0.0.1:0".into()),
-        ops_listen: Some("127.0.0.1:0".into()),
-        delivery_ca_file: Some(empty),
-        ..Default::default()
-    };
+    let mut raw = hookwarden_server::config::RawConfig::default();
+    raw.set(
+        "database_url",
+        format!("sqlite://{}", dir.0.join("db.sqlite").display()),
+    )
+    .set("data_dir", &dir.0)
+    .set("listen", "127.0.0.1:0")
+    .set("ops_listen", "127.0.0.1:0")
+    .set("delivery_ca_file", empty);
     let settings = hookwarden_server::config::Settings::from_raw(raw).expect("settings");
     let err = match hookwarden_server::boot::Application::build(settings).await {
         Ok(_) => panic!("started with a CA file holding no certificate"),

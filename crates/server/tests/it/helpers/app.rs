@@ -134,45 +134,46 @@ impl TestApp {
             Some((url, prefix)) => (Some(url), Some(prefix)),
             None => (None, None),
         };
-        let raw = RawConfig {
-            data_dir: Some(dir.0.clone()),
-            database_url: Some(SecretString::from(database_url.clone())),
-            listen: Some("127.0.0.1:0".into()),
-            ops_listen: Some("127.0.0.1:0".into()),
-            master_key: Some(SecretString::from(master.clone())),
-            jwt_hs256_secret: o.hs256.then(|| SecretString::from(jwt.clone())),
-            jwt_jwks_file: o.jwks_file,
-            jwt_issuer: o.issuer.map(str::to_owned),
-            jwt_audience: o.audience.map(str::to_owned),
-            allowed_destinations: o.allow_loopback.then(|| "127.0.0.0/8,::1".into()),
-            retry_schedule: Some(o.retry_schedule.into()),
-            delivery_timeout: Some(o.delivery_timeout.into()),
-            api_rate_limit_per_minute: Some(o.rate_limit),
-            delivery_worker: Some(o.worker),
-            max_in_flight: Some(o.max_in_flight),
-            max_in_flight_per_endpoint: o.max_in_flight_per_endpoint,
-            nats_stream: nats_prefix
-                .as_ref()
-                .map(|p| p.replace('.', "_").to_uppercase()),
-            nats_subject_prefix: nats_prefix,
-            nats_url,
-            rotation_grace: Some(o.rotation_grace.into()),
-            poll_interval: Some("50ms".into()),
-            management_api_keys: Some(SecretString::from(format!(
-                "{OPERATOR_KEY},{OPERATOR_KEY_OLD}"
-            ))),
-            redis_url: o
-                .redis
-                .as_ref()
-                .map(|(url, _)| SecretString::from(url.clone())),
-            redis_prefix: o.redis.as_ref().map(|(_, p)| p.clone()),
-            ingress_worker: Some(o.worker),
-            previous_master_keys: o.previous_keys.map(SecretString::from),
-            env: o.production.then(|| "production".into()),
-            allow_http_destinations: o.production.then_some(false),
-            ..Default::default()
-        };
-        let mut raw = raw;
+        let mut raw = RawConfig::default();
+        raw.set("data_dir", &dir.0)
+            .set("database_url", &database_url)
+            .set("listen", "127.0.0.1:0")
+            .set("ops_listen", "127.0.0.1:0")
+            .set("master_key", &master)
+            .set("jwt_hs256_secret", o.hs256.then_some(&jwt))
+            .set("jwt_jwks_file", &o.jwks_file)
+            .set("jwt_issuer", o.issuer)
+            .set("jwt_audience", o.audience)
+            .set(
+                "allowed_destinations",
+                o.allow_loopback.then_some("127.0.0.0/8,::1"),
+            )
+            .set("retry_schedule", o.retry_schedule)
+            .set("delivery_timeout", o.delivery_timeout)
+            .set("api_rate_limit_per_minute", o.rate_limit)
+            .set("delivery_worker", o.worker)
+            .set("max_in_flight", o.max_in_flight)
+            .set("max_in_flight_per_endpoint", o.max_in_flight_per_endpoint)
+            .set(
+                "nats_stream",
+                nats_prefix
+                    .as_ref()
+                    .map(|p| p.replace('.', "_").to_uppercase()),
+            )
+            .set("nats_subject_prefix", &nats_prefix)
+            .set("nats_url", &nats_url)
+            .set("rotation_grace", o.rotation_grace)
+            .set("poll_interval", "50ms")
+            .set(
+                "management_api_keys",
+                format!("{OPERATOR_KEY},{OPERATOR_KEY_OLD}"),
+            )
+            .set("redis_url", o.redis.as_ref().map(|(url, _)| url))
+            .set("redis_prefix", o.redis.as_ref().map(|(_, p)| p))
+            .set("ingress_worker", o.worker)
+            .set("previous_master_keys", &o.previous_keys)
+            .set("env", o.production.then_some("production"))
+            .set("allow_http_destinations", o.production.then_some(false));
         if let Some(customize) = o.customize {
             customize(&mut raw);
         }

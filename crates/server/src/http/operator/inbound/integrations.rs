@@ -4,10 +4,10 @@
 //! `PATCH` merges (secrets rotate and retire in `integration_secrets`).
 
 use crate::auth::operator::Operator;
+use crate::config::integrations::IntegrationInput;
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::inbound::input::IntegrationInput;
 use crate::inbound::integrations::{
     build, changed_settings, open_secrets, view, IntegrationChange, IntegrationView,
 };
