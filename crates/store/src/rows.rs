@@ -80,7 +80,7 @@ impl<R: Columns> Columns for Prefixed<'_, R> {
 }
 
 /// A stored status; anything else is corrupt data, not a default.
-pub(crate) fn status(text: &str) -> Result<AttemptStatus> {
+fn status(text: &str) -> Result<AttemptStatus> {
     AttemptStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("status {text}")))
 }
 

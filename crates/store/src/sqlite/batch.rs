@@ -19,13 +19,12 @@ use sqlx::types::Json;
 use sqlx::Row;
 use std::collections::HashSet;
 
-/// Inbound events in one transaction on the writer, in a fixed number of
-/// statements whatever its size (the events, then the first jobs of those
-/// inserted). Every statement is a round trip to
-/// the connection's own thread, and those hand-offs, not SQLite, were most
-/// of the receiving path's CPU when each event took two statements. Those
-/// whose (provider, dedup key) is taken, earlier in the batch too, are
-/// answered with the stored event's id.
+/// Inbound events in a fixed number of statements whatever the batch's size
+/// (the events, then the first jobs of those inserted): those hand-offs to
+/// the connection's thread, not SQLite, were most of the receiving path's
+/// CPU when each event took two statements. Those whose (provider, dedup
+/// key) is taken, earlier in the batch too, are answered with the stored
+/// event's id.
 pub(super) struct Inbound(pub(super) SqlitePool);
 
 #[async_trait]
