@@ -612,7 +612,7 @@ async fn config_check_connect_reaches_each_backend_and_names_the_one_it_cannot()
 
 #[tokio::test]
 async fn migrate_is_idempotent_on_postgres() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = TestDb::empty(Backend::Postgres).await;
     for _ in 0..2 {
         let (ok, out) = run(
             &["migrate"],
@@ -1260,7 +1260,7 @@ async fn two_replicas_on_postgres_nats_redis_survive_one_killed() {
 async fn least_privilege_service_role() {
     use sqlx::Connection;
     // The deploy/postgres files, applied to a fresh database with roles of this test's own.
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = TestDb::empty(Backend::Postgres).await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let (owner, svc) = (format!("hook_owner_{tag}"), format!("hook_svc_{tag}"));
     let dbname = db.url.rsplit('/').next().expect("db name").to_owned();

@@ -161,40 +161,6 @@ pub struct ProcessingStatus {
     pub oldest_pending_age_seconds: f64,
 }
 
-/// Each item of a stored batch answered, in order: created when its row
-/// went in (`inserted`), else the id of the event already stored for its
-/// (provider, dedup key), earlier in the batch or before (`stored`: rows
-/// of provider, dedup key and id).
-pub(crate) fn batch_outcomes(
-    items: &[&NewInbound],
-    inserted: &std::collections::HashSet<String>,
-    stored: Vec<(String, String, String)>,
-) -> Result<Vec<RecordOutcome>> {
-    let stored: std::collections::HashMap<(String, String), String> = stored
-        .into_iter()
-        .map(|(provider, key, id)| ((provider, key), id))
-        .collect();
-    items
-        .iter()
-        .map(|e| {
-            if inserted.contains(&e.id) {
-                return Ok(RecordOutcome::Created);
-            }
-            stored
-                .get(&(e.provider.clone(), e.dedup_key.clone()))
-                .map(|id| RecordOutcome::Duplicate {
-                    event_id: id.clone(),
-                })
-                .ok_or_else(|| {
-                    crate::error::StoreError::Corrupt(format!(
-                        "inbound {}: neither inserted nor stored before",
-                        e.id
-                    ))
-                })
-        })
-        .collect()
-}
-
 /// The chain key new audit entries are linked with, given to the store at
 /// start-up (`IngressStore::set_audit_key`). The store only links with it:
 /// the key's bytes never leave `ChainKey`.
@@ -255,6 +221,9 @@ pub type SealNewAuditKey<'a> = &'a (dyn Fn(i64) -> Sealed + Send + Sync);
 
 #[async_trait]
 pub trait IngressStore: Send + Sync {
+    // Integrations: the providers hookwarden receives from, and where it
+    // forwards to.
+
     /// False if an integration of that name exists.
     async fn create_integration(&self, integration: &Integration) -> Result<bool>;
     async fn get_integration(&self, name: &str) -> Result<Option<Integration>>;
@@ -266,11 +235,15 @@ pub trait IngressStore: Send + Sync {
     /// database trigger bumps it), polled by each replica's cache.
     async fn integration_generation(&self) -> Result<i64>;
 
+    // Inbound events: verified requests, stored once per provider delivery.
+
     /// Stores a verified event and its first job, or names the existing event
     /// with the same (provider, dedup key) — also under concurrent inserts.
     async fn record_inbound(&self, event: &NewInbound) -> Result<RecordOutcome>;
     async fn get_inbound(&self, id: &str) -> Result<Option<InboundEvent>>;
     async fn list_inbound(&self, query: &EventQuery) -> Result<Page<InboundEvent>>;
+
+    // Forwarding jobs: claimed under a lease, recorded, retried.
 
     /// Claims due jobs under a lease; `exclude_webhooks` names providers here.
     async fn claim_jobs(&self, claim: &Claim<'_>) -> Result<Vec<Job>>;
@@ -285,9 +258,13 @@ pub trait IngressStore: Send + Sync {
         limit: u32,
     ) -> Result<Page<Job>>;
 
+    // Replays.
+
     /// Records a replay request and schedules a new job for the event, now.
     /// `None` if the event does not exist.
     async fn replay(&self, replay: &NewReplay) -> Result<Option<Job>>;
+
+    // The audit trail: hash-chained, append-only.
 
     /// Appends to the hash-chained audit trail, linked under the key given
     /// by `set_audit_key` (`AuditKeyMissing` without one).
@@ -307,5 +284,9 @@ pub trait IngressStore: Send + Sync {
     /// The key `append_audit` links with (opened by the caller).
     fn set_audit_key(&self, key: ChainKey);
 
+    // Status.
+
+    /// Jobs by status and the oldest due one's age, for `/metrics` and
+    /// readiness.
     async fn processing_status(&self, now: DateTime<Utc>) -> Result<ProcessingStatus>;
 }

@@ -6,16 +6,16 @@
 //! `Sealed` ciphertext; the audit chain key is an opaque `ChainKey` that can
 //! only link entries), and it knows nothing of HTTP, NATS or Redis.
 
+mod answers;
 mod error;
 mod group_commit;
 pub mod ingress;
 pub mod model;
 mod postgres;
-mod postgres_ingress;
+mod rows;
 pub mod sealed;
 pub mod search;
 mod sqlite;
-mod sqlite_ingress;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -28,14 +28,22 @@ use std::sync::Arc;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// Everything hookwarden stores, one trait for both backends, its methods
+/// grouped by aggregate (the ingress half is the supertrait `IngressStore`).
+/// Callers hold it as `dyn Store`.
 #[async_trait]
 pub trait Store: ingress::IngressStore + Send + Sync + 'static {
+    // The store itself.
+
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<()>;
+
+    // Webhooks: an account's endpoints, their secrets, and the states that
+    // stop deliveries to them.
 
     /// Sets the per-account webhook cap the database enforces (the server
     /// writes its setting at start-up; 10 until then).
@@ -80,12 +88,32 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// them. Tries published while paused are born due at `until`.
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
 
+    // Events: published, then fanned out to their subscribed webhooks.
+
     /// Stores an event and, in the same transaction, one pending attempt per
     /// enabled webhook of its account subscribed to its type. A client id
     /// already used by the same producer for the same account answers that
     /// event (`Existing`) or `Conflict`; other producers and accounts never
     /// see it.
     async fn publish_event(&self, event: &NewEvent) -> Result<PublishOutcome>;
+    /// One event as published; `account_id` `None` is the operator's view.
+    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
+        let filter = search::EventFilter {
+            id: Some(id),
+            account_id,
+            ..Default::default()
+        };
+        Ok(self.search_events(&filter, None, 1).await?.items.pop())
+    }
+    /// Events `filter` selects, newest first, before the cursor `before`.
+    async fn search_events(
+        &self,
+        filter: &search::EventFilter<'_>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<NewEvent>>;
+
+    // Delivery tries (attempts): claimed under a lease, recorded, retried.
 
     /// Claims due attempts under a lease (SKIP LOCKED on PostgreSQL, one
     /// atomic statement on SQLite): no two workers hold the same attempt.
@@ -122,7 +150,6 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// Records a try's outcome and, for a failure with retries left, the next
     /// pending attempt, atomically. Returns false if the lease was lost.
     async fn complete_attempt(&self, result: &AttemptResult) -> Result<bool>;
-
     /// Tries `filter` selects, newest first, before the cursor `before`.
     async fn search_attempts(
         &self,
@@ -156,24 +183,18 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         due_at: DateTime<Utc>,
         only_if_latest: bool,
     ) -> Result<Option<Attempt>>;
-    /// One event as published; `account_id` `None` is the operator's view.
-    async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
-        let filter = search::EventFilter {
-            id: Some(id),
-            account_id,
-            ..Default::default()
-        };
-        Ok(self.search_events(&filter, None, 1).await?.items.pop())
-    }
-    /// Events `filter` selects, newest first, before the cursor `before`.
-    async fn search_events(
-        &self,
-        filter: &search::EventFilter<'_>,
-        before: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<NewEvent>>;
-
+    /// Pending and due tries, and how long the oldest due one has waited.
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
+
+    // Event types: the schemas published payloads are checked against.
+
+    /// Creates or replaces an event type's schema (keeping its creation time).
+    async fn put_event_type(&self, event_type: &EventType) -> Result<EventType>;
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
+    async fn list_event_types(&self) -> Result<Vec<EventType>>;
+    async fn delete_event_type(&self, name: &str) -> Result<bool>;
+
+    // Sealed values: what a master key rotation finds and re-seals.
 
     /// Up to `limit` sealed values of `column` not under master key `key_id`.
     async fn sealed_not_under(
@@ -191,12 +212,6 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         old: &hookwarden_core::crypto::Sealed,
         new: &hookwarden_core::crypto::Sealed,
     ) -> Result<bool>;
-    /// Creates or replaces an event type's schema (keeping its creation time).
-    async fn put_event_type(&self, event_type: &EventType) -> Result<EventType>;
-    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
-    async fn list_event_types(&self) -> Result<Vec<EventType>>;
-    async fn delete_event_type(&self, name: &str) -> Result<bool>;
-
     /// How many sealed values are not under `key_id`, over every column.
     async fn count_not_under(&self, key_id: &str) -> Result<u64>;
 }
@@ -222,24 +237,6 @@ pub fn redact_url(url: &str) -> String {
         Ok(u) => u.to_string(),
         Err(_) => "<unparseable database url>".to_owned(),
     }
-}
-
-/// Same content? Used to tell an idempotent re-publish from an id collision
-/// (the producer and account are part of the key that matched).
-pub(crate) fn same_event(stored: &NewEvent, incoming: &NewEvent) -> bool {
-    stored.account_id == incoming.account_id
-        && stored.producer == incoming.producer
-        && stored.event_type == incoming.event_type
-        && stored.payload == incoming.payload
-}
-
-/// When an event's first try to an endpoint is due: at once, or when the
-/// endpoint's pause ends.
-pub(crate) fn first_due(
-    created_at: DateTime<Utc>,
-    paused_until: Option<DateTime<Utc>>,
-) -> DateTime<Utc> {
-    paused_until.map_or(created_at, |p| p.max(created_at))
 }
 
 /// The body snapshot delivered for an event: `{type, timestamp, data}`.

@@ -82,6 +82,31 @@ impl Where {
             self.clauses.join(" AND ")
         }
     }
+
+    /// Binds the clause's values to `query`, in order.
+    pub(crate) fn bind_to<'q, DB: sqlx::Database>(
+        &'q self,
+        mut query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+    where
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        for value in &self.binds {
+            query = query.bind(value.as_str());
+        }
+        query
+    }
+
+    /// `select` (over a table aliased `a`) narrowed by this clause, newest
+    /// id first, `limit + 1` rows (so that a page knows whether another
+    /// follows).
+    pub(crate) fn page_sql(&self, select: &str, limit: u32) -> String {
+        format!(
+            "{select} WHERE {} ORDER BY a.id DESC LIMIT {}",
+            self.sql(),
+            i64::from(limit) + 1
+        )
+    }
 }
 
 /// The smallest id of `prefix` made at `t` (UUIDv7: 48 bits of Unix

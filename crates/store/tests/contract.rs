@@ -361,7 +361,7 @@ async fn client_ids_are_scoped_to_producer_and_account(backend: Backend) {
 /// Events stored before client ids were scoped keep their id (tries already
 /// queued keep their webhook-id), and re-publishing one is still recognized.
 async fn client_ids_survive_the_migration_that_scoped_them(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     // Migrations 0001 to 0007 only, from a copy of their files.
     let dir = std::env::temp_dir().join(format!("hw_migrations_{}", ids::new_id("m")));
     std::fs::create_dir_all(&dir).expect("dir");

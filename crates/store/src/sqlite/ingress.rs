@@ -1,117 +1,30 @@
-//! `IngressStore` on SQLite (times are unix milliseconds, JSON is text).
+//! `IngressStore` on SQLite: integrations, inbound events, forwarding jobs,
+//! replays and the audit trail.
 
-use crate::error::{Result, StoreError};
+use super::{ms, SqliteStore};
+use crate::error::Result;
 use crate::ingress::*;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
-use crate::sqlite::{ms, opt_time, time};
-use crate::SqliteStore;
+use crate::rows::{self, Columns, AUDIT_COLUMNS, INTEGRATION_COLUMNS, JOB_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
-use sqlx::sqlite::SqliteRow;
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments};
 use sqlx::types::Json;
 use sqlx::Row;
 
-const INTEGRATION_COLUMNS: &str = "name, scheme, signature_header, encoding, prefix, tolerance_seconds, target_url, \
-     allowed_cidrs, rate_limit_per_minute, idempotency_header, secrets_enc, secrets_key_id, forwarding_secret_enc, \
-     forwarding_key_id, created_at, updated_at, forward_raw_body";
-const EVENT_COLUMNS: &str = "e.id, e.provider, e.dedup_key, e.delivery_id, e.body_sha256, e.raw_body, e.headers, e.source_ip, \
+/// An inbound event's columns (aliased `e`) and the status of its latest job.
+const INBOUND_COLUMNS: &str = "e.id, e.provider, e.dedup_key, e.delivery_id, e.body_sha256, e.raw_body, e.headers, e.source_ip, \
      e.correlation_id, e.received_at, \
      (SELECT j.status FROM processing_jobs j WHERE j.event_id = e.id ORDER BY j.attempt DESC LIMIT 1) AS status";
-const JOB_COLUMNS: &str =
-    "id, event_id, provider, attempt, status, trigger, due_at, http_status, duration_ms, \
-     response_preview, error, created_at, completed_at";
-const AUDIT_COLUMNS: &str =
-    "seq, id, actor, action, target, request_id, details, created_at, prev_hash, hash";
 
-fn integration(row: &SqliteRow) -> Result<Integration> {
-    Ok(Integration {
-        name: row.try_get("name")?,
-        scheme: row.try_get("scheme")?,
-        signature_header: row.try_get("signature_header")?,
-        encoding: row.try_get("encoding")?,
-        prefix: row.try_get("prefix")?,
-        tolerance_seconds: row.try_get("tolerance_seconds")?,
-        target_url: row.try_get("target_url")?,
-        allowed_cidrs: row.try_get::<Json<Vec<String>>, _>("allowed_cidrs")?.0,
-        rate_limit_per_minute: row.try_get("rate_limit_per_minute")?,
-        idempotency_header: row.try_get("idempotency_header")?,
-        secrets: Sealed {
-            key_id: row.try_get("secrets_key_id")?,
-            ciphertext: row.try_get("secrets_enc")?,
-        },
-        forwarding_secret: Sealed {
-            key_id: row.try_get("forwarding_key_id")?,
-            ciphertext: row.try_get("forwarding_secret_enc")?,
-        },
-        created_at: time(row.try_get("created_at")?)?,
-        updated_at: time(row.try_get("updated_at")?)?,
-        forward_raw_body: row.try_get("forward_raw_body")?,
-    })
-}
-
-fn status(text: Option<String>) -> Result<Option<AttemptStatus>> {
-    text.map(|s| AttemptStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("status {s}"))))
-        .transpose()
-}
-
-fn event(row: &SqliteRow) -> Result<InboundEvent> {
-    Ok(InboundEvent {
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        dedup_key: row.try_get("dedup_key")?,
-        delivery_id: row.try_get("delivery_id")?,
-        body_sha256: row.try_get("body_sha256")?,
-        raw_body: row.try_get("raw_body")?,
-        headers: row.try_get::<Json<serde_json::Value>, _>("headers")?.0,
-        source_ip: row.try_get("source_ip")?,
-        correlation_id: row.try_get("correlation_id")?,
-        received_at: time(row.try_get("received_at")?)?,
-        status: status(row.try_get("status")?)?,
-    })
-}
-
-fn job(row: &SqliteRow) -> Result<Job> {
-    Ok(Job {
-        id: row.try_get("id")?,
-        event_id: row.try_get("event_id")?,
-        provider: row.try_get("provider")?,
-        attempt: row.try_get("attempt")?,
-        status: status(Some(row.try_get("status")?))?.unwrap_or(AttemptStatus::Pending),
-        trigger: row.try_get("trigger")?,
-        due_at: time(row.try_get("due_at")?)?,
-        http_status: row.try_get("http_status")?,
-        duration_ms: row.try_get("duration_ms")?,
-        response_preview: row.try_get("response_preview")?,
-        error: row.try_get("error")?,
-        created_at: time(row.try_get("created_at")?)?,
-        completed_at: opt_time(row.try_get("completed_at")?)?,
-    })
-}
-
-fn audit(row: &SqliteRow) -> Result<AuditRecord> {
-    Ok(AuditRecord {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        request_id: row.try_get("request_id")?,
-        details: row.try_get("details")?,
-        created_at: row.try_get("created_at")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-#[async_trait]
-impl IngressStore for SqliteStore {
-    async fn create_integration(&self, i: &Integration) -> Result<bool> {
-        let done = sqlx::query(&format!(
-            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) \
-             ON CONFLICT (name) DO NOTHING"
-        ))
-        .bind(&i.name)
+/// Binds what an integration's insert and update share, `?1` to `?14`.
+fn bind_integration<'q>(
+    q: Query<'q, Sqlite, SqliteArguments<'q>>,
+    i: &'q Integration,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    q.bind(&i.name)
         .bind(&i.scheme)
         .bind(&i.signature_header)
         .bind(&i.encoding)
@@ -125,11 +38,23 @@ impl IngressStore for SqliteStore {
         .bind(&i.secrets.key_id)
         .bind(&i.forwarding_secret.ciphertext)
         .bind(&i.forwarding_secret.key_id)
-        .bind(ms(i.created_at))
-        .bind(ms(i.updated_at))
-        .bind(i.forward_raw_body)
-        .execute(&self.writer)
-        .await?;
+}
+
+#[async_trait]
+impl IngressStore for SqliteStore {
+    // Integrations.
+
+    async fn create_integration(&self, i: &Integration) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) \
+             ON CONFLICT (name) DO NOTHING"
+        );
+        let done = bind_integration(sqlx::query(&sql), i)
+            .bind(ms(i.created_at))
+            .bind(ms(i.updated_at))
+            .bind(i.forward_raw_body)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -140,7 +65,7 @@ impl IngressStore for SqliteStore {
         .bind(name)
         .fetch_optional(&self.readers)
         .await?;
-        row.as_ref().map(integration).transpose()
+        row.as_ref().map(rows::integration).transpose()
     }
 
     async fn list_integrations(&self) -> Result<Vec<Integration>> {
@@ -149,34 +74,19 @@ impl IngressStore for SqliteStore {
         ))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter().map(integration).collect()
+        rows.iter().map(rows::integration).collect()
     }
 
     async fn update_integration(&self, i: &Integration) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE integrations SET scheme = ?2, signature_header = ?3, encoding = ?4, prefix = ?5, \
+        let sql = "UPDATE integrations SET scheme = ?2, signature_header = ?3, encoding = ?4, prefix = ?5, \
              tolerance_seconds = ?6, target_url = ?7, allowed_cidrs = ?8, rate_limit_per_minute = ?9, \
              idempotency_header = ?10, secrets_enc = ?11, secrets_key_id = ?12, forwarding_secret_enc = ?13, \
-             forwarding_key_id = ?14, updated_at = ?15, forward_raw_body = ?16 WHERE name = ?1",
-        )
-        .bind(&i.name)
-        .bind(&i.scheme)
-        .bind(&i.signature_header)
-        .bind(&i.encoding)
-        .bind(&i.prefix)
-        .bind(i.tolerance_seconds)
-        .bind(&i.target_url)
-        .bind(Json(&i.allowed_cidrs))
-        .bind(i.rate_limit_per_minute)
-        .bind(&i.idempotency_header)
-        .bind(&i.secrets.ciphertext)
-        .bind(&i.secrets.key_id)
-        .bind(&i.forwarding_secret.ciphertext)
-        .bind(&i.forwarding_secret.key_id)
-        .bind(ms(i.updated_at))
-        .bind(i.forward_raw_body)
-        .execute(&self.writer)
-        .await?;
+             forwarding_key_id = ?14, updated_at = ?15, forward_raw_body = ?16 WHERE name = ?1";
+        let done = bind_integration(sqlx::query(sql), i)
+            .bind(ms(i.updated_at))
+            .bind(i.forward_raw_body)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -196,18 +106,20 @@ impl IngressStore for SqliteStore {
         Ok(g)
     }
 
+    // Inbound events.
+
     async fn record_inbound(&self, e: &NewInbound) -> Result<RecordOutcome> {
         self.inbound.submit(e.clone()).await
     }
 
     async fn get_inbound(&self, id: &str) -> Result<Option<InboundEvent>> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM inbound_events e WHERE e.id = ?1"
+            "SELECT {INBOUND_COLUMNS} FROM inbound_events e WHERE e.id = ?1"
         ))
         .bind(id)
         .fetch_optional(&self.readers)
         .await?;
-        row.as_ref().map(event).transpose()
+        row.as_ref().map(rows::inbound).transpose()
     }
 
     async fn list_inbound(&self, q: &EventQuery) -> Result<Page<InboundEvent>> {
@@ -217,7 +129,7 @@ impl IngressStore for SqliteStore {
             (">", "ASC")
         };
         let sql = format!(
-            "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM inbound_events e \
+            "SELECT * FROM (SELECT {INBOUND_COLUMNS} FROM inbound_events e \
                WHERE (?1 IS NULL OR e.provider = ?1) \
                  AND (?2 IS NULL OR e.received_at >= ?2) AND (?3 IS NULL OR e.received_at < ?3) \
                  AND (?4 IS NULL OR (e.received_at, e.id) {cmp} (?4, ?5))) x \
@@ -234,11 +146,13 @@ impl IngressStore for SqliteStore {
             .bind(i64::from(q.limit) + 1)
             .fetch_all(&self.readers)
             .await?;
-        let items = rows.iter().map(event).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(rows::inbound).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, q.limit, |e| {
             format!("{}:{}", e.received_at.timestamp_micros(), e.id)
         }))
     }
+
+    // Forwarding jobs.
 
     async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
         let sql = format!(
@@ -256,7 +170,7 @@ impl IngressStore for SqliteStore {
             .bind(i64::from(c.limit))
             .fetch_all(&self.writer)
             .await?;
-        rows.iter().map(job).collect()
+        rows.iter().map(rows::job).collect()
     }
 
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
@@ -325,9 +239,11 @@ impl IngressStore for SqliteStore {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.readers)
             .await?;
-        let items = rows.iter().map(job).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |j| j.id.clone()))
     }
+
+    // Replays.
 
     async fn replay(&self, r: &NewReplay) -> Result<Option<Job>> {
         let mut tx = self.writer.begin().await?;
@@ -363,10 +279,12 @@ impl IngressStore for SqliteStore {
         .bind(ms(r.created_at))
         .fetch_one(&mut *tx)
         .await?;
-        let created = job(&row)?;
+        let created = rows::job(&row)?;
         tx.commit().await?;
         Ok(Some(created))
     }
+
+    // The audit trail.
 
     async fn append_audit(&self, entry: &NewAudit, now: DateTime<Utc>) -> Result<AuditRecord> {
         // The single writer connection serializes appends: the chain has no forks.
@@ -404,7 +322,7 @@ impl IngressStore for SqliteStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.readers)
         .await?;
-        let items = rows.iter().map(audit).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |a| a.seq.to_string()))
     }
 
@@ -414,7 +332,7 @@ impl IngressStore for SqliteStore {
         ))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter().map(audit).collect()
+        rows.iter().map(rows::audit).collect()
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
@@ -473,101 +391,24 @@ impl IngressStore for SqliteStore {
         self.audit_key.set(key);
     }
 
+    // Status.
+
     async fn processing_status(&self, now: DateTime<Utc>) -> Result<ProcessingStatus> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM processing_jobs GROUP BY status ORDER BY status",
         )
         .fetch_all(&self.readers)
         .await?;
-        let oldest: Option<i64> = sqlx::query_scalar(
-            "SELECT min(due_at) FROM processing_jobs WHERE status = 'pending' AND due_at <= ?1",
+        let oldest = sqlx::query(
+            "SELECT min(due_at) AS oldest FROM processing_jobs WHERE status = 'pending' AND due_at <= ?1",
         )
         .bind(ms(now))
         .fetch_one(&self.readers)
-        .await?;
+        .await?
+        .opt_time("oldest")?;
         Ok(ProcessingStatus {
             by_status: rows.into_iter().map(|(s, n)| (s, n as u64)).collect(),
-            oldest_pending_age_seconds: oldest
-                .map(|o| (ms(now) - o).max(0) as f64 / 1000.0)
-                .unwrap_or(0.0),
+            oldest_pending_age_seconds: rows::age_seconds(now, oldest),
         })
-    }
-}
-
-/// SQLite's side of group commit: the batch in one transaction on the
-/// writer, in a fixed number of statements whatever its size (the events,
-/// then the first jobs of those inserted). Every statement is a round trip to
-/// the connection's own thread, and those hand-offs, not SQLite, were most
-/// of the receiving path's CPU when each event took two statements. Those
-/// whose (provider, dedup key) is taken, earlier in the batch too, are
-/// answered with the stored event's id.
-pub(crate) struct SqliteBatch(pub(crate) sqlx::SqlitePool);
-
-#[async_trait]
-impl crate::group_commit::BatchWriter for SqliteBatch {
-    type Item = NewInbound;
-    type Outcome = RecordOutcome;
-    const NAME: &'static str = "inbound";
-
-    async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
-        let mut tx = self.0.begin().await?;
-        let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO inbound_events (id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, \
-             source_ip, correlation_id, received_at) ",
-        );
-        events.push_values(items, |mut row, e| {
-            row.push_bind(&e.id)
-                .push_bind(&e.provider)
-                .push_bind(&e.dedup_key)
-                .push_bind(&e.delivery_id)
-                .push_bind(&e.body_sha256)
-                .push_bind(&e.raw_body)
-                .push_bind(Json(&e.headers))
-                .push_bind(&e.source_ip)
-                .push_bind(&e.correlation_id)
-                .push_bind(ms(e.received_at));
-        });
-        events.push(" ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id");
-        let inserted: std::collections::HashSet<String> = events
-            .build_query_scalar::<String>()
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-        let created: Vec<&&NewInbound> =
-            items.iter().filter(|e| inserted.contains(&e.id)).collect();
-        if !created.is_empty() {
-            let mut jobs = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) ",
-            );
-            jobs.push_values(created, |mut row, e| {
-                row.push_bind(&e.job_id)
-                    .push_bind(&e.id)
-                    .push_bind(&e.provider)
-                    .push("1, 'pending', 'received'")
-                    .push_bind(ms(e.received_at))
-                    .push_bind(ms(e.received_at));
-            });
-            jobs.build().execute(&mut *tx).await?;
-        }
-        // The events already stored for the keys of those not inserted.
-        let taken: Vec<(&str, &str)> = items
-            .iter()
-            .filter(|e| !inserted.contains(&e.id))
-            .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
-            .collect();
-        let mut stored = Vec::new();
-        if !taken.is_empty() {
-            stored = sqlx::query_as(
-                "SELECT provider, dedup_key, id FROM inbound_events WHERE (provider, dedup_key) IN \
-                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
-            )
-            .bind(Json(&taken))
-            .fetch_all(&mut *tx)
-            .await?;
-        }
-        let outcomes = batch_outcomes(items, &inserted, stored)?;
-        tx.commit().await?;
-        Ok(outcomes)
     }
 }

@@ -1,118 +1,30 @@
-//! `IngressStore` on PostgreSQL.
+//! `IngressStore` on PostgreSQL: integrations, inbound events, forwarding
+//! jobs, replays and the audit trail.
 
-use crate::error::{Result, StoreError};
+use super::{claim_call, PgStore};
+use crate::error::Result;
 use crate::ingress::*;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
-use crate::PgStore;
+use crate::rows::{self, AUDIT_COLUMNS, INTEGRATION_COLUMNS, JOB_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::Row;
 
-const INTEGRATION_COLUMNS: &str = "name, scheme, signature_header, encoding, prefix, tolerance_seconds, target_url, \
-     allowed_cidrs, rate_limit_per_minute, idempotency_header, secrets_enc, secrets_key_id, forwarding_secret_enc, \
-     forwarding_key_id, created_at, updated_at, forward_raw_body";
-const EVENT_COLUMNS: &str = "e.id, e.provider, e.dedup_key, e.delivery_id, e.body_sha256, e.raw_body, e.headers, e.source_ip, \
+/// An inbound event's columns (aliased `e`) and the status of its latest job.
+const INBOUND_COLUMNS: &str = "e.id, e.provider, e.dedup_key, e.delivery_id, e.body_sha256, e.raw_body, e.headers, e.source_ip, \
      e.correlation_id, e.received_at, \
      (SELECT j.status FROM hook.processing_jobs j WHERE j.event_id = e.id ORDER BY j.attempt DESC LIMIT 1) AS status";
-const JOB_COLUMNS: &str =
-    "id, event_id, provider, attempt, status, trigger, due_at, http_status, duration_ms, \
-     response_preview, error, created_at, completed_at";
-const AUDIT_COLUMNS: &str =
-    "seq, id, actor, action, target, request_id, details, created_at, prev_hash, hash";
 
-fn integration(row: &PgRow) -> Result<Integration> {
-    Ok(Integration {
-        name: row.try_get("name")?,
-        scheme: row.try_get("scheme")?,
-        signature_header: row.try_get("signature_header")?,
-        encoding: row.try_get("encoding")?,
-        prefix: row.try_get("prefix")?,
-        tolerance_seconds: i64::from(row.try_get::<i32, _>("tolerance_seconds")?),
-        target_url: row.try_get("target_url")?,
-        allowed_cidrs: row.try_get::<Json<Vec<String>>, _>("allowed_cidrs")?.0,
-        rate_limit_per_minute: row
-            .try_get::<Option<i32>, _>("rate_limit_per_minute")?
-            .map(i64::from),
-        idempotency_header: row.try_get("idempotency_header")?,
-        secrets: Sealed {
-            key_id: row.try_get("secrets_key_id")?,
-            ciphertext: row.try_get("secrets_enc")?,
-        },
-        forwarding_secret: Sealed {
-            key_id: row.try_get("forwarding_key_id")?,
-            ciphertext: row.try_get("forwarding_secret_enc")?,
-        },
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        forward_raw_body: row.try_get("forward_raw_body")?,
-    })
-}
-
-fn status(text: Option<String>) -> Result<Option<AttemptStatus>> {
-    text.map(|s| AttemptStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("status {s}"))))
-        .transpose()
-}
-
-fn event(row: &PgRow) -> Result<InboundEvent> {
-    Ok(InboundEvent {
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        dedup_key: row.try_get("dedup_key")?,
-        delivery_id: row.try_get("delivery_id")?,
-        body_sha256: row.try_get("body_sha256")?,
-        raw_body: row.try_get("raw_body")?,
-        headers: row.try_get::<Json<serde_json::Value>, _>("headers")?.0,
-        source_ip: row.try_get("source_ip")?,
-        correlation_id: row.try_get("correlation_id")?,
-        received_at: row.try_get("received_at")?,
-        status: status(row.try_get("status")?)?,
-    })
-}
-
-fn job(row: &PgRow) -> Result<Job> {
-    Ok(Job {
-        id: row.try_get("id")?,
-        event_id: row.try_get("event_id")?,
-        provider: row.try_get("provider")?,
-        attempt: row.try_get("attempt")?,
-        status: status(Some(row.try_get("status")?))?.unwrap_or(AttemptStatus::Pending),
-        trigger: row.try_get("trigger")?,
-        due_at: row.try_get("due_at")?,
-        http_status: row.try_get("http_status")?,
-        duration_ms: row.try_get("duration_ms")?,
-        response_preview: row.try_get("response_preview")?,
-        error: row.try_get("error")?,
-        created_at: row.try_get("created_at")?,
-        completed_at: row.try_get("completed_at")?,
-    })
-}
-
-fn audit(row: &PgRow) -> Result<AuditRecord> {
-    Ok(AuditRecord {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        request_id: row.try_get("request_id")?,
-        details: row.try_get("details")?,
-        created_at: row.try_get("created_at")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-#[async_trait]
-impl IngressStore for PgStore {
-    async fn create_integration(&self, i: &Integration) -> Result<bool> {
-        let done = sqlx::query(&format!(
-            "INSERT INTO hook.integrations ({INTEGRATION_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) \
-             ON CONFLICT (name) DO NOTHING"
-        ))
-        .bind(&i.name)
+/// Binds what an integration's insert and update share, `$1` to `$14`.
+fn bind_integration<'q>(
+    q: Query<'q, Postgres, PgArguments>,
+    i: &'q Integration,
+) -> Query<'q, Postgres, PgArguments> {
+    q.bind(&i.name)
         .bind(&i.scheme)
         .bind(&i.signature_header)
         .bind(&i.encoding)
@@ -126,11 +38,23 @@ impl IngressStore for PgStore {
         .bind(&i.secrets.key_id)
         .bind(&i.forwarding_secret.ciphertext)
         .bind(&i.forwarding_secret.key_id)
-        .bind(i.created_at)
-        .bind(i.updated_at)
-        .bind(i.forward_raw_body)
-        .execute(&self.pool)
-        .await?;
+}
+
+#[async_trait]
+impl IngressStore for PgStore {
+    // Integrations.
+
+    async fn create_integration(&self, i: &Integration) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO hook.integrations ({INTEGRATION_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) \
+             ON CONFLICT (name) DO NOTHING"
+        );
+        let done = bind_integration(sqlx::query(&sql), i)
+            .bind(i.created_at)
+            .bind(i.updated_at)
+            .bind(i.forward_raw_body)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -141,7 +65,7 @@ impl IngressStore for PgStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(integration).transpose()
+        row.as_ref().map(rows::integration).transpose()
     }
 
     async fn list_integrations(&self) -> Result<Vec<Integration>> {
@@ -150,34 +74,19 @@ impl IngressStore for PgStore {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(integration).collect()
+        rows.iter().map(rows::integration).collect()
     }
 
     async fn update_integration(&self, i: &Integration) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE hook.integrations SET scheme = $2, signature_header = $3, encoding = $4, prefix = $5, \
+        let sql = "UPDATE hook.integrations SET scheme = $2, signature_header = $3, encoding = $4, prefix = $5, \
              tolerance_seconds = $6, target_url = $7, allowed_cidrs = $8, rate_limit_per_minute = $9, \
              idempotency_header = $10, secrets_enc = $11, secrets_key_id = $12, forwarding_secret_enc = $13, \
-             forwarding_key_id = $14, updated_at = $15, forward_raw_body = $16 WHERE name = $1",
-        )
-        .bind(&i.name)
-        .bind(&i.scheme)
-        .bind(&i.signature_header)
-        .bind(&i.encoding)
-        .bind(&i.prefix)
-        .bind(i.tolerance_seconds as i32)
-        .bind(&i.target_url)
-        .bind(Json(&i.allowed_cidrs))
-        .bind(i.rate_limit_per_minute.map(|n| n as i32))
-        .bind(&i.idempotency_header)
-        .bind(&i.secrets.ciphertext)
-        .bind(&i.secrets.key_id)
-        .bind(&i.forwarding_secret.ciphertext)
-        .bind(&i.forwarding_secret.key_id)
-        .bind(i.updated_at)
-        .bind(i.forward_raw_body)
-        .execute(&self.pool)
-        .await?;
+             forwarding_key_id = $14, updated_at = $15, forward_raw_body = $16 WHERE name = $1";
+        let done = bind_integration(sqlx::query(sql), i)
+            .bind(i.updated_at)
+            .bind(i.forward_raw_body)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -197,18 +106,20 @@ impl IngressStore for PgStore {
         Ok(g)
     }
 
+    // Inbound events.
+
     async fn record_inbound(&self, e: &NewInbound) -> Result<RecordOutcome> {
         self.inbound.submit(e.clone()).await
     }
 
     async fn get_inbound(&self, id: &str) -> Result<Option<InboundEvent>> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM hook.inbound_events e WHERE e.id = $1"
+            "SELECT {INBOUND_COLUMNS} FROM hook.inbound_events e WHERE e.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(event).transpose()
+        row.as_ref().map(rows::inbound).transpose()
     }
 
     async fn list_inbound(&self, q: &EventQuery) -> Result<Page<InboundEvent>> {
@@ -218,7 +129,7 @@ impl IngressStore for PgStore {
             (">", "ASC")
         };
         let sql = format!(
-            "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM hook.inbound_events e \
+            "SELECT * FROM (SELECT {INBOUND_COLUMNS} FROM hook.inbound_events e \
                WHERE ($1::text IS NULL OR e.provider = $1) \
                  AND ($2::timestamptz IS NULL OR e.received_at >= $2) AND ($3::timestamptz IS NULL OR e.received_at < $3) \
                  AND ($4::timestamptz IS NULL OR (e.received_at, e.id) {cmp} ($4, $5::text))) x \
@@ -235,19 +146,19 @@ impl IngressStore for PgStore {
             .bind(i64::from(q.limit) + 1)
             .fetch_all(&self.pool)
             .await?;
-        let items = rows.iter().map(event).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(rows::inbound).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, q.limit, |e| {
             format!("{}:{}", e.received_at.timestamp_micros(), e.id)
         }))
     }
 
+    // Forwarding jobs.
+
     async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
         // An ordered index scan whatever the statistics (migration 0005).
         let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5)");
-        let rows = crate::postgres::claim_call(&sql, c)
-            .fetch_all(&self.unsynced)
-            .await?;
-        rows.iter().map(job).collect()
+        let rows = claim_call(&sql, c).fetch_all(&self.unsynced).await?;
+        rows.iter().map(rows::job).collect()
     }
 
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
@@ -319,9 +230,11 @@ impl IngressStore for PgStore {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.pool)
             .await?;
-        let items = rows.iter().map(job).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |j| j.id.clone()))
     }
+
+    // Replays.
 
     async fn replay(&self, r: &NewReplay) -> Result<Option<Job>> {
         let mut tx = self.pool.begin().await?;
@@ -357,10 +270,12 @@ impl IngressStore for PgStore {
         .bind(r.created_at)
         .fetch_one(&mut *tx)
         .await?;
-        let created = job(&row)?;
+        let created = rows::job(&row)?;
         tx.commit().await?;
         Ok(Some(created))
     }
+
+    // The audit trail.
 
     async fn append_audit(&self, entry: &NewAudit, now: DateTime<Utc>) -> Result<AuditRecord> {
         let mut tx = self.pool.begin().await?;
@@ -399,7 +314,7 @@ impl IngressStore for PgStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(audit).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |a| a.seq.to_string()))
     }
 
@@ -409,7 +324,7 @@ impl IngressStore for PgStore {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(audit).collect()
+        rows.iter().map(rows::audit).collect()
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
@@ -473,6 +388,8 @@ impl IngressStore for PgStore {
         self.audit_key.set(key);
     }
 
+    // Status.
+
     async fn processing_status(&self, now: DateTime<Utc>) -> Result<ProcessingStatus> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM hook.processing_jobs GROUP BY status ORDER BY status",
@@ -486,81 +403,7 @@ impl IngressStore for PgStore {
                 .await?;
         Ok(ProcessingStatus {
             by_status: rows.into_iter().map(|(s, n)| (s, n as u64)).collect(),
-            oldest_pending_age_seconds: oldest
-                .map(|o| (now - o).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0),
+            oldest_pending_age_seconds: rows::age_seconds(now, oldest),
         })
-    }
-}
-
-/// PostgreSQL's side of group commit: a batch of inbound events and their
-/// first jobs in one statement, whatever its size (two per event cost the
-/// database more than anything else on the receiving path). Those whose
-/// (provider, dedup key) is taken, earlier in the batch or by another
-/// replica (ON CONFLICT waits for a concurrent insert to commit), are
-/// answered with the stored event's id.
-pub(crate) struct PgBatch(pub(crate) sqlx::postgres::PgPool);
-
-#[async_trait]
-impl crate::group_commit::BatchWriter for PgBatch {
-    type Item = NewInbound;
-    type Outcome = RecordOutcome;
-    const NAME: &'static str = "inbound";
-
-    async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
-        let texts = |f: fn(&NewInbound) -> Option<String>| -> Vec<Option<String>> {
-            items.iter().map(|e| f(e)).collect()
-        };
-        let mut tx = self.0.begin().await?;
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-               $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[]) \
-               AS e(id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, source_ip, \
-                 correlation_id, received_at, job_id)), \
-             ins AS (INSERT INTO hook.inbound_events (id, provider, dedup_key, delivery_id, body_sha256, \
-               raw_body, headers, source_ip, correlation_id, received_at) \
-               SELECT id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers::jsonb, source_ip, \
-                 correlation_id, received_at FROM e \
-               ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id), \
-             jobs AS (INSERT INTO hook.processing_jobs (id, event_id, provider, attempt, status, trigger, \
-               due_at, created_at) \
-               SELECT e.job_id, e.id, e.provider, 1, 'pending', 'received', e.received_at, e.received_at \
-               FROM e JOIN ins ON ins.id = e.id) \
-             SELECT id FROM ins",
-        )
-        .bind(texts(|e| Some(e.id.clone())))
-        .bind(texts(|e| Some(e.provider.clone())))
-        .bind(texts(|e| Some(e.dedup_key.clone())))
-        .bind(texts(|e| e.delivery_id.clone()))
-        .bind(texts(|e| Some(e.body_sha256.clone())))
-        .bind(items.iter().map(|e| e.raw_body.clone()).collect::<Vec<_>>())
-        .bind(texts(|e| Some(e.headers.to_string())))
-        .bind(texts(|e| e.source_ip.clone()))
-        .bind(texts(|e| Some(e.correlation_id.clone())))
-        .bind(items.iter().map(|e| e.received_at).collect::<Vec<_>>())
-        .bind(texts(|e| Some(e.job_id.clone())))
-        .fetch_all(&mut *tx)
-        .await?;
-        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-        // The events already stored for the keys of those not inserted.
-        let (providers, keys): (Vec<&str>, Vec<&str>) = items
-            .iter()
-            .filter(|e| !inserted.contains(&e.id))
-            .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
-            .unzip();
-        let mut stored = Vec::new();
-        if !providers.is_empty() {
-            stored = sqlx::query_as(
-                "SELECT provider, dedup_key, id FROM hook.inbound_events WHERE (provider, dedup_key) IN \
-                 (SELECT * FROM unnest($1::text[], $2::text[]))",
-            )
-            .bind(&providers)
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await?;
-        }
-        let outcomes = batch_outcomes(items, &inserted, stored)?;
-        tx.commit().await?;
-        Ok(outcomes)
     }
 }

@@ -1,0 +1,313 @@
+//! PostgreSQL's group-committed writes (`group_commit.rs`): each batch in a
+//! fixed number of statements whatever its size, the batch's columns passed
+//! as arrays to `unnest`, since one statement per item cost the database
+//! more than anything else on the publishing, delivering and receiving paths.
+
+use crate::answers;
+use crate::error::Result;
+use crate::group_commit::BatchWriter;
+use crate::ingress::{NewInbound, RecordOutcome};
+use crate::model::{AttemptResult, NewEvent, PublishOutcome};
+use crate::snapshot;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hookwarden_core::{ids, validate::subscribed};
+use sqlx::postgres::PgPool;
+use sqlx::types::Json;
+use sqlx::Row;
+use std::collections::HashSet;
+
+/// Inbound events and their first jobs in one statement. Those whose
+/// (provider, dedup key) is taken, earlier in the batch or by another
+/// replica (ON CONFLICT waits for a concurrent insert to commit), are
+/// answered with the stored event's id.
+pub(super) struct Inbound(pub(super) PgPool);
+
+#[async_trait]
+impl BatchWriter for Inbound {
+    type Item = NewInbound;
+    type Outcome = RecordOutcome;
+    const NAME: &'static str = "inbound";
+
+    async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
+        let texts = |f: fn(&NewInbound) -> Option<String>| -> Vec<Option<String>> {
+            items.iter().map(|e| f(e)).collect()
+        };
+        let mut tx = self.0.begin().await?;
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+               $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[]) \
+               AS e(id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, source_ip, \
+                 correlation_id, received_at, job_id)), \
+             ins AS (INSERT INTO hook.inbound_events (id, provider, dedup_key, delivery_id, body_sha256, \
+               raw_body, headers, source_ip, correlation_id, received_at) \
+               SELECT id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers::jsonb, source_ip, \
+                 correlation_id, received_at FROM e \
+               ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id), \
+             jobs AS (INSERT INTO hook.processing_jobs (id, event_id, provider, attempt, status, trigger, \
+               due_at, created_at) \
+               SELECT e.job_id, e.id, e.provider, 1, 'pending', 'received', e.received_at, e.received_at \
+               FROM e JOIN ins ON ins.id = e.id) \
+             SELECT id FROM ins",
+        )
+        .bind(texts(|e| Some(e.id.clone())))
+        .bind(texts(|e| Some(e.provider.clone())))
+        .bind(texts(|e| Some(e.dedup_key.clone())))
+        .bind(texts(|e| e.delivery_id.clone()))
+        .bind(texts(|e| Some(e.body_sha256.clone())))
+        .bind(items.iter().map(|e| e.raw_body.clone()).collect::<Vec<_>>())
+        .bind(texts(|e| Some(e.headers.to_string())))
+        .bind(texts(|e| e.source_ip.clone()))
+        .bind(texts(|e| Some(e.correlation_id.clone())))
+        .bind(items.iter().map(|e| e.received_at).collect::<Vec<_>>())
+        .bind(texts(|e| Some(e.job_id.clone())))
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted: HashSet<String> = inserted.into_iter().collect();
+        // The events already stored for the keys of those not inserted.
+        let (providers, keys): (Vec<&str>, Vec<&str>) = items
+            .iter()
+            .filter(|e| !inserted.contains(&e.id))
+            .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
+            .unzip();
+        let mut stored = Vec::new();
+        if !providers.is_empty() {
+            stored = sqlx::query_as(
+                "SELECT provider, dedup_key, id FROM hook.inbound_events WHERE (provider, dedup_key) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[]))",
+            )
+            .bind(&providers)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let outcomes = answers::inbound(items, &inserted, stored)?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// Finished tries in one call per batch (migration 0005): each try's outcome
+/// where the worker still holds the lease, and the next try of those that
+/// failed with retries left (copying the snapshot inside the database). One
+/// round trip instead of two per try is what lets one commit carry a
+/// hundred of them.
+pub(super) struct Completions(pub(super) PgPool);
+
+#[async_trait]
+impl BatchWriter for Completions {
+    type Item = AttemptResult;
+    type Outcome = bool;
+    const NAME: &'static str = "delivery results";
+
+    async fn commit(&self, items: &[&AttemptResult]) -> Result<Vec<bool>> {
+        let column = |f: fn(&AttemptResult) -> Option<String>| -> Vec<Option<String>> {
+            items.iter().map(|r| f(r)).collect()
+        };
+        let recorded: Vec<String> = sqlx::query_scalar(
+            "SELECT * FROM hook.complete_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(column(|r| Some(r.attempt_id.clone())))
+        .bind(column(|r| Some(r.worker_id.clone())))
+        .bind(column(|r| Some(r.status.as_str().to_owned())))
+        .bind(items.iter().map(|r| r.http_status).collect::<Vec<_>>())
+        .bind(items.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+        .bind(column(|r| r.response_preview.clone()))
+        .bind(column(|r| r.error.clone()))
+        .bind(items.iter().map(|r| r.completed_at).collect::<Vec<_>>())
+        .bind(column(|r| r.next.as_ref().map(|(id, _)| id.clone())))
+        .bind(
+            items
+                .iter()
+                .map(|r| r.next.as_ref().map(|(_, due)| *due))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&self.0)
+        .await?;
+        // The same try twice in one batch (never in practice): the first
+        // one recorded it; the other answers false, as it would alone.
+        let mut recorded: HashSet<String> = recorded.into_iter().collect();
+        Ok(items
+            .iter()
+            .map(|r| recorded.remove(&r.attempt_id))
+            .collect())
+    }
+}
+
+/// Published events in one transaction per batch, in three statements
+/// whatever its size: the events, the subscribed webhooks of their
+/// accounts, the first tries.
+pub(super) struct Publishes(pub(super) PgPool);
+
+#[async_trait]
+impl BatchWriter for Publishes {
+    type Item = NewEvent;
+    type Outcome = PublishOutcome;
+    const NAME: &'static str = "publish";
+
+    async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
+        let mut tx = self.0.begin().await?;
+        let texts =
+            |f: fn(&NewEvent) -> String| -> Vec<String> { items.iter().map(|e| f(e)).collect() };
+        // Any conflict (the internal id, or the producer's client id for the
+        // account) leaves the row out of RETURNING: answered below.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO hook.events (id, client_id, account_id, event_type, payload, producer, created_at) \
+             SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::timestamptz[]) \
+               AS e(id, client_id, account_id, event_type, payload, producer, created_at) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(texts(|e| e.id.clone()))
+        .bind(items.iter().map(|e| e.client_id.clone()).collect::<Vec<_>>())
+        .bind(texts(|e| e.account_id.clone()))
+        .bind(texts(|e| e.event_type.clone()))
+        .bind(texts(|e| e.payload.to_string()))
+        .bind(texts(|e| e.producer.clone()))
+        .bind(items.iter().map(|e| e.created_at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        // The rows are inserted in order, so of one key twice in a batch the
+        // first is new and the second meets it, as if they came one by one.
+        let mut new: HashSet<String> = inserted.into_iter().collect();
+        let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
+
+        let mut accounts: Vec<String> = items
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(e, _)| e.account_id.clone())
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        let webhooks = if accounts.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(
+                "SELECT id, account_id, event_types, throttled_until FROM hook.webhook_configs \
+                 WHERE account_id = ANY($1) AND NOT disabled",
+            )
+            .bind(&accounts)
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        let webhooks = webhooks
+            .iter()
+            .map(|r| {
+                Ok(Subscriber {
+                    id: r.try_get("id")?,
+                    account_id: r.try_get("account_id")?,
+                    event_types: r.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+                    paused_until: r.try_get("throttled_until")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut tries = FirstTries::default();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (e, fresh) in items.iter().zip(&fresh) {
+            if !fresh {
+                // Answered below, once this batch's tries are in.
+                outcomes.push(PublishOutcome::Conflict);
+                continue;
+            }
+            let body = snapshot(e).to_string();
+            let mut lanes = Vec::new();
+            let subscribers = webhooks.iter().filter(|w| {
+                w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type)
+            });
+            for w in subscribers {
+                tries.push(e, w, &body);
+                lanes.push(w.id.clone());
+            }
+            outcomes.push(PublishOutcome::Created { webhooks: lanes });
+        }
+        if !tries.ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+                 due_at, payload_snapshot, created_at) \
+                 SELECT id, event_id, webhook_id, account_id, 1, 'pending', due, snapshot::jsonb, at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], \
+                             $7::timestamptz[]) \
+                   AS t(id, event_id, webhook_id, account_id, at, snapshot, due)",
+            )
+            .bind(&tries.ids)
+            .bind(&tries.event_ids)
+            .bind(&tries.webhook_ids)
+            .bind(&tries.account_ids)
+            .bind(&tries.at)
+            .bind(&tries.snapshots)
+            .bind(&tries.due)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((e, fresh), outcome) in items.iter().zip(fresh).zip(&mut outcomes) {
+            if !fresh {
+                *outcome = existing(&mut tx, e).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The first tries of a batch of events, column by column for `unnest`.
+#[derive(Default)]
+struct FirstTries {
+    ids: Vec<String>,
+    event_ids: Vec<String>,
+    webhook_ids: Vec<String>,
+    account_ids: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    due: Vec<DateTime<Utc>>,
+    snapshots: Vec<String>,
+}
+
+/// A webhook an event of its account may fan out to.
+struct Subscriber {
+    id: String,
+    account_id: String,
+    event_types: Vec<String>,
+    paused_until: Option<DateTime<Utc>>,
+}
+
+impl FirstTries {
+    fn push(&mut self, e: &NewEvent, w: &Subscriber, snapshot: &str) {
+        self.ids.push(ids::attempt_id());
+        self.event_ids.push(e.id.clone());
+        self.webhook_ids.push(w.id.clone());
+        self.account_ids.push(e.account_id.clone());
+        self.at.push(e.created_at);
+        self.due
+            .push(answers::first_due(e.created_at, w.paused_until));
+        self.snapshots.push(snapshot.to_owned());
+    }
+}
+
+/// A client id this producer published before for this account (or, for an
+/// event without one, its internal id): the same event again, or a conflict.
+async fn existing(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    e: &NewEvent,
+) -> Result<PublishOutcome> {
+    // Two statements, not one with a CASE: each must use its index.
+    let key = if e.client_id.is_some() {
+        "ev.producer = $3 AND ev.account_id = $4 AND ev.client_id = $2"
+    } else {
+        "ev.id = $1"
+    };
+    let row = sqlx::query(&format!(
+        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
+         (SELECT count(DISTINCT a.webhook_id) FROM hook.delivery_attempts a WHERE a.event_id = ev.id) \
+           AS deliveries \
+         FROM hook.events ev WHERE {key}"
+    ))
+    .bind(&e.id)
+    .bind(&e.client_id)
+    .bind(&e.producer)
+    .bind(&e.account_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    answers::existing(&row, e)
+}

@@ -1,0 +1,374 @@
+//! `Store` on PostgreSQL: webhooks, events, delivery tries, event types and
+//! sealed values, in the order the trait declares them.
+
+use super::{claim_call, webhooks, PgStore};
+use crate::error::Result;
+use crate::model::*;
+use crate::rows::{
+    self, Prefixed, ATTEMPT_COLUMNS, EVENT_COLUMNS, EVENT_TYPE_COLUMNS, WEBHOOK_COLUMNS,
+};
+use crate::sealed::{SealedColumn, SealedRow};
+use crate::search::{self, AttemptFilter, Dialect, EventFilter};
+use crate::Store;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hookwarden_core::crypto::Sealed;
+use sqlx::types::Json;
+use sqlx::Row;
+
+#[async_trait]
+impl Store for PgStore {
+    // The store itself.
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        super::migrate(&self.pool).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // Webhooks (webhooks.rs).
+
+    async fn set_max_webhooks_per_account(&self, max: u32) -> Result<()> {
+        webhooks::set_max_per_account(self, max).await
+    }
+
+    async fn create_webhook(&self, w: &Webhook) -> Result<()> {
+        webhooks::create(self, w).await
+    }
+
+    async fn get_webhook(&self, account_id: &str, id: &str) -> Result<Option<Webhook>> {
+        webhooks::get(self, account_id, id).await
+    }
+
+    async fn webhooks_by_ids(&self, ids: &[String]) -> Result<Vec<Webhook>> {
+        webhooks::by_ids(self, ids).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        account_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Webhook>> {
+        webhooks::list(self, account_id, after, limit).await
+    }
+
+    async fn update_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+        u: &WebhookUpdate,
+    ) -> Result<Option<Webhook>> {
+        webhooks::update(self, account_id, id, u).await
+    }
+
+    async fn delete_webhook(&self, account_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        webhooks::delete(self, account_id, id, now).await
+    }
+
+    async fn disable_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        webhooks::disable(self, id, reason, now).await
+    }
+
+    async fn hold_webhook(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        webhooks::hold(self, id, reason, now).await
+    }
+
+    async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        webhooks::enable(self, id, now).await
+    }
+
+    async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        webhooks::throttle(self, id, until).await
+    }
+
+    // Events.
+
+    async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {
+        // Concurrent publishes share one commit (group commit).
+        self.publishes.submit(e.clone()).await
+    }
+
+    async fn search_events(
+        &self,
+        filter: &EventFilter<'_>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<NewEvent>> {
+        let w = search::events(Dialect::Postgres, filter, before);
+        let sql = w.page_sql(&format!("SELECT {EVENT_COLUMNS} FROM hook.events a"), limit);
+        let rows = w.bind_to(sqlx::query(&sql)).fetch_all(&self.pool).await?;
+        let items = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |e| e.id.clone()))
+    }
+
+    // Delivery tries.
+
+    async fn claim_due(&self, c: &Claim<'_>) -> Result<Vec<Attempt>> {
+        // A function, so that the claim is always an ordered index scan
+        // (migration 0005 says why).
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM hook.claim_attempts($1, $2, $3, $4, $5)");
+        let rows = claim_call(&sql, c).fetch_all(&self.unsynced).await?;
+        rows.iter().map(rows::attempt).collect()
+    }
+
+    async fn claim_due_with_webhooks(
+        &self,
+        c: &Claim<'_>,
+    ) -> Result<Vec<(Attempt, Option<Webhook>)>> {
+        // The claim and the webhooks in one round trip.
+        let webhook_columns = WEBHOOK_COLUMNS
+            .split(", ")
+            .map(|c| format!("w.{c} AS w_{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let attempt_columns = ATTEMPT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {attempt_columns}, {webhook_columns} FROM hook.claim_attempts($1, $2, $3, $4, $5) a \
+             LEFT JOIN hook.webhook_configs w ON w.id = a.webhook_id"
+        );
+        let rows = claim_call(&sql, c).fetch_all(&self.unsynced).await?;
+        rows.iter()
+            .map(|row| {
+                let webhook = match row.try_get::<Option<String>, _>("w_id")? {
+                    Some(_) => Some(rows::webhook(&Prefixed("w_", row))?),
+                    None => None,
+                };
+                Ok((rows::attempt(row)?, webhook))
+            })
+            .collect()
+    }
+
+    async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
+        // Row by primary key, whatever the statistics (migration 0005).
+        sqlx::query("SELECT hook.release_attempts($1, $2)")
+            .bind(attempt_ids)
+            .bind(worker_id)
+            .execute(&self.unsynced)
+            .await?;
+        Ok(())
+    }
+
+    async fn complete_attempt(&self, r: &AttemptResult) -> Result<bool> {
+        // Concurrent tries share one commit (group commit).
+        self.completions.submit(r.clone()).await
+    }
+
+    async fn search_attempts(
+        &self,
+        filter: &AttemptFilter<'_>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Attempt>> {
+        let table = "hook.delivery_attempts";
+        let w = search::attempts(Dialect::Postgres, table, filter, before);
+        let sql = w.page_sql(&format!("SELECT {ATTEMPT_COLUMNS} FROM {table} a"), limit);
+        let rows = w.bind_to(sqlx::query(&sql)).fetch_all(&self.pool).await?;
+        let items = rows.iter().map(rows::attempt).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |a| a.id.clone()))
+    }
+
+    async fn retry_now(
+        &self,
+        account_id: &str,
+        attempt_id: &str,
+        new_id: &str,
+        now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        only_if_latest: bool,
+    ) -> Result<Option<Attempt>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(orig) = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM hook.delivery_attempts WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let orig = rows::attempt(&orig)?;
+        // Serialize retries of one (event, webhook) pair, and make sure the webhook still exists.
+        let webhook = sqlx::query(
+            "SELECT id FROM hook.webhook_configs WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        )
+        .bind(&orig.webhook_id)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if webhook.is_none() {
+            return Ok(None);
+        }
+        if only_if_latest {
+            let later = sqlx::query(
+                "SELECT 1 FROM hook.delivery_attempts WHERE event_id = $1 AND webhook_id = $2 AND attempt > $3 LIMIT 1",
+            )
+            .bind(&orig.event_id)
+            .bind(&orig.webhook_id)
+            .bind(orig.attempt)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if later.is_some() {
+                return Ok(None);
+            }
+        }
+        let pending = sqlx::query(&format!(
+            "UPDATE hook.delivery_attempts SET due_at = $3 WHERE event_id = $1 AND webhook_id = $2 \
+             AND status = 'pending' RETURNING {ATTEMPT_COLUMNS}"
+        ))
+        .bind(&orig.event_id)
+        .bind(&orig.webhook_id)
+        .bind(due_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = match pending {
+            Some(row) => row,
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+                     payload_snapshot, created_at) \
+                     SELECT $1, $2, $3, $4, COALESCE(MAX(attempt), 0) + 1, 'pending', $7, $6, $5 \
+                     FROM hook.delivery_attempts WHERE event_id = $2 AND webhook_id = $3 \
+                     RETURNING {ATTEMPT_COLUMNS}"
+                ))
+                .bind(new_id)
+                .bind(&orig.event_id)
+                .bind(&orig.webhook_id)
+                .bind(account_id)
+                .bind(now)
+                .bind(Json(&orig.payload_snapshot))
+                .bind(due_at)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let result = rows::attempt(&row)?;
+        tx.commit().await?;
+        Ok(Some(result))
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+        let row = sqlx::query(
+            "SELECT count(*) AS pending, count(*) FILTER (WHERE due_at <= $1) AS due, min(due_at) AS oldest \
+             FROM hook.delivery_attempts WHERE status = 'pending'",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            due: row.try_get::<i64, _>("due")? as u64,
+            oldest_due_age_seconds: rows::age_seconds(now, row.try_get("oldest")?),
+        })
+    }
+
+    // Event types.
+
+    async fn put_event_type(&self, e: &EventType) -> Result<EventType> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO hook.event_types ({EVENT_TYPE_COLUMNS}) VALUES ($1,$2,$3,$4,$5) \
+             ON CONFLICT (name) DO UPDATE SET schema = excluded.schema, description = excluded.description, \
+             updated_at = excluded.updated_at RETURNING {EVENT_TYPE_COLUMNS}"
+        ))
+        .bind(&e.name)
+        .bind(Json(&e.schema))
+        .bind(&e.description)
+        .bind(e.created_at)
+        .bind(e.updated_at)
+        .fetch_one(&self.pool)
+        .await?;
+        rows::event_type(&row)
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        let sql = format!("SELECT {EVENT_TYPE_COLUMNS} FROM hook.event_types WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::event_type).transpose()
+    }
+
+    async fn list_event_types(&self) -> Result<Vec<EventType>> {
+        let sql = format!("SELECT {EVENT_TYPE_COLUMNS} FROM hook.event_types ORDER BY name");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::event_type).collect()
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM hook.event_types WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // Sealed values.
+
+    async fn sealed_not_under(
+        &self,
+        column: SealedColumn,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<SealedRow>> {
+        let (table, id, account, enc, kid) = column.sql();
+        let sql = format!(
+            "SELECT {id} AS id, {account} AS account_id, {enc} AS enc, {kid} AS kid FROM hook.{table} \
+             WHERE {kid} IS NOT NULL AND {kid} <> $1 ORDER BY {id} LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| rows::sealed(r, column)).collect()
+    }
+
+    async fn reseal(
+        &self,
+        column: SealedColumn,
+        id_value: &str,
+        old: &Sealed,
+        new: &Sealed,
+    ) -> Result<bool> {
+        let (table, id, _, enc, kid) = column.sql();
+        let sql = format!("UPDATE hook.{table} SET {enc} = $1, {kid} = $2 WHERE {id} = $3 AND {kid} = $4 AND {enc} = $5");
+        let done = sqlx::query(&sql)
+            .bind(&new.ciphertext)
+            .bind(&new.key_id)
+            .bind(id_value)
+            .bind(&old.key_id)
+            .bind(&old.ciphertext)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_not_under(&self, key_id: &str) -> Result<u64> {
+        let mut total = 0u64;
+        for column in SealedColumn::ALL {
+            let (table, _, _, _, kid) = column.sql();
+            let sql = format!(
+                "SELECT count(*) FROM hook.{table} WHERE {kid} IS NOT NULL AND {kid} <> $1"
+            );
+            let n: i64 = sqlx::query_scalar(&sql)
+                .bind(key_id)
+                .fetch_one(&self.pool)
+                .await?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,208 @@
+//! Webhooks on PostgreSQL: an account's endpoints, their secrets, and the
+//! states that stop deliveries to them (disabled, held, paused).
+
+use super::PgStore;
+use crate::error::{classify, Result};
+use crate::model::{Page, Webhook, WebhookUpdate};
+use crate::rows::{self, WEBHOOK_COLUMNS};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+pub(super) async fn set_max_per_account(s: &PgStore, max: u32) -> Result<()> {
+    sqlx::query("UPDATE hook.tenant_limits SET max_webhooks_per_account = $1 WHERE id = 1")
+        .bind(i32::try_from(max.max(1)).unwrap_or(i32::MAX))
+        .execute(&s.pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn create(s: &PgStore, w: &Webhook) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hook.webhook_configs (id, account_id, url, description, event_types, secret_enc, \
+         secret_key_id, disabled, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,FALSE,$8,$9)",
+    )
+    .bind(&w.id)
+    .bind(&w.account_id)
+    .bind(&w.url)
+    .bind(&w.description)
+    .bind(Json(&w.event_types))
+    .bind(&w.secret.ciphertext)
+    .bind(&w.secret.key_id)
+    .bind(w.created_at)
+    .bind(w.updated_at)
+    .execute(&s.pool)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+pub(super) async fn get(s: &PgStore, account_id: &str, id: &str) -> Result<Option<Webhook>> {
+    let sql = format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE account_id = $1 AND id = $2"
+    );
+    let row = sqlx::query(&sql)
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&s.pool)
+        .await?;
+    row.as_ref().map(rows::webhook).transpose()
+}
+
+pub(super) async fn by_ids(s: &PgStore, ids: &[String]) -> Result<Vec<Webhook>> {
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE id = ANY($1)");
+    let rows = sqlx::query(&sql).bind(ids).fetch_all(&s.pool).await?;
+    rows.iter().map(rows::webhook).collect()
+}
+
+pub(super) async fn list(
+    s: &PgStore,
+    account_id: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Page<Webhook>> {
+    // Two statements rather than `$1 IS NULL OR …`: each keeps its index.
+    let scope = if account_id.is_some() {
+        "account_id = $1"
+    } else {
+        "$1 IS NULL"
+    };
+    let sql = format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM hook.webhook_configs WHERE {scope} AND id > $2 ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(account_id)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&s.pool)
+        .await?;
+    let items = rows.iter().map(rows::webhook).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_rows(items, limit, |w| w.id.clone()))
+}
+
+pub(super) async fn update(
+    s: &PgStore,
+    account_id: &str,
+    id: &str,
+    u: &WebhookUpdate,
+) -> Result<Option<Webhook>> {
+    let (new_enc, new_kid, old_until) = match &u.rotate {
+        Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(*until)),
+        None => (None, None, None),
+    };
+    // On rotation the current secret moves to the old_* columns in the same
+    // statement (right-hand sides read the row as it was).
+    let sql = format!(
+        "UPDATE hook.webhook_configs SET \
+           url = COALESCE($3, url), description = COALESCE($4, description), \
+           event_types = COALESCE($5, event_types), \
+           old_secret_enc = CASE WHEN $6::bytea IS NULL THEN old_secret_enc ELSE secret_enc END, \
+           old_secret_key_id = CASE WHEN $6::bytea IS NULL THEN old_secret_key_id ELSE secret_key_id END, \
+           old_secret_expires_at = CASE WHEN $6::bytea IS NULL THEN old_secret_expires_at ELSE $8 END, \
+           secret_enc = COALESCE($6, secret_enc), secret_key_id = COALESCE($7, secret_key_id), \
+           disabled = CASE WHEN $9 AND NOT operator_hold THEN FALSE ELSE disabled END, \
+           disabled_reason = CASE WHEN $9 AND NOT operator_hold THEN NULL ELSE disabled_reason END, \
+           throttled_until = CASE WHEN $9 THEN NULL ELSE throttled_until END, \
+           updated_at = $10 \
+         WHERE account_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(account_id)
+        .bind(id)
+        .bind(&u.url)
+        .bind(&u.description)
+        .bind(u.event_types.as_ref().map(Json))
+        .bind(new_enc)
+        .bind(new_kid)
+        .bind(old_until)
+        .bind(u.enable)
+        .bind(u.updated_at)
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(classify)?;
+    row.as_ref().map(rows::webhook).transpose()
+}
+
+pub(super) async fn delete(
+    s: &PgStore,
+    account_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let mut tx = s.pool.begin().await?;
+    let deleted = sqlx::query("DELETE FROM hook.webhook_configs WHERE account_id = $1 AND id = $2")
+        .bind(account_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted > 0 {
+        sqlx::query(
+            "UPDATE hook.delivery_attempts SET status = 'dead', error = 'webhook deleted', completed_at = $2, \
+             lease_until = NULL WHERE webhook_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted > 0)
+}
+
+pub(super) async fn disable(
+    s: &PgStore,
+    id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    // Never over an operator's hold: its reason stays, and only the
+    // operator lifts it.
+    let changed = sqlx::query(
+        "UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 \
+         WHERE id = $1 AND NOT operator_hold",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(&s.pool)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+pub(super) async fn hold(s: &PgStore, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE hook.webhook_configs SET disabled = TRUE, operator_hold = TRUE, disabled_reason = $2, \
+         updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(&s.pool)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+pub(super) async fn enable(s: &PgStore, id: &str, now: DateTime<Utc>) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE hook.webhook_configs SET disabled = FALSE, operator_hold = FALSE, disabled_reason = NULL, \
+         updated_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&s.pool)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+pub(super) async fn throttle(s: &PgStore, id: &str, until: DateTime<Utc>) -> Result<()> {
+    // One call: the pause and its pending tries moved (migration 0006).
+    sqlx::query("SELECT hook.pause_webhook($1, $2)")
+        .bind(id)
+        .bind(until)
+        .execute(&s.pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Reading records out of result rows, written once for both dialects: each
+//! dialect says how it decodes a column (`Columns`), and one function per
+//! record turns a row into the model. The column lists the readers expect
+//! live here too, beside the readers.
+//!
+//! What the dialects store differently is only this: a time (PostgreSQL
+//! `timestamptz`, SQLite unix milliseconds) and the width of an `INTEGER`
+//! (32 bits on PostgreSQL, 64 on SQLite). Everything else (text, bytes,
+//! booleans, JSON) decodes alike.
+
+use crate::error::{Result, StoreError};
+use crate::ingress::{AuditRecord, InboundEvent, Integration, Job};
+use crate::model::{Attempt, AttemptStatus, EventType, NewEvent, Webhook};
+use crate::sealed::{SealedColumn, SealedRow};
+use chrono::{DateTime, Utc};
+use hookwarden_core::crypto::Sealed;
+use sqlx::types::Json;
+use sqlx::{Decode, Postgres, Sqlite, Type};
+
+pub(crate) const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
+     old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, operator_hold, throttled_until, \
+     created_at, updated_at";
+pub(crate) const ATTEMPT_COLUMNS: &str =
+    "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
+     http_status, duration_ms, response_preview, error, created_at, completed_at";
+/// An event's columns, over a table aliased `a` (the searches').
+pub(crate) const EVENT_COLUMNS: &str =
+    "a.id, a.client_id, a.account_id, a.event_type, a.payload, a.producer, a.created_at";
+pub(crate) const EVENT_TYPE_COLUMNS: &str = "name, schema, description, created_at, updated_at";
+pub(crate) const INTEGRATION_COLUMNS: &str = "name, scheme, signature_header, encoding, prefix, tolerance_seconds, target_url, \
+     allowed_cidrs, rate_limit_per_minute, idempotency_header, secrets_enc, secrets_key_id, forwarding_secret_enc, \
+     forwarding_key_id, created_at, updated_at, forward_raw_body";
+pub(crate) const JOB_COLUMNS: &str =
+    "id, event_id, provider, attempt, status, trigger, due_at, http_status, duration_ms, \
+     response_preview, error, created_at, completed_at";
+pub(crate) const AUDIT_COLUMNS: &str =
+    "seq, id, actor, action, target, request_id, details, created_at, prev_hash, hash";
+
+/// A value both dialects decode the same way.
+pub(crate) trait Value:
+    for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>
+{
+}
+
+impl<T> Value for T where
+    T: for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>
+{
+}
+
+/// A result row, as its dialect decodes it.
+pub(crate) trait Columns {
+    fn get<T: Value>(&self, column: &str) -> Result<T>;
+    fn time(&self, column: &str) -> Result<DateTime<Utc>>;
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>>;
+    /// An `INTEGER` column, whatever its width in the dialect.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+
+    fn int(&self, column: &str) -> Result<i64> {
+        self.opt_int(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is null")))
+    }
+}
+
+/// The columns of `row` named with `prefix` (a joined row's `w_…` columns).
+pub(crate) struct Prefixed<'a, R>(pub &'a str, pub &'a R);
+
+impl<R: Columns> Columns for Prefixed<'_, R> {
+    fn get<T: Value>(&self, column: &str) -> Result<T> {
+        self.1.get(&format!("{}{column}", self.0))
+    }
+    fn time(&self, column: &str) -> Result<DateTime<Utc>> {
+        self.1.time(&format!("{}{column}", self.0))
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
+        self.1.opt_time(&format!("{}{column}", self.0))
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.1.opt_int(&format!("{}{column}", self.0))
+    }
+}
+
+/// A stored status; anything else is corrupt data, not a default.
+fn status(text: &str) -> Result<AttemptStatus> {
+    AttemptStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("status {text}")))
+}
+
+fn opt_status(text: Option<String>) -> Result<Option<AttemptStatus>> {
+    text.as_deref().map(status).transpose()
+}
+
+/// A webhook (`WEBHOOK_COLUMNS`).
+pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
+    let old = match (
+        row.get::<Option<Vec<u8>>>("old_secret_enc")?,
+        row.get::<Option<String>>("old_secret_key_id")?,
+        row.opt_time("old_secret_expires_at")?,
+    ) {
+        (Some(ciphertext), Some(key_id), Some(until)) => {
+            Some((Sealed { key_id, ciphertext }, until))
+        }
+        _ => None,
+    };
+    Ok(Webhook {
+        id: row.get("id")?,
+        account_id: row.get("account_id")?,
+        url: row.get("url")?,
+        description: row.get("description")?,
+        event_types: row.get::<Json<Vec<String>>>("event_types")?.0,
+        secret: Sealed {
+            key_id: row.get("secret_key_id")?,
+            ciphertext: row.get("secret_enc")?,
+        },
+        old_secret: old,
+        disabled: row.get("disabled")?,
+        disabled_reason: row.get("disabled_reason")?,
+        held_by_operator: row.get("operator_hold")?,
+        throttled_until: row.opt_time("throttled_until")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// A delivery try (`ATTEMPT_COLUMNS`).
+pub(crate) fn attempt(row: &impl Columns) -> Result<Attempt> {
+    Ok(Attempt {
+        id: row.get("id")?,
+        event_id: row.get("event_id")?,
+        webhook_id: row.get("webhook_id")?,
+        account_id: row.get("account_id")?,
+        attempt: row.get("attempt")?,
+        status: status(&row.get::<String>("status")?)?,
+        due_at: row.time("due_at")?,
+        payload_snapshot: row.get::<Json<serde_json::Value>>("payload_snapshot")?.0,
+        http_status: row.get("http_status")?,
+        duration_ms: row.get("duration_ms")?,
+        response_preview: row.get("response_preview")?,
+        error: row.get("error")?,
+        created_at: row.time("created_at")?,
+        completed_at: row.opt_time("completed_at")?,
+    })
+}
+
+/// A published event (`EVENT_COLUMNS`).
+pub(crate) fn event(row: &impl Columns) -> Result<NewEvent> {
+    Ok(NewEvent {
+        id: row.get("id")?,
+        client_id: row.get("client_id")?,
+        account_id: row.get("account_id")?,
+        event_type: row.get("event_type")?,
+        payload: row.get::<Json<serde_json::Value>>("payload")?.0,
+        producer: row.get("producer")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// An event type (`EVENT_TYPE_COLUMNS`).
+pub(crate) fn event_type(row: &impl Columns) -> Result<EventType> {
+    Ok(EventType {
+        name: row.get("name")?,
+        schema: row.get::<Json<serde_json::Value>>("schema")?.0,
+        description: row.get("description")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// A sealed value of `column`, selected `AS id, account_id, enc, kid`.
+pub(crate) fn sealed(row: &impl Columns, column: SealedColumn) -> Result<SealedRow> {
+    Ok(SealedRow {
+        column,
+        id: row.get("id")?,
+        account_id: row.get("account_id")?,
+        sealed: Sealed {
+            key_id: row.get("kid")?,
+            ciphertext: row.get("enc")?,
+        },
+    })
+}
+
+/// An integration (`INTEGRATION_COLUMNS`).
+pub(crate) fn integration(row: &impl Columns) -> Result<Integration> {
+    Ok(Integration {
+        name: row.get("name")?,
+        scheme: row.get("scheme")?,
+        signature_header: row.get("signature_header")?,
+        encoding: row.get("encoding")?,
+        prefix: row.get("prefix")?,
+        tolerance_seconds: row.int("tolerance_seconds")?,
+        target_url: row.get("target_url")?,
+        allowed_cidrs: row.get::<Json<Vec<String>>>("allowed_cidrs")?.0,
+        rate_limit_per_minute: row.opt_int("rate_limit_per_minute")?,
+        idempotency_header: row.get("idempotency_header")?,
+        secrets: Sealed {
+            key_id: row.get("secrets_key_id")?,
+            ciphertext: row.get("secrets_enc")?,
+        },
+        forwarding_secret: Sealed {
+            key_id: row.get("forwarding_key_id")?,
+            ciphertext: row.get("forwarding_secret_enc")?,
+        },
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        forward_raw_body: row.get("forward_raw_body")?,
+    })
+}
+
+/// An inbound event with the status of its latest job (each dialect's
+/// `INBOUND_COLUMNS`).
+pub(crate) fn inbound(row: &impl Columns) -> Result<InboundEvent> {
+    Ok(InboundEvent {
+        id: row.get("id")?,
+        provider: row.get("provider")?,
+        dedup_key: row.get("dedup_key")?,
+        delivery_id: row.get("delivery_id")?,
+        body_sha256: row.get("body_sha256")?,
+        raw_body: row.get("raw_body")?,
+        headers: row.get::<Json<serde_json::Value>>("headers")?.0,
+        source_ip: row.get("source_ip")?,
+        correlation_id: row.get("correlation_id")?,
+        received_at: row.time("received_at")?,
+        status: opt_status(row.get("status")?)?,
+    })
+}
+
+/// A forwarding job (`JOB_COLUMNS`).
+pub(crate) fn job(row: &impl Columns) -> Result<Job> {
+    Ok(Job {
+        id: row.get("id")?,
+        event_id: row.get("event_id")?,
+        provider: row.get("provider")?,
+        attempt: row.get("attempt")?,
+        status: status(&row.get::<String>("status")?)?,
+        trigger: row.get("trigger")?,
+        due_at: row.time("due_at")?,
+        http_status: row.get("http_status")?,
+        duration_ms: row.get("duration_ms")?,
+        response_preview: row.get("response_preview")?,
+        error: row.get("error")?,
+        created_at: row.time("created_at")?,
+        completed_at: row.opt_time("completed_at")?,
+    })
+}
+
+/// An audit entry (`AUDIT_COLUMNS`; its time is the text it was hashed with).
+pub(crate) fn audit(row: &impl Columns) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: row.get("seq")?,
+        id: row.get("id")?,
+        actor: row.get("actor")?,
+        action: row.get("action")?,
+        target: row.get("target")?,
+        request_id: row.get("request_id")?,
+        details: row.get("details")?,
+        created_at: row.get("created_at")?,
+        prev_hash: row.get("prev_hash")?,
+        hash: row.get("hash")?,
+    })
+}
+
+/// How long the oldest of a queue's due items has waited, in seconds (0
+/// when none is due).
+pub(crate) fn age_seconds(now: DateTime<Utc>, oldest: Option<DateTime<Utc>>) -> f64 {
+    oldest
+        .map(|o| (now - o).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0)
+}
