@@ -251,7 +251,9 @@ impl Application {
         };
         let (public_tls, ops_tls) = (tls(public_tls), tls(ops_tls));
         // A changed JWKS file is picked up like a renewed certificate.
-        state.jwt.watch(CERT_RELOAD_INTERVAL, shutdown.clone());
+        state
+            .jwt
+            .watch(CERT_RELOAD_INTERVAL, state.clock.clone(), shutdown.clone());
         let scheme = |t: &Option<_>| if t.is_some() { "https" } else { "http" };
         let (public_scheme, ops_scheme) = (scheme(&public_tls), scheme(&ops_tls));
         let public_srv = http::serve::serve(
