@@ -15,6 +15,7 @@ use crate::inbound::forward::ForwardQueue;
 use crate::outbound::dispatch::worker::{DeliveryQueue, Dispatcher};
 use crate::outbound::nats::Nats;
 use crate::shared::client::{DeliveryClient, Lookup, SystemLookup};
+use crate::shared::clock::Clock;
 use crate::shared::jwt::JwtVerifier;
 use crate::shared::pump::Pump;
 use crate::shared::ratelimit::LocalRateLimiter;
@@ -54,11 +55,16 @@ pub type Forwarder = Pump<ForwardQueue>;
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with(settings, Arc::new(SystemLookup)).await
+        Self::build_with(settings, Arc::new(SystemLookup), Clock::system()).await
     }
 
-    /// As `build`, with a name resolver of the caller's choice (tests).
-    pub async fn build_with(settings: Settings, lookup: Arc<dyn Lookup>) -> anyhow::Result<Self> {
+    /// As `build`, with a name resolver and a clock of the caller's choice
+    /// (tests).
+    pub async fn build_with(
+        settings: Settings,
+        lookup: Arc<dyn Lookup>,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         // Install the recorder before anything counts, or early counts are lost.
         crate::shared::metrics::handle();
         let keyring = keys::load_keyring(&settings)?;
@@ -155,6 +161,7 @@ impl Application {
             settings.delivery_ca_file.as_deref(),
         )?;
         let state = AppState(Arc::new(Shared {
+            clock,
             store,
             keyring,
             jwt,
@@ -177,13 +184,13 @@ impl Application {
         let queue = DeliveryQueue::new(state.clone(), client, sink);
         let dispatcher = Arc::new(Dispatcher::new(
             queue,
-            DeliveryQueue::pump_config(&state.settings),
+            DeliveryQueue::pump_config(&state.settings, state.clock.clone()),
             state.wake.clone(),
         ));
         let forward_sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
         let forwarder = Arc::new(Forwarder::new(
             ForwardQueue::new(state.clone(), forward_sink)?,
-            ForwardQueue::pump_config(&state.settings),
+            ForwardQueue::pump_config(&state.settings, state.clock.clone()),
             state.forward_wake.clone(),
         ));
         Ok(Self {
@@ -244,7 +251,9 @@ impl Application {
         };
         let (public_tls, ops_tls) = (tls(public_tls), tls(ops_tls));
         // A changed JWKS file is picked up like a renewed certificate.
-        state.jwt.watch(CERT_RELOAD_INTERVAL, shutdown.clone());
+        state
+            .jwt
+            .watch(CERT_RELOAD_INTERVAL, state.clock.clone(), shutdown.clone());
         let scheme = |t: &Option<_>| if t.is_some() { "https" } else { "http" };
         let (public_scheme, ops_scheme) = (scheme(&public_tls), scheme(&ops_tls));
         let public_srv = http::serve::serve(

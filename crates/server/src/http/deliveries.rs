@@ -9,7 +9,6 @@ use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
 use hookwarden_core::ids;
 use hookwarden_store::model::{Attempt, AttemptStatus};
 use hookwarden_store::search::AttemptFilter;
@@ -144,7 +143,7 @@ pub async fn retry(
     StrictPath(attempt_id): StrictPath<String>,
 ) -> ApiResult<(StatusCode, Json<AttemptView>)> {
     tenant.require(Scope::WebhooksWrite)?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let attempt = state
         .store
         .retry_now(

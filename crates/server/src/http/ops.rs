@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use chrono::Utc;
 use serde_json::json;
 
 pub async fn health() -> Json<serde_json::Value> {
@@ -92,12 +91,12 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Queue depths are read at scrape time from the database (the source of
     // truth): the delivery queue and the forwarding queue.
-    if let Ok(stats) = state.store.queue_stats(Utc::now()).await {
+    if let Ok(stats) = state.store.queue_stats(state.clock.now()).await {
         metrics::gauge!(crate::shared::metrics::QUEUE_PENDING).set(stats.pending as f64);
         metrics::gauge!(crate::shared::metrics::QUEUE_DUE).set(stats.due as f64);
         metrics::gauge!(crate::shared::metrics::QUEUE_OLDEST_DUE).set(stats.oldest_due_age_seconds);
     }
-    if let Ok(status) = state.store.processing_status(Utc::now()).await {
+    if let Ok(status) = state.store.processing_status(state.clock.now()).await {
         let pending = status
             .by_status
             .iter()

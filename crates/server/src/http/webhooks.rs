@@ -161,7 +161,8 @@ pub struct WebhookView {
     secret: Option<String>,
 }
 
-pub fn view(w: &Webhook) -> WebhookView {
+/// `now`: a pause that is over is not shown.
+pub fn view(w: &Webhook, now: chrono::DateTime<Utc>) -> WebhookView {
     WebhookView {
         id: w.id.clone(),
         url: w.url.clone(),
@@ -169,10 +170,7 @@ pub fn view(w: &Webhook) -> WebhookView {
         description: w.description.clone(),
         disabled: w.disabled,
         disabled_reason: w.disabled_reason.clone(),
-        paused_until: w
-            .throttled_until
-            .filter(|t| *t > chrono::Utc::now())
-            .map(rfc3339),
+        paused_until: w.throttled_until.filter(|t| *t > now).map(rfc3339),
         secret_rotation_ends_at: w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
         created_at: rfc3339(w.created_at),
         updated_at: rfc3339(w.updated_at),
@@ -180,10 +178,10 @@ pub fn view(w: &Webhook) -> WebhookView {
     }
 }
 
-fn with_secret(w: &Webhook, secret: &WebhookSecret) -> WebhookView {
+fn with_secret(w: &Webhook, secret: &WebhookSecret, now: chrono::DateTime<Utc>) -> WebhookView {
     WebhookView {
         secret: Some(secret.expose().to_string()),
-        ..view(w)
+        ..view(w, now)
     }
 }
 
@@ -242,7 +240,7 @@ pub async fn create(
         None => WebhookSecret::generate(),
     };
     let id = ids::webhook_id();
-    let now = Utc::now();
+    let now = state.clock.now();
     let webhook = Webhook {
         secret: seal_webhook_secret(&state.keyring, &tenant.account_id, &id, &secret),
         id,
@@ -280,7 +278,10 @@ pub async fn create(
         json!({"accountId": webhook.account_id}),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(with_secret(&webhook, &secret))))
+    Ok((
+        StatusCode::CREATED,
+        Json(with_secret(&webhook, &secret, now)),
+    ))
 }
 
 /// List the account's webhooks
@@ -303,8 +304,9 @@ pub async fn list(
         .list_webhooks(Some(&tenant.account_id), after, limit)
         .await
         .map_err(|e| ApiError::internal("list webhooks", e))?;
+    let now = state.clock.now();
     Ok(Json(Page::new(
-        page.items.iter().map(view).collect(),
+        page.items.iter().map(|w| view(w, now)).collect(),
         page.next_cursor,
     )))
 }
@@ -329,7 +331,7 @@ pub async fn get(
         .await
         .map_err(|e| ApiError::internal("get webhook", e))?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(view(&w)))
+    Ok(Json(view(&w, state.clock.now())))
 }
 
 /// Update a webhook
@@ -387,7 +389,7 @@ pub async fn update(
             "the operator disabled this endpoint; only the operator can enable it".into(),
         ));
     }
-    let now = Utc::now();
+    let now = state.clock.now();
     let grace = chrono::Duration::from_std(state.settings.rotation_grace)
         .unwrap_or(chrono::Duration::hours(24));
     let update = WebhookUpdate {
@@ -447,8 +449,8 @@ pub async fn update(
         .await;
     }
     Ok(Json(match &new_secret {
-        Some(s) => with_secret(&w, s),
-        None => view(&w),
+        Some(s) => with_secret(&w, s, now),
+        None => view(&w, now),
     }))
 }
 
@@ -491,7 +493,7 @@ pub async fn delete(
     tenant.require(Scope::WebhooksWrite)?;
     let deleted = state
         .store
-        .delete_webhook(&tenant.account_id, &id, Utc::now())
+        .delete_webhook(&tenant.account_id, &id, state.clock.now())
         .await
         .map_err(|e| ApiError::internal("delete webhook", e))?;
     if !deleted {

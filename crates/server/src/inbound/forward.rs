@@ -5,11 +5,12 @@
 
 use super::integrations::{forwarding_policy, open_forwarding_secret};
 use crate::shared::client::{DeliveryClient, SystemLookup};
+use crate::shared::clock::Clock;
 use crate::shared::pump::{PumpConfig, Queue};
 use crate::shared::retry::{after_failure, DeadLetterSink};
 use crate::shared::state::AppState;
 use async_trait::async_trait;
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use hookwarden_core::standard_webhooks::{sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookwarden_store::ingress::{InboundEvent, Integration, Job};
 use hookwarden_store::model::{AttemptResult, AttemptStatus, Claim};
@@ -43,7 +44,7 @@ impl ForwardQueue {
         })
     }
 
-    pub fn pump_config(settings: &crate::config::Settings) -> PumpConfig {
+    pub fn pump_config(settings: &crate::config::Settings, clock: Clock) -> PumpConfig {
         PumpConfig {
             name: "forwarding",
             max_in_flight: settings.max_in_flight,
@@ -51,6 +52,7 @@ impl ForwardQueue {
             poll_interval: settings.poll_interval,
             drain: settings.delivery_timeout + Duration::from_secs(2),
             lease: settings.delivery_lease,
+            clock,
         }
     }
 }
@@ -81,7 +83,7 @@ impl Queue for ForwardQueue {
         limit: u32,
         exclude: &[String],
     ) -> anyhow::Result<Vec<Job>> {
-        let now = Utc::now();
+        let now = self.state.clock.now();
         let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
             .unwrap_or(chrono::Duration::seconds(30));
         let claim = Claim {
@@ -191,7 +193,7 @@ impl ForwardQueue {
             duration_ms: 0,
             response_preview: None,
             error: None,
-            completed_at: Utc::now(),
+            completed_at: self.state.clock.now(),
             next: None,
         };
         let dead = |reason: &str| AttemptResult {
@@ -212,7 +214,7 @@ impl ForwardQueue {
         };
         // Start the try only if it ends inside the lease (see the delivery worker).
         if !crate::shared::pump::fits_in_lease(
-            Instant::now(),
+            self.state.clock.instant(),
             self.state.settings.delivery_timeout,
             lease_ends,
         ) {
@@ -251,7 +253,7 @@ impl ForwardQueue {
         } else {
             serde_json::to_vec(&normalized(event)).unwrap_or_default()
         };
-        let issued = Utc::now().timestamp();
+        let issued = self.state.clock.now().timestamp();
         let identity = crate::shared::identity::IdentityClaims {
             iss: crate::shared::identity::ISSUER.into(),
             sub: format!("provider:{}", event.provider),
@@ -276,7 +278,7 @@ impl ForwardQueue {
                 );
             }
         };
-        let ts = Utc::now().timestamp();
+        let ts = self.state.clock.now().timestamp();
         let mut headers = vec![
             (HEADER_ID, event.id.clone()),
             (HEADER_TIMESTAMP, ts.to_string()),
@@ -308,7 +310,7 @@ impl ForwardQueue {
             .client
             .send(&integration.target_url, &headers, body)
             .await;
-        let result = crate::shared::retry::observed(base, &o);
+        let result = crate::shared::retry::observed(base, &o, self.state.clock.now());
         match o.http_status {
             Some(s) if (200..300).contains(&s) => AttemptResult {
                 status: AttemptStatus::Succeeded,

@@ -3,7 +3,6 @@
 //! Nothing is acknowledged before the commit.
 
 use crate::shared::state::AppState;
-use chrono::Utc;
 use hookwarden_core::{ids, validate};
 use hookwarden_store::model::{NewEvent, PublishOutcome};
 use serde::Deserialize;
@@ -110,7 +109,7 @@ pub async fn publish(
         event_type: req.event_type,
         payload: req.payload,
         producer: producer.to_owned(),
-        created_at: Utc::now(),
+        created_at: state.clock.now(),
     };
     let outcome = state.store.publish_event(&event).await?;
     let (event_id, deliveries, duplicate) = match outcome {

@@ -110,34 +110,47 @@ pub async fn verify(
     ))
 }
 
-/// Every `interval` (and at once): the head's seq as a gauge and the head
-/// logged at INFO as `audit.head=SEQ:HASH`, so logs kept elsewhere hold the
-/// anchors `hookwarden audit verify --head` checks. A head that moves back
-/// (newest entries removed) is logged at ERROR.
+/// Every `interval` (and at once), one `HeadWatch::look`.
 pub async fn watch_head(state: AppState, interval: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut highest: Option<i64> = None;
+    let mut watch = HeadWatch::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let head = match state.store.audit_head().await {
+        watch.look(state.store.as_ref()).await;
+    }
+}
+
+/// What the head watcher remembers between looks: the highest seq seen.
+#[derive(Debug, Default)]
+pub struct HeadWatch {
+    highest: Option<i64>,
+}
+
+impl HeadWatch {
+    /// The head's seq as a gauge and the head logged at INFO as
+    /// `audit.head=SEQ:HASH`, so logs kept elsewhere hold the anchors
+    /// `hookwarden audit verify --head` checks. A head that moved back since
+    /// an earlier look (newest entries removed) is logged at ERROR.
+    pub async fn look(&mut self, store: &dyn Store) {
+        let head = match store.audit_head().await {
             Ok(h) => h.map_or_else(Head::genesis, |(seq, hash)| Head { seq, hash }),
             Err(e) => {
                 tracing::warn!(error.message = %e, "reading the audit chain head failed");
-                continue;
+                return;
             }
         };
         metrics::gauge!(crate::shared::metrics::AUDIT_HEAD_SEQ).set(head.seq as f64);
-        match highest {
+        match self.highest {
             Some(seen) if head.seq < seen => tracing::error!(
                 audit.head = %head, audit.seen_seq = seen,
                 "the audit chain's head moved back: entries were removed behind the service's back"
             ),
             _ => tracing::info!(audit.head = %head, "audit chain head"),
         }
-        highest = Some(highest.map_or(head.seq, |s| s.max(head.seq)));
+        self.highest = Some(self.highest.map_or(head.seq, |s| s.max(head.seq)));
     }
 }

@@ -1,10 +1,11 @@
-//! What both directions use: the application state, the work pump, the
-//! SSRF-safe outgoing client and retry arithmetic, audit, secrets, rate
-//! limits and refusals, Redis, tokens (verifying JWTs, minting identity
+//! What both directions use: the application state and its clock, the work
+//! pump, the SSRF-safe outgoing client and retry arithmetic, audit, secrets,
+//! rate limits and refusals, Redis, tokens (verifying JWTs, minting identity
 //! tokens), errors and metrics.
 
 pub mod audit;
 pub mod client;
+pub mod clock;
 pub mod error;
 pub(crate) mod identity;
 pub mod jwt;

@@ -4,6 +4,7 @@
 //! outcomes, and drains on shutdown. What an item is and how it is processed
 //! is the `Queue`'s business.
 
+use crate::shared::clock::Clock;
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,8 @@ pub trait Queue: Send + Sync + 'static {
     /// What processing leaves to record.
     type Done: Send + 'static;
     /// Works on one item: the part that holds an in-flight slot. The lease
-    /// on it ends at `lease_ends` at the latest (measured before the claim):
+    /// on it ends at `lease_ends` at the latest (measured before the claim,
+    /// on `PumpConfig::clock`):
     /// a try that could outlive it must not start, since another worker may
     /// claim the item once the lease is over.
     async fn process(&self, worker_id: &str, item: Self::Item, lease_ends: Instant) -> Self::Done;
@@ -54,7 +56,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Whether a try started `now` that may take `timeout` ends inside its lease
 /// (with a margin): if not, it must not start, since the item may be claimed
-/// by another worker once the lease is over.
+/// by another worker once the lease is over. `now` is read on the clock the
+/// lease was measured on (`Clock::instant`).
 pub fn fits_in_lease(now: Instant, timeout: Duration, lease_ends: Instant) -> bool {
     now + timeout + LEASE_MARGIN <= lease_ends
 }
@@ -148,6 +151,8 @@ pub struct PumpConfig {
     pub drain: Duration,
     /// How long a claim's lease lasts.
     pub lease: Duration,
+    /// What the lease is measured on.
+    pub clock: Clock,
 }
 
 pub struct Pump<Q: Queue> {
@@ -326,7 +331,7 @@ impl<Q: Queue> Pump<Q> {
                 .collect()
         };
         // Before the claim, so never later than the lease the database records.
-        let lease_ends = Instant::now() + self.config.lease;
+        let lease_ends = self.config.clock.instant() + self.config.lease;
         // Each claim owns its rows under a name of its own, so a late
         // outcome or release of an earlier claim of the same row by this
         // worker finds the row no longer its own.
@@ -456,6 +461,7 @@ mod tests {
             poll_interval: std::time::Duration::from_secs(1),
             drain: std::time::Duration::from_secs(1),
             lease: std::time::Duration::from_secs(5),
+            clock: Default::default(),
         };
         let pump = Arc::new(super::Pump::new(
             Names::default(),

@@ -40,19 +40,21 @@ pub fn after_failure(
     }
 }
 
-/// The try's record, filled with what the client observed (status still to
-/// decide). Delivery and forwarding both build their records here, so what
-/// a receiver answered is always made storable in this one place.
+/// The try's record, filled with what the client observed and completed
+/// `now` (status still to decide). Delivery and forwarding both build their
+/// records here, so what a receiver answered is always made storable in
+/// this one place.
 pub fn observed(
     base: hookwarden_store::model::AttemptResult,
     o: &crate::shared::client::Outcome,
+    now: DateTime<Utc>,
 ) -> hookwarden_store::model::AttemptResult {
     hookwarden_store::model::AttemptResult {
         http_status: o.http_status.map(i32::from),
         duration_ms: o.duration.as_millis() as i64,
         response_preview: o.preview.as_deref().map(storable_text),
         error: o.error.as_deref().map(storable_text),
-        completed_at: Utc::now(),
+        completed_at: now,
         ..base
     }
 }

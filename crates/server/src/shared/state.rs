@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 pub struct Shared {
     pub settings: Settings,
+    /// The time workers and handlers act on (set ahead by hand in tests).
+    pub clock: crate::shared::clock::Clock,
     pub store: Arc<dyn Store>,
     pub keyring: Keyring,
     pub jwt: JwtVerifier,

@@ -6,8 +6,6 @@ use hookwarden_store::on_both;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 on_both!(
     the_logged_head_moves_back_loudly_when_newest_entries_are_removed,
@@ -47,33 +45,23 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    // The watcher runs in this test's own task, so this thread's subscriber sees it.
+    // The watcher's looks run in this test's own task, so this thread's
+    // subscriber sees them: one look, the removal, one more look.
     let _guard = tracing::subscriber::set_default(subscriber);
-    let stop = CancellationToken::new();
-    let attacker = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let sql = match backend {
-            Backend::Sqlite => {
-                "DROP TRIGGER audit_entries_no_delete; DELETE FROM audit_entries WHERE seq = 3"
-            }
-            Backend::Postgres => {
-                "ALTER TABLE audit_entries DISABLE TRIGGER USER; DELETE FROM audit_entries WHERE seq = 3"
-            }
-        };
-        hookwarden_store::testing::execute_raw(backend, &app.database_url, sql)
-            .await
-            .expect("the owner deletes the newest entry");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        stop.cancel();
+    let mut watch = hookwarden_server::shared::audit::HeadWatch::default();
+    watch.look(app.state.store.as_ref()).await;
+    let sql = match backend {
+        Backend::Sqlite => {
+            "DROP TRIGGER audit_entries_no_delete; DELETE FROM audit_entries WHERE seq = 3"
+        }
+        Backend::Postgres => {
+            "ALTER TABLE audit_entries DISABLE TRIGGER USER; DELETE FROM audit_entries WHERE seq = 3"
+        }
     };
-    tokio::join!(
-        hookwarden_server::shared::audit::watch_head(
-            app.state.clone(),
-            Duration::from_millis(100),
-            stop.clone()
-        ),
-        attacker
-    );
+    hookwarden_store::testing::execute_raw(backend, &app.database_url, sql)
+        .await
+        .expect("the owner deletes the newest entry");
+    watch.look(app.state.store.as_ref()).await;
     let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
     let head3 = logs
         .lines()

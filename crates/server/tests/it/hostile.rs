@@ -467,7 +467,8 @@ async fn a_replay_with_a_fresh_unsigned_delivery_id_is_still_a_duplicate(backend
     assert_eq!(status, StatusCode::ACCEPTED);
     app.forward_until(Duration::from_secs(20), || target.count() == 4)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.clock.advance(Duration::from_millis(300));
+    let _ = app.forwarder.run_once().await;
     assert_eq!(
         target.count(),
         4,

@@ -280,6 +280,48 @@ impl JwksServer {
     }
 }
 
+/// How many JWKS loads the metrics count from `source` on `trigger` with
+/// `outcome`. Every application of the test binary adds to the same
+/// counters: a test reads the counts its own change moves (only one test
+/// refreshes periodically, only one changes a file into one that fails).
+async fn loads(app: &TestApp, source: &str, trigger: &str, outcome: &str) -> u64 {
+    let text = app
+        .http
+        .get(format!("http://{}/metrics", app.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let labels = [
+        format!("source=\"{source}\""),
+        format!("trigger=\"{trigger}\""),
+        format!("outcome=\"{outcome}\""),
+    ];
+    text.lines()
+        .find(|l| {
+            l.starts_with("hookwarden_jwks_loads_total{") && labels.iter().all(|x| l.contains(x))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
+}
+
+/// Checks every 20 ms, for at most 10 s, until `done` holds: what a
+/// background loop does once the clock has moved lands a moment later.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn url_app(url: &str, refresh: Option<&'static str>) -> TestApp {
     let url = url.to_owned();
     TestApp::with(
@@ -386,48 +428,39 @@ async fn the_jwks_url_is_refreshed_periodically_and_a_bad_answer_keeps_the_keys(
     let app = url_app(&idp.url, Some("1s")).await;
     let c = claims(&app);
     let rsa_token = token(Algorithm::RS256, "rsa-1", &rsa(), &c);
-    // The IdP breaks: refreshes fail, the last good keys stay.
+    // The IdP breaks: refreshes fail (operators see them counted), the last
+    // good keys stay. Each refresh is a second ahead on the clock.
+    let failed_refresh = |after: u64| {
+        let app = &app;
+        move || async move { loads(app, "url", "periodic", "failed").await > after }
+    };
     idp.answer(
         200,
         r#"{"keys": [{"kty": "EC", "kid": "k2", "crv": "P-521"}]}"#.into(),
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let failed = loads(&app, "url", "periodic", "failed").await;
+    app.clock.advance(Duration::from_secs(1));
+    eventually("a failed refresh counted", failed_refresh(failed)).await;
     assert!(idp.fetches() >= 2, "refreshed periodically");
     let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
     assert_eq!(status, StatusCode::OK, "kept after a bad answer: {body}");
     idp.answer(503, "down".into());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed = loads(&app, "url", "periodic", "failed").await;
+    app.clock.advance(Duration::from_secs(1));
+    eventually("a failed refresh counted", failed_refresh(failed)).await;
     let (status, body, _) = app.get("/v1/webhooks", &rsa_token).await;
     assert_eq!(status, StatusCode::OK, "kept while the IdP is down: {body}");
-    // Operators see the failed refreshes.
-    let metrics = app
-        .http
-        .get(format!("http://{}/metrics", app.ops))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("hookwarden_jwks_loads_total{")
-                && l.contains("source=\"url\"")
-                && l.contains("trigger=\"periodic\"")
-                && l.contains("outcome=\"failed\"")),
-        "{metrics}"
-    );
     // Back, with the RSA key retired: a periodic refresh alone removes it
     // (keys of kinds not supported published beside are skipped).
     idp.answer(200, with_unsupported_keys(jwks_of(&["ec-1"])));
     let before = idp.fetches();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ec_token = token(Algorithm::ES256, "ec-1", &ec(), &c);
+    app.clock.advance(Duration::from_secs(1));
+    eventually("the new key set used", || async {
+        app.get("/v1/webhooks", &ec_token).await.0 == StatusCode::OK
+    })
+    .await;
     assert!(idp.fetches() > before);
-    let (status, _, _) = app
-        .get("/v1/webhooks", &token(Algorithm::ES256, "ec-1", &ec(), &c))
-        .await;
-    assert_eq!(status, StatusCode::OK);
     let (status, _, _) = app.get("/v1/webhooks", &rsa_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a retired key is refused");
 }
@@ -452,19 +485,21 @@ async fn the_jwks_file_is_reloaded_when_it_changes() {
     let ec_token = token(Algorithm::ES256, "ec-1", &ec(), &c);
     let (status, _, _) = app.get("/v1/webhooks", &ec_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The file is looked at every 2 s on the clock.
     std::fs::write(&file, jwks_of(&["rsa-1", "ec-1"])).expect("write");
-    let mut accepted = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if app.get("/v1/webhooks", &ec_token).await.0 == StatusCode::OK {
-            accepted = true;
-            break;
-        }
-    }
-    assert!(accepted, "the new key is used without a restart");
+    app.clock.advance(Duration::from_secs(2));
+    eventually("the new key is used without a restart", || async {
+        app.get("/v1/webhooks", &ec_token).await.0 == StatusCode::OK
+    })
+    .await;
     // A file that no longer loads keeps the keys loaded last.
+    let failed = loads(&app, "file", "changed", "failed").await;
     std::fs::write(&file, r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).expect("write");
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    app.clock.advance(Duration::from_secs(2));
+    eventually("the file's failed load counted", || async {
+        loads(&app, "file", "changed", "failed").await > failed
+    })
+    .await;
     let (status, body, _) = app.get("/v1/webhooks", &ec_token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
@@ -614,19 +649,16 @@ async fn an_unreachable_or_bad_jwks_url_starts_degraded_and_fails_config_check()
                 && l.contains("outcome=\"failed\"")),
         "{metrics}"
     );
-    // The token above used the unknown-kid fetch (bounded to one per 30 s):
-    // what loads the keys now is the background retry.
+    // The token above used the unknown-kid fetch (bounded to one per 30 s
+    // on the system clock): what loads the keys now is the background
+    // retry, whose wait (at most 30 s) the clock skips.
     let fetched = idp.fetches();
     idp.answer(200, jwks_of(&["rsa-1"]));
-    let mut loaded = false;
-    for _ in 0..80 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if ready(&app).await.1["checks"]["jwks"] == "ok" {
-            loaded = true;
-            break;
-        }
-    }
-    assert!(loaded, "the key set loads in the background");
+    app.clock.advance(Duration::from_secs(30));
+    eventually("the key set loads in the background", || async {
+        ready(&app).await.1["checks"]["jwks"] == "ok"
+    })
+    .await;
     assert!(idp.fetches() > fetched);
     let (status, body) = ready(&app).await;
     assert!(body.get("reasons").is_none(), "{body}");
@@ -652,10 +684,18 @@ async fn the_jwks_url_is_retried_with_backoff_until_it_loads() {
     let idp = JwksServer::start("not json".into()).await;
     let app = url_app(&idp.url, None).await;
     assert_eq!(idp.fetches(), 1, "the fetch at start-up");
-    // After 1 s, 2 s and 4 s more (at about 1, 3 and 7 s), the next 8 s
-    // later: four fetches in 10 s, not one a poll.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(idp.fetches(), 4, "backoff 1 s, 2 s, 4 s");
+    // Fetched again 1 s, 2 s and 4 s later on the clock, the next 8 s
+    // later: not one a poll.
+    for (wait, fetches) in [(1, 2), (2, 3), (4, 4)] {
+        app.clock.advance(Duration::from_secs(wait));
+        eventually(&format!("fetch {fetches} after {wait} s"), || async {
+            idp.fetches() >= fetches
+        })
+        .await;
+    }
+    app.clock.advance(Duration::from_secs(7));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(idp.fetches(), 4, "backoff 1 s, 2 s, 4 s, then 8 s");
     let why = ready(&app).await.1["reasons"]["jwks"]
         .as_str()
         .expect("a reason")
@@ -667,17 +707,18 @@ async fn the_jwks_url_is_retried_with_backoff_until_it_loads() {
         r#"{"keys": [{"kty": "RSA", "kid": "r5", "alg": "RS512", "n": "AQAB", "e": "AQAB"}]}"#
             .into(),
     );
-    let mut said = String::new();
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        said = ready(&app).await.1["reasons"]["jwks"]
+    let reason = || async {
+        ready(&app).await.1["reasons"]["jwks"]
             .as_str()
             .unwrap_or_default()
-            .to_owned();
-        if said.contains("no usable key") {
-            break;
-        }
-    }
+            .to_owned()
+    };
+    app.clock.advance(Duration::from_secs(30));
+    eventually("the next retry", || async {
+        reason().await.contains("no usable key")
+    })
+    .await;
+    let said = reason().await;
     assert!(
         said.contains("no usable key: JWKS key 0 (kid \"r5\"): field `alg` is \"RS512\""),
         "{said}"

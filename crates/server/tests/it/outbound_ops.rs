@@ -50,7 +50,9 @@ async fn dead_letters(
             Instant::now() < deadline,
             "dead letters not reached: {items:?}"
         );
-        if app.dispatcher.run_once().await.expect("step") == 0 {
+        if app.dispatcher.run_once().await.expect("step") == 0
+            && app.advance_to_next_delivery(WAIT).await.is_zero()
+        {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }
@@ -346,7 +348,7 @@ async fn bulk_retry_requeues_each_dead_letter_once_paced(backend: Backend) {
     // Each dead letter of that endpoint delivered exactly once; the other account's untouched.
     app.deliver_until(WAIT, || rx.count() == failed_tries + 3)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.clock.advance(Duration::from_millis(300));
     app.dispatcher.run_once().await.expect("step");
     assert_eq!(rx.count(), failed_tries + 3);
     let b_dead = items(

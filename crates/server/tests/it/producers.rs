@@ -203,7 +203,7 @@ async fn publish_ids_are_scoped_to_producer_and_account(backend: Backend) {
         rx1.count() == 2 && rx2.count() == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.clock.advance(Duration::from_millis(200));
     let _ = app.dispatcher.run_once().await;
     let ids = |rx: &Receiver| {
         let mut ids: Vec<String> = rx

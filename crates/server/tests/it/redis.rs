@@ -171,7 +171,7 @@ async fn losing_redis_mid_run_loses_and_duplicates_nothing(backend: Backend) {
     // Forwarding goes on without the lock, once per event.
     app.forward_until(Duration::from_secs(30), || target.count() >= 10)
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.clock.advance(Duration::from_millis(200));
     let _ = app.forwarder.run_once().await;
     let mut per_event: HashMap<String, usize> = HashMap::new();
     for r in target.received() {

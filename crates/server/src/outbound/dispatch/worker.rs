@@ -7,6 +7,7 @@
 
 use super::breaker::Breaker;
 use crate::shared::client::{DeliveryClient, Outcome};
+use crate::shared::clock::Clock;
 use crate::shared::pump::{Pump, PumpConfig, Queue};
 use crate::shared::retry::DeadLetterSink;
 use crate::shared::secrets::open_webhook_secret;
@@ -79,7 +80,7 @@ impl DeliveryQueue {
         }
     }
 
-    pub fn pump_config(settings: &crate::config::Settings) -> PumpConfig {
+    pub fn pump_config(settings: &crate::config::Settings, clock: Clock) -> PumpConfig {
         PumpConfig {
             name: "delivery",
             max_in_flight: settings.max_in_flight,
@@ -87,6 +88,7 @@ impl DeliveryQueue {
             poll_interval: settings.poll_interval,
             drain: settings.delivery_timeout + Duration::from_secs(2),
             lease: settings.delivery_lease,
+            clock,
         }
     }
 }
@@ -105,7 +107,7 @@ impl Queue for DeliveryQueue {
         limit: u32,
         exclude: &[String],
     ) -> anyhow::Result<Vec<Self::Item>> {
-        let now = Utc::now();
+        let now = self.state.clock.now();
         let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
             .unwrap_or(chrono::Duration::seconds(30));
         let claim = Claim {
@@ -218,7 +220,7 @@ impl DeliveryQueue {
         webhook: Option<&Webhook>,
         lease_ends: Instant,
     ) -> Option<AttemptResult> {
-        let now = Utc::now();
+        let now = self.state.clock.now();
         let base = AttemptResult {
             attempt_id: attempt.id.clone(),
             worker_id: worker_id.to_owned(),
@@ -306,7 +308,7 @@ impl DeliveryQueue {
                 })
             }
         };
-        let timestamp = Utc::now().timestamp();
+        let timestamp = self.state.clock.now().timestamp();
         let refs: Vec<&WebhookSecret> = secrets.iter().collect();
         let signature = sign_all(&refs, &attempt.event_id, timestamp, &body);
         drop(secrets);
@@ -319,7 +321,7 @@ impl DeliveryQueue {
         // inside the lease, or another worker could send the same event at
         // the same time (a worker that waited long for the database, say).
         if !crate::shared::pump::fits_in_lease(
-            Instant::now(),
+            self.state.clock.instant(),
             self.state.settings.delivery_timeout,
             lease_ends,
         ) {
@@ -358,7 +360,7 @@ impl DeliveryQueue {
         o: Outcome,
         base: AttemptResult,
     ) -> AttemptResult {
-        let result = crate::shared::retry::observed(base, &o);
+        let result = crate::shared::retry::observed(base, &o, self.state.clock.now());
         match o.http_status {
             Some(s) if (200..300).contains(&s) => {
                 self.breaker.succeeded(&webhook.id);
@@ -372,7 +374,11 @@ impl DeliveryQueue {
                 if let Err(e) = self
                     .state
                     .store
-                    .disable_webhook(&webhook.id, "endpoint answered 410 Gone", Utc::now())
+                    .disable_webhook(
+                        &webhook.id,
+                        "endpoint answered 410 Gone",
+                        self.state.clock.now(),
+                    )
                     .await
                 {
                     tracing::error!(webhook.id = %webhook.id, error.message = %e, "disabling webhook failed");
@@ -415,8 +421,8 @@ impl DeliveryQueue {
     /// Pauses the endpoint: its pending tries are due at the end of the
     /// pause at the earliest, and claims skip it until then.
     async fn pause(&self, webhook: &Webhook, pause: Duration, why: &'static str) {
-        let until =
-            Utc::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
+        let until = self.state.clock.now()
+            + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(5));
         if let Err(e) = self.state.store.throttle_webhook(&webhook.id, until).await {
             tracing::error!(webhook.id = %webhook.id, error.message = %e, "pausing the endpoint failed");
             return;

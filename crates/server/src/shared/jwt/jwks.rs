@@ -678,15 +678,20 @@ impl RemoteKeys {
 
     /// Fetches again until stopped: with backoff (`RETRY_FIRST` doubling to
     /// `RETRY_MAX`, at most `every`) while no key set has loaded, then every
-    /// `every`.
-    pub async fn run(&self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    /// `every`; the waits are on `clock`.
+    pub async fn run(
+        &self,
+        every: Duration,
+        clock: &crate::shared::clock::Clock,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut backoff = RETRY_FIRST;
         loop {
             let loaded = self.has_loaded();
             let wait = if loaded { every } else { backoff.min(every) };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+                _ = clock.sleep(wait) => {}
             }
             // Taken after the sleep: a fetch for an unknown `kid` may have
             // loaded keys meanwhile.

@@ -7,6 +7,7 @@
 pub(crate) mod jwks;
 
 use self::jwks::{FileKeys, KeySet, RemoteKeys, VerifyingKey};
+use crate::shared::clock::Clock;
 use anyhow::Context;
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -122,15 +123,15 @@ impl JwtVerifier {
 
     /// Polls the JWKS file every `file_every` and fetches the URL's keys
     /// (again with backoff until a key set loads, then at their interval),
-    /// until `stop`.
-    pub fn watch(&self, file_every: Duration, stop: CancellationToken) {
+    /// until `stop`. The waits are on `clock`.
+    pub fn watch(&self, file_every: Duration, clock: Clock, stop: CancellationToken) {
         if let Some(file) = self.file.clone() {
-            let stop = stop.clone();
+            let (stop, clock) = (stop.clone(), clock.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(file_every) => file.refresh(),
+                        _ = clock.sleep(file_every) => file.refresh(),
                     }
                 }
             });
@@ -138,7 +139,7 @@ impl JwtVerifier {
         if let Some(remote) = self.remote.clone() {
             let every = self.remote_refresh;
             // Retries with backoff until a key set loads, then refreshes.
-            tokio::spawn(async move { remote.run(every, stop).await });
+            tokio::spawn(async move { remote.run(every, &clock, stop).await });
         }
     }
 

@@ -1,13 +1,17 @@
 //! `TestApp`: the real application on port 0 against a fresh database (or
 //! one shared with another replica), the settings tests turn, and stepping
-//! its workers by hand.
+//! its workers and its clock by hand.
 
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use hookwarden_server::boot::Application;
 use hookwarden_server::config::{RawConfig, Settings};
 use hookwarden_server::outbound::dispatch::worker::Dispatcher;
-use hookwarden_server::shared::client::Lookup;
+use hookwarden_server::shared::client::{Lookup, SystemLookup};
+use hookwarden_server::shared::clock::{Clock, ClockHand};
 use hookwarden_server::shared::state::AppState;
+use hookwarden_store::model::AttemptStatus;
+use hookwarden_store::search::AttemptFilter;
 use hookwarden_store::testing::{Backend, TestDb};
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -22,6 +26,8 @@ pub struct TestApp {
     pub dispatcher: Arc<Dispatcher>,
     pub forwarder: Arc<hookwarden_server::boot::Forwarder>,
     pub state: AppState,
+    /// Moves the application's clock ahead (see `advance`).
+    pub clock: ClockHand,
     pub jwt_secret: SecretString,
     pub database_url: String,
     pub master_key: String,
@@ -178,11 +184,11 @@ impl TestApp {
             customize(&mut raw);
         }
         let settings = Settings::from_raw(raw).expect("test settings");
-        let app = match o.lookup {
-            Some(l) => Application::build_with(settings, l).await,
-            None => Application::build(settings).await,
-        }
-        .expect("application builds");
+        let (clock, hand) = Clock::by_hand();
+        let lookup = o.lookup.unwrap_or_else(|| Arc::new(SystemLookup));
+        let app = Application::build_with(settings, lookup, clock)
+            .await
+            .expect("application builds");
         let (addr, ops, state, dispatcher, forwarder) = (
             app.public_addr(),
             app.ops_addr(),
@@ -202,6 +208,7 @@ impl TestApp {
             dispatcher,
             forwarder,
             state,
+            clock: hand,
             jwt_secret: SecretString::from(jwt),
             database_url,
             master_key: master,
@@ -216,33 +223,115 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Steps the worker until `done` holds or `within` passes.
+    /// Steps the delivery worker until `done` holds or `within` passes. A
+    /// step that finds nothing due moves the clock to the next pending
+    /// try's due time (a retry, the end of a pause) instead of waiting for
+    /// it, as long as the clock moves at most `within` in all; otherwise
+    /// (nothing scheduled: the work is still on its way) it waits a moment.
     pub async fn deliver_until(&self, within: Duration, mut done: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + within;
+        let mut budget = within;
         while !done() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "condition not reached within {within:?}"
             );
-            let n = self.dispatcher.run_once().await.expect("worker step");
-            if n == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.dispatcher.run_once().await.expect("worker step") == 0 {
+                let moved = self.advance_to_next_delivery(budget).await;
+                budget -= moved;
+                if moved.is_zero() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         }
     }
 
-    /// Steps the forwarding worker until `done` holds.
+    /// Steps the forwarding worker until `done` holds, as `deliver_until`.
     pub async fn forward_until(&self, within: Duration, mut done: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + within;
+        let mut budget = within;
         while !done() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "condition not reached within {within:?}"
             );
             if self.forwarder.run_once().await.expect("forwarder step") == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let moved = self.advance_to_next_forwarding(budget).await;
+                budget -= moved;
+                if moved.is_zero() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         }
+    }
+
+    /// The application's time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.state.clock.now()
+    }
+
+    /// Moves the clock just past the due time of the next pending delivery
+    /// try that is still ahead, if it is at most `at_most` ahead: how far it
+    /// moved (zero if it did not).
+    pub async fn advance_to_next_delivery(&self, at_most: Duration) -> Duration {
+        let due = self.next_delivery().await;
+        self.advance_to(due, at_most)
+    }
+
+    /// As `advance_to_next_delivery`, for forwarding jobs.
+    pub async fn advance_to_next_forwarding(&self, at_most: Duration) -> Duration {
+        let due = self.next_forwarding().await;
+        self.advance_to(due, at_most)
+    }
+
+    /// The earliest due time of a pending delivery try that is still ahead.
+    async fn next_delivery(&self) -> Option<DateTime<Utc>> {
+        let pending = AttemptFilter {
+            status: Some(AttemptStatus::Pending),
+            ..Default::default()
+        };
+        let page = self
+            .state
+            .store
+            .search_attempts(&pending, None, 100)
+            .await
+            .expect("pending tries");
+        let now = self.now();
+        page.items
+            .iter()
+            .map(|a| a.due_at)
+            .filter(|d| *d > now)
+            .min()
+    }
+
+    /// The earliest due time of a pending forwarding job that is still ahead.
+    async fn next_forwarding(&self) -> Option<DateTime<Utc>> {
+        let page = self
+            .state
+            .store
+            .list_jobs(None, Some(AttemptStatus::Pending), None, 100)
+            .await
+            .expect("pending jobs");
+        let now = self.now();
+        page.items
+            .iter()
+            .map(|j| j.due_at)
+            .filter(|d| *d > now)
+            .min()
+    }
+
+    /// Moves the clock just past `due` if that is at most `at_most` ahead.
+    fn advance_to(&self, due: Option<DateTime<Utc>>, at_most: Duration) -> Duration {
+        let Some(due) = due else {
+            return Duration::ZERO;
+        };
+        // Stored times keep milliseconds: one more makes the time surely due.
+        let by = (due - self.now()).to_std().unwrap_or_default() + Duration::from_millis(1);
+        if by > at_most {
+            return Duration::ZERO;
+        }
+        self.clock.advance(by);
+        by
     }
 
     pub async fn stop(mut self) {

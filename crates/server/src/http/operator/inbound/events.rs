@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use base64::Engine;
-use chrono::Utc;
 use hookwarden_core::ids;
 use hookwarden_store::ingress::{EventQuery, InboundEvent, NewReplay};
 use serde::{Deserialize, Serialize};
@@ -225,7 +224,7 @@ pub async fn replay(
         reason,
         request_id: rid.0.clone(),
         job_id: ids::new_id("job"),
-        created_at: Utc::now(),
+        created_at: state.clock.now(),
     };
     let job = state
         .store

@@ -11,7 +11,6 @@ use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use chrono::Utc;
 use hookwarden_store::ingress::Job;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -133,7 +132,7 @@ pub async fn processing_status(
 ) -> ApiResult<Json<ProcessingStatus>> {
     let s = state
         .store
-        .processing_status(Utc::now())
+        .processing_status(state.clock.now())
         .await
         .map_err(internal)?;
     let mut jobs = JobCounts::default();

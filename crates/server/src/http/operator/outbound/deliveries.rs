@@ -15,7 +15,7 @@ use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use hookwarden_core::ids;
 use hookwarden_store::model::AttemptStatus;
 use hookwarden_store::search::AttemptFilter;
@@ -140,7 +140,7 @@ pub async fn retry(
             .await
             .map_err(internal)?
             .ok_or(ApiError::NotFound)?;
-        let now = Utc::now();
+        let now = state.clock.now();
         let attempt = state
             .store
             .retry_now(
@@ -280,7 +280,7 @@ pub async fn bulk_retry(
             .search_attempts(&filter, None, limit)
             .await
             .map_err(internal)?;
-        let now = Utc::now();
+        let now = state.clock.now();
         let gap_ms = 1000.0 / f64::from(per_second);
         let (mut queued, mut skipped) = (0u64, 0u64);
         let (mut first_due, mut last_due) = (None, None);

@@ -13,7 +13,6 @@ use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
-use chrono::Utc;
 use hookwarden_store::model::Webhook;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -36,14 +35,14 @@ pub struct OperatorWebhookView {
     webhook: WebhookView,
 }
 
-fn operator_view(w: &Webhook) -> OperatorWebhookView {
+fn operator_view(w: &Webhook, now: chrono::DateTime<chrono::Utc>) -> OperatorWebhookView {
     let shown = Webhook {
         url: shown_url(&w.url),
         ..w.clone()
     };
     OperatorWebhookView {
         account_id: w.account_id.clone(),
-        webhook: view(&shown),
+        webhook: view(&shown, now),
     }
 }
 
@@ -79,8 +78,9 @@ pub async fn list(
         .list_webhooks(q.account_id.as_deref(), after, limit)
         .await
         .map_err(internal)?;
+    let now = state.clock.now();
     Ok(Json(Page::new(
-        page.items.iter().map(operator_view).collect(),
+        page.items.iter().map(|w| operator_view(w, now)).collect(),
         page.next_cursor,
     )))
 }
@@ -108,7 +108,10 @@ pub async fn get(
     _op: Operator,
     StrictPath(id): StrictPath<String>,
 ) -> ApiResult<Json<OperatorWebhookView>> {
-    Ok(Json(operator_view(&find(&state, &id).await?)))
+    Ok(Json(operator_view(
+        &find(&state, &id).await?,
+        state.clock.now(),
+    )))
 }
 
 /// Disable a webhook.
@@ -139,7 +142,7 @@ pub async fn disable(
         let shown = format!("{OPERATOR_DISABLED}: {reason}");
         if !state
             .store
-            .hold_webhook(&id, &shown, Utc::now())
+            .hold_webhook(&id, &shown, state.clock.now())
             .await
             .map_err(internal)?
         {
@@ -181,7 +184,7 @@ pub async fn enable(
         let (requested_by, reason) = body.checked()?;
         if !state
             .store
-            .enable_webhook(&id, Utc::now())
+            .enable_webhook(&id, state.clock.now())
             .await
             .map_err(internal)?
         {
@@ -226,5 +229,5 @@ async fn switched(
     .await;
     let webhook = webhook?;
     tracing::info!(webhook.id = %id, account.id = %webhook.account_id, action, "webhook switched by the operator");
-    Ok(Json(operator_view(&webhook)))
+    Ok(Json(operator_view(&webhook, state.clock.now())))
 }
