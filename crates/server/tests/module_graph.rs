@@ -68,6 +68,37 @@ fn the_checker_sees_a_cycle_and_grouped_and_inline_paths() {
     assert!(found[0].contains("a.rs:1") && found[0].contains("b.rs:2"));
 }
 
+/// ARCHITECTURE.md's code map must name files that exist: every
+/// backticked `….rs` path in it is the end of some source file's path in the
+/// repository (`inbound/receive.rs`, `crates/store/src/rows.rs`…).
+#[test]
+fn architecture_names_only_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let files: Vec<String> = ["crates", "fuzz"]
+        .iter()
+        .filter(|d| root.join(d).is_dir())
+        .flat_map(|d| rust_files(&root.join(d)))
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "target"))
+        .map(|f| f.to_string_lossy().replace('\\', "/"))
+        .collect();
+    let missing: Vec<&str> = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.ends_with(".rs") && !t.contains(' '))
+        .filter(|t| {
+            !files
+                .iter()
+                .any(|f| f.ends_with(&format!("/{}", t.trim_start_matches("./"))))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names files that do not exist: {missing:?}"
+    );
+}
+
 /// For each module, the modules it names, each with one place it does so.
 type Graph = BTreeMap<String, BTreeMap<String, (String, String)>>;
 

@@ -22,6 +22,9 @@ pub fn load_keyring(settings: &Settings) -> anyhow::Result<Keyring> {
         MasterKey::from_base64(&text)
             .with_context(|| format!("master key file {}", path.display()))?
     } else if settings.is_production() {
+        // `production_refusals()` refuses this first on every path that
+        // serves; kept so that no caller (an offline CLI command, a future
+        // one) can ever generate a development key for production.
         bail!("production needs HOOKWARDEN_MASTER_KEY or HOOKWARDEN_MASTER_KEY_FILE");
     } else {
         let text = dev_file(

@@ -11,8 +11,8 @@ pub(crate) mod tls;
 
 use crate::config::Settings;
 use crate::http;
-use crate::inbound::forward::ForwardQueue;
-use crate::outbound::dispatch::worker::{DeliveryQueue, Dispatcher};
+use crate::inbound::forward::{ForwardQueue, Forwarding};
+use crate::outbound::dispatch::worker::{Deliveries, DeliveryQueue, Dispatcher};
 use crate::outbound::nats::Nats;
 use crate::shared::client::{DeliveryClient, Lookup, SystemLookup};
 use crate::shared::clock::Clock;
@@ -163,7 +163,7 @@ impl Application {
         let state = AppState(Arc::new(Shared {
             clock,
             store,
-            keyring,
+            keyring: Arc::new(keyring),
             jwt,
             limiter,
             policy,
@@ -171,7 +171,7 @@ impl Application {
             nats: nats.as_ref().map(|n| n.client.clone()),
             redis,
             forward_wake: Default::default(),
-            identity,
+            identity: Arc::new(identity),
             schemas: Default::default(),
             refusals: crate::shared::refusals::Refusals::new(settings.failed_auth_limit_per_minute),
             integrations: Default::default(),
@@ -181,7 +181,7 @@ impl Application {
         crate::inbound::integrations::apply_configured(&state, &state.settings.integrations)
             .await?;
         let sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
-        let queue = DeliveryQueue::new(state.clone(), client, sink);
+        let queue = DeliveryQueue::new(Deliveries::from(&state), client, sink);
         let dispatcher = Arc::new(Dispatcher::new(
             queue,
             DeliveryQueue::pump_config(&state.settings, state.clock.clone()),
@@ -189,7 +189,7 @@ impl Application {
         ));
         let forward_sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
         let forwarder = Arc::new(Forwarder::new(
-            ForwardQueue::new(state.clone(), forward_sink)?,
+            ForwardQueue::new(Forwarding::from(&state), forward_sink)?,
             ForwardQueue::pump_config(&state.settings, state.clock.clone()),
             state.forward_wake.clone(),
         ));

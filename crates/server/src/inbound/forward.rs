@@ -6,36 +6,73 @@
 use super::integrations::{forwarding_policy, open_forwarding_secret};
 use crate::shared::client::{DeliveryClient, SystemLookup};
 use crate::shared::clock::Clock;
+use crate::shared::identity::IdentitySigner;
 use crate::shared::pump::{PumpConfig, Queue};
+use crate::shared::redis::Redis;
 use crate::shared::retry::{after_failure, DeadLetterSink};
 use crate::shared::state::AppState;
 use async_trait::async_trait;
 use chrono::SecondsFormat;
+use hookwarden_core::crypto::Keyring;
 use hookwarden_core::standard_webhooks::{sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookwarden_store::ingress::{InboundEvent, Integration, Job};
 use hookwarden_store::model::{AttemptResult, AttemptStatus, Claim};
+use hookwarden_store::Store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// What the forwarding worker uses of the application, and nothing else.
+#[derive(Clone)]
+pub struct Forwarding {
+    pub store: Arc<dyn Store>,
+    /// Opens integrations' forwarding secrets.
+    pub keyring: Arc<Keyring>,
+    /// Signs the identity token of each forwarded request.
+    pub identity: Arc<IdentitySigner>,
+    /// Event locks shared by replicas, when configured.
+    pub redis: Option<Redis>,
+    pub clock: Clock,
+    pub retry_schedule: Vec<Duration>,
+    pub delivery_timeout: Duration,
+    pub delivery_lease: Duration,
+    pub delivery_ca_file: Option<std::path::PathBuf>,
+}
+
+impl From<&AppState> for Forwarding {
+    fn from(state: &AppState) -> Self {
+        Self {
+            store: Arc::clone(&state.store),
+            keyring: Arc::clone(&state.keyring),
+            identity: Arc::clone(&state.identity),
+            redis: state.redis.clone(),
+            clock: state.clock.clone(),
+            retry_schedule: state.settings.retry_schedule.clone(),
+            delivery_timeout: state.settings.delivery_timeout,
+            delivery_lease: state.settings.delivery_lease,
+            delivery_ca_file: state.settings.delivery_ca_file.clone(),
+        }
+    }
+}
+
 pub struct ForwardQueue {
-    state: AppState,
+    state: Forwarding,
     client: DeliveryClient,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
 impl ForwardQueue {
     pub fn new(
-        state: AppState,
+        state: Forwarding,
         dead_letters: Option<Arc<dyn DeadLetterSink>>,
     ) -> anyhow::Result<Self> {
         // Forwarding targets are operator-configured internal services.
         let client = DeliveryClient::for_operator_targets(
             forwarding_policy(),
-            state.settings.delivery_timeout,
+            state.delivery_timeout,
             Arc::new(SystemLookup),
-            state.settings.delivery_ca_file.as_deref(),
+            state.delivery_ca_file.as_deref(),
         )?;
         Ok(Self {
             state,
@@ -84,7 +121,7 @@ impl Queue for ForwardQueue {
         exclude: &[String],
     ) -> anyhow::Result<Vec<Job>> {
         let now = self.state.clock.now();
-        let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
+        let lease = chrono::Duration::from_std(self.state.delivery_lease)
             .unwrap_or(chrono::Duration::seconds(30));
         let claim = Claim {
             worker_id,
@@ -113,7 +150,7 @@ impl Queue for ForwardQueue {
         // same event never run at once). Without Redis the claim suffices.
         if let Some(redis) = &self.state.redis {
             match redis
-                .lock(&job.event_id, worker_id, self.state.settings.delivery_lease)
+                .lock(&job.event_id, worker_id, self.state.delivery_lease)
                 .await
             {
                 Ok(true) => {}
@@ -215,7 +252,7 @@ impl ForwardQueue {
         // Start the try only if it ends inside the lease (see the delivery worker).
         if !crate::shared::pump::fits_in_lease(
             self.state.clock.instant(),
-            self.state.settings.delivery_timeout,
+            self.state.delivery_timeout,
             lease_ends,
         ) {
             return None;
@@ -327,7 +364,7 @@ impl ForwardQueue {
         at_least: Option<Duration>,
     ) -> AttemptResult {
         let (status, next) = after_failure(
-            &self.state.settings.retry_schedule,
+            &self.state.retry_schedule,
             job.attempt,
             at_least,
             result.completed_at,

@@ -11,7 +11,6 @@ use super::ready::Ready;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
 use axum::http::HeaderMap;
-use chrono::Utc;
 use hookwarden_core::client_addr::limit_key;
 use hookwarden_core::ids;
 use hookwarden_core::inbound::{self, Headers};
@@ -138,7 +137,7 @@ pub async fn accept(
     let integration = &integration.row;
     let secrets = open_secrets(&state.keyring, integration)
         .map_err(|e| ApiError::internal("open integration secrets", e))?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let verified = verify_off_runtime(
         scheme.clone(),
         secrets,

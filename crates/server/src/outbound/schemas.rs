@@ -24,7 +24,8 @@ type Cached = Option<Arc<jsonschema::Validator>>;
 
 /// Compiled schemas by event type. Concurrent misses for one type wait for a
 /// single read and compilation (no stampede on the database after a change
-/// or at start-up).
+/// or at start-up). Clones share the cache.
+#[derive(Clone)]
 pub struct SchemaCache {
     entries: moka::future::Cache<String, Cached>,
 }

@@ -14,7 +14,7 @@ pub struct Shared {
     /// The time workers and handlers act on (set ahead by hand in tests).
     pub clock: crate::shared::clock::Clock,
     pub store: Arc<dyn Store>,
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     pub jwt: JwtVerifier,
     pub limiter: Arc<dyn RateLimiter>,
     pub policy: AddressPolicy,
@@ -33,7 +33,7 @@ pub struct Shared {
     /// Compiled JSON Schemas of event types.
     pub schemas: crate::outbound::schemas::SchemaCache,
     /// Signs the identity tokens of forwarded requests.
-    pub identity: crate::shared::identity::IdentitySigner,
+    pub identity: Arc<crate::shared::identity::IdentitySigner>,
     /// What the development delivery sink received (bounded).
     pub sink: std::sync::Mutex<std::collections::VecDeque<crate::shared::sink::SinkRecord>>,
 }

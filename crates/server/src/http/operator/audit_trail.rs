@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal("operator events", e)
+    ApiError::internal("operator audit trail", e)
 }
 
 /// One entry of the hash-chained audit trail.

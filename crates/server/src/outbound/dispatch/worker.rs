@@ -6,6 +6,7 @@
 //! least once.
 
 use super::breaker::Breaker;
+use crate::outbound::schemas::SchemaCache;
 use crate::shared::client::{DeliveryClient, Outcome};
 use crate::shared::clock::Clock;
 use crate::shared::pump::{Pump, PumpConfig, Queue};
@@ -15,10 +16,12 @@ use crate::shared::state::AppState;
 use async_trait::async_trait;
 use chrono::Utc;
 use hookwarden_core::backoff::bounded_retry_after;
+use hookwarden_core::crypto::Keyring;
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::standard_webhooks::{sign_all, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookwarden_core::validate;
 use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webhook};
+use hookwarden_store::Store;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +58,39 @@ fn generic_outcome(result: AttemptResult) -> AttemptResult {
 /// The error of a try whose observed outcome could not be written.
 pub const UNRECORDABLE: &str = "the try's outcome could not be recorded as observed";
 
+/// What the delivery worker uses of the application, and nothing else: a
+/// worker cannot reach the limiter, the operator's settings or the inbound
+/// side by accident, and a test can see at a glance what it must provide.
+#[derive(Clone)]
+pub struct Deliveries {
+    pub store: Arc<dyn Store>,
+    /// Opens endpoints' signing secrets.
+    pub keyring: Arc<Keyring>,
+    /// Payloads are checked again against their type's schema before a try.
+    pub schemas: SchemaCache,
+    pub clock: Clock,
+    pub retry_schedule: Vec<Duration>,
+    pub delivery_timeout: Duration,
+    pub delivery_lease: Duration,
+}
+
+impl From<&AppState> for Deliveries {
+    fn from(state: &AppState) -> Self {
+        Self {
+            store: Arc::clone(&state.store),
+            keyring: Arc::clone(&state.keyring),
+            schemas: state.schemas.clone(),
+            clock: state.clock.clone(),
+            retry_schedule: state.settings.retry_schedule.clone(),
+            delivery_timeout: state.settings.delivery_timeout,
+            delivery_lease: state.settings.delivery_lease,
+        }
+    }
+}
+
 /// The outbound delivery queue: due attempts, one lane per webhook.
 pub struct DeliveryQueue {
-    state: AppState,
+    state: Deliveries,
     client: DeliveryClient,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
     breaker: Breaker,
@@ -68,7 +101,7 @@ pub type Dispatcher = Pump<DeliveryQueue>;
 
 impl DeliveryQueue {
     pub fn new(
-        state: AppState,
+        state: Deliveries,
         client: DeliveryClient,
         dead_letters: Option<Arc<dyn DeadLetterSink>>,
     ) -> Self {
@@ -108,7 +141,7 @@ impl Queue for DeliveryQueue {
         exclude: &[String],
     ) -> anyhow::Result<Vec<Self::Item>> {
         let now = self.state.clock.now();
-        let lease = chrono::Duration::from_std(self.state.settings.delivery_lease)
+        let lease = chrono::Duration::from_std(self.state.delivery_lease)
             .unwrap_or(chrono::Duration::seconds(30));
         let claim = Claim {
             worker_id,
@@ -322,7 +355,7 @@ impl DeliveryQueue {
         // the same time (a worker that waited long for the database, say).
         if !crate::shared::pump::fits_in_lease(
             self.state.clock.instant(),
-            self.state.settings.delivery_timeout,
+            self.state.delivery_timeout,
             lease_ends,
         ) {
             tracing::warn!(delivery.id = %attempt.id, "the lease ran short before sending; the try is left to be claimed again");
@@ -413,7 +446,7 @@ impl DeliveryQueue {
     fn count_failure(&self, webhook: &Webhook) -> Option<Duration> {
         let pause = self
             .breaker
-            .failed(&webhook.id, &self.state.settings.retry_schedule)?;
+            .failed(&webhook.id, &self.state.retry_schedule)?;
         metrics::counter!(crate::shared::metrics::BREAKER_PAUSES).increment(1);
         Some(pause)
     }
@@ -438,7 +471,7 @@ impl DeliveryQueue {
         at_least: Option<Duration>,
     ) -> AttemptResult {
         let (status, next) = crate::shared::retry::after_failure(
-            &self.state.settings.retry_schedule,
+            &self.state.retry_schedule,
             attempt.attempt,
             at_least,
             result.completed_at,

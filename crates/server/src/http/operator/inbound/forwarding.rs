@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal("operator events", e)
+    ApiError::internal("operator forwarding", e)
 }
 
 /// One forwarding try of an inbound event (or the next one, pending).
