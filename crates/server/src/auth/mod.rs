@@ -104,7 +104,7 @@ fn gateway_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal
     };
     let from_gateway = parts
         .extensions
-        .get::<crate::boot::tls::ClientIdentity>()
+        .get::<crate::shared::client_identity::ClientIdentity>()
         .is_some_and(|id| id.is(gateway));
     let account = parts
         .headers

@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Operator {
         if let Some(required) = &state.settings.operator_client_identity {
             let ok = parts
                 .extensions
-                .get::<crate::boot::tls::ClientIdentity>()
+                .get::<crate::shared::client_identity::ClientIdentity>()
                 .is_some_and(|id| id.is(required));
             if !ok {
                 return Err(ApiError::Unauthorized(

@@ -2,7 +2,7 @@
 //! (with optional client certificates) through an accept loop that attaches
 //! the peer address and client identity to every request.
 
-use crate::boot::tls::ClientIdentity;
+use crate::shared::client_identity::ClientIdentity;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};

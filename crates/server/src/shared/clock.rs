@@ -5,7 +5,7 @@
 //! advancing the clock instead of sleeping.
 //!
 //! A test clock runs ahead of the system clock, never behind or frozen: the
-//! parts that still read the system clock (the receive path's timestamps,
+//! parts that still read the system clock (audit entries, the refusals' minutes,
 //! I/O timeouts) and every row they stamp then stay at or before this clock,
 //! so whatever the system clock made due is due under this one too.
 

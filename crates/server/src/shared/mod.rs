@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod client;
+pub(crate) mod client_identity;
 pub mod clock;
 pub mod error;
 pub(crate) mod identity;
