@@ -274,7 +274,7 @@ impl Application {
             shutdown.clone(),
         ));
         workers.spawn(crate::shared::audit::watch_head(
-            state.clone(),
+            std::sync::Arc::clone(&state.store),
             crate::shared::audit::HEAD_LOG_INTERVAL,
             shutdown.clone(),
         ));

@@ -114,7 +114,7 @@ async fn set_schema(
         .map_err(internal)?;
     state.schemas.invalidate(name).await;
     crate::shared::audit::record(
-        state,
+        state.store.as_ref(),
         actor,
         "event_type.schema_set",
         &format!("event_type:{name}"),
@@ -153,7 +153,7 @@ async fn delete_schema(
     }
     state.schemas.invalidate(name).await;
     crate::shared::audit::record(
-        state,
+        state.store.as_ref(),
         actor,
         "event_type.schema_deleted",
         &format!("event_type:{name}"),

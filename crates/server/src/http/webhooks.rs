@@ -270,7 +270,7 @@ pub async fn create(
         })?;
     tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &actor(&tenant),
         "webhook.created",
         &format!("webhook:{}", webhook.id),
@@ -429,7 +429,7 @@ pub async fn update(
     // Never the URL (it may carry the customer's tokens) nor the secret.
     let target = format!("webhook:{}", w.id);
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &actor(&tenant),
         "webhook.updated",
         &target,
@@ -439,7 +439,7 @@ pub async fn update(
     .await;
     if new_secret.is_some() {
         crate::shared::audit::record(
-            &state,
+            state.store.as_ref(),
             &actor(&tenant),
             "webhook.secret_rotated",
             &target,
@@ -501,7 +501,7 @@ pub async fn delete(
     }
     tracing::info!(account.id = %tenant.account_id, webhook.id = %id, "webhook deleted");
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &actor(&tenant),
         "webhook.deleted",
         &format!("webhook:{id}"),

@@ -4,7 +4,6 @@
 //! exposed as a metric and logged, so that it can be kept outside the database.
 
 use crate::shared::secrets::row_identity;
-use crate::shared::state::AppState;
 use anyhow::Context;
 use chrono::Utc;
 use hookwarden_core::audit::{verify_chain, ChainError, ChainKey, Head, Verified};
@@ -20,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub const HEAD_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
 pub async fn record(
-    state: &AppState,
+    store: &dyn Store,
     actor: &str,
     action: &str,
     target: &str,
@@ -34,7 +33,7 @@ pub async fn record(
         request_id: request_id.to_owned(),
         details,
     };
-    match state.store.append_audit(&entry, Utc::now()).await {
+    match store.append_audit(&entry, Utc::now()).await {
         Ok(r) => metrics::gauge!(crate::shared::metrics::AUDIT_HEAD_SEQ).set(r.seq as f64),
         Err(e) => {
             tracing::error!(audit.action = action, audit.target = target, error.message = %e, "appending to the audit trail failed")
@@ -111,7 +110,11 @@ pub async fn verify(
 }
 
 /// Every `interval` (and at once), one `HeadWatch::look`.
-pub async fn watch_head(state: AppState, interval: Duration, shutdown: CancellationToken) {
+pub async fn watch_head(
+    store: std::sync::Arc<dyn Store>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch = HeadWatch::default();
@@ -120,7 +123,7 @@ pub async fn watch_head(state: AppState, interval: Duration, shutdown: Cancellat
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        watch.look(state.store.as_ref()).await;
+        watch.look(store.as_ref()).await;
     }
 }
 

@@ -30,7 +30,7 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
     let app = TestApp::spawn(backend).await;
     for n in 0..3 {
         hookwarden_server::shared::audit::record(
-            &app.state,
+            app.state.store.as_ref(),
             "test",
             "t",
             &format!("n:{n}"),

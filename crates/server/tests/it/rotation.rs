@@ -145,7 +145,7 @@ async fn rotation_while_delivering_keeps_every_secret_working(backend: Backend) 
         "{before:?}"
     );
     hookwarden_server::shared::audit::record(
-        &after.state,
+        after.state.store.as_ref(),
         "test",
         "keys.rotated",
         "master_key:new",

@@ -53,7 +53,7 @@ impl Refusals {
                 .unwrap_or_default();
             for (prefix, count) in prefixes {
                 crate::shared::audit::record(
-                    state,
+                    state.store.as_ref(),
                     &format!("provider:{provider}"),
                     "inbound.verification_failed",
                     &format!("integration:{provider}"),

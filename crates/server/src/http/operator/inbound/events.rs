@@ -234,7 +234,7 @@ pub async fn replay(
         .ok_or(ApiError::NotFound)?;
     state.forward_wake.any();
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &op.actor(),
         "event.replay_requested",
         &format!("event:{id}"),

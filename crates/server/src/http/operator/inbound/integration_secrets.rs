@@ -75,7 +75,7 @@ pub async fn rotate_secret(
         state.integrations.verified.forget(&name);
     }
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &op.actor(),
         "integration.secret_rotated",
         &format!("integration:{name}"),
@@ -139,7 +139,7 @@ pub async fn retire_secret(
     let (new, _) = save(&state, &old, &input).await?;
     state.integrations.verified.retired(&name, body.index);
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &op.actor(),
         "integration.secret_retired",
         &format!("integration:{name}"),

@@ -56,7 +56,7 @@ pub async fn create(
     }
     state.integrations.invalidate(&name);
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &op.actor(),
         "integration.created",
         &format!("integration:{name}"),
@@ -174,7 +174,7 @@ async fn change(
     }
     let target = format!("integration:{name}");
     crate::shared::audit::record(
-        state,
+        state.store.as_ref(),
         &op.actor(),
         "integration.updated",
         &target,
@@ -191,7 +191,7 @@ async fn change(
                 .ok()
         };
         crate::shared::audit::record(
-            state,
+            state.store.as_ref(),
             &op.actor(),
             "integration.secret_rotated",
             &target,
@@ -276,7 +276,7 @@ pub async fn delete(
     state.integrations.invalidate(&name);
     state.integrations.verified.forget(&name);
     crate::shared::audit::record(
-        &state,
+        state.store.as_ref(),
         &op.actor(),
         "integration.deleted",
         &format!("integration:{name}"),

@@ -156,7 +156,7 @@ pub async fn retry(
             .ok_or(ApiError::NotFound)?;
         state.wake.lanes([attempt.webhook_id.clone()]);
         crate::shared::audit::record(
-            &state,
+            state.store.as_ref(),
             &op.actor(),
             "delivery.retry_requested",
             &format!("delivery:{id}"),
@@ -322,7 +322,7 @@ pub async fn bulk_retry(
             more: page.next_cursor.is_some(),
         };
         crate::shared::audit::record(
-            &state,
+            state.store.as_ref(),
             &op.actor(),
             "delivery.bulk_retry_requested",
             "deliveries",

@@ -219,7 +219,7 @@ async fn switched(
     let webhook = find(state, id).await;
     let account = webhook.as_ref().map(|w| w.account_id.clone()).ok();
     crate::shared::audit::record(
-        state,
+        state.store.as_ref(),
         &op.actor(),
         action,
         &format!("webhook:{id}"),
