@@ -7,6 +7,7 @@ use hookwarden_core::inbound::Scheme;
 use hookwarden_store::ingress::Integration;
 use ipnet::IpNet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Requests per minute per provider and source address when the integration
 /// sets none.
@@ -29,7 +30,8 @@ pub struct Ready {
     /// The scheme, or why the stored row names none (rows are validated when
     /// written, so this is a damaged row: its requests fail as internal
     /// errors and are never accepted).
-    pub scheme: Result<Scheme, String>,
+    /// Shared, so a request takes it without copying its strings.
+    pub scheme: Result<Arc<Scheme>, String>,
     /// The allowed source ranges; empty when any source may call. A stored
     /// range that does not parse is dropped and the integration's requests
     /// are refused as from outside (`pinning_broken`), never let through.
@@ -41,7 +43,7 @@ pub struct Ready {
 
 impl Ready {
     pub fn new(row: Integration) -> Self {
-        let scheme = scheme_of(&row).map_err(|e| format!("{e:#}"));
+        let scheme = scheme_of(&row).map(Arc::new).map_err(|e| format!("{e:#}"));
         let (allowed, pinning_broken) = if row.allowed_cidrs.is_empty() {
             (Vec::new(), false)
         } else {
@@ -79,7 +81,7 @@ impl Ready {
     /// The header the scheme reads its signature or token from, when it is a
     /// configurable one (it is never kept with the event).
     pub fn scheme_header(&self) -> Option<&str> {
-        match &self.scheme {
+        match self.scheme.as_deref() {
             Ok(Scheme::HmacSha256 { header, .. }) | Ok(Scheme::Token { header }) => {
                 Some(header.as_str())
             }

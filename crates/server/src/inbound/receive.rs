@@ -39,7 +39,7 @@ impl Headers for HeaderView<'_> {
 /// A request admitted to be read: its integration, ready, and the client.
 pub struct Admitted {
     integration: Arc<Ready>,
-    scheme: inbound::Scheme,
+    scheme: Arc<inbound::Scheme>,
     provider: String,
     source_ip: IpAddr,
     /// The delivery id the headers claim, before verification (log lines only).
@@ -80,7 +80,8 @@ pub async fn admit(
         .await?;
     let scheme = integration
         .scheme
-        .clone()
+        .as_ref()
+        .map(Arc::clone)
         .map_err(|e| ApiError::internal("integration scheme", e))?;
     // Known before verification from headers alone (never the body), for the log line.
     let claimed_delivery = dedup::header_id(
@@ -296,7 +297,7 @@ const VERIFY_IN_PLACE_UP_TO: usize = 64 * 1024;
 /// Verifies the request; the error is an internal one (a lost blocking task),
 /// the inner result the verification's.
 async fn verify_off_runtime(
-    scheme: inbound::Scheme,
+    scheme: Arc<inbound::Scheme>,
     secrets: Vec<Zeroizing<String>>,
     headers: &HeaderMap,
     raw: axum::body::Bytes,
