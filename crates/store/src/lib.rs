@@ -214,7 +214,62 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     ) -> Result<bool>;
     /// How many sealed values are not under `key_id`, over every column.
     async fn count_not_under(&self, key_id: &str) -> Result<u64>;
+
+    // Web sessions: the console's and the portal's sign-ins, and the
+    // single-use links that open a portal session. Tokens are stored only
+    // as their hex SHA-256; "live" means not revoked and expiring after `now`.
+
+    /// Stores a new session. A portal session without an account is refused
+    /// by the database.
+    async fn create_web_session(&self, session: &WebSession) -> Result<()>;
+    /// The session with this token hash, if it is live at `now`.
+    async fn get_web_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>>;
+    /// Revokes a session (signing out). False if there is no such session
+    /// or it was revoked already.
+    async fn revoke_web_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Revokes every live session of `kind`, only those of `account_id`
+    /// when given; answers how many.
+    async fn revoke_web_sessions(
+        &self,
+        kind: SessionKind,
+        account_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// Up to `limit` live sessions (of `kind`, when given), newest first:
+    /// who is signed in.
+    async fn list_web_sessions(
+        &self,
+        kind: Option<SessionKind>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<WebSession>>;
+    /// Stores a new portal link.
+    async fn create_portal_link(&self, link: &PortalLink) -> Result<()>;
+    /// Marks the link used and answers it (with `used_at` set), in one
+    /// statement: of concurrent redeems of one token exactly one gets it.
+    /// `None` if it is unknown, used already, or expired at `now`.
+    async fn redeem_portal_link(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PortalLink>>;
+    /// Deletes sessions that expired or were revoked, and portal links that
+    /// expired, more than `PRUNE_GRACE` (a day) before `now`, in batches of at most
+    /// `PRUNE_BATCH` rows per statement; answers how many rows went.
+    async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
 }
+
+/// The most rows one pruning statement deletes: each batch is a short
+/// transaction, so pruning a large backlog never holds writers up for long.
+pub const PRUNE_BATCH: u32 = 1000;
+
+/// How long expired and revoked sessions and expired links are kept before
+/// pruning deletes them.
+pub const PRUNE_GRACE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Opens the store named by a database URL (`sqlite://…` or `postgres://…`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {

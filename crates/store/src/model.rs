@@ -181,3 +181,59 @@ pub struct EventType {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// Who a browser session belongs to: an operator (the console) or one
+/// tenant account (the portal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Operator,
+    Portal,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Portal => "portal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "operator" => Self::Operator,
+            "portal" => Self::Portal,
+            _ => return None,
+        })
+    }
+}
+
+/// A signed-in browser session. The cookie's token is never stored: only
+/// its hex SHA-256 (`id_hash`), so a read of the table signs nobody in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSession {
+    pub id_hash: String,
+    pub kind: SessionKind,
+    /// The one account a portal session sees (required for `Portal`).
+    pub account_id: Option<String>,
+    /// Who acts, for the audit trail: `operator:ab12cd34`, `portal:acct_1`.
+    pub actor: String,
+    /// The token forms must echo back (double submit against CSRF).
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A single-use link that opens a portal session for one account. Only the
+/// hex SHA-256 of its token is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortalLink {
+    pub token_hash: String,
+    pub account_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// How long the session the link opens lasts.
+    pub session_ttl_seconds: i64,
+    /// When it was redeemed; a link is redeemed at most once.
+    pub used_at: Option<DateTime<Utc>>,
+}

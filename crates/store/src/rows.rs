@@ -10,7 +10,9 @@
 
 use crate::error::{Result, StoreError};
 use crate::ingress::{AuditRecord, InboundEvent, Integration, Job};
-use crate::model::{Attempt, AttemptStatus, EventType, NewEvent, Webhook};
+use crate::model::{
+    Attempt, AttemptStatus, EventType, NewEvent, PortalLink, SessionKind, WebSession, Webhook,
+};
 use crate::sealed::{SealedColumn, SealedRow};
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
@@ -35,6 +37,10 @@ pub(crate) const JOB_COLUMNS: &str =
      response_preview, error, created_at, completed_at";
 pub(crate) const AUDIT_COLUMNS: &str =
     "seq, id, actor, action, target, request_id, details, created_at, prev_hash, hash";
+pub(crate) const WEB_SESSION_COLUMNS: &str =
+    "id_hash, kind, account_id, actor, csrf, created_at, expires_at, revoked_at";
+pub(crate) const PORTAL_LINK_COLUMNS: &str =
+    "token_hash, account_id, created_at, expires_at, session_ttl_seconds, used_at";
 
 /// A value both dialects decode the same way.
 pub(crate) trait Value:
@@ -254,6 +260,35 @@ pub(crate) fn audit(row: &impl Columns) -> Result<AuditRecord> {
         created_at: row.get("created_at")?,
         prev_hash: row.get("prev_hash")?,
         hash: row.get("hash")?,
+    })
+}
+
+/// A browser session (`WEB_SESSION_COLUMNS`).
+pub(crate) fn web_session(row: &impl Columns) -> Result<WebSession> {
+    let kind: String = row.get("kind")?;
+    Ok(WebSession {
+        id_hash: row.get("id_hash")?,
+        kind: SessionKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("session kind {kind}")))?,
+        account_id: row.get("account_id")?,
+        actor: row.get("actor")?,
+        csrf: row.get("csrf")?,
+        created_at: row.time("created_at")?,
+        expires_at: row.time("expires_at")?,
+        revoked_at: row.opt_time("revoked_at")?,
+    })
+}
+
+/// A portal link (`PORTAL_LINK_COLUMNS`; its session length is a 64-bit
+/// integer on both dialects).
+pub(crate) fn portal_link(row: &impl Columns) -> Result<PortalLink> {
+    Ok(PortalLink {
+        token_hash: row.get("token_hash")?,
+        account_id: row.get("account_id")?,
+        created_at: row.time("created_at")?,
+        expires_at: row.time("expires_at")?,
+        session_ttl_seconds: row.get("session_ttl_seconds")?,
+        used_at: row.opt_time("used_at")?,
     })
 }
 

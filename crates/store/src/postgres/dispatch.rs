@@ -1,7 +1,7 @@
-//! `Store` on PostgreSQL: webhooks, events, delivery tries, event types and
-//! sealed values, in the order the trait declares them.
+//! `Store` on PostgreSQL: webhooks, events, delivery tries, event types,
+//! sealed values and web sessions, in the order the trait declares them.
 
-use super::{claim_call, webhooks, PgStore};
+use super::{claim_call, web, webhooks, PgStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{
@@ -370,5 +370,57 @@ impl Store for PgStore {
             total += n as u64;
         }
         Ok(total)
+    }
+
+    // Web sessions (web.rs).
+
+    async fn create_web_session(&self, w: &WebSession) -> Result<()> {
+        web::create_session(self, w).await
+    }
+
+    async fn get_web_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>> {
+        web::get_session(self, id_hash, now).await
+    }
+
+    async fn revoke_web_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool> {
+        web::revoke_session(self, id_hash, now).await
+    }
+
+    async fn revoke_web_sessions(
+        &self,
+        kind: SessionKind,
+        account_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        web::revoke_sessions(self, kind, account_id, now).await
+    }
+
+    async fn list_web_sessions(
+        &self,
+        kind: Option<SessionKind>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<WebSession>> {
+        web::list_sessions(self, kind, now, limit).await
+    }
+
+    async fn create_portal_link(&self, l: &PortalLink) -> Result<()> {
+        web::create_link(self, l).await
+    }
+
+    async fn redeem_portal_link(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PortalLink>> {
+        web::redeem_link(self, token_hash, now).await
+    }
+
+    async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        web::prune(self, now).await
     }
 }

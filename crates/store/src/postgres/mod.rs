@@ -2,11 +2,13 @@
 //! so that workers of many replicas share one outbox safely. This file
 //! connects, migrates and decodes; `dispatch.rs` is the outbound `Store`
 //! (its webhooks' SQL in `webhooks.rs`), `ingress.rs` the inbound
-//! `IngressStore`, `batch.rs` the group-committed writes.
+//! `IngressStore`, `batch.rs` the group-committed writes, `web.rs` the
+//! console's and portal's sessions.
 
 mod batch;
 mod dispatch;
 mod ingress;
+mod web;
 mod webhooks;
 
 use crate::error::Result;

@@ -3,11 +3,12 @@
 //! opens, migrates and decodes (times are unix milliseconds, JSON is text);
 //! `dispatch.rs` is the outbound `Store` (its webhooks' SQL in
 //! `webhooks.rs`), `ingress.rs` the inbound `IngressStore`, `batch.rs` the
-//! group-committed writes.
+//! group-committed writes, `web.rs` the console's and portal's sessions.
 
 mod batch;
 mod dispatch;
 mod ingress;
+mod web;
 mod webhooks;
 
 use crate::error::{Result, StoreError};
