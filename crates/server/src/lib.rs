@@ -16,3 +16,4 @@ pub mod http;
 pub mod inbound;
 pub mod outbound;
 pub mod shared;
+pub(crate) mod web;

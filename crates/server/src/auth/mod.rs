@@ -5,6 +5,7 @@
 //! tenant routes), `scope` (space-separated), `exp` (required), `nbf`, `iss`
 //! and `aud` (required when configured). Refusals name the claim at fault.
 
+pub(crate) mod on_behalf;
 pub(crate) mod operator;
 
 use crate::shared::error::ApiError;
@@ -154,9 +155,23 @@ impl FromRequestParts<AppState> for Tenant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = match gateway_principal(parts, state)? {
-            Some(p) => p,
-            None => authenticate(parts, state).await?,
+        let principal = match parts.extensions.get::<on_behalf::OnBehalf>() {
+            // The portal's own call for its session's one account.
+            Some(on_behalf::OnBehalf::Tenant { account_id }) => Principal {
+                subject: on_behalf::PORTAL_SUBJECT.into(),
+                account_id: Some(account_id.clone()),
+                scopes: vec![
+                    Scope::WebhooksRead.as_str().into(),
+                    Scope::WebhooksWrite.as_str().into(),
+                ],
+            },
+            Some(on_behalf::OnBehalf::Operator { .. }) => {
+                return Err(ApiError::Forbidden("not a tenant".into()))
+            }
+            None => match gateway_principal(parts, state)? {
+                Some(p) => p,
+                None => authenticate(parts, state).await?,
+            },
         };
         let account_id = principal
             .account_id
@@ -190,6 +205,28 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The console and the portal read the catalog for their session.
+        match parts.extensions.get::<on_behalf::OnBehalf>() {
+            Some(on_behalf::OnBehalf::Tenant { account_id }) => {
+                return Ok(Self {
+                    principal: Principal {
+                        subject: on_behalf::PORTAL_SUBJECT.into(),
+                        account_id: Some(account_id.clone()),
+                        scopes: vec![Scope::WebhooksRead.as_str().into()],
+                    },
+                })
+            }
+            Some(on_behalf::OnBehalf::Operator { key_id }) => {
+                return Ok(Self {
+                    principal: Principal {
+                        subject: format!("operator:{key_id}/console"),
+                        account_id: None,
+                        scopes: Vec::new(),
+                    },
+                })
+            }
+            None => {}
+        }
         Ok(Self {
             principal: authenticate(parts, state).await?,
         })

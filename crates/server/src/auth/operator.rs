@@ -30,17 +30,24 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // mTLS in addition to the key, when configured.
-        if let Some(required) = &state.settings.operator_client_identity {
-            let ok = parts
-                .extensions
-                .get::<crate::shared::client_identity::ClientIdentity>()
-                .is_some_and(|id| id.is(required));
-            if !ok {
-                return Err(ApiError::Unauthorized(
-                    "the operator API requires its client certificate".into(),
-                ));
+        // The console's own call: its session was signed in with a key (and
+        // the client certificate, when required) already.
+        match parts.extensions.get::<super::on_behalf::OnBehalf>() {
+            Some(super::on_behalf::OnBehalf::Operator { key_id }) => {
+                return Ok(Operator {
+                    key_id: format!("{key_id}/console"),
+                })
             }
+            Some(super::on_behalf::OnBehalf::Tenant { .. }) => {
+                return Err(ApiError::Unauthorized("not an operator".into()))
+            }
+            None => {}
+        }
+        // mTLS in addition to the key, when configured.
+        if !client_certificate_ok(&state.settings, parts) {
+            return Err(ApiError::Unauthorized(
+                "the operator API requires its client certificate".into(),
+            ));
         }
         let given = parts
             .headers
@@ -48,18 +55,35 @@ impl FromRequestParts<AppState> for Operator {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ApiError::Unauthorized(format!("missing {HEADER}")))?;
-        // Digests first, so comparisons take the same time whatever the lengths;
-        // every key is compared, so timing does not reveal which one matched.
-        let given = Sha256::digest(given.as_bytes());
-        let mut matched: Option<String> = None;
-        for key in &state.settings.management_api_keys {
-            let digest = Sha256::digest(key.expose_secret().as_bytes());
-            if bool::from(digest.ct_eq(&given)) {
-                matched = Some(hex::encode(&digest[..4]));
-            }
-        }
-        matched
+        matching_key(&state.settings, given)
             .map(|key_id| Operator { key_id })
             .ok_or_else(|| ApiError::Unauthorized(format!("invalid {HEADER}")))
     }
+}
+
+/// The id of the configured management key equal to `given`, if any (the
+/// console's sign-in form checks a key the same way).
+pub fn matching_key(settings: &crate::config::Settings, given: &str) -> Option<String> {
+    // Digests first, so comparisons take the same time whatever the lengths;
+    // every key is compared, so timing does not reveal which one matched.
+    let given = Sha256::digest(given.as_bytes());
+    let mut matched: Option<String> = None;
+    for key in &settings.management_api_keys {
+        let digest = Sha256::digest(key.expose_secret().as_bytes());
+        if bool::from(digest.ct_eq(&given)) {
+            matched = Some(hex::encode(&digest[..4]));
+        }
+    }
+    matched
+}
+
+/// Whether the request's client certificate is the operator's, where one is
+/// required (always true where none is).
+pub fn client_certificate_ok(settings: &crate::config::Settings, parts: &Parts) -> bool {
+    settings.operator_client_identity.as_ref().is_none_or(|required| {
+        parts
+            .extensions
+            .get::<crate::shared::client_identity::ClientIdentity>()
+            .is_some_and(|id| id.is(required))
+    })
 }

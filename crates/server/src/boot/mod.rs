@@ -43,6 +43,8 @@ pub struct Application {
     state: AppState,
     public: TcpListener,
     ops: TcpListener,
+    /// The console's and operator API's private listener, when configured.
+    operator: Option<TcpListener>,
     public_tls: ListenerTls,
     ops_tls: ListenerTls,
     dispatcher: Arc<Dispatcher>,
@@ -153,6 +155,14 @@ impl Application {
         let ops = TcpListener::bind(settings.ops_listen)
             .await
             .with_context(|| format!("binding {}", settings.ops_listen))?;
+        let operator = match settings.operator_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding HOOKWARDEN_OPERATOR_LISTEN {addr}"))?,
+            ),
+            None => None,
+        };
         let policy = settings.address_policy();
         let client = DeliveryClient::new(
             policy.clone(),
@@ -197,6 +207,7 @@ impl Application {
             state,
             public,
             ops,
+            operator,
             public_tls,
             ops_tls,
             dispatcher,
@@ -217,6 +228,11 @@ impl Application {
             .unwrap_or_else(|_| self.state.settings.ops_listen)
     }
 
+    /// The private operator listener's address, when one is configured.
+    pub fn operator_addr(&self) -> Option<SocketAddr> {
+        self.operator.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     pub fn state(&self) -> AppState {
         self.state.clone()
     }
@@ -235,6 +251,7 @@ impl Application {
             state,
             public,
             ops,
+            operator,
             public_tls,
             ops_tls,
             dispatcher,
@@ -256,12 +273,29 @@ impl Application {
             .watch(CERT_RELOAD_INTERVAL, state.clock.clone(), shutdown.clone());
         let scheme = |t: &Option<_>| if t.is_some() { "https" } else { "http" };
         let (public_scheme, ops_scheme) = (scheme(&public_tls), scheme(&ops_tls));
+        // With a private operator listener, the public one hides the
+        // console and the operator API; the private one serves everything.
+        let operator_srv = operator.map(|listener| {
+            http::serve::serve(
+                listener,
+                http::public_router(state.clone(), false),
+                public_tls.clone(),
+                shutdown.clone(),
+            )
+        });
+        let operator_private = operator_srv.is_some();
         let public_srv = http::serve::serve(
             public,
-            http::public_router(state.clone()),
+            http::public_router(state.clone(), operator_private),
             public_tls,
             shutdown.clone(),
         );
+        let operator_srv = async move {
+            match operator_srv {
+                Some(srv) => srv.await,
+                None => Ok(()),
+            }
+        };
         let ops_srv = http::serve::serve(
             ops,
             http::ops_router(state.clone()),
@@ -301,7 +335,7 @@ impl Application {
             backend = state.store.backend(),
             production = state.settings.is_production(), "hookwarden serving"
         );
-        let served = tokio::try_join!(public_srv, ops_srv);
+        let served = tokio::try_join!(public_srv, ops_srv, operator_srv);
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
         served.context("serving HTTP")?;

@@ -89,6 +89,20 @@ pub struct Settings {
         serialize_with = "redact::client_auth"
     )]
     pub ops_tls_client_auth: ClientAuth,
+    /// The private listener of the console and the operator API, if any.
+    #[serde(deserialize_with = "values::optional_socket_addr")]
+    pub operator_listen: Option<SocketAddr>,
+    /// The public listener's address as clients reach it (portal links).
+    #[serde(deserialize_with = "values::http_url")]
+    pub public_url: Option<String>,
+    #[serde(
+        deserialize_with = "values::duration",
+        serialize_with = "redact::duration"
+    )]
+    pub console_session_ttl: Duration,
+    /// Origins that may frame the portal (CSP `frame-ancestors`).
+    #[serde(deserialize_with = "values::origins", serialize_with = "redact::origins")]
+    pub portal_frame_ancestors: Vec<String>,
     /// The client-certificate identity (CN or SAN) of the gateway allowed to
     /// set `X-Account-Id`.
     #[serde(deserialize_with = "values::optional")]

@@ -77,6 +77,10 @@ pub fn cidrs<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&list.join(","))
 }
 
+pub fn origins<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.join(" "))
+}
+
 pub fn proxy_header<S: Serializer>(v: &ProxyHeader, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.name())
 }

@@ -97,6 +97,45 @@ pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Err
         .map_err(|e| de::Error::custom(format!("{t:?} is not an address and port: {e}")))
 }
 
+/// `""` is unset; anything else an address and port.
+pub fn optional_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let t = text(d)?;
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse()
+        .map(Some)
+        .map_err(|e| de::Error::custom(format!("{t:?} is not an address and port: {e}")))
+}
+
+/// Space- or comma-separated origins (`https://host[:port]`, `http://` too):
+/// nothing else, since each goes into a `Content-Security-Policy` header.
+pub fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    parse_origins(&text(d)?).map_err(de::Error::custom)
+}
+
+pub fn parse_origins(text: &str) -> Result<Vec<String>, String> {
+    text.split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
+            let origin = url.origin().ascii_serialization();
+            let bare = matches!(url.scheme(), "http" | "https")
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.path() == "/"
+                && s.trim_end_matches('/') == origin;
+            if bare {
+                Ok(origin)
+            } else {
+                Err(format!("{s:?} is not an origin (scheme://host[:port] only)"))
+            }
+        })
+        .collect()
+}
+
 pub fn proxy_header<'de, D: Deserializer<'de>>(d: D) -> Result<ProxyHeader, D::Error> {
     let t = text(d)?;
     ProxyHeader::parse(&t).ok_or_else(|| {

@@ -101,22 +101,40 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(op_out::webhooks::get))
         .routes(routes!(op_out::webhooks::disable))
         .routes(routes!(op_out::webhooks::enable))
+        .routes(routes!(operator::portal_sessions::create))
         .split_for_parts();
     openapi::complete(&mut doc);
     (router, doc)
 }
 
-pub fn public_router(state: AppState) -> Router {
+/// The public listener's router: the APIs, their OpenAPI document, the
+/// console and the portal. `hide_operator`: the operator routes and the
+/// console live on a private listener, so this one answers 404 there.
+pub fn public_router(state: AppState, hide_operator: bool) -> Router {
+    let api = layered(api_routes(), state.clone());
+    let pages = crate::web::router(state.clone(), api);
+    let mut routes = api_routes().merge(pages);
+    if hide_operator {
+        routes = routes.layer(axum::middleware::from_fn(operator_hidden));
+    }
+    layered(routes, state)
+}
+
+/// The API routes and the document that describes them.
+fn api_routes() -> Router<AppState> {
     let (routes, doc) = public_routes();
     let document = axum::body::Bytes::from(openapi::render(&doc));
+    routes.route(
+        "/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+        }),
+    )
+}
+
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
     routes
-        .route(
-            "/openapi.json",
-            get(move || {
-                let document = document.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
-            }),
-        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -127,6 +145,27 @@ pub fn public_router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(request_id::layer))
         .layer(axum::middleware::from_fn(route_metrics::layer))
         .with_state(state)
+}
+
+/// Whether a path belongs on the operator's side: the console and the
+/// operator API, but not the providers' receive route nor the health check.
+pub fn is_operator_path(path: &str) -> bool {
+    path == "/console"
+        || path.starts_with("/console/")
+        || (path.starts_with("/api/v1/")
+            && !path.starts_with("/api/v1/webhooks/")
+            && path != "/api/v1/health")
+}
+
+async fn operator_hidden(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if is_operator_path(req.uri().path()) {
+        return ApiError::NotFound.into_response();
+    }
+    next.run(req).await
 }
 
 pub fn ops_router(state: AppState) -> Router {

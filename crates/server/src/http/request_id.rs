@@ -57,7 +57,8 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
 }
 
 /// The error body for an error answer without one of ours (and without a
-/// JSON body of its own, as `/ready` has when unready).
+/// JSON body of its own, as `/ready` has when unready, nor a page of the
+/// console's).
 fn unrendered_error(resp: &Response) -> Option<ErrorBody> {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -67,7 +68,7 @@ fn unrendered_error(resp: &Response) -> Option<ErrorBody> {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if json {
         return None;
     }

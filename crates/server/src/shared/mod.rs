@@ -21,6 +21,7 @@ pub mod rotate;
 pub(crate) mod secrets;
 pub(crate) mod sink;
 pub mod state;
+pub(crate) mod tokens;
 
 /// Times in answers and records: RFC 3339, UTC, milliseconds.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {

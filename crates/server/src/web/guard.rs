@@ -1,0 +1,138 @@
+//! The one layer in front of every page: finds the request's session,
+//! refuses a state-changing request from another origin or without its
+//! session's CSRF token, and sets the security headers on every answer.
+//! Handlers cannot forget a check: none of them runs before these.
+
+use super::session::{self, Signed};
+use super::Web;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hookwarden_store::model::SessionKind;
+use subtle::ConstantTimeEq;
+
+/// Largest form a page posts (an event type's schema is the biggest).
+pub const MAX_FORM: usize = 1024 * 1024;
+
+/// The form field that carries the CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
+
+/// Forms that need no session: signing in.
+const OPEN_FORMS: &[&str] = &["/console/sign-in"];
+
+pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let kind = if path.starts_with("/portal") {
+        SessionKind::Portal
+    } else {
+        SessionKind::Operator
+    };
+    let cookie = match kind {
+        SessionKind::Operator => session::CONSOLE_COOKIE,
+        SessionKind::Portal => session::PORTAL_COOKIE,
+    };
+    if let Some(token) = session::read_cookie(req.headers(), cookie) {
+        let now = web.app.clock.now();
+        match web.app.store.get_web_session(&session::digest(token), now).await {
+            Ok(Some(s)) if s.kind == kind => {
+                req.extensions_mut().insert(Signed(s));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error.message = %e, "reading a console session failed");
+                return secured(&web, kind, refused(StatusCode::SERVICE_UNAVAILABLE, "The database did not answer; try again."));
+            }
+        }
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        if !same_origin(req.headers()) {
+            return secured(&web, kind, refused(StatusCode::FORBIDDEN, "This form was sent from another site, so it was not acted on."));
+        }
+        if !OPEN_FORMS.contains(&path.as_str()) {
+            let Some(Signed(s)) = req.extensions().get::<Signed>().cloned() else {
+                return secured(&web, kind, refused(StatusCode::FORBIDDEN, "Your session has ended; sign in again."));
+            };
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+                return secured(&web, kind, refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."));
+            };
+            if !csrf_ok(&bytes, &s.csrf) {
+                return secured(&web, kind, refused(StatusCode::FORBIDDEN, "This form's security token is missing or stale; reload the page and try again."));
+            }
+            req = Request::from_parts(parts, Body::from(bytes));
+        }
+    }
+    let resp = next.run(req).await;
+    secured(&web, kind, resp)
+}
+
+/// A browser names where a form came from (`Origin`, and `Sec-Fetch-Site`
+/// in current browsers); either, when sent, must be this site. A client
+/// that sends neither is not a browser acting for someone else, and still
+/// needs the CSRF token.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return false;
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| url::Url::parse(o).ok())
+        .map(|u| match u.port() {
+            Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+            None => u.host_str().unwrap_or_default().to_owned(),
+        });
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(&o))
+}
+
+fn csrf_ok(form: &Bytes, expected: &str) -> bool {
+    let given = url::form_urlencoded::parse(form)
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    !given.is_empty() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+fn refused(status: StatusCode, message: &'static str) -> Response {
+    (status, super::page::notice_page("Not done", message)).into_response()
+}
+
+/// Every page's security headers. Scripts and styles come only from our
+/// own files (no inline script can run, whatever a value contains); only
+/// the portal may be framed, and only by the configured origins.
+fn secured(web: &Web, kind: SessionKind, mut resp: Response) -> Response {
+    let ancestors = match kind {
+        SessionKind::Portal if !web.app.settings.portal_frame_ancestors.is_empty() => {
+            web.app.settings.portal_frame_ancestors.join(" ")
+        }
+        _ => "'none'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+    );
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` with our
+    // own forms; `same-origin` keeps every address from other sites.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if ancestors == "'none'" {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}

@@ -1,0 +1,320 @@
+//! The portal's endpoints: list, add, change, delete; the signing secret
+//! shown on request and rotated; the delivery log with status filters and
+//! retry; a test event; the event catalog. The API does every check (URL
+//! rules, SSRF refusals, limits): its refusals show as form errors.
+
+use crate::web::api::{query, seg, Failure};
+use crate::web::console::outbound::{state, status_filter};
+use crate::web::ctx::{Ctx, Portal};
+use crate::web::form::Fields;
+use crate::web::page::{self, badge, text, time, Done};
+use axum::extract::{Path, Query};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const ACTIVE: &str = "Endpoints";
+
+pub async fn list(Portal(ctx): Portal, Query(d): Query<Done>) -> Response {
+    let items = match ctx.api.get("/v1/webhooks?limit=100").await {
+        Ok(p) => p["items"].as_array().cloned().unwrap_or_default(),
+        Err(e) => return ctx.fail(ACTIVE, &e),
+    };
+    let now = ctx.web.app.clock.now();
+    let body = html! {
+        h1 { "Endpoints" }
+        @if d.done == "deleted" { (page::done("The endpoint was deleted.")) }
+        p { "Where we send your events. Each request is signed (Standard Webhooks): check the signature with the endpoint's secret." }
+        div class="actions" { a class="button" href="/portal/endpoints/new" { "Add endpoint" } }
+        @if items.is_empty() { p class="muted" { "No endpoint yet." } } @else {
+            div class="table" { table {
+                thead { tr { th { "URL" } th { "Description" } th { "Event types" } th { "State" } } }
+                tbody { @for w in &items { tr {
+                    td class="id" { a href={ "/portal/endpoints/" (seg(w["id"].as_str().unwrap_or_default())) } { (text(&w["url"])) } }
+                    td { (text(&w["description"])) }
+                    td { (types(&w["eventTypes"])) }
+                    td { (state(w, now)) }
+                } } }
+            } }
+        }
+    };
+    ctx.page("Endpoints", ACTIVE, body)
+}
+
+fn types(v: &Value) -> String {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+async fn catalog_names(ctx: &Ctx) -> Vec<String> {
+    ctx.api
+        .get("/v1/event-types")
+        .await
+        .ok()
+        .and_then(|p| p["items"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The endpoint form (add and change): URL, description, event types
+/// picked from the catalog, `*`, or typed patterns.
+fn endpoint_form(ctx: &Ctx, action: &str, f: &Fields, catalog: &[String], submit: &str) -> Markup {
+    let picked = f.all("eventTypes");
+    let others: Vec<&String> = picked.iter().filter(|t| *t != "*" && !catalog.contains(t)).collect();
+    let typed = if f.get("otherTypes").is_empty() {
+        others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    } else {
+        f.get("otherTypes").to_owned()
+    };
+    html! {
+        form method="post" action=(action) class="stack card" {
+            (page::csrf(&ctx.session))
+            label for="url" { "Endpoint URL" span class="hint" { "https:// and reachable from the internet." } }
+            input id="url" name="url" type="url" required value=(f.get("url"));
+            label for="description" { "Description" }
+            input id="description" name="description" type="text" maxlength="500" value=(f.get("description"));
+            fieldset {
+                legend { "Event types" }
+                label { input type="checkbox" name="eventTypes" value="*" checked[picked.iter().any(|t| t == "*")]; " All event types" }
+                @for t in catalog {
+                    label { input type="checkbox" name="eventTypes" value=(t) checked[picked.contains(t)]; " " code { (t) } }
+                }
+            }
+            label for="otherTypes" { "Other types or patterns" span class="hint" { "Comma-separated, e.g. invoice.* (optional)." } }
+            input id="otherTypes" name="otherTypes" type="text" value=(typed);
+            div class="actions" { button type="submit" { (submit) } }
+        }
+    }
+}
+
+fn event_types(f: &Fields) -> Vec<String> {
+    let mut all = f.all("eventTypes");
+    for t in f.list("otherTypes") {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+    }
+    all
+}
+
+pub async fn new_form(Portal(ctx): Portal) -> Response {
+    let catalog = catalog_names(&ctx).await;
+    let body = html! {
+        h1 { "Add endpoint" }
+        (endpoint_form(&ctx, "/portal/endpoints/new", &Fields::default(), &catalog, "Add endpoint"))
+    };
+    ctx.page("Add endpoint", ACTIVE, body)
+}
+
+/// A page that shows a signing secret: only after an explicit request
+/// (create, reveal, rotate), never cached.
+fn secret_page(ctx: &Ctx, id: &str, title: &str, message: &str, secret: &Value) -> Response {
+    let body = html! {
+        h1 { (title) }
+        (page::done(message))
+        div class="card" {
+            h2 { "Signing secret" }
+            p class="secret" data-testid="signing-secret" { (text(secret)) }
+            p class="muted" { "Keep it like a password. Anyone with it can sign requests as us." }
+        }
+        p { a href={ "/portal/endpoints/" (seg(id)) } { "Back to the endpoint" } }
+    };
+    let mut resp = ctx.page(title, ACTIVE, body);
+    *resp.status_mut() = StatusCode::OK;
+    resp
+}
+
+pub async fn create(Portal(ctx): Portal, Form(f): Form<Fields>) -> Response {
+    let body = json!({ "url": f.get("url"), "eventTypes": event_types(&f), "description": f.get("description") });
+    match ctx.api.post("/v1/webhooks", body).await {
+        Ok(w) => {
+            let id = w["id"].as_str().unwrap_or_default().to_owned();
+            secret_page(&ctx, &id, "Endpoint added", "We will send your events there from now on.", &w["secret"])
+        }
+        Err(e) if e.status.is_client_error() => {
+            let catalog = catalog_names(&ctx).await;
+            let body = html! {
+                h1 { "Add endpoint" }
+                (page::alert(&e.message))
+                (endpoint_form(&ctx, "/portal/endpoints/new", &f, &catalog, "Add endpoint"))
+            };
+            (e.status, ctx.page("Add endpoint", ACTIVE, body)).into_response()
+        }
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct LogFilter {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    cursor: String,
+    #[serde(default)]
+    done: String,
+}
+
+fn as_fields(w: &Value) -> Fields {
+    let mut f = vec![
+        ("url".to_owned(), w["url"].as_str().unwrap_or_default().to_owned()),
+        ("description".to_owned(), w["description"].as_str().unwrap_or_default().to_owned()),
+    ];
+    for t in w["eventTypes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        f.push(("eventTypes".to_owned(), t.to_owned()));
+    }
+    Fields(f)
+}
+
+async fn endpoint_page(ctx: &Ctx, id: &str, w: &Value, f: &Fields, l: &LogFilter, notice: Option<Markup>) -> Response {
+    let params = [("status", l.status.as_str()), ("cursor", l.cursor.as_str()), ("limit", "50")];
+    let log = ctx.api.get(&format!("/v1/webhooks/{}/deliveries{}", seg(id), query(&params))).await;
+    let (items, next) = match log {
+        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone()),
+        Err(e) => return ctx.fail(ACTIVE, &e),
+    };
+    let catalog = catalog_names(ctx).await;
+    let now = ctx.web.app.clock.now();
+    let base = format!("/portal/endpoints/{}", seg(id));
+    let disabled = w["disabled"].as_bool() == Some(true);
+    let body = html! {
+        h1 { "Endpoint" }
+        @if let Some(n) = notice { (n) }
+        div class="card" { dl class="facts" {
+            dt { "URL" } dd class="id" { (text(&w["url"])) }
+            dt { "Id" } dd class="id" { (id) }
+            dt { "State" } dd { (state(w, now)) }
+            dt { "Secret rotation ends" } dd { (time(&w["secretRotationEndsAt"])) }
+            dt { "Created" } dd { (time(&w["createdAt"])) }
+        } }
+        div class="actions" {
+            (page::button(&ctx.session, &format!("{base}/test"), "Send test event", "", None))
+            (page::button(&ctx.session, &format!("{base}/secret"), "Reveal signing secret", "secondary", None))
+            (page::button(&ctx.session, &format!("{base}/rotate"), "Rotate secret", "secondary", Some("Rotate the signing secret? The old one keeps signing for a while.")))
+            form method="post" action=(base) class="inline" {
+                (page::csrf(&ctx.session))
+                input type="hidden" name="toggle" value=(if disabled { "enable" } else { "disable" });
+                button type="submit" class="secondary" { (if disabled { "Enable endpoint" } else { "Disable endpoint" }) }
+            }
+            (page::button(&ctx.session, &format!("{base}/delete"), "Delete endpoint", "danger", Some("Delete this endpoint? Its deliveries stop.")))
+        }
+        h2 { "Delivery log" }
+        (status_filter(&base, &l.status, &[]))
+        @if items.is_empty() { p class="muted" { "No delivery matches." } } @else {
+            div class="table" { table {
+                thead { tr { th { "Event" } th { "Try" } th { "Status" } th { "HTTP" } th { "When" } th { "Response" } th { span class="sr-only" { "Action" } } } }
+                tbody { @for d in &items { tr data-testid="delivery" {
+                    td class="id" { (text(&d["eventId"])) }
+                    td { (text(&d["attempt"])) }
+                    td { (badge(d["status"].as_str().unwrap_or("unknown"))) }
+                    td { (text(&d["httpStatus"])) }
+                    td { (time(if d["completedAt"].is_null() { &d["dueAt"] } else { &d["completedAt"] })) }
+                    td { @if let Some(p) = d["responsePreview"].as_str() { code { (p.chars().take(120).collect::<String>()) } } @else { (text(&d["error"])) } }
+                    td { @if matches!(d["status"].as_str(), Some("failed" | "dead" | "delivered")) {
+                        form method="post" action={ "/portal/deliveries/" (seg(d["id"].as_str().unwrap_or_default())) "/retry" } class="inline" {
+                            (page::csrf(&ctx.session))
+                            input type="hidden" name="endpoint" value=(id);
+                            button type="submit" class="link" { "Retry" }
+                        }
+                    } }
+                } } }
+            } }
+        }
+        (page::pager(&base, &[("status", l.status.as_str())], &next))
+        h2 { "Change" }
+        (endpoint_form(ctx, &base, f, &catalog, "Save changes"))
+    };
+    ctx.page("Endpoint", ACTIVE, body)
+}
+
+async fn load(ctx: &Ctx, id: &str) -> Result<Value, Failure> {
+    ctx.api.get(&format!("/v1/webhooks/{}", seg(id))).await
+}
+
+pub async fn show(Portal(ctx): Portal, Path(id): Path<String>, Query(l): Query<LogFilter>) -> Response {
+    let w = match load(&ctx, &id).await {
+        Ok(w) => w,
+        Err(e) => return ctx.fail(ACTIVE, &e),
+    };
+    let notice = match l.done.as_str() {
+        "saved" => Some(page::done("Saved.")),
+        "test" => Some(page::done("Test event sent: it appears in the delivery log below.")),
+        "retried" => Some(page::done("Retry queued.")),
+        _ => None,
+    };
+    endpoint_page(&ctx, &id, &w, &as_fields(&w), &l, notice).await
+}
+
+pub async fn update(Portal(ctx): Portal, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+    let path = format!("/v1/webhooks/{}", seg(&id));
+    let body = match f.get("toggle") {
+        "enable" => json!({ "disabled": false }),
+        "disable" => json!({ "disabled": true }),
+        _ => json!({ "url": f.get("url"), "eventTypes": event_types(&f), "description": f.get("description") }),
+    };
+    match ctx.api.call(Method::PATCH, &path, Some(body)).await {
+        Ok(_) => Redirect::to(&format!("{}?done=saved", path.replace("/v1/webhooks", "/portal/endpoints"))).into_response(),
+        Err(e) if e.status.is_client_error() && !e.not_found() => match load(&ctx, &id).await {
+            Ok(w) => {
+                let mut resp = endpoint_page(&ctx, &id, &w, &f, &LogFilter::default(), Some(page::alert(&e.message))).await;
+                *resp.status_mut() = e.status;
+                resp
+            }
+            Err(e) => ctx.fail(ACTIVE, &e),
+        },
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+pub async fn reveal(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
+    match ctx.api.get(&format!("/v1/webhooks/{}/secret", seg(&id))).await {
+        Ok(s) => secret_page(&ctx, &id, "Signing secret", "Shown at your request; this was recorded.", &s["key"]),
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+pub async fn rotate(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
+    let path = format!("/v1/webhooks/{}", seg(&id));
+    match ctx.api.call(Method::PATCH, &path, Some(json!({ "rotateSecret": true }))).await {
+        Ok(w) => secret_page(&ctx, &id, "Secret rotated", "Requests are signed with both secrets until the old one's grace ends.", &w["secret"]),
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+pub async fn delete(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
+    match ctx.api.call(Method::DELETE, &format!("/v1/webhooks/{}", seg(&id)), None).await {
+        Ok(_) => Redirect::to("/portal?done=deleted").into_response(),
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+pub async fn test(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
+    match ctx.api.post(&format!("/v1/webhooks/{}/test", seg(&id)), json!({})).await {
+        Ok(_) => Redirect::to(&format!("/portal/endpoints/{}?done=test", seg(&id))).into_response(),
+        Err(e) if e.status.is_client_error() && !e.not_found() => match load(&ctx, &id).await {
+            Ok(w) => {
+                let mut resp = endpoint_page(&ctx, &id, &w, &as_fields(&w), &LogFilter::default(), Some(page::alert(&e.message))).await;
+                *resp.status_mut() = e.status;
+                resp
+            }
+            Err(e) => ctx.fail(ACTIVE, &e),
+        },
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+pub async fn retry(Portal(ctx): Portal, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+    match ctx.api.call(Method::POST, &format!("/v1/deliveries/{}/retry", seg(&id)), None).await {
+        Ok(_) => Redirect::to(&format!("/portal/endpoints/{}?done=retried", seg(f.get("endpoint")))).into_response(),
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
+}
+
+pub async fn catalog(Portal(ctx): Portal) -> Response {
+    crate::web::catalog::page(&ctx, "Event catalog").await
+}

@@ -1,0 +1,109 @@
+//! Browser sessions: a random token in an HttpOnly, SameSite=Strict cookie
+//! (Secure when clients reach us over TLS), only its SHA-256 stored, with a
+//! CSRF token of its own; and the extractors pages use to require one.
+
+use super::Web;
+use axum::http::{header, HeaderMap, HeaderValue};
+use chrono::{DateTime, Utc};
+use hookwarden_store::model::{SessionKind, WebSession};
+
+pub const CONSOLE_COOKIE: &str = "hw_console";
+pub const PORTAL_COOKIE: &str = "hw_portal";
+
+pub use crate::shared::tokens::{digest, random as new_token};
+
+/// Whether clients reach the pages over TLS (here or at a proxy in front).
+pub fn secure(web: &Web) -> bool {
+    let s = &web.app.settings;
+    s.tls_cert_file.is_some()
+        || s
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+}
+
+fn cookie_path(kind: SessionKind) -> (&'static str, &'static str) {
+    match kind {
+        SessionKind::Operator => (CONSOLE_COOKIE, "/console"),
+        SessionKind::Portal => (PORTAL_COOKIE, "/portal"),
+    }
+}
+
+/// The `Set-Cookie` value that carries a new session's token.
+pub fn set_cookie(web: &Web, kind: SessionKind, token: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> HeaderValue {
+    let (name, path) = cookie_path(kind);
+    let age = (expires - now).num_seconds().max(0);
+    let secure = if secure(web) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={token}; Path={path}; Max-Age={age}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The `Set-Cookie` value that removes it.
+pub fn clear_cookie(web: &Web, kind: SessionKind) -> HeaderValue {
+    let (name, path) = cookie_path(kind);
+    let secure = if secure(web) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The value of cookie `name` in the request, if sent once and well formed.
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| v.len() <= 64 && !v.is_empty())
+}
+
+/// Stores a new session and answers its token (for the cookie).
+pub async fn start(
+    web: &Web,
+    kind: SessionKind,
+    account_id: Option<String>,
+    actor: String,
+    expires_at: DateTime<Utc>,
+) -> Result<(String, WebSession), hookwarden_store::StoreError> {
+    let now = web.app.clock.now();
+    let token = new_token();
+    let session = WebSession {
+        id_hash: digest(&token),
+        kind,
+        account_id,
+        actor,
+        csrf: new_token(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    web.app.store.create_web_session(&session).await?;
+    Ok((token, session))
+}
+
+/// The session the guard found for this request (see `guard.rs`).
+#[derive(Debug, Clone)]
+pub struct Signed(pub WebSession);
+
+/// Revokes a session and says so in the audit trail.
+pub async fn end(web: &Web, s: &hookwarden_store::model::WebSession, request_id: &str, action: &str) {
+    let now = web.app.clock.now();
+    if let Err(e) = web.app.store.revoke_web_session(&s.id_hash, now).await {
+        tracing::error!(error.message = %e, "revoking a session failed");
+    }
+    crate::shared::audit::record(
+        web.app.store.as_ref(),
+        &s.actor,
+        action,
+        &format!("session:{}", &s.id_hash[..12]),
+        request_id,
+        serde_json::json!({}),
+    )
+    .await;
+}
