@@ -15,6 +15,7 @@ mod schemas;
 
 mod api;
 mod audit;
+mod console;
 mod auth;
 mod delivery;
 mod docs;

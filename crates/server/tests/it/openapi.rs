@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 /// Every route the public listener serves, as `METHOD path`.
 const ROUTES: &[&str] = &[
     "get /api/v1/audit-chain",
+    "post /api/v1/portal-sessions",
     "get /api/v1/outbound/deliveries",
     "get /api/v1/outbound/deliveries/{id}",
     "post /api/v1/outbound/deliveries/retry",
