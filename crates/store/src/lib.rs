@@ -214,6 +214,18 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     ) -> Result<bool>;
     /// How many sealed values are not under `key_id`, over every column.
     async fn count_not_under(&self, key_id: &str) -> Result<u64>;
+
+    // Activity: per-minute counts for the console's charts, summed across
+    // replicas (each adds its own deltas).
+
+    /// Adds each delta to its (minute, series) row (`value = value + delta`,
+    /// the row created at the delta), all in one transaction. Deltas for the
+    /// same row are summed first.
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()>;
+    /// Every row with `minute >= since`, ordered by minute, then series.
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>>;
+    /// Deletes the rows with `minute < before`; answers how many.
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// Opens the store named by a database URL (`sqlite://…` or `postgres://…`).

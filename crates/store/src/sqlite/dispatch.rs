@@ -1,7 +1,7 @@
-//! `Store` on SQLite: webhooks, events, delivery tries, event types and
-//! sealed values, in the order the trait declares them.
+//! `Store` on SQLite: webhooks, events, delivery tries, event types,
+//! sealed values and activity, in the order the trait declares them.
 
-use super::{ms, webhooks, SqliteStore};
+use super::{activity, ms, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{self, Columns, ATTEMPT_COLUMNS, EVENT_COLUMNS, EVENT_TYPE_COLUMNS};
@@ -358,5 +358,19 @@ impl Store for SqliteStore {
             total += n as u64;
         }
         Ok(total)
+    }
+
+    // Activity (activity.rs).
+
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()> {
+        activity::add(self, deltas).await
+    }
+
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>> {
+        activity::since(self, since).await
+    }
+
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64> {
+        activity::prune(self, before).await
     }
 }
