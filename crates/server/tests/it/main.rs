@@ -13,6 +13,7 @@ mod replicas;
 mod rotation;
 mod schemas;
 
+mod activity;
 mod api;
 mod audit;
 mod auth;
