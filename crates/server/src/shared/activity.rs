@@ -433,7 +433,16 @@ mod tests {
         }
         assert_eq!(LATENCY_SERIES[LATENCY_BUCKETS - 1], "latency.le.+inf");
         assert!(LATENCY_BOUNDS_MS.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(series_name(Count::Dead as usize), OUTBOUND_DEAD);
+        for (count, name) in [
+            (Count::Accepted, INBOUND_ACCEPTED),
+            (Count::Duplicate, INBOUND_DUPLICATE),
+            (Count::Refused, INBOUND_REFUSED),
+            (Count::Delivered, OUTBOUND_DELIVERED),
+            (Count::Failed, OUTBOUND_FAILED),
+            (Count::Dead, OUTBOUND_DEAD),
+        ] {
+            assert_eq!(series_name(count as usize), name);
+        }
         assert_eq!(series_name(COUNTS.len()), "latency.le.5");
     }
 
