@@ -261,6 +261,18 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// expired, more than `PRUNE_GRACE` (a day) before `now`, in batches of at most
     /// `PRUNE_BATCH` rows per statement; answers how many rows went.
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    // Activity: per-minute counts for the console's charts, summed across
+    // replicas (each adds its own deltas).
+
+    /// Adds each delta to its (minute, series) row (`value = value + delta`,
+    /// the row created at the delta), all in one transaction. Deltas for the
+    /// same row are summed first.
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()>;
+    /// Every row with `minute >= since`, ordered by minute, then series.
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>>;
+    /// Deletes the rows with `minute < before`; answers how many.
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// The most rows one pruning statement deletes: each batch is a short

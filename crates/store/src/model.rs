@@ -237,3 +237,34 @@ pub struct PortalLink {
     /// When it was redeemed; a link is redeemed at most once.
     pub used_at: Option<DateTime<Utc>>,
 }
+/// One minute of one activity series (`inbound.accepted`,
+/// `latency.le.250`…): as written, what a replica counted since its last
+/// flush; as read, the sum over every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityDelta {
+    /// The start of the minute.
+    pub minute: DateTime<Utc>,
+    pub series: String,
+    pub value: i64,
+}
+
+impl ActivityDelta {
+    /// The deltas summed per (minute, series), in that order: one row per
+    /// key for an upsert (PostgreSQL refuses to update a row twice in one
+    /// statement), and the same order of row locks in every replica's
+    /// transaction, so two flushes never deadlock.
+    pub fn merged(deltas: &[ActivityDelta]) -> Vec<ActivityDelta> {
+        let mut sums = std::collections::BTreeMap::<(DateTime<Utc>, &str), i64>::new();
+        for d in deltas {
+            let sum = sums.entry((d.minute, d.series.as_str())).or_insert(0);
+            *sum = sum.saturating_add(d.value);
+        }
+        sums.into_iter()
+            .map(|((minute, series), value)| ActivityDelta {
+                minute,
+                series: series.to_owned(),
+                value,
+            })
+            .collect()
+    }
+}

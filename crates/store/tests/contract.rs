@@ -37,6 +37,7 @@ on_both!(
     count_not_under_counts_every_sealed_column,
     a_released_job_is_claimed_again_and_a_stale_worker_cannot_release_it,
     webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts,
+    activity_adds_sum_and_are_read_since_and_pruned,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -1679,4 +1680,90 @@ async fn webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts(backend: Backe
         .await
         .expect("unknown only")
         .is_empty());
+}
+
+/// A minute's start, `m` minutes after a fixed hour.
+fn minute(m: i64) -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0)
+        .single()
+        .expect("time")
+        + Duration::minutes(m)
+}
+
+fn delta(m: i64, series: &str, value: i64) -> ActivityDelta {
+    ActivityDelta {
+        minute: minute(m),
+        series: series.to_owned(),
+        value,
+    }
+}
+
+/// Activity rows are sums: each add (a replica's flush) adds to the rows,
+/// deltas for one row in one batch are summed, `activity_since` reads from
+/// a minute on in order, and pruning removes only older minutes.
+async fn activity_adds_sum_and_are_read_since_and_pruned(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    s.add_activity(&[]).await.expect("nothing to add");
+    assert!(s
+        .activity_since(minute(-10))
+        .await
+        .expect("empty")
+        .is_empty());
+    s.add_activity(&[
+        delta(1, "inbound.accepted", 3),
+        delta(0, "inbound.accepted", 2),
+        delta(1, "latency.le.250", 1),
+        delta(1, "latency.le.250", 4),
+    ])
+    .await
+    .expect("first replica's flush");
+    // A second replica (or a later flush) adds to the same rows.
+    s.add_activity(&[
+        delta(1, "inbound.accepted", 10),
+        delta(2, "outbound.dead", 1),
+    ])
+    .await
+    .expect("second flush");
+    assert_eq!(
+        s.activity_since(minute(0)).await.expect("since 0"),
+        vec![
+            delta(0, "inbound.accepted", 2),
+            delta(1, "inbound.accepted", 13),
+            delta(1, "latency.le.250", 5),
+            delta(2, "outbound.dead", 1),
+        ]
+    );
+    assert_eq!(
+        s.activity_since(minute(1) + Duration::seconds(1))
+            .await
+            .expect("since after 1"),
+        vec![delta(2, "outbound.dead", 1)],
+        "since is a lower bound on the minute"
+    );
+    // Concurrent flushes of overlapping rows lose nothing.
+    let adds: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.add_activity(&[
+                    delta(2, "outbound.dead", 1),
+                    delta(1, "inbound.accepted", 1),
+                ])
+                .await
+            })
+        })
+        .collect();
+    for add in adds {
+        add.await.expect("task").expect("concurrent flush");
+    }
+    let rows = s.activity_since(minute(1)).await.expect("after concurrent");
+    assert_eq!(rows[0], delta(1, "inbound.accepted", 21));
+    assert_eq!(rows[2], delta(2, "outbound.dead", 9));
+
+    assert_eq!(s.prune_activity(minute(1)).await.expect("prune"), 1);
+    assert_eq!(s.prune_activity(minute(1)).await.expect("prune again"), 0);
+    let left = s.activity_since(minute(-10)).await.expect("left");
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|d| d.minute >= minute(1)));
 }

@@ -171,6 +171,7 @@ impl Application {
             settings.delivery_ca_file.as_deref(),
         )?;
         let state = AppState(Arc::new(Shared {
+            activity: Arc::new(crate::shared::activity::Activity::new(clock.clone())),
             clock,
             store,
             keyring: Arc::new(keyring),
@@ -307,6 +308,7 @@ impl Application {
             state.clone(),
             shutdown.clone(),
         ));
+        workers.spawn(Arc::clone(&state.activity).run(Arc::clone(&state.store), shutdown.clone()));
         workers.spawn(crate::shared::audit::watch_head(
             std::sync::Arc::clone(&state.store),
             crate::shared::audit::HEAD_LOG_INTERVAL,

@@ -13,10 +13,11 @@ mod replicas;
 mod rotation;
 mod schemas;
 
+mod activity;
 mod api;
 mod audit;
-mod console;
 mod auth;
+mod console;
 mod delivery;
 mod docs;
 mod errors;

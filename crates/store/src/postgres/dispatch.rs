@@ -1,7 +1,7 @@
 //! `Store` on PostgreSQL: webhooks, events, delivery tries, event types,
-//! sealed values and web sessions, in the order the trait declares them.
+//! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::{claim_call, web, webhooks, PgStore};
+use super::{activity, claim_call, web, webhooks, PgStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{
@@ -422,5 +422,19 @@ impl Store for PgStore {
 
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         web::prune(self, now).await
+    }
+
+    // Activity (activity.rs).
+
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()> {
+        activity::add(self, deltas).await
+    }
+
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>> {
+        activity::since(self, since).await
+    }
+
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64> {
+        activity::prune(self, before).await
     }
 }

@@ -1,7 +1,7 @@
 //! `Store` on SQLite: webhooks, events, delivery tries, event types,
-//! sealed values and web sessions, in the order the trait declares them.
+//! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::{ms, web, webhooks, SqliteStore};
+use super::{activity, ms, web, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{self, Columns, ATTEMPT_COLUMNS, EVENT_COLUMNS, EVENT_TYPE_COLUMNS};
@@ -410,5 +410,19 @@ impl Store for SqliteStore {
 
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         web::prune(self, now).await
+    }
+
+    // Activity (activity.rs).
+
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()> {
+        activity::add(self, deltas).await
+    }
+
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>> {
+        activity::since(self, since).await
+    }
+
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64> {
+        activity::prune(self, before).await
     }
 }

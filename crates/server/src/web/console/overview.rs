@@ -55,4 +55,3 @@ pub async fn show(Console(ctx): Console, Query(w): Query<Window>) -> Response {
     };
     ctx.page("Overview", ACTIVE, body)
 }
-
