@@ -82,6 +82,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// The operator lets the endpoint's tries be claimed again (and lifts its
     /// hold). False if there is no such webhook.
     async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// How many endpoints are paused at `now` (and not disabled), and how
+    /// many are disabled: the console's overview (one pass over the
+    /// webhooks, which number in the thousands, not millions).
+    async fn webhook_states(&self, now: DateTime<Utc>) -> Result<(u64, u64)>;
     /// Pauses an endpoint (it asked us to slow down, or the breaker opened):
     /// claim nothing for it until `until`, and move its pending tries due
     /// earlier to `until`, so claims for other endpoints do not walk past

@@ -309,6 +309,11 @@ impl Application {
             shutdown.clone(),
         ));
         workers.spawn(Arc::clone(&state.activity).run(Arc::clone(&state.store), shutdown.clone()));
+        workers.spawn(crate::web::session::prune(
+            Arc::clone(&state.store),
+            state.clock.clone(),
+            shutdown.clone(),
+        ));
         workers.spawn(crate::shared::audit::watch_head(
             std::sync::Arc::clone(&state.store),
             crate::shared::audit::HEAD_LOG_INTERVAL,

@@ -117,3 +117,26 @@ pub async fn end(
     )
     .await;
 }
+
+/// How often ended sessions and links are removed.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes sessions and links a day past their end, every `PRUNE_EVERY`
+/// (each replica; the deletes are idempotent and batched).
+pub async fn prune(
+    store: std::sync::Arc<dyn hookwarden_store::Store>,
+    clock: crate::shared::clock::Clock,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = clock.sleep(PRUNE_EVERY) => {}
+        }
+        match store.prune_web_sessions(clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "ended console and portal sessions removed"),
+            Err(e) => tracing::warn!(error.message = %e, "removing ended sessions failed"),
+        }
+    }
+}

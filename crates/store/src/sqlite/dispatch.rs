@@ -84,6 +84,10 @@ impl Store for SqliteStore {
         webhooks::enable(self, id, now).await
     }
 
+    async fn webhook_states(&self, now: DateTime<Utc>) -> Result<(u64, u64)> {
+        webhooks::states(self, now).await
+    }
+
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
         webhooks::throttle(self, id, until).await
     }
