@@ -32,3 +32,4 @@ mod redis;
 mod ssrf;
 mod tls;
 mod updates;
+mod webhook_tools;
