@@ -100,6 +100,14 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// event (`Existing`) or `Conflict`; other producers and accounts never
     /// see it.
     async fn publish_event(&self, event: &NewEvent) -> Result<PublishOutcome>;
+    /// Stores an event and, in the same transaction, one pending try for
+    /// the one webhook `webhook_id` of the event's account, whatever its
+    /// subscriptions (the tenant's test event): no other webhook gets it.
+    /// The try is due at once, or when the endpoint's pause ends, and
+    /// retried on the schedule like any other. Nothing is stored for a
+    /// webhook that is not the account's (`NoWebhook`) or is disabled.
+    async fn publish_to_webhook(&self, event: &NewEvent, webhook_id: &str)
+        -> Result<DirectOutcome>;
     /// One event as published; `account_id` `None` is the operator's view.
     async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
         let filter = search::EventFilter {

@@ -65,6 +65,18 @@ pub enum PublishOutcome {
     Conflict,
 }
 
+/// What `Store::publish_to_webhook` did with an event meant for one webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirectOutcome {
+    /// Stored, with one pending try for that webhook (the try's id).
+    Queued { attempt_id: String },
+    /// The event's account has no webhook of that id: nothing stored.
+    NoWebhook,
+    /// The webhook is disabled (by its tenant, a 410 or the operator):
+    /// nothing stored.
+    Disabled,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptStatus {
     Pending,

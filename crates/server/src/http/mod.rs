@@ -16,6 +16,8 @@ pub(crate) mod request_id;
 pub(crate) mod route_metrics;
 pub(crate) mod serve;
 pub(crate) mod sink;
+pub(crate) mod webhook_secret;
+pub(crate) mod webhook_test;
 pub mod webhooks;
 
 use crate::shared::error::ApiError;
@@ -54,6 +56,8 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             webhooks::patch,
             webhooks::delete
         ))
+        .routes(routes!(webhook_secret::reveal))
+        .routes(routes!(webhook_test::send))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
         .routes(routes!(events::publish))

@@ -34,3 +34,4 @@ mod redis;
 mod ssrf;
 mod tls;
 mod updates;
+mod webhook_tools;

@@ -28,6 +28,8 @@ const ROUTES: &[&str] = &[
     "patch /v1/webhooks/{id}",
     "delete /v1/webhooks/{id}",
     "get /v1/webhooks/{id}/deliveries",
+    "get /v1/webhooks/{id}/secret",
+    "post /v1/webhooks/{id}/test",
     "post /v1/deliveries/{id}/retry",
     "post /v1/events",
     "get /v1/event-types",
