@@ -1767,6 +1767,8 @@ async fn activity_adds_sum_and_are_read_since_and_pruned(backend: Backend) {
     let left = s.activity_since(minute(-10)).await.expect("left");
     assert_eq!(left.len(), 3);
     assert!(left.iter().all(|d| d.minute >= minute(1)));
+}
+
 /// The tenant's test event: one try for the one webhook named, whatever it
 /// subscribes to; none for the account's other webhooks; nothing stored for
 /// another account's webhook, a missing one or a disabled one.

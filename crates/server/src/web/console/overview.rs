@@ -1,12 +1,12 @@
 //! The console's overview: what is happening now (backlogs, the oldest
 //! waiting try) and over the last hour or day (charts drawn here as SVG).
 
-use crate::web::ctx::Console;
-use axum::extract::Query;
-use axum::response::Response;
 use crate::shared::activity::{self, Window as Span};
 use crate::web::chart::{draw, Line};
+use crate::web::ctx::Console;
 use crate::web::ctx::Ctx;
+use axum::extract::Query;
+use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -83,10 +83,16 @@ async fn charts(ctx: &Ctx, day: bool) -> Markup {
     };
     let p = &chart.points;
     let per = if day { "per 10 min" } else { "per min" };
-    let col = |f: fn(&activity::Point) -> u64| p.iter().map(|x| Some(f(x) as f64)).collect::<Vec<_>>();
-    let ms = |f: fn(&activity::Point) -> Option<u64>| p.iter().map(|x| f(x).map(|v| v as f64)).collect::<Vec<_>>();
+    let col =
+        |f: fn(&activity::Point) -> u64| p.iter().map(|x| Some(f(x) as f64)).collect::<Vec<_>>();
+    let ms = |f: fn(&activity::Point) -> Option<u64>| {
+        p.iter().map(|x| f(x).map(|v| v as f64)).collect::<Vec<_>>()
+    };
     let (first, last) = match (p.first(), p.last()) {
-        (Some(a), Some(b)) => (a.at.format("%H:%M").to_string(), b.at.format("%H:%M UTC").to_string()),
+        (Some(a), Some(b)) => (
+            a.at.format("%H:%M").to_string(),
+            b.at.format("%H:%M UTC").to_string(),
+        ),
         _ => (String::new(), String::new()),
     };
     html! {
@@ -118,7 +124,13 @@ async fn dead_letters(ctx: &Ctx) -> Option<String> {
         latest_only: true,
         ..Default::default()
     };
-    let page = ctx.web.app.store.search_attempts(&filter, None, BOUND).await.ok()?;
+    let page = ctx
+        .web
+        .app
+        .store
+        .search_attempts(&filter, None, BOUND)
+        .await
+        .ok()?;
     Some(if page.next_cursor.is_some() {
         format!("{BOUND}+")
     } else {
