@@ -275,7 +275,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
 /// digits (no entry is that late).
 fn audit_time(t: DateTime<Utc>) -> String {
     let mut ms = t.timestamp_millis();
-    if t.timestamp_subsec_nanos() % 1_000_000 != 0 {
+    if !t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         ms += 1;
     }
     let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999Z")
@@ -331,7 +331,11 @@ mod tests {
         let q = AuditQuery {
             actor: Some("operator:ab12cd34/console".into()),
             action_prefix: Some("integration.".into()),
-            from: Some(Utc.timestamp_millis_opt(1_700_000_000_000).single().expect("t")),
+            from: Some(
+                Utc.timestamp_millis_opt(1_700_000_000_000)
+                    .single()
+                    .expect("t"),
+            ),
             after_seq: Some(40),
             descending: true,
             limit: 10,
@@ -373,7 +377,11 @@ mod tests {
 
     #[test]
     fn audit_time_bounds_round_up_to_the_millisecond() {
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).expect(s).with_timezone(&Utc);
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect(s)
+                .with_timezone(&Utc)
+        };
         assert_eq!(
             audit_time(at("2024-05-01T12:00:00.123Z")),
             "2024-05-01T12:00:00.123Z"

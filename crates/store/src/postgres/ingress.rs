@@ -5,8 +5,8 @@ use super::{claim_call, PgStore};
 use crate::error::Result;
 use crate::ingress::*;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
-use crate::search::{self, Dialect};
 use crate::rows::{self, AUDIT_COLUMNS, INTEGRATION_COLUMNS, JOB_COLUMNS};
+use crate::search::{self, Dialect};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
@@ -315,7 +315,13 @@ impl IngressStore for PgStore {
             w.sql(),
             i64::from(q.limit) + 1
         );
-        let rows = w.bind_to(sqlx::query(&sql)).fetch_all(&self.pool).await?;
+        // Planned for its values each time (an unnamed statement): a cached
+        // generic plan cannot tell a day's window (the time index) from a
+        // year's (the seq order), and measured 150 ms where this takes 1 ms.
+        let rows = w
+            .bind_to(sqlx::query(&sql).persistent(false))
+            .fetch_all(&self.pool)
+            .await?;
         let items = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, q.limit, |a| a.seq.to_string()))
     }

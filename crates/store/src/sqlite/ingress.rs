@@ -5,8 +5,8 @@ use super::{ms, SqliteStore};
 use crate::error::Result;
 use crate::ingress::*;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
-use crate::search::{self, Dialect};
 use crate::rows::{self, Columns, AUDIT_COLUMNS, INTEGRATION_COLUMNS, JOB_COLUMNS};
+use crate::search::{self, Dialect};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
@@ -323,7 +323,10 @@ impl IngressStore for SqliteStore {
             w.sql(),
             i64::from(q.limit) + 1
         );
-        let rows = w.bind_to(sqlx::query(&sql)).fetch_all(&self.readers).await?;
+        let rows = w
+            .bind_to(sqlx::query(&sql))
+            .fetch_all(&self.readers)
+            .await?;
         let items = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, q.limit, |a| a.seq.to_string()))
     }

@@ -4,8 +4,8 @@
 use crate::auth::operator::Operator;
 use crate::http::cursor;
 use crate::http::json::{page_limit, StrictQuery};
-use crate::http::operator::filters::{parse_text, parse_time};
 use crate::http::openapi::Page;
+use crate::http::operator::filters::{parse_text, parse_time};
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
 use axum::extract::State;
@@ -156,9 +156,23 @@ mod tests {
     #[test]
     fn an_action_is_exact_or_a_prefix_ending_in_dot_star() {
         let parse = |s: &str| parse_action(Some(s.into())).map_err(|e| e.message());
-        assert_eq!(parse("integration.created"), Ok((Some("integration.created".into()), None)));
-        assert_eq!(parse("integration.*"), Ok((None, Some("integration.".into()))));
-        for bad in ["", "*", ".*", "integration*", "integ*ration.*", "a.*.*", "*.created"] {
+        assert_eq!(
+            parse("integration.created"),
+            Ok((Some("integration.created".into()), None))
+        );
+        assert_eq!(
+            parse("integration.*"),
+            Ok((None, Some("integration.".into())))
+        );
+        for bad in [
+            "",
+            "*",
+            ".*",
+            "integration*",
+            "integ*ration.*",
+            "a.*.*",
+            "*.created",
+        ] {
             let e = parse(bad).expect_err(bad);
             assert!(e.starts_with("action "), "{bad}: {e}");
         }
