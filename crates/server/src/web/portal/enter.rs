@@ -26,7 +26,10 @@ pub async fn enter(
     let now = web.app.clock.now();
     // Our tokens are 43 URL-safe characters: anything else costs no lookup.
     let well_formed = link.token.len() == 43
-        && link.token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && link
+            .token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !well_formed {
         return super::ended();
     }
