@@ -94,6 +94,34 @@ impl Api {
     }
 }
 
+/// A page of a list the API answered: its items, the cursor of the next
+/// page, and the API's refusal of the filters (shown above an empty list).
+pub struct Listing {
+    pub items: Vec<Value>,
+    pub next: Value,
+    pub error: Option<String>,
+}
+
+impl Api {
+    /// A list page; a refused filter (4xx) is a `Listing` that says why,
+    /// anything else the failure.
+    pub async fn list(&self, path: &str) -> Result<Listing, Failure> {
+        match self.get(path).await {
+            Ok(p) => Ok(Listing {
+                items: p["items"].as_array().cloned().unwrap_or_default(),
+                next: p["nextCursor"].clone(),
+                error: None,
+            }),
+            Err(e) if e.status.is_client_error() && !e.not_found() => Ok(Listing {
+                items: Vec::new(),
+                next: Value::Null,
+                error: Some(e.message),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// One path segment, percent-encoded (ids and names typed by people).
 pub fn seg(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -233,3 +233,15 @@ pub struct Done {
     #[serde(default)]
     pub done: String,
 }
+
+/// A JSON list of strings as one line (event types, say).
+pub fn joined(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}

@@ -42,9 +42,6 @@ async fn mtls_refuses_every_wrong_client_and_only_the_gateway_names_an_account()
     let dir = TempDir::new();
     let ca = DevCa::new("test CA").expect("ca");
     let other_ca = DevCa::new("another CA").expect("ca");
-    let server = ca
-        .issue("localhost", &["localhost", "127.0.0.1"], true, None)
-        .expect("server");
     let gateway = ca
         .issue("gateway.internal", &["gateway.internal"], false, None)
         .expect("gateway");
@@ -65,25 +62,10 @@ async fn mtls_refuses_every_wrong_client_and_only_the_gateway_names_an_account()
             Some(((2020, 1, 1), (2021, 1, 1))),
         )
         .expect("expired");
-    let (cert, key, ca_file) = (
-        write(&dir, "server.pem", &server.cert_pem),
-        write(&dir, "server-key.pem", &server.key_pem),
-        write(&dir, "ca.pem", &ca.pem()),
-    );
-    let app = TestApp::with(
-        Backend::Sqlite,
-        Options {
-            customize: Some(Box::new(move |raw| {
-                raw.set("tls_cert_file", cert);
-                raw.set("tls_key_file", key);
-                raw.set("tls_client_ca_file", ca_file);
-                raw.set("tls_client_auth", "required");
-                raw.set("gateway_identity", "gateway.internal");
-                raw.set("operator_client_identity", "ops.internal");
-            })),
-            ..Default::default()
-        },
-    )
+    let app = mtls_app(&dir, &ca, "required", |raw| {
+        raw.set("gateway_identity", "gateway.internal");
+        raw.set("operator_client_identity", "ops.internal");
+    })
     .await;
     let url = |path: &str| format!("https://127.0.0.1:{}{path}", app.addr.port());
     let ca_pem = ca.pem();
@@ -490,33 +472,15 @@ async fn a_delivery_ca_file_without_certificates_stops_start_up() {
 async fn the_console_signs_in_with_the_operators_certificate_only() {
     let dir = TempDir::new();
     let ca = DevCa::new("test CA").expect("ca");
-    let server = ca
-        .issue("localhost", &["localhost", "127.0.0.1"], true, None)
-        .expect("server");
     let operator = ca
         .issue("ops.internal", &["ops.internal"], false, None)
         .expect("operator");
     let intruder = ca
         .issue("intruder", &["intruder"], false, None)
         .expect("intruder");
-    let (cert, key, ca_file) = (
-        write(&dir, "server.pem", &server.cert_pem),
-        write(&dir, "server-key.pem", &server.key_pem),
-        write(&dir, "ca.pem", &ca.pem()),
-    );
-    let app = TestApp::with(
-        Backend::Sqlite,
-        Options {
-            customize: Some(Box::new(move |raw| {
-                raw.set("tls_cert_file", cert);
-                raw.set("tls_key_file", key);
-                raw.set("tls_client_ca_file", ca_file);
-                raw.set("tls_client_auth", "optional");
-                raw.set("operator_client_identity", "ops.internal");
-            })),
-            ..Default::default()
-        },
-    )
+    let app = mtls_app(&dir, &ca, "optional", |raw| {
+        raw.set("operator_client_identity", "ops.internal");
+    })
     .await;
     let url = |path: &str| format!("https://127.0.0.1:{}{path}", app.addr.port());
     let ca_pem = ca.pem();
@@ -570,4 +534,36 @@ async fn the_console_signs_in_with_the_operators_certificate_only() {
         }
     }
     app.stop().await;
+}
+
+/// The application on TLS with a certificate for localhost from `ca`,
+/// client certificates from `ca` as `client_auth` says, and `more` settings.
+async fn mtls_app(
+    dir: &TempDir,
+    ca: &DevCa,
+    client_auth: &'static str,
+    more: impl FnOnce(&mut hookwarden_server::config::RawConfig) + Send + 'static,
+) -> TestApp {
+    let server = ca
+        .issue("localhost", &["localhost", "127.0.0.1"], true, None)
+        .expect("server");
+    let (cert, key, ca_file) = (
+        write(dir, "server.pem", &server.cert_pem),
+        write(dir, "server-key.pem", &server.key_pem),
+        write(dir, "ca.pem", &ca.pem()),
+    );
+    TestApp::with(
+        Backend::Sqlite,
+        Options {
+            customize: Some(Box::new(move |raw| {
+                raw.set("tls_cert_file", cert);
+                raw.set("tls_key_file", key);
+                raw.set("tls_client_ca_file", ca_file);
+                raw.set("tls_client_auth", client_auth);
+                more(raw);
+            })),
+            ..Default::default()
+        },
+    )
+    .await
 }

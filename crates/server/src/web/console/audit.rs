@@ -2,14 +2,13 @@
 //! request the result of verifying the whole chain.
 
 use super::inbound::instant;
-use crate::web::api::query;
+use crate::web::api::{query, Listing};
 use crate::web::ctx::Console;
 use crate::web::page::{self, badge, text, time};
 use axum::extract::Query;
 use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
-use serde_json::Value;
 
 const ACTIVE: &str = "Audit";
 
@@ -43,17 +42,12 @@ pub async fn show(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];
-    let (items, next, error) = match ctx
+    let Listing { items, next, error } = match ctx
         .api
-        .get(&format!("/api/v1/audit-entries{}", query(&params)))
+        .list(&format!("/api/v1/audit-entries{}", query(&params)))
         .await
     {
-        Ok(p) => (
-            p["items"].as_array().cloned().unwrap_or_default(),
-            p["nextCursor"].clone(),
-            None,
-        ),
-        Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
+        Ok(l) => l,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     // Verifying reads the whole chain: only when asked.

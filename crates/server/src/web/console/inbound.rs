@@ -3,7 +3,7 @@
 //! kept, raw body as text, verification, forwarding tries as a timeline),
 //! and replay with a required reason.
 
-use crate::web::api::{query, seg};
+use crate::web::api::{query, seg, Listing};
 use crate::web::ctx::{Console, Ctx};
 use crate::web::form::Fields;
 use crate::web::page::{self, badge, pretty, text, time, Done};
@@ -64,17 +64,12 @@ pub async fn list(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];
-    let answer = ctx
+    let Listing { items, next, error } = match ctx
         .api
-        .get(&format!("/api/v1/events{}", query(&params)))
-        .await;
-    let (items, next, error) = match answer {
-        Ok(p) => (
-            p["items"].as_array().cloned().unwrap_or_default(),
-            p["nextCursor"].clone(),
-            None,
-        ),
-        Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
+        .list(&format!("/api/v1/events{}", query(&params)))
+        .await
+    {
+        Ok(l) => l,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let shown = [

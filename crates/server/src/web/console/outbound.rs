@@ -4,7 +4,7 @@
 //! event types with their schemas.
 
 use super::inbound::instant;
-use crate::web::api::{query, seg};
+use crate::web::api::{query, seg, Listing};
 use crate::web::ctx::{Console, Ctx};
 use crate::web::form::Fields;
 use crate::web::page::{self, badge, pretty, text, time, Done};
@@ -40,17 +40,12 @@ pub async fn accounts(Console(ctx): Console, Query(f): Query<Filters>) -> Respon
         ("cursor", f.cursor.as_str()),
         ("limit", "100"),
     ];
-    let (items, next, error) = match ctx
+    let Listing { items, next, error } = match ctx
         .api
-        .get(&format!("/api/v1/outbound/webhooks{}", query(&params)))
+        .list(&format!("/api/v1/outbound/webhooks{}", query(&params)))
         .await
     {
-        Ok(p) => (
-            p["items"].as_array().cloned().unwrap_or_default(),
-            p["nextCursor"].clone(),
-            None,
-        ),
-        Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
+        Ok(l) => l,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let now = ctx.web.app.clock.now();
@@ -69,7 +64,7 @@ pub async fn accounts(Console(ctx): Console, Query(f): Query<Filters>) -> Respon
                     td class="id" { a href={ "/console/accounts" (query(&[("account", w["accountId"].as_str().unwrap_or_default())])) } { (text(&w["accountId"])) } }
                     td class="id" { a href={ "/console/webhooks/" (seg(w["id"].as_str().unwrap_or_default())) } { (text(&w["id"])) } }
                     td class="id" { (text(&w["url"])) }
-                    td { (types(&w["eventTypes"])) }
+                    td { (page::joined(&w["eventTypes"])) }
                     td { (state(w, now)) }
                 } } }
             } }
@@ -77,17 +72,6 @@ pub async fn accounts(Console(ctx): Console, Query(f): Query<Filters>) -> Respon
         (page::pager("/console/accounts", &[("account", f.account.as_str())], &next))
     };
     ctx.page("Accounts", ACTIVE, body)
-}
-
-fn types(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
 }
 
 /// A webhook's state in one word (and when a pause ends).
@@ -190,7 +174,7 @@ pub async fn webhook(
             dt { "Account" } dd class="id" { (text(&w["accountId"])) }
             dt { "URL (no query)" } dd class="id" { (text(&w["url"])) }
             dt { "Description" } dd { (text(&w["description"])) }
-            dt { "Event types" } dd { (types(&w["eventTypes"])) }
+            dt { "Event types" } dd { (page::joined(&w["eventTypes"])) }
             dt { "Health" } dd { (state(&w, now)) }
             dt { "Last status" } dd { @if let Some(d) = last { (badge(d["status"].as_str().unwrap_or("unknown"))) " " (text(&d["httpStatus"])) " at " (time(&d["completedAt"])) } @else { span class="muted" { "no try finished yet" } } }
             dt { "Secret rotation ends" } dd { (time(&w["secretRotationEndsAt"])) }
@@ -331,17 +315,12 @@ pub async fn dead_letters(Console(ctx): Console, Query(f): Query<Filters>) -> Re
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];
-    let (items, next, error) = match ctx
+    let Listing { items, next, error } = match ctx
         .api
-        .get(&format!("/api/v1/outbound/deliveries{}", query(&params)))
+        .list(&format!("/api/v1/outbound/deliveries{}", query(&params)))
         .await
     {
-        Ok(p) => (
-            p["items"].as_array().cloned().unwrap_or_default(),
-            p["nextCursor"].clone(),
-            None,
-        ),
-        Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
+        Ok(l) => l,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let shown = [

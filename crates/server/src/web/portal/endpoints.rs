@@ -35,24 +35,13 @@ pub async fn list(Portal(ctx): Portal, Query(d): Query<Done>) -> Response {
                 tbody { @for w in &items { tr {
                     td class="id" { a href={ "/portal/endpoints/" (seg(w["id"].as_str().unwrap_or_default())) } { (text(&w["url"])) } }
                     td { (text(&w["description"])) }
-                    td { (types(&w["eventTypes"])) }
+                    td { (page::joined(&w["eventTypes"])) }
                     td { (state(w, now)) }
                 } } }
             } }
         }
     };
     ctx.page("Endpoints", ACTIVE, body)
-}
-
-fn types(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
 }
 
 async fn catalog_names(ctx: &Ctx) -> Vec<String> {
@@ -327,23 +316,7 @@ pub async fn update(
             path.replace("/v1/webhooks", "/portal/endpoints")
         ))
         .into_response(),
-        Err(e) if e.status.is_client_error() && !e.not_found() => match load(&ctx, &id).await {
-            Ok(w) => {
-                let mut resp = endpoint_page(
-                    &ctx,
-                    &id,
-                    &w,
-                    &f,
-                    &LogFilter::default(),
-                    Some(page::alert(&e.message)),
-                )
-                .await;
-                *resp.status_mut() = e.status;
-                resp
-            }
-            Err(e) => ctx.fail(ACTIVE, &e),
-        },
-        Err(e) => ctx.fail(ACTIVE, &e),
+        Err(e) => refused(&ctx, &id, Some(&f), &e).await,
     }
 }
 
@@ -396,23 +369,7 @@ pub async fn test(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
         .await
     {
         Ok(_) => Redirect::to(&format!("/portal/endpoints/{}?done=test", seg(&id))).into_response(),
-        Err(e) if e.status.is_client_error() && !e.not_found() => match load(&ctx, &id).await {
-            Ok(w) => {
-                let mut resp = endpoint_page(
-                    &ctx,
-                    &id,
-                    &w,
-                    &as_fields(&w),
-                    &LogFilter::default(),
-                    Some(page::alert(&e.message)),
-                )
-                .await;
-                *resp.status_mut() = e.status;
-                resp
-            }
-            Err(e) => ctx.fail(ACTIVE, &e),
-        },
-        Err(e) => ctx.fail(ACTIVE, &e),
+        Err(e) => refused(&ctx, &id, None, &e).await,
     }
 }
 
@@ -437,4 +394,23 @@ pub async fn retry(Portal(ctx): Portal, Path(id): Path<String>, Form(f): Form<Fi
 
 pub async fn catalog(Portal(ctx): Portal) -> Response {
     crate::web::catalog::page(&ctx, "Event catalog").await
+}
+
+/// The endpoint's page again with the API's refusal (and what was typed,
+/// when a form was refused); a missing endpoint or a server error is the
+/// failure page.
+async fn refused(ctx: &Ctx, id: &str, typed: Option<&Fields>, e: &Failure) -> Response {
+    if !e.status.is_client_error() || e.not_found() {
+        return ctx.fail(ACTIVE, e);
+    }
+    match load(ctx, id).await {
+        Ok(w) => {
+            let fields = typed.map_or_else(|| as_fields(&w), |f| Fields(f.0.clone()));
+            let alert = Some(page::alert(&e.message));
+            let mut resp = endpoint_page(ctx, id, &w, &fields, &LogFilter::default(), alert).await;
+            *resp.status_mut() = e.status;
+            resp
+        }
+        Err(e) => ctx.fail(ACTIVE, &e),
+    }
 }
