@@ -170,3 +170,13 @@ fn harness_selftest() {
 fn smoke() {
     scenario("smoke", &[]);
 }
+
+/// An operator creates a Stripe integration in the console, a signed webhook
+/// appears in the inbound list, its page shows the body and the forwarding
+/// timeline, and a replay with a reason adds a second try. (The forwarding
+/// target is the development sink on the same server: 127.0.0.1 is one of
+/// `Env`'s allowed destinations.)
+#[test]
+fn operator_inbound() {
+    scenario("operator_inbound", &[]);
+}
