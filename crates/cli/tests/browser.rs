@@ -180,3 +180,12 @@ fn smoke() {
 fn operator_inbound() {
     scenario("operator_inbound", &[]);
 }
+
+/// A tenant enters the portal through a minted link, adds an endpoint (a
+/// receiver the scenario runs on 127.0.0.1, one of `Env`'s allowed
+/// destinations), sends a test event, sees it delivered, retries it, reveals
+/// the signing secret; an address the SSRF rules refuse is a form error.
+#[test]
+fn portal_tenant() {
+    scenario("portal_tenant", &[]);
+}
