@@ -189,3 +189,10 @@ fn operator_inbound() {
 fn portal_tenant() {
     scenario("portal_tenant", &[]);
 }
+
+/// Attack: markup and script in an endpoint description, an inbound body
+/// and header, a search and a refused form show as text and run nothing.
+#[test]
+fn attack_xss() {
+    scenario("attack_xss", &[]);
+}
