@@ -196,3 +196,10 @@ fn portal_tenant() {
 fn attack_xss() {
     scenario("attack_xss", &[]);
 }
+
+/// Attack: forms forged on another origin (and another site), and POSTs
+/// without the session's CSRF token, are refused; nothing changes.
+#[test]
+fn attack_csrf() {
+    scenario("attack_csrf", &[]);
+}
