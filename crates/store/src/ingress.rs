@@ -94,6 +94,9 @@ pub struct Job {
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub provider: Option<String>,
+    /// Exactly this provider delivery id (`InboundEvent::delivery_id`), of
+    /// any provider unless `provider` is given too.
+    pub delivery_id: Option<String>,
     pub status: Option<AttemptStatus>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,

@@ -82,6 +82,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// The operator lets the endpoint's tries be claimed again (and lifts its
     /// hold). False if there is no such webhook.
     async fn enable_webhook(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// How many endpoints are paused at `now` (and not disabled), and how
+    /// many are disabled: the console's overview (one pass over the
+    /// webhooks, which number in the thousands, not millions).
+    async fn webhook_states(&self, now: DateTime<Utc>) -> Result<(u64, u64)>;
     /// Pauses an endpoint (it asked us to slow down, or the breaker opened):
     /// claim nothing for it until `until`, and move its pending tries due
     /// earlier to `until`, so claims for other endpoints do not walk past
@@ -96,6 +100,14 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// event (`Existing`) or `Conflict`; other producers and accounts never
     /// see it.
     async fn publish_event(&self, event: &NewEvent) -> Result<PublishOutcome>;
+    /// Stores an event and, in the same transaction, one pending try for
+    /// the one webhook `webhook_id` of the event's account, whatever its
+    /// subscriptions (the tenant's test event): no other webhook gets it.
+    /// The try is due at once, or when the endpoint's pause ends, and
+    /// retried on the schedule like any other. Nothing is stored for a
+    /// webhook that is not the account's (`NoWebhook`) or is disabled.
+    async fn publish_to_webhook(&self, event: &NewEvent, webhook_id: &str)
+        -> Result<DirectOutcome>;
     /// One event as published; `account_id` `None` is the operator's view.
     async fn get_event(&self, account_id: Option<&str>, id: &str) -> Result<Option<NewEvent>> {
         let filter = search::EventFilter {
@@ -261,6 +273,18 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// expired, more than `PRUNE_GRACE` (a day) before `now`, in batches of at most
     /// `PRUNE_BATCH` rows per statement; answers how many rows went.
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    // Activity: per-minute counts for the console's charts, summed across
+    // replicas (each adds its own deltas).
+
+    /// Adds each delta to its (minute, series) row (`value = value + delta`,
+    /// the row created at the delta), all in one transaction. Deltas for the
+    /// same row are summed first.
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()>;
+    /// Every row with `minute >= since`, ordered by minute, then series.
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>>;
+    /// Deletes the rows with `minute < before`; answers how many.
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// The most rows one pruning statement deletes: each batch is a short

@@ -65,6 +65,18 @@ pub enum PublishOutcome {
     Conflict,
 }
 
+/// What `Store::publish_to_webhook` did with an event meant for one webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirectOutcome {
+    /// Stored, with one pending try for that webhook (the try's id).
+    Queued { attempt_id: String },
+    /// The event's account has no webhook of that id: nothing stored.
+    NoWebhook,
+    /// The webhook is disabled (by its tenant, a 410 or the operator):
+    /// nothing stored.
+    Disabled,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptStatus {
     Pending,
@@ -236,4 +248,35 @@ pub struct PortalLink {
     pub session_ttl_seconds: i64,
     /// When it was redeemed; a link is redeemed at most once.
     pub used_at: Option<DateTime<Utc>>,
+}
+/// One minute of one activity series (`inbound.accepted`,
+/// `latency.le.250`…): as written, what a replica counted since its last
+/// flush; as read, the sum over every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityDelta {
+    /// The start of the minute.
+    pub minute: DateTime<Utc>,
+    pub series: String,
+    pub value: i64,
+}
+
+impl ActivityDelta {
+    /// The deltas summed per (minute, series), in that order: one row per
+    /// key for an upsert (PostgreSQL refuses to update a row twice in one
+    /// statement), and the same order of row locks in every replica's
+    /// transaction, so two flushes never deadlock.
+    pub fn merged(deltas: &[ActivityDelta]) -> Vec<ActivityDelta> {
+        let mut sums = std::collections::BTreeMap::<(DateTime<Utc>, &str), i64>::new();
+        for d in deltas {
+            let sum = sums.entry((d.minute, d.series.as_str())).or_insert(0);
+            *sum = sum.saturating_add(d.value);
+        }
+        sums.into_iter()
+            .map(|((minute, series), value)| ActivityDelta {
+                minute,
+                series: series.to_owned(),
+                value,
+            })
+            .collect()
+    }
 }

@@ -37,6 +37,8 @@ on_both!(
     count_not_under_counts_every_sealed_column,
     a_released_job_is_claimed_again_and_a_stale_worker_cannot_release_it,
     webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts,
+    activity_adds_sum_and_are_read_since_and_pruned,
+    publish_to_webhook_queues_one_try_for_that_webhook_only,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -1679,4 +1681,192 @@ async fn webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts(backend: Backe
         .await
         .expect("unknown only")
         .is_empty());
+}
+
+/// A minute's start, `m` minutes after a fixed hour.
+fn minute(m: i64) -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0)
+        .single()
+        .expect("time")
+        + Duration::minutes(m)
+}
+
+fn delta(m: i64, series: &str, value: i64) -> ActivityDelta {
+    ActivityDelta {
+        minute: minute(m),
+        series: series.to_owned(),
+        value,
+    }
+}
+
+/// Activity rows are sums: each add (a replica's flush) adds to the rows,
+/// deltas for one row in one batch are summed, `activity_since` reads from
+/// a minute on in order, and pruning removes only older minutes.
+async fn activity_adds_sum_and_are_read_since_and_pruned(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    s.add_activity(&[]).await.expect("nothing to add");
+    assert!(s
+        .activity_since(minute(-10))
+        .await
+        .expect("empty")
+        .is_empty());
+    s.add_activity(&[
+        delta(1, "inbound.accepted", 3),
+        delta(0, "inbound.accepted", 2),
+        delta(1, "latency.le.250", 1),
+        delta(1, "latency.le.250", 4),
+    ])
+    .await
+    .expect("first replica's flush");
+    // A second replica (or a later flush) adds to the same rows.
+    s.add_activity(&[
+        delta(1, "inbound.accepted", 10),
+        delta(2, "outbound.dead", 1),
+    ])
+    .await
+    .expect("second flush");
+    assert_eq!(
+        s.activity_since(minute(0)).await.expect("since 0"),
+        vec![
+            delta(0, "inbound.accepted", 2),
+            delta(1, "inbound.accepted", 13),
+            delta(1, "latency.le.250", 5),
+            delta(2, "outbound.dead", 1),
+        ]
+    );
+    assert_eq!(
+        s.activity_since(minute(1) + Duration::seconds(1))
+            .await
+            .expect("since after 1"),
+        vec![delta(2, "outbound.dead", 1)],
+        "since is a lower bound on the minute"
+    );
+    // Concurrent flushes of overlapping rows lose nothing.
+    let adds: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.add_activity(&[
+                    delta(2, "outbound.dead", 1),
+                    delta(1, "inbound.accepted", 1),
+                ])
+                .await
+            })
+        })
+        .collect();
+    for add in adds {
+        add.await.expect("task").expect("concurrent flush");
+    }
+    let rows = s.activity_since(minute(1)).await.expect("after concurrent");
+    assert_eq!(rows[0], delta(1, "inbound.accepted", 21));
+    assert_eq!(rows[2], delta(2, "outbound.dead", 9));
+
+    assert_eq!(s.prune_activity(minute(1)).await.expect("prune"), 1);
+    assert_eq!(s.prune_activity(minute(1)).await.expect("prune again"), 0);
+    let left = s.activity_since(minute(-10)).await.expect("left");
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|d| d.minute >= minute(1)));
+}
+
+/// The tenant's test event: one try for the one webhook named, whatever it
+/// subscribes to; none for the account's other webhooks; nothing stored for
+/// another account's webhook, a missing one or a disabled one.
+async fn publish_to_webhook_queues_one_try_for_that_webhook_only(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let target = new_webhook("acct_a", &["invoice.paid"]);
+    let sibling = new_webhook("acct_a", &["*"]);
+    let foreign = new_webhook("acct_b", &["*"]);
+    for w in [&target, &sibling, &foreign] {
+        s.create_webhook(w).await.expect("webhook");
+    }
+    let test_event = |account: &str| NewEvent {
+        client_id: None,
+        payload: json!({"webhookId": target.id}),
+        ..event(account, "webhook.test")
+    };
+    let e = test_event("acct_a");
+    let DirectOutcome::Queued { attempt_id } =
+        s.publish_to_webhook(&e, &target.id).await.expect("publish")
+    else {
+        panic!("the account's enabled webhook gets the event")
+    };
+    let tries = s
+        .list_attempts("acct_a", &target.id, None, None, 10)
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(tries.len(), 1);
+    let a = &tries[0];
+    assert_eq!(
+        (a.id.as_str(), a.event_id.as_str()),
+        (attempt_id.as_str(), e.id.as_str())
+    );
+    assert_eq!((a.attempt, a.status), (1, AttemptStatus::Pending));
+    assert_eq!(a.payload_snapshot["type"], "webhook.test");
+    assert_eq!(a.payload_snapshot["data"], e.payload);
+    assert_eq!(
+        s.get_event(Some("acct_a"), &e.id)
+            .await
+            .expect("event")
+            .map(|got| got.event_type),
+        Some("webhook.test".to_string())
+    );
+    // No fan-out: the sibling subscribed to everything gets nothing.
+    for w in [&sibling, &foreign] {
+        let none = s
+            .list_attempts(&w.account_id, &w.id, None, None, 10)
+            .await
+            .expect("list");
+        assert!(none.items.is_empty(), "{} got a try", w.id);
+    }
+    let stats = s.queue_stats(Utc::now()).await.expect("stats");
+    assert_eq!(stats.pending, 1);
+    let claimed = claim(&s, "w-t", Utc::now(), 30, 10).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, attempt_id);
+
+    // Another account's webhook, or none: nothing stored.
+    for (account, id) in [("acct_b", target.id.as_str()), ("acct_a", "wh_nope")] {
+        let e = test_event(account);
+        assert_eq!(
+            s.publish_to_webhook(&e, id).await.expect("refused"),
+            DirectOutcome::NoWebhook
+        );
+        assert!(s.get_event(None, &e.id).await.expect("get").is_none());
+    }
+    // Paused: due when the pause ends, like any first try.
+    let until = Utc::now() + Duration::seconds(30);
+    s.throttle_webhook(&sibling.id, until).await.expect("pause");
+    let DirectOutcome::Queued { attempt_id } = s
+        .publish_to_webhook(&test_event("acct_a"), &sibling.id)
+        .await
+        .expect("paused")
+    else {
+        panic!("a paused webhook still gets the event")
+    };
+    let a = s
+        .get_attempt(Some("acct_a"), &attempt_id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(a.due_at.timestamp_millis(), until.timestamp_millis());
+    // Disabled by the tenant (or a 410), or held by the operator: refused.
+    let now = Utc::now();
+    assert!(s
+        .disable_webhook(&target.id, "tenant", now)
+        .await
+        .expect("disable"));
+    assert!(s
+        .hold_webhook(&sibling.id, "operator", now)
+        .await
+        .expect("hold"));
+    for w in [&target, &sibling] {
+        let e = test_event("acct_a");
+        assert_eq!(
+            s.publish_to_webhook(&e, &w.id).await.expect("disabled"),
+            DirectOutcome::Disabled
+        );
+        assert!(s.get_event(None, &e.id).await.expect("get").is_none());
+    }
 }

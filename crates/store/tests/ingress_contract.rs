@@ -22,6 +22,7 @@ on_both!(
     replays_mixed_into_new_deliveries_are_answered_with_the_stored_event,
     jobs_retry_and_replay,
     listing_filters_sorts_and_pages,
+    listing_finds_events_by_delivery_id,
     audit_chain_appends_and_history_is_append_only,
     a_keyed_audit_chain_resists_a_rewrite_behind_the_store,
     removed_newest_audit_entries_are_found_against_a_recorded_head,
@@ -264,6 +265,104 @@ async fn listing_filters_sorts_and_pages(backend: Backend) {
         ..Default::default()
     };
     assert_eq!(s.list_inbound(&dead).await.expect("dead").items.len(), 0);
+}
+
+async fn listing_finds_events_by_delivery_id(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let base = Utc::now() - Duration::hours(1);
+    // Two providers may send the same delivery id: it is unique per provider
+    // at most (and not even that: it is unsigned, the dedup key decides).
+    let mut stored = Vec::new();
+    for (i, (provider, key, delivery)) in [
+        ("acme", "k1", Some("dlv-1")),
+        ("globex", "k2", Some("dlv-1")),
+        ("acme", "k3", Some("dlv-2")),
+        ("acme", "k4", None),
+        ("acme", "k5", Some("dlv-1")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = inbound(provider, key);
+        e.delivery_id = delivery.map(str::to_owned);
+        e.received_at = base + Duration::minutes(i as i64);
+        s.record_inbound(&e).await.expect("record");
+        stored.push(e.id);
+    }
+    let by = |delivery: &str, provider: Option<&str>| EventQuery {
+        delivery_id: Some(delivery.into()),
+        provider: provider.map(str::to_owned),
+        limit: 100,
+        ..Default::default()
+    };
+    let pick = |at: &[usize]| at.iter().map(|&i| stored[i].clone()).collect::<Vec<_>>();
+    let ids =
+        |page: &Page<InboundEvent>| page.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+
+    let all = s
+        .list_inbound(&by("dlv-1", None))
+        .await
+        .expect("any provider");
+    assert_eq!(ids(&all), pick(&[0, 1, 4]), "oldest first");
+    assert!(all
+        .items
+        .iter()
+        .all(|e| e.delivery_id.as_deref() == Some("dlv-1")));
+    let acme = s
+        .list_inbound(&by("dlv-1", Some("acme")))
+        .await
+        .expect("acme");
+    assert_eq!(ids(&acme), pick(&[0, 4]));
+    let newest = s
+        .list_inbound(&EventQuery {
+            descending: true,
+            ..by("dlv-1", None)
+        })
+        .await
+        .expect("newest first");
+    assert_eq!(ids(&newest), pick(&[4, 1, 0]));
+
+    // Pages of one, following the cursor, with the other filters combined.
+    let mut q = EventQuery {
+        limit: 1,
+        status: Some(AttemptStatus::Pending),
+        from: Some(base),
+        ..by("dlv-1", None)
+    };
+    let mut walked = Vec::new();
+    loop {
+        let page = s.list_inbound(&q).await.expect("page");
+        walked.extend(ids(&page));
+        let Some(last) = page.items.last().filter(|_| page.next_cursor.is_some()) else {
+            break;
+        };
+        q.after = Some((last.received_at, last.id.clone()));
+    }
+    assert_eq!(walked, pick(&[0, 1, 4]));
+    let window = EventQuery {
+        to: Some(base + Duration::minutes(2)),
+        ..by("dlv-1", None)
+    };
+    assert_eq!(
+        ids(&s.list_inbound(&window).await.expect("window")),
+        pick(&[0, 1])
+    );
+
+    // No match: an empty page, not an error.
+    for q in [
+        by("dlv-3", None),
+        by("dlv-2", Some("globex")),
+        by("DLV-1", None),
+        by("k1", None),
+        EventQuery {
+            status: Some(AttemptStatus::Dead),
+            ..by("dlv-1", None)
+        },
+    ] {
+        let page = s.list_inbound(&q).await.expect("no match");
+        assert!(page.items.is_empty(), "{q:?}");
+        assert!(page.next_cursor.is_none(), "{q:?}");
+    }
 }
 
 async fn audit_chain_appends_and_history_is_append_only(backend: Backend) {

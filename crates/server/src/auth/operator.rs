@@ -80,10 +80,13 @@ pub fn matching_key(settings: &crate::config::Settings, given: &str) -> Option<S
 /// Whether the request's client certificate is the operator's, where one is
 /// required (always true where none is).
 pub fn client_certificate_ok(settings: &crate::config::Settings, parts: &Parts) -> bool {
-    settings.operator_client_identity.as_ref().is_none_or(|required| {
-        parts
-            .extensions
-            .get::<crate::shared::client_identity::ClientIdentity>()
-            .is_some_and(|id| id.is(required))
-    })
+    settings
+        .operator_client_identity
+        .as_ref()
+        .is_none_or(|required| {
+            parts
+                .extensions
+                .get::<crate::shared::client_identity::ClientIdentity>()
+                .is_some_and(|id| id.is(required))
+        })
 }

@@ -171,6 +171,7 @@ impl Application {
             settings.delivery_ca_file.as_deref(),
         )?;
         let state = AppState(Arc::new(Shared {
+            activity: Arc::new(crate::shared::activity::Activity::new(clock.clone())),
             clock,
             store,
             keyring: Arc::new(keyring),
@@ -305,6 +306,12 @@ impl Application {
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(crate::shared::refusals::Refusals::run(
             state.clone(),
+            shutdown.clone(),
+        ));
+        workers.spawn(Arc::clone(&state.activity).run(Arc::clone(&state.store), shutdown.clone()));
+        workers.spawn(crate::web::session::prune(
+            Arc::clone(&state.store),
+            state.clock.clone(),
             shutdown.clone(),
         ));
         workers.spawn(crate::shared::audit::watch_head(

@@ -101,7 +101,10 @@ pub struct Settings {
     )]
     pub console_session_ttl: Duration,
     /// Origins that may frame the portal (CSP `frame-ancestors`).
-    #[serde(deserialize_with = "values::origins", serialize_with = "redact::origins")]
+    #[serde(
+        deserialize_with = "values::origins",
+        serialize_with = "redact::origins"
+    )]
     pub portal_frame_ancestors: Vec<String>,
     /// The client-certificate identity (CN or SAN) of the gateway allowed to
     /// set `X-Account-Id`.

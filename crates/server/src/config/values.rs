@@ -98,7 +98,9 @@ pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Err
 }
 
 /// `""` is unset; anything else an address and port.
-pub fn optional_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+pub fn optional_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
     let t = text(d)?;
     if t.is_empty() {
         return Ok(None);
@@ -130,7 +132,9 @@ pub fn parse_origins(text: &str) -> Result<Vec<String>, String> {
             if bare {
                 Ok(origin)
             } else {
-                Err(format!("{s:?} is not an origin (scheme://host[:port] only)"))
+                Err(format!(
+                    "{s:?} is not an origin (scheme://host[:port] only)"
+                ))
             }
         })
         .collect()

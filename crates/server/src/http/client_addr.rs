@@ -82,6 +82,11 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     if let Some(wait) = state.refusals.blocked(&scope, client) {
         metrics::counter!(crate::shared::metrics::REFUSED_EARLY, "reason" => "failed_auth")
             .increment(1);
+        if scope.starts_with("ingress:") {
+            state
+                .activity
+                .count(crate::shared::activity::Count::Refused);
+        }
         return ApiError::RateLimited(wait).into_response();
     }
     let ingress = scope.starts_with("ingress:");

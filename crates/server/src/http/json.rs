@@ -32,18 +32,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        reject_declared_oversize(req.headers(), crate::shared::limits::MAX_BODY)?;
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::Validation("request body could not be read".into())
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(StrictJson)
             .map_err(|e| ApiError::Validation(describe(&e)))
     }
+}
+
+/// A body that may be left out: no body and no `Content-Type`, or the JSON
+/// `null` (as the document, `Option<T>`, allows), is `None`; anything else
+/// is read as `StrictJson` reads it (a body without `application/json` is 415).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if req.headers().contains_key(header::CONTENT_TYPE) {
+            let StrictJson(body) = StrictJson::from_request(req, state).await?;
+            return Ok(OptionalJson(body));
+        }
+        if read_body(req, state).await?.is_empty() {
+            Ok(OptionalJson(None))
+        } else {
+            Err(ApiError::UnsupportedMediaType)
+        }
+    }
+}
+
+/// The whole body, within `MAX_BODY` (413 past it).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    reject_declared_oversize(req.headers(), crate::shared::limits::MAX_BODY)?;
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::Validation("request body could not be read".into())
+        }
+    })
 }
 
 /// Refuses a body whose declared length is over `limit` before reading any of

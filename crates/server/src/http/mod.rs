@@ -16,6 +16,8 @@ pub(crate) mod request_id;
 pub(crate) mod route_metrics;
 pub(crate) mod serve;
 pub(crate) mod sink;
+pub(crate) mod webhook_secret;
+pub(crate) mod webhook_test;
 pub mod webhooks;
 
 use crate::shared::error::ApiError;
@@ -54,6 +56,8 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             webhooks::patch,
             webhooks::delete
         ))
+        .routes(routes!(webhook_secret::reveal))
+        .routes(routes!(webhook_test::send))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
         .routes(routes!(events::publish))
@@ -111,13 +115,9 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// console and the portal. `hide_operator`: the operator routes and the
 /// console live on a private listener, so this one answers 404 there.
 pub fn public_router(state: AppState, hide_operator: bool) -> Router {
-    let api = layered(api_routes(), state.clone());
+    let api = layered(api_routes(), state.clone(), false);
     let pages = crate::web::router(state.clone(), api);
-    let mut routes = api_routes().merge(pages);
-    if hide_operator {
-        routes = routes.layer(axum::middleware::from_fn(operator_hidden));
-    }
-    layered(routes, state)
+    layered(api_routes().merge(pages), state, hide_operator)
 }
 
 /// The API routes and the document that describes them.
@@ -133,10 +133,15 @@ fn api_routes() -> Router<AppState> {
     )
 }
 
-fn layered(routes: Router<AppState>, state: AppState) -> Router {
-    routes
+fn layered(routes: Router<AppState>, state: AppState, hide_operator: bool) -> Router {
+    let mut routes = routes
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    if hide_operator {
+        // Around the fallbacks too: a wrong method must not tell either.
+        routes = routes.layer(axum::middleware::from_fn(operator_hidden));
+    }
+    routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

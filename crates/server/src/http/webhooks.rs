@@ -186,7 +186,7 @@ fn with_secret(w: &Webhook, secret: &WebhookSecret, now: chrono::DateTime<Utc>) 
 }
 
 /// Who made a tenant change, for the audit trail.
-fn actor(tenant: &Tenant) -> String {
+pub(crate) fn actor(tenant: &Tenant) -> String {
     format!("tenant:{}:{}", tenant.account_id, tenant.principal.subject)
 }
 
@@ -216,12 +216,13 @@ fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
 /// exact types, `prefix.*` (every type under `prefix.`, at any depth) or `*` for all. The URL
 /// must be `https` (or `http` outside production) with a public address; the SSRF rules apply
 /// again at every try. The answer carries the signing secret (`whsec_…`, generated when none is
-/// given): the only answer that ever shows it. An account holds at most 10 webhooks by default
+/// given): the only webhook view that shows it (`GET /v1/webhooks/{id}/secret` reveals it
+/// again, audited). An account holds at most 10 webhooks by default
 /// (422 `LIMIT_EXCEEDED`); a second webhook with the same URL and the same event types is
 /// refused (409 `CONFLICT`).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     security(("bearer" = [])),
-    responses((status = 201, description = "Created; the only answer that shows the secret", body = WebhookView),
+    responses((status = 201, description = "Created; the only webhook view that shows the secret", body = WebhookView),
         (status = 409, description = "The account has a webhook with this url and these event types", body = crate::http::openapi::ErrorResponse),
         (status = 422, description = "The account has as many webhooks as HOOKWARDEN_MAX_WEBHOOKS_PER_ACCOUNT allows (10 by default)", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
@@ -287,7 +288,7 @@ pub async fn create(
 /// List the account's webhooks
 ///
 /// Pages through the webhooks of the caller's account (scope `webhooks:read`): `limit` per
-/// page, and `nextCursor` of one page as `cursor` for the next. Secrets are never shown.
+/// page, and `nextCursor` of one page as `cursor` for the next. Secrets are never shown here.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "The account's webhooks", body = Page<WebhookView>)))]

@@ -17,8 +17,9 @@ use axum::http::HeaderMap;
 use hookwarden_core::inbound::Scheme;
 use serde_json::Value;
 
-/// Longest delivery id taken from a header or body.
-const MAX_ID: usize = 200;
+/// Longest delivery id taken from a header or body (in bytes), and so the
+/// longest the operator's search by delivery id accepts.
+pub(crate) const MAX_ID: usize = 200;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Identity {

@@ -8,6 +8,7 @@
 use super::dedup;
 use super::integrations::{keepable_header, open_secrets};
 use super::ready::Ready;
+use crate::shared::activity::Count;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
 use axum::http::HeaderMap;
@@ -63,6 +64,7 @@ pub async fn admit(
         .await
         .map_err(|e| ApiError::internal("load integration", e))?
     else {
+        state.activity.count(Count::Refused);
         state
             .refusals
             .unknown_name(source_ip)
@@ -107,10 +109,11 @@ pub async fn admit(
 }
 
 impl Admitted {
-    /// A refusal is logged, counted and noted for the aggregated audit
-    /// trail: no durable write of its own.
+    /// A refusal is logged, counted (metric, activity) and noted for the
+    /// aggregated audit trail: no durable write of its own.
     fn refuse(&self, state: &AppState, reason: &'static str) {
         let first = state.refusals.note(&self.provider, reason, self.source_ip);
+        state.activity.count(Count::Refused);
         log_refused(
             &self.provider,
             self.claimed_delivery.as_deref(),
@@ -181,7 +184,9 @@ pub async fn accept(
     // Redis first: a known delivery answers without touching the database.
     if let Some(redis) = &state.redis {
         match redis.dedup_get(provider, &dedup_key).await {
-            Ok(Some(event_id)) => return Ok(duplicate(provider, delivery_id.as_deref(), event_id)),
+            Ok(Some(event_id)) => {
+                return Ok(duplicate(state, provider, delivery_id.as_deref(), event_id))
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error.message = %format!("{e:#}"), "Redis dedup marker unavailable; the database decides")
@@ -234,11 +239,12 @@ pub async fn accept(
     }
     match outcome {
         RecordOutcome::Duplicate { event_id } => {
-            Ok(duplicate(provider, delivery_id.as_deref(), event_id))
+            Ok(duplicate(state, provider, delivery_id.as_deref(), event_id))
         }
         RecordOutcome::Created => {
             state.forward_wake.lanes([provider.clone()]);
             metrics::counter!("hookwarden_inbound_total", "provider" => provider.clone(), "outcome" => "accepted").increment(1);
+            state.activity.count(Count::Accepted);
             log_inbound(
                 provider,
                 delivery_id.as_deref(),
@@ -254,8 +260,14 @@ pub async fn accept(
     }
 }
 
-fn duplicate(provider: &str, delivery_id: Option<&str>, event_id: String) -> Received {
+fn duplicate(
+    state: &AppState,
+    provider: &str,
+    delivery_id: Option<&str>,
+    event_id: String,
+) -> Received {
     metrics::counter!("hookwarden_inbound_total", "provider" => provider.to_owned(), "outcome" => "duplicate").increment(1);
+    state.activity.count(Count::Duplicate);
     log_inbound(
         provider,
         delivery_id,

@@ -7,3 +7,4 @@ pub mod intake;
 pub mod nats;
 pub mod producers;
 pub(crate) mod schemas;
+pub(crate) mod test_event;

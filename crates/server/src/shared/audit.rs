@@ -26,6 +26,21 @@ pub async fn record(
     request_id: &str,
     details: Value,
 ) {
+    if let Err(e) = record_or_fail(store, actor, action, target, request_id, details).await {
+        tracing::error!(audit.action = action, audit.target = target, error.message = %e, "appending to the audit trail failed")
+    }
+}
+
+/// Appends an entry, or says why it could not: for an action that must not
+/// happen unaudited (showing a secret), which the caller then refuses.
+pub async fn record_or_fail(
+    store: &dyn Store,
+    actor: &str,
+    action: &str,
+    target: &str,
+    request_id: &str,
+    details: Value,
+) -> Result<(), hookwarden_store::StoreError> {
     let entry = NewAudit {
         actor: actor.to_owned(),
         action: action.to_owned(),
@@ -33,12 +48,9 @@ pub async fn record(
         request_id: request_id.to_owned(),
         details,
     };
-    match store.append_audit(&entry, Utc::now()).await {
-        Ok(r) => metrics::gauge!(crate::shared::metrics::AUDIT_HEAD_SEQ).set(r.seq as f64),
-        Err(e) => {
-            tracing::error!(audit.action = action, audit.target = target, error.message = %e, "appending to the audit trail failed")
-        }
-    }
+    let r = store.append_audit(&entry, Utc::now()).await?;
+    metrics::gauge!(crate::shared::metrics::AUDIT_HEAD_SEQ).set(r.seq as f64);
+    Ok(())
 }
 
 fn open(keyring: &Keyring, sealed: &Sealed) -> anyhow::Result<ChainKey> {

@@ -29,6 +29,7 @@ pub const REFUSALS_UNAGGREGATED: &str = "hookwarden_refusals_unaggregated_total"
 pub const LOG_LINES_DROPPED: &str = "hookwarden_log_lines_dropped_total";
 pub const FORWARDING_HEADERS_IGNORED: &str = "hookwarden_forwarding_headers_ignored_total";
 pub const JWKS_LOADS: &str = "hookwarden_jwks_loads_total";
+pub const ACTIVITY_DROPPED: &str = "hookwarden_activity_dropped_total";
 
 enum Kind {
     Counter,
@@ -61,6 +62,7 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Counter, FORWARDING_HEADERS_IGNORED, "Requests carrying X-Forwarded-For or Forwarded while HOOKWARDEN_TRUSTED_PROXIES is unset (the headers are ignored)."),
     (Kind::Gauge, AUDIT_HEAD_SEQ, "Sequence number of the audit chain's newest entry (its hash is logged as audit.head)."),
     (Kind::Counter, JWKS_LOADS, "Token key sets loaded, by source (file, url), trigger (changed: the file changed; startup: the URL's first fetch; retry: the URL fetched again while no key set has loaded from it; periodic; unknown_kid: a token named a key id no key has) and outcome (loaded, failed: the previous keys, if any, stay)."),
+    (Kind::Counter, ACTIVITY_DROPPED, "Activity counts (the console's charts) dropped because the database did not take them for about an hour."),
     (Kind::Counter, LOG_LINES_DROPPED, "Log lines dropped because stdout was closed, failing or not read fast enough."),
 ];
 

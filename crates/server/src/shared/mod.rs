@@ -1,8 +1,9 @@
 //! What both directions use: the application state and its clock, the work
 //! pump, the SSRF-safe outgoing client and retry arithmetic, audit, secrets,
-//! rate limits and refusals, Redis, tokens (verifying JWTs, minting identity
-//! tokens), errors and metrics.
+//! rate limits and refusals, activity counts (the console's charts), Redis,
+//! tokens (verifying JWTs, minting identity tokens), errors and metrics.
 
+pub mod activity;
 pub mod audit;
 pub mod client;
 pub(crate) mod client_identity;

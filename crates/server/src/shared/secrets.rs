@@ -2,8 +2,10 @@
 //! associated data. Plaintext lives only in the returned values, which zero
 //! themselves on drop.
 
+use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::{Keyring, RowIdentity, Sealed};
 use hookwarden_core::secret::WebhookSecret;
+use hookwarden_store::model::Webhook;
 use hookwarden_store::sealed::SealedColumn;
 
 const WEBHOOK_TABLE: &str = "webhook_configs";
@@ -74,4 +76,24 @@ pub fn open_webhook_secret(
         .open(webhook_row(account_id, webhook_id), sealed)
         .map_err(|e| err(e.to_string()))?;
     WebhookSecret::from_stored(&plain).map_err(|e| err(e.to_string()))
+}
+
+/// A webhook's signing secrets as its tenant may read them again: the
+/// current one, and the previous one with the end of its grace while that
+/// lasts (it still signs beside the current one until then).
+pub struct Revealed {
+    pub current: WebhookSecret,
+    pub previous: Option<(WebhookSecret, DateTime<Utc>)>,
+}
+
+pub fn reveal(keyring: &Keyring, w: &Webhook, now: DateTime<Utc>) -> Result<Revealed, OpenError> {
+    let current = open_webhook_secret(keyring, &w.account_id, &w.id, &w.secret)?;
+    let previous = match &w.old_secret {
+        Some((old, until)) if *until > now => Some((
+            open_webhook_secret(keyring, &w.account_id, &w.id, old)?,
+            *until,
+        )),
+        _ => None,
+    };
+    Ok(Revealed { current, previous })
 }

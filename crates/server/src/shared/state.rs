@@ -30,6 +30,8 @@ pub struct Shared {
     pub integrations: crate::inbound::cache::IntegrationCache,
     /// Failed authentications per client, and refusals awaiting the audit trail.
     pub refusals: crate::shared::refusals::Refusals,
+    /// Activity counts for the console's charts, awaiting their flush.
+    pub activity: Arc<crate::shared::activity::Activity>,
     /// Compiled JSON Schemas of event types.
     pub schemas: crate::outbound::schemas::SchemaCache,
     /// Signs the identity tokens of forwarded requests.

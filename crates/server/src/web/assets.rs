@@ -12,7 +12,10 @@ const JS: &str = include_str!("assets/app.js");
 
 pub fn routes() -> Router<Web> {
     Router::new()
-        .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route(
+            "/assets/app.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
         .route(
             "/assets/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", JS) }),

@@ -19,7 +19,12 @@ pub struct Line<'a> {
 /// A chart of `lines` over the same points; `first` and `last` label the
 /// time axis, `unit` the values (`/min`, `ms`).
 pub fn draw(title: &str, unit: &str, lines: &[Line<'_>], first: &str, last: &str) -> Markup {
-    let points = lines.iter().map(|l| l.values.len()).max().unwrap_or(0).max(2);
+    let points = lines
+        .iter()
+        .map(|l| l.values.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     let top = lines
         .iter()
         .flat_map(|l| l.values.iter().flatten())
@@ -112,7 +117,10 @@ mod tests {
 
     #[test]
     fn a_value_with_markup_is_escaped_in_the_label() {
-        let lines = [Line { label: "<script>", values: vec![Some(1.0), None, Some(2.0)] }];
+        let lines = [Line {
+            label: "<script>",
+            values: vec![Some(1.0), None, Some(2.0)],
+        }];
         let svg = draw("t", "/min", &lines, "a", "b").into_string();
         assert!(!svg.contains("<script>") && svg.contains("&lt;script&gt;"));
     }

@@ -64,8 +64,17 @@ impl FromRequestParts<Web> for Console {
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
         match parts.extensions.get::<Signed>() {
             Some(Signed(s)) if s.kind == SessionKind::Operator => {
-                let key_id = s.actor.strip_prefix("operator:").unwrap_or(&s.actor).to_owned();
-                Ok(Self(Ctx::new(web, parts, s.clone(), OnBehalf::Operator { key_id })))
+                let key_id = s
+                    .actor
+                    .strip_prefix("operator:")
+                    .unwrap_or(&s.actor)
+                    .to_owned();
+                Ok(Self(Ctx::new(
+                    web,
+                    parts,
+                    s.clone(),
+                    OnBehalf::Operator { key_id },
+                )))
             }
             _ => Err(Redirect::to("/console/sign-in").into_response()),
         }

@@ -35,28 +35,58 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
     };
     if let Some(token) = session::read_cookie(req.headers(), cookie) {
         let now = web.app.clock.now();
-        match web.app.store.get_web_session(&session::digest(token), now).await {
+        match web
+            .app
+            .store
+            .get_web_session(&session::digest(token), now)
+            .await
+        {
             Ok(Some(s)) if s.kind == kind => {
                 req.extensions_mut().insert(Signed(s));
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error.message = %e, "reading a console session failed");
-                return secured(&web, kind, refused(StatusCode::SERVICE_UNAVAILABLE, "The database did not answer; try again."));
+                return secured(
+                    &web,
+                    kind,
+                    refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The database did not answer; try again.",
+                    ),
+                );
             }
         }
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         if !same_origin(req.headers()) {
-            return secured(&web, kind, refused(StatusCode::FORBIDDEN, "This form was sent from another site, so it was not acted on."));
+            return secured(
+                &web,
+                kind,
+                refused(
+                    StatusCode::FORBIDDEN,
+                    "This form was sent from another site, so it was not acted on.",
+                ),
+            );
         }
         if !OPEN_FORMS.contains(&path.as_str()) {
             let Some(Signed(s)) = req.extensions().get::<Signed>().cloned() else {
-                return secured(&web, kind, refused(StatusCode::FORBIDDEN, "Your session has ended; sign in again."));
+                return secured(
+                    &web,
+                    kind,
+                    refused(
+                        StatusCode::FORBIDDEN,
+                        "Your session has ended; sign in again.",
+                    ),
+                );
             };
             let (parts, body) = req.into_parts();
             let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
-                return secured(&web, kind, refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."));
+                return secured(
+                    &web,
+                    kind,
+                    refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
+                );
             };
             if !csrf_ok(&bytes, &s.csrf) {
                 return secured(&web, kind, refused(StatusCode::FORBIDDEN, "This form's security token is missing or stale; reload the page and try again."));
@@ -123,11 +153,20 @@ fn secured(web: &Web, kind: SessionKind, mut resp: Response) -> Response {
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // Not `no-referrer`: under it a browser sends `Origin: null` with our
     // own forms; `same-origin` keeps every address from other sites.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     if ancestors == "'none'" {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }

@@ -34,6 +34,9 @@ pub fn router(app: AppState, api: Router) -> Router<AppState> {
         .merge(console::routes())
         .merge(portal::routes())
         .merge(assets::routes())
-        .layer(axum::middleware::from_fn_with_state(web.clone(), guard::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            guard::layer,
+        ))
         .with_state(web)
 }

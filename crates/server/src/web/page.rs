@@ -21,7 +21,10 @@ const CONSOLE_NAV: &[(&str, &str)] = &[
     ("Sessions", "/console/sessions"),
 ];
 
-const PORTAL_NAV: &[(&str, &str)] = &[("Endpoints", "/portal"), ("Event catalog", "/portal/catalog")];
+const PORTAL_NAV: &[(&str, &str)] = &[
+    ("Endpoints", "/portal"),
+    ("Event catalog", "/portal/catalog"),
+];
 
 /// One page: its title, which navigation entry is current, and the session
 /// (none on the sign-in page).
@@ -62,7 +65,10 @@ pub fn render(frame: Frame<'_>, body: Markup) -> Html<String> {
     };
     let who = match frame.session.kind {
         SessionKind::Operator => frame.session.actor.clone(),
-        SessionKind::Portal => format!("account {}", frame.session.account_id.as_deref().unwrap_or_default()),
+        SessionKind::Portal => format!(
+            "account {}",
+            frame.session.account_id.as_deref().unwrap_or_default()
+        ),
     };
     let header = html! {
         header class="top" {
@@ -119,7 +125,13 @@ pub fn csrf(session: &WebSession) -> Markup {
 
 /// A one-button form: `confirm` asks first (our script; without it the
 /// button still works).
-pub fn button(session: &WebSession, action: &str, label: &str, class: &str, confirm: Option<&str>) -> Markup {
+pub fn button(
+    session: &WebSession,
+    action: &str,
+    label: &str,
+    class: &str,
+    confirm: Option<&str>,
+) -> Markup {
     html! {
         form method="post" action=(action) class="inline" {
             (csrf(session))
@@ -156,7 +168,9 @@ pub fn badge(status: &str) -> Markup {
 /// A time from the API (RFC 3339), shown as written, with its machine form.
 pub fn time(v: &Value) -> Markup {
     match v.as_str() {
-        Some(t) => html! { time datetime=(t) { (t.replace('T', " ").trim_end_matches('Z')) " UTC" } },
+        Some(t) => {
+            html! { time datetime=(t) { (t.replace('T', " ").trim_end_matches('Z')) " UTC" } }
+        }
         None => html! { span class="muted" { "—" } },
     }
 }
@@ -183,7 +197,11 @@ pub fn pretty(body: &str) -> String {
 pub fn pager(base: &str, query: &[(&str, &str)], next: &Value) -> Markup {
     match next.as_str() {
         Some(cursor) => {
-            let mut pairs: Vec<(&str, &str)> = query.iter().filter(|(k, _)| *k != "cursor").copied().collect();
+            let mut pairs: Vec<(&str, &str)> = query
+                .iter()
+                .filter(|(k, _)| *k != "cursor")
+                .copied()
+                .collect();
             pairs.push(("cursor", cursor));
             let href = format!("{base}{}", super::api::query(&pairs));
             html! { nav class="pager" aria-label="Pages" { a href=(href) rel="next" { "Next page →" } } }

@@ -16,8 +16,7 @@ pub use crate::shared::tokens::{digest, random as new_token};
 pub fn secure(web: &Web) -> bool {
     let s = &web.app.settings;
     s.tls_cert_file.is_some()
-        || s
-            .public_url
+        || s.public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
 }
@@ -30,7 +29,13 @@ fn cookie_path(kind: SessionKind) -> (&'static str, &'static str) {
 }
 
 /// The `Set-Cookie` value that carries a new session's token.
-pub fn set_cookie(web: &Web, kind: SessionKind, token: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> HeaderValue {
+pub fn set_cookie(
+    web: &Web,
+    kind: SessionKind,
+    token: &str,
+    expires: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> HeaderValue {
     let (name, path) = cookie_path(kind);
     let age = (expires - now).num_seconds().max(0);
     let secure = if secure(web) { "; Secure" } else { "" };
@@ -92,7 +97,12 @@ pub async fn start(
 pub struct Signed(pub WebSession);
 
 /// Revokes a session and says so in the audit trail.
-pub async fn end(web: &Web, s: &hookwarden_store::model::WebSession, request_id: &str, action: &str) {
+pub async fn end(
+    web: &Web,
+    s: &hookwarden_store::model::WebSession,
+    request_id: &str,
+    action: &str,
+) {
     let now = web.app.clock.now();
     if let Err(e) = web.app.store.revoke_web_session(&s.id_hash, now).await {
         tracing::error!(error.message = %e, "revoking a session failed");
@@ -106,4 +116,27 @@ pub async fn end(web: &Web, s: &hookwarden_store::model::WebSession, request_id:
         serde_json::json!({}),
     )
     .await;
+}
+
+/// How often ended sessions and links are removed.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes sessions and links a day past their end, every `PRUNE_EVERY`
+/// (each replica; the deletes are idempotent and batched).
+pub async fn prune(
+    store: std::sync::Arc<dyn hookwarden_store::Store>,
+    clock: crate::shared::clock::Clock,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = clock.sleep(PRUNE_EVERY) => {}
+        }
+        match store.prune_web_sessions(clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "ended console and portal sessions removed"),
+            Err(e) => tracing::warn!(error.message = %e, "removing ended sessions failed"),
+        }
+    }
 }

@@ -13,9 +13,11 @@ mod replicas;
 mod rotation;
 mod schemas;
 
+mod activity;
 mod api;
 mod audit;
 mod auth;
+mod console;
 mod delivery;
 mod docs;
 mod errors;
@@ -32,3 +34,4 @@ mod redis;
 mod ssrf;
 mod tls;
 mod updates;
+mod webhook_tools;

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 /// Every route the public listener serves, as `METHOD path`.
 const ROUTES: &[&str] = &[
     "get /api/v1/audit-chain",
+    "post /api/v1/portal-sessions",
     "get /api/v1/outbound/deliveries",
     "get /api/v1/outbound/deliveries/{id}",
     "post /api/v1/outbound/deliveries/retry",
@@ -27,6 +28,8 @@ const ROUTES: &[&str] = &[
     "patch /v1/webhooks/{id}",
     "delete /v1/webhooks/{id}",
     "get /v1/webhooks/{id}/deliveries",
+    "get /v1/webhooks/{id}/secret",
+    "post /v1/webhooks/{id}/test",
     "post /v1/deliveries/{id}/retry",
     "post /v1/events",
     "get /v1/event-types",

@@ -1,5 +1,6 @@
 //! The operator API: key authentication (several keys for rotation),
-//! integration management, strict query validation, the public routes.
+//! integration management, strict query validation, search by delivery id,
+//! the public routes.
 
 use crate::helpers::*;
 use axum::http::StatusCode;
@@ -10,7 +11,8 @@ use serde_json::{json, Value};
 on_both!(
     operator_keys_are_required_and_compared_exactly,
     integrations_are_validated_and_never_show_secrets,
-    event_queries_are_strict
+    event_queries_are_strict,
+    events_are_found_by_delivery_id
 );
 
 async fn operator_keys_are_required_and_compared_exactly(backend: Backend) {
@@ -260,6 +262,109 @@ async fn event_queries_are_strict(backend: Backend) {
             .0,
         StatusCode::NOT_FOUND
     );
+}
+
+async fn events_are_found_by_delivery_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let target = Receiver::start().await;
+    for name in ["acme", "globex"] {
+        app.integration(
+            json!({"name": name, "scheme": "token", "secret": "t", "signatureHeader": "x-t",
+            "idempotencyHeader": "x-delivery", "targetUrl": target.url("/a")}),
+        )
+        .await;
+    }
+    // The token scheme deduplicates by the body: each body is a new event,
+    // whatever delivery id it carries; two providers may send the same id.
+    let mut sent = Vec::new();
+    for (i, (provider, delivery)) in [
+        ("acme", "d-1"),
+        ("globex", "d-1"),
+        ("acme", "d-2"),
+        ("acme", "d-1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, body) = app
+            .inbound(
+                provider,
+                &[("x-t", "t".into()), ("x-delivery", delivery.into())],
+                format!("{{\"i\":{i}}}").as_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        sent.push(body["eventId"].as_str().expect("eventId").to_owned());
+    }
+    let list = |query: String| {
+        let app = &app;
+        async move {
+            let (status, page, _) = app
+                .operator(Method::GET, &format!("/api/v1/events?{query}"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            page
+        }
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let pick = |at: &[usize]| at.iter().map(|&i| sent[i].clone()).collect::<Vec<_>>();
+
+    let any = list("deliveryId=d-1".into()).await;
+    assert_eq!(ids(&any), pick(&[0, 1, 3]));
+    assert!(any["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|e| e["deliveryId"] == "d-1"));
+    let acme = list("deliveryId=d-1&provider=acme&status=pending".into()).await;
+    assert_eq!(ids(&acme), pick(&[0, 3]));
+    // Pages of one, newest first, with the cursor of each.
+    let mut walked = Vec::new();
+    let mut query = "deliveryId=d-1&limit=1&sort=-createdAt".to_owned();
+    loop {
+        let page = list(query.clone()).await;
+        walked.extend(ids(&page));
+        let Some(c) = page["nextCursor"].as_str() else {
+            break;
+        };
+        query = format!("deliveryId=d-1&limit=1&sort=-createdAt&cursor={c}");
+    }
+    assert_eq!(walked, pick(&[3, 1, 0]));
+    for none in [
+        "deliveryId=d-3",
+        "deliveryId=D-1",
+        "deliveryId=d-2&provider=globex",
+        "deliveryId=d-1&status=dead",
+    ] {
+        let page = list(none.into()).await;
+        assert_eq!(page["items"], Value::Array(vec![]), "{none}");
+        assert_eq!(page["nextCursor"], Value::Null, "{none}");
+    }
+    // The longest id a delivery can carry is a valid search.
+    let longest = "x".repeat(200);
+    assert_eq!(
+        ids(&list(format!("deliveryId={longest}")).await),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "deliveryId=".to_owned(),
+        format!("deliveryId={longest}y"),
+        "deliveryid=d-1".to_owned(),
+        "delivery_id=d-1".to_owned(),
+    ] {
+        let (status, err, _) = app
+            .operator(Method::GET, &format!("/api/v1/events?{bad}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {err}");
+        assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
 //! The PostgreSQL store: schema `hook`, claims with `FOR UPDATE SKIP LOCKED`
 //! so that workers of many replicas share one outbox safely. This file
 //! connects, migrates and decodes; `dispatch.rs` is the outbound `Store`
-//! (its webhooks' SQL in `webhooks.rs`), `ingress.rs` the inbound
-//! `IngressStore`, `batch.rs` the group-committed writes, `web.rs` the
-//! console's and portal's sessions.
+//! (its webhooks' SQL in `webhooks.rs`, the activity counts' in
+//! `activity.rs`), `ingress.rs` the inbound `IngressStore`, `batch.rs` the
+//! group-committed writes, `web.rs` the console's and portal's sessions.
 
+mod activity;
 mod batch;
 mod dispatch;
 mod ingress;

@@ -206,3 +206,14 @@ pub(super) async fn throttle(s: &PgStore, id: &str, until: DateTime<Utc>) -> Res
         .await?;
     Ok(())
 }
+
+pub(super) async fn states(s: &PgStore, now: DateTime<Utc>) -> Result<(u64, u64)> {
+    let (paused, disabled): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN NOT disabled AND throttled_until > $1 THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN disabled THEN 1 ELSE 0 END), 0) FROM hook.webhook_configs",
+    )
+    .bind(now)
+    .fetch_one(&s.pool)
+    .await?;
+    Ok((paused.max(0) as u64, disabled.max(0) as u64))
+}

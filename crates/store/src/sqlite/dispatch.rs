@@ -1,7 +1,7 @@
 //! `Store` on SQLite: webhooks, events, delivery tries, event types,
-//! sealed values and web sessions, in the order the trait declares them.
+//! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::{ms, web, webhooks, SqliteStore};
+use super::{activity, ms, web, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{self, Columns, ATTEMPT_COLUMNS, EVENT_COLUMNS, EVENT_TYPE_COLUMNS};
@@ -11,6 +11,7 @@ use crate::Store;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
+use hookwarden_core::ids;
 use sqlx::types::Json;
 use sqlx::Row;
 
@@ -84,6 +85,10 @@ impl Store for SqliteStore {
         webhooks::enable(self, id, now).await
     }
 
+    async fn webhook_states(&self, now: DateTime<Utc>) -> Result<(u64, u64)> {
+        webhooks::states(self, now).await
+    }
+
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
         webhooks::throttle(self, id, until).await
     }
@@ -93,6 +98,55 @@ impl Store for SqliteStore {
     async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {
         // Concurrent publishes share one commit (group commit).
         self.publishes.submit(e.clone()).await
+    }
+
+    async fn publish_to_webhook(&self, e: &NewEvent, webhook_id: &str) -> Result<DirectOutcome> {
+        // On the single writer, so the webhook read and the inserts are one
+        // step: a concurrent disable or delete comes before or after all of it.
+        let mut tx = self.writer.begin().await?;
+        let Some(w) = sqlx::query(
+            "SELECT disabled, throttled_until FROM webhook_configs WHERE id = ?1 AND account_id = ?2",
+        )
+        .bind(webhook_id)
+        .bind(&e.account_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(DirectOutcome::NoWebhook);
+        };
+        if w.try_get::<bool, _>("disabled")? {
+            return Ok(DirectOutcome::Disabled);
+        }
+        let paused_until = w.opt_time("throttled_until")?;
+        sqlx::query(
+            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        )
+        .bind(&e.id)
+        .bind(&e.client_id)
+        .bind(&e.account_id)
+        .bind(&e.event_type)
+        .bind(Json(&e.payload))
+        .bind(&e.producer)
+        .bind(ms(e.created_at))
+        .execute(&mut *tx)
+        .await?;
+        let attempt_id = ids::attempt_id();
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?7,?6,?5)",
+        )
+        .bind(&attempt_id)
+        .bind(&e.id)
+        .bind(webhook_id)
+        .bind(&e.account_id)
+        .bind(ms(e.created_at))
+        .bind(Json(crate::snapshot(e)))
+        .bind(ms(crate::answers::first_due(e.created_at, paused_until)))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(DirectOutcome::Queued { attempt_id })
     }
 
     async fn search_events(
@@ -410,5 +464,19 @@ impl Store for SqliteStore {
 
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         web::prune(self, now).await
+    }
+
+    // Activity (activity.rs).
+
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()> {
+        activity::add(self, deltas).await
+    }
+
+    async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>> {
+        activity::since(self, since).await
+    }
+
+    async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64> {
+        activity::prune(self, before).await
     }
 }

@@ -2,9 +2,11 @@
 //! connection (SQLite's single writer) beside a pool of readers. This file
 //! opens, migrates and decodes (times are unix milliseconds, JSON is text);
 //! `dispatch.rs` is the outbound `Store` (its webhooks' SQL in
-//! `webhooks.rs`), `ingress.rs` the inbound `IngressStore`, `batch.rs` the
-//! group-committed writes, `web.rs` the console's and portal's sessions.
+//! `webhooks.rs`, the activity counts' in `activity.rs`), `ingress.rs` the
+//! inbound `IngressStore`, `batch.rs` the group-committed writes, `web.rs`
+//! the console's and portal's sessions.
 
+mod activity;
 mod batch;
 mod dispatch;
 mod ingress;

@@ -224,3 +224,14 @@ pub(super) async fn throttle(s: &SqliteStore, id: &str, until: DateTime<Utc>) ->
     tx.commit().await?;
     Ok(())
 }
+
+pub(super) async fn states(s: &SqliteStore, now: DateTime<Utc>) -> Result<(u64, u64)> {
+    let (paused, disabled): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN NOT disabled AND throttled_until > ?1 THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN disabled THEN 1 ELSE 0 END), 0) FROM webhook_configs",
+    )
+    .bind(ms(now))
+    .fetch_one(&s.readers)
+    .await?;
+    Ok((paused.max(0) as u64, disabled.max(0) as u64))
+}

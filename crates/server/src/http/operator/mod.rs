@@ -5,6 +5,6 @@
 pub(crate) mod audit_chain;
 pub(crate) mod audit_trail;
 pub(crate) mod filters;
-pub(crate) mod portal_sessions;
 pub mod inbound;
 pub(crate) mod outbound;
+pub(crate) mod portal_sessions;

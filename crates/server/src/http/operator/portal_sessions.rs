@@ -109,7 +109,11 @@ fn public_base(state: &AppState) -> String {
     match &s.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
-            let scheme = if s.tls_cert_file.is_some() { "https" } else { "http" };
+            let scheme = if s.tls_cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             format!("{scheme}://{}", s.listen)
         }
     }

@@ -7,6 +7,7 @@
 
 use super::breaker::Breaker;
 use crate::outbound::schemas::SchemaCache;
+use crate::shared::activity::{Activity, Count};
 use crate::shared::client::{DeliveryClient, Outcome};
 use crate::shared::clock::Clock;
 use crate::shared::pump::{Pump, PumpConfig, Queue};
@@ -55,6 +56,17 @@ fn generic_outcome(result: AttemptResult) -> AttemptResult {
     }
 }
 
+/// When the attempt's event was published: the `timestamp` of the snapshot
+/// every try of the event carries (the event's creation, in milliseconds).
+/// A snapshot without one falls back to the try's creation, which is the
+/// event's for a first try and the scheduling of a retry otherwise.
+fn published_at(attempt: &Attempt) -> chrono::DateTime<Utc> {
+    attempt.payload_snapshot["timestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(attempt.created_at, |t| t.with_timezone(&Utc))
+}
+
 /// The error of a try whose observed outcome could not be written.
 pub const UNRECORDABLE: &str = "the try's outcome could not be recorded as observed";
 
@@ -69,6 +81,8 @@ pub struct Deliveries {
     /// Payloads are checked again against their type's schema before a try.
     pub schemas: SchemaCache,
     pub clock: Clock,
+    /// Counts tries and delivery latencies for the console's charts.
+    pub activity: Arc<Activity>,
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
@@ -81,6 +95,7 @@ impl From<&AppState> for Deliveries {
             keyring: Arc::clone(&state.keyring),
             schemas: state.schemas.clone(),
             clock: state.clock.clone(),
+            activity: Arc::clone(&state.activity),
             retry_schedule: state.settings.retry_schedule.clone(),
             delivery_timeout: state.settings.delivery_timeout,
             delivery_lease: state.settings.delivery_lease,
@@ -188,6 +203,7 @@ impl DeliveryQueue {
         let status = result.status;
         metrics::counter!(crate::shared::metrics::DELIVERIES, "outcome" => status.as_str())
             .increment(1);
+        self.count_activity(&attempt, &result);
         if matches!(status, AttemptStatus::Failed | AttemptStatus::Dead) {
             let reason =
                 crate::shared::metrics::failure_reason(result.http_status, result.error.as_deref());
@@ -204,6 +220,22 @@ impl DeliveryQueue {
         );
         if status == AttemptStatus::Dead {
             self.announce_dead_letter(&attempt, &result).await;
+        }
+    }
+
+    /// Counts the try for the console's charts (in memory; flushed apart),
+    /// and for a delivery its latency from the event's publication.
+    fn count_activity(&self, attempt: &Attempt, result: &AttemptResult) {
+        let activity = &self.state.activity;
+        match result.status {
+            AttemptStatus::Succeeded => {
+                activity.count(Count::Delivered);
+                let latency = (result.completed_at - published_at(attempt)).num_milliseconds();
+                activity.latency(u64::try_from(latency).unwrap_or(0));
+            }
+            AttemptStatus::Failed => activity.count(Count::Failed),
+            AttemptStatus::Dead => activity.count(Count::Dead),
+            AttemptStatus::Pending => {}
         }
     }
 
@@ -522,6 +554,34 @@ mod tests {
             completed_at: Utc::now(),
             next: None,
         }
+    }
+
+    #[test]
+    fn latency_counts_from_the_event_s_publication() {
+        let created = Utc::now();
+        let published = created - chrono::Duration::minutes(3);
+        let mut attempt = Attempt {
+            id: "att_1".into(),
+            event_id: "evt_1".into(),
+            webhook_id: "wh_1".into(),
+            account_id: "acct".into(),
+            attempt: 2,
+            status: AttemptStatus::Pending,
+            due_at: created,
+            payload_snapshot: json!({"type": "t", "timestamp": crate::shared::rfc3339(published), "data": {}}),
+            http_status: None,
+            duration_ms: None,
+            response_preview: None,
+            error: None,
+            created_at: created,
+            completed_at: None,
+        };
+        assert_eq!(
+            published_at(&attempt).timestamp_millis(),
+            published.timestamp_millis()
+        );
+        attempt.payload_snapshot = json!({"type": "t", "data": {}});
+        assert_eq!(published_at(&attempt), created);
     }
 
     #[test]

@@ -43,8 +43,16 @@ pub async fn show(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];
-    let (items, next, error) = match ctx.api.get(&format!("/api/v1/audit-entries{}", query(&params))).await {
-        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone(), None),
+    let (items, next, error) = match ctx
+        .api
+        .get(&format!("/api/v1/audit-entries{}", query(&params)))
+        .await
+    {
+        Ok(p) => (
+            p["items"].as_array().cloned().unwrap_or_default(),
+            p["nextCursor"].clone(),
+            None,
+        ),
         Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
         Err(e) => return ctx.fail(ACTIVE, &e),
     };

@@ -45,7 +45,13 @@ pub fn instant(v: &str) -> String {
 pub async fn list(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
     let q = f.q.trim();
     // An event id goes straight to its page.
-    if q.starts_with("ie_") && ctx.api.get(&format!("/api/v1/events/{}", seg(q))).await.is_ok() {
+    if q.starts_with("ie_")
+        && ctx
+            .api
+            .get(&format!("/api/v1/events/{}", seg(q)))
+            .await
+            .is_ok()
+    {
         return Redirect::to(&format!("/console/inbound/{}", seg(q))).into_response();
     }
     let (from, to) = (instant(&f.from), instant(&f.to));
@@ -58,9 +64,16 @@ pub async fn list(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];
-    let answer = ctx.api.get(&format!("/api/v1/events{}", query(&params))).await;
+    let answer = ctx
+        .api
+        .get(&format!("/api/v1/events{}", query(&params)))
+        .await;
     let (items, next, error) = match answer {
-        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone(), None),
+        Ok(p) => (
+            p["items"].as_array().cloned().unwrap_or_default(),
+            p["nextCursor"].clone(),
+            None,
+        ),
         Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
@@ -109,7 +122,14 @@ fn headers(v: &Value) -> Markup {
     let pairs: Vec<(String, String)> = match v {
         Value::Object(m) => m
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect(),
         Value::Array(a) => a
             .iter()
@@ -119,8 +139,14 @@ fn headers(v: &Value) -> Markup {
                     kv[1].as_str().unwrap_or_default().to_owned(),
                 )),
                 Value::Object(o) => Some((
-                    o.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    o.get("value").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    o.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    o.get("value")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                 )),
                 _ => None,
             })
@@ -194,24 +220,40 @@ fn event_page(ctx: &Ctx, e: &Value, notice: Option<Markup>, reason: &str) -> Mar
     }
 }
 
-pub async fn show(Console(ctx): Console, Path(id): Path<String>, Query(d): Query<Done>) -> Response {
+pub async fn show(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
     let e = match ctx.api.get(&format!("/api/v1/events/{}", seg(&id))).await {
         Ok(e) => e,
         Err(f) => return ctx.fail(ACTIVE, &f),
     };
-    let notice = (d.done == "replayed").then(|| page::done("Replay queued: a new forwarding try was added."));
+    let notice = (d.done == "replayed")
+        .then(|| page::done("Replay queued: a new forwarding try was added."));
     let body = event_page(&ctx, &e, notice, "");
     ctx.page(&format!("Inbound event {id}"), ACTIVE, body)
 }
 
-pub async fn replay(Console(ctx): Console, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn replay(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     let body = json!({ "requestedBy": ctx.session.actor, "reason": f.get("reason") });
-    match ctx.api.post(&format!("/api/v1/events/{}/replay", seg(&id)), body).await {
-        Ok(_) => Redirect::to(&format!("/console/inbound/{}?done=replayed", seg(&id))).into_response(),
+    match ctx
+        .api
+        .post(&format!("/api/v1/events/{}/replay", seg(&id)), body)
+        .await
+    {
+        Ok(_) => {
+            Redirect::to(&format!("/console/inbound/{}?done=replayed", seg(&id))).into_response()
+        }
         Err(e) if e.status.is_client_error() && !e.not_found() => {
             match ctx.api.get(&format!("/api/v1/events/{}", seg(&id))).await {
                 Ok(ev) => {
-                    let page = event_page(&ctx, &ev, Some(page::alert(&e.message)), f.get("reason"));
+                    let page =
+                        event_page(&ctx, &ev, Some(page::alert(&e.message)), f.get("reason"));
                     (e.status, ctx.page("Replay refused", ACTIVE, page)).into_response()
                 }
                 Err(f) => ctx.fail(ACTIVE, &f),

@@ -13,7 +13,15 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 const ACTIVE: &str = "Integrations";
-const SCHEMES: &[&str] = &["stripe", "github", "slack", "shopify", "standard-webhooks", "hmac-sha256", "token"];
+const SCHEMES: &[&str] = &[
+    "stripe",
+    "github",
+    "slack",
+    "shopify",
+    "standard-webhooks",
+    "hmac-sha256",
+    "token",
+];
 
 pub async fn list(Console(ctx): Console, Query(n): Query<Done>) -> Response {
     let page = match ctx.api.get("/api/v1/integrations").await {
@@ -97,7 +105,11 @@ fn settings_fields(f: &Fields) -> Markup {
 }
 
 pub async fn new_form(Console(ctx): Console) -> Response {
-    let body = create_form(&ctx, &Fields(vec![("scheme".into(), "stripe".into())]), None);
+    let body = create_form(
+        &ctx,
+        &Fields(vec![("scheme".into(), "stripe".into())]),
+        None,
+    );
     ctx.page("New integration", ACTIVE, body)
 }
 
@@ -113,10 +125,23 @@ fn settings_body(f: &Fields) -> Value {
 
 pub async fn create(Console(ctx): Console, Form(f): Form<Fields>) -> Response {
     let mut body = settings_body(&f);
-    for k in ["name", "scheme", "targetUrl", "secret", "signatureHeader", "prefix", "encoding", "idempotencyHeader"] {
+    for k in [
+        "name",
+        "scheme",
+        "targetUrl",
+        "secret",
+        "signatureHeader",
+        "prefix",
+        "encoding",
+        "idempotencyHeader",
+    ] {
         body[k] = f.string_or_null(k);
     }
-    match ctx.api.post("/api/v1/integrations", without_nulls(body)).await {
+    match ctx
+        .api
+        .post("/api/v1/integrations", without_nulls(body))
+        .await
+    {
         Ok(view) => {
             let name = view["name"].as_str().unwrap_or_default().to_owned();
             let body = html! {
@@ -130,7 +155,11 @@ pub async fn create(Console(ctx): Console, Form(f): Form<Fields>) -> Response {
                 p { "Receive URL: " code { "/api/v1/webhooks/" (name) } }
                 p { a href={ "/console/integrations/" (seg(&name)) } { "Go to the integration" } }
             };
-            (StatusCode::CREATED, ctx.page("Integration created", ACTIVE, body)).into_response()
+            (
+                StatusCode::CREATED,
+                ctx.page("Integration created", ACTIVE, body),
+            )
+                .into_response()
         }
         Err(e) if e.status.is_client_error() => {
             let body = create_form(&ctx, &f, Some(&e.message));
@@ -142,7 +171,10 @@ pub async fn create(Console(ctx): Console, Form(f): Form<Fields>) -> Response {
 
 fn as_fields(view: &Value) -> Fields {
     let mut f = Vec::new();
-    let cidrs: Vec<&str> = view["allowedCidrs"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let cidrs: Vec<&str> = view["allowedCidrs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     f.push(("allowedCidrs".to_owned(), cidrs.join(", ")));
     for k in ["toleranceSeconds", "rateLimitPerMinute"] {
         if let Some(n) = view[k].as_i64() {
@@ -196,10 +228,16 @@ fn detail(ctx: &Ctx, view: &Value, f: &Fields, notice: Option<Markup>) -> Markup
 }
 
 async fn load(ctx: &Ctx, name: &str) -> Result<Value, Failure> {
-    ctx.api.get(&format!("/api/v1/integrations/{}", seg(name))).await
+    ctx.api
+        .get(&format!("/api/v1/integrations/{}", seg(name)))
+        .await
 }
 
-pub async fn show(Console(ctx): Console, Path(name): Path<String>, Query(d): Query<Done>) -> Response {
+pub async fn show(
+    Console(ctx): Console,
+    Path(name): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
     let view = match load(&ctx, &name).await {
         Ok(v) => v,
         Err(f) => return ctx.fail(ACTIVE, &f),
@@ -213,13 +251,24 @@ pub async fn show(Console(ctx): Console, Path(name): Path<String>, Query(d): Que
     ctx.page(&format!("Integration {name}"), ACTIVE, body)
 }
 
-pub async fn update(Console(ctx): Console, Path(name): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn update(
+    Console(ctx): Console,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     let mut body = settings_body(&f);
     body["targetUrl"] = f.string_or_null("targetUrl");
     let path = format!("/api/v1/integrations/{}", seg(&name));
-    match ctx.api.call(axum::http::Method::PATCH, &path, Some(body)).await {
-        Ok(_) => Redirect::to(&format!("/console/integrations/{}?done=saved", seg(&name))).into_response(),
-        Err(e) if e.status.is_client_error() && !e.not_found() => refused_change(&ctx, &name, &f, &e).await,
+    match ctx
+        .api
+        .call(axum::http::Method::PATCH, &path, Some(body))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/console/integrations/{}?done=saved", seg(&name)))
+            .into_response(),
+        Err(e) if e.status.is_client_error() && !e.not_found() => {
+            refused_change(&ctx, &name, &f, &e).await
+        }
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }
@@ -229,17 +278,29 @@ async fn refused_change(ctx: &Ctx, name: &str, f: &Fields, e: &Failure) -> Respo
     match load(ctx, name).await {
         Ok(view) => {
             let body = detail(ctx, &view, f, Some(page::alert(&e.message)));
-            (e.status, ctx.page(&format!("Integration {name}"), ACTIVE, body)).into_response()
+            (
+                e.status,
+                ctx.page(&format!("Integration {name}"), ACTIVE, body),
+            )
+                .into_response()
         }
         Err(f) => ctx.fail(ACTIVE, &f),
     }
 }
 
-pub async fn rotate(Console(ctx): Console, Path(name): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn rotate(
+    Console(ctx): Console,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     let body = json!({ "secret": f.get("secret"), "keepPrevious": f.ticked("keepPrevious") });
     let path = format!("/api/v1/integrations/{}/rotate-secret", seg(&name));
     match ctx.api.post(&path, body).await {
-        Ok(_) => Redirect::to(&format!("/console/integrations/{}?done=rotated", seg(&name))).into_response(),
+        Ok(_) => Redirect::to(&format!(
+            "/console/integrations/{}?done=rotated",
+            seg(&name)
+        ))
+        .into_response(),
         Err(e) if e.status.is_client_error() && !e.not_found() => {
             let view = load(&ctx, &name).await.unwrap_or_default();
             refused_change(&ctx, &name, &as_fields(&view), &e).await
@@ -255,4 +316,3 @@ pub async fn delete(Console(ctx): Console, Path(name): Path<String>) -> Response
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }
-

@@ -18,10 +18,22 @@ pub fn routes() -> Router<Web> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console", get(overview::show))
         .route("/console/integrations", get(integrations::list))
-        .route("/console/integrations/new", get(integrations::new_form).post(integrations::create))
-        .route("/console/integrations/{name}", get(integrations::show).post(integrations::update))
-        .route("/console/integrations/{name}/rotate", post(integrations::rotate))
-        .route("/console/integrations/{name}/delete", post(integrations::delete))
+        .route(
+            "/console/integrations/new",
+            get(integrations::new_form).post(integrations::create),
+        )
+        .route(
+            "/console/integrations/{name}",
+            get(integrations::show).post(integrations::update),
+        )
+        .route(
+            "/console/integrations/{name}/rotate",
+            post(integrations::rotate),
+        )
+        .route(
+            "/console/integrations/{name}/delete",
+            post(integrations::delete),
+        )
         .route("/console/inbound", get(inbound::list))
         .route("/console/inbound/{id}", get(inbound::show))
         .route("/console/inbound/{id}/replay", post(inbound::replay))
@@ -31,10 +43,16 @@ pub fn routes() -> Router<Web> {
         .route("/console/webhooks/{id}/enable", post(outbound::enable))
         .route("/console/deliveries/{id}", get(outbound::delivery))
         .route("/console/deliveries/{id}/retry", post(outbound::retry))
-        .route("/console/dead-letters", get(outbound::dead_letters).post(outbound::bulk_retry))
+        .route(
+            "/console/dead-letters",
+            get(outbound::dead_letters).post(outbound::bulk_retry),
+        )
         .route("/console/event-types", get(outbound::event_types))
         .route("/console/audit", get(audit::show))
         .route("/console/sessions", get(sessions::list))
-        .route("/console/sessions/revoke-account", post(sessions::revoke_account))
+        .route(
+            "/console/sessions/revoke-account",
+            post(sessions::revoke_account),
+        )
         .route("/console/sessions/{id}/revoke", post(sessions::revoke))
 }

@@ -35,9 +35,21 @@ pub struct Filters {
 
 pub async fn accounts(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
     const ACTIVE: &str = "Accounts";
-    let params = [("accountId", f.account.as_str()), ("cursor", f.cursor.as_str()), ("limit", "100")];
-    let (items, next, error) = match ctx.api.get(&format!("/api/v1/outbound/webhooks{}", query(&params))).await {
-        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone(), None),
+    let params = [
+        ("accountId", f.account.as_str()),
+        ("cursor", f.cursor.as_str()),
+        ("limit", "100"),
+    ];
+    let (items, next, error) = match ctx
+        .api
+        .get(&format!("/api/v1/outbound/webhooks{}", query(&params)))
+        .await
+    {
+        Ok(p) => (
+            p["items"].as_array().cloned().unwrap_or_default(),
+            p["nextCursor"].clone(),
+            None,
+        ),
         Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
@@ -69,7 +81,12 @@ pub async fn accounts(Console(ctx): Console, Query(f): Query<Filters>) -> Respon
 
 fn types(v: &Value) -> String {
     v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default()
 }
 
@@ -85,7 +102,11 @@ pub fn state(w: &Value, _now: chrono::DateTime<chrono::Utc>) -> Markup {
 }
 
 /// A list of delivery tries (one endpoint's or the dead letters).
-pub fn deliveries_table(items: &[Value], link: impl Fn(&Value) -> String, with_account: bool) -> Markup {
+pub fn deliveries_table(
+    items: &[Value],
+    link: impl Fn(&Value) -> String,
+    with_account: bool,
+) -> Markup {
     html! {
         div class="table" { table {
             thead { tr {
@@ -122,16 +143,35 @@ pub fn status_filter(action: &str, current: &str, hidden: &[(&str, &str)]) -> Ma
     }
 }
 
-pub async fn webhook(Console(ctx): Console, Path(id): Path<String>, Query(f): Query<Filters>) -> Response {
+pub async fn webhook(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Query(f): Query<Filters>,
+) -> Response {
     const ACTIVE: &str = "Accounts";
-    let w = match ctx.api.get(&format!("/api/v1/outbound/webhooks/{}", seg(&id))).await {
+    let w = match ctx
+        .api
+        .get(&format!("/api/v1/outbound/webhooks/{}", seg(&id)))
+        .await
+    {
         Ok(w) => w,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
-    let params = [("webhookId", id.as_str()), ("status", f.status.as_str()), ("cursor", f.cursor.as_str()), ("limit", "50")];
-    let page_ = ctx.api.get(&format!("/api/v1/outbound/deliveries{}", query(&params))).await;
+    let params = [
+        ("webhookId", id.as_str()),
+        ("status", f.status.as_str()),
+        ("cursor", f.cursor.as_str()),
+        ("limit", "50"),
+    ];
+    let page_ = ctx
+        .api
+        .get(&format!("/api/v1/outbound/deliveries{}", query(&params)))
+        .await;
     let (items, next) = match page_ {
-        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone()),
+        Ok(p) => (
+            p["items"].as_array().cloned().unwrap_or_default(),
+            p["nextCursor"].clone(),
+        ),
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let last = items.iter().find(|d| !d["completedAt"].is_null());
@@ -175,29 +215,57 @@ pub async fn webhook(Console(ctx): Console, Path(id): Path<String>, Query(f): Qu
 pub async fn set_enabled(ctx: &Ctx, id: &str, enable: bool, reason: &str) -> Response {
     let verb = if enable { "enable" } else { "disable" };
     let body = json!({ "requestedBy": ctx.session.actor, "reason": reason });
-    match ctx.api.post(&format!("/api/v1/outbound/webhooks/{}/{verb}", seg(id)), body).await {
-        Ok(_) => Redirect::to(&format!("/console/webhooks/{}?done={verb}d", seg(id))).into_response(),
+    match ctx
+        .api
+        .post(
+            &format!("/api/v1/outbound/webhooks/{}/{verb}", seg(id)),
+            body,
+        )
+        .await
+    {
+        Ok(_) => {
+            Redirect::to(&format!("/console/webhooks/{}?done={verb}d", seg(id))).into_response()
+        }
         Err(e) => ctx.fail("Accounts", &e),
     }
 }
 
-pub async fn disable(Console(ctx): Console, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn disable(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     set_enabled(&ctx, &id, false, f.get("reason")).await
 }
 
-pub async fn enable(Console(ctx): Console, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn enable(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     set_enabled(&ctx, &id, true, f.get("reason")).await
 }
 
-pub async fn delivery(Console(ctx): Console, Path(id): Path<String>, Query(d): Query<Done>) -> Response {
+pub async fn delivery(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
     const ACTIVE: &str = "Accounts";
-    let a = match ctx.api.get(&format!("/api/v1/outbound/deliveries/{}", seg(&id))).await {
+    let a = match ctx
+        .api
+        .get(&format!("/api/v1/outbound/deliveries/{}", seg(&id)))
+        .await
+    {
         Ok(a) => a,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let event = ctx
         .api
-        .get(&format!("/api/v1/outbound/events/{}", seg(a["eventId"].as_str().unwrap_or_default())))
+        .get(&format!(
+            "/api/v1/outbound/events/{}",
+            seg(a["eventId"].as_str().unwrap_or_default())
+        ))
         .await
         .unwrap_or_default();
     let payload = serde_json::to_string_pretty(&event["payload"]).unwrap_or_default();
@@ -230,10 +298,23 @@ pub async fn delivery(Console(ctx): Console, Path(id): Path<String>, Query(d): Q
     ctx.page(&format!("Delivery {id}"), ACTIVE, body)
 }
 
-pub async fn retry(Console(ctx): Console, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn retry(
+    Console(ctx): Console,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     let body = json!({ "requestedBy": ctx.session.actor, "reason": f.get("reason") });
-    match ctx.api.post(&format!("/api/v1/outbound/deliveries/{}/retry", seg(&id)), body).await {
-        Ok(_) => Redirect::to(&format!("/console/deliveries/{}?done=retried", seg(&id))).into_response(),
+    match ctx
+        .api
+        .post(
+            &format!("/api/v1/outbound/deliveries/{}/retry", seg(&id)),
+            body,
+        )
+        .await
+    {
+        Ok(_) => {
+            Redirect::to(&format!("/console/deliveries/{}?done=retried", seg(&id))).into_response()
+        }
         Err(e) => ctx.fail("Accounts", &e),
     }
 }
@@ -250,12 +331,25 @@ pub async fn dead_letters(Console(ctx): Console, Query(f): Query<Filters>) -> Re
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];
-    let (items, next, error) = match ctx.api.get(&format!("/api/v1/outbound/deliveries{}", query(&params))).await {
-        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone(), None),
+    let (items, next, error) = match ctx
+        .api
+        .get(&format!("/api/v1/outbound/deliveries{}", query(&params)))
+        .await
+    {
+        Ok(p) => (
+            p["items"].as_array().cloned().unwrap_or_default(),
+            p["nextCursor"].clone(),
+            None,
+        ),
         Err(e) if e.status.is_client_error() => (Vec::new(), Value::Null, Some(e.message)),
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
-    let shown = [("account", f.account.as_str()), ("webhook", f.webhook.as_str()), ("from", f.from.as_str()), ("to", f.to.as_str())];
+    let shown = [
+        ("account", f.account.as_str()),
+        ("webhook", f.webhook.as_str()),
+        ("from", f.from.as_str()),
+        ("to", f.to.as_str()),
+    ];
     let body = html! {
         h1 { "Dead letters" }
         @if f.done == "retried" { (page::done("Retries queued (see the report in the audit trail).")) }
@@ -296,7 +390,11 @@ pub async fn bulk_retry(Console(ctx): Console, Form(f): Form<Fields>) -> Respons
             body[field] = json!(instant(f.get(field)));
         }
     }
-    match ctx.api.post("/api/v1/outbound/deliveries/retry", body).await {
+    match ctx
+        .api
+        .post("/api/v1/outbound/deliveries/retry", body)
+        .await
+    {
         Ok(report) => {
             let body = html! {
                 h1 { "Dead letters retried" }

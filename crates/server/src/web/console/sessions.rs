@@ -18,7 +18,11 @@ pub async fn list(Console(ctx): Console, Query(d): Query<Done>) -> Response {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error.message = %e, "listing sessions failed");
-            return ctx.page("Sessions", ACTIVE, page::alert("The database did not answer; try again."));
+            return ctx.page(
+                "Sessions",
+                ACTIVE,
+                page::alert("The database did not answer; try again."),
+            );
         }
     };
     let body = html! {
@@ -60,9 +64,24 @@ fn humantime(d: std::time::Duration) -> String {
 /// page never holds a token; the prefix names one session among the live ones).
 pub async fn revoke(Console(ctx): Console, Path(prefix): Path<String>) -> Response {
     let now = ctx.web.app.clock.now();
-    let live = ctx.web.app.store.list_web_sessions(None, now, 1000).await.unwrap_or_default();
-    let Some(s) = live.into_iter().find(|s| s.id_hash.starts_with(&prefix) && prefix.len() == 12) else {
-        return ctx.fail(ACTIVE, &crate::web::api::Failure { status: axum::http::StatusCode::NOT_FOUND, message: String::new() });
+    let live = ctx
+        .web
+        .app
+        .store
+        .list_web_sessions(None, now, 1000)
+        .await
+        .unwrap_or_default();
+    let Some(s) = live
+        .into_iter()
+        .find(|s| s.id_hash.starts_with(&prefix) && prefix.len() == 12)
+    else {
+        return ctx.fail(
+            ACTIVE,
+            &crate::web::api::Failure {
+                status: axum::http::StatusCode::NOT_FOUND,
+                message: String::new(),
+            },
+        );
     };
     if let Err(e) = ctx.web.app.store.revoke_web_session(&s.id_hash, now).await {
         tracing::error!(error.message = %e, "revoking a session failed");

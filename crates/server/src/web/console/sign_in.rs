@@ -6,8 +6,8 @@
 use crate::auth::operator::{client_certificate_ok, matching_key};
 use crate::http::client_addr::ClientAddr;
 use crate::http::request_id::RequestId;
-use crate::web::page;
 use crate::web::ctx::Console;
+use crate::web::page;
 use crate::web::session::{self, Signed};
 use crate::web::Web;
 use axum::extract::{Form, State};
@@ -53,7 +53,8 @@ fn form(web: &Web, parts_cert: bool, message: Option<&str>) -> maud::Markup {
 }
 
 pub async fn show(State(web): State<Web>, parts: Parts) -> Response {
-    if matches!(parts.extensions.get::<Signed>(), Some(Signed(s)) if s.kind == SessionKind::Operator) {
+    if matches!(parts.extensions.get::<Signed>(), Some(Signed(s)) if s.kind == SessionKind::Operator)
+    {
         return Redirect::to("/console").into_response();
     }
     let cert = has_certificate(&web, &parts);
@@ -61,7 +62,8 @@ pub async fn show(State(web): State<Web>, parts: Parts) -> Response {
 }
 
 fn has_certificate(web: &Web, parts: &Parts) -> bool {
-    web.app.settings.operator_client_identity.is_some() && client_certificate_ok(&web.app.settings, parts)
+    web.app.settings.operator_client_identity.is_some()
+        && client_certificate_ok(&web.app.settings, parts)
 }
 
 pub async fn submit(
@@ -82,7 +84,11 @@ pub async fn submit(
         .await
     {
         let secs = limited.0.as_secs().max(1);
-        let body = form(&web, false, Some(&format!("Too many attempts; try again in {secs} s.")));
+        let body = form(
+            &web,
+            false,
+            Some(&format!("Too many attempts; try again in {secs} s.")),
+        );
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, secs.to_string())],
@@ -107,13 +113,18 @@ pub async fn submit(
     let actor = format!("operator:{key_id}");
     let now = web.app.clock.now();
     let expires = now + settings.console_session_ttl;
-    let (token, s) = match session::start(&web, SessionKind::Operator, None, actor.clone(), expires).await {
-        Ok(started) => started,
-        Err(e) => {
-            tracing::error!(error.message = %e, "storing a console session failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, page::notice_page("Not signed in", "The database did not answer; try again.")).into_response();
-        }
-    };
+    let (token, s) =
+        match session::start(&web, SessionKind::Operator, None, actor.clone(), expires).await {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(error.message = %e, "storing a console session failed");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    page::notice_page("Not signed in", "The database did not answer; try again."),
+                )
+                    .into_response();
+            }
+        };
     crate::shared::audit::record(
         web.app.store.as_ref(),
         &actor,
@@ -124,7 +135,10 @@ pub async fn submit(
     )
     .await;
     (
-        [(header::SET_COOKIE, session::set_cookie(&web, SessionKind::Operator, &token, s.expires_at, now))],
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(&web, SessionKind::Operator, &token, s.expires_at, now),
+        )],
         Redirect::to("/console"),
     )
         .into_response()
@@ -133,7 +147,10 @@ pub async fn submit(
 pub async fn sign_out(Console(ctx): Console) -> Response {
     session::end(&ctx.web, &ctx.session, &ctx.request_id, "console.sign_out").await;
     (
-        [(header::SET_COOKIE, session::clear_cookie(&ctx.web, SessionKind::Operator))],
+        [(
+            header::SET_COOKIE,
+            session::clear_cookie(&ctx.web, SessionKind::Operator),
+        )],
         Redirect::to("/console/sign-in"),
     )
         .into_response()

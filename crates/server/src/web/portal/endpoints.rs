@@ -46,7 +46,12 @@ pub async fn list(Portal(ctx): Portal, Query(d): Query<Done>) -> Response {
 
 fn types(v: &Value) -> String {
     v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default()
 }
 
@@ -66,9 +71,16 @@ async fn catalog_names(ctx: &Ctx) -> Vec<String> {
 /// picked from the catalog, `*`, or typed patterns.
 fn endpoint_form(ctx: &Ctx, action: &str, f: &Fields, catalog: &[String], submit: &str) -> Markup {
     let picked = f.all("eventTypes");
-    let others: Vec<&String> = picked.iter().filter(|t| *t != "*" && !catalog.contains(t)).collect();
+    let others: Vec<&String> = picked
+        .iter()
+        .filter(|t| *t != "*" && !catalog.contains(t))
+        .collect();
     let typed = if f.get("otherTypes").is_empty() {
-        others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        others
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     } else {
         f.get("otherTypes").to_owned()
     };
@@ -135,7 +147,13 @@ pub async fn create(Portal(ctx): Portal, Form(f): Form<Fields>) -> Response {
     match ctx.api.post("/v1/webhooks", body).await {
         Ok(w) => {
             let id = w["id"].as_str().unwrap_or_default().to_owned();
-            secret_page(&ctx, &id, "Endpoint added", "We will send your events there from now on.", &w["secret"])
+            secret_page(
+                &ctx,
+                &id,
+                "Endpoint added",
+                "We will send your events there from now on.",
+                &w["secret"],
+            )
         }
         Err(e) if e.status.is_client_error() => {
             let catalog = catalog_names(&ctx).await;
@@ -162,20 +180,52 @@ pub struct LogFilter {
 
 fn as_fields(w: &Value) -> Fields {
     let mut f = vec![
-        ("url".to_owned(), w["url"].as_str().unwrap_or_default().to_owned()),
-        ("description".to_owned(), w["description"].as_str().unwrap_or_default().to_owned()),
+        (
+            "url".to_owned(),
+            w["url"].as_str().unwrap_or_default().to_owned(),
+        ),
+        (
+            "description".to_owned(),
+            w["description"].as_str().unwrap_or_default().to_owned(),
+        ),
     ];
-    for t in w["eventTypes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for t in w["eventTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         f.push(("eventTypes".to_owned(), t.to_owned()));
     }
     Fields(f)
 }
 
-async fn endpoint_page(ctx: &Ctx, id: &str, w: &Value, f: &Fields, l: &LogFilter, notice: Option<Markup>) -> Response {
-    let params = [("status", l.status.as_str()), ("cursor", l.cursor.as_str()), ("limit", "50")];
-    let log = ctx.api.get(&format!("/v1/webhooks/{}/deliveries{}", seg(id), query(&params))).await;
+async fn endpoint_page(
+    ctx: &Ctx,
+    id: &str,
+    w: &Value,
+    f: &Fields,
+    l: &LogFilter,
+    notice: Option<Markup>,
+) -> Response {
+    let params = [
+        ("status", l.status.as_str()),
+        ("cursor", l.cursor.as_str()),
+        ("limit", "50"),
+    ];
+    let log = ctx
+        .api
+        .get(&format!(
+            "/v1/webhooks/{}/deliveries{}",
+            seg(id),
+            query(&params)
+        ))
+        .await;
     let (items, next) = match log {
-        Ok(p) => (p["items"].as_array().cloned().unwrap_or_default(), p["nextCursor"].clone()),
+        Ok(p) => (
+            p["items"].as_array().cloned().unwrap_or_default(),
+            p["nextCursor"].clone(),
+        ),
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let catalog = catalog_names(ctx).await;
@@ -236,32 +286,56 @@ async fn load(ctx: &Ctx, id: &str) -> Result<Value, Failure> {
     ctx.api.get(&format!("/v1/webhooks/{}", seg(id))).await
 }
 
-pub async fn show(Portal(ctx): Portal, Path(id): Path<String>, Query(l): Query<LogFilter>) -> Response {
+pub async fn show(
+    Portal(ctx): Portal,
+    Path(id): Path<String>,
+    Query(l): Query<LogFilter>,
+) -> Response {
     let w = match load(&ctx, &id).await {
         Ok(w) => w,
         Err(e) => return ctx.fail(ACTIVE, &e),
     };
     let notice = match l.done.as_str() {
         "saved" => Some(page::done("Saved.")),
-        "test" => Some(page::done("Test event sent: it appears in the delivery log below.")),
+        "test" => Some(page::done(
+            "Test event sent: it appears in the delivery log below.",
+        )),
         "retried" => Some(page::done("Retry queued.")),
         _ => None,
     };
     endpoint_page(&ctx, &id, &w, &as_fields(&w), &l, notice).await
 }
 
-pub async fn update(Portal(ctx): Portal, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+pub async fn update(
+    Portal(ctx): Portal,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
     let path = format!("/v1/webhooks/{}", seg(&id));
     let body = match f.get("toggle") {
         "enable" => json!({ "disabled": false }),
         "disable" => json!({ "disabled": true }),
-        _ => json!({ "url": f.get("url"), "eventTypes": event_types(&f), "description": f.get("description") }),
+        _ => {
+            json!({ "url": f.get("url"), "eventTypes": event_types(&f), "description": f.get("description") })
+        }
     };
     match ctx.api.call(Method::PATCH, &path, Some(body)).await {
-        Ok(_) => Redirect::to(&format!("{}?done=saved", path.replace("/v1/webhooks", "/portal/endpoints"))).into_response(),
+        Ok(_) => Redirect::to(&format!(
+            "{}?done=saved",
+            path.replace("/v1/webhooks", "/portal/endpoints")
+        ))
+        .into_response(),
         Err(e) if e.status.is_client_error() && !e.not_found() => match load(&ctx, &id).await {
             Ok(w) => {
-                let mut resp = endpoint_page(&ctx, &id, &w, &f, &LogFilter::default(), Some(page::alert(&e.message))).await;
+                let mut resp = endpoint_page(
+                    &ctx,
+                    &id,
+                    &w,
+                    &f,
+                    &LogFilter::default(),
+                    Some(page::alert(&e.message)),
+                )
+                .await;
                 *resp.status_mut() = e.status;
                 resp
             }
@@ -272,33 +346,69 @@ pub async fn update(Portal(ctx): Portal, Path(id): Path<String>, Form(f): Form<F
 }
 
 pub async fn reveal(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
-    match ctx.api.get(&format!("/v1/webhooks/{}/secret", seg(&id))).await {
-        Ok(s) => secret_page(&ctx, &id, "Signing secret", "Shown at your request; this was recorded.", &s["key"]),
+    match ctx
+        .api
+        .get(&format!("/v1/webhooks/{}/secret", seg(&id)))
+        .await
+    {
+        Ok(s) => secret_page(
+            &ctx,
+            &id,
+            "Signing secret",
+            "Shown at your request; this was recorded.",
+            &s["key"],
+        ),
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }
 
 pub async fn rotate(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
     let path = format!("/v1/webhooks/{}", seg(&id));
-    match ctx.api.call(Method::PATCH, &path, Some(json!({ "rotateSecret": true }))).await {
-        Ok(w) => secret_page(&ctx, &id, "Secret rotated", "Requests are signed with both secrets until the old one's grace ends.", &w["secret"]),
+    match ctx
+        .api
+        .call(Method::PATCH, &path, Some(json!({ "rotateSecret": true })))
+        .await
+    {
+        Ok(w) => secret_page(
+            &ctx,
+            &id,
+            "Secret rotated",
+            "Requests are signed with both secrets until the old one's grace ends.",
+            &w["secret"],
+        ),
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }
 
 pub async fn delete(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
-    match ctx.api.call(Method::DELETE, &format!("/v1/webhooks/{}", seg(&id)), None).await {
+    match ctx
+        .api
+        .call(Method::DELETE, &format!("/v1/webhooks/{}", seg(&id)), None)
+        .await
+    {
         Ok(_) => Redirect::to("/portal?done=deleted").into_response(),
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }
 
 pub async fn test(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
-    match ctx.api.post(&format!("/v1/webhooks/{}/test", seg(&id)), json!({})).await {
+    match ctx
+        .api
+        .post(&format!("/v1/webhooks/{}/test", seg(&id)), json!({}))
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/portal/endpoints/{}?done=test", seg(&id))).into_response(),
         Err(e) if e.status.is_client_error() && !e.not_found() => match load(&ctx, &id).await {
             Ok(w) => {
-                let mut resp = endpoint_page(&ctx, &id, &w, &as_fields(&w), &LogFilter::default(), Some(page::alert(&e.message))).await;
+                let mut resp = endpoint_page(
+                    &ctx,
+                    &id,
+                    &w,
+                    &as_fields(&w),
+                    &LogFilter::default(),
+                    Some(page::alert(&e.message)),
+                )
+                .await;
                 *resp.status_mut() = e.status;
                 resp
             }
@@ -309,8 +419,20 @@ pub async fn test(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
 }
 
 pub async fn retry(Portal(ctx): Portal, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
-    match ctx.api.call(Method::POST, &format!("/v1/deliveries/{}/retry", seg(&id)), None).await {
-        Ok(_) => Redirect::to(&format!("/portal/endpoints/{}?done=retried", seg(f.get("endpoint")))).into_response(),
+    match ctx
+        .api
+        .call(
+            Method::POST,
+            &format!("/v1/deliveries/{}/retry", seg(&id)),
+            None,
+        )
+        .await
+    {
+        Ok(_) => Redirect::to(&format!(
+            "/portal/endpoints/{}?done=retried",
+            seg(f.get("endpoint"))
+        ))
+        .into_response(),
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }

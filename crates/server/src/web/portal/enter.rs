@@ -27,21 +27,36 @@ pub async fn enter(
     if link.token.is_empty() || link.token.len() > 64 {
         return super::ended();
     }
-    let redeemed = match web.app.store.redeem_portal_link(&session::digest(&link.token), now).await {
+    let redeemed = match web
+        .app
+        .store
+        .redeem_portal_link(&session::digest(&link.token), now)
+        .await
+    {
         Ok(Some(l)) => l,
         Ok(None) => return super::ended(),
         Err(e) => {
             tracing::error!(error.message = %e, "redeeming a portal link failed");
-            return page::notice_page("Try again", "The database did not answer; try again.").into_response();
+            return page::notice_page("Try again", "The database did not answer; try again.")
+                .into_response();
         }
     };
     let expires = redeemed.created_at + chrono::Duration::seconds(redeemed.session_ttl_seconds);
     let actor = format!("portal:{}", redeemed.account_id);
-    let (token, s) = match session::start(&web, SessionKind::Portal, Some(redeemed.account_id.clone()), actor.clone(), expires).await {
+    let (token, s) = match session::start(
+        &web,
+        SessionKind::Portal,
+        Some(redeemed.account_id.clone()),
+        actor.clone(),
+        expires,
+    )
+    .await
+    {
         Ok(started) => started,
         Err(e) => {
             tracing::error!(error.message = %e, "storing a portal session failed");
-            return page::notice_page("Try again", "The database did not answer; try again.").into_response();
+            return page::notice_page("Try again", "The database did not answer; try again.")
+                .into_response();
         }
     };
     crate::shared::audit::record(
@@ -62,7 +77,10 @@ pub async fn enter(
         p { a href="/portal" { "Continue" } }
     };
     (
-        [(header::SET_COOKIE, session::set_cookie(&web, SessionKind::Portal, &token, s.expires_at, now))],
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(&web, SessionKind::Portal, &token, s.expires_at, now),
+        )],
         page::bare("Opening", body),
     )
         .into_response()
@@ -71,7 +89,10 @@ pub async fn enter(
 pub async fn sign_out(Portal(ctx): Portal) -> Response {
     session::end(&ctx.web, &ctx.session, &ctx.request_id, "portal.sign_out").await;
     (
-        [(header::SET_COOKIE, session::clear_cookie(&ctx.web, SessionKind::Portal))],
+        [(
+            header::SET_COOKIE,
+            session::clear_cookie(&ctx.web, SessionKind::Portal),
+        )],
         Redirect::to("/portal"),
     )
         .into_response()

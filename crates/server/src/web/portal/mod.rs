@@ -20,8 +20,14 @@ pub fn routes() -> Router<Web> {
         .route("/portal/sign-out", post(enter::sign_out))
         .route("/portal", get(endpoints::list))
         .route("/portal/catalog", get(endpoints::catalog))
-        .route("/portal/endpoints/new", get(endpoints::new_form).post(endpoints::create))
-        .route("/portal/endpoints/{id}", get(endpoints::show).post(endpoints::update))
+        .route(
+            "/portal/endpoints/new",
+            get(endpoints::new_form).post(endpoints::create),
+        )
+        .route(
+            "/portal/endpoints/{id}",
+            get(endpoints::show).post(endpoints::update),
+        )
         .route("/portal/endpoints/{id}/secret", post(endpoints::reveal))
         .route("/portal/endpoints/{id}/rotate", post(endpoints::rotate))
         .route("/portal/endpoints/{id}/delete", post(endpoints::delete))

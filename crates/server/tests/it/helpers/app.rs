@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub ops: SocketAddr,
+    /// The private operator listener, when the test configured one.
+    pub operator: Option<SocketAddr>,
     pub http: reqwest::Client,
     pub dispatcher: Arc<Dispatcher>,
     pub forwarder: Arc<hookwarden_server::boot::Forwarder>,
@@ -189,6 +191,7 @@ impl TestApp {
         let app = Application::build_with(settings, lookup, clock)
             .await
             .expect("application builds");
+        let operator = app.operator_addr();
         let (addr, ops, state, dispatcher, forwarder) = (
             app.public_addr(),
             app.ops_addr(),
@@ -201,6 +204,7 @@ impl TestApp {
         Self {
             addr,
             ops,
+            operator,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .build()

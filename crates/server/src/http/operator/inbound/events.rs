@@ -9,6 +9,7 @@ use crate::http::openapi::Page;
 use crate::http::operator::filters::{checked, parse_status, parse_time};
 use crate::http::request_id::RequestId;
 use crate::http::rfc3339;
+use crate::inbound::dedup::MAX_ID as MAX_DELIVERY_ID;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
 use axum::extract::State;
@@ -28,11 +29,16 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 use super::forwarding::{job_view, JobView};
 
 #[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Integration name.
     provider: Option<String>,
+    /// The provider's own delivery id (the events' `deliveryId`, 1–200
+    /// characters), matched exactly, case included; of any provider unless
+    /// `provider` is given too.
+    #[param(min_length = 1, max_length = 200)]
+    delivery_id: Option<String>,
     /// Status of the latest forwarding job: pending, succeeded, failed or dead.
     status: Option<String>,
     /// Received at or after (RFC 3339).
@@ -98,9 +104,11 @@ pub struct EventDetail {
 
 /// List inbound events
 ///
-/// Inbound events, filtered by `provider`, `status` (of the latest forwarding job) and the time
-/// received (`from` included, `to` excluded, RFC 3339); `sort=createdAt` (the default) or
-/// `-createdAt`; paged with `limit` and `cursor`. Any other query parameter is refused (400).
+/// Inbound events, filtered by `provider`, `deliveryId` (the provider's own delivery id, exact;
+/// two providers may use the same one), `status` (of the latest forwarding job) and the time
+/// received (`from` included, `to` excluded, RFC 3339), all combined; `sort=createdAt` (the
+/// default) or `-createdAt`; paged with `limit` and `cursor`. Any other query parameter is
+/// refused (400).
 #[utoipa::path(get, path = "/api/v1/events", tag = "operator", params(EventsQuery),
     security(("operatorKey" = [])),
     responses((status = 200, description = "Inbound events", body = Page<EventSummary>)))]
@@ -125,9 +133,18 @@ pub async fn list(
             ));
         }
     }
+    if let Some(id) = &q.delivery_id {
+        // Nothing longer is ever stored (`inbound::dedup`).
+        if id.is_empty() || id.chars().count() > MAX_DELIVERY_ID {
+            return Err(ApiError::Validation(format!(
+                "deliveryId must be 1 to {MAX_DELIVERY_ID} characters"
+            )));
+        }
+    }
     let after = cursor::time_id(q.cursor.as_deref())?;
     let query = EventQuery {
         provider: q.provider,
+        delivery_id: q.delivery_id,
         status: parse_status(q.status.as_deref())?,
         from: parse_time("from", q.from.as_deref())?,
         to: parse_time("to", q.to.as_deref())?,

@@ -1,0 +1,88 @@
+//! Test events: a tenant asks for one event to be sent to one of its
+//! endpoints now. It is stored with a single pending try for that endpoint
+//! (whatever the endpoint subscribes to, and for no other endpoint), then
+//! signed, sent and retried by the dispatcher like any other try.
+
+use crate::shared::pump::Wake;
+use chrono::{DateTime, Utc};
+use hookwarden_core::ids;
+use hookwarden_store::model::{DirectOutcome, NewEvent};
+use hookwarden_store::{Store, StoreError};
+use serde_json::json;
+
+/// The type of every test event; hookwarden's own, so no producer's
+/// grant or schema is asked for it at this edge.
+pub const TEST_EVENT_TYPE: &str = "webhook.test";
+
+/// The producer the stored event names: a tenant's request, not a producer's.
+const PRODUCER: &str = "hookwarden:test";
+
+/// The event type to send: only `webhook.test` for now (the default).
+pub fn event_type(asked: Option<&str>) -> Result<&'static str, String> {
+    match asked {
+        None | Some(TEST_EVENT_TYPE) => Ok(TEST_EVENT_TYPE),
+        Some(_) => Err(format!(
+            "eventType: only {TEST_EVENT_TYPE} can be sent as a test event"
+        )),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// No such webhook in the account.
+    #[error("no such webhook")]
+    NotFound,
+    #[error("the endpoint is disabled")]
+    Disabled,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What was queued: the event (the receiver's `webhook-id`) and its try.
+#[derive(Debug)]
+pub struct Queued {
+    pub event_id: String,
+    pub attempt_id: String,
+}
+
+/// Stores the test event with its one try for `webhook_id`, then wakes the
+/// worker for that endpoint. The body delivered is
+/// `{"type":"webhook.test","timestamp":…,"data":{"webhookId":…,"test":true}}`.
+pub async fn send(
+    store: &dyn Store,
+    wake: &Wake,
+    account_id: &str,
+    webhook_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Queued, TestError> {
+    let event = NewEvent {
+        id: ids::event_id(),
+        client_id: None,
+        account_id: account_id.to_owned(),
+        event_type: TEST_EVENT_TYPE.to_owned(),
+        payload: json!({"webhookId": webhook_id, "test": true}),
+        producer: PRODUCER.to_owned(),
+        created_at: now,
+    };
+    match store.publish_to_webhook(&event, webhook_id).await? {
+        DirectOutcome::Queued { attempt_id } => {
+            wake.lanes([webhook_id.to_owned()]);
+            Ok(Queued {
+                event_id: event.id,
+                attempt_id,
+            })
+        }
+        DirectOutcome::NoWebhook => Err(TestError::NotFound),
+        DirectOutcome::Disabled => Err(TestError::Disabled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_test_type_is_sent() {
+        assert_eq!(super::event_type(None), Ok("webhook.test"));
+        assert_eq!(super::event_type(Some("webhook.test")), Ok("webhook.test"));
+        assert!(super::event_type(Some("invoice.paid")).is_err());
+    }
+}

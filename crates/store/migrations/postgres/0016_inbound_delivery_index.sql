@@ -1,0 +1,10 @@
+-- The operator's inbound events by the provider's delivery id (deliveryId).
+-- UNIQUE (provider, dedup_key) cannot serve it: the dedup key is signed
+-- material (`id:…` or the body's hash), not the delivery id. Ordered like
+-- the listing, so a lookup walks only the matching rows, newest or oldest
+-- first, whatever the statistics say; partial, because many schemes send no
+-- delivery id and those rows then cost the index nothing. On a large table,
+-- build it beforehand with CREATE INDEX CONCURRENTLY (docs/PRODUCTION.md):
+-- IF NOT EXISTS then finds it made.
+CREATE INDEX IF NOT EXISTS inbound_events_delivery
+    ON hook.inbound_events (delivery_id, received_at, id) WHERE delivery_id IS NOT NULL;

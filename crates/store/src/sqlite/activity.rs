@@ -1,0 +1,59 @@
+//! Activity on SQLite: per-minute counts added by each replica's flusher
+//! (upserts that sum), read back for the console's charts, pruned by age.
+
+use super::{ms, time, SqliteStore};
+use crate::error::Result;
+use crate::model::ActivityDelta;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// Rows per statement: three bound values each, far below SQLite's limit.
+const ROWS_PER_STATEMENT: usize = 300;
+
+pub(super) async fn add(s: &SqliteStore, deltas: &[ActivityDelta]) -> Result<()> {
+    let deltas = ActivityDelta::merged(deltas);
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut tx = s.writer.begin().await?;
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+        let rows = vec!["(?,?,?)"; chunk.len()].join(",");
+        let sql = format!(
+            "INSERT INTO activity (minute, series, value) VALUES {rows} \
+             ON CONFLICT (minute, series) DO UPDATE SET value = value + excluded.value"
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q.bind(ms(d.minute)).bind(&d.series).bind(d.value);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn since(s: &SqliteStore, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>> {
+    let rows = sqlx::query(
+        "SELECT minute, series, value FROM activity WHERE minute >= ?1 ORDER BY minute, series",
+    )
+    .bind(ms(since))
+    .fetch_all(&s.readers)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ActivityDelta {
+                minute: time(r.try_get("minute")?)?,
+                series: r.try_get("series")?,
+                value: r.try_get("value")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn prune(s: &SqliteStore, before: DateTime<Utc>) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM activity WHERE minute < ?1")
+        .bind(ms(before))
+        .execute(&s.writer)
+        .await?;
+    Ok(done.rows_affected())
+}
