@@ -196,14 +196,16 @@ def follow(page, locator):
         locator.click()
 
 
-def reload_until(page, cond, what, seconds=10):
-    """Reloads the page until `cond()` holds (work done in the background,
-    such as a delivery, shows up on a later load); fails naming `what`
-    after `seconds`."""
+def reload_until(page, cond, what, seconds=10, every=0.5):
+    """Reloads the page every `every` seconds until `cond()` holds (work done
+    in the background, such as a delivery, shows up on a later load); fails
+    naming `what` after `seconds`. Each portal page load costs the account
+    a few requests of its API rate limit (60 a minute by default): poll
+    gently there."""
     deadline = time.monotonic() + seconds
     while not cond():
         check(time.monotonic() < deadline, f"no {what} after {seconds} s of reloading {page.url}")
-        time.sleep(0.25)
+        time.sleep(every)
         page.reload()
 
 

@@ -97,7 +97,9 @@ with Receiver() as rx, browser() as page:
     note = page.locator("[role=status]")
     check(note.count() == 1 and "Test event sent" in note.inner_text(), "no confirmation of the test event")
     rows = page.get_by_test_id("delivery")
-    reload_until(page, lambda: rows.count() == 1 and "delivered" in rows.first.inner_text(), "delivered test event")
+    reload_until(
+        page, lambda: rows.count() == 1 and "succeeded" in rows.first.inner_text(), "test event delivered", every=1
+    )
     check(rx.count() == 1, f"the receiver got {rx.count()} requests, not 1")
     check(rx.requests[0]["path"] == "/hooks/orders", f"delivered to {rx.requests[0]['path']}")
     check(standard_webhooks_ok(secret, rx.requests[0]), "the delivery is not signed with the endpoint's secret")
@@ -110,8 +112,18 @@ with Receiver() as rx, browser() as page:
         page,
         lambda: rows.count() >= 2 and any("500" in rows.nth(i).inner_text() for i in range(rows.count())),
         "second try answered 500 in the delivery log",
+        every=1,
     )
     check(rx.count() >= 2, f"the receiver got {rx.count()} requests after the retry")
-    check(any("delivered" in rows.nth(i).inner_text() for i in range(rows.count())), "the first try is gone from the log")
+    check(any("succeeded" in rows.nth(i).inner_text() for i in range(rows.count())), "the first try is gone from the log")
     shot(page, "portal-endpoint")
     shot_phone(page, "portal-endpoint")
+
+    # The log's status filter.
+    page.get_by_label("Status").select_option("succeeded")
+    follow(page, page.get_by_role("button", name="Filter"))
+    check(rows.count() == 1 and "succeeded" in rows.first.inner_text(), "the succeeded filter does not show just the first try")
+    page.get_by_label("Status").select_option("failed")
+    follow(page, page.get_by_role("button", name="Filter"))
+    shown = [rows.nth(i).inner_text() for i in range(rows.count())]
+    check(shown and all("failed" in r and "500" in r for r in shown), f"the failed filter shows {shown}")
