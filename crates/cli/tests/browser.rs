@@ -203,3 +203,10 @@ fn attack_xss() {
 fn attack_csrf() {
     scenario("attack_csrf", &[]);
 }
+
+/// Attack: a portal session opening and acting on another account's
+/// endpoint and delivery sees Not found and changes nothing.
+#[test]
+fn attack_cross_account() {
+    scenario("attack_cross_account", &[]);
+}
