@@ -210,3 +210,22 @@ fn attack_csrf() {
 fn attack_cross_account() {
     scenario("attack_cross_account", &[]);
 }
+
+/// Attack: a used portal link, a console cookie kept past sign-out, and
+/// sessions revoked from the console's Sessions page no longer open anything.
+#[test]
+fn attack_sessions() {
+    scenario("attack_sessions", &[]);
+}
+
+/// Attack: a console session outlives `HOOKWARDEN_CONSOLE_SESSION_TTL`.
+#[test]
+fn attack_session_ttl() {
+    scenario("attack_session_ttl", &[("HOOKWARDEN_CONSOLE_SESSION_TTL", "3s")]);
+}
+
+/// Attack: more than 10 sign-in attempts a minute from one client.
+#[test]
+fn attack_sign_in_limit() {
+    scenario("attack_sign_in_limit", &[]);
+}
