@@ -101,7 +101,9 @@ with browser() as page:
     check("replay" in tries.nth(1).inner_text().lower(), f"the second try is not a replay: {tries.nth(1).inner_text()!r}")
     shot(page, "console-inbound-event")
 
-    # The overview again, now that something happened.
+    # The overview again, its chart counting the webhook once the replica's
+    # activity counts are flushed (every 5 s).
     follow(page, page.get_by_role("link", name="Overview"))
     check(heading(page) == "Overview", f"the overview's heading is {heading(page)!r}")
+    reload_until(page, lambda: "accepted: 1 in all" in page.inner_text("main"), "accepted webhook in the chart", seconds=12, every=1)
     shot(page, "console-overview")
