@@ -221,7 +221,10 @@ fn attack_sessions() {
 /// Attack: a console session outlives `HOOKWARDEN_CONSOLE_SESSION_TTL`.
 #[test]
 fn attack_session_ttl() {
-    scenario("attack_session_ttl", &[("HOOKWARDEN_CONSOLE_SESSION_TTL", "3s")]);
+    scenario(
+        "attack_session_ttl",
+        &[("HOOKWARDEN_CONSOLE_SESSION_TTL", "3s")],
+    );
 }
 
 /// Attack: more than 10 sign-in attempts a minute from one client.
