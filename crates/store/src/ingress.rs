@@ -107,6 +107,27 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// Which audit entries to list, combined with AND, in trail order (seq);
+/// `None` filters nothing.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    /// This action exactly.
+    pub action: Option<String>,
+    /// Actions that start with this text (`integration.` for `integration.*`).
+    pub action_prefix: Option<String>,
+    pub target: Option<String>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+    /// Continue past this seq, in the page's order.
+    pub after_seq: Option<i64>,
+    /// Newest (highest seq) first when true.
+    pub descending: bool,
+    pub limit: u32,
+}
+
 /// A replay request as the operator made it.
 #[derive(Debug, Clone)]
 pub struct NewReplay {
@@ -272,7 +293,9 @@ pub trait IngressStore: Send + Sync {
     /// Appends to the hash-chained audit trail, linked under the key given
     /// by `set_audit_key` (`AuditKeyMissing` without one).
     async fn append_audit(&self, entry: &NewAudit, now: DateTime<Utc>) -> Result<AuditRecord>;
-    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> Result<Page<AuditRecord>>;
+    /// Entries `query` selects, one page in trail order (ascending seq
+    /// unless `descending`); the cursor is the last entry's seq.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Page<AuditRecord>>;
     /// Every audit entry in order, for `hookwarden audit verify`.
     async fn audit_chain(&self) -> Result<Vec<AuditRecord>>;
     /// The newest entry's (seq, hash), for the head metric and log.

@@ -1,11 +1,14 @@
 //! Searches over delivery tries and events (the operator's views across
-//! accounts, and the tenant's per endpoint): the filters, and the one place
-//! that turns them into a SQL `WHERE` clause for either dialect, every value
-//! bound as text. Times become bounds on the time-ordered (UUIDv7) ids, so a
-//! time range is a range of the primary key, not a scan of a time column.
+//! accounts, and the tenant's per endpoint) and over the audit trail: the
+//! filters, and the one place that turns them into a SQL `WHERE` clause for
+//! either dialect, every value bound as text. For tries and events, times
+//! become bounds on the time-ordered (UUIDv7) ids, so a time range is a
+//! range of the primary key, not a scan of a time column; audit entries are
+//! bounded on the creation time they were hashed with.
 
+use crate::ingress::AuditQuery;
 use crate::model::AttemptStatus;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Which tries to find; `None` filters nothing.
 #[derive(Debug, Clone, Default)]
@@ -60,15 +63,42 @@ impl Where {
         }
     }
 
-    /// Adds `column op <value>`, the value bound.
-    fn bind(&mut self, column: &str, op: &str, value: String) {
+    /// Binds `value` and answers its placeholder.
+    fn placeholder(&mut self, value: String) -> String {
         self.binds.push(value);
         let n = self.binds.len();
-        let placeholder = match self.dialect {
+        match self.dialect {
             Dialect::Postgres => format!("${n}"),
             Dialect::Sqlite => format!("?{n}"),
-        };
+        }
+    }
+
+    /// Adds `column op <value>`, the value bound.
+    fn bind(&mut self, column: &str, op: &str, value: String) {
+        let placeholder = self.placeholder(value);
         self.clauses.push(format!("{column} {op} {placeholder}"));
+    }
+
+    /// Adds `column op <value>` for an integer column: bound as text like
+    /// every value, and cast back, so that the primary key's order applies.
+    fn bind_integer(&mut self, column: &str, op: &str, value: i64) {
+        let placeholder = self.placeholder(value.to_string());
+        let value = match self.dialect {
+            Dialect::Postgres => format!("{placeholder}::bigint"),
+            Dialect::Sqlite => format!("CAST({placeholder} AS INTEGER)"),
+        };
+        self.clauses.push(format!("{column} {op} {value}"));
+    }
+
+    /// `column` compared byte by byte, as a prefix range needs: PostgreSQL
+    /// under the "C" collation (the one the audit indexes are built with;
+    /// a database's default collation may order punctuation otherwise),
+    /// SQLite's default (BINARY) already is.
+    fn bytewise(&self, column: &str) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!("{column} COLLATE \"C\""),
+            Dialect::Sqlite => column.to_owned(),
+        }
     }
 
     fn raw(&mut self, clause: String) {
@@ -187,6 +217,75 @@ pub(crate) fn events(dialect: Dialect, f: &EventFilter<'_>, before: Option<&str>
     w
 }
 
+/// Audit entries (aliased `a`) that `q` selects, past its cursor in its
+/// order. The text filters are exact; the action prefix is a range in byte
+/// order; every one of them is served by an index (migration 0017).
+pub(crate) fn audit(dialect: Dialect, q: &AuditQuery) -> Where {
+    let mut w = Where::new(dialect);
+    if let Some(v) = &q.actor {
+        w.bind("a.actor", "=", v.clone());
+    }
+    let action = w.bytewise("a.action");
+    if let Some(v) = &q.action {
+        w.bind(&action, "=", v.clone());
+    }
+    if let Some(p) = &q.action_prefix {
+        w.bind(&action, ">=", p.clone());
+        if let Some(end) = prefix_end(p) {
+            w.bind(&action, "<", end);
+        }
+    }
+    if let Some(v) = &q.target {
+        w.bind("a.target", "=", v.clone());
+    }
+    let created = w.bytewise("a.created_at");
+    if let Some(t) = q.from {
+        w.bind(&created, ">=", audit_time(t));
+    }
+    if let Some(t) = q.to {
+        w.bind(&created, "<", audit_time(t));
+    }
+    if let Some(seq) = q.after_seq {
+        w.bind_integer("a.seq", if q.descending { "<" } else { ">" }, seq);
+    }
+    w
+}
+
+/// The least text above every text that starts with `prefix`, in byte
+/// (UTF-8, so code point) order: its last character that can be is
+/// incremented and what follows dropped. `None` when nothing is above.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next code point that is a character (surrogates are not).
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// A time bound as the audit trail's text compares with it: entries hold
+/// their creation time to the millisecond, as `ingress::chain_audit` writes
+/// it (`2024-05-01T12:00:00.123Z`, one width, so text order is time order).
+/// A bound between two milliseconds is rounded up, which keeps both
+/// `created_at >= from` and `created_at < to` exact. The year stays at four
+/// digits (no entry is that late).
+fn audit_time(t: DateTime<Utc>) -> String {
+    let mut ms = t.timestamp_millis();
+    if !t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        ms += 1;
+    }
+    let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999Z")
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(i64::MAX);
+    DateTime::<Utc>::from_timestamp_millis(ms.min(latest))
+        .unwrap_or(t)
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +324,75 @@ mod tests {
         assert_eq!(w.binds, ["acct", "dead", "att_x"]);
         let w = events(Dialect::Sqlite, &EventFilter::default(), None);
         assert_eq!(w.sql(), "TRUE");
+    }
+
+    #[test]
+    fn audit_filters_compare_bytewise_and_page_in_their_order() {
+        let q = AuditQuery {
+            actor: Some("operator:ab12cd34/console".into()),
+            action_prefix: Some("integration.".into()),
+            from: Some(
+                Utc.timestamp_millis_opt(1_700_000_000_000)
+                    .single()
+                    .expect("t"),
+            ),
+            after_seq: Some(40),
+            descending: true,
+            limit: 10,
+            ..Default::default()
+        };
+        let w = audit(Dialect::Postgres, &q);
+        assert_eq!(
+            w.sql(),
+            "a.actor = $1 AND a.action COLLATE \"C\" >= $2 AND a.action COLLATE \"C\" < $3 \
+             AND a.created_at COLLATE \"C\" >= $4 AND a.seq < $5::bigint"
+        );
+        assert_eq!(
+            w.binds,
+            [
+                "operator:ab12cd34/console",
+                "integration.",
+                "integration/",
+                "2023-11-14T22:13:20.000Z",
+                "40"
+            ]
+        );
+        let w = audit(
+            Dialect::Sqlite,
+            &AuditQuery {
+                after_seq: Some(7),
+                ..Default::default()
+            },
+        );
+        assert_eq!(w.sql(), "a.seq > CAST(?1 AS INTEGER)");
+    }
+
+    #[test]
+    fn a_prefix_ends_below_the_next_text_in_byte_order() {
+        assert_eq!(prefix_end("integration.").as_deref(), Some("integration/"));
+        assert_eq!(prefix_end("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(prefix_end("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(prefix_end(""), None);
+    }
+
+    #[test]
+    fn audit_time_bounds_round_up_to_the_millisecond() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect(s)
+                .with_timezone(&Utc)
+        };
+        assert_eq!(
+            audit_time(at("2024-05-01T12:00:00.123Z")),
+            "2024-05-01T12:00:00.123Z"
+        );
+        assert_eq!(
+            audit_time(at("2024-05-01T14:00:00.1231+02:00")),
+            "2024-05-01T12:00:00.124Z"
+        );
+        assert_eq!(
+            audit_time(at("9999-12-31T23:59:59.9999Z")),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 }

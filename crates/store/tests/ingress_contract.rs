@@ -24,6 +24,7 @@ on_both!(
     listing_filters_sorts_and_pages,
     listing_finds_events_by_delivery_id,
     audit_chain_appends_and_history_is_append_only,
+    audit_listing_filters_pages_and_sorts,
     a_keyed_audit_chain_resists_a_rewrite_behind_the_store,
     removed_newest_audit_entries_are_found_against_a_recorded_head,
 );
@@ -387,7 +388,13 @@ async fn audit_chain_appends_and_history_is_append_only(backend: Backend) {
         Ok((20, 20)),
         "concurrent appends make one unbroken keyed chain"
     );
-    let page = s.list_audit(None, 5).await.expect("page");
+    let page = s
+        .list_audit(&AuditQuery {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
     assert_eq!(page.items.len(), 5);
     assert_eq!(page.next_cursor.as_deref(), Some("5"));
 
@@ -538,6 +545,204 @@ fn audit_entry(i: usize) -> NewAudit {
         request_id: format!("req-{i}"),
         details: json!({"i": i}),
     }
+}
+
+/// Every page of `q` (from its first), checked to be at most `q.limit` long
+/// with a cursor exactly when another page follows; the seqs in order.
+async fn all_audit_pages(s: &dyn Store, q: &AuditQuery) -> Vec<i64> {
+    let mut q = q.clone();
+    let mut seqs = Vec::new();
+    loop {
+        let page = s.list_audit(&q).await.expect("page");
+        assert!(page.items.len() <= q.limit as usize);
+        seqs.extend(page.items.iter().map(|a| a.seq));
+        match page.next_cursor {
+            Some(c) => {
+                assert_eq!(page.items.len(), q.limit as usize, "{q:?}");
+                q.after_seq = Some(c.parse().expect("a seq"));
+            }
+            None => return seqs,
+        }
+    }
+}
+
+async fn audit_listing_filters_pages_and_sorts(backend: Backend) {
+    let (_db, s, _ring) = keyed_trail(backend, 0, 0).await;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+        .expect("t0")
+        .with_timezone(&Utc);
+    let actors = [
+        "operator:ab12cd34/console",
+        "tenant:acct_1:portal",
+        "system",
+    ];
+    // `integrations.x` and `integration` must stay outside `integration.*`.
+    let actions = [
+        "integration.created",
+        "integration.secret_rotated",
+        "webhook.created",
+        "integrations.x",
+        "integration",
+    ];
+    let mut entries = Vec::new();
+    for i in 0..30usize {
+        // Entry 21 was stamped before entry 20 but appended after it (its
+        // writer waited for the append lock): time order is not seq order.
+        let at = match i {
+            20 => t0 + Duration::minutes(21),
+            21 => t0 + Duration::minutes(20) + Duration::milliseconds(500),
+            _ => t0 + Duration::minutes(i as i64),
+        };
+        let entry = NewAudit {
+            actor: actors[i % 3].into(),
+            action: actions[i % 5].into(),
+            target: format!("integration:t{}", i % 4),
+            request_id: format!("req-{i}"),
+            details: json!({"i": i}),
+        };
+        let r = s.append_audit(&entry, at).await.expect("append");
+        entries.push((r, at));
+    }
+    // What a query should select, by entry and its time since t0.
+    type Pick = fn(&AuditRecord, Duration) -> bool;
+    let expect = |pick: Pick, desc: bool| {
+        let mut seqs: Vec<i64> = entries
+            .iter()
+            .filter(|(r, at)| pick(r, *at - t0))
+            .map(|(r, _)| r.seq)
+            .collect();
+        if desc {
+            seqs.reverse();
+        }
+        seqs
+    };
+    let at = |m: i64, ms: i64| t0 + Duration::minutes(m) + Duration::milliseconds(ms);
+    let half_ms = Duration::microseconds(500);
+    let cases: Vec<(AuditQuery, Pick)> = vec![
+        (AuditQuery::default(), |_, _| true),
+        (
+            AuditQuery {
+                actor: Some("tenant:acct_1:portal".into()),
+                ..Default::default()
+            },
+            |r, _| r.actor == "tenant:acct_1:portal",
+        ),
+        (
+            AuditQuery {
+                action: Some("integration".into()),
+                ..Default::default()
+            },
+            |r, _| r.action == "integration",
+        ),
+        (
+            AuditQuery {
+                action_prefix: Some("integration.".into()),
+                ..Default::default()
+            },
+            |r, _| r.action.starts_with("integration."),
+        ),
+        (
+            AuditQuery {
+                target: Some("integration:t1".into()),
+                ..Default::default()
+            },
+            |r, _| r.target == "integration:t1",
+        ),
+        (
+            AuditQuery {
+                from: Some(at(20, 500)),
+                ..Default::default()
+            },
+            |_, t| t >= Duration::minutes(20) + Duration::milliseconds(500),
+        ),
+        (
+            AuditQuery {
+                to: Some(at(20, 500)),
+                ..Default::default()
+            },
+            |_, t| t < Duration::minutes(20) + Duration::milliseconds(500),
+        ),
+        (
+            // Between two milliseconds: entry 21 (at .500) is before it.
+            AuditQuery {
+                from: Some(at(20, 500) + half_ms),
+                to: Some(at(26, 0) + half_ms),
+                ..Default::default()
+            },
+            |_, t| {
+                t > Duration::minutes(20) + Duration::milliseconds(500)
+                    && t <= Duration::minutes(26)
+            },
+        ),
+        (
+            AuditQuery {
+                actor: Some("operator:ab12cd34/console".into()),
+                action_prefix: Some("integration.".into()),
+                from: Some(at(1, 0)),
+                to: Some(at(29, 0)),
+                ..Default::default()
+            },
+            |r, t| {
+                r.actor == "operator:ab12cd34/console"
+                    && r.action.starts_with("integration.")
+                    && t >= Duration::minutes(1)
+                    && t < Duration::minutes(29)
+            },
+        ),
+        (
+            AuditQuery {
+                actor: Some("tenant:acct_1:portal".into()),
+                target: Some("integration:t1".into()),
+                action: Some("integration.created".into()),
+                ..Default::default()
+            },
+            |r, _| {
+                r.actor == "tenant:acct_1:portal"
+                    && r.target == "integration:t1"
+                    && r.action == "integration.created"
+            },
+        ),
+        (
+            AuditQuery {
+                actor: Some("nobody".into()),
+                ..Default::default()
+            },
+            |_, _| false,
+        ),
+    ];
+    for (query, pick) in cases {
+        assert!(
+            !expect(pick, false).is_empty() || query.actor.as_deref() == Some("nobody"),
+            "a case that selects nothing proves little: {query:?}"
+        );
+        for descending in [false, true] {
+            for limit in [2, 3, 100] {
+                let q = AuditQuery {
+                    descending,
+                    limit,
+                    ..query.clone()
+                };
+                assert_eq!(
+                    all_audit_pages(s.as_ref(), &q).await,
+                    expect(pick, descending),
+                    "{q:?}"
+                );
+            }
+        }
+    }
+    // A cursor continues past its seq in the page's order.
+    let newest = AuditQuery {
+        descending: true,
+        after_seq: Some(10),
+        limit: 3,
+        ..Default::default()
+    };
+    let page = s.list_audit(&newest).await.expect("page");
+    assert_eq!(
+        page.items.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        [9, 8, 7]
+    );
+    assert_eq!(page.next_cursor.as_deref(), Some("7"));
 }
 
 /// A trail whose first `unkeyed` entries an older hookwarden wrote (plain

@@ -8,9 +8,175 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 on_both!(
+    the_trail_is_filtered_sorted_and_paged_over_http,
     the_logged_head_moves_back_loudly_when_newest_entries_are_removed,
     an_upgraded_trail_is_keyed_at_first_start_and_its_old_entries_covered
 );
+
+/// Every page of `query` over HTTP, two entries a page: the entries' seqs.
+async fn audit_seqs(app: &TestApp, query: &str) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    let mut path = format!("/api/v1/audit-entries?limit=2&{query}");
+    loop {
+        let (status, page, _) = app.operator(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {page}");
+        let items = page["items"].as_array().expect("items");
+        seqs.extend(items.iter().map(|a| a["seq"].as_i64().expect("seq")));
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/api/v1/audit-entries?limit=2&{query}&cursor={c}"),
+            None => return seqs,
+        }
+    }
+}
+
+async fn the_trail_is_filtered_sorted_and_paged_over_http(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let writes = [
+        (
+            "operator:ab12cd34/console",
+            "integration.created",
+            "integration:acme",
+        ),
+        ("tenant:acct_1:portal", "webhook.created", "webhook:wh_1"),
+        (
+            "operator:ab12cd34/console",
+            "integration.secret_rotated",
+            "integration:acme",
+        ),
+        (
+            "operator:ab12cd34/console",
+            "integrations.other",
+            "integration:acme",
+        ),
+        ("system", "integration.updated", "integration:beta"),
+        (
+            "operator:ab12cd34/console",
+            "integration.deleted",
+            "integration:beta",
+        ),
+    ];
+    for (i, (actor, action, target)) in writes.iter().enumerate() {
+        hookwarden_server::shared::audit::record(
+            app.state.store.as_ref(),
+            actor,
+            action,
+            target,
+            &format!("r{i}"),
+            json!({}),
+        )
+        .await;
+        // Apart in time, so that a time bound falls between entries.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let (_, all, _) = app
+        .operator(
+            reqwest::Method::GET,
+            "/api/v1/audit-entries?limit=100",
+            None,
+        )
+        .await;
+    let all = all["items"].as_array().expect("items").clone();
+    let pick = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<i64> {
+        all.iter()
+            .filter(|a| keep(a))
+            .map(|a| a["seq"].as_i64().expect("seq"))
+            .collect()
+    };
+    let third = all
+        .iter()
+        .find(|a| a["action"] == "integration.secret_rotated")
+        .expect("written")["createdAt"]
+        .as_str()
+        .expect("time")
+        .to_owned();
+    let last = all.last().expect("entries")["createdAt"]
+        .as_str()
+        .expect("time")
+        .to_owned();
+    let by_operator = |a: &serde_json::Value| a["actor"] == "operator:ab12cd34/console";
+    let integration_actions = |a: &serde_json::Value| {
+        a["action"]
+            .as_str()
+            .expect("action")
+            .starts_with("integration.")
+    };
+    let created = |a: &serde_json::Value| a["createdAt"].as_str().expect("time").to_owned();
+    let cases: Vec<(String, Vec<i64>)> = vec![
+        ("".into(), pick(&|_| true)),
+        ("actor=operator%3Aab12cd34%2Fconsole".into(), pick(&by_operator)),
+        ("actor=tenant:acct_1:portal".into(), pick(&|a| a["actor"] == "tenant:acct_1:portal")),
+        ("action=integration.*".into(), pick(&integration_actions)),
+        ("action=webhook.created".into(), pick(&|a| a["action"] == "webhook.created")),
+        ("target=integration:beta".into(), pick(&|a| a["target"] == "integration:beta")),
+        (format!("from={third}"), pick(&|a| created(a) >= third)),
+        (format!("to={third}"), pick(&|a| created(a) < third)),
+        (
+            format!("actor=operator%3Aab12cd34%2Fconsole&action=integration.*&target=integration:acme&from={third}&to={last}"),
+            pick(&|a| {
+                by_operator(a)
+                    && integration_actions(a)
+                    && a["target"] == "integration:acme"
+                    && created(a) >= third
+                    && created(a) < last
+            }),
+        ),
+        ("actor=nobody".into(), vec![]),
+    ];
+    for (query, oldest_first) in cases {
+        assert!(
+            !oldest_first.is_empty() || query == "actor=nobody",
+            "{query}"
+        );
+        assert_eq!(audit_seqs(&app, &query).await, oldest_first, "{query}");
+        assert_eq!(
+            audit_seqs(&app, &format!("{query}&sort=createdAt")).await,
+            oldest_first,
+            "{query}"
+        );
+        let mut newest_first = oldest_first.clone();
+        newest_first.reverse();
+        assert_eq!(
+            audit_seqs(&app, &format!("{query}&sort=-createdAt")).await,
+            newest_first,
+            "{query}"
+        );
+    }
+    // Bad values are refused, naming the parameter.
+    let long = "a".repeat(201);
+    for (bad, name) in [
+        ("actor=".to_owned(), "actor"),
+        (format!("target={long}"), "target"),
+        ("action=".to_owned(), "action"),
+        ("action=integration*".to_owned(), "action"),
+        ("action=*".to_owned(), "action"),
+        ("action=.*".to_owned(), "action"),
+        ("from=yesterday".to_owned(), "from"),
+        ("to=2026-13-01T00:00:00Z".to_owned(), "to"),
+        ("sort=desc".to_owned(), "sort"),
+        ("cursor=-1".to_owned(), "cursor"),
+        ("limit=0".to_owned(), "limit"),
+    ] {
+        let (status, err, _) = app
+            .operator(
+                reqwest::Method::GET,
+                &format!("/api/v1/audit-entries?{bad}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{bad}: {err}");
+        assert_eq!(err["error"]["code"], "VALIDATION_ERROR", "{bad}");
+        let message = err["error"]["message"].as_str().expect("message");
+        assert!(message.contains(name), "{bad}: {message}");
+    }
+    let (status, _, _) = app
+        .operator(
+            reqwest::Method::GET,
+            "/api/v1/audit-entries?colour=red",
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+}
 
 /// Log lines collected for the test's own thread.
 #[derive(Clone, Default)]

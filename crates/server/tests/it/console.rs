@@ -449,3 +449,48 @@ async fn a_private_operator_listener_takes_the_console_and_operator_api_off_the_
     assert_ne!(receive.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// Keys, link tokens, cookies and secrets shown on request never reach the
+/// logs, whatever the pages did with them.
+#[tokio::test]
+async fn what_the_pages_handle_never_reaches_the_logs() {
+    crate::logs::capture();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let console = sign_in(&app).await;
+    let (mine, secret) = app
+        .create_webhook("acct_logs", "https://example.com/logs", &["*"])
+        .await;
+    let link = mint(&app, "acct_logs").await;
+    let entered = browser().get(&link).send().await.expect("enter");
+    let portal = cookie_of(&entered);
+    let (_, endpoint) = page(&app, &portal, &format!("/portal/endpoints/{mine}")).await;
+    assert!(!endpoint.contains(&secret), "no secret without a reveal");
+    let revealed = browser()
+        .post(app.url(&format!("/portal/endpoints/{mine}/secret")))
+        .header("cookie", &portal)
+        .form(&[("_csrf", csrf_of(&endpoint))])
+        .send()
+        .await
+        .expect("reveal");
+    assert_eq!(revealed.status(), StatusCode::OK);
+    assert_eq!(revealed.headers()["cache-control"], "no-store");
+    assert!(revealed.text().await.unwrap_or_default().contains(&secret));
+    let logs = crate::logs::captured();
+    let token = link.split("token=").nth(1).expect("token");
+    for (what, value) in [
+        ("the operator key", OPERATOR_KEY),
+        ("the link's token", token),
+        (
+            "the console cookie",
+            console.split('=').nth(1).expect("value"),
+        ),
+        (
+            "the portal cookie",
+            portal.split('=').nth(1).expect("value"),
+        ),
+        ("the signing secret", secret.as_str()),
+    ] {
+        assert!(!logs.contains(value), "{what} reached the logs");
+    }
+    app.stop().await;
+}

@@ -482,3 +482,92 @@ async fn a_delivery_ca_file_without_certificates_stops_start_up() {
     };
     assert!(err.contains("HOOKWARDEN_DELIVERY_CA_FILE"), "{err}");
 }
+
+/// The console under mTLS: the operator's client certificate alone signs in
+/// (the session cookie is `Secure`), and with another certificate not even
+/// the right key does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_with_the_operators_certificate_only() {
+    let dir = TempDir::new();
+    let ca = DevCa::new("test CA").expect("ca");
+    let server = ca
+        .issue("localhost", &["localhost", "127.0.0.1"], true, None)
+        .expect("server");
+    let operator = ca
+        .issue("ops.internal", &["ops.internal"], false, None)
+        .expect("operator");
+    let intruder = ca
+        .issue("intruder", &["intruder"], false, None)
+        .expect("intruder");
+    let (cert, key, ca_file) = (
+        write(&dir, "server.pem", &server.cert_pem),
+        write(&dir, "server-key.pem", &server.key_pem),
+        write(&dir, "ca.pem", &ca.pem()),
+    );
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            customize: Some(Box::new(move |raw| {
+                raw.set("tls_cert_file", cert);
+                raw.set("tls_key_file", key);
+                raw.set("tls_client_ca_file", ca_file);
+                raw.set("tls_client_auth", "optional");
+                raw.set("operator_client_identity", "ops.internal");
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = |path: &str| format!("https://127.0.0.1:{}{path}", app.addr.port());
+    let ca_pem = ca.pem();
+    let no_redirects = |id: Option<&Issued>| {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"));
+        if let Some(id) = id {
+            let pem = format!("{}{}", id.cert_pem, id.key_pem);
+            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+        }
+        b.build().expect("client")
+    };
+    // The operator's certificate: the page offers it, and it signs in.
+    let ops = no_redirects(Some(&operator));
+    let form = ops.get(url("/console/sign-in")).send().await.expect("form");
+    assert!(form
+        .text()
+        .await
+        .expect("html")
+        .contains("Sign in with your certificate"));
+    let signed = ops
+        .post(url("/console/sign-in"))
+        .form(&[("method", "certificate")])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed.status(), reqwest::StatusCode::SEE_OTHER);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Another certificate, or none: the key alone is not enough, nor the button.
+    for client in [no_redirects(Some(&intruder)), no_redirects(None)] {
+        for form in [vec![("key", OPERATOR_KEY)], vec![("method", "certificate")]] {
+            let resp = client
+                .post(url("/console/sign-in"))
+                .form(&form)
+                .send()
+                .await
+                .expect("sign in");
+            assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+            assert!(resp.headers().get("set-cookie").is_none());
+        }
+    }
+    app.stop().await;
+}

@@ -124,6 +124,18 @@ pub(super) async fn redeem_link(
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<PortalLink>> {
+    // An unknown, used or expired token (what anyone can send) takes a read,
+    // never a row lock or a write.
+    let usable: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM hook.portal_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(&s.pool)
+    .await?;
+    if usable.is_none() {
+        return Ok(None);
+    }
     // One statement: a concurrent redeem waits for the row lock, then sees
     // `used_at` set (READ COMMITTED re-checks the WHERE on the new row).
     let sql = format!(

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::ingress::*;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
 use crate::rows::{self, Columns, AUDIT_COLUMNS, INTEGRATION_COLUMNS, JOB_COLUMNS};
+use crate::search::{self, Dialect};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
@@ -324,16 +325,20 @@ impl IngressStore for SqliteStore {
         Ok(r)
     }
 
-    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> Result<Page<AuditRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        ))
-        .bind(after_seq.unwrap_or(0))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.readers)
-        .await?;
+    async fn list_audit(&self, q: &AuditQuery) -> Result<Page<AuditRecord>> {
+        let w = search::audit(Dialect::Sqlite, q);
+        let order = if q.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_entries a WHERE {} ORDER BY a.seq {order} LIMIT {}",
+            w.sql(),
+            i64::from(q.limit) + 1
+        );
+        let rows = w
+            .bind_to(sqlx::query(&sql))
+            .fetch_all(&self.readers)
+            .await?;
         let items = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(items, limit, |a| a.seq.to_string()))
+        Ok(Page::from_rows(items, q.limit, |a| a.seq.to_string()))
     }
 
     async fn audit_chain(&self) -> Result<Vec<AuditRecord>> {

@@ -128,6 +128,18 @@ pub(super) async fn redeem_link(
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<PortalLink>> {
+    // An unknown, used or expired token (what anyone can send) is answered
+    // by a reader: it never waits for, nor holds, the one writer.
+    let usable: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM portal_links WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+    )
+    .bind(token_hash)
+    .bind(ms(now))
+    .fetch_optional(&s.readers)
+    .await?;
+    if usable.is_none() {
+        return Ok(None);
+    }
     // One statement on the one writer: a second redeem finds `used_at` set.
     let sql = format!(
         "UPDATE portal_links SET used_at = ?2 \

@@ -25,6 +25,21 @@ pub fn parse_time(name: &str, s: Option<&str>) -> ApiResult<Option<DateTime<Utc>
     .transpose()
 }
 
+/// A text filter matched exactly: 1 to `max` characters, else a 400 naming
+/// the parameter.
+pub fn parse_text(name: &str, s: Option<String>, max: usize) -> ApiResult<Option<String>> {
+    s.map(|s| {
+        if (1..=max).contains(&s.chars().count()) {
+            Ok(s)
+        } else {
+            Err(ApiError::Validation(format!(
+                "{name} must be 1 to {max} characters"
+            )))
+        }
+    })
+    .transpose()
+}
+
 /// Who asked for an operator action and why, kept in the audit trail.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

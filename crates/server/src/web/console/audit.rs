@@ -39,7 +39,7 @@ pub async fn show(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
         ("target", f.target.as_str()),
         ("from", from.as_str()),
         ("to", to.as_str()),
-        ("sort", "desc"),
+        ("sort", "-createdAt"),
         ("cursor", f.cursor.as_str()),
         ("limit", "50"),
     ];

@@ -53,7 +53,7 @@ pub async fn list(Console(ctx): Console, Query(d): Query<Done>) -> Response {
 
 fn humantime(d: std::time::Duration) -> String {
     let s = d.as_secs();
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{} h", s / 3600)
     } else {
         format!("{} min", s.div_ceil(60))

@@ -145,16 +145,12 @@ fn secret_page(ctx: &Ctx, id: &str, title: &str, message: &str, secret: &Value) 
 pub async fn create(Portal(ctx): Portal, Form(f): Form<Fields>) -> Response {
     let body = json!({ "url": f.get("url"), "eventTypes": event_types(&f), "description": f.get("description") });
     match ctx.api.post("/v1/webhooks", body).await {
-        Ok(w) => {
-            let id = w["id"].as_str().unwrap_or_default().to_owned();
-            secret_page(
-                &ctx,
-                &id,
-                "Endpoint added",
-                "We will send your events there from now on.",
-                &w["secret"],
-            )
-        }
+        // The secret stays hidden until asked for (an audited reveal).
+        Ok(w) => Redirect::to(&format!(
+            "/portal/endpoints/{}?done=added",
+            seg(w["id"].as_str().unwrap_or_default())
+        ))
+        .into_response(),
         Err(e) if e.status.is_client_error() => {
             let catalog = catalog_names(&ctx).await;
             let body = html! {
@@ -297,6 +293,12 @@ pub async fn show(
     };
     let notice = match l.done.as_str() {
         "saved" => Some(page::done("Saved.")),
+        "added" => Some(page::done(
+            "Endpoint added: we send your events there from now on. Reveal its signing secret to check our signatures.",
+        )),
+        "rotated" => Some(page::done(
+            "Secret rotated: requests carry both signatures until the old secret's grace ends. Reveal the new one to check them.",
+        )),
         "test" => Some(page::done(
             "Test event sent: it appears in the delivery log below.",
         )),
@@ -369,13 +371,9 @@ pub async fn rotate(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
         .call(Method::PATCH, &path, Some(json!({ "rotateSecret": true })))
         .await
     {
-        Ok(w) => secret_page(
-            &ctx,
-            &id,
-            "Secret rotated",
-            "Requests are signed with both secrets until the old one's grace ends.",
-            &w["secret"],
-        ),
+        Ok(_) => {
+            Redirect::to(&format!("/portal/endpoints/{}?done=rotated", seg(&id))).into_response()
+        }
         Err(e) => ctx.fail(ACTIVE, &e),
     }
 }
