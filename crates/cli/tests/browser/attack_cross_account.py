@@ -33,9 +33,11 @@ def add_endpoint(page, target):
     page.get_by_label("Endpoint URL").fill(target)
     page.get_by_label("All event types").check()
     follow(page, page.get_by_role("button", name="Add endpoint"))
+    endpoint = path(page)
+    follow(page, page.get_by_role("button", name="Reveal signing secret"))
     secret = page.get_by_test_id("signing-secret").inner_text().strip()
     follow(page, page.get_by_role("link", name="Back to the endpoint"))
-    return path(page), secret
+    return endpoint, secret
 
 
 def not_found(text, what):

@@ -89,7 +89,6 @@ with Attacker() as attacker, browser() as page:
     page.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/csrf")
     page.get_by_label("All event types").check()
     follow(page, page.get_by_role("button", name="Add endpoint"))
-    follow(page, page.get_by_role("link", name="Back to the endpoint"))
     endpoint = path(page)
 
     console_delete = url("/console/integrations/csrf-target/delete")

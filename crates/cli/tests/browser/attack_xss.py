@@ -15,6 +15,7 @@ from harness import (
     heading,
     new_page,
     operator,
+    path,
     portal_link,
     reload_until,
     send_stripe,
@@ -62,9 +63,8 @@ with browser() as tenant:
     tenant.get_by_label("Description").fill(DESCRIPTION)
     tenant.get_by_label("All event types").check()
     follow(tenant, tenant.get_by_role("button", name="Add endpoint"))
-    check(heading(tenant) == "Endpoint added", f"adding the endpoint led to {heading(tenant)!r}")
-    follow(tenant, tenant.get_by_role("link", name="Back to the endpoint"))
-    webhook_id = tenant.url.rsplit("/", 1)[1]
+    check(heading(tenant) == "Endpoint", f"adding the endpoint led to {heading(tenant)!r}")
+    webhook_id = path(tenant).rsplit("/", 1)[1]
     check(tenant.get_by_label("Description").input_value() == DESCRIPTION, "the description field does not hold the text")
     unharmed(tenant, "the portal's endpoint page")
     response = tenant.goto(url("/portal"))

@@ -48,12 +48,9 @@ with Receiver() as rx, browser() as page:
     page.get_by_label("Description").fill("Orders service")
     page.get_by_label("All event types").check()
     follow(page, page.get_by_role("button", name="Add endpoint"))
-    check(heading(page) == "Endpoint added", f"adding an endpoint led to {heading(page)!r}")
-    secret = page.get_by_test_id("signing-secret").inner_text().strip()
-    check(secret.startswith("whsec_"), f"the signing secret shown is {secret[:8]!r}…, not whsec_…")
-    follow(page, page.get_by_role("link", name="Back to the endpoint"))
-    check(heading(page) == "Endpoint", f"the endpoint's heading is {heading(page)!r}")
-    check(secret not in page.content(), "the endpoint's page shows the signing secret unasked")
+    check(heading(page) == "Endpoint", f"adding an endpoint led to {heading(page)!r}")
+    check("Endpoint added" in page.locator("[role=status]").inner_text(), "no confirmation of the new endpoint")
+    check("whsec_" not in page.content(), "the new endpoint's page shows its signing secret unasked")
     endpoint = path(page)
 
     # An address the SSRF rules refuse: the API's refusal, as a form error.
@@ -83,11 +80,11 @@ with Receiver() as rx, browser() as page:
     follow(page, listed.first.get_by_role("link"))
     check(path(page) == endpoint, f"the list's link led to {page.url}")
 
-    # The signing secret, on request.
+    # The signing secret, on request only.
     follow(page, page.get_by_role("button", name="Reveal signing secret"))
     check(heading(page) == "Signing secret", f"revealing the secret led to {heading(page)!r}")
-    revealed = page.get_by_test_id("signing-secret").inner_text().strip()
-    check(revealed == secret, "the revealed secret is not the one shown when the endpoint was added")
+    secret = page.get_by_test_id("signing-secret").inner_text().strip()
+    check(secret.startswith("whsec_"), f"the signing secret shown is {secret[:8]!r}…, not whsec_…")
     follow(page, page.get_by_role("link", name="Back to the endpoint"))
     check(path(page) == endpoint, f"back from the secret led to {page.url}")
 
