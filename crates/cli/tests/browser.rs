@@ -170,3 +170,65 @@ fn harness_selftest() {
 fn smoke() {
     scenario("smoke", &[]);
 }
+
+/// An operator creates a Stripe integration in the console, a signed webhook
+/// appears in the inbound list, its page shows the body and the forwarding
+/// timeline, and a replay with a reason adds a second try. (The forwarding
+/// target is the development sink on the same server: 127.0.0.1 is one of
+/// `Env`'s allowed destinations.)
+#[test]
+fn operator_inbound() {
+    scenario("operator_inbound", &[]);
+}
+
+/// A tenant enters the portal through a minted link, adds an endpoint (a
+/// receiver the scenario runs on 127.0.0.1, one of `Env`'s allowed
+/// destinations), sends a test event, sees it delivered, retries it, reveals
+/// the signing secret; an address the SSRF rules refuse is a form error.
+#[test]
+fn portal_tenant() {
+    scenario("portal_tenant", &[]);
+}
+
+/// Attack: markup and script in an endpoint description, an inbound body
+/// and header, a search and a refused form show as text and run nothing.
+#[test]
+fn attack_xss() {
+    scenario("attack_xss", &[]);
+}
+
+/// Attack: forms forged on another origin (and another site), and POSTs
+/// without the session's CSRF token, are refused; nothing changes.
+#[test]
+fn attack_csrf() {
+    scenario("attack_csrf", &[]);
+}
+
+/// Attack: a portal session opening and acting on another account's
+/// endpoint and delivery sees Not found and changes nothing.
+#[test]
+fn attack_cross_account() {
+    scenario("attack_cross_account", &[]);
+}
+
+/// Attack: a used portal link, a console cookie kept past sign-out, and
+/// sessions revoked from the console's Sessions page no longer open anything.
+#[test]
+fn attack_sessions() {
+    scenario("attack_sessions", &[]);
+}
+
+/// Attack: a console session outlives `HOOKWARDEN_CONSOLE_SESSION_TTL`.
+#[test]
+fn attack_session_ttl() {
+    scenario(
+        "attack_session_ttl",
+        &[("HOOKWARDEN_CONSOLE_SESSION_TTL", "3s")],
+    );
+}
+
+/// Attack: more than 10 sign-in attempts a minute from one client.
+#[test]
+fn attack_sign_in_limit() {
+    scenario("attack_sign_in_limit", &[]);
+}

@@ -10,8 +10,14 @@ script then exits non-zero and the Rust test shows its output.
 """
 
 import contextlib
+import hashlib
+import hmac
+import json
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from urllib.parse import urlparse
 
 from playwright.sync_api import sync_playwright
@@ -182,3 +188,76 @@ def _submit(page, button):
 def heading(page):
     """The text of the page's `<h1>`."""
     return page.locator("h1").first.inner_text().strip()
+
+
+def follow(page, locator):
+    """Clicks `locator` (a link or a submit button) and waits for the page it leads to."""
+    with page.expect_navigation():
+        locator.click()
+
+
+def reload_until(page, cond, what, seconds=10, every=0.5):
+    """Reloads the page every `every` seconds until `cond()` holds (work done
+    in the background, such as a delivery, shows up on a later load); fails
+    naming `what` after `seconds`. Each portal page load costs the account
+    a few requests of its API rate limit (60 a minute by default): poll
+    gently there."""
+    deadline = time.monotonic() + seconds
+    while not cond():
+        check(time.monotonic() < deadline, f"no {what} after {seconds} s of reloading {page.url}")
+        time.sleep(every)
+        page.reload()
+
+
+def api(method, path_, body=None, headers=None):
+    """A plain HTTP request to the server under test (no browser): answers
+    (status, parsed JSON or text). `body` is sent as JSON unless it is bytes."""
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(url(path_), data=data, method=method)
+    if body is not None and not isinstance(body, bytes):
+        req.add_header("content-type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+def operator(method, path_, body=None):
+    """An operator API request with HW_OPERATOR_KEY."""
+    return api(method, path_, body, {"x-internal-api-key": OPERATOR_KEY})
+
+
+def portal_link(account_id, ttl=None):
+    """A fresh single-use portal link for `account_id`, minted with the operator key."""
+    body = {"accountId": account_id}
+    if ttl is not None:
+        body["ttl"] = ttl
+    status, answer = operator("POST", "/api/v1/portal-sessions", body)
+    check(status == 201, f"minting a portal link answered {status}: {answer}")
+    check(answer["url"].startswith(BASE + "/portal/enter?token="), f"the portal link {answer['url']} is not on {BASE}")
+    return answer["url"]
+
+
+def enter_portal(page, link):
+    """Opens a portal link in `page` and waits for the portal's first page."""
+    page.goto(link)
+    page.wait_for_url(url("/portal"))
+
+
+def send_stripe(name, secret, raw, extra_headers=None):
+    """Sends `raw` (text) to integration `name`, signed as Stripe documents it:
+    `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+    Answers the status."""
+    t = str(int(time.time()))
+    mac = hmac.new(secret.encode(), f"{t}.{raw}".encode(), hashlib.sha256).hexdigest()
+    headers = {"content-type": "application/json", "stripe-signature": f"t={t},v1={mac}"}
+    headers.update(extra_headers or {})
+    status, _ = api("POST", f"/api/v1/webhooks/{name}", raw.encode(), headers)
+    return status

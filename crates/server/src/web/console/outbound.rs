@@ -120,7 +120,7 @@ pub fn status_filter(action: &str, current: &str, hidden: &[(&str, &str)]) -> Ma
             @for (k, v) in hidden { input type="hidden" name=(k) value=(v); }
             label { "Status" select name="status" {
                 option value="" { "any" }
-                @for s in ["pending", "delivered", "failed", "dead"] { option value=(s) selected[current == s] { (s) } }
+                @for s in ["pending", "succeeded", "failed", "dead"] { option value=(s) selected[current == s] { (s) } }
             } }
             button type="submit" { "Filter" }
         }

@@ -250,7 +250,7 @@ async fn endpoint_page(
                     td { (text(&d["httpStatus"])) }
                     td { (time(if d["completedAt"].is_null() { &d["dueAt"] } else { &d["completedAt"] })) }
                     td { @if let Some(p) = d["responsePreview"].as_str() { code { (p.chars().take(120).collect::<String>()) } } @else { (text(&d["error"])) } }
-                    td { @if matches!(d["status"].as_str(), Some("failed" | "dead" | "delivered")) {
+                    td { @if matches!(d["status"].as_str(), Some("failed" | "dead" | "succeeded")) {
                         form method="post" action={ "/portal/deliveries/" (seg(d["id"].as_str().unwrap_or_default())) "/retry" } class="inline" {
                             (page::csrf(&ctx.session))
                             input type="hidden" name="endpoint" value=(id);
