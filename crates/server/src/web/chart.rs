@@ -6,8 +6,8 @@ use maud::{html, Markup};
 
 const W: f64 = 600.0;
 const H: f64 = 150.0;
-const PAD_LEFT: f64 = 44.0;
-const PAD_BOTTOM: f64 = 18.0;
+const PAD_LEFT: f64 = 52.0;
+const PAD_BOTTOM: f64 = 22.0;
 const COLOURS: [&str; 4] = ["#1a7f37", "#9a6700", "#b42318", "#0b5cad"];
 
 /// One line: its name and a value per point (`None`: no data there).
@@ -52,10 +52,10 @@ pub fn draw(title: &str, unit: &str, lines: &[Line<'_>], first: &str, last: &str
                 title { (described) }
                 line x1=(PAD_LEFT) y1=(y(0.0)) x2=(W - 4.0) y2=(y(0.0)) stroke="#aab4bf" stroke-width="1" {}
                 line x1=(PAD_LEFT) y1=(y(top)) x2=(W - 4.0) y2=(y(top)) stroke="#e3e8ee" stroke-width="1" {}
-                text x=(PAD_LEFT - 4.0) y=(y(top) + 4.0) text-anchor="end" font-size="10" fill="#5b6570" { (label(top)) }
-                text x=(PAD_LEFT - 4.0) y=(y(0.0)) text-anchor="end" font-size="10" fill="#5b6570" { "0" }
-                text x=(PAD_LEFT) y=(H - 4.0) font-size="10" fill="#5b6570" { (first) }
-                text x=(W - 4.0) y=(H - 4.0) text-anchor="end" font-size="10" fill="#5b6570" { (last) }
+                text x=(PAD_LEFT - 4.0) y=(y(top) + 6.0) text-anchor="end" font-size="15" fill="#5b6570" { (label(top)) }
+                text x=(PAD_LEFT - 4.0) y=(y(0.0)) text-anchor="end" font-size="15" fill="#5b6570" { "0" }
+                text x=(PAD_LEFT) y=(H - 4.0) font-size="15" fill="#5b6570" { (first) }
+                text x=(W - 4.0) y=(H - 4.0) text-anchor="end" font-size="15" fill="#5b6570" { (last) }
                 @for (n, l) in lines.iter().enumerate() {
                     polyline fill="none" stroke=(COLOURS[n % COLOURS.len()]) stroke-width="1.6" stroke-linejoin="round"
                         points=(path(&l.values, x, y)) {}

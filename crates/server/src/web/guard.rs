@@ -19,6 +19,9 @@ pub const MAX_FORM: usize = 1024 * 1024;
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "_csrf";
 
+/// Page requests per minute an account's portal sessions may make together.
+pub const PORTAL_PAGES_PER_MINUTE: u32 = 300;
+
 /// Forms that need no session: signing in.
 const OPEN_FORMS: &[&str] = &["/console/sign-in"];
 
@@ -55,6 +58,24 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
                         "The database did not answer; try again.",
                     ),
                 );
+            }
+        }
+    }
+    // A portal's pages make several API calls each: the account's page
+    // views are metered here, once each, apart from its API budget.
+    if let Some(Signed(s)) = req.extensions().get::<Signed>() {
+        if let (SessionKind::Portal, Some(account)) = (s.kind, &s.account_id) {
+            let key = format!("portal:{account}");
+            if let Err(limited) = web.app.limiter.check(&key, PORTAL_PAGES_PER_MINUTE).await {
+                let mut resp = refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many pages at once; wait a moment and reload.",
+                );
+                let secs = limited.0.as_secs().max(1).to_string();
+                if let Ok(v) = HeaderValue::from_str(&secs) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return secured(&web, kind, resp);
             }
         }
     }

@@ -108,7 +108,7 @@ async fn a_portal_link_works_once_and_sees_one_account(backend: Backend) {
     assert!(cookie.starts_with("hw_portal="));
     // Single use: the same link again is over.
     let again = browser().get(&link).send().await.expect("enter again");
-    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(again.status(), StatusCode::GONE);
     assert!(cookie_of_none(&again));
 
     let (status, list) = page(&app, &cookie, "/portal").await;
@@ -335,7 +335,7 @@ async fn sessions_expire_and_sign_out_ends_them(backend: Backend) {
     let link = mint(&app, "acct_a").await;
     app.clock.advance(std::time::Duration::from_secs(3601));
     let resp = browser().get(&link).send().await.expect("enter");
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.status(), StatusCode::GONE);
     app.stop().await;
 }
 
@@ -439,7 +439,7 @@ async fn a_private_operator_listener_takes_the_console_and_operator_api_off_the_
         .expect("tenant");
     assert_eq!(tenant.status(), StatusCode::UNAUTHORIZED);
     let portal = client.get(app.url("/portal")).send().await.expect("portal");
-    assert_eq!(portal.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(portal.status(), StatusCode::GONE);
     let receive = client
         .post(app.url("/api/v1/webhooks/nobody"))
         .body("{}")

@@ -96,7 +96,7 @@ async fn charts(ctx: &Ctx, day: bool) -> Markup {
         _ => (String::new(), String::new()),
     };
     html! {
-        div class="grid" {
+        div class="grid charts" {
             (draw("Inbound webhooks", per, &[
                 Line { label: "accepted", values: col(|x| x.accepted) },
                 Line { label: "duplicate", values: col(|x| x.duplicate) },

@@ -37,7 +37,7 @@ pub async fn list(Console(ctx): Console, Query(d): Query<Done>) -> Response {
                 td class="id" { (s.actor) }
                 td { (crate::shared::rfc3339(s.created_at)) }
                 td { (crate::shared::rfc3339(s.expires_at)) }
-                td { (page::button(&ctx.session, &format!("/console/sessions/{}/revoke", &s.id_hash[..12]), "Revoke", "secondary", Some("Revoke this session?"))) }
+                td { (page::button(&ctx.session, &format!("/console/sessions/{}/revoke", &s.id_hash[..12]), &format!("Revoke {}", &s.id_hash[..8]), "secondary", Some("Revoke this session?"))) }
             } } }
         } }
         h2 { "End every portal session of an account" }
@@ -45,7 +45,7 @@ pub async fn list(Console(ctx): Console, Query(d): Query<Done>) -> Response {
             (page::csrf(&ctx.session))
             label for="account" { "Account id" }
             input id="account" name="account" type="text" required;
-            div class="actions" { button type="submit" class="danger" { "Revoke the account's portal sessions" } }
+            div class="actions" { button type="submit" class="danger" data-confirm="End every portal session of this account?" { "Revoke the account's portal sessions" } }
         }
     };
     ctx.page("Sessions", ACTIVE, body)

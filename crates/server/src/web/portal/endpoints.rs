@@ -223,6 +223,7 @@ async fn endpoint_page(
         div class="card" { dl class="facts" {
             dt { "URL" } dd class="id" { (text(&w["url"])) }
             dt { "Id" } dd class="id" { (id) }
+            dt { "Description" } dd { (text(&w["description"])) }
             dt { "State" } dd { (state(w, now)) }
             dt { "Secret rotation ends" } dd { (time(&w["secretRotationEndsAt"])) }
             dt { "Created" } dd { (time(&w["createdAt"])) }
@@ -254,7 +255,7 @@ async fn endpoint_page(
                         form method="post" action={ "/portal/deliveries/" (seg(d["id"].as_str().unwrap_or_default())) "/retry" } class="inline" {
                             (page::csrf(&ctx.session))
                             input type="hidden" name="endpoint" value=(id);
-                            button type="submit" class="link" { "Retry" }
+                            button type="submit" class="link" aria-label={ "Retry the delivery of " (d["eventId"].as_str().unwrap_or_default()) } { "Retry" }
                         }
                     } }
                 } } }

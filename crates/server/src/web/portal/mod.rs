@@ -36,10 +36,11 @@ pub fn routes() -> Router<Web> {
 }
 
 /// What a request without a live portal session sees: the link was used,
-/// has expired or was revoked; only the platform can mint a new one.
+/// has expired or was revoked; only the platform can mint a new one. 410,
+/// not 401: it is not a failed authentication to count against the client.
 pub fn ended() -> Response {
     (
-        StatusCode::UNAUTHORIZED,
+        StatusCode::GONE,
         page::notice_page(
             "This page has expired",
             "Your session has ended. Open the webhooks page again from your account to get a new link.",
