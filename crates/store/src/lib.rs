@@ -244,7 +244,8 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// or it was revoked already.
     async fn revoke_web_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool>;
     /// Revokes every live session of `kind`, only those of `account_id`
-    /// when given; answers how many.
+    /// when given; answers how many. For portal sessions, the portal links
+    /// not yet opened (of that account) are spent too.
     async fn revoke_web_sessions(
         &self,
         kind: SessionKind,

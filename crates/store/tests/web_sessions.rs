@@ -192,6 +192,13 @@ async fn revoking_an_account_s_sessions_touches_only_that_account(backend: Backe
             .await
             .expect("create_web_session");
     }
+    let (a_link, b_link) = (
+        link("acct_a", t, Duration::hours(1)),
+        link("acct_b", t, Duration::hours(1)),
+    );
+    for l in [&a_link, &b_link] {
+        s.create_portal_link(l).await.expect("create_portal_link");
+    }
     // The expired one is not live, so it is not counted.
     assert_eq!(
         s.revoke_web_sessions(SessionKind::Portal, Some("acct_a"), t)
@@ -215,6 +222,18 @@ async fn revoking_an_account_s_sessions_touches_only_that_account(backend: Backe
         .get_web_session(&b.id_hash, t)
         .await
         .expect("get_web_session")
+        .is_some());
+    // The account's unopened link is spent with its sessions; another's is not.
+    assert_eq!(
+        s.redeem_portal_link(&a_link.token_hash, t)
+            .await
+            .expect("redeem"),
+        None
+    );
+    assert!(s
+        .redeem_portal_link(&b_link.token_hash, t)
+        .await
+        .expect("redeem")
         .is_some());
     assert!(s
         .get_web_session(&op.id_hash, t)

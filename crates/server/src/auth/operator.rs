@@ -77,6 +77,16 @@ pub fn matching_key(settings: &crate::config::Settings, given: &str) -> Option<S
     matched
 }
 
+/// The ids of the configured keys (as `matching_key` names them): a console
+/// session signed in with a key lasts only while the key is configured.
+pub fn key_ids(settings: &crate::config::Settings) -> Vec<String> {
+    settings
+        .management_api_keys
+        .iter()
+        .map(|key| hex::encode(&Sha256::digest(key.expose_secret().as_bytes())[..4]))
+        .collect()
+}
+
 /// Whether the request's client certificate is the operator's, where one is
 /// required (always true where none is).
 pub fn client_certificate_ok(settings: &crate::config::Settings, parts: &Parts) -> bool {

@@ -116,6 +116,12 @@ impl Settings {
                 "must be between 1 and 10000",
             ));
         }
+        // A console session is a bearer credential: it may not outlive a day.
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400))
+            .contains(&self.console_session_ttl)
+        {
+            return Err(invalid("console_session_ttl", "must be 1s–24h"));
+        }
         if self.poll_interval.is_zero() {
             return Err(invalid("poll_interval", "must be positive"));
         }

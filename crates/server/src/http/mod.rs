@@ -105,7 +105,10 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(op_out::webhooks::get))
         .routes(routes!(op_out::webhooks::disable))
         .routes(routes!(op_out::webhooks::enable))
-        .routes(routes!(operator::portal_sessions::create))
+        .routes(routes!(
+            operator::portal_sessions::create,
+            operator::portal_sessions::revoke
+        ))
         .split_for_parts();
     openapi::complete(&mut doc);
     (router, doc)

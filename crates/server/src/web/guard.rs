@@ -7,7 +7,7 @@ use super::session::{self, Signed};
 use super::Web;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hookwarden_store::model::SessionKind;
@@ -22,8 +22,8 @@ pub const CSRF_FIELD: &str = "_csrf";
 /// Page requests per minute an account's portal sessions may make together.
 pub const PORTAL_PAGES_PER_MINUTE: u32 = 300;
 
-/// Forms that need no session: signing in.
-const OPEN_FORMS: &[&str] = &["/console/sign-in"];
+/// Forms that need no session: signing in, and opening a portal link.
+const OPEN_FORMS: &[&str] = &["/console/sign-in", "/portal/enter"];
 
 pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
@@ -36,30 +36,13 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
         SessionKind::Operator => session::CONSOLE_COOKIE,
         SessionKind::Portal => session::PORTAL_COOKIE,
     };
-    if let Some(token) = session::read_cookie(req.headers(), cookie) {
-        let now = web.app.clock.now();
-        match web
-            .app
-            .store
-            .get_web_session(&session::digest(token), now)
-            .await
-        {
-            Ok(Some(s)) if s.kind == kind => {
-                req.extensions_mut().insert(Signed(s));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error.message = %e, "reading a console session failed");
-                return secured(
-                    &web,
-                    kind,
-                    refused(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "The database did not answer; try again.",
-                    ),
-                );
-            }
+    let asked = Asked::of(&req, cookie);
+    match find_session(&web, asked, kind).await {
+        Ok(Some(found)) => {
+            req.extensions_mut().insert(Signed(found));
         }
+        Ok(None) => {}
+        Err(resp) => return secured(&web, kind, resp),
     }
     // A portal's pages make several API calls each: the account's page
     // views are metered here, once each, apart from its API budget.
@@ -80,7 +63,7 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
         }
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        if !same_origin(req.headers()) {
+        if !same_origin(&web, &req) {
             return secured(
                 &web,
                 kind,
@@ -120,10 +103,13 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
 }
 
 /// A browser names where a form came from (`Origin`, and `Sec-Fetch-Site`
-/// in current browsers); either, when sent, must be this site. A client
+/// in current browsers); either, when sent, must be this site: the host the
+/// request names (`Host`, or the authority of an HTTP/2 request) or the
+/// configured public URL's (a proxy in front may rewrite `Host`). A client
 /// that sends neither is not a browser acting for someone else, and still
 /// needs the CSRF token.
-fn same_origin(headers: &HeaderMap) -> bool {
+fn same_origin(web: &Web, req: &Request) -> bool {
+    let headers = req.headers();
     if let Some(site) = headers.get("sec-fetch-site") {
         if !matches!(site.as_bytes(), b"same-origin" | b"none") {
             return false;
@@ -132,16 +118,140 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    let Some(origin) = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) else {
+        return false;
+    };
+    let origin = authority(&origin);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| url::Url::parse(o).ok())
-        .map(|u| match u.port() {
-            Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
-            None => u.host_str().unwrap_or_default().to_owned(),
-        });
-    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(&o))
+    let uri = req.uri().authority().map(|a| a.as_str());
+    let public = web
+        .app
+        .settings
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| authority(&u));
+    let same = [host, uri, public.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|h| h.eq_ignore_ascii_case(&origin));
+    same
+}
+
+/// `host[:port]` of a URL, the port only when it is not the scheme's own.
+fn authority(u: &url::Url) -> String {
+    match u.port() {
+        Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+        None => u.host_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Unknown cookies a client may send per minute before it is answered 429
+/// (each costs a database read).
+const UNKNOWN_COOKIES_PER_MINUTE: u32 = 120;
+
+/// The live session the request's cookie names, if any. A cookie that is
+/// not one of our tokens costs nothing; an unknown one a read, and a client
+/// sending many is limited like a failed authentication. A console session
+/// lasts only while its way in does: its key is still configured, and the
+/// operator's client certificate, where one is required, comes with every
+/// request.
+/// What the session lookup needs of a request, taken before it awaits.
+struct Asked {
+    token: Option<String>,
+    client: String,
+    identity: Option<crate::shared::client_identity::ClientIdentity>,
+}
+
+impl Asked {
+    fn of(req: &Request, cookie: &str) -> Self {
+        let token = if req.uri().path().starts_with("/assets/") {
+            None
+        } else {
+            session::read_cookie(req.headers(), cookie)
+                .filter(|t| session::well_formed(t))
+                .map(str::to_owned)
+        };
+        Self {
+            token,
+            client: req
+                .extensions()
+                .get::<crate::http::client_addr::ClientAddr>()
+                .map(|c| hookwarden_core::client_addr::limit_key(c.0))
+                .unwrap_or_default(),
+            identity: req
+                .extensions()
+                .get::<crate::shared::client_identity::ClientIdentity>()
+                .cloned(),
+        }
+    }
+}
+
+async fn find_session(
+    web: &Web,
+    asked: Asked,
+    kind: SessionKind,
+) -> Result<Option<hookwarden_store::model::WebSession>, Response> {
+    let Some(token) = asked.token.as_deref() else {
+        return Ok(None);
+    };
+    let now = web.app.clock.now();
+    let found = match web
+        .app
+        .store
+        .get_web_session(&session::digest(token), now)
+        .await
+    {
+        Ok(found) => found.filter(|s| s.kind == kind),
+        Err(e) => {
+            tracing::error!(error.message = %e, "reading a console session failed");
+            return Err(refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database did not answer; try again.",
+            ));
+        }
+    };
+    let Some(found) = found else {
+        let key = format!("web-cookie:{}", asked.client);
+        if web
+            .app
+            .limiter
+            .check(&key, UNKNOWN_COOKIES_PER_MINUTE)
+            .await
+            .is_err()
+        {
+            return Err(refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests; wait a minute.",
+            ));
+        }
+        return Ok(None);
+    };
+    if found.kind == SessionKind::Operator && !operator_still_admitted(web, &asked, &found) {
+        return Ok(None);
+    }
+    Ok(Some(found))
+}
+
+fn operator_still_admitted(
+    web: &Web,
+    asked: &Asked,
+    s: &hookwarden_store::model::WebSession,
+) -> bool {
+    let settings = &web.app.settings;
+    let presented = |required: &String| asked.identity.as_ref().is_some_and(|id| id.is(required));
+    if let Some(required) = &settings.operator_client_identity {
+        if !presented(required) {
+            return false;
+        }
+    }
+    match s.actor.strip_prefix("operator:") {
+        Some("certificate") => settings.operator_client_identity.is_some(),
+        Some(key_id) => crate::auth::operator::key_ids(settings)
+            .iter()
+            .any(|k| k == key_id),
+        None => false,
+    }
 }
 
 fn csrf_ok(form: &Bytes, expected: &str) -> bool {

@@ -12,10 +12,21 @@ pub const PORTAL_COOKIE: &str = "hw_portal";
 
 pub use crate::shared::tokens::{digest, random as new_token};
 
+/// Whether `token` has the form of ours (43 URL-safe characters): any
+/// other cookie or link costs no lookup.
+pub fn well_formed(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Whether clients reach the pages over TLS (here or at a proxy in front).
 pub fn secure(web: &Web) -> bool {
     let s = &web.app.settings;
-    s.tls_cert_file.is_some()
+    // Production is served over TLS, here or at a proxy in front.
+    s.is_production()
+        || s.tls_cert_file.is_some()
         || s.public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))

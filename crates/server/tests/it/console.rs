@@ -102,12 +102,28 @@ async fn a_portal_link_works_once_and_sees_one_account(backend: Backend) {
         .create_webhook("acct_b", "https://example.com/b", &["*"])
         .await;
     let link = mint(&app, "acct_a").await;
-    let first = browser().get(&link).send().await.expect("enter");
-    assert_eq!(first.status(), StatusCode::OK);
+    // Opening the link changes nothing: a scanner's GET neither spends it
+    // nor gets a session; the page's form does, from this site only.
+    let looked = browser().get(&link).send().await.expect("look");
+    assert_eq!(looked.status(), StatusCode::OK);
+    assert!(cookie_of_none(&looked));
+    let head = browser().head(&link).send().await.expect("head");
+    assert!(cookie_of_none(&head));
+    let token = link.split("token=").nth(1).expect("token").to_owned();
+    let forged = browser()
+        .post(app.url("/portal/enter"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .expect("cross-site enter");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let first = open_link(&app, &link).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
     let cookie = cookie_of(&first);
     assert!(cookie.starts_with("hw_portal="));
     // Single use: the same link again is over.
-    let again = browser().get(&link).send().await.expect("enter again");
+    let again = open_link(&app, &link).await;
     assert_eq!(again.status(), StatusCode::GONE);
     assert!(cookie_of_none(&again));
 
@@ -185,6 +201,20 @@ async fn a_portal_link_works_once_and_sees_one_account(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.stop().await;
+}
+
+/// Opens a portal link as the browser does: the page, then its form.
+async fn open_link(app: &TestApp, link: &str) -> reqwest::Response {
+    let page = browser().get(link).send().await.expect("link page");
+    assert!(cookie_of_none(&page), "a GET of the link set a cookie");
+    let token = link.split("token=").nth(1).expect("token");
+    browser()
+        .post(app.url("/portal/enter"))
+        .header("origin", format!("http://{}", app.addr))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("enter")
 }
 
 fn cookie_of_none(resp: &reqwest::Response) -> bool {
@@ -333,8 +363,9 @@ async fn sessions_expire_and_sign_out_ends_them(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
     // A portal link unused past its end is over too.
     let link = mint(&app, "acct_a").await;
-    app.clock.advance(std::time::Duration::from_secs(3601));
-    let resp = browser().get(&link).send().await.expect("enter");
+    app.clock
+        .advance(std::time::Duration::from_secs(15 * 60 + 1));
+    let resp = open_link(&app, &link).await;
     assert_eq!(resp.status(), StatusCode::GONE);
     app.stop().await;
 }
@@ -351,7 +382,7 @@ async fn pages_escape_what_they_show_and_forbid_inline_script(backend: Backend) 
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let link = mint(&app, "acct_x").await;
-    let cookie = cookie_of(&browser().get(&link).send().await.expect("enter"));
+    let cookie = cookie_of(&open_link(&app, &link).await);
     let resp = browser()
         .get(app.url("/portal"))
         .header("cookie", &cookie)
@@ -461,7 +492,7 @@ async fn what_the_pages_handle_never_reaches_the_logs() {
         .create_webhook("acct_logs", "https://example.com/logs", &["*"])
         .await;
     let link = mint(&app, "acct_logs").await;
-    let entered = browser().get(&link).send().await.expect("enter");
+    let entered = open_link(&app, &link).await;
     let portal = cookie_of(&entered);
     let (_, endpoint) = page(&app, &portal, &format!("/portal/endpoints/{mine}")).await;
     assert!(!endpoint.contains(&secret), "no secret without a reveal");
@@ -492,5 +523,107 @@ async fn what_the_pages_handle_never_reaches_the_logs() {
     ] {
         assert!(!logs.contains(value), "{what} reached the logs");
     }
+    app.stop().await;
+}
+
+on_both!(
+    revoking_an_account_ends_its_sessions_and_unopened_links,
+    a_console_session_ends_when_its_key_is_no_longer_configured,
+);
+
+async fn revoking_an_account_ends_its_sessions_and_unopened_links(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let used = mint(&app, "acct_r").await;
+    let portal = cookie_of(&open_link(&app, &used).await);
+    let unopened = mint(&app, "acct_r").await;
+    let other = mint(&app, "acct_other").await;
+    let (status, body, headers) = app
+        .operator(
+            reqwest::Method::DELETE,
+            "/api/v1/portal-sessions?accountId=acct_r",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked"], 1);
+    assert!(headers.get("cache-control").is_none() || headers["cache-control"] != "public");
+    assert_eq!(page(&app, &portal, "/portal").await.0, StatusCode::GONE);
+    assert_eq!(open_link(&app, &unopened).await.status(), StatusCode::GONE);
+    assert_eq!(
+        open_link(&app, &other).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (status, _, _) = app
+        .operator(
+            reqwest::Method::DELETE,
+            "/api/v1/portal-sessions?accountId=bad%20id",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The mint answer is a bearer link: never cached.
+    let (_, _, headers) = app
+        .operator(
+            reqwest::Method::POST,
+            "/api/v1/portal-sessions",
+            Some(json!({"accountId": "acct_r"})),
+        )
+        .await;
+    assert_eq!(headers["cache-control"], "no-store");
+    app.stop().await;
+}
+
+async fn a_console_session_ends_when_its_key_is_no_longer_configured(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cookie = sign_in(&app).await;
+    assert_eq!(page(&app, &cookie, "/console").await.0, StatusCode::OK);
+    // A replica on the same database whose only key is another one.
+    let rotated = TestApp::with(
+        backend,
+        Options {
+            shared: Some((app.database_url.clone(), app.master_key.clone())),
+            customize: Some(Box::new(|raw| {
+                raw.set("management_api_keys", OPERATOR_KEY_OLD);
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        page(&rotated, &cookie, "/console").await.0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(page(&app, &cookie, "/console").await.0, StatusCode::OK);
+    rotated.stop().await;
+    app.stop().await;
+}
+
+/// Forms work over HTTP/2, whose requests carry no `Host` header.
+#[tokio::test]
+async fn forms_work_over_http2() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let resp = h2
+        .post(app.url("/console/sign-in"))
+        .header("origin", format!("http://{}", app.addr))
+        .form(&[("key", OPERATOR_KEY)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cross = h2
+        .post(app.url("/console/sign-in"))
+        .header("origin", "http://evil.example")
+        .form(&[("key", OPERATOR_KEY)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }

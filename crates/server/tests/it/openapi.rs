@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 const ROUTES: &[&str] = &[
     "get /api/v1/audit-chain",
     "post /api/v1/portal-sessions",
+    "delete /api/v1/portal-sessions",
     "get /api/v1/outbound/deliveries",
     "get /api/v1/outbound/deliveries/{id}",
     "post /api/v1/outbound/deliveries/retry",

@@ -520,6 +520,24 @@ async fn the_console_signs_in_with_the_operators_certificate_only() {
         cookie.contains("Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
+    // The session lasts only with the certificate: a stolen cookie alone opens nothing.
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let with = ops
+        .get(url("/console"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .expect("with");
+    assert_eq!(with.status(), reqwest::StatusCode::OK);
+    for client in [no_redirects(None), no_redirects(Some(&intruder))] {
+        let stolen = client
+            .get(url("/console"))
+            .header("cookie", &pair)
+            .send()
+            .await
+            .expect("stolen");
+        assert_eq!(stolen.status(), reqwest::StatusCode::SEE_OTHER);
+    }
     // Another certificate, or none: the key alone is not enough, nor the button.
     for client in [no_redirects(Some(&intruder)), no_redirects(None)] {
         for form in [vec![("key", OPERATOR_KEY)], vec![("method", "certificate")]] {

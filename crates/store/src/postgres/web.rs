@@ -76,6 +76,23 @@ pub(super) async fn revoke_sessions(
         .bind(now)
         .execute(&s.pool)
         .await?;
+    if kind == SessionKind::Portal {
+        // The account's links not opened yet go too: a leaked one must not
+        // outlive the revocation.
+        let scope = if account_id.is_some() {
+            "account_id = $1"
+        } else {
+            "$1::text IS NULL"
+        };
+        let sql = format!(
+            "UPDATE hook.portal_links SET used_at = $2 WHERE {scope} AND used_at IS NULL AND expires_at > $2"
+        );
+        sqlx::query(&sql)
+            .bind(account_id)
+            .bind(now)
+            .execute(&s.pool)
+            .await?;
+    }
     Ok(done.rows_affected())
 }
 

@@ -80,6 +80,23 @@ pub(super) async fn revoke_sessions(
         .bind(ms(now))
         .execute(&s.writer)
         .await?;
+    if kind == SessionKind::Portal {
+        // The account's links not opened yet go too: a leaked one must not
+        // outlive the revocation.
+        let scope = if account_id.is_some() {
+            "account_id = ?1"
+        } else {
+            "?1 IS NULL"
+        };
+        let sql = format!(
+            "UPDATE portal_links SET used_at = ?2 WHERE {scope} AND used_at IS NULL AND expires_at > ?2"
+        );
+        sqlx::query(&sql)
+            .bind(account_id)
+            .bind(ms(now))
+            .execute(&s.writer)
+            .await?;
+    }
     Ok(done.rows_affected())
 }
 

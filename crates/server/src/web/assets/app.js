@@ -22,3 +22,10 @@ document.addEventListener("change", function (e) {
     boxes[i].checked = box.checked;
   }
 });
+// A portal link's page: open the portal at once (the button does it too).
+document.addEventListener("DOMContentLoaded", function () {
+  var form = document.querySelector("form[data-auto-submit]");
+  if (form) {
+    form.submit();
+  }
+});

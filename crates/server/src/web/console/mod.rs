@@ -51,6 +51,10 @@ pub fn routes() -> Router<Web> {
         .route("/console/audit", get(audit::show))
         .route("/console/sessions", get(sessions::list))
         .route(
+            "/console/sessions/revoke-console",
+            post(sessions::revoke_console),
+        )
+        .route(
             "/console/sessions/revoke-account",
             post(sessions::revoke_account),
         )

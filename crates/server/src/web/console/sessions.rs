@@ -37,7 +37,7 @@ pub async fn list(Console(ctx): Console, Query(d): Query<Done>) -> Response {
                 td class="id" { (s.actor) }
                 td { (crate::shared::rfc3339(s.created_at)) }
                 td { (crate::shared::rfc3339(s.expires_at)) }
-                td { (page::button(&ctx.session, &format!("/console/sessions/{}/revoke", &s.id_hash[..12]), &format!("Revoke {}", &s.id_hash[..8]), "secondary", Some("Revoke this session?"))) }
+                td { (page::button(&ctx.session, &format!("/console/sessions/{}/revoke", s.id_hash), &format!("Revoke {}", &s.id_hash[..8]), "secondary", Some("Revoke this session?"))) }
             } } }
         } }
         h2 { "End every portal session of an account" }
@@ -45,7 +45,13 @@ pub async fn list(Console(ctx): Console, Query(d): Query<Done>) -> Response {
             (page::csrf(&ctx.session))
             label for="account" { "Account id" }
             input id="account" name="account" type="text" required;
+            p class="muted" { "Its portal links not opened yet stop working too." }
             div class="actions" { button type="submit" class="danger" data-confirm="End every portal session of this account?" { "Revoke the account's portal sessions" } }
+        }
+        h2 { "End every console session" }
+        div class="card" {
+            p { "Every operator signed in to the console, you too, must sign in again (after a key was changed, say). A session also ends by itself once its key is no longer configured." }
+            (page::button(&ctx.session, "/console/sessions/revoke-console", "End every console session", "danger", Some("Sign every operator out, you too?")))
         }
     };
     ctx.page("Sessions", ACTIVE, body)
@@ -60,21 +66,23 @@ fn humantime(d: std::time::Duration) -> String {
     }
 }
 
-/// Revokes a session named by the first 12 hex digits of its digest (the
-/// page never holds a token; the prefix names one session among the live ones).
-pub async fn revoke(Console(ctx): Console, Path(prefix): Path<String>) -> Response {
+/// Revokes one live session, named by its digest (a digest opens nothing:
+/// the page never holds a token).
+pub async fn revoke(Console(ctx): Console, Path(id_hash): Path<String>) -> Response {
     let now = ctx.web.app.clock.now();
-    let live = ctx
-        .web
-        .app
-        .store
-        .list_web_sessions(None, now, 1000)
-        .await
-        .unwrap_or_default();
-    let Some(s) = live
-        .into_iter()
-        .find(|s| s.id_hash.starts_with(&prefix) && prefix.len() == 12)
-    else {
+    let is_digest = id_hash.len() == 64 && id_hash.bytes().all(|b| b.is_ascii_hexdigit());
+    let found = if is_digest {
+        ctx.web
+            .app
+            .store
+            .get_web_session(&id_hash, now)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let Some(s) = found else {
         return ctx.fail(
             ACTIVE,
             &crate::web::api::Failure {
@@ -83,6 +91,7 @@ pub async fn revoke(Console(ctx): Console, Path(prefix): Path<String>) -> Respon
             },
         );
     };
+    let prefix = &s.id_hash[..12];
     if let Err(e) = ctx.web.app.store.revoke_web_session(&s.id_hash, now).await {
         tracing::error!(error.message = %e, "revoking a session failed");
     }
@@ -99,6 +108,28 @@ pub async fn revoke(Console(ctx): Console, Path(prefix): Path<String>) -> Respon
         return Redirect::to("/console/sign-in").into_response();
     }
     Redirect::to("/console/sessions?done=revoked").into_response()
+}
+
+/// Ends every console session, the caller's too (a key thought leaked).
+pub async fn revoke_console(Console(ctx): Console) -> Response {
+    let now = ctx.web.app.clock.now();
+    let n = ctx
+        .web
+        .app
+        .store
+        .revoke_web_sessions(SessionKind::Operator, None, now)
+        .await
+        .unwrap_or(0);
+    crate::shared::audit::record(
+        ctx.web.app.store.as_ref(),
+        &ctx.session.actor,
+        "session.revoke_console",
+        "console",
+        &ctx.request_id,
+        serde_json::json!({ "revoked": n }),
+    )
+    .await;
+    Redirect::to("/console/sign-in").into_response()
 }
 
 pub async fn revoke_account(Console(ctx): Console, Form(f): Form<Fields>) -> Response {

@@ -77,10 +77,16 @@ pub async fn submit(
         .get::<ClientAddr>()
         .map(|c| c.0.to_string())
         .unwrap_or_default();
+    // Per client as every limit counts one: an IPv6 /64 is one client.
+    let limit_key = parts
+        .extensions
+        .get::<ClientAddr>()
+        .map(|c| hookwarden_core::client_addr::limit_key(c.0))
+        .unwrap_or_default();
     if let Err(limited) = web
         .app
         .limiter
-        .check(&format!("console-sign-in:{client}"), ATTEMPTS_PER_MINUTE)
+        .check(&format!("console-sign-in:{limit_key}"), ATTEMPTS_PER_MINUTE)
         .await
     {
         let secs = limited.0.as_secs().max(1);

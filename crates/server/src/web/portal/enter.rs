@@ -5,7 +5,7 @@ use crate::web::ctx::Portal;
 use crate::web::page;
 use crate::web::session;
 use crate::web::Web;
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use hookwarden_store::model::SessionKind;
@@ -18,19 +18,34 @@ pub struct Link {
     token: String,
 }
 
+/// `GET /portal/enter?token=…`: a page whose form (sent by our script at
+/// once, or by the button) redeems the link. A GET changes nothing: link
+/// scanners and previews that fetch it neither spend the link nor get a
+/// session, and another site cannot sign a browser into an account (the
+/// POST must come from this site).
+pub async fn open(Query(link): Query<Link>) -> Response {
+    if !session::well_formed(&link.token) {
+        return super::ended();
+    }
+    let body = html! {
+        h1 { "Your webhooks" }
+        form method="post" action="/portal/enter" data-auto-submit {
+            input type="hidden" name="token" value=(link.token);
+            p { "Opening your webhooks…" }
+            button type="submit" { "Open" }
+        }
+    };
+    page::bare("Your webhooks", body).into_response()
+}
+
+/// `POST /portal/enter`: the single-use link becomes a session.
 pub async fn enter(
     State(web): State<Web>,
     axum::Extension(request_id): axum::Extension<crate::http::request_id::RequestId>,
-    Query(link): Query<Link>,
+    Form(link): Form<Link>,
 ) -> Response {
     let now = web.app.clock.now();
-    // Our tokens are 43 URL-safe characters: anything else costs no lookup.
-    let well_formed = link.token.len() == 43
-        && link
-            .token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !well_formed {
+    if !session::well_formed(&link.token) {
         return super::ended();
     }
     let redeemed = match web
@@ -74,20 +89,14 @@ pub async fn enter(
         serde_json::json!({ "expiresAt": crate::shared::rfc3339(s.expires_at) }),
     )
     .await;
-    // A page of our own, not a redirect: the next request is then made by
-    // this site, so the browser sends the SameSite=Strict cookie with it
-    // even when the link was opened from another site.
-    let body = html! {
-        meta http-equiv="refresh" content="0; url=/portal";
-        h1 { "Opening your webhooks…" }
-        p { a href="/portal" { "Continue" } }
-    };
+    // Answered to a form of this site: the redirect is a same-site
+    // navigation, which carries the SameSite=Strict cookie.
     (
         [(
             header::SET_COOKIE,
             session::set_cookie(&web, SessionKind::Portal, &token, s.expires_at, now),
         )],
-        page::bare("Opening", body),
+        Redirect::to("/portal"),
     )
         .into_response()
 }

@@ -16,7 +16,7 @@ use axum::Router;
 
 pub fn routes() -> Router<Web> {
     Router::new()
-        .route("/portal/enter", get(enter::enter))
+        .route("/portal/enter", get(enter::open).post(enter::enter))
         .route("/portal/sign-out", post(enter::sign_out))
         .route("/portal", get(endpoints::list))
         .route("/portal/catalog", get(endpoints::catalog))
