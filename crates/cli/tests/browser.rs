@@ -187,7 +187,11 @@ fn operator_inbound() {
 /// the signing secret; an address the SSRF rules refuse is a form error.
 #[test]
 fn portal_tenant() {
-    scenario("portal_tenant", &[]);
+    // The platform's pages link to the portal: their links open it at once.
+    scenario(
+        "portal_tenant",
+        &[("HOOKWARDEN_PORTAL_FRAME_ANCESTORS", "http://platform.test")],
+    );
 }
 
 /// Attack: markup and script in an endpoint description, an inbound body

@@ -270,6 +270,18 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PortalLink>>;
+    /// Spends the link and starts its portal session (digest `id_hash`,
+    /// its CSRF token, the link's account, ending at the link's creation
+    /// plus its `session_ttl_seconds`) in one transaction, so that
+    /// `revoke_web_sessions` for the account sees both or neither. `None`
+    /// if the link is unknown, used already, or expired at `now`.
+    async fn open_portal_link(
+        &self,
+        token_hash: &str,
+        id_hash: &str,
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>>;
     /// Deletes sessions that expired or were revoked, and portal links that
     /// expired, more than `PRUNE_GRACE` (a day) before `now`, in batches of at most
     /// `PRUNE_BATCH` rows per statement; answers how many rows went.

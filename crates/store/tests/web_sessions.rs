@@ -19,6 +19,7 @@ on_both!(
     an_expired_link_is_not_redeemable,
     pruning_removes_only_rows_a_day_past_their_end,
     pruning_works_through_a_backlog_in_batches,
+    opening_a_link_spends_it_and_starts_its_session_at_once,
 );
 
 async fn store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -541,5 +542,76 @@ async fn pruning_works_through_a_backlog_in_batches(backend: Backend) {
             .await
             .expect("list_web_sessions"),
         vec![live]
+    );
+}
+
+/// The portal's entry: the link spent and its session stored together (so
+/// a revocation of the account sees both or neither), once, for the link's
+/// account and until the link's creation plus its session length.
+async fn opening_a_link_spends_it_and_starts_its_session_at_once(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let t = now();
+    let l = link("acct_open", t, Duration::minutes(15));
+    s.create_portal_link(&l).await.expect("create_portal_link");
+    let opened = s
+        .open_portal_link(&l.token_hash, "a".repeat(64).as_str(), "csrf-token", t)
+        .await
+        .expect("open_portal_link")
+        .expect("a session");
+    assert_eq!(opened.kind, SessionKind::Portal);
+    assert_eq!(opened.account_id.as_deref(), Some("acct_open"));
+    assert_eq!(opened.actor, "portal:acct_open");
+    assert_eq!(
+        opened.expires_at,
+        l.created_at + Duration::seconds(l.session_ttl_seconds)
+    );
+    assert_eq!(
+        s.get_web_session(&opened.id_hash, t).await.expect("get"),
+        Some(opened.clone())
+    );
+    // Spent: neither a second opening nor a redeem gets anything.
+    assert_eq!(
+        s.open_portal_link(&l.token_hash, "b".repeat(64).as_str(), "x", t)
+            .await
+            .expect("again"),
+        None
+    );
+    assert_eq!(
+        s.redeem_portal_link(&l.token_hash, t)
+            .await
+            .expect("redeem"),
+        None
+    );
+    assert_eq!(
+        s.get_web_session(&"b".repeat(64), t).await.expect("get"),
+        None
+    );
+    // Unknown and expired links open nothing.
+    assert_eq!(
+        s.open_portal_link(&"c".repeat(64), "d".repeat(64).as_str(), "x", t)
+            .await
+            .expect("unknown"),
+        None
+    );
+    let late = link("acct_open", t - Duration::hours(1), Duration::minutes(15));
+    s.create_portal_link(&late)
+        .await
+        .expect("create_portal_link");
+    assert_eq!(
+        s.open_portal_link(&late.token_hash, "e".repeat(64).as_str(), "x", t)
+            .await
+            .expect("expired"),
+        None
+    );
+    // Revoking the account ends the session it started.
+    assert_eq!(
+        s.revoke_web_sessions(SessionKind::Portal, Some("acct_open"), t)
+            .await
+            .expect("revoke"),
+        1
+    );
+    assert_eq!(
+        s.get_web_session(&opened.id_hash, t).await.expect("get"),
+        None
     );
 }

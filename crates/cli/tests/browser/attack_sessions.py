@@ -64,9 +64,17 @@ with browser() as tenant:
     enter_portal(tenant, link)
     check(heading(tenant) == "Endpoints", f"the link opened {heading(tenant)!r}")
     thief = new_page(b)
-    thief.goto(link)  # the link's page sends its form at once
-    thief.wait_for_url(url("/portal/enter"))
+    thief.goto(link)  # not from the platform's pages: a button to press
+    follow(thief, thief.get_by_role("button", name="Open the webhook settings"))
     check(heading(thief) == ENDED, f"a used link opened {heading(thief)!r}")
+    # Login CSRF: a link sent to a browser with a session of its own opens
+    # nothing by itself, and says which session it would end.
+    lure = portal_link("acct_sessions_lure")
+    tenant.goto(lure)
+    tenant.wait_for_timeout(500)
+    check(path(tenant) == "/portal/enter", f"a foreign link moved on by itself to {tenant.url}")
+    check("acct_sessions" in tenant.locator("main").inner_text(), "the link's page does not name the session it would end")
+    tenant.goto(url("/portal"))
     check(portal_ended(thief), "the used link gave the second browser a session")
     check(not portal_ended(tenant), "opening the used link again ended the first browser's session")
 

@@ -245,9 +245,21 @@ def portal_link(account_id, ttl=None):
     return answer["url"]
 
 
-def enter_portal(page, link):
-    """Opens a portal link in `page` and waits for the portal's first page."""
-    page.goto(link)
+PLATFORM = "http://platform.test"
+
+
+def enter_portal(page, link, from_platform=False):
+    """Opens a portal link in `page` and waits for the portal's first page.
+    Followed from the platform's own page (`from_platform`: a Referer on the
+    origin the scenario lists in HOOKWARDEN_PORTAL_FRAME_ANCESTORS), the
+    link's page opens the portal by itself; otherwise a person presses its
+    button, as this does."""
+    if from_platform:
+        page.goto(link, referer=PLATFORM + "/account/webhooks")
+    else:
+        page.goto(link)
+        check(page.get_by_text("do not open it").count() == 1, "the link's page does not warn before opening")
+        follow(page, page.get_by_role("button", name="Open the webhook settings"))
     page.wait_for_url(url("/portal"))
 
 

@@ -37,7 +37,7 @@ def standard_webhooks_ok(secret, req):
 
 
 with Receiver() as rx, browser() as page:
-    enter_portal(page, portal_link(ACCOUNT))
+    enter_portal(page, portal_link(ACCOUNT), from_platform=True)
     check(heading(page) == "Endpoints", f"the portal opens on {heading(page)!r}")
     check(ACCOUNT in page.inner_text("header"), "the portal does not say which account it shows")
 

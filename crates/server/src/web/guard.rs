@@ -32,18 +32,17 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
     } else {
         SessionKind::Operator
     };
-    let cookie = match kind {
-        SessionKind::Operator => session::CONSOLE_COOKIE,
-        SessionKind::Portal => session::PORTAL_COOKIE,
-    };
+    let (cookie, _) = session::cookie_path(&web, kind);
     let asked = Asked::of(&req, cookie);
-    match find_session(&web, asked, kind).await {
-        Ok(Some(found)) => {
+    let stale = match find_session(&web, asked, kind).await {
+        Ok(Lookup::Live(found)) => {
             req.extensions_mut().insert(Signed(found));
+            false
         }
-        Ok(None) => {}
+        Ok(Lookup::Absent) => false,
+        Ok(Lookup::Stale) => true,
         Err(resp) => return secured(&web, kind, resp),
-    }
+    };
     // A portal's pages make several API calls each: the account's page
     // views are metered here, once each, apart from its API budget.
     if let Some(Signed(s)) = req.extensions().get::<Signed>() {
@@ -98,16 +97,21 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
             req = Request::from_parts(parts, Body::from(bytes));
         }
     }
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if stale && !resp.headers().contains_key(header::SET_COOKIE) {
+        resp.headers_mut()
+            .insert(header::SET_COOKIE, session::clear_cookie(&web, kind));
+    }
     secured(&web, kind, resp)
 }
 
 /// A browser names where a form came from (`Origin`, and `Sec-Fetch-Site`
-/// in current browsers); either, when sent, must be this site: the host the
-/// request names (`Host`, or the authority of an HTTP/2 request) or the
-/// configured public URL's (a proxy in front may rewrite `Host`). A client
-/// that sends neither is not a browser acting for someone else, and still
-/// needs the CSRF token.
+/// in current browsers); either, when sent, must be this site: the scheme
+/// and host this request reached (`Host`, or the authority of an HTTP/2
+/// request; `https` where the listener has TLS), or the configured public
+/// URL's (behind a proxy that terminates TLS or rewrites `Host`, set
+/// `HOOKWARDEN_PUBLIC_URL`). A client that sends neither is not a browser
+/// acting for someone else, and still needs the CSRF token.
 fn same_origin(web: &Web, req: &Request) -> bool {
     let headers = req.headers();
     if let Some(site) = headers.get("sec-fetch-site") {
@@ -121,34 +125,42 @@ fn same_origin(web: &Web, req: &Request) -> bool {
     let Some(origin) = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) else {
         return false;
     };
-    let origin = authority(&origin);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let uri = req.uri().authority().map(|a| a.as_str());
-    let public = web
-        .app
-        .settings
+    let origin = origin.origin().ascii_serialization();
+    let settings = &web.app.settings;
+    let scheme = if settings.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let reached = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .and_then(|host| url::Url::parse(&format!("{scheme}://{host}")).ok())
+        .map(|u| u.origin().ascii_serialization());
+    let public = settings
         .public_url
         .as_deref()
         .and_then(|u| url::Url::parse(u).ok())
-        .map(|u| authority(&u));
-    let same = [host, uri, public.as_deref()]
+        .map(|u| u.origin().ascii_serialization());
+    let same = [reached, public]
         .into_iter()
         .flatten()
-        .any(|h| h.eq_ignore_ascii_case(&origin));
+        .any(|o| o.eq_ignore_ascii_case(&origin));
     same
 }
 
-/// `host[:port]` of a URL, the port only when it is not the scheme's own.
-fn authority(u: &url::Url) -> String {
-    match u.port() {
-        Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
-        None => u.host_str().unwrap_or_default().to_owned(),
-    }
-}
-
-/// Unknown cookies a client may send per minute before it is answered 429
-/// (each costs a database read).
-const UNKNOWN_COOKIES_PER_MINUTE: u32 = 120;
+/// The scope under which the pages count a client's failures (unknown
+/// cookies, links that open nothing), as failed authentications are
+/// counted: past `HOOKWARDEN_FAILED_AUTH_LIMIT_PER_MINUTE`, its cookies and
+/// links are not looked up at all.
+pub const SCOPE: &str = "web";
 
 /// The live session the request's cookie names, if any. A cookie that is
 /// not one of our tokens costs nothing; an unknown one a read, and a client
@@ -159,7 +171,7 @@ const UNKNOWN_COOKIES_PER_MINUTE: u32 = 120;
 /// What the session lookup needs of a request, taken before it awaits.
 struct Asked {
     token: Option<String>,
-    client: String,
+    client: Option<std::net::IpAddr>,
     identity: Option<crate::shared::client_identity::ClientIdentity>,
 }
 
@@ -177,8 +189,7 @@ impl Asked {
             client: req
                 .extensions()
                 .get::<crate::http::client_addr::ClientAddr>()
-                .map(|c| hookwarden_core::client_addr::limit_key(c.0))
-                .unwrap_or_default(),
+                .map(|c| c.0),
             identity: req
                 .extensions()
                 .get::<crate::shared::client_identity::ClientIdentity>()
@@ -187,14 +198,16 @@ impl Asked {
     }
 }
 
-async fn find_session(
-    web: &Web,
-    asked: Asked,
-    kind: SessionKind,
-) -> Result<Option<hookwarden_store::model::WebSession>, Response> {
+async fn find_session(web: &Web, asked: Asked, kind: SessionKind) -> Result<Lookup, Response> {
     let Some(token) = asked.token.as_deref() else {
-        return Ok(None);
+        return Ok(Lookup::Absent);
     };
+    // A client that sent many cookies naming no session gets no more reads.
+    if let Some(ip) = asked.client {
+        if web.app.refusals.blocked(SCOPE, ip).is_some() {
+            return Ok(Lookup::Stale);
+        }
+    }
     let now = web.app.clock.now();
     let found = match web
         .app
@@ -212,25 +225,25 @@ async fn find_session(
         }
     };
     let Some(found) = found else {
-        let key = format!("web-cookie:{}", asked.client);
-        if web
-            .app
-            .limiter
-            .check(&key, UNKNOWN_COOKIES_PER_MINUTE)
-            .await
-            .is_err()
-        {
-            return Err(refused(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests; wait a minute.",
-            ));
+        if let Some(ip) = asked.client {
+            web.app.refusals.failed(SCOPE, ip);
         }
-        return Ok(None);
+        return Ok(Lookup::Stale);
     };
     if found.kind == SessionKind::Operator && !operator_still_admitted(web, &asked, &found) {
-        return Ok(None);
+        return Ok(Lookup::Stale);
     }
-    Ok(Some(found))
+    Ok(Lookup::Live(found))
+}
+
+/// What the request's cookie names.
+enum Lookup {
+    /// No cookie of ours.
+    Absent,
+    /// A cookie that opens nothing (ended, unknown, or its way in gone):
+    /// the answer clears it, so that a browser stops sending it.
+    Stale,
+    Live(hookwarden_store::model::WebSession),
 }
 
 fn operator_still_admitted(

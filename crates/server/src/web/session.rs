@@ -32,10 +32,14 @@ pub fn secure(web: &Web) -> bool {
             .is_some_and(|u| u.starts_with("https://"))
 }
 
-fn cookie_path(kind: SessionKind) -> (&'static str, &'static str) {
-    match kind {
-        SessionKind::Operator => (CONSOLE_COOKIE, "/console"),
-        SessionKind::Portal => (PORTAL_COOKIE, "/portal"),
+/// The cookie's name and path. Over TLS, `__Host-` names (host-only,
+/// `Path=/`, `Secure`): a sibling subdomain cannot set one of ours.
+pub fn cookie_path(web: &Web, kind: SessionKind) -> (&'static str, &'static str) {
+    match (kind, secure(web)) {
+        (SessionKind::Operator, true) => ("__Host-hw_console", "/"),
+        (SessionKind::Portal, true) => ("__Host-hw_portal", "/"),
+        (SessionKind::Operator, false) => (CONSOLE_COOKIE, "/console"),
+        (SessionKind::Portal, false) => (PORTAL_COOKIE, "/portal"),
     }
 }
 
@@ -47,7 +51,7 @@ pub fn set_cookie(
     expires: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> HeaderValue {
-    let (name, path) = cookie_path(kind);
+    let (name, path) = cookie_path(web, kind);
     let age = (expires - now).num_seconds().max(0);
     let secure = if secure(web) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -58,7 +62,7 @@ pub fn set_cookie(
 
 /// The `Set-Cookie` value that removes it.
 pub fn clear_cookie(web: &Web, kind: SessionKind) -> HeaderValue {
-    let (name, path) = cookie_path(kind);
+    let (name, path) = cookie_path(web, kind);
     let secure = if secure(web) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
@@ -66,17 +70,19 @@ pub fn clear_cookie(web: &Web, kind: SessionKind) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The value of cookie `name` in the request, if sent once and well formed.
+/// The value of cookie `name` in the request, if sent once (two would mean
+/// another party set one for a path or domain of its own) and not empty.
 pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| v.len() <= 64 && !v.is_empty())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v);
+    let first = values.next()?;
+    (values.next().is_none() && !first.is_empty() && first.len() <= 64).then_some(first)
 }
 
 /// Stores a new session and answers its token (for the cookie).

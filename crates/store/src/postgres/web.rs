@@ -60,22 +60,11 @@ pub(super) async fn revoke_sessions(
     account_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    // Two statements rather than `$2 IS NULL OR …`: each keeps its index.
-    let scope = if account_id.is_some() {
-        "account_id = $2"
-    } else {
-        "$2::text IS NULL"
-    };
-    let sql = format!(
-        "UPDATE hook.web_sessions SET revoked_at = $3 \
-         WHERE kind = $1 AND {scope} AND revoked_at IS NULL AND expires_at > $3"
-    );
-    let done = sqlx::query(&sql)
-        .bind(kind.as_str())
-        .bind(account_id)
-        .bind(now)
-        .execute(&s.pool)
-        .await?;
+    // One transaction, the links first: a link being opened meanwhile
+    // either is spent here (and opens nothing) or has its session
+    // committed before the sessions are revoked (`open_link` spends a link
+    // and starts its session in one transaction too).
+    let mut tx = s.pool.begin().await?;
     if kind == SessionKind::Portal {
         // The account's links not opened yet go too: a leaked one must not
         // outlive the revocation.
@@ -90,9 +79,26 @@ pub(super) async fn revoke_sessions(
         sqlx::query(&sql)
             .bind(account_id)
             .bind(now)
-            .execute(&s.pool)
+            .execute(&mut *tx)
             .await?;
     }
+    // Two statements rather than `$2 IS NULL OR …`: each keeps its index.
+    let scope = if account_id.is_some() {
+        "account_id = $2"
+    } else {
+        "$2::text IS NULL"
+    };
+    let sql = format!(
+        "UPDATE hook.web_sessions SET revoked_at = $3 \
+         WHERE kind = $1 AND {scope} AND revoked_at IS NULL AND expires_at > $3"
+    );
+    let done = sqlx::query(&sql)
+        .bind(kind.as_str())
+        .bind(account_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -166,6 +172,67 @@ pub(super) async fn redeem_link(
         .fetch_optional(&s.pool)
         .await?;
     row.as_ref().map(rows::portal_link).transpose()
+}
+
+pub(super) async fn open_link(
+    s: &PgStore,
+    token_hash: &str,
+    id_hash: &str,
+    csrf: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<WebSession>> {
+    // An unknown, used or expired token (what anyone can send) takes a read.
+    let usable: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM hook.portal_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(&s.pool)
+    .await?;
+    if usable.is_none() {
+        return Ok(None);
+    }
+    // The link is spent and its session stored in one transaction, so a
+    // revocation of the account sees both or neither.
+    let mut tx = s.pool.begin().await?;
+    let sql = format!(
+        "UPDATE hook.portal_links SET used_at = $2 \
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+         RETURNING {PORTAL_LINK_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(link) = row.as_ref().map(rows::portal_link).transpose()? else {
+        return Ok(None);
+    };
+    let session = WebSession {
+        id_hash: id_hash.to_owned(),
+        kind: SessionKind::Portal,
+        actor: format!("portal:{}", link.account_id),
+        account_id: Some(link.account_id),
+        csrf: csrf.to_owned(),
+        created_at: now,
+        expires_at: link.created_at + chrono::Duration::seconds(link.session_ttl_seconds),
+        revoked_at: None,
+    };
+    sqlx::query(&format!(
+        "INSERT INTO hook.web_sessions ({WEB_SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(&session.id_hash)
+    .bind(session.kind.as_str())
+    .bind(&session.account_id)
+    .bind(&session.actor)
+    .bind(&session.csrf)
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .bind(None::<DateTime<Utc>>)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(session))
 }
 
 pub(super) async fn prune(s: &PgStore, now: DateTime<Utc>) -> Result<u64> {

@@ -462,6 +462,16 @@ impl Store for SqliteStore {
         web::redeem_link(self, token_hash, now).await
     }
 
+    async fn open_portal_link(
+        &self,
+        token_hash: &str,
+        id_hash: &str,
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>> {
+        web::open_link(self, token_hash, id_hash, csrf, now).await
+    }
+
     async fn prune_web_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         web::prune(self, now).await
     }
