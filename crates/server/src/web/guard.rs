@@ -149,11 +149,10 @@ fn same_origin(web: &Web, req: &Request) -> bool {
         .as_deref()
         .and_then(|u| url::Url::parse(u).ok())
         .map(|u| u.origin().ascii_serialization());
-    let same = [reached, public]
+    [reached, public]
         .into_iter()
         .flatten()
-        .any(|o| o.eq_ignore_ascii_case(&origin));
-    same
+        .any(|o| o.eq_ignore_ascii_case(&origin))
 }
 
 /// The scope under which the pages count a client's failures (unknown
