@@ -62,6 +62,8 @@ pub async fn list(Console(ctx): Console, Query(f): Query<Filters>) -> Response {
         ("to", to.as_str()),
         ("deliveryId", q),
         ("cursor", f.cursor.as_str()),
+        // Most recent first: an operator looks for what just arrived.
+        ("sort", "-createdAt"),
         ("limit", "50"),
     ];
     let Listing { items, next, error } = match ctx
