@@ -111,6 +111,7 @@ async fn drive_ingress(
         latencies_us: latencies,
         cpu_seconds: cpu,
         peak_rss_mb: rss,
+        timeline: vec![],
         others: OtherCpu::now().since(others),
     }
 }

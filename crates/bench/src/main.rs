@@ -7,7 +7,9 @@
 //! Usage: `hookwarden-bench [ingress|dispatch|backlog|isolation|memory|all]
 //! [--seconds N] [--events N] [--concurrency N] [--in-flight N]`; `--in-flight`
 //! sets the delivery budget and lets one endpoint use all of it (defaults:
-//! 20 in flight, 5 per endpoint).
+//! 20 in flight, 5 per endpoint). `hookwarden-bench sustained [--lived N]
+//! [--bursts N] [--burst-events N] [--short-seconds N] [--long-seconds N]`
+//! runs the back-to-back load test on one database that has lived.
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 mod backlog;
@@ -18,6 +20,7 @@ mod receiver;
 mod report;
 mod rig;
 mod server;
+mod sustained;
 
 use hookwarden_store::testing::Backend;
 
@@ -74,6 +77,19 @@ async fn main() -> anyhow::Result<()> {
     if which == "isolation" || which == "all" {
         for &backend in &backends {
             isolation::run(backend, seconds).await?;
+        }
+    }
+    // Not part of `all`: it takes minutes per backend.
+    if which == "sustained" {
+        let plan = sustained::Plan {
+            lived: flag("--lived", 100_000),
+            bursts: flag("--bursts", 3),
+            burst_events: flag("--burst-events", 20_000),
+            short_seconds: flag("--short-seconds", 20),
+            long_seconds: flag("--long-seconds", 60),
+        };
+        for &backend in &backends {
+            sustained::run(backend, &plan).await?;
         }
     }
     if which == "memory" || which == "all" {

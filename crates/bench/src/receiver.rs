@@ -7,12 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// What the receiver saw of each timed delivery: when it arrived and how
+/// long after its publish (both in microseconds).
+pub(crate) type Arrivals = Arc<Mutex<Vec<(u64, u64)>>>;
+
 /// A bare server on the same framework: no verification, no storage. It
 /// also serves as the receiver of deliveries (answering after `delay`).
 pub(crate) async fn start_baseline(
     status: u16,
     delay: Duration,
-) -> anyhow::Result<(u16, Arc<AtomicU64>, Arc<Mutex<Vec<u64>>>)> {
+) -> anyhow::Result<(u16, Arc<AtomicU64>, Arrivals)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let count = Arc::new(AtomicU64::new(0));
@@ -28,9 +32,10 @@ pub(crate) async fn start_baseline(
             // Dispatch payloads carry their publish time: publish-to-delivery latency.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                 if let Some(sent) = v["data"]["sentUs"].as_u64() {
+                    let now = now_us();
                     l.lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(now_us().saturating_sub(sent));
+                        .push((now, now.saturating_sub(sent)));
                 }
             }
             axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK)

@@ -9,6 +9,9 @@ pub(crate) struct Figures {
     pub(crate) latencies_us: Vec<u64>,
     pub(crate) cpu_seconds: Option<f64>,
     pub(crate) peak_rss_mb: Option<f64>,
+    /// Deliveries in each second of the run (empty where not counted), so a
+    /// stall shows where an average would hide it.
+    pub(crate) timeline: Vec<u64>,
     /// CPU seconds of everything else on the machine in the run: PostgreSQL's
     /// processes, and this program (load generator, receiver, baseline).
     pub(crate) others: OtherCpu,
@@ -18,8 +21,8 @@ pub(crate) struct Figures {
 /// be read against the two cores it shares.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct OtherCpu {
-    database: f64,
-    bench: f64,
+    pub(crate) database: f64,
+    pub(crate) bench: f64,
 }
 
 impl OtherCpu {
@@ -103,6 +106,18 @@ impl Figures {
             self.pct(0.99),
             self.pct(1.0)
         );
+        if !self.timeline.is_empty() {
+            let per_second: Vec<String> = self.timeline.iter().map(u64::to_string).collect();
+            println!(
+                "  delivered per second (slowest whole second {}): {}",
+                // The last second is cut short by the end of the run.
+                self.timeline[..self.timeline.len() - 1]
+                    .iter()
+                    .min()
+                    .unwrap_or(&0),
+                per_second.join(" ")
+            );
+        }
     }
 }
 

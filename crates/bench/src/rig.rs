@@ -3,13 +3,13 @@
 //! JetStream), a backlog written straight into its database, and one
 //! measured run until every event is delivered.
 
-use crate::receiver::{now_us, start_baseline};
+use crate::receiver::{now_us, start_baseline, Arrivals};
 use crate::report::{proc_usage, Figures, OtherCpu};
 use crate::server::{add_webhook, producer_token, start_hookwarden, Server};
 use hookwarden_store::testing::{Backend, TestDb};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `--in-flight N`, when given.
@@ -23,15 +23,20 @@ pub(crate) struct Rig {
     pub(crate) server: Server,
     client: reqwest::Client,
     received: Arc<AtomicU64>,
-    latencies: Arc<Mutex<Vec<u64>>>,
+    arrivals: Arrivals,
+    receiver_port: u16,
+    /// The account `run` publishes to, and its webhook.
+    account: String,
     webhook_id: String,
     prefilled: u64,
+    /// Publish bodies padded to this many bytes (0: as they come).
+    pub(crate) body_bytes: usize,
 }
 
 impl Rig {
     pub(crate) async fn start(backend: Backend, extra: &[(&str, String)]) -> anyhow::Result<Self> {
         let db = TestDb::new(backend).await;
-        let (rport, received, latencies) = start_baseline(200, Duration::ZERO).await?;
+        let (rport, received, arrivals) = start_baseline(200, Duration::ZERO).await?;
         let mut env = vec![("HOOKWARDEN_POLL_INTERVAL", "50ms".to_string())];
         if let Some(n) = IN_FLIGHT.get() {
             // The budget, all of it usable by one endpoint: capacity, not fairness.
@@ -50,10 +55,22 @@ impl Rig {
                 .pool_max_idle_per_host(64)
                 .build()?,
             received,
-            latencies,
+            arrivals,
+            receiver_port: rport,
+            account: "acct_b".into(),
             webhook_id,
             prefilled: 0,
+            body_bytes: 0,
         })
+    }
+
+    /// Points `run` at a new account with one webhook of its own, as each
+    /// scenario of a sustained run gets (same database, same receiver).
+    pub(crate) async fn fresh_endpoint(&mut self, account: &str) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/hook", self.receiver_port);
+        self.webhook_id = add_webhook(&self.server, account, &url).await?;
+        self.account = account.to_owned();
+        Ok(())
     }
 
     /// Grows the backlog to `total` pending retries of the rig's webhook,
@@ -104,7 +121,7 @@ impl Rig {
     /// Publishes `events` to `account` (flat out, or at a steady `rate`).
     pub(crate) fn publish(
         &self,
-        account: &'static str,
+        account: &str,
         events: u64,
         rate: Option<u64>,
         concurrency: usize,
@@ -113,10 +130,16 @@ impl Rig {
         let url = format!("http://127.0.0.1:{}/v1/events", self.server.port);
         let started = Instant::now();
         let next = Arc::new(AtomicU64::new(0));
+        let body_bytes = self.body_bytes;
         (0..concurrency)
             .map(|_| {
-                let (client, url, token, next) =
-                    (self.client.clone(), url.clone(), token.clone(), next.clone());
+                let (client, url, token, next, account) = (
+                    self.client.clone(),
+                    url.clone(),
+                    token.clone(),
+                    next.clone(),
+                    account.to_owned(),
+                );
                 tokio::spawn(async move {
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -128,8 +151,14 @@ impl Rig {
                             let due = started + Duration::from_secs_f64(n as f64 / r as f64);
                             tokio::time::sleep_until(due.into()).await;
                         }
-                        let body = json!({"accountId": account, "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
-                        let _ = client.post(&url).bearer_auth(&token).json(&body).send().await;
+                        let body = publish_body(&account, n, body_bytes);
+                        let _ = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
                     }
                 })
             })
@@ -178,7 +207,7 @@ impl Rig {
         self.run_with(
             name,
             events,
-            || self.publish("acct_b", events, rate, concurrency),
+            || self.publish(&self.account, events, rate, concurrency),
             alongside,
         )
         .await
@@ -192,7 +221,7 @@ impl Rig {
         publishers: impl FnOnce() -> Vec<tokio::task::JoinHandle<()>>,
         alongside: Vec<tokio::task::JoinHandle<()>>,
     ) -> Figures {
-        self.latencies
+        self.arrivals
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
@@ -200,6 +229,7 @@ impl Rig {
         let (c0, _) = proc_usage(self.server.child.id());
         let others = OtherCpu::now();
         let started = Instant::now();
+        let started_us = now_us();
         for t in publishers() {
             let _ = t.await;
         }
@@ -214,18 +244,41 @@ impl Rig {
             t.abort();
         }
         let (c1, rss) = proc_usage(self.server.child.id());
+        let arrivals = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut timeline = vec![0u64; seconds.ceil() as usize];
+        for (at, _) in &arrivals {
+            let second = (at.saturating_sub(started_us) / 1_000_000) as usize;
+            if let Some(n) = timeline.get_mut(second) {
+                *n += 1;
+            }
+        }
         Figures {
             name,
             count: self.received.load(Ordering::Relaxed) - start_count,
             seconds,
-            latencies_us: self
-                .latencies
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            latencies_us: arrivals.into_iter().map(|(_, l)| l).collect(),
             cpu_seconds: Some(c1 - c0),
             peak_rss_mb: Some(rss),
+            timeline,
             others: OtherCpu::now().since(others),
         }
     }
+}
+
+/// The JSON body publishing event `n` to `account`, stamped with its publish
+/// time and padded to `bytes` (when larger) as a real producer's would be.
+fn publish_body(account: &str, n: u64, bytes: usize) -> String {
+    let mut payload = json!({"n": n, "sentUs": now_us()});
+    let bare = json!({"accountId": account, "eventType": "bench.event", "payload": payload})
+        .to_string()
+        .len();
+    // `,"pad":""` is 9 bytes; the padding fills the rest.
+    if bytes > bare + 9 {
+        payload["pad"] = "x".repeat(bytes - bare - 9).into();
+    }
+    json!({"accountId": account, "eventType": "bench.event", "payload": payload}).to_string()
 }

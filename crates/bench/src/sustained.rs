@@ -1,0 +1,92 @@
+//! The sustained scenario: one database that has lived (10⁵ events
+//! delivered through the API first), then, back to back on it, bursts of
+//! 20,000 events at 32 connections and steady rates at 64 connections, each
+//! with a fresh account and endpoint, publish bodies of 381 bytes — the
+//! independent load test's shape, with per-second delivered counts so a
+//! stall shows.
+
+use crate::report::Figures;
+use crate::rig::Rig;
+use hookwarden_store::testing::Backend;
+
+/// What one sustained run does; the defaults are the load test's.
+pub(crate) struct Plan {
+    /// Events delivered before anything is measured.
+    pub(crate) lived: u64,
+    pub(crate) bursts: u64,
+    pub(crate) burst_events: u64,
+    /// Seconds at each of the short steady rates (200/s, 500/s).
+    pub(crate) short_seconds: u64,
+    /// Seconds at 1,000/s, the rate where the stall was seen.
+    pub(crate) long_seconds: u64,
+}
+
+pub(crate) async fn run(backend: Backend, plan: &Plan) -> anyhow::Result<()> {
+    let mut rig = Rig::start(backend, &[]).await?;
+    rig.body_bytes = 381;
+    println!(
+        "sustained {backend:?}: {} events delivered first, then each scenario on a fresh endpoint",
+        plan.lived
+    );
+    rig.fresh_endpoint("acct_lived").await?;
+    rig.run(
+        format!("lived: {} events flat out", plan.lived),
+        plan.lived,
+        None,
+        32,
+        vec![],
+    )
+    .await
+    .print(None);
+    for i in 1..=plan.bursts {
+        rig.fresh_endpoint(&format!("acct_burst{i}")).await?;
+        let f = rig
+            .run(
+                format!("burst {i}: {} at 32 conns", plan.burst_events),
+                plan.burst_events,
+                None,
+                32,
+                vec![],
+            )
+            .await;
+        f.print(None);
+        print_cpu_per_event(&f);
+    }
+    for (rate, seconds) in [
+        (200, plan.short_seconds),
+        (500, plan.short_seconds),
+        (1000, plan.long_seconds),
+    ] {
+        rig.fresh_endpoint(&format!("acct_steady{rate}")).await?;
+        let f = rig
+            .run(
+                format!("steady {rate}/s for {seconds} s, 64 conns"),
+                rate * seconds,
+                Some(rate),
+                64,
+                vec![],
+            )
+            .await;
+        f.print(None);
+        print_cpu_per_event(&f);
+        // Delivered within the publishing window, as a share of the rate.
+        let on_time: u64 = f.timeline.iter().take(seconds as usize).sum();
+        println!(
+            "  delivered within the {seconds} s: {:.1} % of {}",
+            100.0 * on_time as f64 / (rate * seconds) as f64,
+            rate * seconds
+        );
+    }
+    Ok(())
+}
+
+/// CPU per delivered event, hookwarden and PostgreSQL apart and together.
+fn print_cpu_per_event(f: &Figures) {
+    let n = f.count.max(1) as f64;
+    let ours = f.cpu_seconds.unwrap_or(0.0) * 1e3 / n;
+    let db = f.others.database.max(0.0) * 1e3 / n;
+    println!(
+        "  CPU per event: {:.3} ms (hookwarden {ours:.3} + database {db:.3})",
+        ours + db
+    );
+}
