@@ -140,15 +140,29 @@ async fn complete_one(
     Ok(true)
 }
 
-// Finished tries recorded together: one transaction per batch.
-crate::group_commit::transactional_writer!(
-    Completions,
-    SqlitePool,
-    AttemptResult,
-    bool,
-    "delivery results",
-    complete_one
-);
+/// Finished tries recorded together: one transaction per batch, committed
+/// without a sync of its own (`relaxed.rs`): an outcome lost in a power cut
+/// repeats its try, and the next publish's sync carries it anyway.
+pub(super) struct Completions(pub(super) SqlitePool);
+
+#[async_trait]
+impl BatchWriter for Completions {
+    type Item = AttemptResult;
+    type Outcome = bool;
+    const NAME: &'static str = "delivery results";
+
+    async fn commit(&self, items: &[&AttemptResult]) -> Result<Vec<bool>> {
+        let mut w = super::relaxed::Relaxed::acquire(&self.0).await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            outcomes.push(complete_one(&mut tx, item).await?);
+        }
+        tx.commit().await?;
+        w.finish().await?;
+        Ok(outcomes)
+    }
+}
 
 /// Stores one published event and its first tries inside `tx`.
 async fn publish_one(

@@ -1,6 +1,7 @@
 //! `Store` on SQLite: webhooks, events, delivery tries, event types,
 //! sealed values, web sessions and activity, in the order the trait declares them.
 
+use super::relaxed::Relaxed;
 use super::{activity, ms, web, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
@@ -179,27 +180,31 @@ impl Store for SqliteStore {
                ORDER BY a.due_at LIMIT ?5) \
              RETURNING {ATTEMPT_COLUMNS}"
         );
+        // A lease lost in a power cut only repeats a try (`relaxed.rs`).
+        let mut w = Relaxed::acquire(&self.writer).await?;
         let rows = sqlx::query(&sql)
             .bind(ms(c.lease_until))
             .bind(c.worker_id)
             .bind(ms(c.now))
             .bind(Json(c.exclude_webhooks))
             .bind(i64::from(c.limit))
-            .fetch_all(&self.writer)
+            .fetch_all(w.conn())
             .await?;
+        w.finish().await?;
         rows.iter().map(rows::attempt).collect()
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
+        let mut w = Relaxed::acquire(&self.writer).await?;
         sqlx::query(
             "UPDATE delivery_attempts SET lease_until = NULL, claimed_by = NULL \
              WHERE id IN (SELECT value FROM json_each(?1)) AND claimed_by = ?2 AND status = 'pending'",
         )
         .bind(Json(attempt_ids))
         .bind(worker_id)
-        .execute(&self.writer)
+        .execute(w.conn())
         .await?;
-        Ok(())
+        w.finish().await
     }
 
     async fn complete_attempt(&self, r: &AttemptResult) -> Result<bool> {

@@ -1,6 +1,7 @@
 //! `IngressStore` on SQLite: integrations, inbound events, forwarding jobs,
 //! replays and the audit trail.
 
+use super::relaxed::Relaxed;
 use super::{ms, SqliteStore};
 use crate::error::Result;
 use crate::ingress::*;
@@ -173,27 +174,31 @@ impl IngressStore for SqliteStore {
                  AND provider NOT IN (SELECT value FROM json_each(?4)) \
                ORDER BY due_at LIMIT ?5) RETURNING {JOB_COLUMNS}"
         );
+        // A lease lost in a power cut only repeats a forwarding (`relaxed.rs`).
+        let mut w = Relaxed::acquire(&self.writer).await?;
         let rows = sqlx::query(&sql)
             .bind(ms(c.lease_until))
             .bind(c.worker_id)
             .bind(ms(c.now))
             .bind(Json(c.exclude_webhooks))
             .bind(i64::from(c.limit))
-            .fetch_all(&self.writer)
+            .fetch_all(w.conn())
             .await?;
+        w.finish().await?;
         rows.iter().map(rows::job).collect()
     }
 
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
+        let mut w = Relaxed::acquire(&self.writer).await?;
         sqlx::query(
             "UPDATE processing_jobs SET lease_until = NULL, claimed_by = NULL \
              WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'",
         )
         .bind(job_id)
         .bind(worker_id)
-        .execute(&self.writer)
+        .execute(w.conn())
         .await?;
-        Ok(())
+        w.finish().await
     }
 
     async fn complete_job(&self, r: &AttemptResult) -> Result<bool> {

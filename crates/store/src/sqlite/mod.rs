@@ -5,13 +5,14 @@
 //! `webhooks.rs`, the activity counts' in `activity.rs`), `ingress.rs` the
 //! inbound `IngressStore`, `batch.rs` the group-committed writes, `web.rs`
 //! the console's and portal's sessions, `checkpoint.rs` the WAL's
-//! checkpoints beside the writer.
+//! checkpoints beside the writer, `relaxed.rs` the commits that need no sync.
 
 mod activity;
 mod batch;
 mod checkpoint;
 mod dispatch;
 mod ingress;
+mod relaxed;
 mod web;
 mod webhooks;
 
