@@ -7,16 +7,21 @@
 //! Usage: `hookwarden-bench [ingress|dispatch|backlog|isolation|memory|all]
 //! [--seconds N] [--events N] [--concurrency N] [--in-flight N]`; `--in-flight`
 //! sets the delivery budget and lets one endpoint use all of it (defaults:
-//! 20 in flight, 5 per endpoint).
+//! 20 in flight, 5 per endpoint). The console's pages over a seeded
+//! database (not part of `all`): `hookwarden-bench console [--rows N]
+//! [--repeat N] [--keep]` (10⁶ inbound events, 200 GETs per page; `--keep`
+//! keeps the database and reuses it next time).
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 mod backlog;
+mod console;
 mod dispatch;
 mod ingress;
 mod isolation;
 mod receiver;
 mod report;
 mod rig;
+mod seed;
 mod server;
 
 use hookwarden_store::testing::Backend;
@@ -74,6 +79,16 @@ async fn main() -> anyhow::Result<()> {
     if which == "isolation" || which == "all" {
         for &backend in &backends {
             isolation::run(backend, seconds).await?;
+        }
+    }
+    if which == "console" {
+        let options = console::Options {
+            repeat: flag("--repeat", 200),
+            rows: flag("--rows", 1_000_000),
+            keep: args.iter().any(|a| a == "--keep"),
+        };
+        for &backend in &backends {
+            console::run(backend, &options).await?;
         }
     }
     if which == "memory" || which == "all" {
