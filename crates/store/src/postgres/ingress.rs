@@ -389,4 +389,21 @@ impl IngressStore for PgStore {
             oldest_pending_age_seconds: rows::age_seconds(now, oldest),
         })
     }
+
+    async fn forwarding_backlog(&self, now: DateTime<Utc>) -> Result<ForwardingBacklog> {
+        // Each an index range: the pending jobs' partial index, the status index.
+        let (pending, dead, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM hook.processing_jobs WHERE status = 'pending'), \
+               (SELECT count(*) FROM hook.processing_jobs WHERE status = 'dead'), \
+               (SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending' AND due_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ForwardingBacklog {
+            pending: pending as u64,
+            dead: dead as u64,
+            oldest_pending_age_seconds: rows::age_seconds(now, oldest),
+        })
+    }
 }

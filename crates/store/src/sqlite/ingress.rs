@@ -396,4 +396,21 @@ impl IngressStore for SqliteStore {
             oldest_pending_age_seconds: rows::age_seconds(now, oldest),
         })
     }
+
+    async fn forwarding_backlog(&self, now: DateTime<Utc>) -> Result<ForwardingBacklog> {
+        // Each an index range: the pending jobs' partial index, the status index.
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM processing_jobs WHERE status = 'pending') AS pending, \
+               (SELECT count(*) FROM processing_jobs WHERE status = 'dead') AS dead, \
+               (SELECT min(due_at) FROM processing_jobs WHERE status = 'pending' AND due_at <= ?1) AS oldest",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(ForwardingBacklog {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            dead: row.try_get::<i64, _>("dead")? as u64,
+            oldest_pending_age_seconds: rows::age_seconds(now, row.opt_time("oldest")?),
+        })
+    }
 }
