@@ -42,8 +42,12 @@ impl Db {
 
     pub(crate) async fn exec(&mut self, sql: &str) -> anyhow::Result<()> {
         match self {
-            Self::Sqlite(c) => drop(sqlx::raw_sql(sql).execute(c).await?),
-            Self::Postgres(c) => drop(sqlx::raw_sql(sql).execute(c).await?),
+            Self::Sqlite(c) => {
+                sqlx::raw_sql(sql).execute(c).await?;
+            }
+            Self::Postgres(c) => {
+                sqlx::raw_sql(sql).execute(c).await?;
+            }
         }
         Ok(())
     }
