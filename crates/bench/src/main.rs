@@ -7,18 +7,23 @@
 //! Usage: `hookwarden-bench [ingress|dispatch|backlog|isolation|memory|all]
 //! [--seconds N] [--events N] [--concurrency N] [--in-flight N]`; `--in-flight`
 //! sets the delivery budget and lets one endpoint use all of it (defaults:
-//! 20 in flight, 5 per endpoint). `hookwarden-bench sustained [--lived N]
-//! [--bursts N] [--burst-events N] [--short-seconds N] [--long-seconds N]`
-//! runs the back-to-back load test on one database that has lived.
+//! 20 in flight, 5 per endpoint). Not part of `all`: the console's pages
+//! over a seeded database, `hookwarden-bench console [--rows N] [--repeat N]
+//! [--keep]` (10⁶ inbound events, 200 GETs per page; `--keep` keeps the
+//! database and reuses it next time), and the back-to-back load test on one
+//! database that has lived, `hookwarden-bench sustained [--lived N]
+//! [--bursts N] [--burst-events N] [--short-seconds N] [--long-seconds N]`.
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 mod backlog;
+mod console;
 mod dispatch;
 mod ingress;
 mod isolation;
 mod receiver;
 mod report;
 mod rig;
+mod seed;
 mod server;
 mod sustained;
 
@@ -90,6 +95,16 @@ async fn main() -> anyhow::Result<()> {
         };
         for &backend in &backends {
             sustained::run(backend, &plan).await?;
+        }
+    }
+    if which == "console" {
+        let options = console::Options {
+            repeat: flag("--repeat", 200),
+            rows: flag("--rows", 1_000_000),
+            keep: args.iter().any(|a| a == "--keep"),
+        };
+        for &backend in &backends {
+            console::run(backend, &options).await?;
         }
     }
     if which == "memory" || which == "all" {

@@ -6,7 +6,7 @@
 //! range of the primary key, not a scan of a time column; audit entries are
 //! bounded on the creation time they were hashed with.
 
-use crate::ingress::AuditQuery;
+use crate::ingress::{AuditQuery, EventQuery};
 use crate::model::AttemptStatus;
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -98,6 +98,21 @@ impl Where {
         match self.dialect {
             Dialect::Postgres => format!("{column} COLLATE \"C\""),
             Dialect::Sqlite => column.to_owned(),
+        }
+    }
+
+    /// A placeholder for a time as the dialect stores it: `timestamptz` on
+    /// PostgreSQL, unix milliseconds on SQLite (the store's `ms`).
+    fn time(&mut self, t: DateTime<Utc>) -> String {
+        match self.dialect {
+            Dialect::Postgres => {
+                let p = self.placeholder(t.to_rfc3339_opts(SecondsFormat::Micros, true));
+                format!("{p}::timestamptz")
+            }
+            Dialect::Sqlite => {
+                let p = self.placeholder(t.timestamp_millis().to_string());
+                format!("CAST({p} AS INTEGER)")
+            }
         }
     }
 
@@ -217,6 +232,84 @@ pub(crate) fn events(dialect: Dialect, f: &EventFilter<'_>, before: Option<&str>
     w
 }
 
+/// The page of inbound events `q` asks for: `columns` (over `table`
+/// aliased `e`, with the latest job's `status`) and the values to bind.
+///
+/// Only the filters given are named. A clause that tests its parameter
+/// for NULL, `(? IS NULL OR e.provider = ?)`, hides the index the value
+/// would use from a plan made before the value is known: SQLite then
+/// walked the whole table for a page past the first, and PostgreSQL's
+/// generic plan did the same once the statement was cached.
+pub(crate) fn inbound_page(
+    dialect: Dialect,
+    columns: &str,
+    table: &str,
+    q: &EventQuery,
+) -> (String, Where) {
+    let (cmp, order) = if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let mut w = Where::new(dialect);
+    if let Some(v) = &q.provider {
+        w.bind("e.provider", "=", v.clone());
+    }
+    if let Some(v) = &q.delivery_id {
+        w.bind("e.delivery_id", "=", v.clone());
+    }
+    if let Some(t) = q.from {
+        let t = w.time(t);
+        w.raw(format!("e.received_at >= {t}"));
+    }
+    if let Some(t) = q.to {
+        let t = w.time(t);
+        w.raw(format!("e.received_at < {t}"));
+    }
+    if let Some((t, id)) = &q.after {
+        let t = w.time(*t);
+        let id = w.placeholder(id.clone());
+        // A row comparison: one range of the (received_at, id) index.
+        w.raw(format!("(e.received_at, e.id) {cmp} ({t}, {id})"));
+    }
+    let inner = w.sql();
+    // The status is the latest job's, computed per event: filtered outside.
+    let outer = match q.status {
+        Some(s) => format!("WHERE x.status = {}", w.placeholder(s.as_str().to_owned())),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT * FROM (SELECT {columns} FROM {table} e WHERE {inner}) x {outer} \
+         ORDER BY x.received_at {order}, x.id {order} LIMIT {}",
+        i64::from(q.limit) + 1
+    );
+    (sql, w)
+}
+
+/// Forwarding jobs (of `table` aliased `a`) of one event and/or in one
+/// status, before the cursor `before` (newest id first with `page_sql`).
+/// Only the filters given are named (see `inbound_page`): an event's jobs
+/// are then a range of the (event_id, attempt) index, not a walk of every
+/// job backwards from the newest.
+pub(crate) fn jobs(
+    dialect: Dialect,
+    event_id: Option<&str>,
+    status: Option<AttemptStatus>,
+    before: Option<&str>,
+) -> Where {
+    let mut w = Where::new(dialect);
+    if let Some(v) = event_id {
+        w.bind("a.event_id", "=", v.to_owned());
+    }
+    if let Some(v) = status {
+        w.bind("a.status", "=", v.as_str().to_owned());
+    }
+    if let Some(v) = before {
+        w.bind("a.id", "<", v.to_owned());
+    }
+    w
+}
+
 /// Audit entries (aliased `a`) that `q` selects, past its cursor in its
 /// order. The text filters are exact; the action prefix is a range in byte
 /// order; every one of them is served by an index (migration 0017).
@@ -324,6 +417,47 @@ mod tests {
         assert_eq!(w.binds, ["acct", "dead", "att_x"]);
         let w = events(Dialect::Sqlite, &EventFilter::default(), None);
         assert_eq!(w.sql(), "TRUE");
+    }
+
+    #[test]
+    fn only_the_filters_given_are_named() {
+        let q = EventQuery {
+            descending: true,
+            limit: 50,
+            ..Default::default()
+        };
+        let (sql, w) = inbound_page(Dialect::Sqlite, "e.id", "inbound_events", &q);
+        assert!(!sql.contains("IS NULL"), "{sql}");
+        assert!(sql.contains("WHERE TRUE) x  ORDER BY x.received_at DESC, x.id DESC LIMIT 51"));
+        assert!(w.binds.is_empty());
+        let t = Utc
+            .timestamp_millis_opt(1_700_000_000_123)
+            .single()
+            .expect("t");
+        let q = EventQuery {
+            provider: Some("stripe".into()),
+            status: Some(AttemptStatus::Dead),
+            after: Some((t, "ie_x".into())),
+            descending: true,
+            limit: 10,
+            ..Default::default()
+        };
+        let (sql, w) = inbound_page(Dialect::Postgres, "e.id", "hook.inbound_events", &q);
+        assert!(
+            sql.contains("WHERE e.provider = $1 AND (e.received_at, e.id) < ($2::timestamptz, $3)) x WHERE x.status = $4"),
+            "{sql}"
+        );
+        assert_eq!(
+            w.binds,
+            ["stripe", "2023-11-14T22:13:20.123000Z", "ie_x", "dead"]
+        );
+        let (sql, _) = inbound_page(Dialect::Sqlite, "e.id", "inbound_events", &q);
+        assert!(
+            sql.contains("(e.received_at, e.id) < (CAST(?2 AS INTEGER), ?3)"),
+            "{sql}"
+        );
+        let w = jobs(Dialect::Sqlite, Some("ie_x"), None, None);
+        assert_eq!(w.sql(), "a.event_id = ?1");
     }
 
     #[test]

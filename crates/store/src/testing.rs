@@ -75,6 +75,8 @@ pub struct TestDb {
 enum Cleanup {
     File(std::path::PathBuf),
     Database(String),
+    /// Left in place for the next run (`TestDb::kept`).
+    Keep,
 }
 
 fn unique(prefix: &str) -> String {
@@ -109,6 +111,62 @@ impl TestDb {
         Self {
             url,
             cleanup: Cleanup::File(dir),
+        }
+    }
+
+    /// A database under a fixed `name` that outlives the handle, for data
+    /// worth reusing (the benchmark's seeded rows), and whether it existed
+    /// already. `fresh` drops an existing one first. On SQLite a file in the
+    /// temporary directory, on PostgreSQL a copy of the migrated template.
+    pub async fn kept(backend: Backend, name: &str, fresh: bool) -> (Self, bool) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(name);
+                if fresh {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                std::fs::create_dir_all(&dir)
+                    .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+                let file = dir.join("hookwarden.db");
+                let existed = file.exists();
+                let url = format!("sqlite://{}", file.display());
+                (
+                    Self {
+                        url,
+                        cleanup: Cleanup::Keep,
+                    },
+                    existed,
+                )
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let mut conn = PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin}: {e}"));
+                if fresh {
+                    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await
+                        .expect("drop the kept database");
+                }
+                let existed: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                )
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .expect("look the kept database up");
+                if !existed {
+                    template::copy(&mut conn, &template::name(), name).await;
+                }
+                let _ = conn.close().await;
+                (
+                    Self {
+                        url: database_url(name),
+                        cleanup: Cleanup::Keep,
+                    },
+                    existed,
+                )
+            }
         }
     }
 
@@ -303,6 +361,7 @@ mod template {
 impl Drop for TestDb {
     fn drop(&mut self) {
         match &self.cleanup {
+            Cleanup::Keep => {}
             Cleanup::File(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -195,6 +195,46 @@ async fn jobs_retry_and_replay(backend: Backend) {
         ..replay
     };
     assert!(s.replay(&missing).await.expect("replay").is_none());
+    // The backlog: the pending jobs (the retry, the replay, the other
+    // provider's) and the dead, as the counts of every job have them.
+    let later = Utc::now();
+    let none: [String; 0] = [];
+    let claimed = s
+        .claim_jobs(&Claim {
+            worker_id: "w3",
+            now: later,
+            lease_until: later + Duration::seconds(30),
+            limit: 1,
+            exclude_webhooks: &none,
+        })
+        .await
+        .expect("claim");
+    assert!(s
+        .complete_job(&AttemptResult {
+            attempt_id: claimed[0].id.clone(),
+            worker_id: "w3".into(),
+            status: AttemptStatus::Dead,
+            completed_at: later,
+            next: None,
+            ..result
+        })
+        .await
+        .expect("dead"));
+    let backlog = s.forwarding_backlog(later).await.expect("backlog");
+    let status = s.processing_status(later).await.expect("status");
+    let count = |name: &str| {
+        status
+            .by_status
+            .iter()
+            .find(|(s, _)| s == name)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!((backlog.pending, backlog.dead), (2, 1));
+    assert_eq!((count("pending"), count("dead")), (2, 1));
+    assert_eq!(
+        backlog.oldest_pending_age_seconds,
+        status.oldest_pending_age_seconds
+    );
 }
 
 async fn listing_filters_sorts_and_pages(backend: Backend) {

@@ -124,39 +124,9 @@ impl IngressStore for PgStore {
     }
 
     async fn list_inbound(&self, q: &EventQuery) -> Result<Page<InboundEvent>> {
-        let (cmp, order) = if q.descending {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
-        // Only named when given: a clause that tests its parameter for NULL
-        // could not use the delivery id index (migration 0016) in a plan
-        // made before the value is known.
-        let by_delivery = if q.delivery_id.is_some() {
-            "AND e.delivery_id = $8 "
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT * FROM (SELECT {INBOUND_COLUMNS} FROM hook.inbound_events e \
-               WHERE ($1::text IS NULL OR e.provider = $1) \
-                 AND ($2::timestamptz IS NULL OR e.received_at >= $2) AND ($3::timestamptz IS NULL OR e.received_at < $3) \
-                 AND ($4::timestamptz IS NULL OR (e.received_at, e.id) {cmp} ($4, $5::text)) {by_delivery}) x \
-             WHERE ($6::text IS NULL OR x.status = $6) \
-             ORDER BY x.received_at {order}, x.id {order} LIMIT $7"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(&q.provider)
-            .bind(q.from)
-            .bind(q.to)
-            .bind(q.after.as_ref().map(|(t, _)| *t))
-            .bind(q.after.as_ref().map(|(_, id)| id.clone()))
-            .bind(q.status.map(AttemptStatus::as_str))
-            .bind(i64::from(q.limit) + 1);
-        if let Some(id) = &q.delivery_id {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let (sql, w) =
+            search::inbound_page(Dialect::Postgres, INBOUND_COLUMNS, "hook.inbound_events", q);
+        let rows = w.bind_to(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         let items = rows.iter().map(rows::inbound).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, q.limit, |e| {
             format!("{}:{}", e.received_at.timestamp_micros(), e.id)
@@ -230,17 +200,12 @@ impl IngressStore for PgStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM hook.processing_jobs WHERE ($1::text IS NULL OR event_id = $1) \
-             AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        let w = search::jobs(Dialect::Postgres, event_id, status, before);
+        let sql = w.page_sql(
+            &format!("SELECT {JOB_COLUMNS} FROM hook.processing_jobs a"),
+            limit,
         );
-        let rows = sqlx::query(&sql)
-            .bind(event_id)
-            .bind(status.map(AttemptStatus::as_str))
-            .bind(before)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = w.bind_to(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         let items = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit, |j| j.id.clone()))
     }
@@ -421,6 +386,23 @@ impl IngressStore for PgStore {
                 .await?;
         Ok(ProcessingStatus {
             by_status: rows.into_iter().map(|(s, n)| (s, n as u64)).collect(),
+            oldest_pending_age_seconds: rows::age_seconds(now, oldest),
+        })
+    }
+
+    async fn forwarding_backlog(&self, now: DateTime<Utc>) -> Result<ForwardingBacklog> {
+        // Each an index range: the pending jobs' partial index, the status index.
+        let (pending, dead, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM hook.processing_jobs WHERE status = 'pending'), \
+               (SELECT count(*) FROM hook.processing_jobs WHERE status = 'dead'), \
+               (SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending' AND due_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ForwardingBacklog {
+            pending: pending as u64,
+            dead: dead as u64,
             oldest_pending_age_seconds: rows::age_seconds(now, oldest),
         })
     }

@@ -125,39 +125,11 @@ impl IngressStore for SqliteStore {
     }
 
     async fn list_inbound(&self, q: &EventQuery) -> Result<Page<InboundEvent>> {
-        let (cmp, order) = if q.descending {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
-        // Only named when given: a clause that tests its parameter for NULL
-        // could not use the delivery id index (migration 0016) in a plan
-        // made before the value is known.
-        let by_delivery = if q.delivery_id.is_some() {
-            "AND e.delivery_id = ?8 "
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT * FROM (SELECT {INBOUND_COLUMNS} FROM inbound_events e \
-               WHERE (?1 IS NULL OR e.provider = ?1) \
-                 AND (?2 IS NULL OR e.received_at >= ?2) AND (?3 IS NULL OR e.received_at < ?3) \
-                 AND (?4 IS NULL OR (e.received_at, e.id) {cmp} (?4, ?5)) {by_delivery}) x \
-             WHERE (?6 IS NULL OR x.status = ?6) \
-             ORDER BY x.received_at {order}, x.id {order} LIMIT ?7"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(&q.provider)
-            .bind(q.from.map(ms))
-            .bind(q.to.map(ms))
-            .bind(q.after.as_ref().map(|(t, _)| ms(*t)))
-            .bind(q.after.as_ref().map(|(_, id)| id.clone()))
-            .bind(q.status.map(AttemptStatus::as_str))
-            .bind(i64::from(q.limit) + 1);
-        if let Some(id) = &q.delivery_id {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(&self.readers).await?;
+        let (sql, w) = search::inbound_page(Dialect::Sqlite, INBOUND_COLUMNS, "inbound_events", q);
+        let rows = w
+            .bind_to(sqlx::query(&sql))
+            .fetch_all(&self.readers)
+            .await?;
         let items = rows.iter().map(rows::inbound).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, q.limit, |e| {
             format!("{}:{}", e.received_at.timestamp_micros(), e.id)
@@ -244,15 +216,13 @@ impl IngressStore for SqliteStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Page<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE (?1 IS NULL OR event_id = ?1) \
-             AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+        let w = search::jobs(Dialect::Sqlite, event_id, status, before);
+        let sql = w.page_sql(
+            &format!("SELECT {JOB_COLUMNS} FROM processing_jobs a"),
+            limit,
         );
-        let rows = sqlx::query(&sql)
-            .bind(event_id)
-            .bind(status.map(AttemptStatus::as_str))
-            .bind(before)
-            .bind(i64::from(limit) + 1)
+        let rows = w
+            .bind_to(sqlx::query(&sql))
             .fetch_all(&self.readers)
             .await?;
         let items = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
@@ -429,6 +399,23 @@ impl IngressStore for SqliteStore {
         Ok(ProcessingStatus {
             by_status: rows.into_iter().map(|(s, n)| (s, n as u64)).collect(),
             oldest_pending_age_seconds: rows::age_seconds(now, oldest),
+        })
+    }
+
+    async fn forwarding_backlog(&self, now: DateTime<Utc>) -> Result<ForwardingBacklog> {
+        // Each an index range: the pending jobs' partial index, the status index.
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM processing_jobs WHERE status = 'pending') AS pending, \
+               (SELECT count(*) FROM processing_jobs WHERE status = 'dead') AS dead, \
+               (SELECT min(due_at) FROM processing_jobs WHERE status = 'pending' AND due_at <= ?1) AS oldest",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(ForwardingBacklog {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            dead: row.try_get::<i64, _>("dead")? as u64,
+            oldest_pending_age_seconds: rows::age_seconds(now, row.opt_time("oldest")?),
         })
     }
 }

@@ -35,7 +35,8 @@ pub async fn show(Console(ctx): Console, Query(w): Query<Window>) -> Response {
     let now = ctx.web.app.clock.now();
     let day = w.window == "day";
     let queue = ctx.web.app.store.queue_stats(now).await.ok();
-    let inbound = ctx.api.get("/api/v1/processing-status").await.ok();
+    // Not the API's processing status: that counts every job ever made.
+    let inbound = ctx.web.app.store.forwarding_backlog(now).await.ok();
     let states = ctx.web.app.store.webhook_states(now).await.ok();
     let dead = dead_letters(&ctx).await;
     let body = html! {
@@ -55,9 +56,9 @@ pub async fn show(Console(ctx): Console, Query(w): Query<Window>) -> Response {
                 a class="stat" href="/console/dead-letters" { b { (n) } span { "dead letters waiting" } }
             }
             @if let Some(i) = &inbound {
-                (stat("inbound forwards waiting", i["jobs"]["pending"].to_string()))
-                (stat("inbound forwards dead", i["jobs"]["dead"].to_string()))
-                (stat("oldest waiting forward", age(i["oldestPendingAgeSeconds"].as_f64().unwrap_or(0.0))))
+                (stat("inbound forwards waiting", i.pending.to_string()))
+                (stat("inbound forwards dead", i.dead.to_string()))
+                (stat("oldest waiting forward", age(i.oldest_pending_age_seconds)))
             }
         }
         nav class="actions" aria-label="Chart window" {
