@@ -258,8 +258,20 @@ async fn sign_in(client: &Client, base: &str) -> anyhow::Result<String> {
     if let Some(csrf) = hidden(&page, "_csrf") {
         form.push_str(&format!("&_csrf={csrf}"));
     }
+    post_form(client, base, "/console/sign-in", form, "hw_console").await
+}
+
+/// Posts a form of this site as the browser would (same origin) and
+/// answers the session cookie `name` its redirect sets.
+async fn post_form(
+    client: &Client,
+    base: &str,
+    path: &str,
+    form: String,
+    name: &str,
+) -> anyhow::Result<String> {
     let resp = client
-        .post(format!("{base}/console/sign-in"))
+        .post(format!("{base}{path}"))
         .header(ORIGIN, base)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(form)
@@ -267,10 +279,10 @@ async fn sign_in(client: &Client, base: &str) -> anyhow::Result<String> {
         .await?;
     anyhow::ensure!(
         resp.status() == StatusCode::SEE_OTHER,
-        "console sign-in: {}",
+        "{path}: {}",
         resp.status()
     );
-    cookie(&resp, "hw_console").ok_or_else(|| anyhow::anyhow!("no console cookie"))
+    cookie(&resp, name).ok_or_else(|| anyhow::anyhow!("{path}: no {name} cookie"))
 }
 
 /// Opens the portal for `account` as its user would: a link minted with
@@ -297,19 +309,14 @@ async fn enter_portal(client: &Client, base: &str, account: &str) -> anyhow::Res
         .await?;
     let token =
         hidden(&page, "token").ok_or_else(|| anyhow::anyhow!("no token in the link's page"))?;
-    let resp = client
-        .post(format!("{base}/portal/enter"))
-        .header(ORIGIN, base)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status() == StatusCode::SEE_OTHER,
-        "portal enter: {}",
-        resp.status()
-    );
-    cookie(&resp, "hw_portal").ok_or_else(|| anyhow::anyhow!("no portal cookie"))
+    post_form(
+        client,
+        base,
+        "/portal/enter",
+        format!("token={token}"),
+        "hw_portal",
+    )
+    .await
 }
 
 /// The value of the form field `name` in `html` (tokens: no escaping).
