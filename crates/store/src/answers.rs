@@ -9,6 +9,7 @@ use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{NewEvent, PublishOutcome};
 use crate::rows::{self, Columns};
 use chrono::{DateTime, Utc};
+use hookwarden_core::{ids, validate::subscribed};
 use std::collections::{HashMap, HashSet};
 
 /// Each item of a stored inbound batch answered, in order: created when its
@@ -77,4 +78,76 @@ pub(crate) fn first_due(
     paused_until: Option<DateTime<Utc>>,
 ) -> DateTime<Utc> {
     paused_until.map_or(created_at, |p| p.max(created_at))
+}
+
+/// A webhook an event of its account may fan out to.
+pub(crate) struct Subscriber {
+    pub(crate) id: String,
+    pub(crate) account_id: String,
+    pub(crate) event_types: Vec<String>,
+    pub(crate) paused_until: Option<DateTime<Utc>>,
+}
+
+/// The first tries of a batch of events, column by column (for `unnest` on
+/// PostgreSQL, a multi-row `VALUES` on SQLite).
+#[derive(Default)]
+pub(crate) struct FirstTries {
+    pub(crate) ids: Vec<String>,
+    pub(crate) event_ids: Vec<String>,
+    pub(crate) webhook_ids: Vec<String>,
+    pub(crate) account_ids: Vec<String>,
+    pub(crate) at: Vec<DateTime<Utc>>,
+    pub(crate) due: Vec<DateTime<Utc>>,
+    pub(crate) snapshots: Vec<String>,
+}
+
+/// A published batch fanned out: each event stored now (`fresh`) gets a
+/// first try per subscribed webhook of its account and is answered
+/// `Created` with those webhooks; the others are answered `Conflict` here,
+/// for the caller to replace with what the stored event says once the
+/// batch's tries are in.
+pub(crate) fn fan_out(
+    items: &[&NewEvent],
+    fresh: &[bool],
+    webhooks: &[Subscriber],
+) -> (Vec<PublishOutcome>, FirstTries) {
+    let mut tries = FirstTries::default();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (e, fresh) in items.iter().zip(fresh) {
+        if !fresh {
+            outcomes.push(PublishOutcome::Conflict);
+            continue;
+        }
+        let body = crate::snapshot(e).to_string();
+        let mut lanes = Vec::new();
+        let subscribers = webhooks
+            .iter()
+            .filter(|w| w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type));
+        for w in subscribers {
+            tries.ids.push(ids::attempt_id());
+            tries.event_ids.push(e.id.clone());
+            tries.webhook_ids.push(w.id.clone());
+            tries.account_ids.push(e.account_id.clone());
+            tries.at.push(e.created_at);
+            tries.due.push(first_due(e.created_at, w.paused_until));
+            tries.snapshots.push(body.clone());
+            lanes.push(w.id.clone());
+        }
+        outcomes.push(PublishOutcome::Created { webhooks: lanes });
+    }
+    (outcomes, tries)
+}
+
+/// The accounts of the events stored now, each once: whose webhooks a
+/// batch reads.
+pub(crate) fn fresh_accounts(items: &[&NewEvent], fresh: &[bool]) -> Vec<String> {
+    let mut accounts: Vec<String> = items
+        .iter()
+        .zip(fresh)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e.account_id.clone())
+        .collect();
+    accounts.sort();
+    accounts.dedup();
+    accounts
 }

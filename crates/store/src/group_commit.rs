@@ -101,30 +101,3 @@ async fn run<W: BatchWriter>(writer: Arc<W>, rx: Queue<W>) {
         }
     }
 }
-
-/// Declares a `BatchWriter` that runs `$one(&mut tx, item)` for every item
-/// of a batch inside one transaction on its pool: what every backend's
-/// group-committed writes have in common.
-macro_rules! transactional_writer {
-    ($writer:ident, $pool:ty, $item:ty, $outcome:ty, $name:literal, $one:path) => {
-        pub(crate) struct $writer(pub(crate) $pool);
-
-        #[async_trait::async_trait]
-        impl crate::group_commit::BatchWriter for $writer {
-            type Item = $item;
-            type Outcome = $outcome;
-            const NAME: &'static str = $name;
-
-            async fn commit(&self, items: &[&$item]) -> crate::error::Result<Vec<$outcome>> {
-                let mut tx = self.0.begin().await?;
-                let mut outcomes = Vec::with_capacity(items.len());
-                for item in items {
-                    outcomes.push($one(&mut tx, item).await?);
-                }
-                tx.commit().await?;
-                Ok(outcomes)
-            }
-        }
-    };
-}
-pub(crate) use transactional_writer;

@@ -8,10 +8,7 @@ use crate::error::Result;
 use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
-use crate::snapshot;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use hookwarden_core::{ids, validate::subscribed};
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use sqlx::Row;
@@ -173,14 +170,7 @@ impl BatchWriter for Publishes {
         let mut new: HashSet<String> = inserted.into_iter().collect();
         let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
 
-        let mut accounts: Vec<String> = items
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, f)| **f)
-            .map(|(e, _)| e.account_id.clone())
-            .collect();
-        accounts.sort();
-        accounts.dedup();
+        let accounts = answers::fresh_accounts(items, &fresh);
         let webhooks = if accounts.is_empty() {
             Vec::new()
         } else {
@@ -195,7 +185,7 @@ impl BatchWriter for Publishes {
         let webhooks = webhooks
             .iter()
             .map(|r| {
-                Ok(Subscriber {
+                Ok(answers::Subscriber {
                     id: r.try_get("id")?,
                     account_id: r.try_get("account_id")?,
                     event_types: r.try_get::<Json<Vec<String>>, _>("event_types")?.0,
@@ -204,25 +194,7 @@ impl BatchWriter for Publishes {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let mut tries = FirstTries::default();
-        let mut outcomes = Vec::with_capacity(items.len());
-        for (e, fresh) in items.iter().zip(&fresh) {
-            if !fresh {
-                // Answered below, once this batch's tries are in.
-                outcomes.push(PublishOutcome::Conflict);
-                continue;
-            }
-            let body = snapshot(e).to_string();
-            let mut lanes = Vec::new();
-            let subscribers = webhooks.iter().filter(|w| {
-                w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type)
-            });
-            for w in subscribers {
-                tries.push(e, w, &body);
-                lanes.push(w.id.clone());
-            }
-            outcomes.push(PublishOutcome::Created { webhooks: lanes });
-        }
+        let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
         if !tries.ids.is_empty() {
             sqlx::query(
                 "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
@@ -249,39 +221,6 @@ impl BatchWriter for Publishes {
         }
         tx.commit().await?;
         Ok(outcomes)
-    }
-}
-
-/// The first tries of a batch of events, column by column for `unnest`.
-#[derive(Default)]
-struct FirstTries {
-    ids: Vec<String>,
-    event_ids: Vec<String>,
-    webhook_ids: Vec<String>,
-    account_ids: Vec<String>,
-    at: Vec<DateTime<Utc>>,
-    due: Vec<DateTime<Utc>>,
-    snapshots: Vec<String>,
-}
-
-/// A webhook an event of its account may fan out to.
-struct Subscriber {
-    id: String,
-    account_id: String,
-    event_types: Vec<String>,
-    paused_until: Option<DateTime<Utc>>,
-}
-
-impl FirstTries {
-    fn push(&mut self, e: &NewEvent, w: &Subscriber, snapshot: &str) {
-        self.ids.push(ids::attempt_id());
-        self.event_ids.push(e.id.clone());
-        self.webhook_ids.push(w.id.clone());
-        self.account_ids.push(e.account_id.clone());
-        self.at.push(e.created_at);
-        self.due
-            .push(answers::first_due(e.created_at, w.paused_until));
-        self.snapshots.push(snapshot.to_owned());
     }
 }
 

@@ -1,7 +1,7 @@
 //! SQLite's group-committed writes (`group_commit.rs`): one transaction per
 //! batch on the single writer. Every statement is a round trip to the
-//! connection's own thread, so inbound events go in as multi-row inserts;
-//! finished tries and published events, a few statements each, one after
+//! connection's own thread, so inbound and published events go in as
+//! multi-row inserts; finished tries, a few statements each, one after
 //! another inside the batch's transaction.
 
 use super::ms;
@@ -11,9 +11,7 @@ use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use crate::rows::Columns;
-use crate::snapshot;
 use async_trait::async_trait;
-use hookwarden_core::{ids, validate::subscribed};
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
 use sqlx::Row;
@@ -164,89 +162,123 @@ impl BatchWriter for Completions {
     }
 }
 
-/// Stores one published event and its first tries inside `tx`.
-async fn publish_one(
+/// First tries per multi-row insert: 7 values each, under SQLite's limit.
+const TRIES_PER_INSERT: usize = 4_000;
+
+/// A client id this producer published before for this account (or, for an
+/// event without one, its internal id): the same event again, or a conflict.
+async fn existing(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     e: &NewEvent,
 ) -> Result<PublishOutcome> {
-    // Any conflict (the internal id, or the producer's client id for the
-    // account) inserts nothing: the stored event answers.
-    let inserted = sqlx::query(
-        "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7) ON CONFLICT DO NOTHING",
-    )
+    // By the producer's client id for the account, or (an event without
+    // one) by its internal id. Two statements, not one with a CASE: each
+    // must use its index.
+    let key = if e.client_id.is_some() {
+        "ev.producer = ?3 AND ev.account_id = ?4 AND ev.client_id = ?2"
+    } else {
+        "ev.id = ?1"
+    };
+    let row = sqlx::query(&format!(
+        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
+         (SELECT count(DISTINCT a.webhook_id) FROM delivery_attempts a WHERE a.event_id = ev.id) \
+           AS deliveries \
+         FROM events ev WHERE {key}"
+    ))
     .bind(&e.id)
     .bind(&e.client_id)
-    .bind(&e.account_id)
-    .bind(&e.event_type)
-    .bind(Json(&e.payload))
     .bind(&e.producer)
-    .bind(ms(e.created_at))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        // By the producer's client id for the account, or (an event without
-        // one) by its internal id.
-        // Two statements, not one with a CASE: each must use its index.
-        let key = if e.client_id.is_some() {
-            "ev.producer = ?3 AND ev.account_id = ?4 AND ev.client_id = ?2"
-        } else {
-            "ev.id = ?1"
-        };
-        let row = sqlx::query(&format!(
-            "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
-             (SELECT count(DISTINCT a.webhook_id) FROM delivery_attempts a WHERE a.event_id = ev.id) \
-               AS deliveries \
-             FROM events ev WHERE {key}"
-        ))
-        .bind(&e.id)
-        .bind(&e.client_id)
-        .bind(&e.producer)
-        .bind(&e.account_id)
-        .fetch_one(&mut **tx)
-        .await?;
-        return answers::existing(&row, e);
-    }
-    let rows = sqlx::query(
-        "SELECT id, event_types, throttled_until FROM webhook_configs WHERE account_id = ?1 AND disabled = 0",
-    )
     .bind(&e.account_id)
-    .fetch_all(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    let body = snapshot(e);
-    let mut webhooks = Vec::new();
-    for row in rows {
-        let types = row.try_get::<Json<Vec<String>>, _>("event_types")?.0;
-        if !subscribed(&types, &e.event_type) {
-            continue;
-        }
-        let webhook_id: String = row.try_get("id")?;
-        let paused_until = row.opt_time("throttled_until")?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?7,?6,?5)",
-        )
-        .bind(ids::attempt_id())
-        .bind(&e.id)
-        .bind(&webhook_id)
-        .bind(&e.account_id)
-        .bind(ms(e.created_at))
-        .bind(Json(&body))
-        .bind(ms(answers::first_due(e.created_at, paused_until)))
-        .execute(&mut **tx)
-        .await?;
-        webhooks.push(webhook_id);
-    }
-    Ok(PublishOutcome::Created { webhooks })
+    answers::existing(&row, e)
 }
 
-// Published events stored together: one transaction per batch.
-crate::group_commit::transactional_writer!(
-    Publishes,
-    SqlitePool,
-    NewEvent,
-    PublishOutcome,
-    "publish",
-    publish_one
-);
+/// Published events in one transaction per batch, in three statements
+/// whatever its size (the events, the subscribed webhooks of their
+/// accounts, the first tries), as on PostgreSQL: each statement is a
+/// hand-off to the connection's thread and back, and three per event were
+/// most of the publishing path's cost in SQLite's thread.
+pub(super) struct Publishes(pub(super) SqlitePool);
+
+#[async_trait]
+impl BatchWriter for Publishes {
+    type Item = NewEvent;
+    type Outcome = PublishOutcome;
+    const NAME: &'static str = "publish";
+
+    async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
+        let mut tx = self.0.begin().await?;
+        // Any conflict (the internal id, or the producer's client id for the
+        // account) leaves the row out of RETURNING: answered below.
+        let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at) ",
+        );
+        events.push_values(items, |mut row, e| {
+            row.push_bind(&e.id)
+                .push_bind(&e.client_id)
+                .push_bind(&e.account_id)
+                .push_bind(&e.event_type)
+                .push_bind(Json(&e.payload))
+                .push_bind(&e.producer)
+                .push_bind(ms(e.created_at));
+        });
+        events.push(" ON CONFLICT DO NOTHING RETURNING id");
+        let mut new: HashSet<String> = events
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        // Rows go in in order, so of one key twice in a batch the first is
+        // new and the second meets it, as if they came one by one.
+        let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
+        let accounts = answers::fresh_accounts(items, &fresh);
+        let mut webhooks = Vec::new();
+        if !accounts.is_empty() {
+            let rows = sqlx::query(
+                "SELECT id, account_id, event_types, throttled_until FROM webhook_configs \
+                 WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
+            )
+            .bind(Json(&accounts))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                webhooks.push(answers::Subscriber {
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
+                    paused_until: row.opt_time("throttled_until")?,
+                });
+            }
+        }
+        let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
+        // In chunks: SQLite binds at most 32,766 values per statement, and
+        // an event may fan out to many endpoints.
+        let all: Vec<usize> = (0..tries.ids.len()).collect();
+        for chunk in all.chunks(TRIES_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+                 due_at, payload_snapshot, created_at) ",
+            );
+            insert.push_values(chunk.iter().copied(), |mut row, i| {
+                row.push_bind(&tries.ids[i])
+                    .push_bind(&tries.event_ids[i])
+                    .push_bind(&tries.webhook_ids[i])
+                    .push_bind(&tries.account_ids[i])
+                    .push("1, 'pending'")
+                    .push_bind(ms(tries.due[i]))
+                    .push_bind(&tries.snapshots[i])
+                    .push_bind(ms(tries.at[i]));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for ((e, fresh), outcome) in items.iter().zip(fresh).zip(&mut outcomes) {
+            if !fresh {
+                *outcome = existing(&mut tx, e).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
