@@ -88,6 +88,21 @@ pub(crate) struct Subscriber {
     pub(crate) paused_until: Option<DateTime<Utc>>,
 }
 
+/// What a publish batch reads of each webhook of its accounts: `id,
+/// account_id, event_types, throttled_until`.
+pub(crate) const SUBSCRIBER_COLUMNS: &str = "id, account_id, event_types, throttled_until";
+
+impl Subscriber {
+    pub(crate) fn from_row(row: &impl Columns) -> Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            account_id: row.get("account_id")?,
+            event_types: row.get::<sqlx::types::Json<Vec<String>>>("event_types")?.0,
+            paused_until: row.opt_time("throttled_until")?,
+        })
+    }
+}
+
 /// The first tries of a batch of events, column by column (for `unnest` on
 /// PostgreSQL, a multi-row `VALUES` on SQLite).
 #[derive(Default)]

@@ -10,8 +10,6 @@ use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use sqlx::types::Json;
-use sqlx::Row;
 use std::collections::HashSet;
 
 /// Inbound events and their first jobs in one statement. Those whose
@@ -174,24 +172,17 @@ impl BatchWriter for Publishes {
         let webhooks = if accounts.is_empty() {
             Vec::new()
         } else {
-            sqlx::query(
-                "SELECT id, account_id, event_types, throttled_until FROM hook.webhook_configs \
-                 WHERE account_id = ANY($1) AND NOT disabled",
-            )
+            sqlx::query(&format!(
+                "SELECT {} FROM hook.webhook_configs WHERE account_id = ANY($1) AND NOT disabled",
+                answers::SUBSCRIBER_COLUMNS
+            ))
             .bind(&accounts)
             .fetch_all(&mut *tx)
             .await?
         };
         let webhooks = webhooks
             .iter()
-            .map(|r| {
-                Ok(answers::Subscriber {
-                    id: r.try_get("id")?,
-                    account_id: r.try_get("account_id")?,
-                    event_types: r.try_get::<Json<Vec<String>>, _>("event_types")?.0,
-                    paused_until: r.try_get("throttled_until")?,
-                })
-            })
+            .map(answers::Subscriber::from_row)
             .collect::<Result<Vec<_>>>()?;
 
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);

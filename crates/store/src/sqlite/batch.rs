@@ -10,7 +10,6 @@ use crate::error::Result;
 use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
-use crate::rows::Columns;
 use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
@@ -236,21 +235,18 @@ impl BatchWriter for Publishes {
         let accounts = answers::fresh_accounts(items, &fresh);
         let mut webhooks = Vec::new();
         if !accounts.is_empty() {
-            let rows = sqlx::query(
-                "SELECT id, account_id, event_types, throttled_until FROM webhook_configs \
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM webhook_configs \
                  WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
-            )
+                answers::SUBSCRIBER_COLUMNS
+            ))
             .bind(Json(&accounts))
             .fetch_all(&mut *tx)
             .await?;
-            for row in rows {
-                webhooks.push(answers::Subscriber {
-                    id: row.try_get("id")?,
-                    account_id: row.try_get("account_id")?,
-                    event_types: row.try_get::<Json<Vec<String>>, _>("event_types")?.0,
-                    paused_until: row.opt_time("throttled_until")?,
-                });
-            }
+            webhooks = rows
+                .iter()
+                .map(answers::Subscriber::from_row)
+                .collect::<Result<_>>()?;
         }
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
         // In chunks: SQLite binds at most 32,766 values per statement, and

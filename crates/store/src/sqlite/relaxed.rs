@@ -57,3 +57,58 @@ impl Drop for Relaxed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+
+    async fn synchronous(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(-1)
+    }
+
+    /// Every write after a relaxed one syncs again, whether the relaxed one
+    /// finished or was abandoned half way (an error, a cancelled future):
+    /// a publish must never commit without a sync by mistake.
+    #[tokio::test]
+    async fn the_writer_syncs_again_after_a_relaxed_write_finished_or_abandoned() {
+        let dir = std::env::temp_dir().join(format!("hw_relaxed_{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("db.sqlite"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .expect("a SQLite file in the temporary directory");
+        const FULL: i64 = 2;
+        const NORMAL: i64 = 1;
+        assert_eq!(synchronous(&pool).await, FULL);
+
+        let mut w = Relaxed::acquire(&pool).await.expect("relaxed");
+        let relaxed: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(w.conn())
+            .await
+            .expect("pragma");
+        assert_eq!(relaxed, NORMAL, "inside a relaxed write");
+        w.finish().await.expect("finish");
+        assert_eq!(synchronous(&pool).await, FULL, "after finish");
+
+        // Abandoned: the connection is closed, and the pool's next one
+        // opens with the options' FULL.
+        let abandoned = Relaxed::acquire(&pool).await;
+        assert!(abandoned.is_ok());
+        drop(abandoned);
+        assert_eq!(synchronous(&pool).await, FULL, "after an abandoned write");
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
