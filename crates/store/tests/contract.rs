@@ -39,6 +39,7 @@ on_both!(
     webhooks_by_ids_ignores_unknown_ids_and_crosses_accounts,
     activity_adds_sum_and_are_read_since_and_pruned,
     publish_to_webhook_queues_one_try_for_that_webhook_only,
+    tries_due_long_ago_are_claimed_past_the_floor,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -1868,5 +1869,47 @@ async fn publish_to_webhook_queues_one_try_for_that_webhook_only(backend: Backen
             DirectOutcome::Disabled
         );
         assert!(s.get_event(None, &e.id).await.expect("get").is_none());
+    }
+}
+
+/// PostgreSQL's claims start at a floor (`postgres/floor.rs`), below which
+/// no try may hide: one due an hour ago is claimed at once when this store
+/// wrote it, and within the floor's refresh (a second) when another replica
+/// did (here, plain SQL the store never saw).
+async fn tries_due_long_ago_are_claimed_past_the_floor(backend: Backend) {
+    let (db, s) = store(backend).await;
+    let w = new_webhook("acct_f", &["invoice.paid"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let now = Utc::now();
+    assert!(claim(&s, "w1", now, 30, 10).await.is_empty(), "nothing yet");
+    let mut e = event("acct_f", "invoice.paid");
+    e.created_at = now - Duration::hours(1);
+    s.publish_event(&e).await.expect("publish");
+    let mine = claim(&s, "w1", now, 30, 10).await;
+    assert_eq!(mine.len(), 1, "this store's own try, due an hour ago");
+
+    // A day earlier still: below the floor this store holds now.
+    let earlier = match backend {
+        Backend::Postgres => "due_at - interval '1 day'",
+        Backend::Sqlite => "due_at - 86400000",
+    };
+    let copy = format!(
+        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+         payload_snapshot, created_at) SELECT 'att_elsewhere', event_id, webhook_id, account_id, 2, 'pending', \
+         {earlier}, payload_snapshot, created_at FROM delivery_attempts WHERE id = '{}'",
+        mine[0].id
+    );
+    raw_execute(backend, &db.url, &copy).await.expect("insert");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = claim(&s, "w2", now, 30, 10).await;
+        if got.iter().any(|a| a.id == "att_elsewhere") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another replica's try below the floor was never claimed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

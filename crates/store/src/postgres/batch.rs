@@ -3,6 +3,7 @@
 //! as arrays to `unnest`, since one statement per item cost the database
 //! more than anything else on the publishing, delivering and receiving paths.
 
+use super::floor::Floor;
 use crate::answers;
 use crate::error::Result;
 use crate::group_commit::BatchWriter;
@@ -11,12 +12,13 @@ use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Inbound events and their first jobs in one statement. Those whose
 /// (provider, dedup key) is taken, earlier in the batch or by another
 /// replica (ON CONFLICT waits for a concurrent insert to commit), are
 /// answered with the stored event's id.
-pub(super) struct Inbound(pub(super) PgPool);
+pub(super) struct Inbound(pub(super) PgPool, pub(super) Arc<Floor>);
 
 #[async_trait]
 impl BatchWriter for Inbound {
@@ -78,6 +80,12 @@ impl BatchWriter for Inbound {
         }
         let outcomes = answers::inbound(items, &inserted, stored)?;
         tx.commit().await?;
+        self.1.wrote(
+            items
+                .iter()
+                .filter(|e| inserted.contains(&e.id))
+                .map(|e| e.received_at),
+        );
         Ok(outcomes)
     }
 }
@@ -87,7 +95,7 @@ impl BatchWriter for Inbound {
 /// failed with retries left (copying the snapshot inside the database). One
 /// round trip instead of two per try is what lets one commit carry a
 /// hundred of them.
-pub(super) struct Completions(pub(super) PgPool);
+pub(super) struct Completions(pub(super) PgPool, pub(super) Arc<Floor>);
 
 #[async_trait]
 impl BatchWriter for Completions {
@@ -119,6 +127,11 @@ impl BatchWriter for Completions {
         )
         .fetch_all(&self.0)
         .await?;
+        self.1.wrote(
+            items
+                .iter()
+                .filter_map(|r| r.next.as_ref().map(|(_, due)| *due)),
+        );
         // The same try twice in one batch (never in practice): the first
         // one recorded it; the other answers false, as it would alone.
         let mut recorded: HashSet<String> = recorded.into_iter().collect();
@@ -132,7 +145,7 @@ impl BatchWriter for Completions {
 /// Published events in one transaction per batch, in three statements
 /// whatever its size: the events, the subscribed webhooks of their
 /// accounts, the first tries.
-pub(super) struct Publishes(pub(super) PgPool);
+pub(super) struct Publishes(pub(super) PgPool, pub(super) Arc<Floor>);
 
 #[async_trait]
 impl BatchWriter for Publishes {
@@ -211,6 +224,7 @@ impl BatchWriter for Publishes {
             }
         }
         tx.commit().await?;
+        self.1.wrote(tries.due.iter().copied());
         Ok(outcomes)
     }
 }

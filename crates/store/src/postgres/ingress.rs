@@ -137,8 +137,12 @@ impl IngressStore for PgStore {
 
     async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
         // An ordered index scan whatever the statistics (migration 0005).
-        let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5)");
-        let rows = claim_call(&sql, c).fetch_all(&self.unsynced).await?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5, $6)");
+        let from = self.job_floor.get(&self.unsynced, c.now).await?;
+        let rows = claim_call(&sql, c)
+            .bind(from)
+            .fetch_all(&self.unsynced)
+            .await?;
         rows.iter().map(rows::job).collect()
     }
 
@@ -190,6 +194,7 @@ impl IngressStore for PgStore {
             .await?;
         }
         tx.commit().await?;
+        self.job_floor.wrote(r.next.as_ref().map(|(_, due)| *due));
         Ok(true)
     }
 
@@ -248,6 +253,7 @@ impl IngressStore for PgStore {
         .await?;
         let created = rows::job(&row)?;
         tx.commit().await?;
+        self.job_floor.wrote([created.due_at]);
         Ok(Some(created))
     }
 

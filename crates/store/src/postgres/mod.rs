@@ -8,6 +8,7 @@
 mod activity;
 mod batch;
 mod dispatch;
+mod floor;
 mod ingress;
 mod web;
 mod webhooks;
@@ -18,9 +19,11 @@ use crate::ingress::{AuditKeySlot, NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, Claim, NewEvent, PublishOutcome};
 use crate::rows::{Columns, Value};
 use chrono::{DateTime, Utc};
+use floor::Floor;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -37,6 +40,10 @@ pub struct PgStore {
     pub(crate) publishes: Batcher<NewEvent, PublishOutcome>,
     /// The audit chain key appends are linked with (given at start-up).
     pub(crate) audit_key: AuditKeySlot,
+    /// Where delivery claims start reading the due index.
+    pub(crate) due_floor: Arc<Floor>,
+    /// Where forwarding claims start reading theirs.
+    pub(crate) job_floor: Arc<Floor>,
 }
 
 impl PgStore {
@@ -63,10 +70,19 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts.options([("synchronous_commit", "off")]))
             .await?;
-        let inbound = Batcher::start(batch::Inbound(pool.clone()), 4);
+        let job_floor = Arc::new(Floor::new(
+            "SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending'",
+        ));
+        let inbound = Batcher::start(batch::Inbound(pool.clone(), Arc::clone(&job_floor)), 4);
         // Two committers: what waits while one commits forms the next batch.
-        let completions = Batcher::start(batch::Completions(unsynced.clone()), 2);
-        let publishes = Batcher::start(batch::Publishes(pool.clone()), 4);
+        let due_floor = Arc::new(Floor::new(
+            "SELECT min(due_at) FROM hook.delivery_attempts WHERE status = 'pending'",
+        ));
+        let completions = Batcher::start(
+            batch::Completions(unsynced.clone(), Arc::clone(&due_floor)),
+            2,
+        );
+        let publishes = Batcher::start(batch::Publishes(pool.clone(), Arc::clone(&due_floor)), 4);
         Ok(Self {
             pool,
             unsynced,
@@ -74,6 +90,8 @@ impl PgStore {
             completions,
             publishes,
             audit_key: Default::default(),
+            due_floor,
+            job_floor,
         })
     }
 
