@@ -1330,6 +1330,8 @@ async fn least_privilege_service_role() {
     for sql in [
         "SELECT count(*) FROM hook.claim_attempts(now() + interval '30 seconds', 'w-lp', now(), '{}', 10)",
         "SELECT count(*) FROM hook.claim_jobs(now() + interval '30 seconds', 'w-lp', now(), '{}', 10)",
+        "SELECT count(*) FROM hook.claim_attempts(now() + interval '30 seconds', 'w-lp', now(), '{}', 10, now())",
+        "SELECT count(*) FROM hook.claim_jobs(now() + interval '30 seconds', 'w-lp', now(), '{}', 10, NULL)",
         "SELECT hook.release_attempts('{}', 'w-lp')",
         "SELECT count(*) FROM hook.complete_attempts('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
         "SELECT hook.pause_webhook('wh_none', now() + interval '5 seconds')",

@@ -40,6 +40,7 @@ on_both!(
     activity_adds_sum_and_are_read_since_and_pruned,
     publish_to_webhook_queues_one_try_for_that_webhook_only,
     tries_due_long_ago_are_claimed_past_the_floor,
+    a_queue_due_only_later_keeps_no_floor_above_now,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -1912,4 +1913,37 @@ async fn tries_due_long_ago_are_claimed_past_the_floor(backend: Backend) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// When every pending try is due later (backoffs, a pause), the floor stays
+/// at now: another replica's try due now is claimed at once, not after the
+/// next refresh.
+async fn a_queue_due_only_later_keeps_no_floor_above_now(backend: Backend) {
+    let (db, s) = store(backend).await;
+    let w = new_webhook("acct_l", &["invoice.paid"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let mut e = event("acct_l", "invoice.paid");
+    e.created_at = Utc::now() + Duration::hours(1);
+    s.publish_event(&e).await.expect("publish");
+    // The floor read again while only that later try is pending.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(claim(&s, "w1", Utc::now(), 30, 10).await.is_empty());
+
+    let now_due = match backend {
+        Backend::Postgres => "due_at - interval '1 hour'",
+        Backend::Sqlite => "due_at - 3600000",
+    };
+    let copy = format!(
+        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+         payload_snapshot, created_at) SELECT 'att_now', event_id, webhook_id, account_id, 2, 'pending', \
+         {now_due}, payload_snapshot, created_at FROM delivery_attempts WHERE event_id = '{}'",
+        e.id
+    );
+    raw_execute(backend, &db.url, &copy).await.expect("insert");
+    let got = claim(&s, "w2", Utc::now(), 30, 10).await;
+    assert_eq!(
+        got.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["att_now"],
+        "another replica's try due now, claimed at once"
+    );
 }

@@ -217,14 +217,31 @@ impl Store for PgStore {
                 webhooks.insert(w.id.clone(), w);
             }
         }
-        rows.iter()
-            .map(|row| {
-                let attempt = rows::attempt(row)?;
+        let attempts = rows.iter().map(rows::attempt).collect::<Result<Vec<_>>>()?;
+        // The join reads the statement's snapshot, taken before the claim's
+        // own: a webhook created just before its try was queued may be
+        // missing there. Asked again (rare: a deleted webhook's tries die
+        // with it) before a try is taken for one whose webhook is gone.
+        let mut missing: Vec<String> = attempts
+            .iter()
+            .filter(|a| !webhooks.contains_key(&a.webhook_id))
+            .map(|a| a.webhook_id.clone())
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            for w in self.webhooks_by_ids(&missing).await? {
+                webhooks.insert(w.id.clone(), w);
+            }
+        }
+        Ok(attempts
+            .into_iter()
+            .map(|attempt| {
                 // None: the webhook was deleted since the try was queued.
                 let webhook = webhooks.get(&attempt.webhook_id).cloned();
-                Ok((attempt, webhook))
+                (attempt, webhook)
             })
-            .collect()
+            .collect())
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {

@@ -7,9 +7,9 @@
 //!
 //! The floor is never above a try a claim must see:
 //! - it is read from the table itself (`min(due_at)` of pending tries,
-//!   leased ones included, so a released or expired lease is above it)
-//!   at most every `REFRESH`, less `MARGIN` for publishes of other replicas
-//!   still committing;
+//!   leased ones included, so a released or expired lease is above it;
+//!   never above now) at most every `REFRESH`, less `MARGIN` for publishes
+//!   of other replicas still committing;
 //! - tries this replica writes lower it as soon as they commit, so the
 //!   floor's own refresh cannot overtake them (a write during a refresh
 //!   lowers the result too);
@@ -67,13 +67,20 @@ impl Floor {
             s.reading = true;
             s.written_during_read = None;
         }
+        // Should the claim's future be dropped while it waits, the next
+        // claim may still read again.
+        let reading = Reading(self);
         let oldest: Result<Option<DateTime<Utc>>, sqlx::Error> =
             sqlx::query_scalar(self.min_sql).fetch_one(pool).await;
+        // Ended here, under the same lock as the result is kept: a write
+        // between the two would otherwise be missed by both.
+        std::mem::forget(reading);
         let mut s = self.lock();
         s.reading = false;
         let oldest = oldest?;
-        // Nothing pending: the next try is due now at the earliest.
-        let read = oldest.unwrap_or(now) - MARGIN;
+        // Never above now: when every pending row is due later (backoffs,
+        // a pause), another replica's try due now must still be seen.
+        let read = oldest.map_or(now, |o| o.min(now)) - MARGIN;
         s.floor = Some(match s.written_during_read.take() {
             Some(w) => read.min(w),
             None => read,
@@ -102,6 +109,16 @@ impl Floor {
     }
 }
 
+/// A read of the floor in flight; when it ends, however it ends, another
+/// claim may start the next.
+struct Reading<'a>(&'a Floor);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.lock().reading = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +139,13 @@ mod tests {
         let s = f.lock();
         assert_eq!(s.floor, Some(earlier));
         assert_eq!(s.written_during_read, Some(earlier));
+    }
+
+    #[test]
+    fn a_read_dropped_half_way_lets_the_next_claim_read() {
+        let f = Floor::new("");
+        f.lock().reading = true;
+        drop(Reading(&f));
+        assert!(!f.lock().reading);
     }
 }
