@@ -622,6 +622,21 @@ async fn complete_schedules_next_and_history_is_append_only(backend: Backend) {
         raw_execute(backend, &db.url, &reassign).await.is_err(),
         "a pending row keeps its identity"
     );
+    let rewrite = format!(
+        "UPDATE delivery_attempts SET payload_snapshot = '{{\"data\":{{}}}}' WHERE id = '{next_id}'"
+    );
+    assert!(
+        raw_execute(backend, &db.url, &rewrite).await.is_err(),
+        "a pending row keeps the body it will send"
+    );
+    let revive = format!(
+        "UPDATE delivery_attempts SET status = 'pending' WHERE id = '{}'",
+        a.id
+    );
+    assert!(
+        raw_execute(backend, &db.url, &revive).await.is_err(),
+        "a finished try cannot be made pending again"
+    );
 }
 
 async fn retry_now_reuses_or_creates_pending(backend: Backend) {
@@ -1890,17 +1905,8 @@ async fn tries_due_long_ago_are_claimed_past_the_floor(backend: Backend) {
     assert_eq!(mine.len(), 1, "this store's own try, due an hour ago");
 
     // A day earlier still: below the floor this store holds now.
-    let earlier = match backend {
-        Backend::Postgres => "due_at - interval '1 day'",
-        Backend::Sqlite => "due_at - 86400000",
-    };
-    let copy = format!(
-        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-         payload_snapshot, created_at) SELECT 'att_elsewhere', event_id, webhook_id, account_id, 2, 'pending', \
-         {earlier}, payload_snapshot, created_at FROM delivery_attempts WHERE id = '{}'",
-        mine[0].id
-    );
-    raw_execute(backend, &db.url, &copy).await.expect("insert");
+    let day_ms = Duration::days(1).num_milliseconds();
+    another_replicas_try(backend, &db.url, &e.id, "att_elsewhere", -day_ms).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let got = claim(&s, "w2", now, 30, 10).await;
@@ -1929,21 +1935,33 @@ async fn a_queue_due_only_later_keeps_no_floor_above_now(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(claim(&s, "w1", Utc::now(), 30, 10).await.is_empty());
 
-    let now_due = match backend {
-        Backend::Postgres => "due_at - interval '1 hour'",
-        Backend::Sqlite => "due_at - 3600000",
-    };
-    let copy = format!(
-        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-         payload_snapshot, created_at) SELECT 'att_now', event_id, webhook_id, account_id, 2, 'pending', \
-         {now_due}, payload_snapshot, created_at FROM delivery_attempts WHERE event_id = '{}'",
-        e.id
-    );
-    raw_execute(backend, &db.url, &copy).await.expect("insert");
+    let hour_ms = Duration::hours(1).num_milliseconds();
+    another_replicas_try(backend, &db.url, &e.id, "att_now", -hour_ms).await;
     let got = claim(&s, "w2", Utc::now(), 30, 10).await;
     assert_eq!(
         got.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
         ["att_now"],
         "another replica's try due now, claimed at once"
     );
+}
+
+/// A second try (`id`) of `event_id`'s first, due `shift_ms` from it,
+/// written behind the store's back as another replica would.
+async fn another_replicas_try(
+    backend: Backend,
+    url: &str,
+    event_id: &str,
+    id: &str,
+    shift_ms: i64,
+) {
+    let due = match backend {
+        Backend::Postgres => format!("due_at + interval '{shift_ms} milliseconds'"),
+        Backend::Sqlite => format!("due_at + {shift_ms}"),
+    };
+    let copy = format!(
+        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+         payload_snapshot, created_at) SELECT '{id}', event_id, webhook_id, account_id, 2, 'pending', \
+         {due}, payload_snapshot, created_at FROM delivery_attempts WHERE event_id = '{event_id}' AND attempt = 1"
+    );
+    raw_execute(backend, url, &copy).await.expect("insert");
 }

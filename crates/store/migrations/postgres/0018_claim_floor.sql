@@ -83,3 +83,17 @@ BEGIN
         ORDER BY p.due_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
     RETURNING j.*;
 END $$;
+
+-- 0005's 5-argument claims, still called by replicas not yet upgraded, now
+-- read the whole index through these: one body per claim to maintain.
+CREATE OR REPLACE FUNCTION hook.claim_attempts(
+    p_lease_until TIMESTAMPTZ, p_worker TEXT, p_now TIMESTAMPTZ, p_exclude TEXT[], p_limit INTEGER)
+RETURNS SETOF hook.delivery_attempts
+LANGUAGE sql
+AS $$ SELECT * FROM hook.claim_attempts(p_lease_until, p_worker, p_now, p_exclude, p_limit, NULL) $$;
+
+CREATE OR REPLACE FUNCTION hook.claim_jobs(
+    p_lease_until TIMESTAMPTZ, p_worker TEXT, p_now TIMESTAMPTZ, p_exclude TEXT[], p_limit INTEGER)
+RETURNS SETOF hook.processing_jobs
+LANGUAGE sql
+AS $$ SELECT * FROM hook.claim_jobs(p_lease_until, p_worker, p_now, p_exclude, p_limit, NULL) $$;

@@ -1,7 +1,7 @@
 //! `Store` on PostgreSQL: webhooks, events, delivery tries, event types,
 //! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::{activity, claim_call, web, webhooks, PgStore};
+use super::{activity, web, webhooks, PgStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{
@@ -173,11 +173,7 @@ impl Store for PgStore {
         // (migration 0005 says why).
         let sql =
             format!("SELECT {ATTEMPT_COLUMNS} FROM hook.claim_attempts($1, $2, $3, $4, $5, $6)");
-        let from = self.due_floor.get(&self.unsynced, c.now).await?;
-        let rows = claim_call(&sql, c)
-            .bind(from)
-            .fetch_all(&self.unsynced)
-            .await?;
+        let rows = self.claim_rows(&sql, c, &self.due_floor).await?;
         rows.iter().map(rows::attempt).collect()
     }
 
@@ -205,11 +201,7 @@ impl Store for PgStore {
                 FROM hook.claim_attempts($1, $2, $3, $4, $5, $6) c) a \
              LEFT JOIN hook.webhook_configs w ON w.id = a.webhook_id AND a.nth = 1"
         );
-        let from = self.due_floor.get(&self.unsynced, c.now).await?;
-        let rows = claim_call(&sql, c)
-            .bind(from)
-            .fetch_all(&self.unsynced)
-            .await?;
+        let rows = self.claim_rows(&sql, c, &self.due_floor).await?;
         let mut webhooks = std::collections::HashMap::new();
         for row in &rows {
             if row.try_get::<Option<String>, _>("w_id")?.is_some() {

@@ -1,7 +1,7 @@
 //! `IngressStore` on PostgreSQL: integrations, inbound events, forwarding
 //! jobs, replays and the audit trail.
 
-use super::{claim_call, PgStore};
+use super::PgStore;
 use crate::error::Result;
 use crate::ingress::*;
 use crate::model::{AttemptResult, AttemptStatus, Claim, Page};
@@ -138,11 +138,7 @@ impl IngressStore for PgStore {
     async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
         // An ordered index scan whatever the statistics (migration 0005).
         let sql = format!("SELECT {JOB_COLUMNS} FROM hook.claim_jobs($1, $2, $3, $4, $5, $6)");
-        let from = self.job_floor.get(&self.unsynced, c.now).await?;
-        let rows = claim_call(&sql, c)
-            .bind(from)
-            .fetch_all(&self.unsynced)
-            .await?;
+        let rows = self.claim_rows(&sql, c, &self.job_floor).await?;
         rows.iter().map(rows::job).collect()
     }
 

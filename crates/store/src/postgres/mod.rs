@@ -20,7 +20,7 @@ use crate::model::{AttemptResult, Claim, NewEvent, PublishOutcome};
 use crate::rows::{Columns, Value};
 use chrono::{DateTime, Utc};
 use floor::Floor;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -128,15 +128,19 @@ impl Columns for PgRow {
     }
 }
 
-/// A claim function's call (migration 0005), its parameters bound from `c`.
-fn claim_call<'q>(
-    sql: &'q str,
-    c: &'q Claim<'q>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, PgArguments> {
-    sqlx::query(sql)
-        .bind(c.lease_until)
-        .bind(c.worker_id)
-        .bind(c.now)
-        .bind(c.exclude_webhooks)
-        .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
+impl PgStore {
+    /// A claim function's rows (migrations 0005, 0018): its parameters
+    /// bound from `c`, the walk starting at `floor`'s due time.
+    async fn claim_rows(&self, sql: &str, c: &Claim<'_>, floor: &Floor) -> Result<Vec<PgRow>> {
+        let from = floor.get(&self.unsynced, c.now).await?;
+        Ok(sqlx::query(sql)
+            .bind(c.lease_until)
+            .bind(c.worker_id)
+            .bind(c.now)
+            .bind(c.exclude_webhooks)
+            .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
+            .bind(from)
+            .fetch_all(&self.unsynced)
+            .await?)
+    }
 }
