@@ -14,10 +14,11 @@ use sqlx::postgres::PgPool;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// Inbound events and their first jobs in one statement. Those whose
+/// Inbound events and their first jobs in one statement, its own
+/// transaction (one round trip, not BEGIN and COMMIT around it). Those whose
 /// (provider, dedup key) is taken, earlier in the batch or by another
 /// replica (ON CONFLICT waits for a concurrent insert to commit), are
-/// answered with the stored event's id.
+/// answered with the stored event's id, read once the insert committed.
 pub(super) struct Inbound(pub(super) PgPool, pub(super) Arc<Floor>);
 
 #[async_trait]
@@ -30,7 +31,6 @@ impl BatchWriter for Inbound {
         let texts = |f: fn(&NewInbound) -> Option<String>| -> Vec<Option<String>> {
             items.iter().map(|e| f(e)).collect()
         };
-        let mut tx = self.0.begin().await?;
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[]) \
@@ -58,7 +58,7 @@ impl BatchWriter for Inbound {
         .bind(texts(|e| Some(e.correlation_id.clone())))
         .bind(items.iter().map(|e| e.received_at).collect::<Vec<_>>())
         .bind(texts(|e| Some(e.job_id.clone())))
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.0)
         .await?;
         let inserted: HashSet<String> = inserted.into_iter().collect();
         // The events already stored for the keys of those not inserted.
@@ -75,11 +75,10 @@ impl BatchWriter for Inbound {
             )
             .bind(&providers)
             .bind(&keys)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.0)
             .await?;
         }
         let outcomes = answers::inbound(items, &inserted, stored)?;
-        tx.commit().await?;
         self.1.wrote(
             items
                 .iter()
@@ -142,9 +141,13 @@ impl BatchWriter for Completions {
     }
 }
 
-/// Published events in one transaction per batch, in three statements
-/// whatever its size: the events, the subscribed webhooks of their
-/// accounts, the first tries.
+/// Published events in two round trips per batch, whatever its size: the
+/// subscribed webhooks of the batch's accounts, then one statement that
+/// inserts the events and the first tries of those inserted (a statement is
+/// its own transaction, so an event is never stored without its tries).
+/// BEGIN, three statements and COMMIT were five round trips, each waking
+/// PostgreSQL's backend and a tokio thread: the largest share of both
+/// processes' kernel time in a burst.
 pub(super) struct Publishes(pub(super) PgPool, pub(super) Arc<Floor>);
 
 #[async_trait]
@@ -154,18 +157,46 @@ impl BatchWriter for Publishes {
     const NAME: &'static str = "publish";
 
     async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
-        let mut tx = self.0.begin().await?;
         let texts =
             |f: fn(&NewEvent) -> String| -> Vec<String> { items.iter().map(|e| f(e)).collect() };
+        // Read before the insert, in its own snapshot: under READ COMMITTED
+        // each statement of a transaction had its own snapshot anyway, so a
+        // webhook created or deleted meanwhile races exactly as it did.
+        let all = vec![true; items.len()];
+        let accounts = answers::fresh_accounts(items, &all);
+        let webhooks = sqlx::query(&format!(
+            "SELECT {} FROM hook.webhook_configs WHERE account_id = ANY($1) AND NOT disabled",
+            answers::SUBSCRIBER_COLUMNS
+        ))
+        .bind(&accounts)
+        .fetch_all(&self.0)
+        .await?;
+        let webhooks = webhooks
+            .iter()
+            .map(answers::Subscriber::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // Every event's tries, as if each were new; the statement keeps only
+        // those of the events it inserted.
+        let (mut outcomes, tries) = answers::fan_out(items, &all, &webhooks);
         // Any conflict (the internal id, or the producer's client id for the
-        // account) leaves the row out of RETURNING: answered below.
+        // account) leaves the event out of RETURNING, and its tries out of
+        // the join: answered below.
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO hook.events (id, client_id, account_id, event_type, payload, producer, created_at) \
-             SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::timestamptz[]) \
-               AS e(id, client_id, account_id, event_type, payload, producer, created_at) \
-             ON CONFLICT DO NOTHING RETURNING id",
+            "WITH ins AS (INSERT INTO hook.events (id, client_id, account_id, event_type, payload, \
+                 producer, created_at) \
+               SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at \
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                           $7::timestamptz[]) \
+                 AS e(id, client_id, account_id, event_type, payload, producer, created_at) \
+               ON CONFLICT DO NOTHING RETURNING id), \
+             tries AS (INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, \
+                 status, due_at, payload_snapshot, created_at) \
+               SELECT t.id, t.event_id, t.webhook_id, t.account_id, 1, 'pending', t.due, t.snapshot::jsonb, t.at \
+               FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
+                           $13::text[], $14::timestamptz[]) \
+                 AS t(id, event_id, webhook_id, account_id, at, snapshot, due) \
+               JOIN ins ON ins.id = t.event_id) \
+             SELECT id FROM ins",
         )
         .bind(texts(|e| e.id.clone()))
         .bind(items.iter().map(|e| e.client_id.clone()).collect::<Vec<_>>())
@@ -174,56 +205,25 @@ impl BatchWriter for Publishes {
         .bind(texts(|e| e.payload.to_string()))
         .bind(texts(|e| e.producer.clone()))
         .bind(items.iter().map(|e| e.created_at).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
+        .bind(&tries.ids)
+        .bind(&tries.event_ids)
+        .bind(&tries.webhook_ids)
+        .bind(&tries.account_ids)
+        .bind(&tries.at)
+        .bind(&tries.snapshots)
+        .bind(&tries.due)
+        .fetch_all(&self.0)
         .await?;
         // The rows are inserted in order, so of one key twice in a batch the
         // first is new and the second meets it, as if they came one by one.
         let mut new: HashSet<String> = inserted.into_iter().collect();
-        let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
-
-        let accounts = answers::fresh_accounts(items, &fresh);
-        let webhooks = if accounts.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query(&format!(
-                "SELECT {} FROM hook.webhook_configs WHERE account_id = ANY($1) AND NOT disabled",
-                answers::SUBSCRIBER_COLUMNS
-            ))
-            .bind(&accounts)
-            .fetch_all(&mut *tx)
-            .await?
-        };
-        let webhooks = webhooks
-            .iter()
-            .map(answers::Subscriber::from_row)
-            .collect::<Result<Vec<_>>>()?;
-
-        let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
-        if !tries.ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-                 due_at, payload_snapshot, created_at) \
-                 SELECT id, event_id, webhook_id, account_id, 1, 'pending', due, snapshot::jsonb, at \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], \
-                             $7::timestamptz[]) \
-                   AS t(id, event_id, webhook_id, account_id, at, snapshot, due)",
-            )
-            .bind(&tries.ids)
-            .bind(&tries.event_ids)
-            .bind(&tries.webhook_ids)
-            .bind(&tries.account_ids)
-            .bind(&tries.at)
-            .bind(&tries.snapshots)
-            .bind(&tries.due)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for ((e, fresh), outcome) in items.iter().zip(fresh).zip(&mut outcomes) {
-            if !fresh {
-                *outcome = existing(&mut tx, e).await?;
+        for (e, outcome) in items.iter().zip(&mut outcomes) {
+            if !new.remove(&e.id) {
+                *outcome = existing(&self.0, e).await?;
             }
         }
-        tx.commit().await?;
+        // Lowering the floor for a try not inserted is harmless (a claim
+        // starts a little earlier than it must).
         self.1.wrote(tries.due.iter().copied());
         Ok(outcomes)
     }
@@ -231,10 +231,7 @@ impl BatchWriter for Publishes {
 
 /// A client id this producer published before for this account (or, for an
 /// event without one, its internal id): the same event again, or a conflict.
-async fn existing(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    e: &NewEvent,
-) -> Result<PublishOutcome> {
+async fn existing(pool: &PgPool, e: &NewEvent) -> Result<PublishOutcome> {
     // Two statements, not one with a CASE: each must use its index.
     let key = if e.client_id.is_some() {
         "ev.producer = $3 AND ev.account_id = $4 AND ev.client_id = $2"
@@ -251,7 +248,7 @@ async fn existing(
     .bind(&e.client_id)
     .bind(&e.producer)
     .bind(&e.account_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(pool)
     .await?;
     answers::existing(&row, e)
 }
