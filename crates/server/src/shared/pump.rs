@@ -110,6 +110,32 @@ impl Wake {
     fn take(&self) -> Woken {
         std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// Puts back what a claim took and could not serve (no slot was free),
+    /// without waking the pump: the claim after the next freed slot serves it.
+    fn keep(&self, woken: Woken) {
+        let mut w = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        match (&mut *w, woken) {
+            (_, Woken::Nothing) | (Woken::Any, _) => {}
+            (now, Woken::Any) => *now = Woken::Any,
+            (Woken::Lanes(set), Woken::Lanes(lanes)) => set.extend(lanes),
+            (now, lanes) => *now = lanes,
+        }
+    }
+}
+
+/// What a claim is for, which sets how much it asks for.
+#[derive(Debug, PartialEq)]
+enum Trigger {
+    /// Anything due (start-up, the poll, work in lanes not named): as much
+    /// as the budget has free.
+    All,
+    /// Lanes known to have room and work: those woken, and those whose slots
+    /// freed since the last claim. The claim asks for their room only; asking
+    /// for the whole free budget took rows of a lane at its share that were
+    /// then given back (a sixth of all rows claimed in a one-endpoint burst)
+    /// and claimed once per freed slot.
+    Lanes(HashSet<String>),
 }
 
 /// How much of the in-flight budget one lane (endpoint) may hold.
@@ -163,6 +189,8 @@ pub struct Pump<Q: Queue> {
     /// Places for outcomes waiting to be recorded.
     recording: Arc<Semaphore>,
     per_lane: Mutex<HashMap<String, usize>>,
+    /// Lanes whose slots freed since the last claim.
+    refill: Mutex<HashSet<String>>,
     slot_freed: Notify,
     wake: Arc<Wake>,
     /// Claims made, for each claim's owner name.
@@ -186,6 +214,7 @@ impl<Q: Queue> Pump<Q> {
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
             recording: Arc::new(Semaphore::new(config.max_in_flight * RECORDING_PER_SLOT)),
             per_lane: Mutex::new(HashMap::new()),
+            refill: Mutex::new(HashSet::new()),
             slot_freed: Notify::new(),
             wake,
             claims: AtomicU64::new(0),
@@ -200,10 +229,11 @@ impl<Q: Queue> Pump<Q> {
     /// Runs until `shutdown`, then waits (bounded) for items in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker started");
-        let mut claim_now = true;
+        let mut next = Some(Trigger::All);
         while !shutdown.is_cancelled() {
-            let more = claim_now
-                && match self.claim().await {
+            let more = match next.take() {
+                None => false,
+                Some(trigger) => match self.claim(trigger).await {
                     Ok((items, more)) => {
                         for claimed in items {
                             let this = self.clone();
@@ -215,18 +245,20 @@ impl<Q: Queue> Pump<Q> {
                         tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "claiming due work failed; will retry");
                         false
                     }
-                };
+                },
+            };
             if more && self.permits.available_permits() > 0 {
+                next = Some(Trigger::All);
                 continue;
             }
-            claim_now = tokio::select! {
+            next = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notify.notified() => self.worth_claiming(),
                 _ = self.slot_freed.notified() => {
                     self.gather(&shutdown).await;
-                    true
+                    Some(Trigger::Lanes(HashSet::new()))
                 }
-                _ = tokio::time::sleep(self.config.poll_interval) => true,
+                _ = tokio::time::sleep(self.config.poll_interval) => Some(Trigger::All),
             };
         }
         // Let items in flight finish and their outcomes be recorded; anything
@@ -246,7 +278,7 @@ impl<Q: Queue> Pump<Q> {
     /// One step for tests and tools: claims what is due and works it all
     /// before returning the number of items.
     pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let (items, _) = self.claim().await?;
+        let (items, _) = self.claim(Trigger::All).await?;
         let n = items.len();
         let tasks: Vec<_> = items
             .into_iter()
@@ -273,6 +305,10 @@ impl<Q: Queue> Pump<Q> {
         // A place to wait for recording first, then the slot goes back.
         let place = self.recording.clone().acquire_owned().await;
         self.finish(&lane);
+        self.refill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lane);
         drop(permit);
         self.record_in_flight();
         self.slot_freed.notify_one();
@@ -280,12 +316,15 @@ impl<Q: Queue> Pump<Q> {
         drop(place);
     }
 
-    /// A slot freed while others are still busy: wait briefly for a few
-    /// more (a quarter of the budget), so the next claim fetches a batch.
+    /// A slot freed while others are still busy: wait briefly for room for
+    /// a few more (a quarter of the budget) in the lanes that freed slots, so
+    /// the next claim fetches a batch. Free slots alone are not room: a lane
+    /// alone holds three quarters of the budget at most, so a quarter is
+    /// always free and each freed slot would claim at once, for one row.
     async fn gather(&self, shutdown: &CancellationToken) {
         let want = (self.config.max_in_flight / 4).max(1);
         let deadline = tokio::time::Instant::now() + CLAIM_LINGER;
-        while self.permits.available_permits() < want
+        while self.refill_room() < want
             && self.permits.available_permits() < self.config.max_in_flight
         {
             tokio::select! {
@@ -297,17 +336,44 @@ impl<Q: Queue> Pump<Q> {
         }
     }
 
-    /// After a wake: whether a claim could find anything, i.e. whether a
-    /// lane that was woken (or any, when not named) may take more work.
-    fn worth_claiming(&self) -> bool {
+    /// After a wake: the claim to make, if a claim could find anything, i.e.
+    /// if a lane that was woken (or any, when not named) may take more work.
+    /// Nothing woken means a claim since covered what the wake announced
+    /// (the claim took it; the wake's permit stayed behind): no claim. One
+    /// would leave the full lanes out and walk all their due rows for
+    /// nothing; in a one-endpoint burst these claims were most of the claims
+    /// made, each reading some 2,000 index and heap pages.
+    fn worth_claiming(&self) -> Option<Trigger> {
         match self.wake.take() {
             Woken::Lanes(lanes) => {
-                let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
-                let cap = self.cap(map.len());
-                lanes.iter().any(|l| map.get(l).is_none_or(|n| *n < cap))
+                let room = {
+                    let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+                    let cap = self.cap(map.len());
+                    lanes.iter().any(|l| map.get(l).is_none_or(|n| *n < cap))
+                };
+                room.then_some(Trigger::Lanes(lanes))
             }
-            Woken::Nothing | Woken::Any => true,
+            Woken::Any => Some(Trigger::All),
+            Woken::Nothing => None,
         }
+    }
+
+    /// Room for more in the lanes that freed slots since the last claim.
+    fn refill_room(&self) -> usize {
+        let lanes = self.refill.lock().unwrap_or_else(|p| p.into_inner());
+        self.room(lanes.iter())
+    }
+
+    /// How many more items these lanes may take, together.
+    fn room<'a>(&self, lanes: impl Iterator<Item = &'a String>) -> usize {
+        let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .map(|l| match map.get(l) {
+                Some(n) => self.cap(map.len()).saturating_sub(*n),
+                // A lane holding nothing: its share once it is busy too.
+                None => self.cap(map.len() + 1),
+            })
+            .sum()
     }
 
     /// Claims due items that fit the budget, each with its in-flight permit,
@@ -315,11 +381,31 @@ impl<Q: Queue> Pump<Q> {
     /// and every item fit its lane, or when items over a lane's share may
     /// have crowded out a lane that was woken. Claiming again after a short
     /// claim would walk the due rows of the lanes left out for nothing.
-    async fn claim(&self) -> anyhow::Result<(Vec<Claimed<Q::Item>>, bool)> {
+    async fn claim(&self, trigger: Trigger) -> anyhow::Result<(Vec<Claimed<Q::Item>>, bool)> {
         // Whatever was woken until now, this claim covers.
         let woken = self.wake.take();
         let free = self.permits.available_permits();
         if free == 0 {
+            // Served by the claim after the next freed slot.
+            self.wake.keep(woken);
+            self.wake.keep(match trigger {
+                Trigger::All => Woken::Any,
+                Trigger::Lanes(lanes) => Woken::Lanes(lanes),
+            });
+            return Ok((Vec::new(), false));
+        }
+        let refill = std::mem::take(&mut *self.refill.lock().unwrap_or_else(|p| p.into_inner()));
+        let limit = match (&trigger, &woken) {
+            (Trigger::All, _) | (_, Woken::Any) => free,
+            (Trigger::Lanes(lanes), woken) => {
+                let mut lanes: HashSet<&String> = lanes.iter().chain(&refill).collect();
+                if let Woken::Lanes(more) = woken {
+                    lanes.extend(more);
+                }
+                free.min(self.room(lanes.into_iter()))
+            }
+        };
+        if limit == 0 {
             return Ok((Vec::new(), false));
         }
         let exclude: Vec<String> = {
@@ -341,8 +427,10 @@ impl<Q: Queue> Pump<Q> {
             self.claims.fetch_add(1, Ordering::Relaxed)
         )
         .into();
-        let items = self.queue.claim(&owner, free as u32, &exclude).await?;
-        let full = items.len() == free;
+        let items = self.queue.claim(&owner, limit as u32, &exclude).await?;
+        // Sized to the room of the lanes named, a claim that came back full
+        // says nothing of other lanes: the next wake, freed slot or poll does.
+        let full = items.len() == limit && trigger == Trigger::All;
         let mut out = Vec::with_capacity(items.len());
         let mut over = Vec::new();
         for item in items {
@@ -486,6 +574,100 @@ mod tests {
         );
         assert_eq!(names("process"), claims, "processed under its claim's name");
         assert_eq!(names("record"), claims, "recorded under its claim's name");
+    }
+
+    #[tokio::test]
+    async fn a_wake_a_claim_already_covered_starts_no_claim() {
+        let config = super::PumpConfig {
+            name: "test",
+            max_in_flight: 4,
+            per_lane: LaneShare::Fixed(4),
+            poll_interval: std::time::Duration::from_secs(1),
+            drain: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(5),
+            clock: Default::default(),
+        };
+        let wake = Arc::new(super::Wake::default());
+        let pump = Arc::new(super::Pump::new(
+            Names::default(),
+            config,
+            Arc::clone(&wake),
+        ));
+        wake.lanes(["lane".to_owned()]);
+        // The claim takes what was woken; the wake's permit stays behind.
+        pump.run_once().await.expect("claim");
+        assert_eq!(
+            pump.worth_claiming(),
+            None,
+            "what the wake announced was claimed already"
+        );
+        wake.lanes(["lane".to_owned()]);
+        assert_eq!(
+            pump.worth_claiming(),
+            Some(super::Trigger::Lanes(["lane".to_owned()].into())),
+            "new work in a lane with room"
+        );
+        wake.any();
+        assert_eq!(
+            pump.worth_claiming(),
+            Some(super::Trigger::All),
+            "work in lanes not named"
+        );
+    }
+
+    /// A queue that notes the limit of each claim and returns nothing.
+    #[derive(Default)]
+    struct Limits(Mutex<Vec<u32>>);
+
+    #[async_trait::async_trait]
+    impl super::Queue for Limits {
+        type Item = ();
+        type Done = ();
+        fn lane(_: &()) -> String {
+            "lane".into()
+        }
+        async fn claim(&self, _: &str, limit: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            self.0.lock().expect("limits").push(limit);
+            Ok(vec![])
+        }
+        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn process(&self, _: &str, _: (), _: tokio::time::Instant) {}
+        async fn record(&self, _: &str, _: ()) {}
+    }
+
+    #[tokio::test]
+    async fn a_claim_after_a_freed_slot_asks_for_the_lanes_room_not_the_free_budget() {
+        let config = super::PumpConfig {
+            name: "test",
+            max_in_flight: 20,
+            per_lane: LaneShare::Fair,
+            poll_interval: std::time::Duration::from_secs(1),
+            drain: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(5),
+            clock: Default::default(),
+        };
+        let pump = super::Pump::new(Limits::default(), config, Default::default());
+        // One lane alone holds 14 of its 15 (three quarters of 20); 6 free.
+        let _held: Vec<_> = (0..14)
+            .map(|_| pump.reserve("lane").expect("room"))
+            .collect();
+        pump.refill.lock().expect("refill").insert("lane".into());
+        assert_eq!(pump.refill_room(), 1);
+        let lanes = || super::Trigger::Lanes(Default::default());
+        pump.claim(lanes()).await.expect("refill claim");
+        pump.claim(lanes()).await.expect("nothing freed since");
+        pump.claim(super::Trigger::All).await.expect("poll");
+        pump.claim(super::Trigger::Lanes(["new".to_owned()].into()))
+            .await
+            .expect("a new lane woken");
+        assert_eq!(
+            *pump.queue().0.lock().expect("limits"),
+            vec![1, 6, 6],
+            "the freed lane's room; no claim when no lane has room; the free budget when polling; \
+             a newcomer's share capped by the free budget"
+        );
     }
 
     #[test]
