@@ -82,7 +82,7 @@ impl PgStore {
             batch::Completions(unsynced.clone(), Arc::clone(&due_floor)),
             2,
         );
-        let publishes = Batcher::start(batch::Publishes(pool.clone(), Arc::clone(&due_floor)), 4);
+        let publishes = Batcher::start(batch::Publishes(pool.clone(), Arc::clone(&due_floor)), 2);
         Ok(Self {
             pool,
             unsynced,
