@@ -507,14 +507,32 @@ mod tests {
     use super::LaneShare;
     use std::sync::{Arc, Mutex};
 
-    /// A queue of one lane that hands out one item per claim and notes
-    /// under which name each step happened.
+    /// A pump's settings for a test: only the budget and the share vary.
+    fn config(max_in_flight: usize, per_lane: LaneShare) -> super::PumpConfig {
+        super::PumpConfig {
+            name: "test",
+            max_in_flight,
+            per_lane,
+            poll_interval: std::time::Duration::from_secs(1),
+            drain: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(5),
+            clock: Default::default(),
+        }
+    }
+
+    /// A queue of one lane that hands out one item per claim (none when
+    /// `empty`) and notes under which name each step happened, and each
+    /// claim's limit.
     #[derive(Default)]
-    struct Names(Mutex<Vec<(&'static str, String)>>);
+    struct Names {
+        steps: Mutex<Vec<(&'static str, String)>>,
+        limits: Mutex<Vec<u32>>,
+        empty: bool,
+    }
 
     impl Names {
         fn note(&self, step: &'static str, owner: &str) {
-            self.0.lock().expect("names").push((step, owner.into()));
+            self.steps.lock().expect("names").push((step, owner.into()));
         }
     }
 
@@ -525,9 +543,10 @@ mod tests {
         fn lane(_: &()) -> String {
             "lane".into()
         }
-        async fn claim(&self, owner: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+        async fn claim(&self, owner: &str, limit: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
             self.note("claim", owner);
-            Ok(vec![()])
+            self.limits.lock().expect("limits").push(limit);
+            Ok(if self.empty { vec![] } else { vec![()] })
         }
         async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
             Ok(())
@@ -542,15 +561,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_claim_owns_its_items_under_a_name_of_its_own() {
-        let config = super::PumpConfig {
-            name: "test",
-            max_in_flight: 2,
-            per_lane: LaneShare::Fixed(2),
-            poll_interval: std::time::Duration::from_secs(1),
-            drain: std::time::Duration::from_secs(1),
-            lease: std::time::Duration::from_secs(5),
-            clock: Default::default(),
-        };
+        let config = config(2, LaneShare::Fixed(2));
         let pump = Arc::new(super::Pump::new(
             Names::default(),
             config,
@@ -558,7 +569,7 @@ mod tests {
         ));
         pump.run_once().await.expect("first");
         pump.run_once().await.expect("second");
-        let steps = pump.queue().0.lock().expect("names").clone();
+        let steps = pump.queue().steps.lock().expect("names").clone();
         let names = |step: &str| -> Vec<String> {
             steps
                 .iter()
@@ -578,15 +589,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_a_claim_already_covered_starts_no_claim() {
-        let config = super::PumpConfig {
-            name: "test",
-            max_in_flight: 4,
-            per_lane: LaneShare::Fixed(4),
-            poll_interval: std::time::Duration::from_secs(1),
-            drain: std::time::Duration::from_secs(1),
-            lease: std::time::Duration::from_secs(5),
-            clock: Default::default(),
-        };
+        let config = config(4, LaneShare::Fixed(4));
         let wake = Arc::new(super::Wake::default());
         let pump = Arc::new(super::Pump::new(
             Names::default(),
@@ -615,40 +618,14 @@ mod tests {
         );
     }
 
-    /// A queue that notes the limit of each claim and returns nothing.
-    #[derive(Default)]
-    struct Limits(Mutex<Vec<u32>>);
-
-    #[async_trait::async_trait]
-    impl super::Queue for Limits {
-        type Item = ();
-        type Done = ();
-        fn lane(_: &()) -> String {
-            "lane".into()
-        }
-        async fn claim(&self, _: &str, limit: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
-            self.0.lock().expect("limits").push(limit);
-            Ok(vec![])
-        }
-        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
-            Ok(())
-        }
-        async fn process(&self, _: &str, _: (), _: tokio::time::Instant) {}
-        async fn record(&self, _: &str, _: ()) {}
-    }
-
     #[tokio::test]
     async fn a_claim_after_a_freed_slot_asks_for_the_lanes_room_not_the_free_budget() {
-        let config = super::PumpConfig {
-            name: "test",
-            max_in_flight: 20,
-            per_lane: LaneShare::Fair,
-            poll_interval: std::time::Duration::from_secs(1),
-            drain: std::time::Duration::from_secs(1),
-            lease: std::time::Duration::from_secs(5),
-            clock: Default::default(),
+        let config = config(20, LaneShare::Fair);
+        let empty = Names {
+            empty: true,
+            ..Default::default()
         };
-        let pump = super::Pump::new(Limits::default(), config, Default::default());
+        let pump = super::Pump::new(empty, config, Default::default());
         // One lane alone holds 14 of its 15 (three quarters of 20); 6 free.
         let _held: Vec<_> = (0..14)
             .map(|_| pump.reserve("lane").expect("room"))
@@ -663,7 +640,7 @@ mod tests {
             .await
             .expect("a new lane woken");
         assert_eq!(
-            *pump.queue().0.lock().expect("limits"),
+            *pump.queue().limits.lock().expect("limits"),
             vec![1, 6, 6],
             "the freed lane's room; no claim when no lane has room; the free budget when polling; \
              a newcomer's share capped by the free budget"
