@@ -230,25 +230,33 @@ impl<Q: Queue> Pump<Q> {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(worker.id = %self.worker_id, queue = self.config.name, "worker started");
         let mut next = Some(Trigger::All);
+        // The poll is a deadline, not a pause: freed slots and wakes, which
+        // claim for named lanes only, never put it off, so work no wake
+        // names (retries coming due, other replicas' writes) is claimed
+        // within a poll interval whatever else goes on.
+        let mut poll_at = Instant::now();
         while !shutdown.is_cancelled() {
-            let more = match next.take() {
-                None => false,
+            if next == Some(Trigger::All) {
+                poll_at = Instant::now() + self.config.poll_interval;
+            }
+            let again = match next.take() {
+                None => None,
                 Some(trigger) => match self.claim(trigger).await {
-                    Ok((items, more)) => {
+                    Ok((items, again)) => {
                         for claimed in items {
                             let this = self.clone();
                             tokio::spawn(async move { this.work(claimed).await });
                         }
-                        more
+                        again
                     }
                     Err(e) => {
                         tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "claiming due work failed; will retry");
-                        false
+                        None
                     }
                 },
             };
-            if more && self.permits.available_permits() > 0 {
-                next = Some(Trigger::All);
+            if again.is_some() && self.permits.available_permits() > 0 {
+                next = again;
                 continue;
             }
             next = tokio::select! {
@@ -258,7 +266,7 @@ impl<Q: Queue> Pump<Q> {
                     self.gather(&shutdown).await;
                     Some(Trigger::Lanes(HashSet::new()))
                 }
-                _ = tokio::time::sleep(self.config.poll_interval) => Some(Trigger::All),
+                _ = tokio::time::sleep_until(poll_at) => Some(Trigger::All),
             };
         }
         // Let items in flight finish and their outcomes be recorded; anything
@@ -381,32 +389,43 @@ impl<Q: Queue> Pump<Q> {
     /// and every item fit its lane, or when items over a lane's share may
     /// have crowded out a lane that was woken. Claiming again after a short
     /// claim would walk the due rows of the lanes left out for nothing.
-    async fn claim(&self, trigger: Trigger) -> anyhow::Result<(Vec<Claimed<Q::Item>>, bool)> {
+    async fn claim(
+        &self,
+        trigger: Trigger,
+    ) -> anyhow::Result<(Vec<Claimed<Q::Item>>, Option<Trigger>)> {
         // Whatever was woken until now, this claim covers.
         let woken = self.wake.take();
         let free = self.permits.available_permits();
         if free == 0 {
             // Served by the claim after the next freed slot.
-            self.wake.keep(woken);
-            self.wake.keep(match trigger {
-                Trigger::All => Woken::Any,
-                Trigger::Lanes(lanes) => Woken::Lanes(lanes),
-            });
-            return Ok((Vec::new(), false));
+            self.keep(trigger, woken, HashSet::new());
+            return Ok((Vec::new(), None));
         }
         let refill = std::mem::take(&mut *self.refill.lock().unwrap_or_else(|p| p.into_inner()));
-        let limit = match (&trigger, &woken) {
-            (Trigger::All, _) | (_, Woken::Any) => free,
+        // The lanes this claim is for; None: any lane.
+        let named: Option<HashSet<String>> = match (&trigger, &woken) {
+            (Trigger::All, _) | (_, Woken::Any) => None,
             (Trigger::Lanes(lanes), woken) => {
-                let mut lanes: HashSet<&String> = lanes.iter().chain(&refill).collect();
+                let mut named: HashSet<String> = lanes.iter().chain(&refill).cloned().collect();
                 if let Woken::Lanes(more) = woken {
-                    lanes.extend(more);
+                    named.extend(more.iter().cloned());
                 }
-                free.min(self.room(lanes.into_iter()))
+                Some(named)
             }
         };
+        let limit = match &named {
+            None => free,
+            // Lanes over a share that shrank (another lane got busy) have no
+            // room: the freed slots are for whichever lane has, so the claim
+            // is for any lane.
+            Some(lanes) if lanes.is_empty() => 0,
+            Some(lanes) => match self.room(lanes.iter()) {
+                0 => free,
+                room => free.min(room),
+            },
+        };
         if limit == 0 {
-            return Ok((Vec::new(), false));
+            return Ok((Vec::new(), None));
         }
         let exclude: Vec<String> = {
             let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
@@ -427,10 +446,15 @@ impl<Q: Queue> Pump<Q> {
             self.claims.fetch_add(1, Ordering::Relaxed)
         )
         .into();
-        let items = self.queue.claim(&owner, limit as u32, &exclude).await?;
-        // Sized to the room of the lanes named, a claim that came back full
-        // says nothing of other lanes: the next wake, freed slot or poll does.
-        let full = items.len() == limit && trigger == Trigger::All;
+        let items = match self.queue.claim(&owner, limit as u32, &exclude).await {
+            Ok(items) => items,
+            Err(e) => {
+                // What this claim was for is still to be served.
+                self.keep(trigger, woken, refill);
+                return Err(e);
+            }
+        };
+        let full = items.len() == limit;
         let mut out = Vec::with_capacity(items.len());
         let mut over = Vec::new();
         for item in items {
@@ -446,21 +470,52 @@ impl<Q: Queue> Pump<Q> {
             }
         }
         let crowded: HashSet<String> = over.iter().map(Q::lane).collect();
-        let more = if over.is_empty() {
-            full
-        } else {
-            match &woken {
-                Woken::Any => true,
-                Woken::Lanes(lanes) => lanes.iter().any(|l| !crowded.contains(l)),
-                Woken::Nothing => false,
+        let next = match named {
+            // A full claim for any lane: there may be more.
+            None if over.is_empty() => full.then_some(Trigger::All),
+            None => match &woken {
+                Woken::Any => Some(Trigger::All),
+                Woken::Lanes(lanes) => lanes
+                    .iter()
+                    .any(|l| !crowded.contains(l))
+                    .then_some(Trigger::All),
+                Woken::Nothing => None,
+            },
+            // A full claim for named lanes that other lanes' older rows
+            // filled: again, for the named lanes it did not serve.
+            Some(mut lanes) => {
+                for c in &out {
+                    lanes.remove(&Q::lane(&c.item));
+                }
+                lanes.retain(|l| !crowded.contains(l));
+                (full && !lanes.is_empty()).then_some(Trigger::Lanes(lanes))
             }
         };
         if !over.is_empty() {
             // All at once: a lane with a backlog can return many per claim.
-            self.queue.release(&owner, over).await?;
+            // A failed release only leaves the rows to their lease; the
+            // items claimed go on (dropping them would leak their lanes'
+            // counts).
+            if let Err(e) = self.queue.release(&owner, over).await {
+                tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "giving back items over a lane's share failed; they wait for their lease");
+            }
         }
         self.record_in_flight();
-        Ok((out, more))
+        Ok((out, next))
+    }
+
+    /// Puts back what a claim was for, when it could not serve it, without
+    /// waking the pump: the next freed slot or poll serves it.
+    fn keep(&self, trigger: Trigger, woken: Woken, refill: HashSet<String>) {
+        self.wake.keep(woken);
+        self.wake.keep(match trigger {
+            Trigger::All => Woken::Any,
+            Trigger::Lanes(lanes) => Woken::Lanes(lanes),
+        });
+        self.refill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(refill);
     }
 
     /// The most one lane may hold while `busy` lanes hold work.
@@ -521,13 +576,14 @@ mod tests {
     }
 
     /// A queue of one lane that hands out one item per claim (none when
-    /// `empty`) and notes under which name each step happened, and each
-    /// claim's limit.
+    /// `empty`; an error when `fails`) and notes under which name each step
+    /// happened, and each claim's limit.
     #[derive(Default)]
     struct Names {
         steps: Mutex<Vec<(&'static str, String)>>,
         limits: Mutex<Vec<u32>>,
         empty: bool,
+        fails: bool,
     }
 
     impl Names {
@@ -546,6 +602,7 @@ mod tests {
         async fn claim(&self, owner: &str, limit: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
             self.note("claim", owner);
             self.limits.lock().expect("limits").push(limit);
+            anyhow::ensure!(!self.fails, "the database is away");
             Ok(if self.empty { vec![] } else { vec![()] })
         }
         async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
@@ -644,6 +701,37 @@ mod tests {
             vec![1, 6, 6],
             "the freed lane's room; no claim when no lane has room; the free budget when polling; \
              a newcomer's share capped by the free budget"
+        );
+        // Another lane gets busy: the share falls to 10, under the 14 held.
+        let _other = pump.reserve("other").expect("room");
+        pump.refill.lock().expect("refill").insert("lane".into());
+        pump.claim(lanes()).await.expect("over a shrunk share");
+        assert_eq!(
+            pump.queue().limits.lock().expect("limits").last(),
+            Some(&5),
+            "a freed slot of a lane over its share is for any lane"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_failed_claim_was_for_is_kept_for_the_next() {
+        let wake = Arc::new(super::Wake::default());
+        let failing = Names {
+            fails: true,
+            ..Default::default()
+        };
+        let pump = super::Pump::new(failing, config(20, LaneShare::Fair), Arc::clone(&wake));
+        pump.refill.lock().expect("refill").insert("freed".into());
+        wake.lanes(["woken".to_owned()]);
+        let named = super::Trigger::Lanes(["named".to_owned()].into());
+        assert!(pump.claim(named).await.is_err());
+        assert!(pump.refill.lock().expect("refill").contains("freed"));
+        assert_eq!(
+            pump.worth_claiming(),
+            Some(super::Trigger::Lanes(
+                ["woken".to_owned(), "named".to_owned()].into()
+            )),
+            "the woken and the named lanes wait for the next claim"
         );
     }
 

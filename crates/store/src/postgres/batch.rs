@@ -5,7 +5,7 @@
 
 use super::floor::Floor;
 use crate::answers;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
@@ -24,10 +24,12 @@ pub(super) struct Inbound(pub(super) PgPool, pub(super) Arc<Floor>);
 #[async_trait]
 impl BatchWriter for Inbound {
     type Item = NewInbound;
-    type Outcome = RecordOutcome;
+    /// Each its own result: the answers of those not inserted are read
+    /// after the commit, and one failing read must not fail the others.
+    type Outcome = Result<RecordOutcome>;
     const NAME: &'static str = "inbound";
 
-    async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
+    async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<Result<RecordOutcome>>> {
         let texts = |f: fn(&NewInbound) -> Option<String>| -> Vec<Option<String>> {
             items.iter().map(|e| f(e)).collect()
         };
@@ -61,13 +63,21 @@ impl BatchWriter for Inbound {
         .fetch_all(&self.0)
         .await?;
         let inserted: HashSet<String> = inserted.into_iter().collect();
-        // The events already stored for the keys of those not inserted.
+        self.1.wrote(
+            items
+                .iter()
+                .filter(|e| inserted.contains(&e.id))
+                .map(|e| e.received_at),
+        );
+        // Committed: from here no error may fail the batch (its retry, item
+        // by item, would meet its own rows and call them duplicates). The
+        // events already stored for the keys of those not inserted.
         let (providers, keys): (Vec<&str>, Vec<&str>) = items
             .iter()
             .filter(|e| !inserted.contains(&e.id))
             .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
             .unzip();
-        let mut stored = Vec::new();
+        let mut stored = Ok(Vec::new());
         if !providers.is_empty() {
             stored = sqlx::query_as(
                 "SELECT provider, dedup_key, id FROM hook.inbound_events WHERE (provider, dedup_key) IN \
@@ -76,15 +86,24 @@ impl BatchWriter for Inbound {
             .bind(&providers)
             .bind(&keys)
             .fetch_all(&self.0)
-            .await?;
+            .await;
         }
-        let outcomes = answers::inbound(items, &inserted, stored)?;
-        self.1.wrote(
-            items
-                .iter()
-                .filter(|e| inserted.contains(&e.id))
-                .map(|e| e.received_at),
-        );
+        if let Ok(outcomes) = stored
+            .map_err(StoreError::from)
+            .and_then(|stored| answers::inbound(items, &inserted, stored))
+        {
+            return Ok(outcomes.into_iter().map(Ok).collect());
+        }
+        // The lookup failed: each not inserted is answered on its own, with
+        // its own error if it fails again; those inserted are created.
+        let mut outcomes = Vec::with_capacity(items.len());
+        for e in items {
+            outcomes.push(if inserted.contains(&e.id) {
+                Ok(RecordOutcome::Created)
+            } else {
+                stored_inbound(&self.0, e).await
+            });
+        }
         Ok(outcomes)
     }
 }
@@ -153,10 +172,11 @@ pub(super) struct Publishes(pub(super) PgPool, pub(super) Arc<Floor>);
 #[async_trait]
 impl BatchWriter for Publishes {
     type Item = NewEvent;
-    type Outcome = PublishOutcome;
+    /// Each its own result, as for inbound events.
+    type Outcome = Result<PublishOutcome>;
     const NAME: &'static str = "publish";
 
-    async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
+    async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<Result<PublishOutcome>>> {
         let texts =
             |f: fn(&NewEvent) -> String| -> Vec<String> { items.iter().map(|e| f(e)).collect() };
         // Read before the insert, in its own snapshot: under READ COMMITTED
@@ -177,7 +197,7 @@ impl BatchWriter for Publishes {
             .collect::<Result<Vec<_>>>()?;
         // Every event's tries, as if each were new; the statement keeps only
         // those of the events it inserted.
-        let (mut outcomes, tries) = answers::fan_out(items, &all, &webhooks);
+        let (outcomes, tries) = answers::fan_out(items, &all, &webhooks);
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the event out of RETURNING, and its tries out of
         // the join: answered below.
@@ -214,19 +234,42 @@ impl BatchWriter for Publishes {
         .bind(&tries.due)
         .fetch_all(&self.0)
         .await?;
-        // The rows are inserted in order, so of one key twice in a batch the
-        // first is new and the second meets it, as if they came one by one.
-        let mut new: HashSet<String> = inserted.into_iter().collect();
-        for (e, outcome) in items.iter().zip(&mut outcomes) {
-            if !new.remove(&e.id) {
-                *outcome = existing(&self.0, e).await?;
-            }
-        }
         // Lowering the floor for a try not inserted is harmless (a claim
         // starts a little earlier than it must).
         self.1.wrote(tries.due.iter().copied());
-        Ok(outcomes)
+        // Committed: from here no error may fail the batch (its retry, item
+        // by item, would meet its own rows). The rows are inserted in order,
+        // so of one key twice in a batch the first is new and the second
+        // meets it, as if they came one by one.
+        let mut new: HashSet<String> = inserted.into_iter().collect();
+        let mut answers = Vec::with_capacity(items.len());
+        for (e, outcome) in items.iter().zip(outcomes) {
+            answers.push(if new.remove(&e.id) {
+                Ok(outcome)
+            } else {
+                existing(&self.0, e).await
+            });
+        }
+        Ok(answers)
     }
+}
+
+/// The stored event holding an inbound event's (provider, dedup key).
+async fn stored_inbound(pool: &PgPool, e: &NewInbound) -> Result<RecordOutcome> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM hook.inbound_events WHERE provider = $1 AND dedup_key = $2",
+    )
+    .bind(&e.provider)
+    .bind(&e.dedup_key)
+    .fetch_optional(pool)
+    .await?;
+    id.map(|event_id| RecordOutcome::Duplicate { event_id })
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "inbound {}: neither inserted nor stored before",
+                e.id
+            ))
+        })
 }
 
 /// A client id this producer published before for this account (or, for an

@@ -98,7 +98,7 @@ impl Store for PgStore {
 
     async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {
         // Concurrent publishes share one commit (group commit).
-        self.publishes.submit(e.clone()).await
+        self.publishes.submit(e.clone()).await?
     }
 
     async fn publish_to_webhook(&self, e: &NewEvent, webhook_id: &str) -> Result<DirectOutcome> {

@@ -110,7 +110,7 @@ impl IngressStore for PgStore {
     // Inbound events.
 
     async fn record_inbound(&self, e: &NewInbound) -> Result<RecordOutcome> {
-        self.inbound.submit(e.clone()).await
+        self.inbound.submit(e.clone()).await?
     }
 
     async fn get_inbound(&self, id: &str) -> Result<Option<InboundEvent>> {

@@ -34,10 +34,10 @@ pub struct PgStore {
     /// the WAL flush, since losing one only repeats work (see `connect`).
     pub(crate) unsynced: PgPool,
     /// Inbound events share commits (group commit).
-    pub(crate) inbound: Batcher<NewInbound, RecordOutcome>,
+    pub(crate) inbound: Batcher<NewInbound, Result<RecordOutcome>>,
     /// Finished delivery tries share commits too.
     pub(crate) completions: Batcher<AttemptResult, bool>,
-    pub(crate) publishes: Batcher<NewEvent, PublishOutcome>,
+    pub(crate) publishes: Batcher<NewEvent, Result<PublishOutcome>>,
     /// The audit chain key appends are linked with (given at start-up).
     pub(crate) audit_key: AuditKeySlot,
     /// Where delivery claims start reading the due index.
