@@ -113,7 +113,12 @@ pub(crate) struct FirstTries {
     pub(crate) account_ids: Vec<String>,
     pub(crate) at: Vec<DateTime<Utc>>,
     pub(crate) due: Vec<DateTime<Utc>>,
-    pub(crate) snapshots: Vec<String>,
+    /// Each try's snapshot, as an index into `bodies`: all tries of an event
+    /// send the same body, which is built and bound once per event.
+    pub(crate) body_of: Vec<usize>,
+    /// The snapshots of the events with tries, and those events' ids.
+    pub(crate) bodies: Vec<String>,
+    pub(crate) body_events: Vec<String>,
 }
 
 /// A published batch fanned out: each event stored now (`fresh`) gets a
@@ -133,19 +138,22 @@ pub(crate) fn fan_out(
             outcomes.push(PublishOutcome::Conflict);
             continue;
         }
-        let body = crate::snapshot(e).to_string();
         let mut lanes = Vec::new();
         let subscribers = webhooks
             .iter()
             .filter(|w| w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type));
-        for w in subscribers {
+        for (n, w) in subscribers.enumerate() {
+            if n == 0 {
+                tries.bodies.push(crate::snapshot(e).to_string());
+                tries.body_events.push(e.id.clone());
+            }
+            tries.body_of.push(tries.bodies.len() - 1);
             tries.ids.push(ids::attempt_id());
             tries.event_ids.push(e.id.clone());
             tries.webhook_ids.push(w.id.clone());
             tries.account_ids.push(e.account_id.clone());
             tries.at.push(e.created_at);
             tries.due.push(first_due(e.created_at, w.paused_until));
-            tries.snapshots.push(body.clone());
             lanes.push(w.id.clone());
         }
         outcomes.push(PublishOutcome::Created { webhooks: lanes });
@@ -165,4 +173,56 @@ pub(crate) fn fresh_accounts(items: &[&NewEvent], fresh: &[bool]) -> Vec<String>
     accounts.sort();
     accounts.dedup();
     accounts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, account: &str, kind: &str) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            client_id: None,
+            account_id: account.into(),
+            event_type: kind.into(),
+            payload: serde_json::json!({ "of": id }),
+            producer: "p".into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    fn webhook(id: &str, account: &str, types: &[&str]) -> Subscriber {
+        Subscriber {
+            id: id.into(),
+            account_id: account.into(),
+            event_types: types.iter().map(|t| t.to_string()).collect(),
+            paused_until: None,
+        }
+    }
+
+    #[test]
+    fn each_try_carries_its_own_events_snapshot_built_once_per_event() {
+        let (a, b, c) = (
+            event("ev_a", "acct_1", "order.paid"),
+            event("ev_b", "acct_2", "order.paid"),
+            event("ev_c", "acct_1", "user.created"),
+        );
+        let hooks = [
+            webhook("wh_all", "acct_1", &["*"]),
+            webhook("wh_orders", "acct_1", &["order.*"]),
+        ];
+        let (_, tries) = fan_out(&[&a, &b, &c], &[true, true, true], &hooks);
+        assert_eq!(tries.event_ids, ["ev_a", "ev_a", "ev_c"]);
+        assert_eq!(
+            tries.body_events,
+            ["ev_a", "ev_c"],
+            "one body per event with tries"
+        );
+        for (i, event_id) in tries.event_ids.iter().enumerate() {
+            let body: serde_json::Value =
+                serde_json::from_str(&tries.bodies[tries.body_of[i]]).expect("json");
+            assert_eq!(body["data"]["of"], event_id.as_str(), "try {i}");
+            assert_eq!(&tries.body_events[tries.body_of[i]], event_id);
+        }
+    }
 }

@@ -353,14 +353,7 @@ impl<Q: Queue> Pump<Q> {
     /// made, each reading some 2,000 index and heap pages.
     fn worth_claiming(&self) -> Option<Trigger> {
         match self.wake.take() {
-            Woken::Lanes(lanes) => {
-                let room = {
-                    let map = self.per_lane.lock().unwrap_or_else(|p| p.into_inner());
-                    let cap = self.cap(map.len());
-                    lanes.iter().any(|l| map.get(l).is_none_or(|n| *n < cap))
-                };
-                room.then_some(Trigger::Lanes(lanes))
-            }
+            Woken::Lanes(lanes) => (self.room(lanes.iter()) > 0).then_some(Trigger::Lanes(lanes)),
             Woken::Any => Some(Trigger::All),
             Woken::Nothing => None,
         }

@@ -264,7 +264,7 @@ impl BatchWriter for Publishes {
                     .push_bind(&tries.account_ids[i])
                     .push("1, 'pending'")
                     .push_bind(ms(tries.due[i]))
-                    .push_bind(&tries.snapshots[i])
+                    .push_bind(&tries.bodies[tries.body_of[i]])
                     .push_bind(ms(tries.at[i]));
             });
             insert.build().execute(&mut *tx).await?;
