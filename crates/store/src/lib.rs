@@ -91,6 +91,41 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// earlier to `until`, so claims for other endpoints do not walk past
     /// them. Tries published while paused are born due at `until`.
     async fn throttle_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
+    /// One more failed try of the endpoint, counted in the database so that
+    /// every replica counts the same failures: at `threshold` in a row the
+    /// breaker opens (the count starts over, the pauses go up by one). The
+    /// first failure since the last success keeps its time. `None` if there
+    /// is no such webhook.
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        threshold: u32,
+    ) -> Result<Option<Failure>>;
+    /// A try of the endpoint succeeded: its health starts over. Answers the
+    /// pauses it had had since its last success (0: it was not paused, or
+    /// there is no such webhook).
+    async fn webhook_succeeded(&self, id: &str) -> Result<u32>;
+    /// The endpoint has failed every try for too long: disabled with
+    /// `reason`, its pending tries dead letters with the same reason, in one
+    /// transaction. Nothing changes for an endpoint already disabled or held
+    /// by the operator (false).
+    async fn disable_failing_webhook(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Recovery of an endpoint that is back: its pause and health are
+    /// cleared, and its tries waiting for a retry (a pending try after a
+    /// failed one) created since `since` are due at `now`. Answers how many
+    /// tries were brought forward.
+    async fn hurry_retries(
+        &self,
+        id: &str,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
 
     // Events: published, then fanned out to their subscribed webhooks.
 

@@ -20,8 +20,41 @@ pub struct Webhook {
     /// Disabled by the operator: only the operator enables it again.
     pub held_by_operator: bool,
     pub throttled_until: Option<DateTime<Utc>>,
+    /// The breaker's count, shared by every replica.
+    pub health: Health,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How an endpoint has been doing since its last success: the breaker's
+/// state, kept with the endpoint so that every replica counts the same
+/// failures (#17).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Failed tries in a row since the last success or the last pause.
+    pub failures_in_a_row: u32,
+    /// Pauses since the last success: the step of the pause schedule.
+    pub pauses: u32,
+    /// The first failure since the last success.
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+impl Health {
+    /// Nothing failed since the last success: a success changes nothing.
+    pub fn is_clear(&self) -> bool {
+        self.failures_in_a_row == 0 && self.pauses == 0 && self.failing_since.is_none()
+    }
+}
+
+/// What one more failed try did to an endpoint's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// This failure opened the breaker: pause for step `pauses - 1`.
+    pub opened: bool,
+    /// Pauses since the last success, this one included.
+    pub pauses: u32,
+    /// The first failure since the last success (this one, if none before).
+    pub failing_since: DateTime<Utc>,
 }
 
 /// A change to a webhook; `None` leaves a field as it is.

@@ -11,7 +11,8 @@
 use crate::error::{Result, StoreError};
 use crate::ingress::{AuditRecord, InboundEvent, Integration, Job};
 use crate::model::{
-    Attempt, AttemptStatus, EventType, NewEvent, PortalLink, SessionKind, WebSession, Webhook,
+    Attempt, AttemptStatus, EventType, Health, NewEvent, PortalLink, SessionKind, WebSession,
+    Webhook,
 };
 use crate::sealed::{SealedColumn, SealedRow};
 use chrono::{DateTime, Utc};
@@ -21,7 +22,7 @@ use sqlx::{Decode, Postgres, Sqlite, Type};
 
 pub(crate) const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
      old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, operator_hold, throttled_until, \
-     created_at, updated_at";
+     failures_in_a_row, breaker_pauses, failing_since, created_at, updated_at";
 pub(crate) const ATTEMPT_COLUMNS: &str =
     "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
      http_status, duration_ms, response_preview, error, created_at, completed_at";
@@ -121,6 +122,11 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
         disabled_reason: row.get("disabled_reason")?,
         held_by_operator: row.get("operator_hold")?,
         throttled_until: row.opt_time("throttled_until")?,
+        health: Health {
+            failures_in_a_row: row.int("failures_in_a_row")?.clamp(0, i64::from(u32::MAX)) as u32,
+            pauses: row.int("breaker_pauses")?.clamp(0, i64::from(u32::MAX)) as u32,
+            failing_since: row.opt_time("failing_since")?,
+        },
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

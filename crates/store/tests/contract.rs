@@ -41,6 +41,8 @@ on_both!(
     publish_to_webhook_queues_one_try_for_that_webhook_only,
     tries_due_long_ago_are_claimed_past_the_floor,
     a_queue_due_only_later_keeps_no_floor_above_now,
+    an_endpoint_s_health_is_counted_in_the_database,
+    a_failing_endpoint_disabled_leaves_no_try_pending_and_hurried_retries_are_due,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -94,6 +96,7 @@ fn new_webhook(account: &str, types: &[&str]) -> Webhook {
         disabled_reason: None,
         held_by_operator: false,
         throttled_until: None,
+        health: Default::default(),
         created_at: now,
         updated_at: now,
     }
@@ -1964,4 +1967,192 @@ async fn another_replicas_try(
          {due}, payload_snapshot, created_at FROM delivery_attempts WHERE event_id = '{event_id}' AND attempt = 1"
     );
     raw_execute(backend, url, &copy).await.expect("insert");
+}
+
+/// The breaker's count: concurrent failures counted once each, the
+/// breaker opening at the threshold, the first failure's time kept, a
+/// success starting over (answering the pauses it had).
+async fn an_endpoint_s_health_is_counted_in_the_database(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("create");
+    let t0 = Utc::now();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let (s, id) = (s.clone(), w.id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.webhook_failed(&id, t0 + Duration::seconds(i), 5).await
+        }));
+    }
+    for t in tasks {
+        let f = t.await.expect("join").expect("failed").expect("found");
+        assert!(!f.opened, "four failures do not open it");
+    }
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got.health.failures_in_a_row, 4, "each counted once");
+    let since = got.health.failing_since.expect("failing");
+    let fifth = s
+        .webhook_failed(&w.id, t0 + Duration::seconds(10), 5)
+        .await
+        .expect("failed")
+        .expect("found");
+    assert!(fifth.opened);
+    assert_eq!(fifth.pauses, 1);
+    assert_eq!(
+        fifth.failing_since, since,
+        "the first failure's time is kept"
+    );
+    assert!(since <= t0 + Duration::seconds(3));
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got.health.failures_in_a_row, 0, "counting starts over");
+    assert!(!got.health.is_clear());
+    assert_eq!(s.webhook_succeeded(&w.id).await.expect("ok"), 1);
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert!(got.health.is_clear(), "{:?}", got.health);
+    assert_eq!(s.webhook_succeeded(&w.id).await.expect("ok"), 0);
+    assert!(s
+        .webhook_failed("wh_missing", t0, 5)
+        .await
+        .expect("failed")
+        .is_none());
+    // Enabling an endpoint forgets its failures.
+    s.webhook_failed(&w.id, t0, 5).await.expect("failed");
+    assert!(s.enable_webhook(&w.id, t0).await.expect("enable"));
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert!(got.health.is_clear());
+}
+
+async fn a_failing_endpoint_disabled_leaves_no_try_pending_and_hurried_retries_are_due(
+    backend: Backend,
+) {
+    let (_db, s) = store(backend).await;
+    let (w, other) = (new_webhook("acct_a", &["*"]), new_webhook("acct_b", &["*"]));
+    s.create_webhook(&w).await.expect("create");
+    s.create_webhook(&other).await.expect("create");
+    for _ in 0..3 {
+        s.publish_event(&event("acct_a", "t"))
+            .await
+            .expect("publish");
+    }
+    s.publish_event(&event("acct_b", "t"))
+        .await
+        .expect("publish");
+    // One try fails: its retry is due in an hour.
+    let now = Utc::now();
+    let got = claim(&s, "w1", now + Duration::seconds(1), 30, 1).await;
+    let failed = got.iter().find(|a| a.webhook_id == w.id).cloned();
+    let failed = match failed {
+        Some(a) => a,
+        None => claim(&s, "w1", now + Duration::seconds(1), 30, 10)
+            .await
+            .into_iter()
+            .find(|a| a.webhook_id == w.id)
+            .expect("a try of w"),
+    };
+    let retry_due = now + Duration::hours(1);
+    assert!(s
+        .complete_attempt(&AttemptResult {
+            attempt_id: failed.id.clone(),
+            worker_id: "w1".into(),
+            status: AttemptStatus::Failed,
+            http_status: Some(500),
+            duration_ms: 3,
+            response_preview: None,
+            error: Some("HTTP 500".into()),
+            completed_at: now,
+            next: Some((ids::attempt_id(), retry_due)),
+        })
+        .await
+        .expect("complete"));
+    // Recovering brings the retry forward (not first tries, not another
+    // endpoint's), and a time after it brings nothing.
+    assert_eq!(
+        s.hurry_retries(&w.id, now + Duration::minutes(5), now)
+            .await
+            .expect("hurry"),
+        0
+    );
+    assert_eq!(
+        s.hurry_retries(
+            &w.id,
+            now - Duration::minutes(5),
+            now + Duration::seconds(2)
+        )
+        .await
+        .expect("hurry"),
+        1
+    );
+    let pending = s
+        .list_attempts("acct_a", &w.id, Some(AttemptStatus::Pending), None, 10)
+        .await
+        .expect("list")
+        .items;
+    let retry = pending.iter().find(|a| a.attempt == 2).expect("the retry");
+    assert!(retry.due_at <= now + Duration::seconds(2));
+
+    // Disabled for failing: every pending try of that endpoint is dead with
+    // the reason, the other endpoint's untouched; once only.
+    let reason = "every try failed";
+    assert!(s
+        .disable_failing_webhook(&w.id, reason, now)
+        .await
+        .expect("disable"));
+    assert!(!s
+        .disable_failing_webhook(&w.id, reason, now)
+        .await
+        .expect("again"));
+    let left = s
+        .list_attempts("acct_a", &w.id, Some(AttemptStatus::Pending), None, 10)
+        .await
+        .expect("list")
+        .items;
+    assert!(left.is_empty(), "{left:?}");
+    let dead = s
+        .list_attempts("acct_a", &w.id, Some(AttemptStatus::Dead), None, 10)
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|a| a.error.as_deref() == Some(reason)));
+    let others = s
+        .list_attempts("acct_b", &other.id, Some(AttemptStatus::Pending), None, 10)
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(others.len(), 1);
+    let got = s
+        .get_webhook("acct_a", &w.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert!(got.disabled);
+    assert_eq!(got.disabled_reason.as_deref(), Some(reason));
+    // Never over the operator's hold.
+    assert!(s.hold_webhook(&other.id, "held", now).await.expect("hold"));
+    assert!(!s
+        .disable_failing_webhook(&other.id, reason, now)
+        .await
+        .expect("held"));
+    let got = s
+        .get_webhook("acct_b", &other.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got.disabled_reason.as_deref(), Some("held"));
 }

@@ -84,6 +84,12 @@ impl Settings {
                 "must exceed HOOKWARDEN_DELIVERY_TIMEOUT by at least 2s (no try could start)",
             ));
         }
+        if self.disable_after < Duration::from_secs(1) {
+            return Err(invalid(
+                "disable_after",
+                "must be at least 1s (0 would disable an endpoint at its first failure)",
+            ));
+        }
         if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
             return Err(invalid("max_in_flight", "must be between 1 and 10000"));
         }

@@ -205,6 +205,12 @@ pub struct Settings {
         serialize_with = "redact::duration"
     )]
     pub rotation_grace: Duration,
+    /// An endpoint that has failed every try this long is disabled.
+    #[serde(
+        deserialize_with = "values::duration",
+        serialize_with = "redact::duration"
+    )]
+    pub disable_after: Duration,
     #[serde(
         deserialize_with = "values::duration",
         serialize_with = "redact::duration"

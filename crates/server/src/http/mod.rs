@@ -16,6 +16,7 @@ pub(crate) mod request_id;
 pub(crate) mod route_metrics;
 pub(crate) mod serve;
 pub(crate) mod sink;
+pub(crate) mod webhook_recover;
 pub(crate) mod webhook_secret;
 pub(crate) mod webhook_test;
 pub mod webhooks;
@@ -58,6 +59,7 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(webhook_secret::reveal))
         .routes(routes!(webhook_test::send))
+        .routes(routes!(webhook_recover::recover))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
         .routes(routes!(events::publish))

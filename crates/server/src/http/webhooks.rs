@@ -150,6 +150,11 @@ pub struct WebhookView {
     /// update are not held back.
     #[schema(format = DateTime)]
     paused_until: Option<String>,
+    /// Every try since then has failed (the first failure since the last
+    /// success); after `HOOKWARDEN_DISABLE_AFTER` of that the endpoint is
+    /// disabled. Absent while the endpoint is healthy.
+    #[schema(format = DateTime)]
+    failing_since: Option<String>,
     /// Until then, deliveries carry the previous secret's signature too.
     #[schema(format = DateTime)]
     secret_rotation_ends_at: Option<String>,
@@ -171,6 +176,7 @@ pub fn view(w: &Webhook, now: chrono::DateTime<Utc>) -> WebhookView {
         disabled: w.disabled,
         disabled_reason: w.disabled_reason.clone(),
         paused_until: w.throttled_until.filter(|t| *t > now).map(rfc3339),
+        failing_since: w.health.failing_since.map(rfc3339),
         secret_rotation_ends_at: w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
         created_at: rfc3339(w.created_at),
         updated_at: rfc3339(w.updated_at),
@@ -254,6 +260,7 @@ pub async fn create(
         disabled_reason: None,
         held_by_operator: false,
         throttled_until: None,
+        health: Default::default(),
         created_at: now,
         updated_at: now,
     };

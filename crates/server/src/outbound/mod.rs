@@ -6,5 +6,6 @@ pub mod dispatch;
 pub mod intake;
 pub mod nats;
 pub mod producers;
+pub(crate) mod recover;
 pub(crate) mod schemas;
 pub(crate) mod test_event;

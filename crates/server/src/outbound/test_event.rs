@@ -6,7 +6,7 @@
 use crate::shared::pump::Wake;
 use chrono::{DateTime, Utc};
 use hookwarden_core::ids;
-use hookwarden_store::model::{DirectOutcome, NewEvent};
+use hookwarden_store::model::{Attempt, AttemptStatus, DirectOutcome, NewEvent};
 use hookwarden_store::{Store, StoreError};
 use serde_json::json;
 
@@ -74,6 +74,30 @@ pub async fn send(
         }
         DirectOutcome::NoWebhook => Err(TestError::NotFound),
         DirectOutcome::Disabled => Err(TestError::Disabled),
+    }
+}
+
+/// Waits for the queued try to be made, at most `within`: the try as it
+/// stands then (still pending if the endpoint is paused, or the worker
+/// busy or not running here). Reads back off from 10 ms to 200 ms, so a
+/// waiting caller costs a few dozen reads of one row by primary key.
+pub async fn outcome(
+    store: &dyn Store,
+    account_id: &str,
+    attempt_id: &str,
+    within: std::time::Duration,
+) -> Result<Option<Attempt>, StoreError> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let attempt = store.get_attempt(Some(account_id), attempt_id).await?;
+        let now = tokio::time::Instant::now();
+        match &attempt {
+            Some(a) if a.status == AttemptStatus::Pending && now < deadline => {}
+            _ => return Ok(attempt),
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
     }
 }
 

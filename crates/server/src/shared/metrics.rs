@@ -14,6 +14,8 @@ pub const QUEUE_OLDEST_DUE: &str = "hookwarden_delivery_queue_oldest_due_seconds
 pub const DEAD_LETTERS: &str = "hookwarden_dead_letters_total";
 /// Endpoints paused by the breaker after failing tries in a row.
 pub const BREAKER_PAUSES: &str = "hookwarden_endpoint_pauses_total";
+/// Endpoints disabled after failing every try for `HOOKWARDEN_DISABLE_AFTER`.
+pub const ENDPOINTS_DISABLED: &str = "hookwarden_endpoints_disabled_total";
 /// The seq of the audit chain's newest entry (its hash is logged as `audit.head`).
 pub const AUDIT_HEAD_SEQ: &str = "hookwarden_audit_head_seq";
 pub const EVENTS_PUBLISHED: &str = "hookwarden_events_published_total";
@@ -49,6 +51,7 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Gauge, QUEUE_OLDEST_DUE, "How long the oldest due outbound delivery has waited, in seconds."),
     (Kind::Counter, DEAD_LETTERS, "Outbound deliveries that gave up (dead letters)."),
     (Kind::Counter, BREAKER_PAUSES, "Endpoints paused by the breaker after failing tries in a row."),
+    (Kind::Counter, ENDPOINTS_DISABLED, "Endpoints disabled after failing every try for HOOKWARDEN_DISABLE_AFTER (their pending tries became dead letters)."),
     (Kind::Counter, EVENTS_PUBLISHED, "Events published, by source (http, nats) and whether the id was a duplicate."),
     (Kind::Counter, INBOUND, "Inbound webhooks received, by integration and outcome (accepted, duplicate, or the refusal reason)."),
     (Kind::Counter, FORWARDS, "Forwarding tries of inbound events, by outcome."),

@@ -20,6 +20,7 @@ mod auth;
 mod console;
 mod delivery;
 mod docs;
+mod endpoint_health;
 mod errors;
 mod failures;
 mod nats;

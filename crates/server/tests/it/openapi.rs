@@ -31,6 +31,7 @@ const ROUTES: &[&str] = &[
     "get /v1/webhooks/{id}/deliveries",
     "get /v1/webhooks/{id}/secret",
     "post /v1/webhooks/{id}/test",
+    "post /v1/webhooks/{id}/recover",
     "post /v1/deliveries/{id}/retry",
     "post /v1/events",
     "get /v1/event-types",

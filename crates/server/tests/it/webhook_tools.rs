@@ -16,8 +16,6 @@ on_both!(
     a_test_event_is_refused_for_another_account_a_disabled_endpoint_or_another_type,
 );
 
-const WAIT: Duration = Duration::from_secs(20);
-
 async fn audit_entries(app: &TestApp, action: &str) -> Vec<Value> {
     let (status, audit, _) = app
         .operator(Method::GET, "/api/v1/audit-entries?limit=100", None)
@@ -127,7 +125,15 @@ async fn a_reveal_is_refused_without_write_scope_or_for_another_account(backend:
 }
 
 async fn a_test_event_reaches_only_that_endpoint_signed(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // The worker runs: the answer waits for the try.
+    let app = TestApp::with(
+        backend,
+        Options {
+            worker: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let t = app.tenant("acct_a");
     let rx = Receiver::start().await;
     let sibling = Receiver::start().await;
@@ -147,14 +153,18 @@ async fn a_test_event_reaches_only_that_endpoint_signed(backend: Backend) {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(status, StatusCode::OK, "{queued}");
     let event_id = queued["eventId"].as_str().expect("eventId").to_owned();
     let delivery_id = queued["deliveryId"]
         .as_str()
         .expect("deliveryId")
         .to_owned();
-    app.deliver_until(WAIT, || rx.count() == 1).await;
-    assert_eq!(app.dispatcher.run_once().await.expect("step"), 0);
+    // The answer carries the try's outcome.
+    assert_eq!(queued["delivery"]["id"], delivery_id.as_str());
+    assert_eq!(queued["delivery"]["status"], "succeeded", "{queued}");
+    assert_eq!(queued["delivery"]["httpStatus"], 200);
+    assert_eq!(rx.count(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         sibling.count(),
         0,
@@ -181,13 +191,22 @@ async fn a_test_event_reaches_only_that_endpoint_signed(backend: Backend) {
         let (status, again, _) = app
             .post(&format!("/v1/webhooks/{id}/test"), &t, body.clone())
             .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}: {again}");
+        assert_eq!(status, StatusCode::OK, "{body}: {again}");
     }
-    app.deliver_until(WAIT, || rx.count() == 4).await;
+    assert_eq!(rx.count(), 4);
     assert_eq!(sibling.count(), 0);
 
+    // A failing endpoint: the answer says how it failed (a retry follows).
+    rx.set_default(Reply::Status(503));
+    let (status, failed, _) = app
+        .post(&format!("/v1/webhooks/{id}/test"), &t, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(failed["delivery"]["status"], "failed", "{failed}");
+    assert_eq!(failed["delivery"]["httpStatus"], 503);
+
     let tests = audit_entries(&app, "webhook.test").await;
-    assert_eq!(tests.len(), 4, "{tests:?}");
+    assert_eq!(tests.len(), 5, "{tests:?}");
     assert!(tests.iter().all(|e| e["target"] == format!("webhook:{id}")));
     app.stop().await;
 }

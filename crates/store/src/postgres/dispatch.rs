@@ -94,6 +94,37 @@ impl Store for PgStore {
         webhooks::throttle(self, id, until).await
     }
 
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        threshold: u32,
+    ) -> Result<Option<Failure>> {
+        webhooks::failed(self, id, now, threshold).await
+    }
+
+    async fn webhook_succeeded(&self, id: &str) -> Result<u32> {
+        webhooks::succeeded(self, id).await
+    }
+
+    async fn disable_failing_webhook(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        webhooks::disable_failing(self, id, reason, now).await
+    }
+
+    async fn hurry_retries(
+        &self,
+        id: &str,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        webhooks::hurry_retries(self, id, since, now).await
+    }
+
     // Events.
 
     async fn publish_event(&self, e: &NewEvent) -> Result<PublishOutcome> {

@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use crate::error::{classify, Result};
-use crate::model::{Page, Webhook, WebhookUpdate};
+use crate::model::{Failure, Page, Webhook, WebhookUpdate};
 use crate::rows::{self, WEBHOOK_COLUMNS};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -102,6 +102,9 @@ pub(super) async fn update(
            disabled = CASE WHEN $9 AND NOT operator_hold THEN FALSE ELSE disabled END, \
            disabled_reason = CASE WHEN $9 AND NOT operator_hold THEN NULL ELSE disabled_reason END, \
            throttled_until = CASE WHEN $9 THEN NULL ELSE throttled_until END, \
+           failures_in_a_row = CASE WHEN $9 THEN 0 ELSE failures_in_a_row END, \
+           breaker_pauses = CASE WHEN $9 THEN 0 ELSE breaker_pauses END, \
+           failing_since = CASE WHEN $9 THEN NULL ELSE failing_since END, \
            updated_at = $10 \
          WHERE account_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
     );
@@ -187,7 +190,7 @@ pub(super) async fn hold(s: &PgStore, id: &str, reason: &str, now: DateTime<Utc>
 pub(super) async fn enable(s: &PgStore, id: &str, now: DateTime<Utc>) -> Result<bool> {
     let changed = sqlx::query(
         "UPDATE hook.webhook_configs SET disabled = FALSE, operator_hold = FALSE, disabled_reason = NULL, \
-         updated_at = $2 WHERE id = $1",
+         failures_in_a_row = 0, breaker_pauses = 0, failing_since = NULL, updated_at = $2 WHERE id = $1",
     )
     .bind(id)
     .bind(now)
@@ -216,4 +219,106 @@ pub(super) async fn states(s: &PgStore, now: DateTime<Utc>) -> Result<(u64, u64)
     .fetch_one(&s.pool)
     .await?;
     Ok((paused.max(0) as u64, disabled.max(0) as u64))
+}
+
+pub(super) async fn failed(
+    s: &PgStore,
+    id: &str,
+    now: DateTime<Utc>,
+    threshold: u32,
+) -> Result<Option<Failure>> {
+    // One statement: replicas failing the same endpoint at once each see
+    // the count the other left (the row lock orders them).
+    let row: Option<(i32, i32, DateTime<Utc>)> = sqlx::query_as(
+        "UPDATE hook.webhook_configs SET \
+           failures_in_a_row = CASE WHEN failures_in_a_row + 1 >= $3 THEN 0 ELSE failures_in_a_row + 1 END, \
+           breaker_pauses = CASE WHEN failures_in_a_row + 1 >= $3 THEN breaker_pauses + 1 ELSE breaker_pauses END, \
+           failing_since = COALESCE(failing_since, $2) \
+         WHERE id = $1 RETURNING failures_in_a_row, breaker_pauses, failing_since",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(i32::try_from(threshold).unwrap_or(i32::MAX))
+    .fetch_optional(&s.pool)
+    .await?;
+    Ok(row.map(|(in_a_row, pauses, since)| Failure {
+        opened: in_a_row == 0,
+        pauses: pauses.max(0) as u32,
+        failing_since: since,
+    }))
+}
+
+pub(super) async fn succeeded(s: &PgStore, id: &str) -> Result<u32> {
+    // The pauses as they were, read under the row's lock by the same
+    // statement that clears them.
+    let before: Option<i32> = sqlx::query_scalar(
+        "UPDATE hook.webhook_configs w SET failures_in_a_row = 0, breaker_pauses = 0, failing_since = NULL \
+         FROM (SELECT id, breaker_pauses FROM hook.webhook_configs WHERE id = $1 FOR UPDATE) old \
+         WHERE w.id = old.id RETURNING old.breaker_pauses",
+    )
+    .bind(id)
+    .fetch_optional(&s.pool)
+    .await?;
+    Ok(before.unwrap_or(0).max(0) as u32)
+}
+
+pub(super) async fn disable_failing(
+    s: &PgStore,
+    id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let mut tx = s.pool.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE hook.webhook_configs SET disabled = TRUE, disabled_reason = $2, updated_at = $3 \
+         WHERE id = $1 AND NOT disabled AND NOT operator_hold",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        sqlx::query(
+            "UPDATE hook.delivery_attempts SET status = 'dead', error = $3, completed_at = $2, \
+             lease_until = NULL WHERE webhook_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed > 0)
+}
+
+pub(super) async fn hurry_retries(
+    s: &PgStore,
+    id: &str,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut tx = s.pool.begin().await?;
+    sqlx::query(
+        "UPDATE hook.webhook_configs SET throttled_until = NULL, failures_in_a_row = 0, \
+         breaker_pauses = 0, failing_since = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let moved = sqlx::query(
+        "UPDATE hook.delivery_attempts SET due_at = $3 \
+         WHERE webhook_id = $1 AND status = 'pending' AND attempt > 1 AND created_at >= $2 AND due_at > $3",
+    )
+    .bind(id)
+    .bind(since)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    s.due_floor.wrote([now]);
+    Ok(moved)
 }

@@ -1,9 +1,9 @@
 //! Webhooks on SQLite: an account's endpoints, their secrets, and the
 //! states that stop deliveries to them (disabled, held, paused).
 
-use super::{ms, SqliteStore};
+use super::{ms, time, SqliteStore};
 use crate::error::{classify, Result};
-use crate::model::{Page, Webhook, WebhookUpdate};
+use crate::model::{Failure, Page, Webhook, WebhookUpdate};
 use crate::rows::{self, WEBHOOK_COLUMNS};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -104,6 +104,9 @@ pub(super) async fn update(
            disabled = CASE WHEN ?9 AND NOT operator_hold THEN 0 ELSE disabled END, \
            disabled_reason = CASE WHEN ?9 AND NOT operator_hold THEN NULL ELSE disabled_reason END, \
            throttled_until = CASE WHEN ?9 THEN NULL ELSE throttled_until END, \
+           failures_in_a_row = CASE WHEN ?9 THEN 0 ELSE failures_in_a_row END, \
+           breaker_pauses = CASE WHEN ?9 THEN 0 ELSE breaker_pauses END, \
+           failing_since = CASE WHEN ?9 THEN NULL ELSE failing_since END, \
            updated_at = ?10 \
          WHERE account_id = ?1 AND id = ?2 RETURNING {WEBHOOK_COLUMNS}"
     );
@@ -194,7 +197,7 @@ pub(super) async fn hold(
 pub(super) async fn enable(s: &SqliteStore, id: &str, now: DateTime<Utc>) -> Result<bool> {
     let changed = sqlx::query(
         "UPDATE webhook_configs SET disabled = 0, operator_hold = 0, disabled_reason = NULL, \
-         updated_at = ?2 WHERE id = ?1",
+         failures_in_a_row = 0, breaker_pauses = 0, failing_since = NULL, updated_at = ?2 WHERE id = ?1",
     )
     .bind(id)
     .bind(ms(now))
@@ -234,4 +237,111 @@ pub(super) async fn states(s: &SqliteStore, now: DateTime<Utc>) -> Result<(u64, 
     .fetch_one(&s.readers)
     .await?;
     Ok((paused.max(0) as u64, disabled.max(0) as u64))
+}
+
+pub(super) async fn failed(
+    s: &SqliteStore,
+    id: &str,
+    now: DateTime<Utc>,
+    threshold: u32,
+) -> Result<Option<Failure>> {
+    // One statement on the one writer: failures are counted in order.
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "UPDATE webhook_configs SET \
+           failures_in_a_row = CASE WHEN failures_in_a_row + 1 >= ?3 THEN 0 ELSE failures_in_a_row + 1 END, \
+           breaker_pauses = CASE WHEN failures_in_a_row + 1 >= ?3 THEN breaker_pauses + 1 ELSE breaker_pauses END, \
+           failing_since = COALESCE(failing_since, ?2) \
+         WHERE id = ?1 RETURNING failures_in_a_row, breaker_pauses, failing_since",
+    )
+    .bind(id)
+    .bind(ms(now))
+    .bind(i64::from(threshold))
+    .fetch_optional(&s.writer)
+    .await?;
+    row.map(|(in_a_row, pauses, since)| {
+        Ok(Failure {
+            opened: in_a_row == 0,
+            pauses: pauses.clamp(0, i64::from(u32::MAX)) as u32,
+            failing_since: time(since)?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn succeeded(s: &SqliteStore, id: &str) -> Result<u32> {
+    let mut tx = s.writer.begin().await?;
+    let before: Option<i64> =
+        sqlx::query_scalar("SELECT breaker_pauses FROM webhook_configs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    sqlx::query(
+        "UPDATE webhook_configs SET failures_in_a_row = 0, breaker_pauses = 0, failing_since = NULL \
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(before.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+pub(super) async fn disable_failing(
+    s: &SqliteStore,
+    id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let mut tx = s.writer.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 \
+         WHERE id = ?1 AND NOT disabled AND NOT operator_hold",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        sqlx::query(
+            "UPDATE delivery_attempts SET status = 'dead', error = ?3, completed_at = ?2, \
+             lease_until = NULL WHERE webhook_id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed > 0)
+}
+
+pub(super) async fn hurry_retries(
+    s: &SqliteStore,
+    id: &str,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut tx = s.writer.begin().await?;
+    sqlx::query(
+        "UPDATE webhook_configs SET throttled_until = NULL, failures_in_a_row = 0, \
+         breaker_pauses = 0, failing_since = NULL WHERE id = ?1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let moved = sqlx::query(
+        "UPDATE delivery_attempts SET due_at = ?3 \
+         WHERE webhook_id = ?1 AND status = 'pending' AND attempt > 1 AND created_at >= ?2 AND due_at > ?3",
+    )
+    .bind(id)
+    .bind(ms(since))
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(moved)
 }

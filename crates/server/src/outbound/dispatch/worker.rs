@@ -5,7 +5,7 @@
 //! claimed work to be claimed again when its lease expires: delivery is at
 //! least once.
 
-use super::breaker::Breaker;
+use super::breaker;
 use crate::outbound::schemas::SchemaCache;
 use crate::shared::activity::{Activity, Count};
 use crate::shared::client::{DeliveryClient, Outcome};
@@ -67,6 +67,16 @@ fn published_at(attempt: &Attempt) -> chrono::DateTime<Utc> {
         .map_or(attempt.created_at, |t| t.with_timezone(&Utc))
 }
 
+/// What one more failed try means for its endpoint.
+enum Verdict {
+    /// Carry on: retry on the schedule.
+    Carry,
+    /// The breaker opened: pause the endpoint this long.
+    Pause(Duration),
+    /// It has failed every try too long: disable it (the reason).
+    Disable(String),
+}
+
 /// The error of a try whose observed outcome could not be written.
 pub const UNRECORDABLE: &str = "the try's outcome could not be recorded as observed";
 
@@ -86,6 +96,8 @@ pub struct Deliveries {
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
+    /// An endpoint failing every try this long is disabled.
+    pub disable_after: Duration,
 }
 
 impl From<&AppState> for Deliveries {
@@ -99,6 +111,7 @@ impl From<&AppState> for Deliveries {
             retry_schedule: state.settings.retry_schedule.clone(),
             delivery_timeout: state.settings.delivery_timeout,
             delivery_lease: state.settings.delivery_lease,
+            disable_after: state.settings.disable_after,
         }
     }
 }
@@ -108,7 +121,6 @@ pub struct DeliveryQueue {
     state: Deliveries,
     client: DeliveryClient,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
-    breaker: Breaker,
 }
 
 /// The delivery worker: the pump over the delivery queue.
@@ -124,7 +136,6 @@ impl DeliveryQueue {
             state,
             client,
             dead_letters,
-            breaker: Breaker::default(),
         }
     }
 
@@ -428,7 +439,9 @@ impl DeliveryQueue {
         let result = crate::shared::retry::observed(base, &o, self.state.clock.now());
         match o.http_status {
             Some(s) if (200..300).contains(&s) => {
-                self.breaker.succeeded(&webhook.id);
+                if !webhook.health.is_clear() {
+                    self.recovered(webhook).await;
+                }
                 AttemptResult {
                     status: AttemptStatus::Succeeded,
                     ..result
@@ -459,28 +472,102 @@ impl DeliveryQueue {
                 // Retry-After within bounds (or the breaker's pause, if longer:
                 // one pause, one write).
                 let asked = o.retry_after.unwrap_or_else(|| bounded_retry_after(5));
-                let pause = self.count_failure(webhook).map_or(asked, |p| p.max(asked));
-                self.pause(webhook, pause, "endpoint asked to slow down")
-                    .await;
-                self.failed(attempt, result, o.retry_after)
-            }
-            _ => {
-                if let Some(pause) = self.count_failure(webhook) {
-                    self.pause(webhook, pause, "endpoint failed tries in a row")
-                        .await;
+                match self.count_failure(webhook).await {
+                    Verdict::Disable(reason) => self.disable(webhook, &reason, result).await,
+                    Verdict::Pause(p) => {
+                        self.pause(webhook, p.max(asked), "endpoint asked to slow down")
+                            .await;
+                        self.failed(attempt, result, o.retry_after)
+                    }
+                    Verdict::Carry => {
+                        self.pause(webhook, asked, "endpoint asked to slow down")
+                            .await;
+                        self.failed(attempt, result, o.retry_after)
+                    }
                 }
-                self.failed(attempt, result, None)
+            }
+            _ => match self.count_failure(webhook).await {
+                Verdict::Disable(reason) => self.disable(webhook, &reason, result).await,
+                Verdict::Pause(p) => {
+                    self.pause(webhook, p, "endpoint failed tries in a row")
+                        .await;
+                    self.failed(attempt, result, None)
+                }
+                Verdict::Carry => self.failed(attempt, result, None),
+            },
+        }
+    }
+
+    /// One more failed try, counted in the database with every replica's:
+    /// the breaker's pause when it opens, or the end when the endpoint has
+    /// failed every try for `disable_after`.
+    async fn count_failure(&self, webhook: &Webhook) -> Verdict {
+        let now = self.state.clock.now();
+        let failure = match self
+            .state
+            .store
+            .webhook_failed(&webhook.id, now, breaker::THRESHOLD)
+            .await
+        {
+            Ok(Some(f)) => f,
+            // Deleted meanwhile: nothing to count.
+            Ok(None) => return Verdict::Carry,
+            Err(e) => {
+                tracing::error!(webhook.id = %webhook.id, error.message = %e, "counting the endpoint's failure failed");
+                return Verdict::Carry;
+            }
+        };
+        if breaker::to_disable(failure.failing_since, now, self.state.disable_after) {
+            return Verdict::Disable(breaker::disabled_reason(failure.failing_since));
+        }
+        if !failure.opened {
+            return Verdict::Carry;
+        }
+        metrics::counter!(crate::shared::metrics::BREAKER_PAUSES).increment(1);
+        Verdict::Pause(breaker::pause(failure.pauses, &self.state.retry_schedule))
+    }
+
+    /// A success after failures: the endpoint's health starts over.
+    async fn recovered(&self, webhook: &Webhook) {
+        match self.state.store.webhook_succeeded(&webhook.id).await {
+            Ok(pauses) if pauses > 0 => {
+                tracing::info!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint recovered");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(webhook.id = %webhook.id, error.message = %e, "clearing the endpoint's failures failed");
             }
         }
     }
 
-    /// One more failed try in a row: the breaker's pause when it opens.
-    fn count_failure(&self, webhook: &Webhook) -> Option<Duration> {
-        let pause = self
-            .breaker
-            .failed(&webhook.id, &self.state.retry_schedule)?;
-        metrics::counter!(crate::shared::metrics::BREAKER_PAUSES).increment(1);
-        Some(pause)
+    /// The endpoint has failed every try for too long: disabled, its pending
+    /// tries dead letters with the reason, and this try the last one.
+    async fn disable(
+        &self,
+        webhook: &Webhook,
+        reason: &str,
+        result: AttemptResult,
+    ) -> AttemptResult {
+        match self
+            .state
+            .store
+            .disable_failing_webhook(&webhook.id, reason, self.state.clock.now())
+            .await
+        {
+            Ok(true) => {
+                metrics::counter!(crate::shared::metrics::ENDPOINTS_DISABLED).increment(1);
+                tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint failed every try for HOOKWARDEN_DISABLE_AFTER: disabled");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(webhook.id = %webhook.id, error.message = %e, "disabling the failing endpoint failed");
+            }
+        }
+        AttemptResult {
+            status: AttemptStatus::Dead,
+            next: None,
+            ..result
+        }
     }
 
     /// Pauses the endpoint: its pending tries are due at the end of the

@@ -1,0 +1,105 @@
+//! Recovering an endpoint after an outage: every delivery to it that failed
+//! since a given time is tried again, once each, without scripts. A dead
+//! letter gets a new try (as `POST /v1/deliveries/{id}/retry` would); a
+//! delivery waiting for its next retry is brought forward to now. The
+//! endpoint's pause and failure count are cleared: its tenant says it is
+//! back (should it not be, the breaker pauses it again after a few tries).
+//! The pump's per-endpoint share paces the tries, as for any backlog.
+
+use crate::shared::pump::Wake;
+use chrono::{DateTime, Utc};
+use hookwarden_core::ids;
+use hookwarden_store::model::AttemptStatus;
+use hookwarden_store::search::AttemptFilter;
+use hookwarden_store::{Store, StoreError};
+
+/// Most dead letters one call re-queues; `more` says when others remain
+/// (those re-queued are not selected again, so calling again goes on).
+pub const MAX_PER_CALL: u32 = 10_000;
+
+/// Dead letters read per page.
+const PAGE: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("no such webhook")]
+    NotFound,
+    #[error("the endpoint is disabled")]
+    Disabled,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What a recovery did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Dead letters given a new try, due now.
+    pub requeued: u64,
+    /// Deliveries waiting for a retry, now due.
+    pub hurried: u64,
+    /// More dead letters remain past `MAX_PER_CALL`: call again.
+    pub more: bool,
+}
+
+/// Recovers `webhook_id` of `account_id`: its failed deliveries since
+/// `since` are due again now.
+pub async fn recover(
+    store: &dyn Store,
+    wake: &Wake,
+    account_id: &str,
+    webhook_id: &str,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Recovered, RecoverError> {
+    let webhook = store
+        .get_webhook(account_id, webhook_id)
+        .await?
+        .ok_or(RecoverError::NotFound)?;
+    if webhook.disabled {
+        return Err(RecoverError::Disabled);
+    }
+    let mut done = Recovered {
+        hurried: store.hurry_retries(webhook_id, since, now).await?,
+        ..Recovered::default()
+    };
+    let filter = AttemptFilter {
+        account_id: Some(account_id),
+        webhook_id: Some(webhook_id),
+        status: Some(AttemptStatus::Dead),
+        from: Some(since),
+        latest_only: true,
+        ..AttemptFilter::default()
+    };
+    let mut cursor: Option<String> = None;
+    let mut seen = 0u32;
+    loop {
+        let page = store
+            .search_attempts(&filter, cursor.as_deref(), PAGE.min(MAX_PER_CALL - seen))
+            .await?;
+        for dead in &page.items {
+            // Only if still the pair's latest try: a recovery racing a
+            // retry re-queues each dead letter once between them.
+            let new_id = ids::attempt_id();
+            if store
+                .retry_now(account_id, &dead.id, &new_id, now, now, true)
+                .await?
+                .is_some()
+            {
+                done.requeued += 1;
+            }
+        }
+        seen += page.items.len() as u32;
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+        if seen >= MAX_PER_CALL {
+            done.more = true;
+            break;
+        }
+    }
+    if done.requeued + done.hurried > 0 {
+        wake.lanes([webhook_id.to_owned()]);
+    }
+    Ok(done)
+}
