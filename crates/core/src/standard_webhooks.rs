@@ -17,9 +17,14 @@ pub const HEADER_SIGNATURE: &str = "webhook-signature";
 /// Default tolerance for verification, in seconds (the specification's five minutes).
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
-/// Signs one message with one secret: the `v1,<base64>` token.
+/// Signs one message with one key: the `v1,<base64>` token of a secret, the
+/// `v1a,<base64>` Ed25519 signature of an asymmetric key.
 pub fn sign(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
+    if let Some(pair) = secret.key_pair() {
+        let signed = signed_parts(msg_id, &ts, body).concat();
+        return format!("v1a,{}", STANDARD.encode(pair.sign(&signed).as_ref()));
+    }
     let mac = hmac_sha256(secret.key(), &signed_parts(msg_id, &ts, body));
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }

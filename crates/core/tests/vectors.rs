@@ -62,3 +62,29 @@ fn negative_vectors_do_not_verify() {
         assert!(res.is_err(), "{}", field(v, "why"));
     }
 }
+
+/// `v1a`: the published Ed25519 vector signs to the published signature,
+/// and the key's public half is the published `whpk_`.
+#[test]
+fn asymmetric_vectors_sign_alike_and_show_their_public_key() {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let all = vectors();
+    let list = all["asymmetric_v1a"].as_array().expect("asymmetric list");
+    assert!(!list.is_empty());
+    for v in list {
+        let pair = STANDARD
+            .decode(field(v, "keypair_base64_seed_then_public"))
+            .expect("base64");
+        let key = WebhookSecret::parse_key(&format!("whsk_{}", STANDARD.encode(&pair)))
+            .expect("seed and public key");
+        let seed_only = WebhookSecret::parse_key(&format!("whsk_{}", STANDARD.encode(&pair[..32])))
+            .expect("seed");
+        assert_eq!(key, seed_only);
+        assert_eq!(key.public_key().as_deref(), Some(field(v, "public")));
+        let ts = v["timestamp"].as_i64().expect("timestamp");
+        assert_eq!(
+            standard_webhooks::sign(&key, field(v, "id"), ts, field(v, "payload").as_bytes()),
+            field(v, "signature")
+        );
+    }
+}

@@ -9,6 +9,7 @@ use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{NewEvent, PublishOutcome};
 use crate::rows::{self, Columns};
 use chrono::{DateTime, Utc};
+use hookwarden_core::payload_filter::PayloadFilter;
 use hookwarden_core::{ids, validate::subscribed};
 use std::collections::{HashMap, HashSet};
 
@@ -86,11 +87,16 @@ pub(crate) struct Subscriber {
     pub(crate) account_id: String,
     pub(crate) event_types: Vec<String>,
     pub(crate) paused_until: Option<DateTime<Utc>>,
+    /// Events whose payload this does not match get no try. A stored
+    /// filter that no longer reads (written by a later version, say)
+    /// filters nothing: an event is never dropped for it.
+    pub(crate) filter: Option<PayloadFilter>,
 }
 
 /// What a publish batch reads of each webhook of its accounts: `id,
 /// account_id, event_types, throttled_until`.
-pub(crate) const SUBSCRIBER_COLUMNS: &str = "id, account_id, event_types, throttled_until";
+pub(crate) const SUBSCRIBER_COLUMNS: &str =
+    "id, account_id, event_types, throttled_until, payload_filter";
 
 impl Subscriber {
     pub(crate) fn from_row(row: &impl Columns) -> Result<Self> {
@@ -99,6 +105,9 @@ impl Subscriber {
             account_id: row.get("account_id")?,
             event_types: row.get::<sqlx::types::Json<Vec<String>>>("event_types")?.0,
             paused_until: row.opt_time("throttled_until")?,
+            filter: row
+                .get::<Option<sqlx::types::Json<serde_json::Value>>>("payload_filter")?
+                .and_then(|f| PayloadFilter::parse(&f.0).ok()),
         })
     }
 }
@@ -116,9 +125,8 @@ pub(crate) struct FirstTries {
     /// Each try's snapshot, as an index into `bodies`: all tries of an event
     /// send the same body, which is built and bound once per event.
     pub(crate) body_of: Vec<usize>,
-    /// The snapshots of the events with tries, and those events' ids.
+    /// The snapshots of the events with tries.
     pub(crate) bodies: Vec<String>,
-    pub(crate) body_events: Vec<String>,
 }
 
 /// A published batch fanned out: each event stored now (`fresh`) gets a
@@ -141,11 +149,11 @@ pub(crate) fn fan_out(
         let mut lanes = Vec::new();
         let subscribers = webhooks
             .iter()
-            .filter(|w| w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type));
+            .filter(|w| w.account_id == e.account_id && subscribed(&w.event_types, &e.event_type))
+            .filter(|w| w.filter.as_ref().is_none_or(|f| f.matches(&e.payload)));
         for (n, w) in subscribers.enumerate() {
             if n == 0 {
                 tries.bodies.push(crate::snapshot(e).to_string());
-                tries.body_events.push(e.id.clone());
             }
             tries.body_of.push(tries.bodies.len() - 1);
             tries.ids.push(ids::attempt_id());
@@ -197,6 +205,7 @@ mod tests {
             account_id: account.into(),
             event_types: types.iter().map(|t| t.to_string()).collect(),
             paused_until: None,
+            filter: None,
         }
     }
 
@@ -213,16 +222,42 @@ mod tests {
         ];
         let (_, tries) = fan_out(&[&a, &b, &c], &[true, true, true], &hooks);
         assert_eq!(tries.event_ids, ["ev_a", "ev_a", "ev_c"]);
-        assert_eq!(
-            tries.body_events,
-            ["ev_a", "ev_c"],
-            "one body per event with tries"
-        );
+        assert_eq!(tries.bodies.len(), 2, "one body per event with tries");
         for (i, event_id) in tries.event_ids.iter().enumerate() {
             let body: serde_json::Value =
                 serde_json::from_str(&tries.bodies[tries.body_of[i]]).expect("json");
             assert_eq!(body["data"]["of"], event_id.as_str(), "try {i}");
-            assert_eq!(&tries.body_events[tries.body_of[i]], event_id);
         }
+    }
+
+    #[test]
+    fn a_webhook_s_payload_filter_keeps_events_it_does_not_match_from_it() {
+        let (gold, silver, none) = (
+            NewEvent {
+                payload: serde_json::json!({"tier": "gold"}),
+                ..event("ev_g", "acct_1", "t")
+            },
+            NewEvent {
+                payload: serde_json::json!({"tier": "silver"}),
+                ..event("ev_s", "acct_1", "t")
+            },
+            event("ev_n", "acct_1", "t"),
+        );
+        let filtered = Subscriber {
+            filter: PayloadFilter::parse(
+                &serde_json::json!({"pointer": "/tier", "equals": "gold"}),
+            )
+            .ok(),
+            ..webhook("wh_gold", "acct_1", &["*"])
+        };
+        let hooks = [filtered, webhook("wh_all", "acct_1", &["*"])];
+        let (outcomes, tries) = fan_out(&[&gold, &silver, &none], &[true; 3], &hooks);
+        assert_eq!(tries.webhook_ids, ["wh_gold", "wh_all", "wh_all", "wh_all"]);
+        assert_eq!(
+            outcomes[1],
+            PublishOutcome::Created {
+                webhooks: vec!["wh_all".into()]
+            }
+        );
     }
 }

@@ -116,6 +116,17 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Reserves a send slot of a rate-limited endpoint, for every replica
+    /// alike: the later of `now` and its next free slot, if no later than
+    /// `latest` (the next free slot then moves `interval` on); `Busy` with
+    /// that time, reserving nothing, otherwise. A webhook gone answers `now`.
+    async fn reserve_send_slot(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        interval: chrono::Duration,
+        latest: DateTime<Utc>,
+    ) -> Result<Slot>;
     /// Recovery of an endpoint that is back: its pause and health are
     /// cleared, and its tries waiting for a retry (a pending try after a
     /// failed one) created since `since` are due at `now`. Answers how many
@@ -333,6 +344,19 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>>;
     /// Deletes the rows with `minute < before`; answers how many.
     async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    // Retention: the one path that deletes history (migration 0021).
+
+    /// Deletes up to `limit` events created before `before` whose every try
+    /// is finished and was made before it too, with their tries, in one
+    /// short transaction. Answers (events, tries) deleted. Only events with
+    /// time-ordered ids (those made since migration 0008) are found.
+    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)>;
+    /// The same for inbound events received before `before`, with their
+    /// forwarding jobs and replay requests. Answers (events, jobs) deleted.
+    async fn prune_inbound(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)>;
+    /// When the oldest event and the oldest inbound event kept were made.
+    async fn oldest_kept(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
 }
 
 /// The most rows one pruning statement deletes: each batch is a short

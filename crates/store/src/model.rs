@@ -22,8 +22,51 @@ pub struct Webhook {
     pub throttled_until: Option<DateTime<Utc>>,
     /// The breaker's count, shared by every replica.
     pub health: Health,
+    /// What its owner set on it besides where and what it receives.
+    pub controls: Controls,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A webhook's own controls (#17). The store keeps them as given; the
+/// server checks them before writing and reads them (`core::custom_headers`,
+/// `core::payload_filter`); only the filter is read here, at fan-out.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    /// Custom headers, a JSON list of `{name, value}`, a secret one as
+    /// `{name, secret: true}` without its value.
+    pub headers: Option<Value>,
+    /// The secret headers' values: a sealed JSON object, name → value.
+    pub secret_headers: Option<Sealed>,
+    /// The payload filter (`core::payload_filter::PayloadFilter` as JSON).
+    pub filter: Option<Value>,
+    /// The most tries sent per second, across replicas.
+    pub rate_limit_per_second: Option<u32>,
+    /// Set when it signs `v1a` (Ed25519): the `whpk_` key receivers verify
+    /// with (the sealed secret is then the private key).
+    pub public_key: Option<String>,
+}
+
+/// A change to a webhook's controls: `None` keeps one, `Some(None)` removes it.
+#[derive(Debug, Clone, Default)]
+pub struct ControlsUpdate {
+    /// The list and the secret values together, replacing both.
+    pub headers: Option<(Option<Value>, Option<Sealed>)>,
+    pub filter: Option<Option<Value>>,
+    pub rate_limit_per_second: Option<Option<u32>>,
+    /// With a rotation: the new key's public half (`Some(None)` for a
+    /// `v1` secret).
+    pub public_key: Option<Option<String>>,
+}
+
+/// When a rate-limited endpoint's next try may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// At this time (now or later): the slot is this try's.
+    At(DateTime<Utc>),
+    /// Not before this time, which is later than the try could wait:
+    /// nothing was reserved.
+    Busy(DateTime<Utc>),
 }
 
 /// How an endpoint has been doing since its last success: the breaker's
@@ -68,6 +111,7 @@ pub struct WebhookUpdate {
     /// Updating a webhook re-enables it (after a 410 or its tenant disabled
     /// it), never one the operator holds.
     pub enable: bool,
+    pub controls: ControlsUpdate,
     pub updated_at: DateTime<Utc>,
 }
 

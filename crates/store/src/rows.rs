@@ -11,8 +11,8 @@
 use crate::error::{Result, StoreError};
 use crate::ingress::{AuditRecord, InboundEvent, Integration, Job};
 use crate::model::{
-    Attempt, AttemptStatus, EventType, Health, NewEvent, PortalLink, SessionKind, WebSession,
-    Webhook,
+    Attempt, AttemptStatus, Controls, EventType, Health, NewEvent, PortalLink, SessionKind,
+    WebSession, Webhook,
 };
 use crate::sealed::{SealedColumn, SealedRow};
 use chrono::{DateTime, Utc};
@@ -22,7 +22,8 @@ use sqlx::{Decode, Postgres, Sqlite, Type};
 
 pub(crate) const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, event_types, secret_enc, secret_key_id, \
      old_secret_enc, old_secret_key_id, old_secret_expires_at, disabled, disabled_reason, operator_hold, throttled_until, \
-     failures_in_a_row, breaker_pauses, failing_since, created_at, updated_at";
+     failures_in_a_row, breaker_pauses, failing_since, headers, headers_enc, headers_key_id, \
+     payload_filter, rate_limit_per_second, public_key, created_at, updated_at";
 pub(crate) const ATTEMPT_COLUMNS: &str =
     "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
      http_status, duration_ms, response_preview, error, created_at, completed_at";
@@ -126,6 +127,25 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
             failures_in_a_row: row.int("failures_in_a_row")?.clamp(0, i64::from(u32::MAX)) as u32,
             pauses: row.int("breaker_pauses")?.clamp(0, i64::from(u32::MAX)) as u32,
             failing_since: row.opt_time("failing_since")?,
+        },
+        controls: Controls {
+            headers: row
+                .get::<Option<Json<serde_json::Value>>>("headers")?
+                .map(|j| j.0),
+            secret_headers: match (
+                row.get::<Option<Vec<u8>>>("headers_enc")?,
+                row.get::<Option<String>>("headers_key_id")?,
+            ) {
+                (Some(ciphertext), Some(key_id)) => Some(Sealed { key_id, ciphertext }),
+                _ => None,
+            },
+            filter: row
+                .get::<Option<Json<serde_json::Value>>>("payload_filter")?
+                .map(|j| j.0),
+            rate_limit_per_second: row
+                .opt_int("rate_limit_per_second")?
+                .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
+            public_key: row.get("public_key")?,
         },
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,

@@ -7,6 +7,8 @@ use hookwarden_core::crypto::Sealed;
 pub enum SealedColumn {
     WebhookSecret,
     WebhookOldSecret,
+    /// The values of a webhook's secret custom headers (migration 0020).
+    WebhookHeaders,
     IntegrationSecrets,
     IntegrationForwardingSecret,
     /// The audit trail's chain key (one row, migration 0009).
@@ -14,9 +16,10 @@ pub enum SealedColumn {
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 5] = [
+    pub const ALL: [SealedColumn; 6] = [
         Self::WebhookSecret,
         Self::WebhookOldSecret,
+        Self::WebhookHeaders,
         Self::IntegrationSecrets,
         Self::IntegrationForwardingSecret,
         Self::AuditChainKey,
@@ -46,6 +49,13 @@ impl SealedColumn {
                 "account_id",
                 "old_secret_enc",
                 "old_secret_key_id",
+            ),
+            Self::WebhookHeaders => (
+                "webhook_configs",
+                "id",
+                "account_id",
+                "headers_enc",
+                "headers_key_id",
             ),
             Self::IntegrationSecrets => (
                 "integrations",

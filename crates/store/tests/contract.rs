@@ -43,6 +43,7 @@ on_both!(
     a_queue_due_only_later_keeps_no_floor_above_now,
     an_endpoint_s_health_is_counted_in_the_database,
     a_failing_endpoint_disabled_leaves_no_try_pending_and_hurried_retries_are_due,
+    retention_prunes_only_finished_history_past_the_bound_and_nothing_else_can,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -97,6 +98,7 @@ fn new_webhook(account: &str, types: &[&str]) -> Webhook {
         held_by_operator: false,
         throttled_until: None,
         health: Default::default(),
+        controls: Default::default(),
         created_at: now,
         updated_at: now,
     }
@@ -2155,4 +2157,125 @@ async fn a_failing_endpoint_disabled_leaves_no_try_pending_and_hurried_retries_a
         .expect("get")
         .expect("found");
     assert_eq!(got.disabled_reason.as_deref(), Some("held"));
+}
+
+/// Retention: old finished events go with their tries, in batches; an
+/// event with a pending try, or a try made after the bound, stays; inbound
+/// events go with their jobs; and outside the pruning path a DELETE is still
+/// refused, as is pruning newer rows.
+async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_can(
+    backend: Backend,
+) {
+    let (db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("create");
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        let e = event("acct_a", "t");
+        s.publish_event(&e).await.expect("publish");
+        events.push(e.id);
+    }
+    let now = Utc::now();
+    // Four tries finish; one stays pending.
+    let claimed = claim(&s, "w1", now + Duration::seconds(1), 30, 4).await;
+    assert_eq!(claimed.len(), 4);
+    for a in &claimed {
+        assert!(s
+            .complete_attempt(&AttemptResult {
+                attempt_id: a.id.clone(),
+                worker_id: "w1".into(),
+                status: AttemptStatus::Succeeded,
+                http_status: Some(200),
+                duration_ms: 1,
+                response_preview: None,
+                error: None,
+                completed_at: now,
+                next: None,
+            })
+            .await
+            .expect("complete"));
+    }
+    let pending_event = events
+        .iter()
+        .find(|e| !claimed.iter().any(|a| &a.event_id == *e))
+        .expect("the pending one")
+        .clone();
+    s.record_inbound(&inbound("acme", "k-old"))
+        .await
+        .expect("inbound");
+
+    // Nothing is older than a bound in the past.
+    assert_eq!(
+        s.prune_events(now - Duration::hours(1), 100)
+            .await
+            .expect("prune"),
+        (0, 0)
+    );
+    // Past the bound: in batches of two, the finished ones go.
+    let later = Utc::now() + Duration::seconds(2);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.prune_events(later, 2).await.expect("prune"), (2, 2));
+    assert_eq!(s.prune_events(later, 2).await.expect("prune"), (2, 2));
+    assert_eq!(s.prune_events(later, 2).await.expect("prune"), (0, 0));
+    for id in &events {
+        let kept = s.get_event(None, id).await.expect("get").is_some();
+        assert_eq!(kept, *id == pending_event, "{id}");
+    }
+    let (oldest, inbound_oldest) = s.oldest_kept().await.expect("oldest");
+    assert!(oldest.is_some() && inbound_oldest.is_some());
+    // The forwarding job is pending: the inbound event stays too; once
+    // finished, it goes with its job.
+    assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (0, 0));
+    let jobs = s
+        .claim_jobs(&Claim {
+            worker_id: "f1",
+            now: now + Duration::seconds(1),
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim jobs");
+    assert_eq!(jobs.len(), 1);
+    assert!(s
+        .complete_job(&AttemptResult {
+            attempt_id: jobs[0].id.clone(),
+            worker_id: "f1".into(),
+            status: AttemptStatus::Succeeded,
+            http_status: Some(200),
+            duration_ms: 1,
+            response_preview: None,
+            error: None,
+            completed_at: now,
+            next: None,
+        })
+        .await
+        .expect("complete job"));
+    assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (1, 1));
+    assert_eq!(s.oldest_kept().await.expect("oldest").1, None);
+
+    // Outside the pruning path history still cannot be deleted, and the
+    // gate opened to a time before a row does not let it go.
+    let delete = format!("DELETE FROM events WHERE id = '{pending_event}'");
+    assert!(
+        raw_execute(backend, &db.url, &delete).await.is_err(),
+        "referenced"
+    );
+    let tries = format!("DELETE FROM delivery_attempts WHERE event_id = '{pending_event}'");
+    let err = raw_execute(backend, &db.url, &tries)
+        .await
+        .expect_err("refused");
+    assert!(err.contains("append-only"), "{err}");
+    let gated = match backend {
+        Backend::Postgres => format!(
+            "BEGIN; SELECT set_config('hookwarden.prune_before', '2000-01-01T00:00:00Z', true); {tries}; COMMIT;"
+        ),
+        Backend::Sqlite => format!(
+            "BEGIN; UPDATE prune_gate SET before = 946684800000; {tries}; COMMIT;"
+        ),
+    };
+    let err = raw_execute(backend, &db.url, &gated)
+        .await
+        .expect_err("newer than the gate");
+    assert!(err.contains("append-only"), "{err}");
 }

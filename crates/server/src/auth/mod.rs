@@ -177,6 +177,13 @@ impl FromRequestParts<AppState> for Tenant {
             .account_id
             .clone()
             .ok_or_else(|| ApiError::Forbidden("token has no `account_id` claim".into()))?;
+        // The operational webhooks' account is the operator's, never a
+        // tenant's, whatever a token says.
+        if crate::shared::operational::Operational::is_own(&account_id) {
+            return Err(ApiError::Forbidden(
+                "this account is reserved for hookwarden's operational webhooks".into(),
+            ));
+        }
         // The portal's page is metered once, by the guard, not per call it makes.
         if parts.extensions.get::<on_behalf::OnBehalf>().is_some() {
             return Ok(Self {

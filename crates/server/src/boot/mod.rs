@@ -170,15 +170,22 @@ impl Application {
             lookup,
             settings.delivery_ca_file.as_deref(),
         )?;
+        let wake: Arc<crate::shared::pump::Wake> = Default::default();
+        let operational = Arc::new(crate::shared::operational::Operational::new(
+            Arc::clone(&store),
+            Arc::clone(&wake),
+            clock.clone(),
+        ));
         let state = AppState(Arc::new(Shared {
             activity: Arc::new(crate::shared::activity::Activity::new(clock.clone())),
             clock,
             store,
+            operational,
             keyring: Arc::new(keyring),
             jwt,
             limiter,
             policy,
-            wake: Default::default(),
+            wake,
             nats: nats.as_ref().map(|n| n.client.clone()),
             redis,
             forward_wake: Default::default(),
@@ -314,8 +321,15 @@ impl Application {
             state.clock.clone(),
             shutdown.clone(),
         ));
+        workers.spawn(crate::shared::retention::run(
+            Arc::clone(&state.store),
+            state.clock.clone(),
+            state.settings.retention,
+            shutdown.clone(),
+        ));
         workers.spawn(crate::shared::audit::watch_head(
             std::sync::Arc::clone(&state.store),
+            Arc::clone(&state.operational),
             crate::shared::audit::HEAD_LOG_INTERVAL,
             shutdown.clone(),
         ));

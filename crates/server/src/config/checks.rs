@@ -84,6 +84,12 @@ impl Settings {
                 "must exceed HOOKWARDEN_DELIVERY_TIMEOUT by at least 2s (no try could start)",
             ));
         }
+        if self.retention < Duration::from_secs(3600) {
+            return Err(invalid(
+                "retention",
+                "must be at least 1h (history younger than that is still being delivered)",
+            ));
+        }
         if self.disable_after < Duration::from_secs(1) {
             return Err(invalid(
                 "disable_after",

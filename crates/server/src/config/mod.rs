@@ -211,6 +211,16 @@ pub struct Settings {
         serialize_with = "redact::duration"
     )]
     pub disable_after: Duration,
+    /// Events, tries, inbound events and forwarding jobs older than this
+    /// are deleted (the audit trail never is).
+    #[serde(
+        deserialize_with = "values::duration",
+        serialize_with = "redact::duration"
+    )]
+    pub retention: Duration,
+    /// Inbound refusals of one integration in a minute above which an
+    /// `integration.verification_failing` operational event is sent.
+    pub verification_failing_threshold: u32,
     #[serde(
         deserialize_with = "values::duration",
         serialize_with = "redact::duration"

@@ -16,6 +16,7 @@ pub(crate) mod request_id;
 pub(crate) mod route_metrics;
 pub(crate) mod serve;
 pub(crate) mod sink;
+pub(crate) mod webhook_controls;
 pub(crate) mod webhook_recover;
 pub(crate) mod webhook_secret;
 pub(crate) mod webhook_test;
@@ -107,6 +108,11 @@ pub fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(op_out::webhooks::get))
         .routes(routes!(op_out::webhooks::disable))
         .routes(routes!(op_out::webhooks::enable))
+        .routes(routes!(
+            operator::operational::create,
+            operator::operational::list
+        ))
+        .routes(routes!(operator::operational::delete))
         .routes(routes!(
             operator::portal_sessions::create,
             operator::portal_sessions::revoke

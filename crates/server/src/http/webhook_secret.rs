@@ -6,7 +6,7 @@ use crate::auth::{Scope, Tenant};
 use crate::http::json::StrictPath;
 use crate::http::request_id::RequestId;
 use crate::http::rfc3339;
-use crate::http::webhooks::actor;
+use crate::http::webhooks::{actor, shown_key};
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::secrets::reveal as open_secrets;
 use crate::shared::state::AppState;
@@ -74,11 +74,11 @@ pub async fn reveal(
     .map_err(|e| ApiError::internal("audit secret reveal", e))?;
     tracing::info!(account.id = %w.account_id, webhook.id = %w.id, "webhook secret revealed");
     let (previous_key, previous_ends_at) = match &secrets.previous {
-        Some((key, until)) => (Some(key.expose().to_string()), Some(rfc3339(*until))),
+        Some((key, until)) => (Some(shown_key(key)), Some(rfc3339(*until))),
         None => (None, None),
     };
     let view = SecretView {
-        key: secrets.current.expose().to_string(),
+        key: shown_key(&secrets.current),
         previous_key,
         previous_ends_at,
     };

@@ -6,6 +6,9 @@ use crate::http::cursor;
 use crate::http::json::{page_limit, StrictJson, StrictPath, StrictQuery};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
+use crate::http::webhook_controls::{
+    self as controls, view_headers, FilterBody, HeaderInput, HeaderView,
+};
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::secrets::seal_webhook_secret;
 use crate::shared::state::AppState;
@@ -16,11 +19,46 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::{ids, validate};
+use hookwarden_store::model::{Controls, ControlsUpdate};
 use hookwarden_store::model::{Webhook, WebhookUpdate};
 use hookwarden_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
+
+/// How deliveries to an endpoint are signed (Standard Webhooks).
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Signing {
+    /// HMAC-SHA256 with the shared `whsec_` secret.
+    V1,
+    /// Ed25519: hookwarden keeps the private key; receivers verify with the
+    /// public key (`publicKey`, `whpk_…`) alone.
+    V1a,
+}
+
+impl Signing {
+    fn of(key: &WebhookSecret) -> Self {
+        if key.is_asymmetric() {
+            Self::V1a
+        } else {
+            Self::V1
+        }
+    }
+
+    fn generate(self) -> WebhookSecret {
+        match self {
+            Self::V1 => WebhookSecret::generate(),
+            Self::V1a => WebhookSecret::generate_ed25519(),
+        }
+    }
+}
+
+/// A signing key as the API may show it: a `whsec_` secret, or the public
+/// key of an Ed25519 one (its private key is never shown).
+pub(crate) fn shown_key(key: &WebhookSecret) -> String {
+    key.public_key().unwrap_or_else(|| key.expose().to_string())
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -33,9 +71,24 @@ pub struct CreateWebhook {
     event_types: Vec<String>,
     #[serde(default)]
     description: Option<String>,
-    /// A `whsec_` secret; generated when absent.
+    /// A `whsec_` secret (or, for `v1a`, a `whsk_` Ed25519 private key);
+    /// generated when absent.
     #[serde(default)]
     secret: Option<String>,
+    /// `v1` (the default: HMAC-SHA256 with a shared secret) or `v1a`
+    /// (Ed25519: receivers verify with the public key alone).
+    #[serde(default)]
+    signing: Option<Signing>,
+    /// Headers every request to it carries (at most 20).
+    #[serde(default)]
+    headers: Option<Vec<HeaderInput>>,
+    /// Only events whose payload matches are sent to it.
+    #[serde(default)]
+    filter: Option<FilterBody>,
+    /// At most this many tries per second (1–1000), across replicas; tries
+    /// over it wait, they are not failed.
+    #[serde(default)]
+    rate_limit_per_second: Option<u32>,
 }
 
 /// The body of `PUT /v1/webhooks/{id}`: every field is optional and a field
@@ -55,12 +108,30 @@ pub struct UpdateWebhook {
     /// Generate a new secret; the old one keeps signing during the grace period.
     #[serde(default)]
     rotate_secret: Option<bool>,
+    /// Switch the signing scheme: a new key of that kind is generated (or
+    /// `secret` gives it), and the old one keeps signing during the grace
+    /// period, as for any rotation.
+    #[serde(default)]
+    signing: Option<Signing>,
     /// `true` stops deliveries (tries already queued wait; events published
     /// meanwhile are not queued); `false`, like any update without it,
     /// enables again. An endpoint the operator disabled stays so until the
     /// operator enables it.
     #[serde(default)]
     disabled: Option<bool>,
+    /// Replaces the custom headers (`null` or `[]` removes them). A secret
+    /// header may leave its value out to keep the stored one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<HeaderInput>>)]
+    headers: Option<Option<Vec<HeaderInput>>>,
+    /// Replaces the payload filter (`null` removes it).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<FilterBody>)]
+    filter: Option<Option<FilterBody>>,
+    /// Replaces the rate limit (`null` removes it).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    rate_limit_per_second: Option<Option<u32>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -92,9 +163,26 @@ pub struct PatchWebhook {
     /// Generate a new secret; the old one keeps signing during the grace period.
     #[serde(default)]
     rotate_secret: Option<bool>,
+    /// Switch the signing scheme: a new key of that kind is generated (or
+    /// `secret` gives it), and the old one keeps signing during the grace
+    /// period, as for any rotation.
+    #[serde(default)]
+    signing: Option<Signing>,
     /// As in `PUT`.
     #[serde(default)]
     disabled: Option<bool>,
+    /// As in `PUT`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<HeaderInput>>)]
+    headers: Option<Option<Vec<HeaderInput>>>,
+    /// As in `PUT`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<FilterBody>)]
+    filter: Option<Option<FilterBody>>,
+    /// As in `PUT`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    rate_limit_per_second: Option<Option<u32>>,
 }
 
 impl PatchWebhook {
@@ -113,7 +201,11 @@ impl PatchWebhook {
             description: self.description.map(Option::unwrap_or_default),
             secret: self.secret,
             rotate_secret: self.rotate_secret,
+            signing: self.signing,
             disabled: self.disabled,
+            headers: self.headers,
+            filter: self.filter,
+            rate_limit_per_second: self.rate_limit_per_second,
         })
     }
 }
@@ -155,6 +247,21 @@ pub struct WebhookView {
     /// disabled. Absent while the endpoint is healthy.
     #[schema(format = DateTime)]
     failing_since: Option<String>,
+    /// How deliveries are signed: `v1` (HMAC-SHA256) or `v1a` (Ed25519).
+    signing: Signing,
+    /// The `whpk_` key that verifies its `v1a` signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
+    /// Headers every request to it carries; a secret one without its value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<Vec<HeaderView>>,
+    /// Only events whose payload matches are sent to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<FilterBody>)]
+    filter: Option<serde_json::Value>,
+    /// At most this many tries per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_second: Option<u32>,
     /// Until then, deliveries carry the previous secret's signature too.
     #[schema(format = DateTime)]
     secret_rotation_ends_at: Option<String>,
@@ -177,6 +284,15 @@ pub fn view(w: &Webhook, now: chrono::DateTime<Utc>) -> WebhookView {
         disabled_reason: w.disabled_reason.clone(),
         paused_until: w.throttled_until.filter(|t| *t > now).map(rfc3339),
         failing_since: w.health.failing_since.map(rfc3339),
+        signing: if w.controls.public_key.is_some() {
+            Signing::V1a
+        } else {
+            Signing::V1
+        },
+        public_key: w.controls.public_key.clone(),
+        headers: view_headers(&w.controls),
+        filter: w.controls.filter.clone(),
+        rate_limit_per_second: w.controls.rate_limit_per_second,
         secret_rotation_ends_at: w.old_secret.as_ref().map(|(_, until)| rfc3339(*until)),
         created_at: rfc3339(w.created_at),
         updated_at: rfc3339(w.updated_at),
@@ -184,9 +300,15 @@ pub fn view(w: &Webhook, now: chrono::DateTime<Utc>) -> WebhookView {
     }
 }
 
-fn with_secret(w: &Webhook, secret: &WebhookSecret, now: chrono::DateTime<Utc>) -> WebhookView {
+/// The view that shows a new `whsec_` secret, once (an Ed25519 key's
+/// private half is never shown: `publicKey` is all its receivers need).
+pub(crate) fn with_secret(
+    w: &Webhook,
+    secret: &WebhookSecret,
+    now: chrono::DateTime<Utc>,
+) -> WebhookView {
     WebhookView {
-        secret: Some(secret.expose().to_string()),
+        secret: (!secret.is_asymmetric()).then(|| secret.expose().to_string()),
         ..view(w, now)
     }
 }
@@ -196,19 +318,27 @@ pub(crate) fn actor(tenant: &Tenant) -> String {
     format!("tenant:{}:{}", tenant.account_id, tenant.principal.subject)
 }
 
-fn parse_secret(text: &str) -> ApiResult<WebhookSecret> {
-    WebhookSecret::parse(text).map_err(|e| ApiError::Validation(format!("secret: {e}")))
+/// A signing key given by the tenant, of the scheme asked for (if any).
+fn parse_secret(text: &str, signing: Option<Signing>) -> ApiResult<WebhookSecret> {
+    let key =
+        WebhookSecret::parse_key(text).map_err(|e| ApiError::Validation(format!("secret: {e}")))?;
+    match signing {
+        Some(s) if s != Signing::of(&key) => Err(ApiError::Validation(
+            "secret: v1 takes a whsec_ secret, v1a a whsk_ Ed25519 key".into(),
+        )),
+        _ => Ok(key),
+    }
 }
 
 /// Two webhooks of an account with one URL and one set of event types would
 /// deliver every event twice; the database refuses the second.
-fn duplicate() -> ApiError {
+pub(crate) fn duplicate() -> ApiError {
     ApiError::Conflict(
         "this account already has a webhook with this url and these event types".into(),
     )
 }
 
-fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
+pub(crate) fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
     state
         .policy
         .check_url(url)
@@ -243,11 +373,22 @@ pub async fn create(
     let description = body.description.unwrap_or_default();
     validate::description(&description)?;
     let secret = match &body.secret {
-        Some(s) => parse_secret(s)?,
-        None => WebhookSecret::generate(),
+        Some(s) => parse_secret(s, body.signing)?,
+        None => body.signing.unwrap_or(Signing::V1).generate(),
     };
     let id = ids::webhook_id();
     let now = state.clock.now();
+    let (headers, secret_headers) = match &body.headers {
+        Some(h) => controls::headers(&state.keyring, &tenant.account_id, &id, h, None)?,
+        None => (None, None),
+    };
+    let controls = Controls {
+        headers,
+        secret_headers,
+        filter: body.filter.as_ref().map(controls::filter).transpose()?,
+        rate_limit_per_second: body.rate_limit_per_second.map(controls::rate).transpose()?,
+        public_key: secret.public_key(),
+    };
     let webhook = Webhook {
         secret: seal_webhook_secret(&state.keyring, &tenant.account_id, &id, &secret),
         id,
@@ -261,6 +402,7 @@ pub async fn create(
         held_by_operator: false,
         throttled_until: None,
         health: Default::default(),
+        controls,
         created_at: now,
         updated_at: now,
     };
@@ -373,16 +515,11 @@ pub async fn update(
     if let Some(d) = &body.description {
         validate::description(d)?;
     }
-    let new_secret = match (&body.secret, body.rotate_secret.unwrap_or(false)) {
-        (Some(_), true) => {
-            return Err(ApiError::Validation(
-                "give either secret or rotateSecret, not both".into(),
-            ))
-        }
-        (Some(s), false) => Some(parse_secret(s)?),
-        (None, true) => Some(WebhookSecret::generate()),
-        (None, false) => None,
-    };
+    if body.secret.is_some() && body.rotate_secret == Some(true) {
+        return Err(ApiError::Validation(
+            "give either secret or rotateSecret, not both".into(),
+        ));
+    }
     // An update re-enables an endpoint a 410 or its tenant disabled, never
     // one the operator did: that takes the operator.
     let current = state
@@ -391,6 +528,20 @@ pub async fn update(
         .await
         .map_err(|e| ApiError::internal("get webhook", e))?
         .ok_or(ApiError::NotFound)?;
+    // A new key: given, asked for, or of another scheme than the current.
+    let current_signing = if current.controls.public_key.is_some() {
+        Signing::V1a
+    } else {
+        Signing::V1
+    };
+    let new_secret = match (&body.secret, body.rotate_secret.unwrap_or(false)) {
+        (Some(s), _) => Some(parse_secret(s, body.signing)?),
+        (None, true) => Some(body.signing.unwrap_or(current_signing).generate()),
+        (None, false) => body
+            .signing
+            .filter(|s| *s != current_signing)
+            .map(Signing::generate),
+    };
     let held_by_operator = current.held_by_operator;
     if held_by_operator && body.disabled == Some(false) {
         return Err(ApiError::Forbidden(
@@ -411,6 +562,28 @@ pub async fn update(
             )
         }),
         enable: !held_by_operator && body.disabled != Some(true),
+        controls: ControlsUpdate {
+            headers: match &body.headers {
+                Some(given) => Some(controls::headers(
+                    &state.keyring,
+                    &tenant.account_id,
+                    &id,
+                    given.as_deref().unwrap_or_default(),
+                    Some(&current.controls),
+                )?),
+                None => None,
+            },
+            filter: body
+                .filter
+                .as_ref()
+                .map(|f| f.as_ref().map(controls::filter).transpose())
+                .transpose()?,
+            rate_limit_per_second: body
+                .rate_limit_per_second
+                .map(|r| r.map(controls::rate).transpose())
+                .transpose()?,
+            public_key: new_secret.as_ref().map(WebhookSecret::public_key),
+        },
         updated_at: now,
     };
     let mut w = state

@@ -124,6 +124,7 @@ pub async fn verify(
 /// Every `interval` (and at once), one `HeadWatch::look`.
 pub async fn watch_head(
     store: std::sync::Arc<dyn Store>,
+    operational: std::sync::Arc<crate::shared::operational::Operational>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -135,22 +136,30 @@ pub async fn watch_head(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        watch.look(store.as_ref()).await;
+        watch.look(store.as_ref(), &operational).await;
     }
 }
 
-/// What the head watcher remembers between looks: the highest seq seen.
+/// What the head watcher remembers between looks: the highest seq seen,
+/// and the last head sent as an `audit.head` operational event.
 #[derive(Debug, Default)]
 pub struct HeadWatch {
     highest: Option<i64>,
+    sent: Option<i64>,
 }
 
 impl HeadWatch {
     /// The head's seq as a gauge and the head logged at INFO as
     /// `audit.head=SEQ:HASH`, so logs kept elsewhere hold the anchors
     /// `hookwarden audit verify --head` checks. A head that moved back since
-    /// an earlier look (newest entries removed) is logged at ERROR.
-    pub async fn look(&mut self, store: &dyn Store) {
+    /// an earlier look (newest entries removed) is logged at ERROR. A head
+    /// that moved since the last one sent goes to the operational webhooks
+    /// (`audit.head`), so the platform keeps anchors outside hookwarden.
+    pub async fn look(
+        &mut self,
+        store: &dyn Store,
+        operational: &crate::shared::operational::Operational,
+    ) {
         let head = match store.audit_head().await {
             Ok(h) => h.map_or_else(Head::genesis, |(seq, hash)| Head { seq, hash }),
             Err(e) => {
@@ -167,5 +176,14 @@ impl HeadWatch {
             _ => tracing::info!(audit.head = %head, "audit chain head"),
         }
         self.highest = Some(self.highest.map_or(head.seq, |s| s.max(head.seq)));
+        if self.sent != Some(head.seq) {
+            operational
+                .emit(
+                    crate::shared::operational::AUDIT_HEAD,
+                    serde_json::json!({"seq": head.seq, "head": head.to_string()}),
+                )
+                .await;
+            self.sent = Some(head.seq);
+        }
     }
 }

@@ -193,12 +193,7 @@ impl DeliveryClient {
     }
 
     /// POSTs `body` to `url` with `headers`, within the try's timeout.
-    pub async fn send(
-        &self,
-        url: &str,
-        headers: &[(&'static str, String)],
-        body: Vec<u8>,
-    ) -> Outcome {
+    pub async fn send(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Outcome {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let mut out = Outcome::default();

@@ -32,6 +32,10 @@ pub const LOG_LINES_DROPPED: &str = "hookwarden_log_lines_dropped_total";
 pub const FORWARDING_HEADERS_IGNORED: &str = "hookwarden_forwarding_headers_ignored_total";
 pub const JWKS_LOADS: &str = "hookwarden_jwks_loads_total";
 pub const ACTIVITY_DROPPED: &str = "hookwarden_activity_dropped_total";
+/// Rows deleted by retention, by table.
+pub const PRUNED_ROWS: &str = "hookwarden_pruned_rows_total";
+/// Age of the oldest row kept, by table.
+pub const OLDEST_KEPT: &str = "hookwarden_oldest_row_age_seconds";
 
 enum Kind {
     Counter,
@@ -66,6 +70,8 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Gauge, AUDIT_HEAD_SEQ, "Sequence number of the audit chain's newest entry (its hash is logged as audit.head)."),
     (Kind::Counter, JWKS_LOADS, "Token key sets loaded, by source (file, url), trigger (changed: the file changed; startup: the URL's first fetch; retry: the URL fetched again while no key set has loaded from it; periodic; unknown_kid: a token named a key id no key has) and outcome (loaded, failed: the previous keys, if any, stay)."),
     (Kind::Counter, ACTIVITY_DROPPED, "Activity counts (the console's charts) dropped because the database did not take them for about an hour."),
+    (Kind::Counter, PRUNED_ROWS, "Rows deleted by retention (HOOKWARDEN_RETENTION), by table (events, delivery_attempts, inbound_events, processing_jobs)."),
+    (Kind::Gauge, OLDEST_KEPT, "Age in seconds of the oldest row kept, by table (events, inbound_events), read after each pruning run."),
     (Kind::Counter, LOG_LINES_DROPPED, "Log lines dropped because stdout was closed, failing or not read fast enough."),
 ];
 

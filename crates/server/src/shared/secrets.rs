@@ -7,6 +7,8 @@ use hookwarden_core::crypto::{Keyring, RowIdentity, Sealed};
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_store::model::Webhook;
 use hookwarden_store::sealed::SealedColumn;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
 
 const WEBHOOK_TABLE: &str = "webhook_configs";
 
@@ -24,6 +26,7 @@ pub fn row_identity<'a>(column: SealedColumn, id: &'a str, account_id: &'a str) 
     match column {
         // The current and the previous secret of a webhook share the row's identity.
         SealedColumn::WebhookSecret | SealedColumn::WebhookOldSecret => webhook_row(account_id, id),
+        SealedColumn::WebhookHeaders => headers_row(account_id, id),
         SealedColumn::IntegrationSecrets => integration_row(id, "integrations.secrets"),
         SealedColumn::IntegrationForwardingSecret => {
             integration_row(id, "integrations.forwarding_secret")
@@ -31,6 +34,49 @@ pub fn row_identity<'a>(column: SealedColumn, id: &'a str, account_id: &'a str) 
         // The audit chain key is the operator's too, and one row.
         SealedColumn::AuditChainKey => integration_row(id, "audit_chain_key"),
     }
+}
+
+/// A webhook's secret headers: the same row, another column named in the
+/// identity, so a header blob can never be opened as the signing secret.
+fn headers_row<'a>(account_id: &'a str, webhook_id: &'a str) -> RowIdentity<'a> {
+    RowIdentity {
+        table: "webhook_configs.headers",
+        account_id,
+        row_id: webhook_id,
+    }
+}
+
+/// Seals the values of a webhook's secret headers (name → value).
+pub fn seal_headers(
+    keyring: &Keyring,
+    account_id: &str,
+    webhook_id: &str,
+    values: &BTreeMap<String, String>,
+) -> Sealed {
+    let plain = Zeroizing::new(serde_json::to_vec(values).unwrap_or_default());
+    keyring.seal(headers_row(account_id, webhook_id), &plain)
+}
+
+/// Opens the values of a webhook's secret headers.
+pub fn open_headers(
+    keyring: &Keyring,
+    account_id: &str,
+    webhook_id: &str,
+    sealed: &Sealed,
+) -> Result<Vec<(String, Zeroizing<String>)>, OpenError> {
+    let err = |reason: String| OpenError {
+        webhook_id: webhook_id.to_owned(),
+        reason,
+    };
+    let plain = keyring
+        .open(headers_row(account_id, webhook_id), sealed)
+        .map_err(|e| err(e.to_string()))?;
+    let values: BTreeMap<String, String> = serde_json::from_slice(&plain)
+        .map_err(|_| err("the sealed headers are not a JSON object of strings".into()))?;
+    Ok(values
+        .into_iter()
+        .map(|(name, value)| (name, Zeroizing::new(value)))
+        .collect())
 }
 
 /// Integrations are operator objects, not tenant ones: one key context for all.
@@ -75,7 +121,7 @@ pub fn open_webhook_secret(
     let plain = keyring
         .open(webhook_row(account_id, webhook_id), sealed)
         .map_err(|e| err(e.to_string()))?;
-    WebhookSecret::from_stored(&plain).map_err(|e| err(e.to_string()))
+    WebhookSecret::from_stored_key(&plain).map_err(|e| err(e.to_string()))
 }
 
 /// A webhook's signing secrets as its tenant may read them again: the
@@ -96,4 +142,34 @@ pub fn reveal(keyring: &Keyring, w: &Webhook, now: DateTime<Utc>) -> Result<Reve
         _ => None,
     };
     Ok(Revealed { current, previous })
+}
+
+/// The custom headers a request to `w` carries, in the order set: the
+/// plain ones from the list, the secret ones opened.
+pub fn webhook_headers(
+    keyring: &Keyring,
+    w: &Webhook,
+) -> Result<Vec<(String, Zeroizing<String>)>, OpenError> {
+    let Some(serde_json::Value::Array(list)) = &w.controls.headers else {
+        return Ok(Vec::new());
+    };
+    let secrets = match &w.controls.secret_headers {
+        Some(sealed) => open_headers(keyring, &w.account_id, &w.id, sealed)?,
+        None => Vec::new(),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for h in list {
+        let Some(name) = h["name"].as_str() else {
+            continue;
+        };
+        let value = match h["value"].as_str() {
+            Some(v) => Zeroizing::new(v.to_owned()),
+            None => match secrets.iter().find(|(n, _)| n == name) {
+                Some((_, v)) => v.clone(),
+                None => continue,
+            },
+        };
+        out.push((name.to_owned(), value));
+    }
+    Ok(out)
 }

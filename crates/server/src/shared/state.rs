@@ -36,6 +36,8 @@ pub struct Shared {
     pub schemas: crate::outbound::schemas::SchemaCache,
     /// Signs the identity tokens of forwarded requests.
     pub identity: Arc<crate::shared::identity::IdentitySigner>,
+    /// hookwarden's own events to the platform's operational webhooks.
+    pub operational: Arc<crate::shared::operational::Operational>,
     /// What the development delivery sink received (bounded).
     pub sink: std::sync::Mutex<std::collections::VecDeque<crate::shared::sink::SinkRecord>>,
 }

@@ -424,6 +424,7 @@ async fn the_webhook_cap_is_a_setting_the_database_enforces(backend: Backend) {
         held_by_operator: false,
         throttled_until: None,
         health: Default::default(),
+        controls: Default::default(),
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };

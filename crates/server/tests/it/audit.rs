@@ -215,7 +215,9 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
     // subscriber sees them: one look, the removal, one more look.
     let _guard = tracing::subscriber::set_default(subscriber);
     let mut watch = hookwarden_server::shared::audit::HeadWatch::default();
-    watch.look(app.state.store.as_ref()).await;
+    watch
+        .look(app.state.store.as_ref(), &app.state.operational)
+        .await;
     let sql = match backend {
         Backend::Sqlite => {
             "DROP TRIGGER audit_entries_no_delete; DELETE FROM audit_entries WHERE seq = 3"
@@ -227,7 +229,9 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
     hookwarden_store::testing::execute_raw(backend, &app.database_url, sql)
         .await
         .expect("the owner deletes the newest entry");
-    watch.look(app.state.store.as_ref()).await;
+    watch
+        .look(app.state.store.as_ref(), &app.state.operational)
+        .await;
     let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
     let head3 = logs
         .lines()

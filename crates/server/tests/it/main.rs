@@ -10,6 +10,7 @@ mod operator;
 
 mod jwks;
 mod replicas;
+mod retention;
 mod rotation;
 mod schemas;
 
@@ -20,6 +21,7 @@ mod auth;
 mod console;
 mod delivery;
 mod docs;
+mod endpoint_controls;
 mod endpoint_health;
 mod errors;
 mod failures;
@@ -27,6 +29,7 @@ mod nats;
 mod nats_permissions;
 mod odd_bytes;
 mod openapi;
+mod operational;
 mod ops;
 mod outages;
 mod outbound_ops;

@@ -1,7 +1,7 @@
 //! `Store` on PostgreSQL: webhooks, events, delivery tries, event types,
 //! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::{activity, web, webhooks, PgStore};
+use super::{activity, retention, web, webhooks, PgStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{
@@ -114,6 +114,16 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         webhooks::disable_failing(self, id, reason, now).await
+    }
+
+    async fn reserve_send_slot(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        interval: chrono::Duration,
+        latest: DateTime<Utc>,
+    ) -> Result<Slot> {
+        webhooks::reserve_send_slot(self, id, now, interval, latest).await
     }
 
     async fn hurry_retries(
@@ -564,5 +574,17 @@ impl Store for PgStore {
 
     async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64> {
         activity::prune(self, before).await
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)> {
+        retention::prune_events(self, before, limit).await
+    }
+
+    async fn prune_inbound(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)> {
+        retention::prune_inbound(self, before, limit).await
+    }
+
+    async fn oldest_kept(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+        retention::oldest_kept(self).await
     }
 }

@@ -10,6 +10,7 @@ mod batch;
 mod dispatch;
 mod floor;
 mod ingress;
+mod retention;
 mod web;
 mod webhooks;
 

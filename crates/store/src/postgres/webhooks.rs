@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use crate::error::{classify, Result};
-use crate::model::{Failure, Page, Webhook, WebhookUpdate};
+use crate::model::{Failure, Page, Slot, Webhook, WebhookUpdate};
 use crate::rows::{self, WEBHOOK_COLUMNS};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -19,7 +19,9 @@ pub(super) async fn set_max_per_account(s: &PgStore, max: u32) -> Result<()> {
 pub(super) async fn create(s: &PgStore, w: &Webhook) -> Result<()> {
     sqlx::query(
         "INSERT INTO hook.webhook_configs (id, account_id, url, description, event_types, secret_enc, \
-         secret_key_id, disabled, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,FALSE,$8,$9)",
+         secret_key_id, disabled, created_at, updated_at, headers, headers_enc, headers_key_id, \
+         payload_filter, rate_limit_per_second, public_key) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,FALSE,$8,$9,$10,$11,$12,$13,$14,$15)",
     )
     .bind(&w.id)
     .bind(&w.account_id)
@@ -30,6 +32,12 @@ pub(super) async fn create(s: &PgStore, w: &Webhook) -> Result<()> {
     .bind(&w.secret.key_id)
     .bind(w.created_at)
     .bind(w.updated_at)
+    .bind(w.controls.headers.as_ref().map(Json))
+    .bind(w.controls.secret_headers.as_ref().map(|s| &s.ciphertext))
+    .bind(w.controls.secret_headers.as_ref().map(|s| &s.key_id))
+    .bind(w.controls.filter.as_ref().map(Json))
+    .bind(w.controls.rate_limit_per_second.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+    .bind(&w.controls.public_key)
     .execute(&s.pool)
     .await
     .map_err(classify)?;
@@ -89,6 +97,10 @@ pub(super) async fn update(
         Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(*until)),
         None => (None, None, None),
     };
+    let (headers, secret_headers) = match &u.controls.headers {
+        Some((list, sealed)) => (list.as_ref(), sealed.as_ref()),
+        None => (None, None),
+    };
     // On rotation the current secret moves to the old_* columns in the same
     // statement (right-hand sides read the row as it was).
     let sql = format!(
@@ -105,6 +117,12 @@ pub(super) async fn update(
            failures_in_a_row = CASE WHEN $9 THEN 0 ELSE failures_in_a_row END, \
            breaker_pauses = CASE WHEN $9 THEN 0 ELSE breaker_pauses END, \
            failing_since = CASE WHEN $9 THEN NULL ELSE failing_since END, \
+           headers = CASE WHEN $11 THEN $12 ELSE headers END, \
+           headers_enc = CASE WHEN $11 THEN $13 ELSE headers_enc END, \
+           headers_key_id = CASE WHEN $11 THEN $14 ELSE headers_key_id END, \
+           payload_filter = CASE WHEN $15 THEN $16 ELSE payload_filter END, \
+           rate_limit_per_second = CASE WHEN $17 THEN $18 ELSE rate_limit_per_second END, \
+           public_key = CASE WHEN $19 THEN $20 ELSE public_key END, \
            updated_at = $10 \
          WHERE account_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
     );
@@ -119,6 +137,27 @@ pub(super) async fn update(
         .bind(old_until)
         .bind(u.enable)
         .bind(u.updated_at)
+        .bind(u.controls.headers.is_some())
+        .bind(headers.map(Json))
+        .bind(secret_headers.map(|s| &s.ciphertext))
+        .bind(secret_headers.map(|s| &s.key_id))
+        .bind(u.controls.filter.is_some())
+        .bind(
+            u.controls
+                .filter
+                .as_ref()
+                .and_then(|f| f.as_ref())
+                .map(Json),
+        )
+        .bind(u.controls.rate_limit_per_second.is_some())
+        .bind(
+            u.controls
+                .rate_limit_per_second
+                .flatten()
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        )
+        .bind(u.controls.public_key.is_some())
+        .bind(u.controls.public_key.as_ref().and_then(|k| k.as_ref()))
         .fetch_optional(&s.pool)
         .await
         .map_err(classify)?;
@@ -321,4 +360,34 @@ pub(super) async fn hurry_retries(
     tx.commit().await?;
     s.due_floor.wrote([now]);
     Ok(moved)
+}
+
+pub(super) async fn reserve_send_slot(
+    s: &PgStore,
+    id: &str,
+    now: DateTime<Utc>,
+    interval: chrono::Duration,
+    latest: DateTime<Utc>,
+) -> Result<Slot> {
+    // One statement: the row locked, the slot read and, if it is near
+    // enough, taken.
+    let row: Option<(DateTime<Utc>, bool)> = sqlx::query_as(
+        "WITH cur AS (SELECT id, GREATEST(COALESCE(rate_next_at, $2), $2) AS slot \
+                      FROM hook.webhook_configs WHERE id = $1 FOR UPDATE), \
+              taken AS (UPDATE hook.webhook_configs w \
+                        SET rate_next_at = cur.slot + $3 * INTERVAL '1 microsecond' \
+                        FROM cur WHERE w.id = cur.id AND cur.slot <= $4 RETURNING w.id) \
+         SELECT cur.slot, EXISTS (SELECT 1 FROM taken) FROM cur",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(interval.num_microseconds().unwrap_or(i64::MAX))
+    .bind(latest)
+    .fetch_optional(&s.pool)
+    .await?;
+    Ok(match row {
+        None => Slot::At(now),
+        Some((slot, true)) => Slot::At(slot),
+        Some((slot, false)) => Slot::Busy(slot),
+    })
 }

@@ -2,7 +2,7 @@
 //! sealed values, web sessions and activity, in the order the trait declares them.
 
 use super::relaxed::Relaxed;
-use super::{activity, ms, web, webhooks, SqliteStore};
+use super::{activity, ms, retention, web, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
 use crate::rows::{self, Columns, ATTEMPT_COLUMNS, EVENT_COLUMNS, EVENT_TYPE_COLUMNS};
@@ -114,6 +114,16 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         webhooks::disable_failing(self, id, reason, now).await
+    }
+
+    async fn reserve_send_slot(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        interval: chrono::Duration,
+        latest: DateTime<Utc>,
+    ) -> Result<Slot> {
+        webhooks::reserve_send_slot(self, id, now, interval, latest).await
     }
 
     async fn hurry_retries(
@@ -524,5 +534,17 @@ impl Store for SqliteStore {
 
     async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64> {
         activity::prune(self, before).await
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)> {
+        retention::prune_events(self, before, limit).await
+    }
+
+    async fn prune_inbound(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)> {
+        retention::prune_inbound(self, before, limit).await
+    }
+
+    async fn oldest_kept(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+        retention::oldest_kept(self).await
     }
 }

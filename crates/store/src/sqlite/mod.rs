@@ -13,6 +13,7 @@ mod checkpoint;
 mod dispatch;
 mod ingress;
 mod relaxed;
+mod retention;
 mod web;
 mod webhooks;
 

@@ -3,7 +3,7 @@
 
 use super::{ms, time, SqliteStore};
 use crate::error::{classify, Result};
-use crate::model::{Failure, Page, Webhook, WebhookUpdate};
+use crate::model::{Failure, Page, Slot, Webhook, WebhookUpdate};
 use crate::rows::{self, WEBHOOK_COLUMNS};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -19,7 +19,9 @@ pub(super) async fn set_max_per_account(s: &SqliteStore, max: u32) -> Result<()>
 pub(super) async fn create(s: &SqliteStore, w: &Webhook) -> Result<()> {
     sqlx::query(
         "INSERT INTO webhook_configs (id, account_id, url, description, event_types, secret_enc, \
-         secret_key_id, disabled, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,0,?8,?9)",
+         secret_key_id, disabled, created_at, updated_at, headers, headers_enc, headers_key_id, \
+         payload_filter, rate_limit_per_second, public_key) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,0,?8,?9,?10,?11,?12,?13,?14,?15)",
     )
     .bind(&w.id)
     .bind(&w.account_id)
@@ -30,6 +32,12 @@ pub(super) async fn create(s: &SqliteStore, w: &Webhook) -> Result<()> {
     .bind(&w.secret.key_id)
     .bind(ms(w.created_at))
     .bind(ms(w.updated_at))
+    .bind(w.controls.headers.as_ref().map(Json))
+    .bind(w.controls.secret_headers.as_ref().map(|s| &s.ciphertext))
+    .bind(w.controls.secret_headers.as_ref().map(|s| &s.key_id))
+    .bind(w.controls.filter.as_ref().map(Json))
+    .bind(w.controls.rate_limit_per_second.map(i64::from))
+    .bind(&w.controls.public_key)
     .execute(&s.writer)
     .await
     .map_err(classify)?;
@@ -91,6 +99,10 @@ pub(super) async fn update(
         Some((s, until)) => (Some(&s.ciphertext), Some(&s.key_id), Some(ms(*until))),
         None => (None, None, None),
     };
+    let (headers, secret_headers) = match &u.controls.headers {
+        Some((list, sealed)) => (list.as_ref(), sealed.as_ref()),
+        None => (None, None),
+    };
     // SQLite, like PostgreSQL, evaluates every right-hand side against the
     // row as it was, so the current secret moves to old_* in one statement.
     let sql = format!(
@@ -107,6 +119,12 @@ pub(super) async fn update(
            failures_in_a_row = CASE WHEN ?9 THEN 0 ELSE failures_in_a_row END, \
            breaker_pauses = CASE WHEN ?9 THEN 0 ELSE breaker_pauses END, \
            failing_since = CASE WHEN ?9 THEN NULL ELSE failing_since END, \
+           headers = CASE WHEN ?11 THEN ?12 ELSE headers END, \
+           headers_enc = CASE WHEN ?11 THEN ?13 ELSE headers_enc END, \
+           headers_key_id = CASE WHEN ?11 THEN ?14 ELSE headers_key_id END, \
+           payload_filter = CASE WHEN ?15 THEN ?16 ELSE payload_filter END, \
+           rate_limit_per_second = CASE WHEN ?17 THEN ?18 ELSE rate_limit_per_second END, \
+           public_key = CASE WHEN ?19 THEN ?20 ELSE public_key END, \
            updated_at = ?10 \
          WHERE account_id = ?1 AND id = ?2 RETURNING {WEBHOOK_COLUMNS}"
     );
@@ -121,6 +139,22 @@ pub(super) async fn update(
         .bind(old_until)
         .bind(u.enable)
         .bind(ms(u.updated_at))
+        .bind(u.controls.headers.is_some())
+        .bind(headers.map(Json))
+        .bind(secret_headers.map(|s| &s.ciphertext))
+        .bind(secret_headers.map(|s| &s.key_id))
+        .bind(u.controls.filter.is_some())
+        .bind(
+            u.controls
+                .filter
+                .as_ref()
+                .and_then(|f| f.as_ref())
+                .map(Json),
+        )
+        .bind(u.controls.rate_limit_per_second.is_some())
+        .bind(u.controls.rate_limit_per_second.flatten().map(i64::from))
+        .bind(u.controls.public_key.is_some())
+        .bind(u.controls.public_key.as_ref().and_then(|k| k.as_ref()))
         .fetch_optional(&s.writer)
         .await
         .map_err(classify)?;
@@ -344,4 +378,34 @@ pub(super) async fn hurry_retries(
     .rows_affected();
     tx.commit().await?;
     Ok(moved)
+}
+
+pub(super) async fn reserve_send_slot(
+    s: &SqliteStore,
+    id: &str,
+    now: DateTime<Utc>,
+    interval: chrono::Duration,
+    latest: DateTime<Utc>,
+) -> Result<Slot> {
+    // On the one writer: read and take in one transaction.
+    let mut tx = s.writer.begin().await?;
+    let row: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT rate_next_at FROM webhook_configs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((next,)) = row else {
+        return Ok(Slot::At(now));
+    };
+    let slot = next.map_or(Ok(now), time)?.max(now);
+    if slot > latest {
+        return Ok(Slot::Busy(slot));
+    }
+    sqlx::query("UPDATE webhook_configs SET rate_next_at = ?2 WHERE id = ?1")
+        .bind(id)
+        .bind(ms(slot + interval))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Slot::At(slot))
 }

@@ -6,5 +6,6 @@ pub(crate) mod audit_chain;
 pub(crate) mod audit_trail;
 pub(crate) mod filters;
 pub mod inbound;
+pub(crate) mod operational;
 pub(crate) mod outbound;
 pub(crate) mod portal_sessions;

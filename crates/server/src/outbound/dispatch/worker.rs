@@ -10,9 +10,10 @@ use crate::outbound::schemas::SchemaCache;
 use crate::shared::activity::{Activity, Count};
 use crate::shared::client::{DeliveryClient, Outcome};
 use crate::shared::clock::Clock;
+use crate::shared::operational::{self, Operational};
 use crate::shared::pump::{Pump, PumpConfig, Queue};
 use crate::shared::retry::DeadLetterSink;
-use crate::shared::secrets::open_webhook_secret;
+use crate::shared::secrets::{open_webhook_secret, webhook_headers};
 use crate::shared::state::AppState;
 use async_trait::async_trait;
 use chrono::Utc;
@@ -21,7 +22,7 @@ use hookwarden_core::crypto::Keyring;
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::standard_webhooks::{sign_all, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookwarden_core::validate;
-use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Webhook};
+use hookwarden_store::model::{Attempt, AttemptResult, AttemptStatus, Claim, Slot, Webhook};
 use hookwarden_store::Store;
 use serde_json::json;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct Deliveries {
     pub delivery_lease: Duration,
     /// An endpoint failing every try this long is disabled.
     pub disable_after: Duration,
+    /// Tells the platform about endpoints and dead letters.
+    pub operational: Arc<Operational>,
 }
 
 impl From<&AppState> for Deliveries {
@@ -112,6 +115,7 @@ impl From<&AppState> for Deliveries {
             delivery_timeout: state.settings.delivery_timeout,
             delivery_lease: state.settings.delivery_lease,
             disable_after: state.settings.disable_after,
+            operational: Arc::clone(&state.operational),
         }
     }
 }
@@ -384,15 +388,44 @@ impl DeliveryQueue {
                 })
             }
         };
+        // Signed after any wait for a send slot: the timestamp is when it goes.
+        if let Some(rate) = webhook.controls.rate_limit_per_second {
+            if !self
+                .take_slot(worker_id, attempt, webhook, rate, lease_ends)
+                .await
+            {
+                return None;
+            }
+        }
         let timestamp = self.state.clock.now().timestamp();
         let refs: Vec<&WebhookSecret> = secrets.iter().collect();
         let signature = sign_all(&refs, &attempt.event_id, timestamp, &body);
         drop(secrets);
-        let headers = [
+        let custom = match webhook_headers(&self.state.keyring, webhook) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(webhook.id = %webhook.id, error.message = %e, "cannot open the webhook's custom headers");
+                return Some(self.failed(
+                    attempt,
+                    AttemptResult {
+                        error: Some("custom headers unavailable".into()),
+                        ..base
+                    },
+                    None,
+                ));
+            }
+        };
+        // The owner's headers first; the signature's own names cannot be
+        // among them (refused when set).
+        let mut headers: Vec<(&str, String)> = custom
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.to_string()))
+            .collect();
+        headers.extend([
             (HEADER_ID, attempt.event_id.clone()),
             (HEADER_TIMESTAMP, timestamp.to_string()),
             (HEADER_SIGNATURE, signature),
-        ];
+        ]);
         // The try can take the whole timeout: start it only if it ends
         // inside the lease, or another worker could send the same event at
         // the same time (a worker that waited long for the database, say).
@@ -462,6 +495,12 @@ impl DeliveryQueue {
                     tracing::error!(webhook.id = %webhook.id, error.message = %e, "disabling webhook failed");
                 }
                 tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint answered 410 Gone: disabled");
+                self.tell(
+                    webhook,
+                    operational::ENDPOINT_DISABLED,
+                    json!({"accountId": webhook.account_id, "webhookId": webhook.id, "reason": "endpoint answered 410 Gone"}),
+                )
+                .await;
                 AttemptResult {
                     status: AttemptStatus::Dead,
                     ..result
@@ -524,7 +563,25 @@ impl DeliveryQueue {
             return Verdict::Carry;
         }
         metrics::counter!(crate::shared::metrics::BREAKER_PAUSES).increment(1);
-        Verdict::Pause(breaker::pause(failure.pauses, &self.state.retry_schedule))
+        let pause = breaker::pause(failure.pauses, &self.state.retry_schedule);
+        let until = now + chrono::Duration::from_std(pause).unwrap_or_default();
+        self.tell(
+            webhook,
+            operational::ENDPOINT_PAUSED,
+            json!({"accountId": webhook.account_id, "webhookId": webhook.id,
+                   "pausedUntil": crate::shared::rfc3339(until), "pauses": failure.pauses,
+                   "failingSince": crate::shared::rfc3339(failure.failing_since)}),
+        )
+        .await;
+        Verdict::Pause(pause)
+    }
+
+    /// An operational event about `webhook`, unless it is an operational
+    /// endpoint itself.
+    async fn tell(&self, webhook: &Webhook, kind: &'static str, data: serde_json::Value) {
+        if !Operational::is_own(&webhook.account_id) {
+            self.state.operational.emit(kind, data).await;
+        }
     }
 
     /// A success after failures: the endpoint's health starts over.
@@ -532,6 +589,12 @@ impl DeliveryQueue {
         match self.state.store.webhook_succeeded(&webhook.id).await {
             Ok(pauses) if pauses > 0 => {
                 tracing::info!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint recovered");
+                self.tell(
+                    webhook,
+                    operational::ENDPOINT_RECOVERED,
+                    json!({"accountId": webhook.account_id, "webhookId": webhook.id, "pauses": pauses}),
+                )
+                .await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -557,6 +620,12 @@ impl DeliveryQueue {
             Ok(true) => {
                 metrics::counter!(crate::shared::metrics::ENDPOINTS_DISABLED).increment(1);
                 tracing::warn!(webhook.id = %webhook.id, account.id = %webhook.account_id, "endpoint failed every try for HOOKWARDEN_DISABLE_AFTER: disabled");
+                self.tell(
+                    webhook,
+                    operational::ENDPOINT_DISABLED,
+                    json!({"accountId": webhook.account_id, "webhookId": webhook.id, "reason": reason}),
+                )
+                .await;
             }
             Ok(false) => {}
             Err(e) => {
@@ -567,6 +636,59 @@ impl DeliveryQueue {
             status: AttemptStatus::Dead,
             next: None,
             ..result
+        }
+    }
+
+    /// Waits for the rate-limited endpoint's next send slot, reserved in the
+    /// database so that every replica shares the one rate. A slot later
+    /// than this try could wait inside its lease pauses the endpoint until
+    /// then (its tries wait, none fails) and gives this try back: false.
+    async fn take_slot(
+        &self,
+        worker_id: &str,
+        attempt: &Attempt,
+        webhook: &Webhook,
+        rate: u32,
+        lease_ends: Instant,
+    ) -> bool {
+        let now = self.state.clock.now();
+        let room = lease_ends
+            .saturating_duration_since(self.state.clock.instant())
+            .saturating_sub(self.state.delivery_timeout + Duration::from_secs(2));
+        let latest = now + chrono::Duration::from_std(room).unwrap_or_default();
+        let interval = chrono::Duration::microseconds(1_000_000 / i64::from(rate.max(1)));
+        match self
+            .state
+            .store
+            .reserve_send_slot(&webhook.id, now, interval, latest)
+            .await
+        {
+            Ok(Slot::At(at)) => {
+                if let Ok(wait) = (at - now).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+                true
+            }
+            Ok(Slot::Busy(until)) => {
+                let wait = (until - now).to_std().unwrap_or_default();
+                self.pause(webhook, wait, "endpoint over its rate limit")
+                    .await;
+                if let Err(e) = self
+                    .state
+                    .store
+                    .release(std::slice::from_ref(&attempt.id), worker_id)
+                    .await
+                {
+                    tracing::warn!(delivery.id = %attempt.id, error.message = %e, "giving back a try over the rate limit failed; it waits for its lease");
+                }
+                false
+            }
+            Err(e) => {
+                // The limit is a courtesy to the receiver; a database that
+                // cannot reserve a slot will not record the try either.
+                tracing::warn!(webhook.id = %webhook.id, error.message = %e, "reserving a send slot failed; sending without it");
+                true
+            }
         }
     }
 
@@ -604,10 +726,27 @@ impl DeliveryQueue {
 
     async fn announce_dead_letter(&self, attempt: &Attempt, result: &AttemptResult) {
         metrics::counter!(crate::shared::metrics::DEAD_LETTERS).increment(1);
+        // No payload: it may carry personal data; the database keeps the snapshot.
+        if !Operational::is_own(&attempt.account_id) {
+            self.state
+                .operational
+                .emit(
+                    operational::DELIVERY_DEAD,
+                    json!({
+                        "accountId": attempt.account_id,
+                        "webhookId": attempt.webhook_id,
+                        "eventId": attempt.event_id,
+                        "deliveryId": attempt.id,
+                        "attempt": attempt.attempt,
+                        "httpStatus": result.http_status,
+                        "error": result.error,
+                    }),
+                )
+                .await;
+        }
         let Some(sink) = &self.dead_letters else {
             return;
         };
-        // No payload: it may carry personal data; the database keeps the snapshot.
         let notice = json!({
             "kind": "delivery",
             "attemptId": attempt.id,

@@ -31,6 +31,7 @@ impl Refusals {
                 .or_default()
                 .push((k.prefix, n));
         }
+        self.tell_failing(state, &kinds).await;
         let mut written = 0;
         let mut kinds: Vec<_> = kinds.into_iter().collect();
         kinds.sort_by(|a, b| a.0.cmp(&b.0));
@@ -65,6 +66,41 @@ impl Refusals {
             }
         }
         written
+    }
+
+    /// An integration refused more than the threshold in a minute (a
+    /// provider secret rotated there and not here, or an attack): one
+    /// `integration.verification_failing` event per integration and minute,
+    /// with its counts by reason (never a source address or a body).
+    async fn tell_failing(&self, state: &AppState, kinds: &HashMap<Kind, Vec<(String, u64)>>) {
+        let threshold = u64::from(state.settings.verification_failing_threshold);
+        // Per (integration, minute): the refusals, and their count by reason.
+        type Counts = (u64, serde_json::Map<String, serde_json::Value>);
+        let mut per: HashMap<(&str, i64), Counts> = HashMap::new();
+        for ((provider, reason, minute), prefixes) in kinds {
+            let n: u64 = prefixes.iter().map(|p| p.1).sum();
+            let entry = per.entry((provider.as_str(), *minute)).or_default();
+            entry.0 += n;
+            entry.1.insert(reason.to_string(), json!(n));
+        }
+        let mut over: Vec<_> = per
+            .into_iter()
+            .filter(|(_, (n, _))| *n > threshold)
+            .collect();
+        over.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((provider, minute), (refusals, reasons)) in over {
+            let at = chrono::DateTime::from_timestamp(minute * 60, 0)
+                .map(crate::shared::rfc3339)
+                .unwrap_or_default();
+            state
+                .operational
+                .emit(
+                    crate::shared::operational::VERIFICATION_FAILING,
+                    json!({"integration": provider, "minute": at, "refusals": refusals,
+                           "threshold": threshold, "reasons": reasons}),
+                )
+                .await;
+        }
     }
 
     /// Flushes finished minutes every `FLUSH_EVERY` until `shutdown`, then

@@ -14,5 +14,5 @@ mod tokens;
 pub use app::{Options, TempDir, TestApp, OPERATOR_KEY, OPERATOR_KEY_OLD};
 pub use hookwarden_store::testing::Backend;
 pub use receiver::{Received, Receiver, Reply};
-pub use reference::reference_verify;
+pub use reference::{ed25519_verify, reference_verify};
 pub use services::{nats_url, redis_url, NatsTest, RedisPrefix};

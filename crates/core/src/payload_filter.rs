@@ -1,0 +1,158 @@
+//! A webhook's optional filter on the payload: a JSON pointer (RFC 6901)
+//! and the value, or one of the values, it must hold. Checked at publish, so
+//! an event that does not match creates no try for that webhook.
+//!
+//! Values compare as JSON values, except that numbers compare by value
+//! (`1` equals `1.0`). A pointer to nothing matches nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest pointer accepted.
+pub const MAX_POINTER: usize = 256;
+/// Most values `oneOf` lists.
+pub const MAX_VALUES: usize = 100;
+/// Largest filter, as JSON text.
+pub const MAX_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PayloadFilter {
+    /// Where in the payload: `""` is the whole payload, `/customer/tier` a
+    /// member of a member (`~1` stands for `/`, `~0` for `~`).
+    pub pointer: String,
+    /// The value there must equal this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    /// The value there must equal one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Value>>,
+}
+
+impl PayloadFilter {
+    /// Reads and checks a filter as the API or the database gives it.
+    pub fn parse(v: &Value) -> Result<Self, String> {
+        let f: Self = serde_json::from_value(v.clone()).map_err(|e| format!("filter: {e}"))?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// What is wrong with it, worded for the API's 400.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pointer.len() > MAX_POINTER {
+            return Err(format!("filter.pointer: at most {MAX_POINTER} characters"));
+        }
+        if !self.pointer.is_empty() && !self.pointer.starts_with('/') {
+            return Err(
+                "filter.pointer: a JSON pointer starts with / (or is empty for the whole payload)"
+                    .into(),
+            );
+        }
+        let mut chars = self.pointer.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+                return Err("filter.pointer: ~ must be followed by 0 or 1".into());
+            }
+        }
+        match (&self.equals, &self.one_of) {
+            (Some(_), None) => {}
+            (None, Some(values)) if (1..=MAX_VALUES).contains(&values.len()) => {}
+            (None, Some(_)) => {
+                return Err(format!("filter.oneOf: 1 to {MAX_VALUES} values"));
+            }
+            _ => return Err("filter: give exactly one of equals and oneOf".into()),
+        }
+        let size = serde_json::to_vec(self)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_BYTES {
+            return Err(format!("filter: at most {MAX_BYTES} bytes of JSON"));
+        }
+        Ok(())
+    }
+
+    /// Whether `payload` holds the value this filter asks for.
+    pub fn matches(&self, payload: &Value) -> bool {
+        let Some(found) = payload.pointer(&self.pointer) else {
+            return false;
+        };
+        match (&self.equals, &self.one_of) {
+            (Some(want), _) => same(found, want),
+            (None, Some(values)) => values.iter().any(|want| same(found, want)),
+            (None, None) => false,
+        }
+    }
+}
+
+/// JSON equality, numbers by value.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(v: Value) -> Result<PayloadFilter, String> {
+        PayloadFilter::parse(&v)
+    }
+
+    #[test]
+    fn equals_and_one_of_match_the_value_at_the_pointer() {
+        let gold = filter(json!({"pointer": "/customer/tier", "equals": "gold"})).expect("ok");
+        assert!(gold.matches(&json!({"customer": {"tier": "gold"}})));
+        assert!(!gold.matches(&json!({"customer": {"tier": "silver"}})));
+        assert!(!gold.matches(&json!({"customer": {}})), "nothing there");
+        assert!(!gold.matches(&json!({"customer": "gold"})));
+        let some = filter(json!({"pointer": "/n", "oneOf": [1, "two", null]})).expect("ok");
+        assert!(some.matches(&json!({"n": 1.0})), "numbers by value");
+        assert!(some.matches(&json!({"n": "two"})));
+        assert!(some.matches(&json!({"n": null})));
+        assert!(!some.matches(&json!({})), "absent is not null");
+        assert!(!some.matches(&json!({"n": "1"})));
+        let escaped = filter(json!({"pointer": "/a~1b/c~0d", "equals": true})).expect("ok");
+        assert!(escaped.matches(&json!({"a/b": {"c~d": true}})));
+        let items = filter(json!({"pointer": "/items/0/sku", "equals": "x"})).expect("ok");
+        assert!(items.matches(&json!({"items": [{"sku": "x"}]})));
+        let whole = filter(json!({"pointer": "", "equals": {"a": 1}})).expect("ok");
+        assert!(whole.matches(&json!({"a": 1})));
+    }
+
+    #[test]
+    fn malformed_filters_are_refused_with_the_reason() {
+        for (bad, says) in [
+            (json!({"pointer": "customer", "equals": 1}), "starts with /"),
+            (json!({"pointer": "/a~2", "equals": 1}), "~ must be"),
+            (json!({"pointer": "/a"}), "exactly one"),
+            (
+                json!({"pointer": "/a", "equals": 1, "oneOf": [1]}),
+                "exactly one",
+            ),
+            (json!({"pointer": "/a", "oneOf": []}), "1 to 100"),
+            (
+                json!({"pointer": "/a", "equals": 1, "other": 2}),
+                "unknown field",
+            ),
+            (json!({"equals": 1}), "pointer"),
+            (json!("/a"), "filter"),
+            (
+                json!({"pointer": "/".repeat(300), "equals": 1}),
+                "at most 256",
+            ),
+            (
+                json!({"pointer": "/a", "equals": "x".repeat(9000)}),
+                "8192 bytes",
+            ),
+        ] {
+            let e = filter(bad.clone()).expect_err(&bad.to_string());
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
