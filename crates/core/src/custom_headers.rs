@@ -43,7 +43,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if !name.bytes().all(token) {
         return Err("headers: a name is letters, digits and !#$%&'*+-.^_`|~ only".into());
     }
-    let lower = name.to_ascii_lowercase();
+    // `_` as `-`: CGI-style receivers (PHP, WSGI) read `Webhook_Signature`
+    // as `webhook-signature`.
+    let lower = name.to_ascii_lowercase().replace('_', "-");
     if REFUSED.contains(&lower.as_str()) || REFUSED_PREFIXES.iter().any(|p| lower.starts_with(p)) {
         return Err(format!(
             "headers: {lower} is set by hookwarden (the signature, host, framing and hop-by-hop headers cannot be set)"
@@ -76,7 +78,7 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), S
     for name in names {
         n += 1;
         check_name(name)?;
-        if !seen.insert(name.to_ascii_lowercase()) {
+        if !seen.insert(name.to_ascii_lowercase().replace('_', "-")) {
             return Err(format!("headers: {name} is given twice"));
         }
     }
@@ -108,6 +110,8 @@ mod tests {
             "TE",
             "Upgrade",
             "Webhook-Signature",
+            "Webhook_Signature",
+            "content_length",
             "webhook-id",
             "WEBHOOK-TIMESTAMP",
             "svix-signature",

@@ -84,13 +84,22 @@ impl PayloadFilter {
     }
 }
 
-/// JSON equality, numbers by value.
+/// JSON equality, numbers by value: integers exactly (ids past 2^53 stay
+/// apart), `1` and `1.0` alike.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x == y,
-        },
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                return x == y;
+            }
+            if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+                return x == y;
+            }
+            if x.is_f64() || y.is_f64() {
+                return x.as_f64() == y.as_f64();
+            }
+            false
+        }
         _ => a == b,
     }
 }
@@ -121,6 +130,12 @@ mod tests {
         assert!(escaped.matches(&json!({"a/b": {"c~d": true}})));
         let items = filter(json!({"pointer": "/items/0/sku", "equals": "x"})).expect("ok");
         assert!(items.matches(&json!({"items": [{"sku": "x"}]})));
+        let big = filter(json!({"pointer": "/id", "equals": 9007199254740993u64})).expect("ok");
+        assert!(
+            !big.matches(&json!({"id": 9007199254740992u64})),
+            "no f64 rounding"
+        );
+        assert!(big.matches(&json!({"id": 9007199254740993u64})));
         let whole = filter(json!({"pointer": "", "equals": {"a": 1}})).expect("ok");
         assert!(whole.matches(&json!({"a": 1})));
     }

@@ -116,6 +116,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Holds an endpoint back until `until` (claims skip it) without moving
+    /// its tries: a rate-limited endpoint waiting for its next send slot,
+    /// which would otherwise rewrite its whole backlog every slot.
+    async fn hold_back_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
     /// Reserves a send slot of a rate-limited endpoint, for every replica
     /// alike: the later of `now` and its next free slot, if no later than
     /// `latest` (the next free slot then moves `interval` on); `Busy` with
@@ -127,8 +131,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         interval: chrono::Duration,
         latest: DateTime<Utc>,
     ) -> Result<Slot>;
-    /// Recovery of an endpoint that is back: its pause and health are
-    /// cleared, and its tries waiting for a retry (a pending try after a
+    /// Recovery of an endpoint that is back: its pause and failure count
+    /// are cleared (not when it started failing: only a success or an
+    /// enable clears that, so recoveries cannot keep a dead endpoint from
+    /// being disabled), and its tries waiting for a retry (a pending try after a
     /// failed one) created since `since` are due at `now`. Answers how many
     /// tries were brought forward.
     async fn hurry_retries(
@@ -347,13 +353,23 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
 
     // Retention: the one path that deletes history (migration 0021).
 
-    /// Deletes up to `limit` events created before `before` whose every try
-    /// is finished and was made before it too, with their tries, in one
-    /// short transaction. Answers (events, tries) deleted. Only events with
-    /// time-ordered ids (those made since migration 0008) are found.
-    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)>;
+    /// Looks at the next `limit` events after the id `after` created before
+    /// `before`, and deletes those whose every try is finished and was made
+    /// before it too, with their tries, in one short transaction. Only
+    /// events with time-ordered ids (those made since migration 0008) are
+    /// found.
+    async fn prune_events(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Pruned>;
     /// The same for inbound events received before `before`, with their
-    /// forwarding jobs and replay requests. Answers (events, jobs) deleted.
+    /// forwarding jobs and replay requests, of integrations whose scheme
+    /// signs a timestamp (`stripe`, `slack`, `standard-webhooks`: a request
+    /// older than its tolerance is refused anyway). The others keep their
+    /// inbound events: their deduplication key is all that stops a replay
+    /// of an old signed request. Answers (events, jobs) deleted.
     async fn prune_inbound(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)>;
     /// When the oldest event and the oldest inbound event kept were made.
     async fn oldest_kept(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;

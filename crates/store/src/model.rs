@@ -357,3 +357,13 @@ impl ActivityDelta {
             .collect()
     }
 }
+
+/// What one batch of event pruning did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: u64,
+    pub tries: u64,
+    /// The last event id the batch looked at: the next batch starts after
+    /// it. `None` when there was none left to look at.
+    pub last: Option<String>,
+}

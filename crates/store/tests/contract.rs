@@ -6,6 +6,7 @@ use fixtures::{inbound, integration, sealed};
 use chrono::{Duration, Utc};
 use hookwarden_core::crypto::Sealed;
 use hookwarden_core::ids;
+use hookwarden_store::ingress::Integration;
 use hookwarden_store::model::*;
 use hookwarden_store::sealed::SealedColumn;
 use hookwarden_store::search::{AttemptFilter, EventFilter};
@@ -2181,17 +2182,7 @@ async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_
     assert_eq!(claimed.len(), 4);
     for a in &claimed {
         assert!(s
-            .complete_attempt(&AttemptResult {
-                attempt_id: a.id.clone(),
-                worker_id: "w1".into(),
-                status: AttemptStatus::Succeeded,
-                http_status: Some(200),
-                duration_ms: 1,
-                response_preview: None,
-                error: None,
-                completed_at: now,
-                next: None,
-            })
+            .complete_attempt(&succeeded(&a.id, "w1", now))
             .await
             .expect("complete"));
     }
@@ -2200,23 +2191,61 @@ async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_
         .find(|e| !claimed.iter().any(|a| &a.event_id == *e))
         .expect("the pending one")
         .clone();
-    s.record_inbound(&inbound("acme", "k-old"))
+    // Two integrations: one whose scheme signs a timestamp, one whose
+    // deduplication key is all that stops a replay.
+    s.create_integration(&Integration {
+        scheme: "stripe".into(),
+        ..integration("stamped")
+    })
+    .await
+    .expect("integration");
+    s.create_integration(&integration("acme"))
+        .await
+        .expect("integration");
+    s.record_inbound(&inbound("stamped", "k-old"))
+        .await
+        .expect("inbound");
+    s.record_inbound(&inbound("acme", "k-kept"))
         .await
         .expect("inbound");
 
     // Nothing is older than a bound in the past.
-    assert_eq!(
-        s.prune_events(now - Duration::hours(1), 100)
-            .await
-            .expect("prune"),
-        (0, 0)
-    );
-    // Past the bound: in batches of two, the finished ones go.
+    let none = s
+        .prune_events(now - Duration::hours(1), None, 100)
+        .await
+        .expect("prune");
+    assert_eq!((none.events, none.tries), (0, 0));
+    // Past the bound: in batches of two, a cursor past each, the finished
+    // ones go and the pending one is walked past.
     let later = Utc::now() + Duration::seconds(2);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    assert_eq!(s.prune_events(later, 2).await.expect("prune"), (2, 2));
-    assert_eq!(s.prune_events(later, 2).await.expect("prune"), (2, 2));
-    assert_eq!(s.prune_events(later, 2).await.expect("prune"), (0, 0));
+    let prune_all = |s: Arc<dyn Store>| async move {
+        let (mut events, mut tries, mut batches) = (0, 0, 0);
+        let mut after: Option<String> = None;
+        loop {
+            let b = s
+                .prune_events(later, after.as_deref(), 2)
+                .await
+                .expect("prune");
+            events += b.events;
+            tries += b.tries;
+            batches += 1;
+            match b.last {
+                Some(last) => after = Some(last),
+                None => return (events, tries, batches),
+            }
+        }
+    };
+    assert_eq!(
+        prune_all(s.clone()).await,
+        (4, 4, 4),
+        "3 batches and the end"
+    );
+    assert_eq!(
+        prune_all(s.clone()).await,
+        (0, 0, 2),
+        "the kept one, walked once"
+    );
     for id in &events {
         let kept = s.get_event(None, id).await.expect("get").is_some();
         assert_eq!(kept, *id == pending_event, "{id}");
@@ -2226,33 +2255,36 @@ async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_
     // The forwarding job is pending: the inbound event stays too; once
     // finished, it goes with its job.
     assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (0, 0));
-    let jobs = s
-        .claim_jobs(&Claim {
-            worker_id: "f1",
-            now: now + Duration::seconds(1),
-            lease_until: now + Duration::seconds(30),
-            limit: 10,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim jobs");
-    assert_eq!(jobs.len(), 1);
-    assert!(s
-        .complete_job(&AttemptResult {
-            attempt_id: jobs[0].id.clone(),
-            worker_id: "f1".into(),
-            status: AttemptStatus::Succeeded,
-            http_status: Some(200),
-            duration_ms: 1,
-            response_preview: None,
-            error: None,
-            completed_at: now,
-            next: None,
-        })
-        .await
-        .expect("complete job"));
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.extend(
+            s.claim_jobs(&Claim {
+                worker_id: "f1",
+                now: Utc::now() + Duration::seconds(1),
+                lease_until: Utc::now() + Duration::seconds(30),
+                limit: 10,
+                exclude_webhooks: &[],
+            })
+            .await
+            .expect("claim jobs"),
+        );
+        if jobs.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        assert!(s
+            .complete_job(&succeeded(&job.id, "f1", now))
+            .await
+            .expect("complete job"));
+    }
     assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (1, 1));
-    assert_eq!(s.oldest_kept().await.expect("oldest").1, None);
+    assert!(
+        s.oldest_kept().await.expect("oldest").1.is_some(),
+        "acme's kept"
+    );
+    assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (0, 0));
 
     // Outside the pruning path history still cannot be deleted, and the
     // gate opened to a time before a row does not let it go.
@@ -2278,4 +2310,19 @@ async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_
         .await
         .expect_err("newer than the gate");
     assert!(err.contains("append-only"), "{err}");
+}
+
+/// A try (or a forwarding job) `worker` made that the receiver took.
+fn succeeded(id: &str, worker: &str, at: chrono::DateTime<Utc>) -> AttemptResult {
+    AttemptResult {
+        attempt_id: id.into(),
+        worker_id: worker.into(),
+        status: AttemptStatus::Succeeded,
+        http_status: Some(200),
+        duration_ms: 1,
+        response_preview: None,
+        error: None,
+        completed_at: at,
+        next: None,
+    }
 }

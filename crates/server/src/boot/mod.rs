@@ -198,6 +198,11 @@ impl Application {
         }));
         crate::inbound::integrations::apply_configured(&state, &state.settings.integrations)
             .await?;
+        crate::http::operator::operational::apply_configured(
+            &state,
+            &state.settings.operational_webhooks,
+        )
+        .await?;
         let sink = nats.clone().map(|n| n as Arc<dyn DeadLetterSink>);
         let queue = DeliveryQueue::new(Deliveries::from(&state), client, sink);
         let dispatcher = Arc::new(Dispatcher::new(

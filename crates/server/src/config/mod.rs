@@ -9,6 +9,7 @@
 mod checks;
 pub mod integrations;
 mod load;
+pub mod operational;
 mod redact;
 mod refusals;
 #[cfg(test)]
@@ -273,6 +274,10 @@ pub struct Settings {
     /// start. Not shown: they hold secrets (`config check` counts them).
     #[serde(skip_serializing)]
     pub integrations: Vec<IntegrationInput>,
+    /// Operational webhooks declared in the file (`[[operational_webhooks]]`),
+    /// applied at start. Not shown: they hold secrets.
+    #[serde(skip_serializing)]
+    pub operational_webhooks: Vec<operational::OperationalWebhookInput>,
     /// Producer grants (`[[producers]]`).
     #[serde(
         rename = "producers",

@@ -82,6 +82,11 @@ pub fn rate(n: u32) -> ApiResult<u32> {
     }
 }
 
+/// A secret header given without its value: it keeps the stored one.
+pub fn keeps_stored_value(h: &HeaderInput) -> bool {
+    h.secret && h.value.is_none()
+}
+
 /// The headers as stored: the list (secret ones without their value) and
 /// the secret values sealed. A secret header given without a value keeps
 /// the value stored for it in `current`. An empty list stores nothing.

@@ -33,8 +33,9 @@ pub struct RecoverReport {
     /// Deliveries tried again: dead letters given a new try and deliveries
     /// waiting for a retry, all due now.
     requeued: u64,
-    /// More dead letters remain (more than 10,000 in one call): call again
-    /// with the same `since` (those re-queued are not selected again).
+    /// More dead letters remain (more than 1,000 in one call): call again
+    /// with the same `since`, a minute later (those re-queued are not
+    /// selected again).
     more: bool,
 }
 
@@ -46,8 +47,11 @@ pub struct RecoverReport {
 /// is back (should it still fail, it is paused again after a few tries). The tries go out at
 /// the endpoint's share of the dispatcher, like any backlog. A dead letter is re-queued once:
 /// calls that overlap, or a retry of the same delivery, re-queue it once between them. At most
-/// 10,000 dead letters per call (`more` says to call again). A disabled endpoint is refused
-/// (409): enable it first. Audited (`webhook.recovered`).
+/// 1,000 dead letters per call (`more` says to call again) and one call per endpoint per minute
+/// (429 with `Retry-After` before that). A disabled endpoint is refused (409): enable it first.
+/// The time the endpoint started failing is kept: an endpoint that still fails every try is
+/// disabled after `HOOKWARDEN_DISABLE_AFTER` whatever the recoveries. Audited
+/// (`webhook.recovered`).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "webhooks",
     request_body = Recover,
     params(("id" = String, Path, description = "Webhook id")),
@@ -82,6 +86,7 @@ pub async fn recover(
                 "this endpoint is disabled (see disabledReason): enable it before recovering it"
                     .into(),
             ),
+            RecoverError::TooSoon(wait) => ApiError::RateLimited(wait),
             RecoverError::Store(e) => ApiError::internal("recover webhook", e),
         })?;
         tracing::info!(account.id = %tenant.account_id, webhook.id = %id, requeued = done.requeued, hurried = done.hurried, more = done.more, "endpoint recovered by its tenant");

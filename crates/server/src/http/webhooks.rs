@@ -54,6 +54,61 @@ impl Signing {
     }
 }
 
+/// What a new webhook is made of, checked.
+pub(crate) struct NewWebhook<'a> {
+    pub id: String,
+    pub account_id: &'a str,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub secret: &'a WebhookSecret,
+    pub controls: Controls,
+}
+
+/// Stores a new webhook, its secret sealed to its row; the cap and the
+/// duplicate the database refuses answer 422 and 409.
+pub(crate) async fn store_new(state: &AppState, new: NewWebhook<'_>) -> ApiResult<Webhook> {
+    let now = state.clock.now();
+    let webhook = Webhook {
+        secret: seal_webhook_secret(&state.keyring, new.account_id, &new.id, new.secret),
+        id: new.id,
+        account_id: new.account_id.to_owned(),
+        url: new.url,
+        description: new.description,
+        event_types: new.event_types,
+        old_secret: None,
+        disabled: false,
+        disabled_reason: None,
+        held_by_operator: false,
+        throttled_until: None,
+        health: Default::default(),
+        controls: new.controls,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_webhook(&webhook)
+        .await
+        .map_err(|e| match e {
+            StoreError::WebhookLimit => ApiError::LimitExceeded(format!(
+                "an account may have at most {} webhooks",
+                state.settings.max_webhooks_per_account
+            )),
+            StoreError::WebhookDuplicate => duplicate(),
+            other => ApiError::internal("create webhook", other),
+        })?;
+    Ok(webhook)
+}
+
+/// Whether two URLs share scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 /// A signing key as the API may show it: a `whsec_` secret, or the public
 /// key of an Ed25519 one (its private key is never shown).
 pub(crate) fn shown_key(key: &WebhookSecret) -> String {
@@ -389,35 +444,19 @@ pub async fn create(
         rate_limit_per_second: body.rate_limit_per_second.map(controls::rate).transpose()?,
         public_key: secret.public_key(),
     };
-    let webhook = Webhook {
-        secret: seal_webhook_secret(&state.keyring, &tenant.account_id, &id, &secret),
-        id,
-        account_id: tenant.account_id.clone(),
-        url: body.url,
-        description,
-        event_types: body.event_types,
-        old_secret: None,
-        disabled: false,
-        disabled_reason: None,
-        held_by_operator: false,
-        throttled_until: None,
-        health: Default::default(),
-        controls,
-        created_at: now,
-        updated_at: now,
-    };
-    state
-        .store
-        .create_webhook(&webhook)
-        .await
-        .map_err(|e| match e {
-            StoreError::WebhookLimit => ApiError::LimitExceeded(format!(
-                "an account may have at most {} webhooks",
-                state.settings.max_webhooks_per_account
-            )),
-            StoreError::WebhookDuplicate => duplicate(),
-            other => ApiError::internal("create webhook", other),
-        })?;
+    let webhook = store_new(
+        &state,
+        NewWebhook {
+            id,
+            account_id: &tenant.account_id,
+            url: body.url,
+            description,
+            event_types: body.event_types,
+            secret: &secret,
+            controls,
+        },
+    )
+    .await?;
     tracing::info!(account.id = %webhook.account_id, webhook.id = %webhook.id, "webhook created");
     crate::shared::audit::record(
         state.store.as_ref(),
@@ -542,6 +581,26 @@ pub async fn update(
             .filter(|s| *s != current_signing)
             .map(Signing::generate),
     };
+    // Secret headers go where the URL points: moving the endpoint to
+    // another origin takes their values again (or drops them), so a token
+    // that may write the webhook cannot carry them off to its own server.
+    if current.controls.secret_headers.is_some()
+        && body
+            .url
+            .as_deref()
+            .is_some_and(|u| !same_origin(u, &current.url))
+        && body.headers.as_ref().is_none_or(|given| {
+            given
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(controls::keeps_stored_value)
+        })
+    {
+        return Err(ApiError::Validation(
+            "headers: a url at another origin takes the secret headers' values again (give them, or headers: null)".into(),
+        ));
+    }
     let held_by_operator = current.held_by_operator;
     if held_by_operator && body.disabled == Some(false) {
         return Err(ApiError::Forbidden(
@@ -551,6 +610,8 @@ pub async fn update(
     let now = state.clock.now();
     let grace = chrono::Duration::from_std(state.settings.rotation_grace)
         .unwrap_or(chrono::Duration::hours(24));
+    let url_changed = body.url.as_deref().is_some_and(|u| u != current.url);
+    let headers_changed = body.headers.is_some();
     let update = WebhookUpdate {
         url: body.url,
         description: body.description,
@@ -615,7 +676,8 @@ pub async fn update(
         "webhook.updated",
         &target,
         &rid.0,
-        json!({"accountId": w.account_id, "disabled": w.disabled}),
+        json!({"accountId": w.account_id, "disabled": w.disabled,
+               "urlChanged": url_changed, "headersChanged": headers_changed}),
     )
     .await;
     if new_secret.is_some() {

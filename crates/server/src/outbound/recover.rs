@@ -4,7 +4,9 @@
 //! delivery waiting for its next retry is brought forward to now. The
 //! endpoint's pause and failure count are cleared: its tenant says it is
 //! back (should it not be, the breaker pauses it again after a few tries).
-//! The pump's per-endpoint share paces the tries, as for any backlog.
+//! The pump's per-endpoint share paces the tries, as for any backlog; at
+//! most `MAX_PER_CALL` dead letters per call and one call per endpoint per
+//! `COOLDOWN` bound what one tenant can send a URL this way.
 
 use crate::shared::pump::Wake;
 use chrono::{DateTime, Utc};
@@ -12,10 +14,38 @@ use hookwarden_core::ids;
 use hookwarden_store::model::AttemptStatus;
 use hookwarden_store::search::AttemptFilter;
 use hookwarden_store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Most dead letters one call re-queues; `more` says when others remain
 /// (those re-queued are not selected again, so calling again goes on).
-pub const MAX_PER_CALL: u32 = 10_000;
+pub const MAX_PER_CALL: u32 = 1_000;
+
+/// One recovery per endpoint per this long (per replica): a tenant cannot
+/// loop recoveries into a flood of tries at a third party's URL.
+pub const COOLDOWN: Duration = Duration::from_secs(60);
+
+/// Endpoints recovered lately, and when (bounded: old entries go first).
+static RECENT: Mutex<BTreeMap<String, DateTime<Utc>>> = Mutex::new(BTreeMap::new());
+
+/// Starts a recovery of `webhook_id` at `now`, or answers how long until
+/// one may start.
+fn begin(webhook_id: &str, now: DateTime<Utc>) -> Result<(), Duration> {
+    let cooldown = chrono::Duration::from_std(COOLDOWN).unwrap_or_default();
+    let mut recent = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(at) = recent.get(webhook_id) {
+        let ready = *at + cooldown;
+        if ready > now {
+            return Err((ready - now).to_std().unwrap_or(COOLDOWN));
+        }
+    }
+    if recent.len() >= 10_000 {
+        recent.retain(|_, at| *at + cooldown > now);
+    }
+    recent.insert(webhook_id.to_owned(), now);
+    Ok(())
+}
 
 /// Dead letters read per page.
 const PAGE: u32 = 500;
@@ -26,6 +56,8 @@ pub enum RecoverError {
     NotFound,
     #[error("the endpoint is disabled")]
     Disabled,
+    #[error("recovered moments ago")]
+    TooSoon(Duration),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
 }
@@ -58,6 +90,7 @@ pub async fn recover(
     if webhook.disabled {
         return Err(RecoverError::Disabled);
     }
+    begin(webhook_id, now).map_err(RecoverError::TooSoon)?;
     let mut done = Recovered {
         hurried: store.hurry_retries(webhook_id, since, now).await?,
         ..Recovered::default()

@@ -7,7 +7,9 @@
 //! deliveries on SQLite's one writer; a run stops after `MAX_BATCHES` and
 //! the next one, `EVERY` later, goes on. Only finished history goes: an
 //! event with a pending try, or a try made after the bound (a retry of an
-//! old event), is kept. The store's pruning path is the only DELETE the
+//! old event), is kept, and a run's cursor moves past it. Inbound events
+//! go only for integrations whose scheme signs a timestamp (their
+//! deduplication key is what stops a replay of an old request otherwise). The store's pruning path is the only DELETE the
 //! history tables' triggers allow, and only of rows older than the bound.
 
 use crate::shared::clock::Clock;
@@ -42,14 +44,16 @@ pub async fn prune_once(
 ) -> hookwarden_store::Result<Pruned> {
     let before = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let mut done = Pruned::default();
+    let mut after: Option<String> = None;
     for _ in 0..MAX_BATCHES {
-        let (events, tries) = store.prune_events(before, BATCH).await?;
-        done.events += events;
-        done.tries += tries;
-        count("events", events);
-        count("delivery_attempts", tries);
-        if events < u64::from(BATCH) {
-            break;
+        let batch = store.prune_events(before, after.as_deref(), BATCH).await?;
+        done.events += batch.events;
+        done.tries += batch.tries;
+        count("events", batch.events);
+        count("delivery_attempts", batch.tries);
+        match batch.last {
+            Some(last) => after = Some(last),
+            None => break,
         }
         tokio::time::sleep(PAUSE).await;
     }

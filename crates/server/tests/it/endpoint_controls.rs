@@ -69,6 +69,29 @@ async fn custom_headers_reach_the_endpoint_and_a_secret_one_is_never_shown(backe
     assert_eq!(got[1].headers["x-api-key"], key.as_str());
     assert_eq!(got[1].headers["x-team"], "red");
 
+    // Moving the endpoint to another origin takes the secret's value again:
+    // a token that may write the webhook cannot carry it off.
+    let elsewhere = Receiver::start().await;
+    for body in [
+        json!({"url": elsewhere.url("/steal")}),
+        json!({"url": elsewhere.url("/steal"), "headers": [{"name": "X-Api-Key", "secret": true}]}),
+    ] {
+        let (status, refused, _) = app
+            .put(&format!("/v1/webhooks/{id}"), &t, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {refused}");
+        assert!(!refused.to_string().contains(&key));
+    }
+    // The same origin, another path: kept.
+    let (status, moved, _) = app
+        .put(
+            &format!("/v1/webhooks/{id}"),
+            &t,
+            json!({"url": rx.url("/other")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+
     // The value is in no answer and no log line.
     let (_, listed, _) = app.get("/v1/webhooks", &t).await;
     let (_, one, _) = app.get(&format!("/v1/webhooks/{id}"), &t).await;
@@ -79,7 +102,7 @@ async fn custom_headers_reach_the_endpoint_and_a_secret_one_is_never_shown(backe
             None,
         )
         .await;
-    for shown in [&created, &updated, &listed, &one, &op] {
+    for shown in [&created, &updated, &moved, &listed, &one, &op] {
         assert!(!shown.to_string().contains(&key), "{shown}");
     }
     assert!(
@@ -113,6 +136,7 @@ async fn custom_headers_that_could_forge_or_smuggle_are_refused(backend: Backend
         json!([{"name": "Host", "value": "internal.example"}]),
         json!([{"name": "Content-Length", "value": "0"}]),
         json!([{"name": "Transfer-Encoding", "value": "chunked"}]),
+        json!([{"name": "Webhook_Signature", "value": "v1,forged"}]),
         json!([{"name": "X-A", "value": "a\r\nX-Injected: 1"}]),
         json!([{"name": "X A", "value": "1"}]),
         json!([{"name": "X-A"}]),

@@ -193,7 +193,14 @@ async fn recovering_an_endpoint_tries_each_failed_delivery_since_then_once(backe
     got.sort();
     assert_eq!(got, want, "each failed delivery once");
 
-    // Again: nothing left to recover; and the pair is not re-queued twice.
+    // Again at once: one recovery per endpoint per minute.
+    let (status, body, headers) = app
+        .post(&path, &t, json!({"since": since.to_rfc3339()}))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(headers.get("retry-after").is_some());
+    // A minute on: nothing left to recover; the pair is not re-queued twice.
+    app.clock.advance(Duration::from_secs(61));
     let (status, body, _) = app
         .post(&path, &t, json!({"since": since.to_rfc3339()}))
         .await;
@@ -205,6 +212,7 @@ async fn recovering_an_endpoint_tries_each_failed_delivery_since_then_once(backe
     rx.set_default(Reply::Status(500));
     app.publish("acct_a", "t", json!({"n": 9})).await;
     app.deliver_until(WAIT, || rx.count() == 8).await;
+    app.clock.advance(Duration::from_secs(61));
     let later = chrono::Utc::now() + chrono::Duration::seconds(60);
     let (_, body, _) = app
         .post(&path, &t, json!({"since": later.to_rfc3339()}))

@@ -14,6 +14,7 @@ on_both!(
     the_platform_hears_of_paused_recovered_and_dead_endpoints_signed_with_its_own_secret,
     the_platform_hears_of_an_integration_failing_verification_and_of_the_audit_head,
     the_operational_account_is_no_tenant_s_and_nothing_is_stored_without_listeners,
+    operational_webhooks_from_the_configuration_file_are_applied_at_start,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -241,5 +242,39 @@ async fn the_operational_account_is_no_tenant_s_and_nothing_is_stored_without_li
         .await;
     let items = listed["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "only the tenant's event: {listed}");
+    app.stop().await;
+}
+
+async fn operational_webhooks_from_the_configuration_file_are_applied_at_start(backend: Backend) {
+    let platform = Receiver::start().await;
+    let url = platform.url("/ops");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
+    let entry = json!([{"url": url, "secret": secret, "eventTypes": ["audit.head"]}]);
+    let app = TestApp::with(
+        backend,
+        Options {
+            customize: Some(Box::new(move |raw| {
+                raw.set("operational_webhooks", entry);
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, listed, _) = app
+        .operator(Method::GET, "/api/v1/operational-webhooks", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["eventTypes"], json!(["audit.head"]));
+    assert!(!listed.to_string().contains(&secret[6..]), "never shown");
+    let mut watch = hookwarden_server::shared::audit::HeadWatch::default();
+    watch
+        .look(app.state.store.as_ref(), &app.state.operational)
+        .await;
+    app.deliver_until(WAIT, || platform.count() >= 1).await;
+    assert!(reference_verify(&secret, &platform.received())
+        .iter()
+        .all(|v| v == "ok"));
     app.stop().await;
 }

@@ -116,6 +116,10 @@ impl Store for PgStore {
         webhooks::disable_failing(self, id, reason, now).await
     }
 
+    async fn hold_back_webhook(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        webhooks::hold_back(self, id, until).await
+    }
+
     async fn reserve_send_slot(
         &self,
         id: &str,
@@ -576,8 +580,13 @@ impl Store for PgStore {
         activity::prune(self, before).await
     }
 
-    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)> {
-        retention::prune_events(self, before, limit).await
+    async fn prune_events(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Pruned> {
+        retention::prune_events(self, before, after, limit).await
     }
 
     async fn prune_inbound(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)> {

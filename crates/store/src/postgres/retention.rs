@@ -5,6 +5,7 @@
 
 use super::PgStore;
 use crate::error::Result;
+use crate::model::Pruned;
 use crate::search::id_floor;
 use chrono::{DateTime, Utc};
 
@@ -14,8 +15,9 @@ const GATE: &str = "SELECT set_config('hookwarden.prune_before', $1, true)";
 pub(super) async fn prune_events(
     s: &PgStore,
     before: DateTime<Utc>,
+    after: Option<&str>,
     limit: u32,
-) -> Result<(u64, u64)> {
+) -> Result<Pruned> {
     let mut tx = s.pool.begin().await?;
     sqlx::query(GATE)
         .bind(before.to_rfc3339())
@@ -24,23 +26,31 @@ pub(super) async fn prune_events(
     // Events are found by id (time-ordered, the primary key's index), an
     // event only when every try of it is finished and older than the
     // bound: a retry queued yesterday for an old event keeps it.
-    let (events, tries): (i64, i64) = sqlx::query_as(
-        "WITH old AS (SELECT e.id FROM hook.events e \
-                      WHERE e.id < $2 AND e.created_at < $1 \
-                        AND NOT EXISTS (SELECT 1 FROM hook.delivery_attempts a WHERE a.event_id = e.id \
-                                        AND (a.status = 'pending' OR a.created_at >= $1)) \
-                      ORDER BY e.id LIMIT $3), \
+    // `seen`: the next `limit` events after the cursor; of those, the ones
+    // that may go. The cursor moves past kept ones (a try still pending),
+    // so a run does not walk them again batch after batch.
+    let (events, tries, last): (i64, i64, Option<String>) = sqlx::query_as(
+        "WITH seen AS (SELECT e.id, e.created_at FROM hook.events e \
+                       WHERE e.id < $2 AND e.id > $4 ORDER BY e.id LIMIT $3), \
+              old AS (SELECT seen.id FROM seen WHERE seen.created_at < $1 \
+                        AND NOT EXISTS (SELECT 1 FROM hook.delivery_attempts a WHERE a.event_id = seen.id \
+                                        AND (a.status = 'pending' OR a.created_at >= $1))), \
               tries AS (DELETE FROM hook.delivery_attempts a USING old WHERE a.event_id = old.id RETURNING 1), \
               gone AS (DELETE FROM hook.events e USING old WHERE e.id = old.id RETURNING 1) \
-         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM tries)",
+         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM tries), (SELECT max(id) FROM seen)",
     )
     .bind(before)
     .bind(id_floor("evt", before))
     .bind(i64::from(limit))
+    .bind(after.unwrap_or(""))
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((events.max(0) as u64, tries.max(0) as u64))
+    Ok(Pruned {
+        events: events.max(0) as u64,
+        tries: tries.max(0) as u64,
+        last,
+    })
 }
 
 pub(super) async fn prune_inbound(
@@ -56,6 +66,8 @@ pub(super) async fn prune_inbound(
     let (events, jobs): (i64, i64) = sqlx::query_as(
         "WITH old AS (SELECT i.id FROM hook.inbound_events i \
                       WHERE i.received_at < $1 \
+                        AND EXISTS (SELECT 1 FROM hook.integrations g WHERE g.name = i.provider \
+                                    AND g.scheme IN ('stripe', 'slack', 'standard-webhooks')) \
                         AND NOT EXISTS (SELECT 1 FROM hook.processing_jobs j WHERE j.event_id = i.id \
                                         AND (j.status = 'pending' OR j.created_at >= $1)) \
                         AND NOT EXISTS (SELECT 1 FROM hook.replay_requests r WHERE r.event_id = i.id \

@@ -342,7 +342,7 @@ pub(super) async fn hurry_retries(
     let mut tx = s.pool.begin().await?;
     sqlx::query(
         "UPDATE hook.webhook_configs SET throttled_until = NULL, failures_in_a_row = 0, \
-         breaker_pauses = 0, failing_since = NULL WHERE id = $1",
+         breaker_pauses = 0 WHERE id = $1",
     )
     .bind(id)
     .execute(&mut *tx)
@@ -390,4 +390,16 @@ pub(super) async fn reserve_send_slot(
         Some((slot, true)) => Slot::At(slot),
         Some((slot, false)) => Slot::Busy(slot),
     })
+}
+
+pub(super) async fn hold_back(s: &PgStore, id: &str, until: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE hook.webhook_configs SET throttled_until = GREATEST(COALESCE(throttled_until, $2), $2) \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(until)
+    .execute(&s.pool)
+    .await?;
+    Ok(())
 }

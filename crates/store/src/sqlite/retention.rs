@@ -5,29 +5,42 @@
 
 use super::{ms, time, SqliteStore};
 use crate::error::Result;
+use crate::model::Pruned;
 use crate::search::id_floor;
 use chrono::{DateTime, Utc};
 
 pub(super) async fn prune_events(
     s: &SqliteStore,
     before: DateTime<Utc>,
+    after: Option<&str>,
     limit: u32,
-) -> Result<(u64, u64)> {
+) -> Result<Pruned> {
     let mut tx = s.writer.begin().await?;
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT e.id FROM events e \
-         WHERE e.id < ?2 AND e.created_at < ?1 \
+    // The next `limit` events after the cursor, and whether each may go:
+    // the cursor moves past kept ones, so a run walks them once.
+    let seen: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT e.id, e.created_at < ?1 \
            AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.event_id = e.id \
                            AND (a.status = 'pending' OR a.created_at >= ?1)) \
-         ORDER BY e.id LIMIT ?3",
+         FROM events e WHERE e.id < ?2 AND e.id > ?4 ORDER BY e.id LIMIT ?3",
     )
     .bind(ms(before))
     .bind(id_floor("evt", before))
     .bind(i64::from(limit))
+    .bind(after.unwrap_or(""))
     .fetch_all(&mut *tx)
     .await?;
+    let last = seen.last().map(|(id, _)| id.clone());
+    let ids: Vec<&String> = seen
+        .iter()
+        .filter(|(_, go)| *go)
+        .map(|(id, _)| id)
+        .collect();
     if ids.is_empty() {
-        return Ok((0, 0));
+        return Ok(Pruned {
+            last,
+            ..Pruned::default()
+        });
     }
     let list = serde_json::to_string(&ids).unwrap_or_default();
     gate(&mut tx, Some(before)).await?;
@@ -45,7 +58,11 @@ pub(super) async fn prune_events(
         .rows_affected();
     gate(&mut tx, None).await?;
     tx.commit().await?;
-    Ok((events, tries))
+    Ok(Pruned {
+        events,
+        tries,
+        last,
+    })
 }
 
 pub(super) async fn prune_inbound(
@@ -57,6 +74,8 @@ pub(super) async fn prune_inbound(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT i.id FROM inbound_events i \
          WHERE i.received_at < ?1 \
+           AND EXISTS (SELECT 1 FROM integrations g WHERE g.name = i.provider \
+                       AND g.scheme IN ('stripe', 'slack', 'standard-webhooks')) \
            AND NOT EXISTS (SELECT 1 FROM processing_jobs j WHERE j.event_id = i.id \
                            AND (j.status = 'pending' OR j.created_at >= ?1)) \
            AND NOT EXISTS (SELECT 1 FROM replay_requests r WHERE r.event_id = i.id \

@@ -361,7 +361,7 @@ pub(super) async fn hurry_retries(
     let mut tx = s.writer.begin().await?;
     sqlx::query(
         "UPDATE webhook_configs SET throttled_until = NULL, failures_in_a_row = 0, \
-         breaker_pauses = 0, failing_since = NULL WHERE id = ?1",
+         breaker_pauses = 0 WHERE id = ?1",
     )
     .bind(id)
     .execute(&mut *tx)
@@ -408,4 +408,15 @@ pub(super) async fn reserve_send_slot(
         .await?;
     tx.commit().await?;
     Ok(Slot::At(slot))
+}
+
+pub(super) async fn hold_back(s: &SqliteStore, id: &str, until: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE webhook_configs SET throttled_until = MAX(COALESCE(throttled_until, ?2), ?2) WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(ms(until))
+    .execute(&s.writer)
+    .await?;
+    Ok(())
 }

@@ -6,13 +6,14 @@
 //! `GET /api/v1/outbound/deliveries?webhookId=…`.
 
 use crate::auth::operator::Operator;
+use crate::config::operational::OperationalWebhookInput;
 use crate::http::json::{StrictJson, StrictPath};
 use crate::http::openapi::Page;
 use crate::http::request_id::RequestId;
-use crate::http::webhooks::{check_url, duplicate, view, with_secret, WebhookView};
+use crate::http::webhooks::{check_url, store_new, view, with_secret, NewWebhook, WebhookView};
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::operational::{ACCOUNT, TYPES};
-use crate::shared::secrets::seal_webhook_secret;
+use crate::shared::secrets::{open_webhook_secret, seal_webhook_secret};
 use crate::shared::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,8 +21,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::{ids, validate};
-use hookwarden_store::model::Webhook;
-use hookwarden_store::StoreError;
+use hookwarden_store::model::{Webhook, WebhookUpdate};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -83,50 +83,18 @@ pub async fn create(
     Extension(rid): Extension<RequestId>,
     StrictJson(body): StrictJson<CreateOperational>,
 ) -> ApiResult<impl IntoResponse> {
-    check_url(&state, &body.url)?;
-    let event_types = body.event_types.unwrap_or_else(|| vec!["*".into()]);
-    check_types(&event_types)?;
-    let description = body.description.unwrap_or_default();
-    validate::description(&description)?;
     let secret = match &body.secret {
-        Some(s) => {
-            WebhookSecret::parse(s).map_err(|e| ApiError::Validation(format!("secret: {e}")))?
-        }
+        Some(s) => parse_secret(s)?,
         None => WebhookSecret::generate(),
     };
-    let id = ids::webhook_id();
-    let now = state.clock.now();
-    let webhook = Webhook {
-        secret: seal_webhook_secret(&state.keyring, ACCOUNT, &id, &secret),
-        id,
-        account_id: ACCOUNT.into(),
-        url: body.url,
-        description,
-        event_types,
-        old_secret: None,
-        disabled: false,
-        disabled_reason: None,
-        held_by_operator: false,
-        throttled_until: None,
-        health: Default::default(),
-        controls: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
-    state
-        .store
-        .create_webhook(&webhook)
-        .await
-        .map_err(|e| match e {
-            StoreError::WebhookLimit => ApiError::LimitExceeded(format!(
-                "at most {} operational webhooks",
-                state.settings.max_webhooks_per_account
-            )),
-            StoreError::WebhookDuplicate => duplicate(),
-            other => ApiError::internal("create operational webhook", other),
-        })?;
-    state.operational.changed();
-    tracing::info!(webhook.id = %webhook.id, "operational webhook created");
+    let webhook = add(
+        &state,
+        body.url,
+        body.event_types,
+        body.description.unwrap_or_default(),
+        &secret,
+    )
+    .await?;
     crate::shared::audit::record(
         state.store.as_ref(),
         &op.actor(),
@@ -136,10 +104,112 @@ pub async fn create(
         json!({"eventTypes": webhook.event_types}),
     )
     .await;
+    let now = state.clock.now();
     Ok((
         StatusCode::CREATED,
         Json(with_secret(&webhook, &secret, now)),
     ))
+}
+
+fn parse_secret(text: &str) -> ApiResult<WebhookSecret> {
+    WebhookSecret::parse(text).map_err(|e| ApiError::Validation(format!("secret: {e}")))
+}
+
+/// Checks and stores a new operational webhook.
+async fn add(
+    state: &AppState,
+    url: String,
+    event_types: Option<Vec<String>>,
+    description: String,
+    secret: &WebhookSecret,
+) -> ApiResult<Webhook> {
+    check_url(state, &url)?;
+    let event_types = event_types.unwrap_or_else(|| vec!["*".into()]);
+    check_types(&event_types)?;
+    validate::description(&description)?;
+    let webhook = store_new(
+        state,
+        NewWebhook {
+            id: ids::webhook_id(),
+            account_id: ACCOUNT,
+            url,
+            description,
+            event_types,
+            secret,
+            controls: Default::default(),
+        },
+    )
+    .await?;
+    state.operational.changed();
+    tracing::info!(webhook.id = %webhook.id, "operational webhook created");
+    Ok(webhook)
+}
+
+/// The configuration file's operational webhooks, at start: each created,
+/// or (one with the same URL exists) brought to the file's secret, the
+/// previous one signing through the rotation grace, and its event types.
+/// Those the file does not name are left as they are.
+pub async fn apply_configured(
+    state: &AppState,
+    list: &[OperationalWebhookInput],
+) -> anyhow::Result<()> {
+    let existing = state
+        .store
+        .list_webhooks(Some(ACCOUNT), None, 100)
+        .await?
+        .items;
+    for input in list {
+        let fail = |e: ApiError| {
+            anyhow::anyhow!(
+                "operational webhook {:?} in the configuration: {}",
+                input.url,
+                e.message()
+            )
+        };
+        let secret = parse_secret(&input.secret).map_err(fail)?;
+        let Some(current) = existing.iter().find(|w| w.url == input.url) else {
+            add(
+                state,
+                input.url.clone(),
+                input.event_types.clone(),
+                input.description.clone().unwrap_or_default(),
+                &secret,
+            )
+            .await
+            .map_err(fail)?;
+            continue;
+        };
+        let event_types = input
+            .event_types
+            .clone()
+            .unwrap_or_else(|| vec!["*".into()]);
+        check_types(&event_types).map_err(fail)?;
+        let now = state.clock.now();
+        let same = open_webhook_secret(&state.keyring, ACCOUNT, &current.id, &current.secret)
+            .is_ok_and(|stored| stored == secret);
+        let grace = chrono::Duration::from_std(state.settings.rotation_grace)
+            .unwrap_or(chrono::Duration::hours(24));
+        let update = WebhookUpdate {
+            event_types: Some(event_types),
+            description: input.description.clone(),
+            rotate: (!same).then(|| {
+                (
+                    seal_webhook_secret(&state.keyring, ACCOUNT, &current.id, &secret),
+                    now + grace,
+                )
+            }),
+            enable: true,
+            updated_at: now,
+            ..WebhookUpdate::default()
+        };
+        state
+            .store
+            .update_webhook(ACCOUNT, &current.id, &update)
+            .await?;
+        tracing::info!(webhook.id = %current.id, secret_rotated = !same, "operational webhook from the configuration file applied");
+    }
+    state.operational.changed();
+    Ok(())
 }
 
 /// List the operational webhooks

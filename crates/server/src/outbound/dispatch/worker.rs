@@ -68,6 +68,9 @@ fn published_at(attempt: &Attempt) -> chrono::DateTime<Utc> {
         .map_or(attempt.created_at, |t| t.with_timezone(&Utc))
 }
 
+/// The longest a try waits in flight for its endpoint's send slot.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+
 /// What one more failed try means for its endpoint.
 enum Verdict {
     /// Carry on: retry on the schedule.
@@ -640,9 +643,11 @@ impl DeliveryQueue {
     }
 
     /// Waits for the rate-limited endpoint's next send slot, reserved in the
-    /// database so that every replica shares the one rate. A slot later
-    /// than this try could wait inside its lease pauses the endpoint until
-    /// then (its tries wait, none fails) and gives this try back: false.
+    /// database so that every replica shares the one rate. A slot more than
+    /// `SLOT_WAIT` away is not waited for in flight (that would hold the
+    /// budget other endpoints share): the endpoint is held back until then
+    /// (claims skip it; its tries keep their due times) and this try is
+    /// given back: false.
     async fn take_slot(
         &self,
         worker_id: &str,
@@ -654,7 +659,8 @@ impl DeliveryQueue {
         let now = self.state.clock.now();
         let room = lease_ends
             .saturating_duration_since(self.state.clock.instant())
-            .saturating_sub(self.state.delivery_timeout + Duration::from_secs(2));
+            .saturating_sub(self.state.delivery_timeout + Duration::from_secs(2))
+            .min(SLOT_WAIT);
         let latest = now + chrono::Duration::from_std(room).unwrap_or_default();
         let interval = chrono::Duration::microseconds(1_000_000 / i64::from(rate.max(1)));
         match self
@@ -670,9 +676,9 @@ impl DeliveryQueue {
                 true
             }
             Ok(Slot::Busy(until)) => {
-                let wait = (until - now).to_std().unwrap_or_default();
-                self.pause(webhook, wait, "endpoint over its rate limit")
-                    .await;
+                if let Err(e) = self.state.store.hold_back_webhook(&webhook.id, until).await {
+                    tracing::warn!(webhook.id = %webhook.id, error.message = %e, "holding back a rate-limited endpoint failed");
+                }
                 if let Err(e) = self
                     .state
                     .store
@@ -727,12 +733,11 @@ impl DeliveryQueue {
     async fn announce_dead_letter(&self, attempt: &Attempt, result: &AttemptResult) {
         metrics::counter!(crate::shared::metrics::DEAD_LETTERS).increment(1);
         // No payload: it may carry personal data; the database keeps the snapshot.
+        // On a task of its own: telling the platform is a write of its own
+        // that the delivery path does not wait for.
         if !Operational::is_own(&attempt.account_id) {
-            self.state
-                .operational
-                .emit(
-                    operational::DELIVERY_DEAD,
-                    json!({
+            let operational = Arc::clone(&self.state.operational);
+            let data = json!({
                         "accountId": attempt.account_id,
                         "webhookId": attempt.webhook_id,
                         "eventId": attempt.event_id,
@@ -740,9 +745,10 @@ impl DeliveryQueue {
                         "attempt": attempt.attempt,
                         "httpStatus": result.http_status,
                         "error": result.error,
-                    }),
-                )
-                .await;
+            });
+            tokio::spawn(async move {
+                operational.emit(operational::DELIVERY_DEAD, data).await;
+            });
         }
         let Some(sink) = &self.dead_letters else {
             return;
