@@ -292,6 +292,10 @@ pub async fn show(
         "test" => Some(page::done(
             "Test event sent: it appears in the delivery log below.",
         )),
+        "test-succeeded" => Some(page::done("Test event sent: your endpoint accepted it.")),
+        "test-failed" => Some(page::done(
+            "Test event sent: your endpoint did not accept it. Its answer is in the delivery log below; it is tried again on the schedule.",
+        )),
         "retried" => Some(page::done("Retry queued.")),
         _ => None,
     };
@@ -369,7 +373,15 @@ pub async fn test(Portal(ctx): Portal, Path(id): Path<String>) -> Response {
         .post(&format!("/v1/webhooks/{}/test", seg(&id)), json!({}))
         .await
     {
-        Ok(_) => Redirect::to(&format!("/portal/endpoints/{}?done=test", seg(&id))).into_response(),
+        // The API waited for the try: say how it went.
+        Ok(sent) => {
+            let done = match sent["delivery"]["status"].as_str() {
+                Some("succeeded") => "test-succeeded",
+                Some("failed" | "dead") => "test-failed",
+                _ => "test",
+            };
+            Redirect::to(&format!("/portal/endpoints/{}?done={done}", seg(&id))).into_response()
+        }
         Err(e) => refused(&ctx, &id, None, &e).await,
     }
 }
