@@ -225,7 +225,20 @@ async fn endpoint_page(
             dt { "Id" } dd class="id" { (id) }
             dt { "Description" } dd { (text(&w["description"])) }
             dt { "State" } dd { (state(w, now)) }
+            dt { "Signing" } dd { (signing(w)) }
             dt { "Secret rotation ends" } dd { (time(&w["secretRotationEndsAt"])) }
+            @if w["failingSince"].is_string() {
+                dt { "Failing since" } dd { (time(&w["failingSince"])) }
+            }
+            @if let Some(rate) = w["rateLimitPerSecond"].as_u64() {
+                dt { "Rate limit" } dd { (rate) " per second" }
+            }
+            @if w["filter"].is_object() {
+                dt { "Filter" } dd class="id" { (w["filter"].to_string()) }
+            }
+            @if let Some(headers) = w["headers"].as_array() {
+                dt { "Headers" } dd class="id" { (header_names(headers)) }
+            }
             dt { "Created" } dd { (time(&w["createdAt"])) }
         } }
         div class="actions" {
@@ -270,6 +283,30 @@ async fn endpoint_page(
 
 async fn load(ctx: &Ctx, id: &str) -> Result<Value, Failure> {
     ctx.api.get(&format!("/v1/webhooks/{}", seg(id))).await
+}
+
+/// How deliveries to it are signed, and the public key of an Ed25519 one.
+fn signing(w: &Value) -> Markup {
+    match w["publicKey"].as_str() {
+        Some(key) => html! { "v1a (Ed25519), public key " span class="id" { (key) } },
+        None => html! { "v1 (HMAC-SHA256)" },
+    }
+}
+
+/// The custom headers' names, a secret one marked (its value never shown).
+fn header_names(headers: &[Value]) -> String {
+    headers
+        .iter()
+        .filter_map(|h| {
+            let name = h["name"].as_str()?;
+            Some(if h["secret"].as_bool() == Some(true) {
+                format!("{name} (secret)")
+            } else {
+                name.to_owned()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn show(
