@@ -93,7 +93,9 @@ pub async fn run(
     retention: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(EVERY);
+    // First run a period after start: a starting replica has other work
+    // (claims, a backlog), and pruning is never urgent.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
