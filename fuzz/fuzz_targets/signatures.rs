@@ -1,11 +1,13 @@
-//! Every signature scheme's header parser and verifier over arbitrary
-//! headers and bodies: never a panic, never a hang, never a pass without the
-//! secret (the input cannot know the fixed secret below).
+//! Every signature scheme's header parser and verifier, and the trace
+//! context's parser, over arbitrary headers and bodies: never a panic, never
+//! a hang, never a pass without the secret (the input cannot know the fixed
+//! secret below).
 #![no_main]
 
 use hookwarden_core::inbound::{verify, Scheme};
 use hookwarden_core::secret::WebhookSecret;
 use hookwarden_core::standard_webhooks;
+use hookwarden_core::trace_context::TraceParent;
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_700_000_000;
@@ -50,4 +52,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(outcome.is_err(), "standard webhooks verified without the secret");
     // Secrets themselves come from operators and tenants: parsing never panics.
     let _ = WebhookSecret::parse(&first);
+    // A `traceparent` from anyone: what is read writes back as itself
+    // (version 00), so nothing else a caller sent is ever stored or sent on.
+    if let Some(tp) = TraceParent::parse(&first) {
+        let written = tp.to_string();
+        assert_eq!(TraceParent::parse(&written), Some(tp));
+        assert!(written.len() == 55 && written.is_ascii());
+    }
 });

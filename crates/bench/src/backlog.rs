@@ -1,9 +1,12 @@
 //! The scenarios over a grown backlog: the cost per delivery as pending
-//! retries grow from 10⁴ to 10⁶, and peak memory at a steady rate beside 10⁵.
+//! retries grow from 10⁴ to 10⁶, claims and lists as stored history grows
+//! from 10⁴ to 10⁷ events, and peak memory at a steady rate beside 10⁵.
 
 use crate::report::Figures;
 use crate::rig::Rig;
+use crate::seed::{self, Db};
 use hookwarden_store::testing::Backend;
+use std::time::{Duration, Instant};
 
 /// Cost per delivery with 10⁴, 10⁵ and 10⁶ pending retries in the database:
 /// claims are an index range scan, so it should stay flat.
@@ -50,5 +53,82 @@ pub(crate) async fn memory(backend: Backend, seconds: u64) -> anyhow::Result<()>
         )
         .await;
     f.print(None);
+    Ok(())
+}
+
+/// Claims and lists over a database that has lived: 10⁴ up to `max` stored
+/// events, each with its finished tries (one in 100 failed, then dead),
+/// all of the rig's own account and endpoint (the worst case for their
+/// indexes), spread over 30 days. At each size a flat-out delivery run
+/// (claims walk the due index, never the history) and the first page of
+/// each list a tenant or the operator reads, timed; both should stay flat.
+pub(crate) async fn history(backend: Backend, events: u64, max: u64) -> anyhow::Result<()> {
+    let rig = Rig::start(backend, &[]).await?;
+    let (url, account, webhook) = rig.history_target();
+    let mut db = Db::open(backend, &url).await?;
+    let now_ms = crate::receiver::now_us() / 1000;
+    let mut stored = 0u64;
+    let mut first: Option<(Figures, Vec<Duration>)> = None;
+    for total in [10_000u64, 100_000, 1_000_000, 10_000_000] {
+        if total > max {
+            break;
+        }
+        let started = Instant::now();
+        let mut from = stored + 1;
+        while from <= total {
+            let to = (from + seed::CHUNK - 1).min(total);
+            seed::outbound(
+                &mut db,
+                (from, to),
+                total,
+                now_ms,
+                &format!("'{webhook}'"),
+                &format!("'{account}'"),
+            )
+            .await?;
+            eprintln!(
+                "  ({to} stored events, {:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+            from = to + 1;
+        }
+        db.analyze().await?;
+        stored = total;
+        eprintln!(
+            "  (history grown to {total} events in {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+        let f = rig
+            .run(
+                format!("history {backend:?} {total} stored events"),
+                events,
+                None,
+                32,
+                vec![],
+            )
+            .await;
+        f.print(None);
+        let lists = rig.time_lists(&webhook).await?;
+        match &first {
+            None => first = Some((f, lists)),
+            Some((base, base_lists)) => {
+                let per = |f: &Figures| f.cpu_seconds.unwrap_or(0.0) / f.count.max(1) as f64;
+                println!(
+                    "  vs 10000 stored: {:+.0} % CPU per delivery, {:+.0} % deliveries/s; list p50 {}",
+                    100.0 * (per(&f) / per(base) - 1.0),
+                    100.0 * (f.rate() / base.rate() - 1.0),
+                    lists
+                        .iter()
+                        .zip(base_lists)
+                        .map(|(now, then)| format!(
+                            "{:+.0} %",
+                            100.0 * (now.as_secs_f64() / then.as_secs_f64().max(1e-6) - 1.0)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    }
     Ok(())
 }

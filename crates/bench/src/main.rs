@@ -12,7 +12,9 @@
 //! [--keep]` (10⁶ inbound events, 200 GETs per page; `--keep` keeps the
 //! database and reuses it next time), and the back-to-back load test on one
 //! database that has lived, `hookwarden-bench sustained [--lived N]
-//! [--bursts N] [--burst-events N] [--short-seconds N] [--long-seconds N]`.
+//! [--bursts N] [--burst-events N] [--short-seconds N] [--long-seconds N]`,
+//! and claims and lists as stored history grows from 10⁴ to 10⁷ events,
+//! `hookwarden-bench history [--max-stored N] [--events N]`.
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 mod backlog;
@@ -77,6 +79,12 @@ async fn main() -> anyhow::Result<()> {
     if which == "backlog" || which == "all" {
         for &backend in &backends {
             backlog::run(backend, events).await?;
+        }
+    }
+    // Not part of `all`: 10⁷ events take a while to write.
+    if which == "history" {
+        for &backend in &backends {
+            backlog::history(backend, events, flag("--max-stored", 10_000_000)).await?;
         }
     }
     if which == "isolation" || which == "all" {

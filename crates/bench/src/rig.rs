@@ -73,6 +73,82 @@ impl Rig {
         Ok(())
     }
 
+    /// The database's URL, and the account and webhook `run` publishes to:
+    /// where the history scenario writes its rows.
+    pub(crate) fn history_target(&self) -> (String, String, String) {
+        (
+            self.db.url.clone(),
+            self.account.clone(),
+            self.webhook_id.clone(),
+        )
+    }
+
+    /// Times the first page of each list over the rig's endpoint, read
+    /// one after another as a user pages them (30 reads each); prints each
+    /// list's p50, p99 and max, and answers the p50s in the order printed.
+    pub(crate) async fn time_lists(&self, webhook: &str) -> anyhow::Result<Vec<Duration>> {
+        let base = format!("http://127.0.0.1:{}", self.server.port);
+        let tenant = crate::server::tenant_token(&self.account)?;
+        let lists = [
+            (
+                "tenant deliveries",
+                format!("/v1/webhooks/{webhook}/deliveries?limit=50"),
+                true,
+            ),
+            (
+                "tenant dead letters",
+                format!("/v1/webhooks/{webhook}/deliveries?status=dead&limit=50"),
+                true,
+            ),
+            (
+                "operator deliveries",
+                "/api/v1/outbound/deliveries?limit=50".to_string(),
+                false,
+            ),
+            (
+                "operator dead letters",
+                "/api/v1/outbound/deliveries?status=dead&limit=50".to_string(),
+                false,
+            ),
+            (
+                "operator events",
+                format!(
+                    "/api/v1/outbound/events?accountId={}&limit=50",
+                    self.account
+                ),
+                false,
+            ),
+        ];
+        let mut p50s = Vec::new();
+        for (name, path, as_tenant) in lists {
+            let mut took = Vec::with_capacity(30);
+            for _ in 0..30 {
+                let req = self.client.get(format!("{base}{path}"));
+                let req = if as_tenant {
+                    req.bearer_auth(&tenant)
+                } else {
+                    req.header("x-internal-api-key", "bench-key")
+                };
+                let started = Instant::now();
+                let resp = req.send().await?;
+                let status = resp.status();
+                let _ = resp.bytes().await?;
+                took.push(started.elapsed());
+                anyhow::ensure!(status.is_success(), "{name}: {status}");
+            }
+            took.sort();
+            let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize];
+            println!(
+                "  {name:<22} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+                at(0.5).as_secs_f64() * 1e3,
+                at(0.99).as_secs_f64() * 1e3,
+                took[took.len() - 1].as_secs_f64() * 1e3
+            );
+            p50s.push(at(0.5));
+        }
+        Ok(p50s)
+    }
+
     /// Grows the backlog to `total` pending retries of the rig's webhook,
     /// due in an hour, written straight into the database (10⁶ rows through
     /// the API would take longer than the measurement).

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 /// Rows per transaction: big enough to cost little per row, small enough
 /// to show progress.
-const CHUNK: u64 = 250_000;
+pub(crate) const CHUNK: u64 = 250_000;
 /// The seeded rows span this many days up to now.
 const DAYS: u64 = 30;
 
@@ -58,6 +58,14 @@ impl Db {
             Self::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
             Self::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
         })
+    }
+
+    /// Statistics, and the visibility map index-only scans rely on.
+    pub(crate) async fn analyze(&mut self) -> anyhow::Result<()> {
+        match self.backend() {
+            Backend::Postgres => self.exec("VACUUM ANALYZE").await,
+            Backend::Sqlite => self.exec("ANALYZE").await,
+        }
     }
 
     /// The first column of every row, as text.
@@ -207,7 +215,6 @@ pub(crate) async fn seed(
     // then dead on its second try (a dead letter). Every other event goes to
     // the busy webhook, the rest round the others.
     let events = (rows / 2).max(1);
-    let t = at(now_ms, events);
     let (busy, others) = webhooks
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
@@ -226,7 +233,30 @@ pub(crate) async fn seed(
     };
     let (webhook, account) = (pick(0), pick(1));
     for (from, to) in chunks(events) {
-        let sql = format!(
+        outbound(db, (from, to), events, now_ms, &webhook, &account).await?;
+        eprintln!(
+            "  ({to} outbound events, {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    audit_and_analyze(db, rows, now_ms, started).await
+}
+
+/// Outbound events `from..=to` of `n` spread over the last `DAYS` days up
+/// to `now_ms`, each tried once (one in 100 failed, then dead on its
+/// second try: a dead letter), to the webhook and account the SQL
+/// expressions `webhook` and `account` name (over the row number `x`).
+pub(crate) async fn outbound(
+    db: &mut Db,
+    (from, to): (u64, u64),
+    n: u64,
+    now_ms: u64,
+    webhook: &str,
+    account: &str,
+) -> anyhow::Result<()> {
+    let d = Dialect(db.backend());
+    let t = at(now_ms, n);
+    let sql = format!(
             "BEGIN; \
              INSERT INTO events (id, account_id, event_type, payload, producer, created_at) \
                SELECT {id}, {account}, CASE x % 2 WHEN 0 THEN 'order.created' ELSE 'order.paid' END, \
@@ -248,13 +278,20 @@ pub(crate) async fn seed(
             att2 = id(&d, "att", &t, "2 * x + 1"),
             series = d.series(from, to),
         );
-        db.exec(&sql).await?;
-        eprintln!(
-            "  ({to} outbound events, {:.0} s)",
-            started.elapsed().as_secs_f64()
-        );
-    }
+    db.exec(&sql).await
+}
 
+/// Audit entries after those already written, then the planner's
+/// statistics refreshed.
+async fn audit_and_analyze(
+    db: &mut Db,
+    rows: u64,
+    now_ms: u64,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let d = Dialect(db.backend());
+    let chunks =
+        |n: u64| (0..n.div_ceil(CHUNK)).map(move |i| (i * CHUNK + 1, ((i + 1) * CHUNK).min(n)));
     // Audit entries after those already written (their hashes are not a
     // chain: the pages list entries, only an asked-for check verifies).
     let entries = (rows / 10).max(1);
@@ -282,11 +319,7 @@ pub(crate) async fn seed(
         "  ({entries} audit entries, {:.0} s); analyzing",
         started.elapsed().as_secs_f64()
     );
-    match d.0 {
-        // Statistics, and the visibility map index-only scans rely on.
-        Backend::Postgres => db.exec("VACUUM ANALYZE").await?,
-        Backend::Sqlite => db.exec("ANALYZE").await?,
-    }
+    db.analyze().await?;
     eprintln!("  (seeded in {:.0} s)", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -117,7 +117,7 @@ pub(crate) fn producer_token() -> String {
     )
     .unwrap_or_default()
 }
-fn tenant_token(account: &str) -> anyhow::Result<String> {
+pub(crate) fn tenant_token(account: &str) -> anyhow::Result<String> {
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": account, "account_id": account, "scope": "webhooks:write", "exp": now_us() / 1_000_000 + 3600}),

@@ -3,7 +3,8 @@
 //! the request is framed, signed or routed are accepted: never the
 //! signature's (`webhook-*`, and `svix-*` which receivers read as the
 //! same), `host`, the body's framing (`content-length`, `content-type`,
-//! `content-encoding`, `transfer-encoding`) or the hop-by-hop headers.
+//! `content-encoding`, `transfer-encoding`), the hop-by-hop headers or the
+//! trace context (`traceparent`, `tracestate`).
 
 /// Most headers per webhook.
 pub const MAX_HEADERS: usize = 20;
@@ -29,6 +30,9 @@ const REFUSED: &[&str] = &[
     "trailers",
     "upgrade",
     "expect",
+    // The trace context is hookwarden's to carry (`trace_context.rs`).
+    "traceparent",
+    "tracestate",
 ];
 
 /// Prefixes refused whatever their case.
@@ -48,7 +52,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let lower = name.to_ascii_lowercase().replace('_', "-");
     if REFUSED.contains(&lower.as_str()) || REFUSED_PREFIXES.iter().any(|p| lower.starts_with(p)) {
         return Err(format!(
-            "headers: {lower} is set by hookwarden (the signature, host, framing and hop-by-hop headers cannot be set)"
+            "headers: {lower} is set by hookwarden (the signature, host, framing, hop-by-hop and trace context headers cannot be set)"
         ));
     }
     Ok(())

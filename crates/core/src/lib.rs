@@ -18,4 +18,5 @@ pub mod inbound;
 pub mod payload_filter;
 pub mod secret;
 pub mod standard_webhooks;
+pub mod trace_context;
 pub mod validate;

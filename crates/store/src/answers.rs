@@ -127,6 +127,8 @@ pub(crate) struct FirstTries {
     pub(crate) body_of: Vec<usize>,
     /// The snapshots of the events with tries.
     pub(crate) bodies: Vec<String>,
+    /// Each try's `traceparent`, its event's.
+    pub(crate) traces: Vec<Option<String>>,
 }
 
 /// A published batch fanned out: each event stored now (`fresh`) gets a
@@ -162,6 +164,7 @@ pub(crate) fn fan_out(
             tries.account_ids.push(e.account_id.clone());
             tries.at.push(e.created_at);
             tries.due.push(first_due(e.created_at, w.paused_until));
+            tries.traces.push(e.trace_parent.clone());
             lanes.push(w.id.clone());
         }
         outcomes.push(PublishOutcome::Created { webhooks: lanes });
@@ -196,6 +199,7 @@ mod tests {
             payload: serde_json::json!({ "of": id }),
             producer: "p".into(),
             created_at: Utc::now(),
+            trace_parent: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub struct NewInbound {
     pub correlation_id: String,
     pub received_at: DateTime<Utc>,
     pub job_id: String,
+    /// The W3C `traceparent` its forwarding continues (the span that
+    /// received it).
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,8 @@ pub struct InboundEvent {
     pub source_ip: Option<String>,
     pub correlation_id: String,
     pub received_at: DateTime<Utc>,
+    /// The W3C `traceparent` its forwarding continues.
+    pub trace_parent: Option<String>,
     /// The status of its latest forwarding job.
     pub status: Option<AttemptStatus>,
 }

@@ -31,6 +31,11 @@ pub use sqlite::SqliteStore;
 /// Everything hookwarden stores, one trait for both backends, its methods
 /// grouped by aggregate (the ingress half is the supertrait `IngressStore`).
 /// Callers hold it as `dyn Store`.
+/// The inbound schemes that sign a timestamp, as SQL: a request older than
+/// its tolerance is refused whatever is stored, so retention keeps no key
+/// of theirs.
+pub(crate) const TIMESTAMPED_SCHEMES: &str = "'stripe', 'slack', 'standard-webhooks'";
+
 #[async_trait]
 pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     // The store itself.
@@ -344,8 +349,11 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
 
     /// Adds each delta to its (minute, series) row (`value = value + delta`,
     /// the row created at the delta), all in one transaction. Deltas for the
-    /// same row are summed first.
-    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()>;
+    /// same row are summed first. Answers each row touched with its value
+    /// after the add: the sum over every replica so far (the refusal
+    /// flusher tells from it when the replicas together crossed a
+    /// threshold).
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<Vec<ActivityDelta>>;
     /// Every row with `minute >= since`, ordered by minute, then series.
     async fn activity_since(&self, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>>;
     /// Deletes the rows with `minute < before`; answers how many.
@@ -365,11 +373,13 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Pruned>;
     /// The same for inbound events received before `before`, with their
-    /// forwarding jobs and replay requests, of integrations whose scheme
-    /// signs a timestamp (`stripe`, `slack`, `standard-webhooks`: a request
-    /// older than its tolerance is refused anyway). The others keep their
-    /// inbound events: their deduplication key is all that stops a replay
-    /// of an old signed request. Answers (events, jobs) deleted.
+    /// forwarding jobs and replay requests. Of an integration whose scheme
+    /// signs no timestamp (or one deleted), the event's deduplication key
+    /// is all that stops a replay of an old signed request: it stays, with
+    /// the event's id, and `record_inbound` answers a request bearing it as
+    /// that duplicate. (A timestamped scheme, `TIMESTAMPED_SCHEMES`,
+    /// refuses a request older than its tolerance anyway.) Answers
+    /// (events, jobs) deleted.
     async fn prune_inbound(&self, before: DateTime<Utc>, limit: u32) -> Result<(u64, u64)>;
     /// When the oldest event and the oldest inbound event kept were made.
     async fn oldest_kept(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;

@@ -128,6 +128,9 @@ pub struct NewEvent {
     pub payload: Value,
     pub producer: String,
     pub created_at: DateTime<Utc>,
+    /// The W3C `traceparent` its tries continue (the span that stored it),
+    /// copied to each of its tries.
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +197,8 @@ pub struct Attempt {
     pub status: AttemptStatus,
     pub due_at: DateTime<Utc>,
     pub payload_snapshot: Value,
+    /// The event's `traceparent`: the parent of this try's span.
+    pub trace_parent: Option<String>,
     pub http_status: Option<i32>,
     pub duration_ms: Option<i64>,
     pub response_preview: Option<String>,

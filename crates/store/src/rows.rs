@@ -25,11 +25,11 @@ pub(crate) const WEBHOOK_COLUMNS: &str = "id, account_id, url, description, even
      failures_in_a_row, breaker_pauses, failing_since, headers, headers_enc, headers_key_id, \
      payload_filter, rate_limit_per_second, public_key, created_at, updated_at";
 pub(crate) const ATTEMPT_COLUMNS: &str =
-    "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, \
+    "id, event_id, webhook_id, account_id, attempt, status, due_at, payload_snapshot, trace_parent, \
      http_status, duration_ms, response_preview, error, created_at, completed_at";
 /// An event's columns, over a table aliased `a` (the searches').
 pub(crate) const EVENT_COLUMNS: &str =
-    "a.id, a.client_id, a.account_id, a.event_type, a.payload, a.producer, a.created_at";
+    "a.id, a.client_id, a.account_id, a.event_type, a.payload, a.producer, a.created_at, a.trace_parent";
 pub(crate) const EVENT_TYPE_COLUMNS: &str = "name, schema, description, created_at, updated_at";
 pub(crate) const INTEGRATION_COLUMNS: &str = "name, scheme, signature_header, encoding, prefix, tolerance_seconds, target_url, \
      allowed_cidrs, rate_limit_per_minute, idempotency_header, secrets_enc, secrets_key_id, forwarding_secret_enc, \
@@ -163,6 +163,7 @@ pub(crate) fn attempt(row: &impl Columns) -> Result<Attempt> {
         status: status(&row.get::<String>("status")?)?,
         due_at: row.time("due_at")?,
         payload_snapshot: row.get::<Json<serde_json::Value>>("payload_snapshot")?.0,
+        trace_parent: row.get("trace_parent")?,
         http_status: row.get("http_status")?,
         duration_ms: row.get("duration_ms")?,
         response_preview: row.get("response_preview")?,
@@ -182,6 +183,7 @@ pub(crate) fn event(row: &impl Columns) -> Result<NewEvent> {
         payload: row.get::<Json<serde_json::Value>>("payload")?.0,
         producer: row.get("producer")?,
         created_at: row.time("created_at")?,
+        trace_parent: row.get("trace_parent")?,
     })
 }
 
@@ -250,6 +252,7 @@ pub(crate) fn inbound(row: &impl Columns) -> Result<InboundEvent> {
         source_ip: row.get("source_ip")?,
         correlation_id: row.get("correlation_id")?,
         received_at: row.time("received_at")?,
+        trace_parent: row.get("trace_parent")?,
         status: opt_status(row.get("status")?)?,
     })
 }

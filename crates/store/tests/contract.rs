@@ -6,7 +6,7 @@ use fixtures::{inbound, integration, sealed};
 use chrono::{Duration, Utc};
 use hookwarden_core::crypto::Sealed;
 use hookwarden_core::ids;
-use hookwarden_store::ingress::Integration;
+use hookwarden_store::ingress::{Integration, RecordOutcome};
 use hookwarden_store::model::*;
 use hookwarden_store::sealed::SealedColumn;
 use hookwarden_store::search::{AttemptFilter, EventFilter};
@@ -45,6 +45,7 @@ on_both!(
     an_endpoint_s_health_is_counted_in_the_database,
     a_failing_endpoint_disabled_leaves_no_try_pending_and_hurried_retries_are_due,
     retention_prunes_only_finished_history_past_the_bound_and_nothing_else_can,
+    a_trace_is_carried_by_the_event_its_tries_their_retries_and_inbound_events,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -114,6 +115,7 @@ fn event(account: &str, ty: &str) -> NewEvent {
         payload: json!({"to": "+15550001111", "n": 1}),
         producer: "test".into(),
         created_at: Utc::now(),
+        trace_parent: None,
     }
 }
 
@@ -293,6 +295,7 @@ async fn client_ids_are_scoped_to_producer_and_account(backend: Backend) {
         payload,
         producer: producer.into(),
         created_at: Utc::now(),
+        trace_parent: None,
     };
     let a1 = publish("producer_a", "acct_1", json!({"from": "a"}));
     assert!(matches!(
@@ -433,6 +436,7 @@ async fn client_ids_survive_the_migration_that_scoped_them(backend: Backend) {
         payload,
         producer: "producer_a".into(),
         created_at: Utc::now(),
+        trace_parent: None,
     };
     assert_eq!(
         s.publish_event(&again(json!({"n": 1})))
@@ -1742,13 +1746,23 @@ async fn activity_adds_sum_and_are_read_since_and_pruned(backend: Backend) {
     ])
     .await
     .expect("first replica's flush");
-    // A second replica (or a later flush) adds to the same rows.
-    s.add_activity(&[
-        delta(1, "inbound.accepted", 10),
-        delta(2, "outbound.dead", 1),
-    ])
-    .await
-    .expect("second flush");
+    // A second replica (or a later flush) adds to the same rows, and is
+    // told each row's sum over both.
+    let mut sums = s
+        .add_activity(&[
+            delta(1, "inbound.accepted", 10),
+            delta(2, "outbound.dead", 1),
+        ])
+        .await
+        .expect("second flush");
+    sums.sort_by(|a, b| (a.minute, &a.series).cmp(&(b.minute, &b.series)));
+    assert_eq!(
+        sums,
+        vec![
+            delta(1, "inbound.accepted", 13),
+            delta(2, "outbound.dead", 1)
+        ]
+    );
     assert_eq!(
         s.activity_since(minute(0)).await.expect("since 0"),
         vec![
@@ -2205,9 +2219,8 @@ async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_
     s.record_inbound(&inbound("stamped", "k-old"))
         .await
         .expect("inbound");
-    s.record_inbound(&inbound("acme", "k-kept"))
-        .await
-        .expect("inbound");
+    let keyed = inbound("acme", "k-kept");
+    s.record_inbound(&keyed).await.expect("inbound");
 
     // Nothing is older than a bound in the past.
     let none = s
@@ -2279,12 +2292,32 @@ async fn retention_prunes_only_finished_history_past_the_bound_and_nothing_else_
             .await
             .expect("complete job"));
     }
-    assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (1, 1));
-    assert!(
-        s.oldest_kept().await.expect("oldest").1.is_some(),
-        "acme's kept"
-    );
+    assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (2, 2));
+    assert!(s.oldest_kept().await.expect("oldest").1.is_none());
     assert_eq!(s.prune_inbound(later, 10).await.expect("prune"), (0, 0));
+    // acme's scheme signs no timestamp: its key outlives its event, and
+    // the same request again is the duplicate of the event it was. The
+    // timestamped scheme keeps no key (its tolerance refuses old requests).
+    assert_eq!(
+        s.record_inbound(&inbound("acme", "k-kept"))
+            .await
+            .expect("again"),
+        RecordOutcome::Duplicate {
+            event_id: keyed.id.clone()
+        }
+    );
+    assert_eq!(
+        s.record_inbound(&inbound("stamped", "k-old"))
+            .await
+            .expect("again"),
+        RecordOutcome::Created
+    );
+    // Nor can that key be forgotten outside retention.
+    let forget = "DELETE FROM inbound_pruned";
+    let err = raw_execute(backend, &db.url, forget)
+        .await
+        .expect_err("refused");
+    assert!(err.contains("append-only"), "{err}");
 
     // Outside the pruning path history still cannot be deleted, and the
     // gate opened to a time before a row does not let it go.
@@ -2325,4 +2358,125 @@ fn succeeded(id: &str, worker: &str, at: chrono::DateTime<Utc>) -> AttemptResult
         completed_at: at,
         next: None,
     }
+}
+
+/// #17: the `traceparent` stored with an event reaches every try of it (the
+/// first, the next after a failure, one retried by hand), and an inbound
+/// event keeps its own; an event without one has none anywhere.
+async fn a_trace_is_carried_by_the_event_its_tries_their_retries_and_inbound_events(
+    backend: Backend,
+) {
+    let (_db, s) = store(backend).await;
+    let w = new_webhook("acct_t", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = NewEvent {
+        trace_parent: Some(parent.into()),
+        ..event("acct_t", "t")
+    };
+    s.publish_event(&traced).await.expect("publish");
+    s.publish_event(&event("acct_t", "t"))
+        .await
+        .expect("publish untraced");
+    let stored = s
+        .get_event(Some("acct_t"), &traced.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.trace_parent.as_deref(), Some(parent));
+    let now = Utc::now();
+    let claimed = s
+        .claim_due(&Claim {
+            worker_id: "w1",
+            now,
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let first = claimed
+        .iter()
+        .find(|a| a.event_id == traced.id)
+        .expect("the traced event's try");
+    assert_eq!(first.trace_parent.as_deref(), Some(parent));
+    let other = claimed
+        .iter()
+        .find(|a| a.event_id != traced.id)
+        .expect("the other try");
+    assert_eq!(other.trace_parent, None);
+    // A failure's next try carries it.
+    let next_id = ids::attempt_id();
+    assert!(s
+        .complete_attempt(&AttemptResult {
+            attempt_id: first.id.clone(),
+            worker_id: "w1".into(),
+            status: AttemptStatus::Failed,
+            http_status: Some(503),
+            duration_ms: 3,
+            response_preview: None,
+            error: None,
+            completed_at: now,
+            next: Some((next_id.clone(), now)),
+        })
+        .await
+        .expect("complete"));
+    let next = s
+        .get_attempt(Some("acct_t"), &next_id)
+        .await
+        .expect("get")
+        .expect("next try");
+    assert_eq!(next.trace_parent.as_deref(), Some(parent));
+    // A try retried by hand after it died carries it too.
+    let claimed = s
+        .claim_due(&Claim {
+            worker_id: "w1",
+            now: now + Duration::seconds(1),
+            lease_until: now + Duration::seconds(30),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim the next");
+    assert_eq!(claimed.len(), 1);
+    assert!(s
+        .complete_attempt(&AttemptResult {
+            attempt_id: claimed[0].id.clone(),
+            worker_id: "w1".into(),
+            status: AttemptStatus::Dead,
+            http_status: Some(503),
+            duration_ms: 3,
+            response_preview: None,
+            error: None,
+            completed_at: now,
+            next: None,
+        })
+        .await
+        .expect("dead"));
+    let retried = s
+        .retry_now(
+            "acct_t",
+            &claimed[0].id,
+            &ids::attempt_id(),
+            now,
+            now,
+            false,
+        )
+        .await
+        .expect("retry")
+        .expect("retried");
+    assert_eq!(retried.trace_parent.as_deref(), Some(parent));
+    // An inbound event keeps its own.
+    let received = hookwarden_store::ingress::NewInbound {
+        trace_parent: Some(parent.into()),
+        ..inbound("acme", "traced")
+    };
+    s.record_inbound(&received).await.expect("inbound");
+    let kept = s
+        .get_inbound(&received.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(kept.trace_parent.as_deref(), Some(parent));
 }

@@ -50,6 +50,8 @@ pub struct Application {
     dispatcher: Arc<Dispatcher>,
     forwarder: Arc<Forwarder>,
     nats: Option<Arc<Nats>>,
+    /// Posts spans to the OTLP endpoint, when one is set.
+    traces: Option<crate::shared::traces::Exporter>,
 }
 
 /// The forwarding worker: the pump over the ingress forwarding queue.
@@ -171,6 +173,14 @@ impl Application {
             settings.delivery_ca_file.as_deref(),
         )?;
         let wake: Arc<crate::shared::pump::Wake> = Default::default();
+        let (traces, exporter) = match &settings.otlp_endpoint {
+            Some(endpoint) => {
+                let (traces, exporter) = crate::shared::traces::Traces::to(endpoint)
+                    .context("HOOKWARDEN_OTLP_ENDPOINT: the OTLP client")?;
+                (traces, Some(exporter))
+            }
+            None => Default::default(),
+        };
         let operational = Arc::new(crate::shared::operational::Operational::new(
             Arc::clone(&store),
             Arc::clone(&wake),
@@ -194,6 +204,7 @@ impl Application {
             refusals: crate::shared::refusals::Refusals::new(settings.failed_auth_limit_per_minute),
             integrations: Default::default(),
             sink: Default::default(),
+            traces,
             settings,
         }));
         crate::inbound::integrations::apply_configured(&state, &state.settings.integrations)
@@ -226,6 +237,7 @@ impl Application {
             dispatcher,
             forwarder,
             nats,
+            traces: exporter,
         })
     }
 
@@ -270,7 +282,12 @@ impl Application {
             dispatcher,
             forwarder,
             nats,
+            traces,
         } = self;
+        // Spans are posted until the workers have drained (their last
+        // spans included), so the exporter stops on a token of its own.
+        let traces_stop = CancellationToken::new();
+        let traces = traces.map(|exporter| tokio::spawn(exporter.run(traces_stop.clone())));
         let (public_addr, ops_addr) = (public.local_addr()?, ops.local_addr()?);
         let tls = |t: ListenerTls| {
             t.map(|(config, cert)| {
@@ -364,6 +381,10 @@ impl Application {
         let served = tokio::try_join!(public_srv, ops_srv, operator_srv);
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
+        traces_stop.cancel();
+        if let Some(traces) = traces {
+            let _ = traces.await;
+        }
         served.context("serving HTTP")?;
         tracing::info!("hookwarden stopped");
         Ok(())

@@ -269,6 +269,9 @@ pub struct Settings {
     pub redis_prefix: String,
 
     pub log_format: LogFormat,
+    /// Where spans go (OTLP over HTTP, JSON); unset: no span is made.
+    #[serde(deserialize_with = "values::http_url", serialize_with = "redact::url")]
+    pub otlp_endpoint: Option<String>,
 
     /// Integrations declared in the file (`[[integrations]]`), applied at
     /// start. Not shown: they hold secrets (`config check` counts them).

@@ -7,6 +7,7 @@ use crate::http::operator::outbound::events::{detail, OutboundEventDetail, Viewe
 use crate::outbound::intake::{self, IntakeError, PublishRequest};
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
+use crate::shared::traces::{Kind, Span};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -43,7 +44,34 @@ pub struct Accepted {
 pub async fn publish(
     State(state): State<AppState>,
     producer: Producer,
+    headers: axum::http::HeaderMap,
     StrictJson(body): StrictJson<PublishRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    // The producer's trace continues into the event and every try of it.
+    let mut span = state.traces.start_under(
+        "POST /v1/events",
+        Kind::Server,
+        crate::shared::traces::header(&headers),
+    );
+    span.set("http.request.method", "POST");
+    span.set("http.route", "/v1/events");
+    let answer = publish_traced(&state, &producer, body, &mut span).await;
+    let status = match &answer {
+        Ok((status, _)) => *status,
+        Err(e) => e.status(),
+    };
+    span.set("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.fail("the event was not stored");
+    }
+    answer
+}
+
+async fn publish_traced(
+    state: &AppState,
+    producer: &Producer,
+    body: PublishRequest,
+    span: &mut Span,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     // A token bound to an account may publish for that account only.
     if let Some(account) = &producer.principal.account_id {
@@ -53,7 +81,7 @@ pub async fn publish(
             ));
         }
     }
-    let accepted = intake::publish(&state, body, &producer.principal.subject, "http")
+    let accepted = intake::publish(state, body, &producer.principal.subject, "http", span)
         .await
         .map_err(|e| match e {
             IntakeError::Invalid(m) => ApiError::Validation(m),

@@ -23,7 +23,8 @@ pub struct HeaderInput {
     /// An HTTP header name (at most 64 characters). Never the signature's
     /// (`webhook-*`, `svix-*`), `host`, the body's framing
     /// (`content-length`, `content-type`, `content-encoding`,
-    /// `transfer-encoding`) or the hop-by-hop headers.
+    /// `transfer-encoding`), the hop-by-hop headers or the trace context
+    /// (`traceparent`, `tracestate`).
     name: String,
     /// Printable ASCII, at most 1,024 characters, no line breaks. A secret
     /// header already stored may leave it out (or `null`) to keep its value.

@@ -11,6 +11,7 @@ use crate::shared::pump::{PumpConfig, Queue};
 use crate::shared::redis::Redis;
 use crate::shared::retry::{after_failure, DeadLetterSink};
 use crate::shared::state::AppState;
+use crate::shared::traces::{Kind, Traces};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use hookwarden_core::crypto::Keyring;
@@ -38,6 +39,8 @@ pub struct Forwarding {
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
     pub delivery_ca_file: Option<std::path::PathBuf>,
+    /// A span per forwarding, under the inbound event's trace.
+    pub traces: Traces,
 }
 
 impl From<&AppState> for Forwarding {
@@ -52,6 +55,7 @@ impl From<&AppState> for Forwarding {
             delivery_timeout: state.settings.delivery_timeout,
             delivery_lease: state.settings.delivery_lease,
             delivery_ca_file: state.settings.delivery_ca_file.clone(),
+            traces: state.traces.clone(),
         }
     }
 }
@@ -343,18 +347,31 @@ impl ForwardQueue {
             }
         }
         drop(secret);
+        // The target continues the inbound event's trace under this span.
+        let mut span = self.state.traces.start_under(
+            "forward inbound event",
+            Kind::Client,
+            event.trace_parent.as_deref(),
+        );
+        headers.extend(span.header());
+        span.set("hookwarden.job.id", job.id.as_str());
+        span.set("hookwarden.inbound_event.id", event.id.as_str());
+        span.set("hookwarden.integration", integration.name.as_str());
+        span.set("hookwarden.attempt", job.attempt);
         let o = self
             .client
             .send(&integration.target_url, &headers, body)
             .await;
         let result = crate::shared::retry::observed(base, &o, self.state.clock.now());
-        match o.http_status {
+        let result = match o.http_status {
             Some(s) if (200..300).contains(&s) => AttemptResult {
                 status: AttemptStatus::Succeeded,
                 ..result
             },
             _ => self.failed(job, result, o.retry_after),
-        }
+        };
+        span.end_try(&integration.target_url, &result);
+        result
     }
 
     fn failed(

@@ -11,6 +11,7 @@ use super::ready::Ready;
 use crate::shared::activity::Count;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
+use crate::shared::traces::Kind;
 use axum::http::HeaderMap;
 use hookwarden_core::client_addr::limit_key;
 use hookwarden_core::ids;
@@ -204,6 +205,17 @@ pub async fn accept(
         })
         .collect();
     let event_id = ids::new_id("ie");
+    // Only a verified request is traced (an unverified caller cannot make
+    // spans); its `traceparent` continues into the stored event and every
+    // forwarding of it.
+    let mut span = state.traces.start_under(
+        "POST /api/v1/webhooks/{provider}",
+        Kind::Server,
+        crate::shared::traces::header(headers),
+    );
+    span.set("http.request.method", "POST");
+    span.set("http.route", "/api/v1/webhooks/{provider}");
+    span.set("hookwarden.integration", provider.as_str());
     let correlation_id = headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
@@ -222,12 +234,12 @@ pub async fn accept(
         correlation_id,
         received_at: now,
         job_id: ids::new_id("job"),
+        trace_parent: span.stored(),
     };
-    let outcome = state
-        .store
-        .record_inbound(&record)
-        .await
-        .map_err(|e| ApiError::internal("record inbound event", e))?;
+    let outcome = state.store.record_inbound(&record).await.map_err(|e| {
+        span.fail("the event was not stored");
+        ApiError::internal("record inbound event", e)
+    })?;
     let stored_id = match &outcome {
         RecordOutcome::Created => event_id.clone(),
         RecordOutcome::Duplicate { event_id } => event_id.clone(),
@@ -237,6 +249,11 @@ pub async fn accept(
             tracing::warn!(error.message = %format!("{e:#}"), "setting the Redis dedup marker failed; the database still deduplicates");
         }
     }
+    span.set("hookwarden.inbound_event.id", stored_id.as_str());
+    span.set(
+        "hookwarden.duplicate",
+        matches!(outcome, RecordOutcome::Duplicate { .. }),
+    );
     match outcome {
         RecordOutcome::Duplicate { event_id } => {
             Ok(duplicate(state, provider, delivery_id.as_deref(), event_id))

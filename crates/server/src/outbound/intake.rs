@@ -3,6 +3,7 @@
 //! Nothing is acknowledged before the commit.
 
 use crate::shared::state::AppState;
+use crate::shared::traces::Span;
 use hookwarden_core::{ids, validate};
 use hookwarden_store::model::{NewEvent, PublishOutcome};
 use serde::Deserialize;
@@ -73,11 +74,15 @@ pub fn holds_nul(value: &Value) -> bool {
     }
 }
 
+/// Validates, stores and acknowledges one event. `span` is the step's span
+/// (the request's or the message's): the event stores its context, which
+/// every try of it continues, and it is told the event's ids.
 pub async fn publish(
     state: &AppState,
     req: PublishRequest,
     producer: &str,
     source: &'static str,
+    span: &mut Span,
 ) -> Result<Accepted, IntakeError> {
     validate(&req)?;
     state
@@ -110,6 +115,7 @@ pub async fn publish(
         payload: req.payload,
         producer: producer.to_owned(),
         created_at: state.clock.now(),
+        trace_parent: span.stored(),
     };
     let outcome = state.store.publish_event(&event).await?;
     let (event_id, deliveries, duplicate) = match outcome {
@@ -128,6 +134,11 @@ pub async fn publish(
     };
     metrics::counter!("hookwarden_events_published_total", "source" => source, "duplicate" => duplicate.to_string())
         .increment(1);
+    span.set("hookwarden.event.id", event_id.as_str());
+    span.set("hookwarden.event.type", event.event_type.as_str());
+    span.set("hookwarden.account.id", event.account_id.as_str());
+    span.set("hookwarden.deliveries", deliveries);
+    span.set("hookwarden.duplicate", duplicate);
     tracing::info!(
         event.id = %event_id, account.id = %event.account_id, event.type = %event.event_type,
         producer = %producer, deliveries, duplicate, source, "event accepted"

@@ -7,6 +7,7 @@ use crate::config::{format_bytes, NatsSettings};
 use crate::outbound::intake::{self, IntakeError, PublishRequest};
 use crate::shared::retry::DeadLetterSink;
 use crate::shared::state::AppState;
+use crate::shared::traces::Kind;
 use anyhow::Context;
 use async_nats::jetstream::context as stream_errors;
 use async_nats::jetstream::{self, consumer, stream, AckKind, ErrorCode};
@@ -270,13 +271,24 @@ impl Nats {
         };
         // How many times JetStream has handed us this message (1 the first time).
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1).max(1);
+        // The producer's trace, from the message's `traceparent` header.
+        let mut span = state.traces.start_under(
+            "process webhook.dispatch",
+            Kind::Consumer,
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(hookwarden_core::trace_context::HEADER))
+                .map(|v| v.as_str()),
+        );
+        span.set("messaging.system", "nats");
+        span.set("messaging.destination.name", msg.subject.as_str());
         let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
         let verdict = match parsed {
             Err(e) => Err(format!(
                 "malformed message: {}",
                 e.to_string().split(" at line ").next().unwrap_or("")
             )),
-            Ok(req) => match intake::publish(state, req, &producer, "nats").await {
+            Ok(req) => match intake::publish(state, req, &producer, "nats", &mut span).await {
                 Ok(_) => Ok(()),
                 // Whatever the cause (the database refusing this very
                 // message, or down), never redelivered forever: after a
@@ -288,6 +300,7 @@ impl Nats {
                     crate::shared::retry::storable_text(&e.to_string())
                 )),
                 Err(IntakeError::Store(e)) => {
+                    span.fail("not stored; redelivered");
                     // Not committed: let JetStream redeliver it, a little later each time.
                     let delay = store_retry_delay(delivered);
                     tracing::warn!(error.message = %e, delivered, retry_in_ms = delay.as_millis() as u64,
@@ -301,6 +314,7 @@ impl Nats {
             },
         };
         if let Err(reason) = verdict {
+            span.fail("refused; dead-lettered");
             // Never dropped silently: the message goes to the dead-letter subject with the reason.
             tracing::warn!(reason = %reason, "NATS event refused; dead-lettered");
             if let Err(e) = self.publish(&intake_notice(&msg, &reason)).await {

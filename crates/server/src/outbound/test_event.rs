@@ -63,6 +63,8 @@ pub async fn send(
         payload: json!({"webhookId": webhook_id, "test": true}),
         producer: PRODUCER.to_owned(),
         created_at: now,
+        // Its try starts a trace of its own.
+        trace_parent: None,
     };
     match store.publish_to_webhook(&event, webhook_id).await? {
         DirectOutcome::Queued { attempt_id } => {

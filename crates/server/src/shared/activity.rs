@@ -233,7 +233,7 @@ impl Activity {
             })
             .collect();
         match store.add_activity(&deltas).await {
-            Ok(()) => Ok(deltas.len()),
+            Ok(_) => Ok(deltas.len()),
             Err(e) => {
                 self.spill(taken);
                 Err(e)

@@ -36,6 +36,10 @@ pub const ACTIVITY_DROPPED: &str = "hookwarden_activity_dropped_total";
 pub const PRUNED_ROWS: &str = "hookwarden_pruned_rows_total";
 /// Age of the oldest row kept, by table.
 pub const OLDEST_KEPT: &str = "hookwarden_oldest_row_age_seconds";
+/// Spans posted to the OTLP endpoint.
+pub const SPANS_EXPORTED: &str = "hookwarden_spans_exported_total";
+/// Spans dropped, by reason.
+pub const SPANS_DROPPED: &str = "hookwarden_spans_dropped_total";
 
 enum Kind {
     Counter,
@@ -72,6 +76,8 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Counter, ACTIVITY_DROPPED, "Activity counts (the console's charts) dropped because the database did not take them for about an hour."),
     (Kind::Counter, PRUNED_ROWS, "Rows deleted by retention (HOOKWARDEN_RETENTION), by table (events, delivery_attempts, inbound_events, processing_jobs)."),
     (Kind::Gauge, OLDEST_KEPT, "Age in seconds of the oldest row kept, by table (events, inbound_events), read after each pruning run."),
+    (Kind::Counter, SPANS_EXPORTED, "Spans the OTLP endpoint (HOOKWARDEN_OTLP_ENDPOINT) accepted."),
+    (Kind::Counter, SPANS_DROPPED, "Spans dropped, by reason (queue_full: made faster than the endpoint took them; export_failed: the endpoint refused or did not answer)."),
     (Kind::Counter, LOG_LINES_DROPPED, "Log lines dropped because stdout was closed, failing or not read fast enough."),
 ];
 

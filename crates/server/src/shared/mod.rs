@@ -25,6 +25,7 @@ pub(crate) mod secrets;
 pub(crate) mod sink;
 pub mod state;
 pub(crate) mod tokens;
+pub mod traces;
 
 /// Times in answers and records: RFC 3339, UTC, milliseconds.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {

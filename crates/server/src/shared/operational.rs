@@ -98,6 +98,7 @@ impl Operational {
             payload: data,
             producer: PRODUCER.to_owned(),
             created_at: self.clock.now(),
+            trace_parent: None,
         };
         match self.store.publish_event(&event).await {
             Ok(PublishOutcome::Created { webhooks }) => self.wake.lanes(webhooks),

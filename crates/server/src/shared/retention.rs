@@ -7,9 +7,10 @@
 //! deliveries on SQLite's one writer; a run stops after `MAX_BATCHES` and
 //! the next one, `EVERY` later, goes on. Only finished history goes: an
 //! event with a pending try, or a try made after the bound (a retry of an
-//! old event), is kept, and a run's cursor moves past it. Inbound events
-//! go only for integrations whose scheme signs a timestamp (their
-//! deduplication key is what stops a replay of an old request otherwise). The store's pruning path is the only DELETE the
+//! old event), is kept, and a run's cursor moves past it. An inbound event
+//! of a scheme that signs no timestamp leaves its deduplication key behind
+//! (what stops a replay of an old request), so that request is still
+//! answered as a duplicate. The store's pruning path is the only DELETE the
 //! history tables' triggers allow, and only of rows older than the bound.
 
 use crate::shared::clock::Clock;

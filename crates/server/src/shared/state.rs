@@ -38,6 +38,8 @@ pub struct Shared {
     pub identity: Arc<crate::shared::identity::IdentitySigner>,
     /// hookwarden's own events to the platform's operational webhooks.
     pub operational: Arc<crate::shared::operational::Operational>,
+    /// Spans of the steps events take (none without an OTLP endpoint).
+    pub traces: crate::shared::traces::Traces,
     /// What the development delivery sink received (bounded).
     pub sink: std::sync::Mutex<std::collections::VecDeque<crate::shared::sink::SinkRecord>>,
 }

@@ -37,5 +37,6 @@ mod producers;
 mod redis;
 mod ssrf;
 mod tls;
+mod traces;
 mod updates;
 mod webhook_tools;

@@ -204,6 +204,65 @@ async fn the_platform_hears_of_an_integration_failing_verification_and_of_the_au
     app.stop().await;
 }
 
+/// Refusals spread over two replicas on one database, each under the
+/// threshold, are over it together: the replica whose flush crosses it
+/// tells the platform, once, with the sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_spread_over_replicas_are_counted_together() {
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = TestApp::with(
+        Backend::Postgres,
+        Options {
+            shared: Some((a.database_url.clone(), a.master_key.clone())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let platform = Receiver::start().await;
+    operational(
+        &a,
+        &platform.url("/ops"),
+        json!(["integration.verification_failing"]),
+    )
+    .await;
+    let target = Receiver::start().await;
+    a.integration(json!({"name": "acme", "scheme": "hmac-sha256",
+        "secret": "acme-provider-secret-value", "signatureHeader": "x-acme-signature",
+        "targetUrl": target.url("/acme")}))
+        .await;
+    // All in one minute: not in its last seconds.
+    while chrono::Utc::now().timestamp() % 60 > 50 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Six forgeries at each replica: 12 in all, over the threshold (10).
+    for app in [&a, &b] {
+        for n in 0..6 {
+            let (status, _) = app
+                .inbound(
+                    "acme",
+                    &[("x-acme-signature", format!("{:064x}", n))],
+                    br#"{"forged":true}"#,
+                )
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    a.state.refusals.flush(&a.state, true).await;
+    b.state.refusals.flush(&b.state, true).await;
+    a.deliver_until(WAIT, || {
+        !of_type(&events(&platform), "integration.verification_failing").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = a.dispatcher.run_once().await;
+    let all = events(&platform);
+    let failing = of_type(&all, "integration.verification_failing");
+    assert_eq!(failing.len(), 1, "{all:?}");
+    assert_eq!(failing[0]["data"]["refusals"], 12);
+    b.stop().await;
+    a.stop().await;
+}
+
 async fn the_operational_account_is_no_tenant_s_and_nothing_is_stored_without_listeners(
     backend: Backend,
 ) {

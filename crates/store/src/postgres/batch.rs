@@ -35,13 +35,16 @@ impl BatchWriter for Inbound {
         };
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-               $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[]) \
+               $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], \
+               $12::text[]) \
                AS e(id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, source_ip, \
-                 correlation_id, received_at, job_id)), \
+                 correlation_id, received_at, job_id, trace_parent)), \
              ins AS (INSERT INTO hook.inbound_events (id, provider, dedup_key, delivery_id, body_sha256, \
-               raw_body, headers, source_ip, correlation_id, received_at) \
+               raw_body, headers, source_ip, correlation_id, received_at, trace_parent) \
                SELECT id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers::jsonb, source_ip, \
-                 correlation_id, received_at FROM e \
+                 correlation_id, received_at, trace_parent FROM e \
+               WHERE NOT EXISTS (SELECT 1 FROM hook.inbound_pruned p \
+                                 WHERE p.provider = e.provider AND p.dedup_key = e.dedup_key) \
                ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id), \
              jobs AS (INSERT INTO hook.processing_jobs (id, event_id, provider, attempt, status, trigger, \
                due_at, created_at) \
@@ -60,6 +63,7 @@ impl BatchWriter for Inbound {
         .bind(texts(|e| Some(e.correlation_id.clone())))
         .bind(items.iter().map(|e| e.received_at).collect::<Vec<_>>())
         .bind(texts(|e| Some(e.job_id.clone())))
+        .bind(texts(|e| e.trace_parent.clone()))
         .fetch_all(&self.0)
         .await?;
         let inserted: HashSet<String> = inserted.into_iter().collect();
@@ -81,6 +85,9 @@ impl BatchWriter for Inbound {
         if !providers.is_empty() {
             stored = sqlx::query_as(
                 "SELECT provider, dedup_key, id FROM hook.inbound_events WHERE (provider, dedup_key) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[])) \
+                 UNION ALL \
+                 SELECT provider, dedup_key, event_id FROM hook.inbound_pruned WHERE (provider, dedup_key) IN \
                  (SELECT * FROM unnest($1::text[], $2::text[]))",
             )
             .bind(&providers)
@@ -205,15 +212,16 @@ impl BatchWriter for Publishes {
         // the join: answered below.
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH ins AS (INSERT INTO hook.events (id, client_id, account_id, event_type, payload, \
-                 producer, created_at) \
-               SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at \
+                 producer, created_at, trace_parent) \
+               SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at, trace_parent \
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                           $7::timestamptz[]) \
-                 AS e(id, client_id, account_id, event_type, payload, producer, created_at) \
-               ON CONFLICT DO NOTHING RETURNING id), \
+                           $7::timestamptz[], $15::text[]) \
+                 AS e(id, client_id, account_id, event_type, payload, producer, created_at, trace_parent) \
+               ON CONFLICT DO NOTHING RETURNING id, trace_parent), \
              tries AS (INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, \
-                 status, due_at, payload_snapshot, created_at) \
-               SELECT t.id, t.event_id, t.webhook_id, t.account_id, 1, 'pending', t.due, t.snapshot::jsonb, t.at \
+                 status, due_at, payload_snapshot, trace_parent, created_at) \
+               SELECT t.id, t.event_id, t.webhook_id, t.account_id, 1, 'pending', t.due, t.snapshot::jsonb, \
+                 ins.trace_parent, t.at \
                FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
                            $13::text[], $14::timestamptz[]) \
                  AS t(id, event_id, webhook_id, account_id, at, snapshot, due) \
@@ -240,6 +248,12 @@ impl BatchWriter for Publishes {
                 .collect::<Vec<_>>(),
         )
         .bind(&tries.due)
+        .bind(
+            items
+                .iter()
+                .map(|e| e.trace_parent.clone())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&self.0)
         .await?;
         // Lowering the floor for a try not inserted is harmless (a claim
@@ -265,7 +279,10 @@ impl BatchWriter for Publishes {
 /// The stored event holding an inbound event's (provider, dedup key).
 async fn stored_inbound(pool: &PgPool, e: &NewInbound) -> Result<RecordOutcome> {
     let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM hook.inbound_events WHERE provider = $1 AND dedup_key = $2",
+        "SELECT id FROM hook.inbound_events WHERE provider = $1 AND dedup_key = $2 \
+         UNION ALL \
+         SELECT event_id FROM hook.inbound_pruned WHERE provider = $1 AND dedup_key = $2 \
+         LIMIT 1",
     )
     .bind(&e.provider)
     .bind(&e.dedup_key)
@@ -290,7 +307,7 @@ async fn existing(pool: &PgPool, e: &NewEvent) -> Result<PublishOutcome> {
         "ev.id = $1"
     };
     let row = sqlx::query(&format!(
-        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
+        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, trace_parent, \
          (SELECT count(DISTINCT a.webhook_id) FROM hook.delivery_attempts a WHERE a.event_id = ev.id) \
            AS deliveries \
          FROM hook.events ev WHERE {key}"

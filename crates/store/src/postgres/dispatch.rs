@@ -166,8 +166,8 @@ impl Store for PgStore {
         }
         let paused_until: Option<DateTime<Utc>> = w.try_get("throttled_until")?;
         sqlx::query(
-            "INSERT INTO hook.events (id, client_id, account_id, event_type, payload, producer, created_at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            "INSERT INTO hook.events (id, client_id, account_id, event_type, payload, producer, created_at, \
+             trace_parent) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
         )
         .bind(&e.id)
         .bind(&e.client_id)
@@ -176,13 +176,14 @@ impl Store for PgStore {
         .bind(Json(&e.payload))
         .bind(&e.producer)
         .bind(e.created_at)
+        .bind(&e.trace_parent)
         .execute(&mut *tx)
         .await?;
         let attempt_id = ids::attempt_id();
         let due = crate::answers::first_due(e.created_at, paused_until);
         sqlx::query(
             "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-             due_at, payload_snapshot, created_at) VALUES ($1,$2,$3,$4,1,'pending',$7,$6,$5)",
+             due_at, payload_snapshot, created_at, trace_parent) VALUES ($1,$2,$3,$4,1,'pending',$7,$6,$5,$8)",
         )
         .bind(&attempt_id)
         .bind(&e.id)
@@ -191,6 +192,7 @@ impl Store for PgStore {
         .bind(e.created_at)
         .bind(Json(crate::snapshot(e)))
         .bind(due)
+        .bind(&e.trace_parent)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -369,8 +371,8 @@ impl Store for PgStore {
             None => {
                 sqlx::query(&format!(
                     "INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-                     payload_snapshot, created_at) \
-                     SELECT $1, $2, $3, $4, COALESCE(MAX(attempt), 0) + 1, 'pending', $7, $6, $5 \
+                     payload_snapshot, created_at, trace_parent) \
+                     SELECT $1, $2, $3, $4, COALESCE(MAX(attempt), 0) + 1, 'pending', $7, $6, $5, $8 \
                      FROM hook.delivery_attempts WHERE event_id = $2 AND webhook_id = $3 \
                      RETURNING {ATTEMPT_COLUMNS}"
                 ))
@@ -381,6 +383,7 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(Json(&orig.payload_snapshot))
                 .bind(due_at)
+                .bind(&orig.trace_parent)
                 .fetch_one(&mut *tx)
                 .await?
             }
@@ -568,7 +571,7 @@ impl Store for PgStore {
 
     // Activity (activity.rs).
 
-    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()> {
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<Vec<ActivityDelta>> {
         activity::add(self, deltas).await
     }
 

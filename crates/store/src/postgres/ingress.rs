@@ -17,7 +17,7 @@ use sqlx::Row;
 
 /// An inbound event's columns (aliased `e`) and the status of its latest job.
 const INBOUND_COLUMNS: &str = "e.id, e.provider, e.dedup_key, e.delivery_id, e.body_sha256, e.raw_body, e.headers, e.source_ip, \
-     e.correlation_id, e.received_at, \
+     e.correlation_id, e.received_at, e.trace_parent, \
      (SELECT j.status FROM hook.processing_jobs j WHERE j.event_id = e.id ORDER BY j.attempt DESC LIMIT 1) AS status";
 
 /// Binds what an integration's insert and update share, `$1` to `$14`.

@@ -63,21 +63,28 @@ pub(super) async fn prune_inbound(
         .bind(before.to_rfc3339())
         .execute(&mut *tx)
         .await?;
-    let (events, jobs): (i64, i64) = sqlx::query_as(
-        "WITH old AS (SELECT i.id FROM hook.inbound_events i \
+    // The key of an event whose scheme signs no timestamp (or whose
+    // integration is gone) stays in `inbound_pruned` (migration 0023).
+    let (events, jobs): (i64, i64) = sqlx::query_as(&format!(
+        "WITH old AS (SELECT i.id, i.provider, i.dedup_key, i.received_at, \
+                        NOT EXISTS (SELECT 1 FROM hook.integrations g WHERE g.name = i.provider \
+                                    AND g.scheme IN ({})) AS keep_key \
+                      FROM hook.inbound_events i \
                       WHERE i.received_at < $1 \
-                        AND EXISTS (SELECT 1 FROM hook.integrations g WHERE g.name = i.provider \
-                                    AND g.scheme IN ('stripe', 'slack', 'standard-webhooks')) \
                         AND NOT EXISTS (SELECT 1 FROM hook.processing_jobs j WHERE j.event_id = i.id \
                                         AND (j.status = 'pending' OR j.created_at >= $1)) \
                         AND NOT EXISTS (SELECT 1 FROM hook.replay_requests r WHERE r.event_id = i.id \
                                         AND r.created_at >= $1) \
                       ORDER BY i.received_at, i.id LIMIT $2), \
+              _keys AS (INSERT INTO hook.inbound_pruned (provider, dedup_key, event_id, received_at) \
+                        SELECT provider, dedup_key, id, received_at FROM old WHERE keep_key \
+                        ON CONFLICT DO NOTHING RETURNING 1), \
               _replays AS (DELETE FROM hook.replay_requests r USING old WHERE r.event_id = old.id RETURNING 1), \
               jobs AS (DELETE FROM hook.processing_jobs j USING old WHERE j.event_id = old.id RETURNING 1), \
               gone AS (DELETE FROM hook.inbound_events i USING old WHERE i.id = old.id RETURNING 1) \
          SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM jobs)",
-    )
+        crate::TIMESTAMPED_SCHEMES
+    ))
     .bind(before)
     .bind(i64::from(limit))
     .fetch_one(&mut *tx)

@@ -10,26 +10,38 @@ use sqlx::Row;
 /// Rows per statement: three bound values each, far below SQLite's limit.
 const ROWS_PER_STATEMENT: usize = 300;
 
-pub(super) async fn add(s: &SqliteStore, deltas: &[ActivityDelta]) -> Result<()> {
+pub(super) async fn add(s: &SqliteStore, deltas: &[ActivityDelta]) -> Result<Vec<ActivityDelta>> {
     let deltas = ActivityDelta::merged(deltas);
     if deltas.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let mut sums = Vec::with_capacity(deltas.len());
     let mut tx = s.writer.begin().await?;
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         let rows = vec!["(?,?,?)"; chunk.len()].join(",");
         let sql = format!(
             "INSERT INTO activity (minute, series, value) VALUES {rows} \
-             ON CONFLICT (minute, series) DO UPDATE SET value = value + excluded.value"
+             ON CONFLICT (minute, series) DO UPDATE SET value = value + excluded.value \
+             RETURNING minute, series, value"
         );
         let mut q = sqlx::query(&sql);
         for d in chunk {
             q = q.bind(ms(d.minute)).bind(&d.series).bind(d.value);
         }
-        q.execute(&mut *tx).await?;
+        for r in q.fetch_all(&mut *tx).await? {
+            sums.push(row(&r)?);
+        }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(sums)
+}
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> Result<ActivityDelta> {
+    Ok(ActivityDelta {
+        minute: time(r.try_get("minute")?)?,
+        series: r.try_get("series")?,
+        value: r.try_get("value")?,
+    })
 }
 
 pub(super) async fn since(s: &SqliteStore, since: DateTime<Utc>) -> Result<Vec<ActivityDelta>> {
@@ -39,15 +51,7 @@ pub(super) async fn since(s: &SqliteStore, since: DateTime<Utc>) -> Result<Vec<A
     .bind(ms(since))
     .fetch_all(&s.readers)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ActivityDelta {
-                minute: time(r.try_get("minute")?)?,
-                series: r.try_get("series")?,
-                value: r.try_get("value")?,
-            })
-        })
-        .collect()
+    rows.iter().map(row).collect()
 }
 
 pub(super) async fn prune(s: &SqliteStore, before: DateTime<Utc>) -> Result<u64> {

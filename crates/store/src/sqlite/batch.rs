@@ -34,7 +34,7 @@ impl BatchWriter for Inbound {
         let mut tx = self.0.begin().await?;
         let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO inbound_events (id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, \
-             source_ip, correlation_id, received_at) ",
+             source_ip, correlation_id, received_at, trace_parent) ",
         );
         events.push_values(items, |mut row, e| {
             row.push_bind(&e.id)
@@ -46,7 +46,8 @@ impl BatchWriter for Inbound {
                 .push_bind(Json(&e.headers))
                 .push_bind(&e.source_ip)
                 .push_bind(&e.correlation_id)
-                .push_bind(ms(e.received_at));
+                .push_bind(ms(e.received_at))
+                .push_bind(&e.trace_parent);
         });
         events.push(" ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id");
         let inserted: HashSet<String> = events
@@ -79,8 +80,12 @@ impl BatchWriter for Inbound {
             .collect();
         let mut stored = Vec::new();
         if !taken.is_empty() {
+            // A key pruned by retention is answered from what it left.
             stored = sqlx::query_as(
                 "SELECT provider, dedup_key, id FROM inbound_events WHERE (provider, dedup_key) IN \
+                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)) \
+                 UNION ALL \
+                 SELECT provider, dedup_key, event_id FROM inbound_pruned WHERE (provider, dedup_key) IN \
                  (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
             )
             .bind(Json(&taken))
@@ -102,7 +107,7 @@ async fn complete_one(
         "UPDATE delivery_attempts SET status = ?3, http_status = ?4, duration_ms = ?5, \
          response_preview = ?6, error = ?7, completed_at = ?8, lease_until = NULL \
          WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' \
-         RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot",
+         RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot, trace_parent",
     )
     .bind(&r.attempt_id)
     .bind(&r.worker_id)
@@ -120,7 +125,7 @@ async fn complete_one(
     if let Some((next_id, due)) = &r.next {
         sqlx::query(
             "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,?5,'pending',?6,?7,?8) \
+             payload_snapshot, created_at, trace_parent) VALUES (?1,?2,?3,?4,?5,'pending',?6,?7,?8,?9) \
              ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
         )
         .bind(next_id)
@@ -131,6 +136,7 @@ async fn complete_one(
         .bind(ms(*due))
         .bind(row.try_get::<String, _>("payload_snapshot")?)
         .bind(ms(r.completed_at))
+        .bind(row.try_get::<Option<String>, _>("trace_parent")?)
         .execute(&mut **tx)
         .await?;
     }
@@ -179,7 +185,7 @@ async fn existing(
         "ev.id = ?1"
     };
     let row = sqlx::query(&format!(
-        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, \
+        "SELECT id, client_id, account_id, event_type, payload, producer, created_at, trace_parent, \
          (SELECT count(DISTINCT a.webhook_id) FROM delivery_attempts a WHERE a.event_id = ev.id) \
            AS deliveries \
          FROM events ev WHERE {key}"
@@ -211,7 +217,8 @@ impl BatchWriter for Publishes {
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the row out of RETURNING: answered below.
         let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at) ",
+            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at, \
+             trace_parent) ",
         );
         events.push_values(items, |mut row, e| {
             row.push_bind(&e.id)
@@ -220,7 +227,8 @@ impl BatchWriter for Publishes {
                 .push_bind(&e.event_type)
                 .push_bind(Json(&e.payload))
                 .push_bind(&e.producer)
-                .push_bind(ms(e.created_at));
+                .push_bind(ms(e.created_at))
+                .push_bind(&e.trace_parent);
         });
         events.push(" ON CONFLICT DO NOTHING RETURNING id");
         let mut new: HashSet<String> = events
@@ -255,7 +263,7 @@ impl BatchWriter for Publishes {
         for chunk in all.chunks(TRIES_PER_INSERT) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-                 due_at, payload_snapshot, created_at) ",
+                 due_at, payload_snapshot, created_at, trace_parent) ",
             );
             insert.push_values(chunk.iter().copied(), |mut row, i| {
                 row.push_bind(&tries.ids[i])
@@ -265,7 +273,8 @@ impl BatchWriter for Publishes {
                     .push("1, 'pending'")
                     .push_bind(ms(tries.due[i]))
                     .push_bind(&tries.bodies[tries.body_of[i]])
-                    .push_bind(ms(tries.at[i]));
+                    .push_bind(ms(tries.at[i]))
+                    .push_bind(&tries.traces[i]);
             });
             insert.build().execute(&mut *tx).await?;
         }

@@ -165,8 +165,8 @@ impl Store for SqliteStore {
         }
         let paused_until = w.opt_time("throttled_until")?;
         sqlx::query(
-            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at, \
+             trace_parent) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
         )
         .bind(&e.id)
         .bind(&e.client_id)
@@ -175,12 +175,13 @@ impl Store for SqliteStore {
         .bind(Json(&e.payload))
         .bind(&e.producer)
         .bind(ms(e.created_at))
+        .bind(&e.trace_parent)
         .execute(&mut *tx)
         .await?;
         let attempt_id = ids::attempt_id();
         sqlx::query(
             "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-             payload_snapshot, created_at) VALUES (?1,?2,?3,?4,1,'pending',?7,?6,?5)",
+             payload_snapshot, created_at, trace_parent) VALUES (?1,?2,?3,?4,1,'pending',?7,?6,?5,?8)",
         )
         .bind(&attempt_id)
         .bind(&e.id)
@@ -189,6 +190,7 @@ impl Store for SqliteStore {
         .bind(ms(e.created_at))
         .bind(Json(crate::snapshot(e)))
         .bind(ms(crate::answers::first_due(e.created_at, paused_until)))
+        .bind(&e.trace_parent)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -331,8 +333,8 @@ impl Store for SqliteStore {
             None => {
                 sqlx::query(&format!(
                     "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-                     payload_snapshot, created_at) \
-                     SELECT ?1, ?2, ?3, ?4, COALESCE(MAX(attempt), 0) + 1, 'pending', ?7, ?6, ?5 \
+                     payload_snapshot, created_at, trace_parent) \
+                     SELECT ?1, ?2, ?3, ?4, COALESCE(MAX(attempt), 0) + 1, 'pending', ?7, ?6, ?5, ?8 \
                      FROM delivery_attempts WHERE event_id = ?2 AND webhook_id = ?3 \
                      RETURNING {ATTEMPT_COLUMNS}"
                 ))
@@ -343,6 +345,7 @@ impl Store for SqliteStore {
                 .bind(ms(now))
                 .bind(Json(&orig.payload_snapshot))
                 .bind(ms(due_at))
+                .bind(&orig.trace_parent)
                 .fetch_one(&mut *tx)
                 .await?
             }
@@ -528,7 +531,7 @@ impl Store for SqliteStore {
 
     // Activity (activity.rs).
 
-    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<()> {
+    async fn add_activity(&self, deltas: &[ActivityDelta]) -> Result<Vec<ActivityDelta>> {
         activity::add(self, deltas).await
     }
 

@@ -74,8 +74,6 @@ pub(super) async fn prune_inbound(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT i.id FROM inbound_events i \
          WHERE i.received_at < ?1 \
-           AND EXISTS (SELECT 1 FROM integrations g WHERE g.name = i.provider \
-                       AND g.scheme IN ('stripe', 'slack', 'standard-webhooks')) \
            AND NOT EXISTS (SELECT 1 FROM processing_jobs j WHERE j.event_id = i.id \
                            AND (j.status = 'pending' OR j.created_at >= ?1)) \
            AND NOT EXISTS (SELECT 1 FROM replay_requests r WHERE r.event_id = i.id \
@@ -91,6 +89,20 @@ pub(super) async fn prune_inbound(
     }
     let list = serde_json::to_string(&ids).unwrap_or_default();
     gate(&mut tx, Some(before)).await?;
+    // The key of an event whose scheme signs no timestamp (or whose
+    // integration is gone) stays in `inbound_pruned` (migration 0023).
+    sqlx::query(&format!(
+        "INSERT INTO inbound_pruned (provider, dedup_key, event_id, received_at) \
+         SELECT i.provider, i.dedup_key, i.id, i.received_at FROM inbound_events i \
+         WHERE i.id IN (SELECT value FROM json_each(?1)) \
+           AND NOT EXISTS (SELECT 1 FROM integrations g WHERE g.name = i.provider \
+                           AND g.scheme IN ({})) \
+         ON CONFLICT DO NOTHING",
+        crate::TIMESTAMPED_SCHEMES
+    ))
+    .bind(&list)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM replay_requests WHERE event_id IN (SELECT value FROM json_each(?1))")
         .bind(&list)
         .execute(&mut *tx)

@@ -15,6 +15,7 @@ use crate::shared::pump::{Pump, PumpConfig, Queue};
 use crate::shared::retry::DeadLetterSink;
 use crate::shared::secrets::{open_webhook_secret, webhook_headers};
 use crate::shared::state::AppState;
+use crate::shared::traces::{Kind, Traces};
 use async_trait::async_trait;
 use chrono::Utc;
 use hookwarden_core::backoff::bounded_retry_after;
@@ -104,6 +105,8 @@ pub struct Deliveries {
     pub disable_after: Duration,
     /// Tells the platform about endpoints and dead letters.
     pub operational: Arc<Operational>,
+    /// A span per try, under the event's trace.
+    pub traces: Traces,
 }
 
 impl From<&AppState> for Deliveries {
@@ -119,6 +122,7 @@ impl From<&AppState> for Deliveries {
             delivery_lease: state.settings.delivery_lease,
             disable_after: state.settings.disable_after,
             operational: Arc::clone(&state.operational),
+            traces: state.traces.clone(),
         }
     }
 }
@@ -440,8 +444,23 @@ impl DeliveryQueue {
             tracing::warn!(delivery.id = %attempt.id, "the lease ran short before sending; the try is left to be claimed again");
             return None;
         }
+        // The receiver continues the event's trace under this try's span.
+        let mut span = self.state.traces.start_under(
+            "deliver webhook",
+            Kind::Client,
+            attempt.trace_parent.as_deref(),
+        );
+        headers.extend(span.header());
+        span.set("hookwarden.delivery.id", attempt.id.as_str());
+        span.set("hookwarden.event.id", attempt.event_id.as_str());
+        span.set("hookwarden.event.type", event_type);
+        span.set("hookwarden.webhook.id", webhook.id.as_str());
+        span.set("hookwarden.account.id", attempt.account_id.as_str());
+        span.set("hookwarden.attempt", attempt.attempt);
         let outcome = self.client.send(&webhook.url, &headers, body).await;
-        Some(self.classify(attempt, webhook, outcome, base).await)
+        let result = self.classify(attempt, webhook, outcome, base).await;
+        span.end_try(&webhook.url, &result);
+        Some(result)
     }
 
     /// The current secret, and the previous one while its grace period lasts.
@@ -801,6 +820,7 @@ mod tests {
             status: AttemptStatus::Pending,
             due_at: created,
             payload_snapshot: json!({"type": "t", "timestamp": crate::shared::rfc3339(published), "data": {}}),
+            trace_parent: None,
             http_status: None,
             duration_ms: None,
             response_preview: None,

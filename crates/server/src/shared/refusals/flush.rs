@@ -3,8 +3,51 @@
 
 use super::{Aggregate, Kind, Refusals, FLUSH_EVERY, MAX_ENTRIES_PER_KIND};
 use crate::shared::state::AppState;
+use hookwarden_store::model::ActivityDelta;
 use serde_json::json;
 use std::collections::HashMap;
+
+/// The activity series counting an integration's refusals per minute,
+/// summed over the replicas.
+fn refused_series(provider: &str) -> String {
+    format!("refused.{provider}")
+}
+
+/// Adds this replica's refusals per (integration, minute) to the database's
+/// per-minute sums, and answers each sum over every replica so far: one
+/// upsert per flush, only when something was refused. Empty when the
+/// database does not answer (each replica then judges by its own count).
+async fn shared_totals<T>(
+    state: &AppState,
+    per: &HashMap<(&str, i64), (u64, T)>,
+) -> HashMap<(String, i64), u64> {
+    let deltas: Vec<ActivityDelta> = per
+        .iter()
+        .filter_map(|((provider, minute), (n, _))| {
+            Some(ActivityDelta {
+                minute: chrono::DateTime::from_timestamp(minute.checked_mul(60)?, 0)?,
+                series: refused_series(provider),
+                value: i64::try_from(*n).ok()?,
+            })
+        })
+        .collect();
+    match state.store.add_activity(&deltas).await {
+        Ok(sums) => sums
+            .into_iter()
+            .filter_map(|d| {
+                let provider = d.series.strip_prefix("refused.")?.to_owned();
+                Some((
+                    (provider, d.minute.timestamp() / 60),
+                    u64::try_from(d.value).ok()?,
+                ))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error.message = %e, "the refusals' shared count is unavailable; each replica judges by its own");
+            HashMap::new()
+        }
+    }
+}
 
 impl Refusals {
     /// Writes the minutes that are over (all of them when `everything`);
@@ -68,10 +111,12 @@ impl Refusals {
         written
     }
 
-    /// An integration refused more than the threshold in a minute (a
-    /// provider secret rotated there and not here, or an attack): one
-    /// `integration.verification_failing` event per integration and minute,
-    /// with its counts by reason (never a source address or a body).
+    /// An integration refused more than the threshold in a minute, by all
+    /// replicas together (a provider secret rotated there and not here, or
+    /// an attack spread over them): one `integration.verification_failing`
+    /// event per integration and minute, from the replica whose count
+    /// crossed the threshold, with this replica's counts by reason (never a
+    /// source address or a body).
     async fn tell_failing(&self, state: &AppState, kinds: &HashMap<Kind, Vec<(String, u64)>>) {
         let threshold = u64::from(state.settings.verification_failing_threshold);
         // Per (integration, minute): the refusals, and their count by reason.
@@ -83,9 +128,15 @@ impl Refusals {
             entry.0 += n;
             entry.1.insert(reason.to_string(), json!(n));
         }
+        let totals = shared_totals(state, &per).await;
         let mut over: Vec<_> = per
             .into_iter()
-            .filter(|(_, (n, _))| *n > threshold)
+            .filter_map(|(key, (n, reasons))| {
+                // Without the database's sum, this replica's own count.
+                let total = totals.get(&(key.0.to_owned(), key.1)).copied().unwrap_or(n);
+                let crossed = total > threshold && total.saturating_sub(n) <= threshold;
+                crossed.then_some((key, (total, reasons)))
+            })
             .collect();
         over.sort_by(|a, b| a.0.cmp(&b.0));
         for ((provider, minute), (refusals, reasons)) in over {
