@@ -70,9 +70,15 @@ impl TraceParent {
         }
     }
 
-    /// The same trace and flags, with `span_id` the parent of what follows.
+    /// The same trace, with `span_id` the parent of what follows. Of the
+    /// flags only "sampled" is carried: the others are unknown to us, and
+    /// the recommendation has them written as zero.
     pub fn child(&self, span_id: [u8; 8]) -> Self {
-        Self { span_id, ..*self }
+        Self {
+            trace_id: self.trace_id,
+            span_id,
+            flags: self.flags & SAMPLED,
+        }
     }
 
     /// Whether the caller records this trace (and so do we).
@@ -134,6 +140,10 @@ mod tests {
             child.to_string(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01"
         );
+        // Flags we do not know are not carried on.
+        let odd = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff")
+            .expect("valid");
+        assert_eq!(odd.child([1; 8]).flags, 0x01);
     }
 
     #[test]

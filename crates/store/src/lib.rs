@@ -28,14 +28,14 @@ use std::sync::Arc;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-/// Everything hookwarden stores, one trait for both backends, its methods
-/// grouped by aggregate (the ingress half is the supertrait `IngressStore`).
-/// Callers hold it as `dyn Store`.
 /// The inbound schemes that sign a timestamp, as SQL: a request older than
 /// its tolerance is refused whatever is stored, so retention keeps no key
 /// of theirs.
 pub(crate) const TIMESTAMPED_SCHEMES: &str = "'stripe', 'slack', 'standard-webhooks'";
 
+/// Everything hookwarden stores, one trait for both backends, its methods
+/// grouped by aggregate (the ingress half is the supertrait `IngressStore`).
+/// Callers hold it as `dyn Store`.
 #[async_trait]
 pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     // The store itself.

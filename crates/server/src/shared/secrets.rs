@@ -159,7 +159,12 @@ pub fn webhook_headers(
     };
     let mut out = Vec::with_capacity(list.len());
     for h in list {
-        let Some(name) = h["name"].as_str() else {
+        // A name refused since it was stored (`traceparent`, say) is not
+        // sent: hookwarden's own header of that name goes instead.
+        let Some(name) = h["name"]
+            .as_str()
+            .filter(|n| hookwarden_core::custom_headers::check_name(n).is_ok())
+        else {
             continue;
         };
         let value = match h["value"].as_str() {

@@ -28,6 +28,8 @@ const BATCH: usize = 512;
 const GATHER: Duration = Duration::from_millis(200);
 /// One request to the endpoint, at most.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The last spans' posting at shutdown, at most.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// The span kinds hookwarden makes (OTLP's enum values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,14 +287,17 @@ impl Drop for Span {
     }
 }
 
-/// `<endpoint>/v1/traces`, or the endpoint itself when it names that path.
+/// `<endpoint>/v1/traces`, or the endpoint itself when its path names
+/// that; a query (a collector's token, say) is kept.
 fn traces_url(endpoint: &str) -> String {
-    let base = endpoint.trim_end_matches('/');
-    if base.ends_with("/v1/traces") {
-        base.to_owned()
-    } else {
-        format!("{base}/v1/traces")
+    let Ok(mut url) = url::Url::parse(endpoint) else {
+        return endpoint.to_owned();
+    };
+    let path = url.path().trim_end_matches('/').to_owned();
+    if !path.ends_with("/v1/traces") {
+        url.set_path(&format!("{path}/v1/traces"));
     }
+    url.to_string()
 }
 
 /// Posts queued spans to the endpoint in batches.
@@ -329,16 +334,25 @@ impl Exporter {
                 batch.clear();
             }
             if !open || stop.is_cancelled() {
-                // Whatever is still queued goes before the exporter stops.
-                while let Ok(span) = self.queue.try_recv() {
-                    batch.push(span);
-                    if batch.len() == BATCH {
-                        self.post(&batch).await;
-                        batch.clear();
+                // Whatever is still queued goes before the exporter stops,
+                // within `DRAIN`: a collector that does not answer must
+                // not hold the shutdown.
+                let drain = async {
+                    while let Ok(span) = self.queue.try_recv() {
+                        batch.push(span);
+                        if batch.len() == BATCH {
+                            self.post(&batch).await;
+                            batch.clear();
+                        }
                     }
-                }
-                if !batch.is_empty() {
-                    self.post(&batch).await;
+                    if !batch.is_empty() {
+                        self.post(&batch).await;
+                    }
+                };
+                if tokio::time::timeout(DRAIN, drain).await.is_err() {
+                    tracing::warn!(
+                        "the OTLP endpoint did not take the last spans in time; they are dropped"
+                    );
                 }
                 return;
             }
@@ -490,6 +504,10 @@ mod tests {
         assert_eq!(
             traces_url("https://collector:4318"),
             "https://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://collector:4318/otlp/?token=t"),
+            "https://collector:4318/otlp/v1/traces?token=t"
         );
     }
 }

@@ -64,7 +64,22 @@ pub(super) async fn prune_inbound(
         .execute(&mut *tx)
         .await?;
     // The key of an event whose scheme signs no timestamp (or whose
-    // integration is gone) stays in `inbound_pruned` (migration 0023).
+    // integration is gone) stays in `inbound_pruned` (migration 0023), and
+    // the inbound insert skips a key found there. Its check reads the
+    // statement's snapshot: an insert that began before this transaction
+    // commits would not see the key, then find the event's row gone, and
+    // store the replay. So inbound inserts wait for this transaction (a
+    // lock taken before their snapshot is, which conflicts with theirs and
+    // nothing else: readers and the outbound tables go on), for the few
+    // milliseconds of one batch, and at most `lock_timeout` for the
+    // inserts in flight before it (a run that cannot have it tries again
+    // at its next).
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("LOCK TABLE hook.inbound_events IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
     let (events, jobs): (i64, i64) = sqlx::query_as(&format!(
         "WITH old AS (SELECT i.id, i.provider, i.dedup_key, i.received_at, \
                         NOT EXISTS (SELECT 1 FROM hook.integrations g WHERE g.name = i.provider \

@@ -167,7 +167,8 @@ impl BatchWriter for Completions {
     }
 }
 
-/// First tries per multi-row insert: 7 values each, under SQLite's limit.
+/// First tries per multi-row insert: 8 values each (32,000), under
+/// SQLite's limit of 32,766.
 const TRIES_PER_INSERT: usize = 4_000;
 
 /// A client id this producer published before for this account (or, for an
