@@ -83,6 +83,7 @@ pub(crate) async fn start_hookwarden(
         .env("HOOKWARDEN_MANAGEMENT_API_KEYS", "bench-key")
         .env("HOOKWARDEN_ALLOWED_DESTINATIONS", "127.0.0.1/32")
         .env("HOOKWARDEN_PUBLISH_RATE_LIMIT_PER_MINUTE", "100000000")
+        .env("HOOKWARDEN_API_RATE_LIMIT_PER_MINUTE", "100000000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -120,7 +121,7 @@ pub(crate) fn producer_token() -> String {
 pub(crate) fn tenant_token(account: &str) -> anyhow::Result<String> {
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({"sub": account, "account_id": account, "scope": "webhooks:write", "exp": now_us() / 1_000_000 + 3600}),
+        &json!({"sub": account, "account_id": account, "scope": "webhooks:read webhooks:write", "exp": now_us() / 1_000_000 + 3600}),
         &jsonwebtoken::EncodingKey::from_secret(JWT.as_bytes()),
     )?)
 }

@@ -197,7 +197,12 @@ pub(crate) fn attempts(
         w.bind("a.event_id", "=", v.to_owned());
     }
     if let Some(v) = f.status {
-        w.bind("a.status", "=", v.as_str().to_owned());
+        // Written into the SQL, not bound: one of four fixed words (never
+        // the caller's text), and only a literal lets a plan use the
+        // partial dead-letter indexes (`status = 'dead'`) — a generic
+        // plan for `status = $n` cannot, and walked every try of the
+        // endpoint or the database to find a page of rare dead letters.
+        w.raw(format!("a.status = '{}'", v.as_str()));
     }
     time_bounds(&mut w, "att", f.from, f.to);
     if let Some(v) = before {
@@ -413,8 +418,8 @@ mod tests {
         );
         assert!(w
             .sql()
-            .starts_with("a.account_id = $1 AND a.status = $2 AND a.id < $3 AND NOT EXISTS"));
-        assert_eq!(w.binds, ["acct", "dead", "att_x"]);
+            .starts_with("a.account_id = $1 AND a.status = 'dead' AND a.id < $2 AND NOT EXISTS"));
+        assert_eq!(w.binds, ["acct", "att_x"]);
         let w = events(Dialect::Sqlite, &EventFilter::default(), None);
         assert_eq!(w.sql(), "TRUE");
     }
