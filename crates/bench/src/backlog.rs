@@ -1,6 +1,7 @@
 //! The scenarios over a grown backlog: the cost per delivery as pending
 //! retries grow from 10⁴ to 10⁶, claims and lists as stored history grows
-//! from 10⁴ to 10⁷ events, and peak memory at a steady rate beside 10⁵.
+//! from 10⁴ to 10⁷ events, deliveries while retention prunes, and peak
+//! memory at a steady rate beside 10⁵.
 
 use crate::report::Figures;
 use crate::rig::Rig;
@@ -131,4 +132,117 @@ pub(crate) async fn history(backend: Backend, events: u64, max: u64) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Retention under load: `stored` events over the last 30 days with a
+/// retention of 15 days (half of them past it), then a steady 1,000
+/// events/s for `seconds` while pruning runs (its rows per second printed
+/// beside the deliveries'), and the same steady run again once pruning is
+/// done: the baseline, on the same database.
+pub(crate) async fn retention(backend: Backend, stored: u64, seconds: u64) -> anyhow::Result<()> {
+    let rig = Rig::start(backend, &[("HOOKWARDEN_RETENTION", "15d".to_string())]).await?;
+    let (url, account, webhook) = rig.history_target();
+    let mut db = Db::open(backend, &url).await?;
+    let now_ms = crate::receiver::now_us() / 1000;
+    let started = Instant::now();
+    let mut from = 1;
+    while from <= stored {
+        let to = (from + seed::CHUNK - 1).min(stored);
+        seed::outbound(
+            &mut db,
+            (from, to),
+            stored,
+            now_ms,
+            &format!("'{webhook}'"),
+            &format!("'{account}'"),
+        )
+        .await?;
+        from = to + 1;
+    }
+    db.analyze().await?;
+    eprintln!(
+        "  ({stored} events stored in {:.0} s; waiting for the first pruning run)",
+        started.elapsed().as_secs_f64()
+    );
+    let metrics = format!("http://127.0.0.1:{}/metrics", rig.server.ops_port);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pruned(&client, &metrics).await? == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no pruning run within 2 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Rows pruned per second, sampled beside the steady run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (client, metrics, stop) = (client.clone(), metrics.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut last = pruned(&client, &metrics).await.unwrap_or(0);
+            let mut per_second = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = pruned(&client, &metrics).await.unwrap_or(last);
+                per_second.push(now - last);
+                last = now;
+            }
+            per_second
+        })
+    };
+    let f = rig
+        .run(
+            format!("retention {backend:?} 1000/s while pruning"),
+            seconds * 1000,
+            Some(1000),
+            64,
+            vec![],
+        )
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let per_second = sampler.await?;
+    f.print(None);
+    println!(
+        "  events pruned per second: {}",
+        per_second
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // Until pruning is done: the counter stands still for a whole period.
+    let mut last = pruned(&client, &metrics).await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(65)).await;
+        let now = pruned(&client, &metrics).await?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    println!(
+        "  {last} events pruned in all, {:.0} s after they were stored",
+        started.elapsed().as_secs_f64()
+    );
+    let base = rig
+        .run(
+            format!("retention {backend:?} 1000/s, pruning done (baseline)"),
+            seconds * 1000,
+            Some(1000),
+            64,
+            vec![],
+        )
+        .await;
+    base.print(None);
+    Ok(())
+}
+
+/// `hookwarden_pruned_rows_total{table="events"}` as the ops listener
+/// reports it (0 before the first pruning).
+async fn pruned(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let text = client.get(url).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with("hookwarden_pruned_rows_total{table=\"events\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0))
 }

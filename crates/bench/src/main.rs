@@ -14,7 +14,9 @@
 //! database that has lived, `hookwarden-bench sustained [--lived N]
 //! [--bursts N] [--burst-events N] [--short-seconds N] [--long-seconds N]`,
 //! and claims and lists as stored history grows from 10⁴ to 10⁷ events,
-//! `hookwarden-bench history [--max-stored N] [--events N]`.
+//! `hookwarden-bench history [--max-stored N] [--events N]`, and deliveries
+//! while retention prunes, `hookwarden-bench retention [--stored N]
+//! [--seconds N]`.
 //! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 mod backlog;
@@ -79,6 +81,12 @@ async fn main() -> anyhow::Result<()> {
     if which == "backlog" || which == "all" {
         for &backend in &backends {
             backlog::run(backend, events).await?;
+        }
+    }
+    // Not part of `all`: minutes per backend.
+    if which == "retention" {
+        for &backend in &backends {
+            backlog::retention(backend, flag("--stored", 400_000), flag("--seconds", 60)).await?;
         }
     }
     // Not part of `all`: 10⁷ events take a while to write.

@@ -23,6 +23,8 @@ fn free_port() -> u16 {
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) port: u16,
+    /// The ops listener (`/metrics`).
+    pub(crate) ops_port: u16,
     _dir: TempDir,
 }
 
@@ -58,6 +60,7 @@ pub(crate) async fn start_hookwarden(
     )));
     std::fs::create_dir_all(&dir.0)?;
     let port = free_port();
+    let ops_port = free_port();
     // PostgreSQL on loopback without TLS, as a same-host deployment (or a
     // Unix socket) would run it; `--pg-tls` keeps the driver's default
     // (TLS when the server offers it) to measure that cost too.
@@ -71,10 +74,7 @@ pub(crate) async fn start_hookwarden(
         .env("HOOKWARDEN_DATABASE_URL", &url)
         .env("HOOKWARDEN_DATA_DIR", &dir.0)
         .env("HOOKWARDEN_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "HOOKWARDEN_OPS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("HOOKWARDEN_OPS_LISTEN", format!("127.0.0.1:{ops_port}"))
         .env(
             "HOOKWARDEN_MASTER_KEY",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
@@ -105,6 +105,7 @@ pub(crate) async fn start_hookwarden(
     Ok(Server {
         child,
         port,
+        ops_port,
         _dir: dir,
     })
 }
