@@ -6,12 +6,13 @@
 //! back (should it not be, the breaker pauses it again after a few tries).
 //! The pump's per-endpoint share paces the tries, as for any backlog; at
 //! most `MAX_PER_CALL` dead letters per call and one call per endpoint per
-//! `COOLDOWN` bound what one tenant can send a URL this way.
+//! `COOLDOWN` (per minute across replicas) bound what one tenant can send a
+//! URL this way.
 
 use crate::shared::pump::Wake;
 use chrono::{DateTime, Utc};
 use hookwarden_core::ids;
-use hookwarden_store::model::AttemptStatus;
+use hookwarden_store::model::{ActivityDelta, AttemptStatus};
 use hookwarden_store::search::AttemptFilter;
 use hookwarden_store::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -22,8 +23,9 @@ use std::time::Duration;
 /// (those re-queued are not selected again, so calling again goes on).
 pub const MAX_PER_CALL: u32 = 1_000;
 
-/// One recovery per endpoint per this long (per replica): a tenant cannot
-/// loop recoveries into a flood of tries at a third party's URL.
+/// One recovery per endpoint per this long on a replica, and one per
+/// calendar minute across replicas: a tenant cannot loop recoveries into a
+/// flood of tries at a third party's URL.
 pub const COOLDOWN: Duration = Duration::from_secs(60);
 
 /// Endpoints recovered lately, and when (bounded: old entries go first).
@@ -45,6 +47,35 @@ fn begin(webhook_id: &str, now: DateTime<Utc>) -> Result<(), Duration> {
     }
     recent.insert(webhook_id.to_owned(), now);
     Ok(())
+}
+
+/// The same bound across replicas: each recovery adds one to the
+/// endpoint's row of this minute in the activity table (summed over every
+/// replica), and only the first of the minute goes on. (The replica's own
+/// `begin` keeps a whole `COOLDOWN` between two of its own.)
+async fn begin_everywhere(
+    store: &dyn Store,
+    webhook_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), RecoverError> {
+    let start = now.timestamp().div_euclid(60) * 60;
+    let minute = DateTime::from_timestamp(start, 0).unwrap_or(now);
+    let sums = store
+        .add_activity(&[ActivityDelta {
+            minute,
+            series: format!("recover.{webhook_id}"),
+            value: 1,
+        }])
+        .await?;
+    match sums.first() {
+        Some(d) if d.value > 1 => {
+            let wait = (minute + chrono::Duration::seconds(60) - now)
+                .to_std()
+                .unwrap_or(COOLDOWN);
+            Err(RecoverError::TooSoon(wait.max(Duration::from_secs(1))))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Dead letters read per page.
@@ -91,6 +122,7 @@ pub async fn recover(
         return Err(RecoverError::Disabled);
     }
     begin(webhook_id, now).map_err(RecoverError::TooSoon)?;
+    begin_everywhere(store, webhook_id, now).await?;
     let mut done = Recovered {
         hurried: store.hurry_retries(webhook_id, since, now).await?,
         ..Recovered::default()

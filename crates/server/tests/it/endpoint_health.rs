@@ -272,3 +272,33 @@ async fn recover_is_refused_for_another_account_a_disabled_endpoint_or_a_bad_tim
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     app.stop().await;
 }
+
+/// One recovery per endpoint per minute holds across replicas: the second
+/// replica asked right after the first answers 429, as the first would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_recovery_a_minute_holds_across_replicas() {
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = TestApp::with(
+        Backend::Postgres,
+        Options {
+            shared: Some((a.database_url.clone(), a.master_key.clone())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let rx = Receiver::start().await;
+    let (id, _) = a.create_webhook("acct_a", &rx.url("/h"), &["*"]).await;
+    let path = format!("/v1/webhooks/{id}/recover");
+    let since = json!({"since": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339()});
+    // Both in one minute: not in its last seconds.
+    while chrono::Utc::now().timestamp() % 60 > 50 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, body, _) = a.post(&path, &a.tenant("acct_a"), since.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body, headers) = b.post(&path, &b.tenant("acct_a"), since).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(headers.get("retry-after").is_some());
+    b.stop().await;
+    a.stop().await;
+}
