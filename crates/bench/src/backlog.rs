@@ -75,25 +75,7 @@ pub(crate) async fn history(backend: Backend, events: u64, max: u64) -> anyhow::
             break;
         }
         let started = Instant::now();
-        let mut from = stored + 1;
-        while from <= total {
-            let to = (from + seed::CHUNK - 1).min(total);
-            seed::outbound(
-                &mut db,
-                (from, to),
-                total,
-                now_ms,
-                &format!("'{webhook}'"),
-                &format!("'{account}'"),
-            )
-            .await?;
-            eprintln!(
-                "  ({to} stored events, {:.0} s)",
-                started.elapsed().as_secs_f64()
-            );
-            from = to + 1;
-        }
-        db.analyze().await?;
+        grow(&mut db, (stored + 1, total), now_ms, &account, &webhook).await?;
         stored = total;
         eprintln!(
             "  (history grown to {total} events in {:.0} s)",
@@ -145,21 +127,7 @@ pub(crate) async fn retention(backend: Backend, stored: u64, seconds: u64) -> an
     let mut db = Db::open(backend, &url).await?;
     let now_ms = crate::receiver::now_us() / 1000;
     let started = Instant::now();
-    let mut from = 1;
-    while from <= stored {
-        let to = (from + seed::CHUNK - 1).min(stored);
-        seed::outbound(
-            &mut db,
-            (from, to),
-            stored,
-            now_ms,
-            &format!("'{webhook}'"),
-            &format!("'{account}'"),
-        )
-        .await?;
-        from = to + 1;
-    }
-    db.analyze().await?;
+    grow(&mut db, (1, stored), now_ms, &account, &webhook).await?;
     eprintln!(
         "  ({stored} events stored in {:.0} s; waiting for the first pruning run)",
         started.elapsed().as_secs_f64()
@@ -234,6 +202,30 @@ pub(crate) async fn retention(backend: Backend, stored: u64, seconds: u64) -> an
         .await;
     base.print(None);
     Ok(())
+}
+
+/// Events `from..=to` of one endpoint's history (spread over 30 days as if
+/// `to` were all there is), in chunks, then the planner's statistics.
+async fn grow(
+    db: &mut Db,
+    (from, to): (u64, u64),
+    now_ms: u64,
+    account: &str,
+    webhook: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (webhook, account) = (format!("'{webhook}'"), format!("'{account}'"));
+    let mut next = from;
+    while next <= to {
+        let last = (next + seed::CHUNK - 1).min(to);
+        seed::outbound(db, (next, last), to, now_ms, &webhook, &account).await?;
+        eprintln!(
+            "  ({last} stored events, {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+        next = last + 1;
+    }
+    db.analyze().await
 }
 
 /// `hookwarden_pruned_rows_total{table="events"}` as the ops listener

@@ -2385,16 +2385,7 @@ async fn a_trace_is_carried_by_the_event_its_tries_their_retries_and_inbound_eve
         .expect("stored");
     assert_eq!(stored.trace_parent.as_deref(), Some(parent));
     let now = Utc::now();
-    let claimed = s
-        .claim_due(&Claim {
-            worker_id: "w1",
-            now,
-            lease_until: now + Duration::seconds(30),
-            limit: 10,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim");
+    let claimed = claim(&s, "w1", now, 30, 10).await;
     assert_eq!(claimed.len(), 2);
     let first = claimed
         .iter()
@@ -2429,16 +2420,7 @@ async fn a_trace_is_carried_by_the_event_its_tries_their_retries_and_inbound_eve
         .expect("next try");
     assert_eq!(next.trace_parent.as_deref(), Some(parent));
     // A try retried by hand after it died carries it too.
-    let claimed = s
-        .claim_due(&Claim {
-            worker_id: "w1",
-            now: now + Duration::seconds(1),
-            lease_until: now + Duration::seconds(30),
-            limit: 10,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim the next");
+    let claimed = claim(&s, "w1", now + Duration::seconds(1), 30, 10).await;
     assert_eq!(claimed.len(), 1);
     assert!(s
         .complete_attempt(&AttemptResult {

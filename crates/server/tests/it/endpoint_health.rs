@@ -278,14 +278,7 @@ async fn recover_is_refused_for_another_account_a_disabled_endpoint_or_a_bad_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_recovery_a_minute_holds_across_replicas() {
     let a = TestApp::spawn(Backend::Postgres).await;
-    let b = TestApp::with(
-        Backend::Postgres,
-        Options {
-            shared: Some((a.database_url.clone(), a.master_key.clone())),
-            ..Default::default()
-        },
-    )
-    .await;
+    let b = a.replica(Backend::Postgres).await;
     let rx = Receiver::start().await;
     let (id, _) = a.create_webhook("acct_a", &rx.url("/h"), &["*"]).await;
     let path = format!("/v1/webhooks/{id}/recover");

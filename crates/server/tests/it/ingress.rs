@@ -714,14 +714,7 @@ async fn forwarded_requests_carry_a_verifiable_identity_token(backend: Backend) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integration_cache_is_fresh_within_seconds_across_replicas() {
     let a = TestApp::spawn(Backend::Postgres).await;
-    let b = TestApp::with(
-        Backend::Postgres,
-        Options {
-            shared: Some((a.database_url.clone(), a.master_key.clone())),
-            ..Default::default()
-        },
-    )
-    .await;
+    let b = a.replica(Backend::Postgres).await;
     let (status, _) = a.inbound("late", &[("x-t", "t".into())], b"{}").await;
     assert_eq!(
         status,

@@ -42,6 +42,20 @@ fn events(rx: &Receiver) -> Vec<Value> {
         .collect()
 }
 
+/// `n` requests to acme with forged signatures, each refused.
+async fn forge(app: &TestApp, n: u32) {
+    for n in 0..n {
+        let (status, _) = app
+            .inbound(
+                "acme",
+                &[("x-acme-signature", format!("{:064x}", n))],
+                br#"{"forged":true}"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
 fn of_type<'a>(all: &'a [Value], kind: &str) -> Vec<&'a Value> {
     all.iter().filter(|e| e["type"] == kind).collect()
 }
@@ -151,16 +165,7 @@ async fn the_platform_hears_of_an_integration_failing_verification_and_of_the_au
         "targetUrl": target.url("/acme")}))
         .await;
     // Eleven forged requests in a minute: over the threshold (10).
-    for n in 0..11 {
-        let (status, _) = app
-            .inbound(
-                "acme",
-                &[("x-acme-signature", format!("{:064x}", n))],
-                br#"{"forged":true}"#,
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-    }
+    forge(&app, 11).await;
     app.state.refusals.flush(&app.state, true).await;
     let mut watch = hookwarden_server::shared::audit::HeadWatch::default();
     watch
@@ -210,14 +215,7 @@ async fn the_platform_hears_of_an_integration_failing_verification_and_of_the_au
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_spread_over_replicas_are_counted_together() {
     let a = TestApp::spawn(Backend::Postgres).await;
-    let b = TestApp::with(
-        Backend::Postgres,
-        Options {
-            shared: Some((a.database_url.clone(), a.master_key.clone())),
-            ..Default::default()
-        },
-    )
-    .await;
+    let b = a.replica(Backend::Postgres).await;
     let platform = Receiver::start().await;
     operational(
         &a,
@@ -236,16 +234,7 @@ async fn refusals_spread_over_replicas_are_counted_together() {
     }
     // Six forgeries at each replica: 12 in all, over the threshold (10).
     for app in [&a, &b] {
-        for n in 0..6 {
-            let (status, _) = app
-                .inbound(
-                    "acme",
-                    &[("x-acme-signature", format!("{:064x}", n))],
-                    br#"{"forged":true}"#,
-                )
-                .await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED);
-        }
+        forge(app, 6).await;
     }
     a.state.refusals.flush(&a.state, true).await;
     b.state.refusals.flush(&b.state, true).await;

@@ -338,6 +338,19 @@ impl TestApp {
         by
     }
 
+    /// A second replica of this app with default options: the same
+    /// database and master key.
+    pub async fn replica(&self, backend: Backend) -> Self {
+        Self::with(
+            backend,
+            Options {
+                shared: Some((self.database_url.clone(), self.master_key.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
