@@ -83,6 +83,12 @@ fn scenario(name: &str, extra_env: &[(&str, &str)]) {
         .env("HW_BASE", server.url(""))
         .env("HW_OPS", format!("http://{ops}"))
         .env("HW_OPERATOR_KEY", OPERATOR_KEY)
+        // Tenant tokens for what the portal cannot set (an endpoint's filter).
+        .env(
+            "HW_JWT_SECRET",
+            env.var("HOOKWARDEN_JWT_HS256_SECRET")
+                .expect("HS256 secret"),
+        )
         .env("HW_SHOTS", &shots)
         // Tracebacks and prints arrive in order and whole, even when killed.
         .env("PYTHONUNBUFFERED", "1")

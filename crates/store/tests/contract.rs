@@ -2462,3 +2462,38 @@ async fn a_trace_is_carried_by_the_event_its_tries_their_retries_and_inbound_eve
         .expect("stored");
     assert_eq!(kept.trace_parent.as_deref(), Some(parent));
 }
+
+/// PostgreSQL: pruning inbound events waits for an insert in flight (here
+/// a transaction holding the lock an insert holds) and keeps new inserts
+/// waiting until it commits, so no insert can check `inbound_pruned`
+/// before the pruning's keys are there and then find the event's row gone
+/// (the replay race the lock closes; SQLite's one writer serializes them).
+#[tokio::test]
+async fn pruning_inbound_events_waits_for_inserts_in_flight() {
+    use sqlx::Connection;
+    let (db, s) = store(Backend::Postgres).await;
+    let mut insert = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE hook.inbound_events IN ROW EXCLUSIVE MODE")
+        .execute(&mut insert)
+        .await
+        .expect("an insert's lock");
+    let pruning = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move { s.prune_inbound(Utc::now(), 10).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !pruning.is_finished(),
+        "pruning did not wait for the insert"
+    );
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut insert)
+        .await
+        .expect("commit");
+    let pruned = tokio::time::timeout(std::time::Duration::from_secs(5), pruning)
+        .await
+        .expect("pruning goes on once the insert is done")
+        .expect("task")
+        .expect("prune");
+    assert_eq!(pruned, (0, 0));
+}

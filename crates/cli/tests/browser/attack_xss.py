@@ -20,6 +20,7 @@ from harness import (
     reload_until,
     send_stripe,
     sign_in,
+    tenant as tenant_api,
     url,
 )
 
@@ -73,6 +74,25 @@ with browser() as tenant:
     check(cell.inner_text().strip() == DESCRIPTION, f"the list shows the description as {cell.inner_text()!r}")
     check(cell.is_visible(), "the description is not visible")
     unharmed(tenant, "the portal's endpoint list")
+
+    # Portal: the endpoint's controls, set over the API, hold the payloads
+    # too (the filter's value; a header's value, never shown).
+    status, answer = tenant_api("acct_xss", "PATCH", f"/v1/webhooks/{webhook_id}", {
+        "filter": {"pointer": "/" + IMG, "oneOf": PAYLOADS},
+        "headers": [{"name": "x-note", "value": "header-value-" + IMG},
+                    {"name": "x-key", "value": "secret-value-" + SCRIPT, "secret": True}],
+        "rateLimitPerSecond": 5,
+    })
+    check(status == 200, f"setting the controls answered {status}: {answer}")
+    tenant.goto(url(f"/portal/endpoints/{webhook_id}"))
+    shown = tenant.locator("dt", has_text="Filter").locator("xpath=following-sibling::dd[1]")
+    check(json.loads(shown.inner_text()) == {"pointer": "/" + IMG, "oneOf": PAYLOADS},
+          f"the filter is shown as {shown.inner_text()!r}")
+    headers = tenant.locator("dt", has_text="Headers").locator("xpath=following-sibling::dd[1]")
+    check(headers.inner_text().strip() == "x-note, x-key (secret)", f"the headers are shown as {headers.inner_text()!r}")
+    check("header-value-" not in tenant.content() and "secret-value-" not in tenant.content(),
+          "a header's value is on the page")
+    unharmed(tenant, "the portal's endpoint page with its controls")
 
     # Portal: a refused form shows what was typed back, as text.
     tenant.goto(url("/portal/endpoints/new"))

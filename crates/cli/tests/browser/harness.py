@@ -9,6 +9,7 @@ set. It fails by raising (a failed `check`, a Playwright timeout): the
 script then exits non-zero and the Rust test shows its output.
 """
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -227,6 +228,21 @@ def api(method, path_, body=None, headers=None):
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode("utf-8", "replace")
+
+
+def tenant(account_id, method, path_, body=None):
+    """A tenant API request for `account_id`, with a token signed (HS256)
+    under the server's development secret, HW_JWT_SECRET."""
+    def part(obj):
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"sub": account_id, "account_id": account_id,
+              "scope": "webhooks:read webhooks:write", "exp": int(time.time()) + 600}
+    signing_input = part({"alg": "HS256", "typ": "JWT"}) + "." + part(claims)
+    mac = hmac.new(_env("HW_JWT_SECRET").encode(), signing_input.encode(), hashlib.sha256).digest()
+    token = signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return api(method, path_, body, {"authorization": f"Bearer {token}"})
 
 
 def operator(method, path_, body=None):

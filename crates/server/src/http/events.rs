@@ -15,6 +15,23 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// A request's `traceparent`, read without copying its other headers (the
+/// `HeaderMap` extractor clones them all, on every publish).
+pub struct TraceParentHeader(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TraceParentHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            crate::shared::traces::header(&parts.headers).map(str::to_owned),
+        ))
+    }
+}
+
 /// What `POST /v1/events` answers.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -44,15 +61,14 @@ pub struct Accepted {
 pub async fn publish(
     State(state): State<AppState>,
     producer: Producer,
-    headers: axum::http::HeaderMap,
+    TraceParentHeader(traceparent): TraceParentHeader,
     StrictJson(body): StrictJson<PublishRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     // The producer's trace continues into the event and every try of it.
-    let mut span = state.traces.start_under(
-        "POST /v1/events",
-        Kind::Server,
-        crate::shared::traces::header(&headers),
-    );
+    let mut span =
+        state
+            .traces
+            .start_under("POST /v1/events", Kind::Server, traceparent.as_deref());
     span.set("http.request.method", "POST");
     span.set("http.route", "/v1/events");
     let answer = publish_traced(&state, &producer, body, &mut span).await;

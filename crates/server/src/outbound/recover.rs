@@ -58,8 +58,8 @@ async fn begin_everywhere(
     webhook_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), RecoverError> {
-    let start = now.timestamp().div_euclid(60) * 60;
-    let minute = DateTime::from_timestamp(start, 0).unwrap_or(now);
+    let minute =
+        crate::shared::activity::minute_start(now.timestamp().div_euclid(60)).unwrap_or(now);
     let sums = store
         .add_activity(&[ActivityDelta {
             minute,

@@ -226,7 +226,7 @@ impl Activity {
             .iter()
             .filter_map(|(&(minute, i), &n)| {
                 Some(ActivityDelta {
-                    minute: DateTime::from_timestamp(minute.checked_mul(60)?, 0)?,
+                    minute: minute_start(minute)?,
                     series: series_name(i).to_owned(),
                     value: i64::try_from(n).unwrap_or(i64::MAX),
                 })
@@ -322,6 +322,12 @@ pub struct Chart {
     pub window: Window,
     pub step_minutes: i64,
     pub points: Vec<Point>,
+}
+
+/// The start of minute `minute` (minutes since the epoch), as activity rows
+/// are keyed: what every replica adds to the same row.
+pub fn minute_start(minute: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(minute.checked_mul(60)?, 0)
 }
 
 /// The chart of `window` up to `now`, from the database's sums (what the

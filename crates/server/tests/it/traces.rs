@@ -24,6 +24,8 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
 const SECRET_PAYLOAD: &str = "4242-secret-payload";
 const SECRET_QUERY: &str = "sekrit-query-token";
+/// A trace no span of ours may carry.
+const FORGED_TRACE: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 fn traceparent(trace: &str, span: &str) -> String {
     format!("00-{trace}-{span}-01")
@@ -149,6 +151,16 @@ async fn a_published_event_s_trace_runs_through_every_try_to_the_receiver(backen
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    // One stored before the name was refused is not sent: the receiver
+    // gets hookwarden's `traceparent` alone.
+    let stale = format!(
+        "UPDATE webhook_configs SET headers = '[{{\"name\":\"traceparent\",\"value\":\"{}\"}},\
+         {{\"name\":\"x-kept\",\"value\":\"yes\"}}]' WHERE id = '{webhook}'",
+        traceparent(FORGED_TRACE, "1111111111111111")
+    );
+    hookwarden_store::testing::execute_raw(backend, &app.database_url, &stale)
+        .await
+        .expect("a header stored before the rule");
 
     let resp = app
         .http
@@ -216,6 +228,13 @@ async fn a_published_event_s_trace_runs_through_every_try_to_the_receiver(backen
         );
     }
     assert_ne!(got[0].1, got[1].1, "each try has its own span");
+    for r in rx.received() {
+        assert_eq!(r.headers.get_all("traceparent").iter().count(), 1);
+        assert_eq!(
+            r.headers.get("x-kept").and_then(|v| v.to_str().ok()),
+            Some("yes")
+        );
+    }
     let failed = tries
         .iter()
         .find(|s| s["spanId"] == got[0].1.as_str())
@@ -263,13 +282,12 @@ async fn an_inbound_webhook_s_trace_runs_through_its_forwarding_and_forgeries_ma
         "signatureHeader": "x-token", "targetUrl": target.url("/in")}))
         .await;
     // A forgery carrying a trace of its own: refused, and no span of it.
-    let forged_trace = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let (status, _) = app
         .inbound(
             "acme",
             &[
                 ("x-token", "wrong".into()),
-                ("traceparent", traceparent(forged_trace, PRODUCER_SPAN)),
+                ("traceparent", traceparent(FORGED_TRACE, PRODUCER_SPAN)),
             ],
             br#"{"n":0}"#,
         )
@@ -311,7 +329,7 @@ async fn an_inbound_webhook_s_trace_runs_through_its_forwarding_and_forgeries_ma
     assert_eq!(trace, TRACE);
     assert_eq!(forward["spanId"], span.as_str());
     assert!(
-        all.iter().all(|s| s["traceId"] != forged_trace),
+        all.iter().all(|s| s["traceId"] != FORGED_TRACE),
         "a forgery made a span: {all:#?}"
     );
     assert_nothing_leaks(&collector, &[token]);

@@ -25,7 +25,7 @@ async fn shared_totals<T>(
         .iter()
         .filter_map(|((provider, minute), (n, _))| {
             Some(ActivityDelta {
-                minute: chrono::DateTime::from_timestamp(minute.checked_mul(60)?, 0)?,
+                minute: crate::shared::activity::minute_start(*minute)?,
                 series: refused_series(provider),
                 value: i64::try_from(*n).ok()?,
             })
