@@ -127,6 +127,8 @@ pub(crate) struct FirstTries {
     pub(crate) body_of: Vec<usize>,
     /// The snapshots of the events with tries.
     pub(crate) bodies: Vec<String>,
+    /// The same snapshots as values, for the tries handed to the worker.
+    pub(crate) snapshots: Vec<serde_json::Value>,
     /// Each try's `traceparent`, its event's.
     pub(crate) traces: Vec<Option<String>>,
 }
@@ -155,7 +157,9 @@ pub(crate) fn fan_out(
             .filter(|w| w.filter.as_ref().is_none_or(|f| f.matches(&e.payload)));
         for (n, w) in subscribers.enumerate() {
             if n == 0 {
-                tries.bodies.push(crate::snapshot(e).to_string());
+                let snapshot = crate::snapshot(e);
+                tries.bodies.push(snapshot.to_string());
+                tries.snapshots.push(snapshot);
             }
             tries.body_of.push(tries.bodies.len() - 1);
             tries.ids.push(ids::attempt_id());
@@ -167,7 +171,10 @@ pub(crate) fn fan_out(
             tries.traces.push(e.trace_parent.clone());
             lanes.push(w.id.clone());
         }
-        outcomes.push(PublishOutcome::Created { webhooks: lanes });
+        outcomes.push(PublishOutcome::Created {
+            webhooks: lanes,
+            handed: Vec::new(),
+        });
     }
     (outcomes, tries)
 }
@@ -260,7 +267,8 @@ mod tests {
         assert_eq!(
             outcomes[1],
             PublishOutcome::Created {
-                webhooks: vec!["wh_all".into()]
+                webhooks: vec!["wh_all".into()],
+                handed: Vec::new(),
             }
         );
     }

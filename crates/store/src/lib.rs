@@ -7,6 +7,7 @@
 //! only link entries), and it knows nothing of HTTP, NATS or Redis.
 
 mod answers;
+pub mod births;
 mod error;
 mod group_commit;
 pub mod ingress;
@@ -157,6 +158,10 @@ pub trait Store: ingress::IngressStore + Send + Sync + 'static {
     /// event (`Existing`) or `Conflict`; other producers and accounts never
     /// see it.
     async fn publish_event(&self, event: &NewEvent) -> Result<PublishOutcome>;
+    /// From now on, first tries published through `publish_event` whose
+    /// endpoint has room in this process's delivery worker are stored leased
+    /// to it and handed over (`births.rs`); `None` stops that (shutdown).
+    fn hand_births_to(&self, births: Option<Arc<dyn births::Births>>);
     /// Stores an event and, in the same transaction, one pending try for
     /// the one webhook `webhook_id` of the event's account, whatever its
     /// subscriptions (the tenant's test event): no other webhook gets it.

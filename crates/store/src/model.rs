@@ -136,13 +136,28 @@ pub struct NewEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublishOutcome {
     /// Stored now, with one pending attempt per subscribed webhook (their
-    /// ids: the lanes a worker is woken for).
-    Created { webhooks: Vec<String> },
+    /// ids), of which those in `handed` went straight to this process's
+    /// delivery worker, leased at birth (`births.rs`): the others' lanes
+    /// are the ones a worker is woken for.
+    Created {
+        webhooks: Vec<String>,
+        handed: Vec<String>,
+    },
     /// This producer published the same client id for this account before,
     /// with the same content: that event (its internal id).
     Existing { event_id: String, deliveries: u64 },
     /// This producer's client id for this account names other content.
     Conflict,
+}
+
+/// Of an event's webhooks, those whose try was not handed over at birth:
+/// the lanes to wake a worker for.
+pub fn waiting(webhooks: &[String], handed: &[String]) -> Vec<String> {
+    webhooks
+        .iter()
+        .filter(|w| !handed.contains(w))
+        .cloned()
+        .collect()
 }
 
 /// What `Store::publish_to_webhook` did with an event meant for one webhook.

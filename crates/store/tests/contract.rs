@@ -46,6 +46,7 @@ on_both!(
     a_failing_endpoint_disabled_leaves_no_try_pending_and_hurried_retries_are_due,
     retention_prunes_only_finished_history_past_the_bound_and_nothing_else_can,
     a_trace_is_carried_by_the_event_its_tries_their_retries_and_inbound_events,
+    first_tries_go_leased_to_a_worker_with_room_and_no_claim_finds_them,
 );
 
 /// One endpoint's tries, as the tenant lists them.
@@ -229,7 +230,7 @@ async fn publish_fans_out_and_is_idempotent(backend: Backend) {
         .expect("other account");
     let e = event("acct_a", "invoice.paid");
     // The subscribed webhooks are named: the lanes a worker is woken for.
-    let PublishOutcome::Created { mut webhooks } = s.publish_event(&e).await.expect("publish")
+    let PublishOutcome::Created { mut webhooks, .. } = s.publish_event(&e).await.expect("publish")
     else {
         panic!("the first publish creates the event")
     };
@@ -836,7 +837,7 @@ async fn concurrent_publishes_and_results_share_commits_correctly(backend: Backe
     for t in tasks {
         let (i, copy, outcome) = t.await.expect("join");
         match outcome {
-            PublishOutcome::Created { webhooks } => {
+            PublishOutcome::Created { webhooks, .. } => {
                 assert_eq!(webhooks.len(), 1);
                 assert!(created.insert(i, copy).is_none(), "event {i} created twice");
             }
@@ -1104,7 +1105,7 @@ async fn prefix_subscriptions_fan_out(backend: Backend) {
         tasks.push(tokio::spawn(async move { s.publish_event(&e).await }));
     }
     for ((ty, want), t) in cases.iter().zip(tasks) {
-        let PublishOutcome::Created { mut webhooks } = t.await.expect("join").expect("publish")
+        let PublishOutcome::Created { mut webhooks, .. } = t.await.expect("join").expect("publish")
         else {
             panic!("{ty}: created")
         };
@@ -2496,4 +2497,178 @@ async fn pruning_inbound_events_waits_for_inserts_in_flight() {
         .expect("task")
         .expect("prune");
     assert_eq!(pruned, (0, 0));
+}
+
+/// A worker with room for the lanes it is told, noting what it gets.
+#[derive(Default)]
+struct Worker {
+    room: std::sync::Mutex<Vec<String>>,
+    started: Arc<std::sync::Mutex<Vec<(String, Attempt, Webhook)>>>,
+    reserved: std::sync::atomic::AtomicUsize,
+    given_back: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct Slot {
+    owner: String,
+    started: Arc<std::sync::Mutex<Vec<(String, Attempt, Webhook)>>>,
+    given_back: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl hookwarden_store::births::Births for Worker {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn reserve(&self, webhook_id: &str) -> Option<Box<dyn hookwarden_store::births::Place>> {
+        if !self
+            .room
+            .lock()
+            .expect("room")
+            .iter()
+            .any(|w| w == webhook_id)
+        {
+            return None;
+        }
+        let n = self
+            .reserved
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(Box::new(Slot {
+            owner: format!("born.{n}"),
+            started: Arc::clone(&self.started),
+            given_back: Some(Arc::clone(&self.given_back)),
+        }))
+    }
+}
+
+impl hookwarden_store::births::Place for Slot {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn lease_until(&self) -> chrono::DateTime<Utc> {
+        Utc::now() + Duration::seconds(30)
+    }
+
+    fn start(mut self: Box<Self>, attempt: Attempt, webhook: Webhook) {
+        self.given_back = None;
+        let owner = self.owner.clone();
+        self.started
+            .lock()
+            .expect("started")
+            .push((owner, attempt, webhook));
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(n) = self.given_back.take() {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// #16: a first try whose endpoint has room in the worker is stored leased
+/// to it and handed over once committed, whole (its webhook with it); a
+/// claim does not find it, and the worker's outcome is recorded under the
+/// lease. Endpoints without room, and paused ones, are left to claims; a
+/// duplicate publish hands nothing over and gives its places back.
+async fn first_tries_go_leased_to_a_worker_with_room_and_no_claim_finds_them(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let (roomy, full, paused) = (
+        new_webhook("acct_a", &["*"]),
+        new_webhook("acct_a", &["*"]),
+        new_webhook("acct_a", &["*"]),
+    );
+    for w in [&roomy, &full, &paused] {
+        s.create_webhook(w).await.expect("webhook");
+    }
+    let later = Utc::now() + Duration::minutes(5);
+    s.throttle_webhook(&paused.id, later).await.expect("pause");
+    let worker = Arc::new(Worker::default());
+    worker
+        .room
+        .lock()
+        .expect("room")
+        .extend([roomy.id.clone(), paused.id.clone()]);
+    s.hand_births_to(Some(worker.clone()));
+    let e = event("acct_a", "t");
+    let PublishOutcome::Created { webhooks, handed } = s.publish_event(&e).await.expect("publish")
+    else {
+        panic!("created")
+    };
+    assert_eq!(webhooks.len(), 3);
+    assert_eq!(
+        handed,
+        std::slice::from_ref(&roomy.id),
+        "only the endpoint with room, due now"
+    );
+    assert_eq!(
+        waiting(&webhooks, &handed).len(),
+        2,
+        "the others' lanes are woken"
+    );
+    let (owner, attempt, webhook) = worker.started.lock().expect("started")[0].clone();
+    assert_eq!(
+        (attempt.attempt, attempt.status),
+        (1, AttemptStatus::Pending)
+    );
+    assert_eq!(
+        (attempt.event_id.as_str(), attempt.webhook_id.as_str()),
+        (e.id.as_str(), roomy.id.as_str())
+    );
+    assert_eq!(attempt.payload_snapshot["data"], e.payload);
+    assert_eq!(
+        (webhook.id.as_str(), webhook.url.as_str()),
+        (roomy.id.as_str(), roomy.url.as_str())
+    );
+    assert_eq!(
+        webhook.secret, roomy.secret,
+        "the webhook whole, as a claim brings it"
+    );
+    // A claim finds only the try left to it: the handed one is leased.
+    let now = Utc::now();
+    let claimed = claim(&s, "w-claim", now, 30, 10).await;
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|a| a.webhook_id.as_str())
+            .collect::<Vec<_>>(),
+        [full.id.as_str()]
+    );
+    // The outcome is recorded under the lease it was born with, not another's.
+    assert!(!s
+        .complete_attempt(&succeeded(&attempt.id, "w-claim", now))
+        .await
+        .expect("not its lease"));
+    assert!(s
+        .complete_attempt(&succeeded(&attempt.id, &owner, now))
+        .await
+        .expect("complete"));
+    // The same event again: nothing is handed over, any place is given back.
+    let again = NewEvent {
+        id: ids::event_id(),
+        ..e.clone()
+    };
+    assert!(matches!(
+        s.publish_event(&again).await.expect("again"),
+        PublishOutcome::Existing { .. }
+    ));
+    let reserved = worker.reserved.load(std::sync::atomic::Ordering::SeqCst);
+    let given_back = worker.given_back.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(worker.started.lock().expect("started").len(), 1);
+    assert_eq!(
+        reserved,
+        1 + given_back,
+        "every place started or given back"
+    );
+    // Without a worker, every try waits for a claim.
+    s.hand_births_to(None);
+    let PublishOutcome::Created { handed, .. } = s
+        .publish_event(&event("acct_a", "t"))
+        .await
+        .expect("publish")
+    else {
+        panic!("created")
+    };
+    assert!(handed.is_empty());
 }

@@ -12,6 +12,7 @@ pub(crate) mod tls;
 use crate::config::Settings;
 use crate::http;
 use crate::inbound::forward::{ForwardQueue, Forwarding};
+use crate::outbound::dispatch::births::DispatcherBirths;
 use crate::outbound::dispatch::worker::{Deliveries, DeliveryQueue, Dispatcher};
 use crate::outbound::nats::Nats;
 use crate::shared::client::{DeliveryClient, Lookup, SystemLookup};
@@ -356,6 +357,10 @@ impl Application {
             shutdown.clone(),
         ));
         if state.settings.delivery_worker {
+            // First tries go straight to this worker when it has room.
+            state
+                .store
+                .hand_births_to(Some(Arc::new(DispatcherBirths::new(&dispatcher))));
             workers.spawn(dispatcher.run(shutdown.clone()));
         }
         if state.settings.ingress_worker {
@@ -380,6 +385,7 @@ impl Application {
         );
         let served = tokio::try_join!(public_srv, ops_srv, operator_srv);
         shutdown.cancel();
+        state.store.hand_births_to(None);
         while workers.join_next().await.is_some() {}
         traces_stop.cancel();
         if let Some(traces) = traces {

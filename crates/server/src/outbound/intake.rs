@@ -119,10 +119,11 @@ pub async fn publish(
     };
     let outcome = state.store.publish_event(&event).await?;
     let (event_id, deliveries, duplicate) = match outcome {
-        PublishOutcome::Created { webhooks } => {
+        PublishOutcome::Created { webhooks, handed } => {
             let deliveries = webhooks.len() as u64;
-            if deliveries > 0 {
-                state.wake.lanes(webhooks);
+            let waiting = hookwarden_store::model::waiting(&webhooks, &handed);
+            if !waiting.is_empty() {
+                state.wake.lanes(waiting);
             }
             (event.id, deliveries, false)
         }

@@ -8,6 +8,7 @@ pub const DELIVERIES: &str = "hookwarden_deliveries_total";
 pub const DELIVERY_FAILURES: &str = "hookwarden_delivery_failures_total";
 pub const DELIVERY_DURATION: &str = "hookwarden_delivery_duration_seconds";
 pub const IN_FLIGHT: &str = "hookwarden_deliveries_in_flight";
+pub const TRIES_STARTED: &str = "hookwarden_tries_started_total";
 pub const QUEUE_PENDING: &str = "hookwarden_delivery_queue_pending";
 pub const QUEUE_DUE: &str = "hookwarden_delivery_queue_due";
 pub const QUEUE_OLDEST_DUE: &str = "hookwarden_delivery_queue_oldest_due_seconds";
@@ -54,6 +55,7 @@ const HELP: &[(Kind, &str, &str)] = &[
     (Kind::Counter, DELIVERY_FAILURES, "Outbound delivery tries that failed, by reason class (timeout, connect, reset, dns, tls, refused, http_4xx, http_429, http_5xx, http_other, deleted, invalid_payload, internal, other)."),
     (Kind::Histogram, DELIVERY_DURATION, "Duration of outbound delivery tries, in seconds."),
     (Kind::Gauge, IN_FLIGHT, "Tries being sent now, by queue (delivery, forwarding)."),
+    (Kind::Counter, TRIES_STARTED, "Tries started, by queue and how the worker got them (claimed from the database, or handed over as the event was stored)."),
     (Kind::Gauge, QUEUE_PENDING, "Outbound deliveries waiting for a try (due or scheduled), read at scrape time."),
     (Kind::Gauge, QUEUE_DUE, "Outbound deliveries whose try is due now, read at scrape time."),
     (Kind::Gauge, QUEUE_OLDEST_DUE, "How long the oldest due outbound delivery has waited, in seconds."),

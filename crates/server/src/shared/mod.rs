@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod backlog;
 pub mod client;
 pub(crate) mod client_identity;
 pub mod clock;

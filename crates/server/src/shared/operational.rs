@@ -101,7 +101,9 @@ impl Operational {
             trace_parent: None,
         };
         match self.store.publish_event(&event).await {
-            Ok(PublishOutcome::Created { webhooks }) => self.wake.lanes(webhooks),
+            Ok(PublishOutcome::Created { webhooks, handed }) => self
+                .wake
+                .lanes(hookwarden_store::model::waiting(&webhooks, &handed)),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(event.type = kind, error.message = %e, "an operational event could not be stored");

@@ -4,10 +4,12 @@
 //! outcomes, and drains on shutdown. What an item is and how it is processed
 //! is the `Queue`'s business.
 
+use crate::shared::backlog::Backlog;
 use crate::shared::clock::Clock;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -107,6 +109,14 @@ impl Wake {
         self.notify.notify_one();
     }
 
+    /// Whether nothing was woken since the last claim took it.
+    fn is_empty(&self) -> bool {
+        matches!(
+            *self.woken.lock().unwrap_or_else(|p| p.into_inner()),
+            Woken::Nothing
+        )
+    }
+
     fn take(&self) -> Woken {
         std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -195,6 +205,56 @@ pub struct Pump<Q: Queue> {
     wake: Arc<Wake>,
     /// Claims made, for each claim's owner name.
     claims: AtomicU64,
+    /// Which lanes may have due work waiting in the database.
+    backlog: Backlog,
+    /// Set once the pump stops: no item is adopted after that.
+    stopping: AtomicBool,
+    /// Items adopted and started, for tests and tools.
+    handed: AtomicU64,
+}
+
+/// A slot reserved for an item being stored leased to this worker
+/// (`Pump::adopt`): worked on once `start`ed, given back if dropped.
+pub struct Adopted<Q: Queue> {
+    pump: Arc<Pump<Q>>,
+    lane: String,
+    permit: Option<OwnedSemaphorePermit>,
+    lease_ends: Instant,
+    /// The lease's end as the database records it: never before `lease_ends`.
+    pub lease_until: DateTime<Utc>,
+    /// The lease's owner: a name of its own, like a claim's.
+    pub owner: Arc<str>,
+}
+
+impl<Q: Queue> Adopted<Q> {
+    /// The item was stored leased to `owner`: work on it.
+    pub fn start(mut self, item: Q::Item) {
+        if let Some(permit) = self.permit.take() {
+            let claimed = Claimed {
+                item,
+                permit,
+                lease_ends: self.lease_ends,
+                owner: self.owner.clone(),
+            };
+            let pump = Arc::clone(&self.pump);
+            pump.handed.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::shared::metrics::TRIES_STARTED, "queue" => pump.config.name, "how" => "handed")
+                .increment(1);
+            tokio::spawn(async move { pump.work(claimed).await });
+        }
+    }
+}
+
+impl<Q: Queue> Drop for Adopted<Q> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.pump.finish(&self.lane);
+            drop(permit);
+            self.pump.record_in_flight();
+            // A claim that found no free slot meanwhile is owed one.
+            self.pump.slot_freed.notify_one();
+        }
+    }
 }
 
 /// A claimed item with its in-flight slot, the end of its lease and the
@@ -218,12 +278,66 @@ impl<Q: Queue> Pump<Q> {
             slot_freed: Notify::new(),
             wake,
             claims: AtomicU64::new(0),
+            backlog: Backlog::default(),
+            stopping: AtomicBool::new(false),
+            handed: AtomicU64::new(0),
             config,
         }
     }
 
     pub fn queue(&self) -> &Q {
         &self.queue
+    }
+
+    /// A slot for an item of `lane` that is about to be stored leased to
+    /// this worker, so that it needs no claim: only while the lane has room
+    /// and no older due work of the lane is known to wait in the database
+    /// (which it would overtake). Refused for want of room, the lane is
+    /// noted as having work waiting: the item will be stored for a claim.
+    pub fn adopt(self: &Arc<Self>, lane: &str) -> Option<Adopted<Q>> {
+        if self.stopping.load(Ordering::Relaxed) || self.backlog.behind(lane) {
+            return None;
+        }
+        let Some(permit) = self.reserve(lane) else {
+            self.backlog.gained([&lane.to_owned()]);
+            return None;
+        };
+        // In this order, as for a claim: the database's lease never ends
+        // before the one the worker keeps to.
+        let lease_ends = self.config.clock.instant() + self.config.lease;
+        let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
+        let lease_until = self.config.clock.now() + lease;
+        self.record_in_flight();
+        Some(Adopted {
+            pump: Arc::clone(self),
+            lane: lane.to_owned(),
+            permit: Some(permit),
+            lease_ends,
+            lease_until,
+            owner: self.owner_name(),
+        })
+    }
+
+    /// How many items were adopted and started since the pump was made.
+    pub fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Relaxed)
+    }
+
+    /// The clock leases are measured on.
+    pub fn clock(&self) -> &Clock {
+        &self.config.clock
+    }
+
+    /// A name of its own for a claim or an adopted item: the worker's id and
+    /// a number, so that a late outcome or release of an earlier claim of
+    /// the same row by this worker finds the row no longer its own.
+    fn owner_name(&self) -> Arc<str> {
+        format!(
+            "{}.{}",
+            self.worker_id,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        )
+        .into()
     }
 
     /// Runs until `shutdown`, then waits (bounded) for items in flight.
@@ -263,12 +377,19 @@ impl<Q: Queue> Pump<Q> {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notify.notified() => self.worth_claiming(),
                 _ = self.slot_freed.notified() => {
-                    self.gather(&shutdown).await;
-                    Some(Trigger::Lanes(HashSet::new()))
+                    // Slots of lanes with nothing waiting (their work is
+                    // handed over as it is stored) need no claim.
+                    if self.refill_is_empty() && self.wake.is_empty() {
+                        None
+                    } else {
+                        self.gather(&shutdown).await;
+                        Some(Trigger::Lanes(HashSet::new()))
+                    }
                 }
                 _ = tokio::time::sleep_until(poll_at) => Some(Trigger::All),
             };
         }
+        self.stopping.store(true, Ordering::Relaxed);
         // Let items in flight finish and their outcomes be recorded; anything
         // cut off is retried after its lease.
         let (slots, places) = (
@@ -313,10 +434,12 @@ impl<Q: Queue> Pump<Q> {
         // A place to wait for recording first, then the slot goes back.
         let place = self.recording.clone().acquire_owned().await;
         self.finish(&lane);
-        self.refill
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(lane);
+        if self.backlog.behind(&lane) {
+            self.refill
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lane);
+        }
         drop(permit);
         self.record_in_flight();
         self.slot_freed.notify_one();
@@ -352,11 +475,29 @@ impl<Q: Queue> Pump<Q> {
     /// nothing; in a one-endpoint burst these claims were most of the claims
     /// made, each reading some 2,000 index and heap pages.
     fn worth_claiming(&self) -> Option<Trigger> {
-        match self.wake.take() {
+        let woken = self.wake.take();
+        self.note(&woken);
+        match woken {
             Woken::Lanes(lanes) => (self.room(lanes.iter()) > 0).then_some(Trigger::Lanes(lanes)),
             Woken::Any => Some(Trigger::All),
             Woken::Nothing => None,
         }
+    }
+
+    /// Woken lanes have work waiting in the database.
+    fn note(&self, woken: &Woken) {
+        match woken {
+            Woken::Lanes(lanes) => self.backlog.gained(lanes),
+            Woken::Any => self.backlog.gained_any(),
+            Woken::Nothing => {}
+        }
+    }
+
+    fn refill_is_empty(&self) -> bool {
+        self.refill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// Room for more in the lanes that freed slots since the last claim.
@@ -388,6 +529,7 @@ impl<Q: Queue> Pump<Q> {
     ) -> anyhow::Result<(Vec<Claimed<Q::Item>>, Option<Trigger>)> {
         // Whatever was woken until now, this claim covers.
         let woken = self.wake.take();
+        self.note(&woken);
         let free = self.permits.available_permits();
         if free == 0 {
             // Served by the claim after the next freed slot.
@@ -430,15 +572,8 @@ impl<Q: Queue> Pump<Q> {
         };
         // Before the claim, so never later than the lease the database records.
         let lease_ends = self.config.clock.instant() + self.config.lease;
-        // Each claim owns its rows under a name of its own, so a late
-        // outcome or release of an earlier claim of the same row by this
-        // worker finds the row no longer its own.
-        let owner: Arc<str> = format!(
-            "{}.{}",
-            self.worker_id,
-            self.claims.fetch_add(1, Ordering::Relaxed)
-        )
-        .into();
+        let owner = self.owner_name();
+        let epoch = self.backlog.epoch();
         let items = match self.queue.claim(&owner, limit as u32, &exclude).await {
             Ok(items) => items,
             Err(e) => {
@@ -463,6 +598,8 @@ impl<Q: Queue> Pump<Q> {
             }
         }
         let crowded: HashSet<String> = over.iter().map(Q::lane).collect();
+        self.backlog
+            .settle(epoch, !full, exclude.iter().chain(&crowded).cloned());
         let next = match named {
             // A full claim for any lane: there may be more.
             None if over.is_empty() => full.then_some(Trigger::All),
@@ -494,6 +631,8 @@ impl<Q: Queue> Pump<Q> {
             }
         }
         self.record_in_flight();
+        metrics::counter!(crate::shared::metrics::TRIES_STARTED, "queue" => self.config.name, "how" => "claimed")
+            .increment(out.len() as u64);
         Ok((out, next))
     }
 
@@ -552,21 +691,9 @@ impl<Q: Queue> Pump<Q> {
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::config;
     use super::LaneShare;
     use std::sync::{Arc, Mutex};
-
-    /// A pump's settings for a test: only the budget and the share vary.
-    fn config(max_in_flight: usize, per_lane: LaneShare) -> super::PumpConfig {
-        super::PumpConfig {
-            name: "test",
-            max_in_flight,
-            per_lane,
-            poll_interval: std::time::Duration::from_secs(1),
-            drain: std::time::Duration::from_secs(1),
-            lease: std::time::Duration::from_secs(5),
-            clock: Default::default(),
-        }
-    }
 
     /// A queue of one lane that hands out one item per claim (none when
     /// `empty`; an error when `fails`) and notes under which name each step
@@ -755,5 +882,85 @@ mod tests {
         assert_eq!(fair.cap(1, 1), 1, "a budget of one still moves");
         assert_eq!(fair.cap(4, 2), 2);
         assert_eq!(LaneShare::Fixed(3).cap(20, 1), 3);
+    }
+}
+
+#[cfg(test)]
+mod adoption {
+    use super::tests_support::*;
+    use super::LaneShare;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_item_is_adopted_only_with_room_and_nothing_older_waiting() {
+        let pump = Arc::new(super::Pump::new(
+            Empty,
+            config(4, LaneShare::Fixed(2)),
+            Default::default(),
+        ));
+        assert!(
+            pump.adopt("a").is_none(),
+            "before any claim, older work may wait in the database"
+        );
+        // A claim that comes back short: nothing waits.
+        pump.run_once().await.expect("claim");
+        let first = pump.adopt("a").expect("room");
+        let second = pump.adopt("a").expect("room");
+        assert_eq!(pump.permits.available_permits(), 2);
+        assert!(pump.adopt("a").is_none(), "over the lane's share");
+        // The refused item is stored for a claim: later items of the lane
+        // wait behind it, even with room again.
+        drop(first);
+        assert_eq!(
+            pump.permits.available_permits(),
+            3,
+            "a dropped place is given back"
+        );
+        assert!(
+            pump.adopt("a").is_none(),
+            "it would overtake the one stored"
+        );
+        assert!(pump.adopt("b").is_some(), "another lane is not behind");
+        drop(second);
+        pump.run_once().await.expect("claim");
+        assert!(pump.adopt("a").is_some(), "the claim took what waited");
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::{LaneShare, PumpConfig, Queue};
+
+    /// A pump's settings for a test: only the budget and the share vary.
+    pub fn config(max_in_flight: usize, per_lane: LaneShare) -> PumpConfig {
+        PumpConfig {
+            name: "test",
+            max_in_flight,
+            per_lane,
+            poll_interval: std::time::Duration::from_secs(1),
+            drain: std::time::Duration::from_secs(1),
+            lease: std::time::Duration::from_secs(5),
+            clock: Default::default(),
+        }
+    }
+
+    /// A queue with nothing due.
+    pub struct Empty;
+
+    #[async_trait::async_trait]
+    impl Queue for Empty {
+        type Item = ();
+        type Done = ();
+        fn lane(_: &()) -> String {
+            "lane".into()
+        }
+        async fn claim(&self, _: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            Ok(Vec::new())
+        }
+        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn process(&self, _: &str, _: (), _: tokio::time::Instant) {}
+        async fn record(&self, _: &str, _: ()) {}
     }
 }

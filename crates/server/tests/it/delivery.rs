@@ -22,6 +22,7 @@ on_both!(
     a_slow_endpoint_cannot_starve_the_others_under_the_fair_share,
     in_flight_tries_never_exceed_the_budget,
     a_lone_endpoint_uses_most_of_the_budget,
+    first_tries_go_straight_to_a_worker_with_room_and_never_past_a_backlog,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -621,4 +622,77 @@ async fn in_flight_tries_never_exceed_the_budget(backend: Backend) {
         "the budget of 3 was used fully and never exceeded"
     );
     app.stop().await;
+}
+
+/// #16: a first try whose endpoint has room is handed to the worker as it is
+/// stored (no claim); once the endpoint is full, its tries wait in the
+/// database and later ones wait behind them (none overtakes the backlog),
+/// until a claim has taken them all.
+async fn first_tries_go_straight_to_a_worker_with_room_and_never_past_a_backlog(backend: Backend) {
+    let app = TestApp::with(
+        backend,
+        Options {
+            worker: true,
+            max_in_flight: 4,
+            max_in_flight_per_endpoint: Some(2),
+            retry_schedule: "1h",
+            ..Default::default()
+        },
+    )
+    .await;
+    let rx = Receiver::start().await;
+    app.create_webhook("acct_1", &rx.url("/hook"), &["*"]).await;
+    // The worker's first claims have shown nothing waits.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = app.dispatcher.handed();
+    app.publish("acct_1", "t", json!({"n": 0})).await;
+    received(&rx, 1).await;
+    assert_eq!(
+        app.dispatcher.handed(),
+        before + 1,
+        "handed over, not claimed"
+    );
+    // Slow answers: two tries fill the endpoint's share; the next four wait.
+    rx.set_default(Reply::Slow {
+        delay: Duration::from_millis(300),
+        status: 200,
+    });
+    for n in 1..=6 {
+        app.publish("acct_1", "t", json!({"n": n})).await;
+    }
+    received(&rx, 7).await;
+    assert_eq!(
+        app.dispatcher.handed(),
+        before + 3,
+        "only the two with room went straight to the worker"
+    );
+    let order: Vec<i64> = rx
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body)
+                .map_or(-1, |v| v["data"]["n"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    for (i, n) in order.iter().enumerate().skip(1) {
+        assert!(
+            (*n - i as i64).abs() <= 1,
+            "published in order, sent in order two at a time: {order:?}"
+        );
+    }
+    // Once a claim has taken the backlog, new tries go straight again.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    app.publish("acct_1", "t", json!({"n": 7})).await;
+    received(&rx, 8).await;
+    assert_eq!(app.dispatcher.handed(), before + 4);
+    app.stop().await;
+}
+
+/// Waits until the receiver got `n` requests.
+async fn received(rx: &Receiver, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while rx.count() < n {
+        assert!(Instant::now() < deadline, "only {} of {n}", rx.count());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -5,13 +5,14 @@
 
 use super::floor::Floor;
 use crate::answers;
+use crate::births::{BirthSlot, Born};
 use crate::error::{Result, StoreError};
 use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Inbound events and their first jobs in one statement, its own
@@ -174,7 +175,13 @@ impl BatchWriter for Completions {
 /// BEGIN, three statements and COMMIT were five round trips, each waking
 /// PostgreSQL's backend and a tokio thread: the largest share of both
 /// processes' kernel time in a burst.
-pub(super) struct Publishes(pub(super) PgPool, pub(super) Arc<Floor>);
+/// Tries whose endpoint has room in this process's worker are inserted
+/// leased to it and handed over once committed (`births.rs`).
+pub(super) struct Publishes(
+    pub(super) PgPool,
+    pub(super) Arc<Floor>,
+    pub(super) Arc<BirthSlot>,
+);
 
 #[async_trait]
 impl BatchWriter for Publishes {
@@ -191,22 +198,35 @@ impl BatchWriter for Publishes {
         // webhook created or deleted meanwhile races exactly as it did.
         let all = vec![true; items.len()];
         let accounts = answers::fresh_accounts(items, &all);
-        let webhooks = sqlx::query(&format!(
-            "SELECT {} FROM hook.webhook_configs WHERE account_id = ANY($1) AND NOT disabled",
-            answers::SUBSCRIBER_COLUMNS
+        // With a worker to hand tries to, whole rows: the worker needs them.
+        let births = self.2.get();
+        let columns = match births {
+            Some(_) => crate::rows::WEBHOOK_COLUMNS,
+            None => answers::SUBSCRIBER_COLUMNS,
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM hook.webhook_configs WHERE account_id = ANY($1) AND NOT disabled"
         ))
         .bind(&accounts)
         .fetch_all(&self.0)
         .await?;
-        let webhooks = webhooks
+        let webhooks = rows
             .iter()
             .map(answers::Subscriber::from_row)
             .collect::<Result<Vec<_>>>()?;
+        let whole = match births {
+            Some(_) => rows
+                .iter()
+                .map(|r| crate::rows::webhook(r).map(|w| (w.id.clone(), w)))
+                .collect::<Result<HashMap<_, _>>>()?,
+            None => HashMap::new(),
+        };
         // Every event's tries, as if each were new; the statement keeps only
         // those of the events it inserted. Each try's snapshot is bound
         // (built once per event): joining the tries to one body per event in
         // the statement measured slower in bursts.
-        let (outcomes, tries) = answers::fan_out(items, &all, &webhooks);
+        let (mut outcomes, tries) = answers::fan_out(items, &all, &webhooks);
+        let born = Born::reserve(births.as_deref(), &tries, &whole);
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the event out of RETURNING, and its tries out of
         // the join: answered below.
@@ -219,12 +239,12 @@ impl BatchWriter for Publishes {
                  AS e(id, client_id, account_id, event_type, payload, producer, created_at, trace_parent) \
                ON CONFLICT DO NOTHING RETURNING id, trace_parent), \
              tries AS (INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, \
-                 status, due_at, payload_snapshot, trace_parent, created_at) \
+                 status, due_at, payload_snapshot, trace_parent, created_at, claimed_by, lease_until) \
                SELECT t.id, t.event_id, t.webhook_id, t.account_id, 1, 'pending', t.due, t.snapshot::jsonb, \
-                 ins.trace_parent, t.at \
+                 ins.trace_parent, t.at, t.owner, t.lease \
                FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
-                           $13::text[], $14::timestamptz[]) \
-                 AS t(id, event_id, webhook_id, account_id, at, snapshot, due) \
+                           $13::text[], $14::timestamptz[], $16::text[], $17::timestamptz[]) \
+                 AS t(id, event_id, webhook_id, account_id, at, snapshot, due, owner, lease) \
                JOIN ins ON ins.id = t.event_id) \
              SELECT id FROM ins",
         )
@@ -254,6 +274,8 @@ impl BatchWriter for Publishes {
                 .map(|e| e.trace_parent.clone())
                 .collect::<Vec<_>>(),
         )
+        .bind(born.owners(&tries))
+        .bind(born.leases(&tries))
         .fetch_all(&self.0)
         .await?;
         // Lowering the floor for a try not inserted is harmless (a claim
@@ -264,6 +286,13 @@ impl BatchWriter for Publishes {
         // so of one key twice in a batch the first is new and the second
         // meets it, as if they came one by one.
         let mut new: HashSet<String> = inserted.into_iter().collect();
+        born.start(
+            &tries,
+            |event| new.contains(event),
+            &whole,
+            items,
+            &mut outcomes,
+        );
         let mut answers = Vec::with_capacity(items.len());
         for (e, outcome) in items.iter().zip(outcomes) {
             answers.push(if new.remove(&e.id) {

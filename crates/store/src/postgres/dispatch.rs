@@ -146,6 +146,10 @@ impl Store for PgStore {
         self.publishes.submit(e.clone()).await?
     }
 
+    fn hand_births_to(&self, births: Option<std::sync::Arc<dyn crate::births::Births>>) {
+        self.births.set(births);
+    }
+
     async fn publish_to_webhook(&self, e: &NewEvent, webhook_id: &str) -> Result<DirectOutcome> {
         let mut tx = self.pool.begin().await?;
         // The webhook row locked: a concurrent disable or delete waits for

@@ -14,6 +14,7 @@ mod retention;
 mod web;
 mod webhooks;
 
+use crate::births::BirthSlot;
 use crate::error::Result;
 use crate::group_commit::Batcher;
 use crate::ingress::{AuditKeySlot, NewInbound, RecordOutcome};
@@ -45,6 +46,8 @@ pub struct PgStore {
     pub(crate) due_floor: Arc<Floor>,
     /// Where forwarding claims start reading theirs.
     pub(crate) job_floor: Arc<Floor>,
+    /// The delivery worker first tries are handed to (`births.rs`).
+    pub(crate) births: Arc<BirthSlot>,
 }
 
 impl PgStore {
@@ -83,7 +86,11 @@ impl PgStore {
             batch::Completions(unsynced.clone(), Arc::clone(&due_floor)),
             2,
         );
-        let publishes = Batcher::start(batch::Publishes(pool.clone(), Arc::clone(&due_floor)), 2);
+        let births = Arc::new(BirthSlot::default());
+        let publishes = Batcher::start(
+            batch::Publishes(pool.clone(), Arc::clone(&due_floor), Arc::clone(&births)),
+            2,
+        );
         Ok(Self {
             pool,
             unsynced,
@@ -93,6 +100,7 @@ impl PgStore {
             audit_key: Default::default(),
             due_floor,
             job_floor,
+            births,
         })
     }
 

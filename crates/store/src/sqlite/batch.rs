@@ -6,6 +6,7 @@
 
 use super::ms;
 use crate::answers;
+use crate::births::{BirthSlot, Born};
 use crate::error::Result;
 use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
@@ -14,7 +15,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
 use sqlx::Row;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Inbound events in a fixed number of statements whatever the batch's size
 /// (the events, then the first jobs of those inserted): those hand-offs to
@@ -169,7 +171,7 @@ impl BatchWriter for Completions {
 
 /// First tries per multi-row insert: 8 values each (32,000), under
 /// SQLite's limit of 32,766.
-const TRIES_PER_INSERT: usize = 4_000;
+const TRIES_PER_INSERT: usize = 3_000;
 
 /// A client id this producer published before for this account (or, for an
 /// event without one, its internal id): the same event again, or a conflict.
@@ -205,7 +207,9 @@ async fn existing(
 /// accounts, the first tries), as on PostgreSQL: each statement is a
 /// hand-off to the connection's thread and back, and three per event were
 /// most of the publishing path's cost in SQLite's thread.
-pub(super) struct Publishes(pub(super) SqlitePool);
+/// Tries whose endpoint has room in this process's worker are inserted
+/// leased to it and handed over once committed (`births.rs`).
+pub(super) struct Publishes(pub(super) SqlitePool, pub(super) Arc<BirthSlot>);
 
 #[async_trait]
 impl BatchWriter for Publishes {
@@ -242,12 +246,18 @@ impl BatchWriter for Publishes {
         // new and the second meets it, as if they came one by one.
         let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
         let accounts = answers::fresh_accounts(items, &fresh);
+        // With a worker to hand tries to, whole rows: the worker needs them.
+        let births = self.1.get();
         let mut webhooks = Vec::new();
+        let mut whole = HashMap::new();
         if !accounts.is_empty() {
+            let columns = match births {
+                Some(_) => crate::rows::WEBHOOK_COLUMNS,
+                None => answers::SUBSCRIBER_COLUMNS,
+            };
             let rows = sqlx::query(&format!(
-                "SELECT {} FROM webhook_configs \
-                 WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
-                answers::SUBSCRIBER_COLUMNS
+                "SELECT {columns} FROM webhook_configs \
+                 WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0"
             ))
             .bind(Json(&accounts))
             .fetch_all(&mut *tx)
@@ -256,15 +266,22 @@ impl BatchWriter for Publishes {
                 .iter()
                 .map(answers::Subscriber::from_row)
                 .collect::<Result<_>>()?;
+            if births.is_some() {
+                whole = rows
+                    .iter()
+                    .map(|r| crate::rows::webhook(r).map(|w| (w.id.clone(), w)))
+                    .collect::<Result<_>>()?;
+            }
         }
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
+        let born = Born::reserve(births.as_deref(), &tries, &whole);
         // In chunks: SQLite binds at most 32,766 values per statement, and
         // an event may fan out to many endpoints.
         let all: Vec<usize> = (0..tries.ids.len()).collect();
         for chunk in all.chunks(TRIES_PER_INSERT) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-                 due_at, payload_snapshot, created_at, trace_parent) ",
+                 due_at, payload_snapshot, created_at, trace_parent, claimed_by, lease_until) ",
             );
             insert.push_values(chunk.iter().copied(), |mut row, i| {
                 row.push_bind(&tries.ids[i])
@@ -275,7 +292,9 @@ impl BatchWriter for Publishes {
                     .push_bind(ms(tries.due[i]))
                     .push_bind(&tries.bodies[tries.body_of[i]])
                     .push_bind(ms(tries.at[i]))
-                    .push_bind(&tries.traces[i]);
+                    .push_bind(&tries.traces[i])
+                    .push_bind(born.owner(i))
+                    .push_bind(born.lease_until(i).map(ms));
             });
             insert.build().execute(&mut *tx).await?;
         }
@@ -285,6 +304,8 @@ impl BatchWriter for Publishes {
             }
         }
         tx.commit().await?;
+        // Every try was stored with its event: none is left out.
+        born.start(&tries, |_| true, &whole, items, &mut outcomes);
         Ok(outcomes)
     }
 }

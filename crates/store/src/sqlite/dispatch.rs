@@ -146,6 +146,10 @@ impl Store for SqliteStore {
         self.publishes.submit(e.clone()).await
     }
 
+    fn hand_births_to(&self, births: Option<std::sync::Arc<dyn crate::births::Births>>) {
+        self.births.set(births);
+    }
+
     async fn publish_to_webhook(&self, e: &NewEvent, webhook_id: &str) -> Result<DirectOutcome> {
         // On the single writer, so the webhook read and the inserts are one
         // step: a concurrent disable or delete comes before or after all of it.

@@ -17,6 +17,7 @@ mod retention;
 mod web;
 mod webhooks;
 
+use crate::births::BirthSlot;
 use crate::error::{Result, StoreError};
 use crate::group_commit::Batcher;
 use crate::ingress::{AuditKeySlot, NewInbound, RecordOutcome};
@@ -44,6 +45,8 @@ pub struct SqliteStore {
     pub(crate) publishes: Batcher<NewEvent, PublishOutcome>,
     /// The audit chain key appends are linked with (given at start-up).
     pub(crate) audit_key: AuditKeySlot,
+    /// The delivery worker first tries are handed to (`births.rs`).
+    pub(crate) births: std::sync::Arc<BirthSlot>,
     /// The background checkpointer runs while this lives.
     _checkpoints: std::sync::Arc<()>,
 }
@@ -161,7 +164,11 @@ impl SqliteStore {
         // One committer each: SQLite has one writer.
         let inbound = Batcher::start(batch::Inbound(writer.clone()), 1);
         let completions = Batcher::start(batch::Completions(writer.clone()), 1);
-        let publishes = Batcher::start(batch::Publishes(writer.clone()), 1);
+        let births = std::sync::Arc::new(BirthSlot::default());
+        let publishes = Batcher::start(
+            batch::Publishes(writer.clone(), std::sync::Arc::clone(&births)),
+            1,
+        );
         Ok(Self {
             writer,
             readers,
@@ -169,6 +176,7 @@ impl SqliteStore {
             completions,
             publishes,
             audit_key: Default::default(),
+            births,
             _checkpoints: checkpoints,
         })
     }

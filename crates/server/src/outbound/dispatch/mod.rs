@@ -2,5 +2,6 @@
 //! and the breaker that pauses failing endpoints. The client that sends and
 //! the retry arithmetic are shared with forwarding (`crate::shared`).
 
+pub mod births;
 pub(crate) mod breaker;
 pub mod worker;

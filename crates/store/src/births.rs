@@ -1,0 +1,148 @@
+//! First tries handed straight to this process's delivery worker as they
+//! are stored, leased to it in the same insert ("leased at birth"), so that
+//! a try whose endpoint has room needs no claim: no walk of the due index,
+//! no lease update, no round trip. A try the worker has no room for is
+//! stored unleased, as before, for a claim to find.
+
+use crate::answers::FirstTries;
+use crate::model::{Attempt, AttemptStatus, NewEvent, PublishOutcome, Webhook};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The delivery worker's side: a place for one more try of an endpoint.
+pub trait Births: Send + Sync {
+    /// The worker's clock: a try is offered only when due by it.
+    fn now(&self) -> DateTime<Utc>;
+    /// A place for a try of `webhook_id` due now, if the worker has room
+    /// for it and knows of no older due try of that endpoint waiting in
+    /// the database (a try born leased must not overtake those).
+    fn reserve(&self, webhook_id: &str) -> Option<Box<dyn Place>>;
+}
+
+/// A reserved in-flight slot. Dropped without `start`, the slot is given back.
+pub trait Place: Send {
+    /// The lease's owner, recorded with the try.
+    fn owner(&self) -> &str;
+    /// The lease's end, recorded with the try: never earlier than the end
+    /// the worker keeps to.
+    fn lease_until(&self) -> DateTime<Utc>;
+    /// The try was stored leased to `owner`: work on it.
+    fn start(self: Box<Self>, attempt: Attempt, webhook: Webhook);
+}
+
+/// Where a store finds the worker, once the server has one running.
+#[derive(Default)]
+pub(crate) struct BirthSlot(RwLock<Option<Arc<dyn Births>>>);
+
+impl BirthSlot {
+    pub(crate) fn set(&self, births: Option<Arc<dyn Births>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = births;
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<dyn Births>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The places a batch's first tries got, one per try (None: stored
+/// unleased, for a claim). Only tries due now are offered: a paused
+/// endpoint's try waits for its pause in the database.
+pub(crate) struct Born {
+    places: Vec<Option<Box<dyn Place>>>,
+}
+
+impl Born {
+    pub(crate) fn reserve(
+        births: Option<&dyn Births>,
+        tries: &FirstTries,
+        webhooks: &HashMap<String, Webhook>,
+    ) -> Self {
+        let Some(births) = births else {
+            return Self { places: Vec::new() };
+        };
+        let now = births.now();
+        let places = (0..tries.ids.len())
+            .map(|i| {
+                let webhook_id = &tries.webhook_ids[i];
+                (tries.due[i] <= now && webhooks.contains_key(webhook_id))
+                    .then(|| births.reserve(webhook_id))?
+            })
+            .collect();
+        Self { places }
+    }
+
+    /// Try `i`'s lease owner, for the insert (None: unleased).
+    pub(crate) fn owner(&self, i: usize) -> Option<&str> {
+        self.places.get(i)?.as_ref().map(|p| p.owner())
+    }
+
+    /// Try `i`'s lease end, for the insert.
+    pub(crate) fn lease_until(&self, i: usize) -> Option<DateTime<Utc>> {
+        self.places.get(i)?.as_ref().map(|p| p.lease_until())
+    }
+
+    /// Every try's lease owner, in order (NULL: unleased).
+    pub(crate) fn owners(&self, tries: &FirstTries) -> Vec<Option<&str>> {
+        (0..tries.ids.len()).map(|i| self.owner(i)).collect()
+    }
+
+    /// Every try's lease end, in order.
+    pub(crate) fn leases(&self, tries: &FirstTries) -> Vec<Option<DateTime<Utc>>> {
+        (0..tries.ids.len()).map(|i| self.lease_until(i)).collect()
+    }
+
+    /// After the commit: the tries that were stored leased go to the
+    /// worker, and each event's answer says which (no claim needed for
+    /// them); the places of those not stored (their event was a duplicate)
+    /// are given back by dropping them.
+    pub(crate) fn start(
+        self,
+        tries: &FirstTries,
+        stored: impl Fn(&str) -> bool,
+        webhooks: &HashMap<String, Webhook>,
+        events: &[&NewEvent],
+        answers: &mut [PublishOutcome],
+    ) {
+        let mut handed: HashMap<&str, Vec<String>> = HashMap::new();
+        for (i, place) in self.places.into_iter().enumerate() {
+            let Some(place) = place else { continue };
+            let (event_id, webhook_id) = (&tries.event_ids[i], &tries.webhook_ids[i]);
+            // Every place is for a webhook of the map (see `reserve`).
+            let (Some(webhook), true) = (webhooks.get(webhook_id), stored(event_id)) else {
+                continue;
+            };
+            place.start(
+                Attempt {
+                    id: tries.ids[i].clone(),
+                    event_id: event_id.clone(),
+                    webhook_id: webhook_id.clone(),
+                    account_id: tries.account_ids[i].clone(),
+                    attempt: 1,
+                    status: AttemptStatus::Pending,
+                    due_at: tries.due[i],
+                    payload_snapshot: tries.snapshots[tries.body_of[i]].clone(),
+                    trace_parent: tries.traces[i].clone(),
+                    http_status: None,
+                    duration_ms: None,
+                    response_preview: None,
+                    error: None,
+                    created_at: tries.at[i],
+                    completed_at: None,
+                },
+                webhook.clone(),
+            );
+            handed
+                .entry(event_id.as_str())
+                .or_default()
+                .push(webhook_id.clone());
+        }
+        for (e, answer) in events.iter().zip(answers) {
+            if let (PublishOutcome::Created { handed: h, .. }, Some(lanes)) =
+                (answer, handed.remove(e.id.as_str()))
+            {
+                *h = lanes;
+            }
+        }
+    }
+}
