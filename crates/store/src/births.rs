@@ -4,10 +4,11 @@
 //! no lease update, no round trip. A try the worker has no room for is
 //! stored unleased, as before, for a claim to find.
 
-use crate::answers::FirstTries;
+use crate::answers::{FirstTries, Subscriber};
 use crate::model::{Attempt, AttemptStatus, NewEvent, PublishOutcome, Webhook};
+use crate::rows::Columns;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 /// The delivery worker's side: a place for one more try of an endpoint.
@@ -17,7 +18,16 @@ pub trait Births: Send + Sync {
     /// A place for a try of `webhook_id` due now, if the worker has room
     /// for it and knows of no older due try of that endpoint waiting in
     /// the database (a try born leased must not overtake those).
-    fn reserve(&self, webhook_id: &str) -> Option<Box<dyn Place>>;
+    /// `paused_until` is the endpoint's last pause: tries stored during it
+    /// come due when it ends, unannounced.
+    fn reserve(
+        &self,
+        webhook_id: &str,
+        paused_until: Option<DateTime<Utc>>,
+    ) -> Option<Box<dyn Place>>;
+    /// Tries of these endpoints, due now, were stored unleased: a claim is
+    /// owed, and later tries must wait behind them.
+    fn stored_for_claim(&self, webhook_ids: &[String]);
 }
 
 /// A reserved in-flight slot. Dropped without `start`, the slot is given back.
@@ -49,27 +59,74 @@ impl BirthSlot {
 /// unleased, for a claim). Only tries due now are offered: a paused
 /// endpoint's try waits for its pause in the database.
 pub(crate) struct Born {
+    births: Option<Arc<dyn Births>>,
     places: Vec<Option<Box<dyn Place>>>,
+    /// Which tries were due when offered.
+    due_now: Vec<bool>,
 }
 
 impl Born {
     pub(crate) fn reserve(
-        births: Option<&dyn Births>,
+        births: Option<Arc<dyn Births>>,
         tries: &FirstTries,
-        webhooks: &HashMap<String, Webhook>,
+        subscribers: &[Subscriber],
     ) -> Self {
-        let Some(births) = births else {
-            return Self { places: Vec::new() };
+        let Some(b) = births.as_deref() else {
+            return Self {
+                births,
+                places: Vec::new(),
+                due_now: Vec::new(),
+            };
         };
-        let now = births.now();
+        let now = b.now();
+        let paused: HashMap<&str, Option<DateTime<Utc>>> = subscribers
+            .iter()
+            .map(|w| (w.id.as_str(), w.paused_until))
+            .collect();
+        let due_now: Vec<bool> = tries.due.iter().map(|d| *d <= now).collect();
         let places = (0..tries.ids.len())
             .map(|i| {
-                let webhook_id = &tries.webhook_ids[i];
-                (tries.due[i] <= now && webhooks.contains_key(webhook_id))
-                    .then(|| births.reserve(webhook_id))?
+                let webhook_id = tries.webhook_ids[i].as_str();
+                let paused_until = *paused.get(webhook_id)?;
+                due_now[i].then(|| b.reserve(webhook_id, paused_until))?
             })
             .collect();
-        Self { places }
+        Self {
+            births,
+            places,
+            due_now,
+        }
+    }
+
+    /// The webhooks of the tries that got a place, decoded whole from the
+    /// rows the batch read (`subscribers` are the same rows, in order). A
+    /// row that does not decode gives its places back: those tries are
+    /// stored for a claim.
+    pub(crate) fn whole<R: Columns>(
+        &mut self,
+        tries: &FirstTries,
+        subscribers: &[Subscriber],
+        rows: &[R],
+    ) -> HashMap<String, Webhook> {
+        let granted: HashSet<&str> = self
+            .places
+            .iter()
+            .zip(&tries.webhook_ids)
+            .filter(|(p, _)| p.is_some())
+            .map(|(_, w)| w.as_str())
+            .collect();
+        let webhooks: HashMap<String, Webhook> = subscribers
+            .iter()
+            .zip(rows)
+            .filter(|(w, _)| granted.contains(w.id.as_str()))
+            .filter_map(|(w, row)| Some((w.id.clone(), crate::rows::webhook(row).ok()?)))
+            .collect();
+        for (place, webhook_id) in self.places.iter_mut().zip(&tries.webhook_ids) {
+            if !webhooks.contains_key(webhook_id) {
+                *place = None;
+            }
+        }
+        webhooks
     }
 
     /// Try `i`'s lease owner, for the insert (None: unleased).
@@ -92,10 +149,40 @@ impl Born {
         (0..tries.ids.len()).map(|i| self.lease_until(i)).collect()
     }
 
+    /// The ids and owners of the tries that were to be stored leased, for
+    /// undoing their leases when the insert's outcome is unknown.
+    pub(crate) fn leased(&self, tries: &FirstTries) -> (Vec<String>, Vec<String>) {
+        (0..tries.ids.len())
+            .filter_map(|i| Some((tries.ids[i].clone(), self.owner(i)?.to_owned())))
+            .unzip()
+    }
+
+    /// The insert failed: every place is given back, and the worker is told
+    /// that the batch's tries may be stored for a claim (if the insert did
+    /// commit after all, the leases were undone).
+    pub(crate) fn abandon(self, tries: &FirstTries) {
+        let lanes = self.lanes(tries, |i| self.due_now[i]);
+        if let Some(b) = &self.births {
+            b.stored_for_claim(&lanes);
+        }
+    }
+
+    /// The endpoints of the tries `which` picks, each once.
+    fn lanes(&self, tries: &FirstTries, which: impl Fn(usize) -> bool) -> Vec<String> {
+        let mut lanes: Vec<String> = (0..tries.ids.len())
+            .filter(|&i| which(i))
+            .map(|i| tries.webhook_ids[i].clone())
+            .collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        lanes
+    }
+
     /// After the commit: the tries that were stored leased go to the
     /// worker, and each event's answer says which (no claim needed for
     /// them); the places of those not stored (their event was a duplicate)
-    /// are given back by dropping them.
+    /// are given back by dropping them. The worker hears of the tries due
+    /// now that were stored for a claim.
     pub(crate) fn start(
         self,
         tries: &FirstTries,
@@ -104,11 +191,18 @@ impl Born {
         events: &[&NewEvent],
         answers: &mut [PublishOutcome],
     ) {
+        let Some(births) = self.births.clone() else {
+            return;
+        };
+        let unleased = self.lanes(tries, |i| {
+            self.due_now[i] && self.places[i].is_none() && stored(&tries.event_ids[i])
+        });
+        births.stored_for_claim(&unleased);
         let mut handed: HashMap<&str, Vec<String>> = HashMap::new();
         for (i, place) in self.places.into_iter().enumerate() {
             let Some(place) = place else { continue };
             let (event_id, webhook_id) = (&tries.event_ids[i], &tries.webhook_ids[i]);
-            // Every place is for a webhook of the map (see `reserve`).
+            // Every place is for a webhook of the map (`whole`).
             let (Some(webhook), true) = (webhooks.get(webhook_id), stored(event_id)) else {
                 continue;
             };

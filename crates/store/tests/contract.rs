@@ -2506,6 +2506,9 @@ struct Worker {
     started: Arc<std::sync::Mutex<Vec<(String, Attempt, Webhook)>>>,
     reserved: std::sync::atomic::AtomicUsize,
     given_back: Arc<std::sync::atomic::AtomicUsize>,
+    /// The endpoints offered a place, and those told a claim is owed.
+    offered: std::sync::Mutex<Vec<String>>,
+    for_claim: std::sync::Mutex<Vec<String>>,
 }
 
 struct Slot {
@@ -2519,7 +2522,22 @@ impl hookwarden_store::births::Births for Worker {
         Utc::now()
     }
 
-    fn reserve(&self, webhook_id: &str) -> Option<Box<dyn hookwarden_store::births::Place>> {
+    fn stored_for_claim(&self, webhook_ids: &[String]) {
+        self.for_claim
+            .lock()
+            .expect("for claim")
+            .extend_from_slice(webhook_ids);
+    }
+
+    fn reserve(
+        &self,
+        webhook_id: &str,
+        _paused_until: Option<chrono::DateTime<Utc>>,
+    ) -> Option<Box<dyn hookwarden_store::births::Place>> {
+        self.offered
+            .lock()
+            .expect("offered")
+            .push(webhook_id.into());
         if !self
             .room
             .lock()
@@ -2606,6 +2624,16 @@ async fn first_tries_go_leased_to_a_worker_with_room_and_no_claim_finds_them(bac
         waiting(&webhooks, &handed).len(),
         2,
         "the others' lanes are woken"
+    );
+    let offered = worker.offered.lock().expect("offered").clone();
+    assert!(
+        !offered.contains(&paused.id),
+        "a try due only after a pause is not offered"
+    );
+    assert_eq!(
+        worker.for_claim.lock().expect("for claim").clone(),
+        std::slice::from_ref(&full.id),
+        "the worker hears of the try due now that waits for a claim"
     );
     let (owner, attempt, webhook) = worker.started.lock().expect("started")[0].clone();
     assert_eq!(

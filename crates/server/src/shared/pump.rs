@@ -111,10 +111,11 @@ impl Wake {
 
     /// Whether nothing was woken since the last claim took it.
     fn is_empty(&self) -> bool {
-        matches!(
-            *self.woken.lock().unwrap_or_else(|p| p.into_inner()),
-            Woken::Nothing
-        )
+        match &*self.woken.lock().unwrap_or_else(|p| p.into_inner()) {
+            Woken::Nothing => true,
+            Woken::Lanes(lanes) => lanes.is_empty(),
+            Woken::Any => false,
+        }
     }
 
     fn take(&self) -> Woken {
@@ -235,6 +236,7 @@ impl<Q: Queue> Adopted<Q> {
                 permit,
                 lease_ends: self.lease_ends,
                 owner: self.owner.clone(),
+                adopted: true,
             };
             let pump = Arc::clone(&self.pump);
             pump.handed.fetch_add(1, Ordering::Relaxed);
@@ -264,6 +266,8 @@ struct Claimed<I> {
     permit: OwnedSemaphorePermit,
     lease_ends: Instant,
     owner: Arc<str>,
+    /// Handed over as it was stored (`Pump::adopt`), not claimed.
+    adopted: bool,
 }
 
 impl<Q: Queue> Pump<Q> {
@@ -295,7 +299,13 @@ impl<Q: Queue> Pump<Q> {
     /// (which it would overtake). Refused for want of room, the lane is
     /// noted as having work waiting: the item will be stored for a claim.
     pub fn adopt(self: &Arc<Self>, lane: &str) -> Option<Adopted<Q>> {
-        if self.stopping.load(Ordering::Relaxed) || self.backlog.behind(lane) {
+        // Nor while a claim is owed (a wake or a freed slot not yet served):
+        // the slot is that claim's, or a lane waiting for room would starve.
+        if self.stopping.load(Ordering::Relaxed)
+            || self.backlog.behind(lane)
+            || !self.wake.is_empty()
+            || !self.refill_is_empty()
+        {
             return None;
         }
         let Some(permit) = self.reserve(lane) else {
@@ -305,8 +315,8 @@ impl<Q: Queue> Pump<Q> {
         // In this order, as for a claim: the database's lease never ends
         // before the one the worker keeps to.
         let lease_ends = self.config.clock.instant() + self.config.lease;
-        let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
-        let lease_until = self.config.clock.now() + lease;
+        let lease = chrono::Duration::from_std(self.config.lease).ok()?;
+        let lease_until = self.config.clock.now().checked_add_signed(lease)?;
         self.record_in_flight();
         Some(Adopted {
             pump: Arc::clone(self),
@@ -318,9 +328,26 @@ impl<Q: Queue> Pump<Q> {
         })
     }
 
+    /// Items of these lanes were stored for a claim (the worker had no room,
+    /// or was not asked): later ones must not overtake them, and a claim is
+    /// owed. Told by whoever stored them, whether or not the caller that
+    /// published them is still there to wake the pump.
+    pub fn stored_for_claim(&self, lanes: &[String]) {
+        if lanes.is_empty() {
+            return;
+        }
+        self.backlog.gained(lanes);
+        self.wake.lanes(lanes.iter().cloned());
+    }
+
     /// How many items were adopted and started since the pump was made.
     pub fn handed(&self) -> u64 {
         self.handed.load(Ordering::Relaxed)
+    }
+
+    /// How often the pump claims whatever is due, woken or not.
+    pub fn poll_interval(&self) -> std::time::Duration {
+        self.config.poll_interval
     }
 
     /// The clock leases are measured on.
@@ -428,13 +455,18 @@ impl<Q: Queue> Pump<Q> {
             permit,
             lease_ends,
             owner,
+            adopted,
         } = claimed;
         let lane = Q::lane(&item);
         let done = self.queue.process(&owner, item, lease_ends).await;
         // A place to wait for recording first, then the slot goes back.
         let place = self.recording.clone().acquire_owned().await;
         self.finish(&lane);
-        if self.backlog.behind(&lane) {
+        // A claimed item's slot claims again, as ever (work nothing wakes:
+        // retries coming due, other replicas' writes); an adopted one's only
+        // when its lane may have work waiting, since its lane's work comes
+        // to it as it is stored.
+        if !adopted || self.backlog.behind(&lane) {
             self.refill
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -592,6 +624,7 @@ impl<Q: Queue> Pump<Q> {
                     permit,
                     lease_ends,
                     owner: owner.clone(),
+                    adopted: false,
                 }),
                 // Over the lane's share (or the budget): give it back.
                 None => over.push(item),
@@ -660,15 +693,13 @@ impl<Q: Queue> Pump<Q> {
         // Busy lanes, counting this one whether or not it holds work yet.
         let busy = map.len() + usize::from(!map.contains_key(lane));
         let cap = self.cap(busy);
-        let count = map.entry(lane.to_owned()).or_insert(0);
-        if *count >= cap {
-            if *count == 0 {
-                map.remove(lane);
-            }
+        if map.get(lane).is_some_and(|n| *n >= cap) || cap == 0 {
             return None;
         }
+        // The permit first: a lane that gets none must not be counted as
+        // busy (an empty entry would shrink every lane's fair share).
         let permit = self.permits.clone().try_acquire_owned().ok()?;
-        *count += 1;
+        *map.entry(lane.to_owned()).or_insert(0) += 1;
         Some(permit)
     }
 
@@ -924,6 +955,30 @@ mod adoption {
         drop(second);
         pump.run_once().await.expect("claim");
         assert!(pump.adopt("a").is_some(), "the claim took what waited");
+    }
+
+    #[tokio::test]
+    async fn a_lane_refused_for_want_of_budget_is_not_counted_busy_and_a_claim_owed_comes_first() {
+        let wake = Arc::new(super::Wake::default());
+        let pump = Arc::new(super::Pump::new(
+            Empty,
+            config(2, LaneShare::Fixed(2)),
+            Arc::clone(&wake),
+        ));
+        pump.run_once().await.expect("claim");
+        let held = [pump.adopt("a"), pump.adopt("a")];
+        assert!(held.iter().all(Option::is_some));
+        assert!(pump.adopt("b").is_none(), "the budget is spent");
+        assert!(
+            !pump.per_lane.lock().expect("lanes").contains_key("b"),
+            "a lane that got no slot does not shrink the others' share"
+        );
+        drop(held);
+        // Work stored for a claim: the freed slots are that claim's.
+        wake.lanes(["c".to_owned()]);
+        assert!(pump.adopt("d").is_none(), "a claim is owed");
+        pump.run_once().await.expect("claim");
+        assert!(pump.adopt("d").is_some());
     }
 }
 

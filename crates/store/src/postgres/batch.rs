@@ -12,7 +12,7 @@ use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Inbound events and their first jobs in one statement, its own
@@ -214,23 +214,17 @@ impl BatchWriter for Publishes {
             .iter()
             .map(answers::Subscriber::from_row)
             .collect::<Result<Vec<_>>>()?;
-        let whole = match births {
-            Some(_) => rows
-                .iter()
-                .map(|r| crate::rows::webhook(r).map(|w| (w.id.clone(), w)))
-                .collect::<Result<HashMap<_, _>>>()?,
-            None => HashMap::new(),
-        };
         // Every event's tries, as if each were new; the statement keeps only
         // those of the events it inserted. Each try's snapshot is bound
         // (built once per event): joining the tries to one body per event in
         // the statement measured slower in bursts.
         let (mut outcomes, tries) = answers::fan_out(items, &all, &webhooks);
-        let born = Born::reserve(births.as_deref(), &tries, &whole);
+        let mut born = Born::reserve(births, &tries, &webhooks);
+        let whole = born.whole(&tries, &webhooks, &rows);
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the event out of RETURNING, and its tries out of
         // the join: answered below.
-        let inserted: Vec<String> = sqlx::query_scalar(
+        let inserted: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
             "WITH ins AS (INSERT INTO hook.events (id, client_id, account_id, event_type, payload, \
                  producer, created_at, trace_parent) \
                SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at, trace_parent \
@@ -277,7 +271,31 @@ impl BatchWriter for Publishes {
         .bind(born.owners(&tries))
         .bind(born.leases(&tries))
         .fetch_all(&self.0)
-        .await?;
+        .await;
+        let inserted = match inserted {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                // The statement may have committed all the same (the answer
+                // lost on the way): leases that no worker will start are
+                // undone, so a claim finds those tries at once.
+                let (ids, owners) = born.leased(&tries);
+                if !ids.is_empty() {
+                    let undone = sqlx::query(
+                        "UPDATE hook.delivery_attempts SET lease_until = NULL, claimed_by = NULL \
+                         WHERE id = ANY($1) AND claimed_by = ANY($2) AND status = 'pending'",
+                    )
+                    .bind(&ids)
+                    .bind(&owners)
+                    .execute(&self.0)
+                    .await;
+                    if let Err(undo) = undone {
+                        tracing::warn!(error.message = %undo, "undoing the leases of a failed publish failed; those tries wait for their lease");
+                    }
+                }
+                born.abandon(&tries);
+                return Err(e.into());
+            }
+        };
         // Lowering the floor for a try not inserted is harmless (a claim
         // starts a little earlier than it must).
         self.1.wrote(tries.due.iter().copied());

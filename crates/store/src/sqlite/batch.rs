@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
 use sqlx::Row;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Inbound events in a fixed number of statements whatever the batch's size
@@ -169,7 +169,7 @@ impl BatchWriter for Completions {
     }
 }
 
-/// First tries per multi-row insert: 8 values each (32,000), under
+/// First tries per multi-row insert: 10 values each (30,000), under
 /// SQLite's limit of 32,766.
 const TRIES_PER_INSERT: usize = 3_000;
 
@@ -249,13 +249,13 @@ impl BatchWriter for Publishes {
         // With a worker to hand tries to, whole rows: the worker needs them.
         let births = self.1.get();
         let mut webhooks = Vec::new();
-        let mut whole = HashMap::new();
+        let mut rows = Vec::new();
         if !accounts.is_empty() {
             let columns = match births {
                 Some(_) => crate::rows::WEBHOOK_COLUMNS,
                 None => answers::SUBSCRIBER_COLUMNS,
             };
-            let rows = sqlx::query(&format!(
+            rows = sqlx::query(&format!(
                 "SELECT {columns} FROM webhook_configs \
                  WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0"
             ))
@@ -266,15 +266,10 @@ impl BatchWriter for Publishes {
                 .iter()
                 .map(answers::Subscriber::from_row)
                 .collect::<Result<_>>()?;
-            if births.is_some() {
-                whole = rows
-                    .iter()
-                    .map(|r| crate::rows::webhook(r).map(|w| (w.id.clone(), w)))
-                    .collect::<Result<_>>()?;
-            }
         }
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
-        let born = Born::reserve(births.as_deref(), &tries, &whole);
+        let mut born = Born::reserve(births, &tries, &webhooks);
+        let whole = born.whole(&tries, &webhooks, &rows);
         // In chunks: SQLite binds at most 32,766 values per statement, and
         // an event may fan out to many endpoints.
         let all: Vec<usize> = (0..tries.ids.len()).collect();

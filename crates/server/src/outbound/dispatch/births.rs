@@ -33,8 +33,28 @@ impl Births for DispatcherBirths {
         self.clock.now()
     }
 
-    fn reserve(&self, webhook_id: &str) -> Option<Box<dyn Place>> {
-        Some(Box::new(self.dispatcher.upgrade()?.adopt(webhook_id)?))
+    fn reserve(
+        &self,
+        webhook_id: &str,
+        paused_until: Option<DateTime<Utc>>,
+    ) -> Option<Box<dyn Place>> {
+        let dispatcher = self.dispatcher.upgrade()?;
+        // Tries stored during a pause come due when it ends, and nothing
+        // announces them: until a poll has surely claimed them, later tries
+        // of the endpoint wait behind them.
+        let settled = dispatcher.poll_interval() * 2;
+        if let Some(until) = paused_until {
+            if until + settled > self.clock.now() {
+                return None;
+            }
+        }
+        Some(Box::new(dispatcher.adopt(webhook_id)?))
+    }
+
+    fn stored_for_claim(&self, webhook_ids: &[String]) {
+        if let Some(dispatcher) = self.dispatcher.upgrade() {
+            dispatcher.stored_for_claim(webhook_ids);
+        }
     }
 }
 
