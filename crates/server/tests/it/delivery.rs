@@ -469,17 +469,7 @@ async fn a_slow_endpoint_cannot_starve_the_others_under_the_fair_share(backend: 
 /// A slow endpoint with a backlog, then a fast one: the fast one is served
 /// at once, whether the share is a fixed cap or the default fair share.
 async fn slow_beside_fast(backend: Backend, per_endpoint: Option<usize>) {
-    let app = TestApp::with(
-        backend,
-        Options {
-            worker: true,
-            max_in_flight: 4,
-            max_in_flight_per_endpoint: per_endpoint,
-            retry_schedule: "1h",
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = worker_app(backend, 4, per_endpoint).await;
     let slow = Receiver::start().await;
     slow.set_default(Reply::Slow {
         delay: Duration::from_millis(1500),
@@ -551,17 +541,7 @@ async fn tls_failures_are_failed_tries() {
 }
 
 async fn a_lone_endpoint_uses_most_of_the_budget(backend: Backend) {
-    let app = TestApp::with(
-        backend,
-        Options {
-            worker: true,
-            max_in_flight: 8,
-            max_in_flight_per_endpoint: None,
-            retry_schedule: "1h",
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = worker_app(backend, 8, None).await;
     let rx = Receiver::start().await;
     rx.set_default(Reply::Slow {
         delay: Duration::from_millis(300),
@@ -585,17 +565,7 @@ async fn a_lone_endpoint_uses_most_of_the_budget(backend: Backend) {
 }
 
 async fn in_flight_tries_never_exceed_the_budget(backend: Backend) {
-    let app = TestApp::with(
-        backend,
-        Options {
-            worker: true,
-            max_in_flight: 3,
-            max_in_flight_per_endpoint: Some(3),
-            retry_schedule: "1h",
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = worker_app(backend, 3, Some(3)).await;
     let rx = Receiver::start().await;
     rx.set_default(Reply::Slow {
         delay: Duration::from_millis(200),
@@ -629,17 +599,7 @@ async fn in_flight_tries_never_exceed_the_budget(backend: Backend) {
 /// database and later ones wait behind them (none overtakes the backlog),
 /// until a claim has taken them all.
 async fn first_tries_go_straight_to_a_worker_with_room_and_never_past_a_backlog(backend: Backend) {
-    let app = TestApp::with(
-        backend,
-        Options {
-            worker: true,
-            max_in_flight: 4,
-            max_in_flight_per_endpoint: Some(2),
-            retry_schedule: "1h",
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = worker_app(backend, 4, Some(2)).await;
     let rx = Receiver::start().await;
     app.create_webhook("acct_1", &rx.url("/hook"), &["*"]).await;
     // The worker's first claims have shown nothing waits.
@@ -695,4 +655,24 @@ async fn received(rx: &Receiver, n: usize) {
         assert!(Instant::now() < deadline, "only {} of {n}", rx.count());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// An app whose own worker delivers, with this budget and endpoint share,
+/// and retries an hour away.
+async fn worker_app(
+    backend: Backend,
+    max_in_flight: usize,
+    per_endpoint: Option<usize>,
+) -> TestApp {
+    TestApp::with(
+        backend,
+        Options {
+            worker: true,
+            max_in_flight,
+            max_in_flight_per_endpoint: per_endpoint,
+            retry_schedule: "1h",
+            ..Default::default()
+        },
+    )
+    .await
 }
