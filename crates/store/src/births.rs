@@ -149,6 +149,21 @@ impl Born {
         (0..tries.ids.len()).map(|i| self.lease_until(i)).collect()
     }
 
+    /// Every try's webhook as it was read (its `updated_at`), for an insert
+    /// that leases a try only if the webhook is still as read.
+    pub(crate) fn seen(
+        &self,
+        tries: &FirstTries,
+        webhooks: &HashMap<String, Webhook>,
+    ) -> Vec<Option<DateTime<Utc>>> {
+        (0..tries.ids.len())
+            .map(|i| {
+                self.owner(i)?;
+                Some(webhooks.get(&tries.webhook_ids[i])?.updated_at)
+            })
+            .collect()
+    }
+
     /// The ids and owners of the tries that were to be stored leased, for
     /// undoing their leases when the insert's outcome is unknown.
     pub(crate) fn leased(&self, tries: &FirstTries) -> (Vec<String>, Vec<String>) {
@@ -181,12 +196,14 @@ impl Born {
     /// After the commit: the tries that were stored leased go to the
     /// worker, and each event's answer says which (no claim needed for
     /// them); the places of those not stored (their event was a duplicate)
-    /// are given back by dropping them. The worker hears of the tries due
-    /// now that were stored for a claim.
+    /// or stored unleased (the webhook changed since it was read) are given
+    /// back by dropping them. The worker hears of the tries due now that
+    /// were stored for a claim. `stored` and `leased` answer for try `i`.
     pub(crate) fn start(
         self,
         tries: &FirstTries,
-        stored: impl Fn(&str) -> bool,
+        stored: impl Fn(usize) -> bool,
+        leased: impl Fn(usize) -> bool,
         webhooks: &HashMap<String, Webhook>,
         events: &[&NewEvent],
         answers: &mut [PublishOutcome],
@@ -195,7 +212,7 @@ impl Born {
             return;
         };
         let unleased = self.lanes(tries, |i| {
-            self.due_now[i] && self.places[i].is_none() && stored(&tries.event_ids[i])
+            self.due_now[i] && stored(i) && !(self.places[i].is_some() && leased(i))
         });
         births.stored_for_claim(&unleased);
         let mut handed: HashMap<&str, Vec<String>> = HashMap::new();
@@ -203,7 +220,7 @@ impl Born {
             let Some(place) = place else { continue };
             let (event_id, webhook_id) = (&tries.event_ids[i], &tries.webhook_ids[i]);
             // Every place is for a webhook of the map (`whole`).
-            let (Some(webhook), true) = (webhooks.get(webhook_id), stored(event_id)) else {
+            let (Some(webhook), true) = (webhooks.get(webhook_id), stored(i) && leased(i)) else {
                 continue;
             };
             place.start(

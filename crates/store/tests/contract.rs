@@ -2700,3 +2700,86 @@ async fn first_tries_go_leased_to_a_worker_with_room_and_no_claim_finds_them(bac
     };
     assert!(handed.is_empty());
 }
+
+/// A worker that, while a batch asks it for a place, has the webhook
+/// disabled behind the batch's back (between the batch's read of the
+/// webhooks and its insert).
+struct Meddler {
+    url: String,
+    inner: Worker,
+}
+
+impl hookwarden_store::births::Births for Meddler {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn stored_for_claim(&self, webhook_ids: &[String]) {
+        self.inner.stored_for_claim(webhook_ids);
+    }
+
+    fn reserve(
+        &self,
+        webhook_id: &str,
+        paused_until: Option<chrono::DateTime<Utc>>,
+    ) -> Option<Box<dyn hookwarden_store::births::Place>> {
+        let (url, id) = (self.url.clone(), webhook_id.to_owned());
+        std::thread::spawn(move || {
+            use sqlx::Connection;
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::query("UPDATE hook.webhook_configs SET disabled = TRUE WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut c)
+                    .await
+                    .expect("disable");
+            });
+        })
+        .join()
+        .expect("meddling");
+        self.inner.reserve(webhook_id, paused_until)
+    }
+}
+
+/// #16, on PostgreSQL (whose batch reads the webhooks in a statement of
+/// their own): a webhook disabled after the batch read it and before its
+/// insert gets no try handed to the worker; the try is stored unleased for
+/// a claim, which reads the webhook again, and the place is given back.
+#[tokio::test]
+async fn a_webhook_disabled_while_its_try_is_stored_gets_none_handed_over() {
+    let (db, s) = store(Backend::Postgres).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let meddler = Arc::new(Meddler {
+        url: db.url.clone(),
+        inner: Worker::default(),
+    });
+    meddler.inner.room.lock().expect("room").push(w.id.clone());
+    s.hand_births_to(Some(meddler.clone()));
+    let PublishOutcome::Created { webhooks, handed } = s
+        .publish_event(&event("acct_a", "t"))
+        .await
+        .expect("publish")
+    else {
+        panic!("created")
+    };
+    assert_eq!(webhooks, std::slice::from_ref(&w.id));
+    assert!(handed.is_empty(), "nothing handed for a disabled webhook");
+    assert!(meddler.inner.started.lock().expect("started").is_empty());
+    assert_eq!(
+        meddler
+            .inner
+            .given_back
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the place was given back"
+    );
+    assert_eq!(
+        meddler.inner.for_claim.lock().expect("for claim").clone(),
+        std::slice::from_ref(&w.id),
+        "the try waits for a claim"
+    );
+    let stats = s.queue_stats(Utc::now()).await.expect("stats");
+    assert_eq!(stats.pending, 1, "stored all the same, unleased");
+}

@@ -212,6 +212,8 @@ pub struct Pump<Q: Queue> {
     stopping: AtomicBool,
     /// Items adopted and started, for tests and tools.
     handed: AtomicU64,
+    /// A claim's query is under way: the free slots are its.
+    claiming: AtomicBool,
 }
 
 /// A slot reserved for an item being stored leased to this worker
@@ -285,6 +287,7 @@ impl<Q: Queue> Pump<Q> {
             backlog: Backlog::default(),
             stopping: AtomicBool::new(false),
             handed: AtomicU64::new(0),
+            claiming: AtomicBool::new(false),
             config,
         }
     }
@@ -301,22 +304,25 @@ impl<Q: Queue> Pump<Q> {
     pub fn adopt(self: &Arc<Self>, lane: &str) -> Option<Adopted<Q>> {
         // Nor while a claim is owed (a wake or a freed slot not yet served):
         // the slot is that claim's, or a lane waiting for room would starve.
+        // Nor while a claim is under way: the rows it brings back would find
+        // their slots taken and go back.
         if self.stopping.load(Ordering::Relaxed)
+            || self.claiming.load(Ordering::Acquire)
             || self.backlog.behind(lane)
             || !self.wake.is_empty()
             || !self.refill_is_empty()
         {
             return None;
         }
-        let Some(permit) = self.reserve(lane) else {
-            self.backlog.gained([&lane.to_owned()]);
-            return None;
-        };
         // In this order, as for a claim: the database's lease never ends
         // before the one the worker keeps to.
         let lease_ends = self.config.clock.instant() + self.config.lease;
         let lease = chrono::Duration::from_std(self.config.lease).ok()?;
         let lease_until = self.config.clock.now().checked_add_signed(lease)?;
+        let Some(permit) = self.reserve(lane) else {
+            self.backlog.gained([&lane.to_owned()]);
+            return None;
+        };
         self.record_in_flight();
         Some(Adopted {
             pump: Arc::clone(self),
@@ -606,7 +612,10 @@ impl<Q: Queue> Pump<Q> {
         let lease_ends = self.config.clock.instant() + self.config.lease;
         let owner = self.owner_name();
         let epoch = self.backlog.epoch();
-        let items = match self.queue.claim(&owner, limit as u32, &exclude).await {
+        self.claiming.store(true, Ordering::Release);
+        let items = self.queue.claim(&owner, limit as u32, &exclude).await;
+        self.claiming.store(false, Ordering::Release);
+        let items = match items {
             Ok(items) => items,
             Err(e) => {
                 // What this claim was for is still to be served.
@@ -979,6 +988,68 @@ mod adoption {
         assert!(pump.adopt("d").is_none(), "a claim is owed");
         pump.run_once().await.expect("claim");
         assert!(pump.adopt("d").is_some());
+    }
+}
+
+#[cfg(test)]
+mod claim_under_way {
+    use super::tests_support::config;
+    use super::{LaneShare, Queue};
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    /// A queue whose claim waits until told, then finds nothing.
+    #[derive(Default)]
+    struct Slow {
+        entered: Notify,
+        go: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Queue for Slow {
+        type Item = ();
+        type Done = ();
+        fn lane(_: &()) -> String {
+            "lane".into()
+        }
+        async fn claim(&self, _: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            self.entered.notify_one();
+            self.go.notified().await;
+            Ok(Vec::new())
+        }
+        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn process(&self, _: &str, _: (), _: tokio::time::Instant) {}
+        async fn record(&self, _: &str, _: ()) {}
+    }
+
+    #[tokio::test]
+    async fn no_item_is_adopted_while_a_claim_is_under_way() {
+        let pump = Arc::new(super::Pump::new(
+            Slow::default(),
+            config(4, LaneShare::Fixed(4)),
+            Default::default(),
+        ));
+        let first = {
+            let pump = Arc::clone(&pump);
+            tokio::spawn(async move { pump.run_once().await })
+        };
+        pump.queue().entered.notified().await;
+        pump.queue().go.notify_one();
+        first.await.expect("task").expect("claim");
+        let second = {
+            let pump = Arc::clone(&pump);
+            tokio::spawn(async move { pump.run_once().await })
+        };
+        pump.queue().entered.notified().await;
+        assert!(
+            pump.adopt("a").is_none(),
+            "the free slots are the claim's while it runs"
+        );
+        pump.queue().go.notify_one();
+        second.await.expect("task").expect("claim");
+        assert!(pump.adopt("a").is_some());
     }
 }
 

@@ -195,7 +195,11 @@ impl BatchWriter for Publishes {
             |f: fn(&NewEvent) -> String| -> Vec<String> { items.iter().map(|e| f(e)).collect() };
         // Read before the insert, in its own snapshot: under READ COMMITTED
         // each statement of a transaction had its own snapshot anyway, so a
-        // webhook created or deleted meanwhile races exactly as it did.
+        // webhook created or deleted meanwhile races exactly as it did. A
+        // try handed to the worker is the exception: it is leased only if
+        // its webhook is, at the insert, still enabled, not paused and as
+        // read (`updated_at`); otherwise it is stored for a claim, which
+        // reads the webhook again.
         let all = vec![true; items.len()];
         let accounts = answers::fresh_accounts(items, &all);
         // With a worker to hand tries to, whole rows: the worker needs them.
@@ -224,7 +228,7 @@ impl BatchWriter for Publishes {
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the event out of RETURNING, and its tries out of
         // the join: answered below.
-        let inserted: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+        let inserted: std::result::Result<Vec<(bool, String)>, sqlx::Error> = sqlx::query_as(
             "WITH ins AS (INSERT INTO hook.events (id, client_id, account_id, event_type, payload, \
                  producer, created_at, trace_parent) \
                SELECT id, client_id, account_id, event_type, payload::jsonb, producer, created_at, trace_parent \
@@ -235,12 +239,19 @@ impl BatchWriter for Publishes {
              tries AS (INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, \
                  status, due_at, payload_snapshot, trace_parent, created_at, claimed_by, lease_until) \
                SELECT t.id, t.event_id, t.webhook_id, t.account_id, 1, 'pending', t.due, t.snapshot::jsonb, \
-                 ins.trace_parent, t.at, t.owner, t.lease \
+                 ins.trace_parent, t.at, CASE WHEN w.id IS NOT NULL THEN t.owner END, \
+                 CASE WHEN w.id IS NOT NULL THEN t.lease END \
                FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
-                           $13::text[], $14::timestamptz[], $16::text[], $17::timestamptz[]) \
-                 AS t(id, event_id, webhook_id, account_id, at, snapshot, due, owner, lease) \
-               JOIN ins ON ins.id = t.event_id) \
-             SELECT id FROM ins",
+                           $13::text[], $14::timestamptz[], $16::text[], $17::timestamptz[], \
+                           $18::timestamptz[]) \
+                 AS t(id, event_id, webhook_id, account_id, at, snapshot, due, owner, lease, seen) \
+               JOIN ins ON ins.id = t.event_id \
+               LEFT JOIN hook.webhook_configs w ON t.owner IS NOT NULL AND w.id = t.webhook_id \
+                 AND NOT w.disabled AND w.updated_at = t.seen \
+                 AND (w.throttled_until IS NULL OR w.throttled_until <= t.due) \
+               RETURNING id, claimed_by) \
+             SELECT FALSE, id FROM ins \
+             UNION ALL SELECT TRUE, id FROM tries WHERE claimed_by IS NOT NULL",
         )
         .bind(texts(|e| e.id.clone()))
         .bind(items.iter().map(|e| e.client_id.clone()).collect::<Vec<_>>())
@@ -270,6 +281,7 @@ impl BatchWriter for Publishes {
         )
         .bind(born.owners(&tries))
         .bind(born.leases(&tries))
+        .bind(born.seen(&tries, &whole))
         .fetch_all(&self.0)
         .await;
         let inserted = match inserted {
@@ -303,10 +315,13 @@ impl BatchWriter for Publishes {
         // by item, would meet its own rows). The rows are inserted in order,
         // so of one key twice in a batch the first is new and the second
         // meets it, as if they came one by one.
-        let mut new: HashSet<String> = inserted.into_iter().collect();
+        let (leased, inserted): (Vec<_>, Vec<_>) = inserted.into_iter().partition(|(t, _)| *t);
+        let leased: HashSet<String> = leased.into_iter().map(|(_, id)| id).collect();
+        let mut new: HashSet<String> = inserted.into_iter().map(|(_, id)| id).collect();
         born.start(
             &tries,
-            |event| new.contains(event),
+            |i| new.contains(&tries.event_ids[i]),
+            |i| leased.contains(&tries.ids[i]),
             &whole,
             items,
             &mut outcomes,

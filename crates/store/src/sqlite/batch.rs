@@ -299,8 +299,9 @@ impl BatchWriter for Publishes {
             }
         }
         tx.commit().await?;
-        // Every try was stored with its event: none is left out.
-        born.start(&tries, |_| true, &whole, items, &mut outcomes);
+        // Every try was stored with its event, leased as offered: the
+        // webhooks were read inside this transaction.
+        born.start(&tries, |_| true, |_| true, &whole, items, &mut outcomes);
         Ok(outcomes)
     }
 }

@@ -42,9 +42,12 @@ impl Births for DispatcherBirths {
         // Tries stored during a pause come due when it ends, and nothing
         // announces them: until a poll has surely claimed them, later tries
         // of the endpoint wait behind them.
-        let settled = dispatcher.poll_interval() * 2;
         if let Some(until) = paused_until {
-            if until + settled > self.clock.now() {
+            let settled = chrono::Duration::from_std(dispatcher.poll_interval())
+                .ok()
+                .and_then(|poll| until.checked_add_signed(poll.checked_mul(2)?));
+            // An end that cannot be computed counts as not yet settled.
+            if settled.is_none_or(|at| at > self.clock.now()) {
                 return None;
             }
         }
