@@ -3,28 +3,28 @@
 //! older due work of its lane, and a freed slot of a lane with nothing
 //! waiting needs no claim (the claim would walk the due index for nothing).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Backlog(Mutex<State>);
 
 struct State {
-    /// Any lane may have due work waiting (start-up, a claim that came back
-    /// full, work of lanes not named).
-    all: bool,
-    /// Lanes that may have due work waiting.
-    lanes: HashSet<String>,
-    /// Bumped whenever a lane gains work, so that a claim whose snapshot
-    /// may predate that work does not clear it.
+    /// Since when any lane may have due work waiting (start-up, a claim
+    /// that came back full, work of lanes not named); None: no such doubt.
+    all: Option<u64>,
+    /// Lanes that may have due work waiting, with when they gained it.
+    lanes: HashMap<String, u64>,
+    /// Counts every gain, so that a claim clears only what was stored
+    /// before it began: its snapshot may predate later work.
     epoch: u64,
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
-            all: true,
-            lanes: HashSet::new(),
+            all: Some(0),
+            lanes: HashMap::new(),
             epoch: 0,
         }
     }
@@ -38,22 +38,25 @@ impl Backlog {
     /// Whether this lane may have due work waiting in the database.
     pub fn behind(&self, lane: &str) -> bool {
         let s = self.state();
-        s.all || s.lanes.contains(lane)
+        s.all.is_some() || s.lanes.contains_key(lane)
     }
 
     /// Due work was stored for these lanes (a try the worker had no room
     /// for, a wake).
     pub fn gained<'a>(&self, lanes: impl IntoIterator<Item = &'a String>) {
         let mut s = self.state();
-        s.lanes.extend(lanes.into_iter().cloned());
         s.epoch += 1;
+        let epoch = s.epoch;
+        for lane in lanes {
+            s.lanes.insert(lane.clone(), epoch);
+        }
     }
 
     /// Due work was stored for lanes not named.
     pub fn gained_any(&self) {
         let mut s = self.state();
-        s.all = true;
         s.epoch += 1;
+        s.all = Some(s.epoch);
     }
 
     /// Taken before a claim's query: what `settle` compares against.
@@ -62,17 +65,24 @@ impl Backlog {
     }
 
     /// After a claim begun at `epoch`: a claim that came back short found
-    /// every due row of the lanes it did not exclude, so only the excluded
-    /// lanes (and those whose rows it gave back) may still have some,
-    /// unless work was stored meanwhile; a full claim may have left more
-    /// anywhere.
+    /// every due row, stored before it began, of the lanes it did not
+    /// exclude, so those lanes are clear unless they gained work since; the
+    /// excluded lanes (and those whose rows it gave back) were not looked
+    /// at. A full claim may have left more anywhere.
     pub fn settle(&self, epoch: u64, short: bool, unseen: impl IntoIterator<Item = String>) {
         let mut s = self.state();
+        s.epoch += 1;
+        let now = s.epoch;
         if !short {
-            s.all = true;
-        } else if s.epoch == epoch {
-            s.all = false;
-            s.lanes = unseen.into_iter().collect();
+            s.all = Some(now);
+            return;
+        }
+        if s.all.is_some_and(|since| since <= epoch) {
+            s.all = None;
+        }
+        s.lanes.retain(|_, since| *since > epoch);
+        for lane in unseen {
+            s.lanes.insert(lane, now);
         }
     }
 }
@@ -91,6 +101,21 @@ mod tests {
         assert!(b.behind("busy"), "an excluded lane was not looked at");
         b.settle(b.epoch(), false, []);
         assert!(b.behind("a"), "a full claim may have left more");
+    }
+
+    #[test]
+    fn a_claim_clears_the_lanes_it_saw_even_while_other_lanes_gain_work() {
+        let b = Backlog::default();
+        b.settle(b.epoch(), true, []);
+        b.gained([&"quiet".to_owned()]);
+        let e = b.epoch();
+        b.gained([&"busy".to_owned()]);
+        b.settle(e, true, []);
+        assert!(!b.behind("quiet"), "its work was stored before the claim");
+        assert!(
+            b.behind("busy"),
+            "its work may postdate the claim's snapshot"
+        );
     }
 
     #[test]

@@ -118,6 +118,15 @@ impl Wake {
         }
     }
 
+    /// The lanes woken and not yet claimed for; None: lanes not named.
+    fn woken_lanes(&self) -> Option<HashSet<String>> {
+        match &*self.woken.lock().unwrap_or_else(|p| p.into_inner()) {
+            Woken::Nothing => Some(HashSet::new()),
+            Woken::Lanes(lanes) => Some(lanes.clone()),
+            Woken::Any => None,
+        }
+    }
+
     fn take(&self) -> Woken {
         std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -302,15 +311,14 @@ impl<Q: Queue> Pump<Q> {
     /// (which it would overtake). Refused for want of room, the lane is
     /// noted as having work waiting: the item will be stored for a claim.
     pub fn adopt(self: &Arc<Self>, lane: &str) -> Option<Adopted<Q>> {
-        // Nor while a claim is owed (a wake or a freed slot not yet served):
-        // the slot is that claim's, or a lane waiting for room would starve.
-        // Nor while a claim is under way: the rows it brings back would find
-        // their slots taken and go back.
+        // Nor beyond the free slots owed to claims (the room of lanes woken
+        // or freed and not yet served), or a lane waiting for room would
+        // starve; nor while a claim is under way: the rows it brings back
+        // would find their slots taken and go back.
         if self.stopping.load(Ordering::Relaxed)
             || self.claiming.load(Ordering::Acquire)
             || self.backlog.behind(lane)
-            || !self.wake.is_empty()
-            || !self.refill_is_empty()
+            || self.free_beyond_owed() == 0
         {
             return None;
         }
@@ -529,6 +537,29 @@ impl<Q: Queue> Pump<Q> {
             Woken::Any => self.backlog.gained_any(),
             Woken::Nothing => {}
         }
+    }
+
+    /// Free slots beyond those owed to claims: the room of the lanes woken
+    /// or freed since the last claim (all of them for work of lanes not
+    /// named). Adopting takes only these, so one endpoint's backlog worked
+    /// by claims does not stop the others' tries from being adopted.
+    fn free_beyond_owed(&self) -> usize {
+        let Some(mut owed) = self.wake.woken_lanes() else {
+            return 0;
+        };
+        owed.extend(
+            self.refill
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        let owed = if owed.is_empty() {
+            0
+        } else {
+            self.room(owed.iter())
+        };
+        self.permits.available_permits().saturating_sub(owed)
     }
 
     fn refill_is_empty(&self) -> bool {
@@ -988,6 +1019,26 @@ mod adoption {
         assert!(pump.adopt("d").is_none(), "a claim is owed");
         pump.run_once().await.expect("claim");
         assert!(pump.adopt("d").is_some());
+    }
+
+    #[tokio::test]
+    async fn slots_beyond_what_claims_are_owed_are_adopted_under_mixed_load() {
+        let wake = Arc::new(super::Wake::default());
+        let pump = Arc::new(super::Pump::new(
+            Empty,
+            config(4, LaneShare::Fixed(2)),
+            Arc::clone(&wake),
+        ));
+        pump.run_once().await.expect("claim");
+        // One endpoint's backlog is owed a claim for its room (two slots):
+        // the other two slots still go to another endpoint's new tries.
+        wake.lanes(["backlog".to_owned()]);
+        let quiet = [pump.adopt("quiet"), pump.adopt("quiet")];
+        assert!(quiet.iter().all(Option::is_some));
+        assert!(
+            pump.adopt("other").is_none(),
+            "the last two slots are the claim's"
+        );
     }
 }
 

@@ -236,6 +236,11 @@ async fn refusals_spread_over_replicas_are_counted_together() {
     for app in [&a, &b] {
         forge(app, 6).await;
     }
+    // The listener was added through the other replica: this one sees it
+    // within a minute (`LOOK_EVERY`); here at once, whatever it looked at
+    // before (its audit head watcher may have looked before the listener
+    // existed, which made this test flaky).
+    b.state.operational.changed();
     a.state.refusals.flush(&a.state, true).await;
     b.state.refusals.flush(&b.state, true).await;
     a.deliver_until(WAIT, || {
