@@ -962,10 +962,26 @@ mod adoption {
     use super::LaneShare;
     use std::sync::Arc;
 
+    /// A pump over an empty queue, with its wake, after a first claim has
+    /// shown that nothing waits.
+    async fn settled(
+        budget: usize,
+        share: LaneShare,
+    ) -> (Arc<super::Pump<Empty>>, Arc<super::Wake>) {
+        let wake = Arc::new(super::Wake::default());
+        let pump = Arc::new(super::Pump::new(
+            Empty::default(),
+            config(budget, share),
+            Arc::clone(&wake),
+        ));
+        pump.run_once().await.expect("claim");
+        (pump, wake)
+    }
+
     #[tokio::test]
     async fn an_item_is_adopted_only_with_room_and_nothing_older_waiting() {
         let pump = Arc::new(super::Pump::new(
-            Empty,
+            Empty::default(),
             config(4, LaneShare::Fixed(2)),
             Default::default(),
         ));
@@ -999,13 +1015,7 @@ mod adoption {
 
     #[tokio::test]
     async fn a_lane_refused_for_want_of_budget_is_not_counted_busy_and_a_claim_owed_comes_first() {
-        let wake = Arc::new(super::Wake::default());
-        let pump = Arc::new(super::Pump::new(
-            Empty,
-            config(2, LaneShare::Fixed(2)),
-            Arc::clone(&wake),
-        ));
-        pump.run_once().await.expect("claim");
+        let (pump, wake) = settled(2, LaneShare::Fixed(2)).await;
         let held = [pump.adopt("a"), pump.adopt("a")];
         assert!(held.iter().all(Option::is_some));
         assert!(pump.adopt("b").is_none(), "the budget is spent");
@@ -1023,13 +1033,7 @@ mod adoption {
 
     #[tokio::test]
     async fn slots_beyond_what_claims_are_owed_are_adopted_under_mixed_load() {
-        let wake = Arc::new(super::Wake::default());
-        let pump = Arc::new(super::Pump::new(
-            Empty,
-            config(4, LaneShare::Fixed(2)),
-            Arc::clone(&wake),
-        ));
-        pump.run_once().await.expect("claim");
+        let (pump, wake) = settled(4, LaneShare::Fixed(2)).await;
         // One endpoint's backlog is owed a claim for its room (two slots):
         // the other two slots still go to another endpoint's new tries.
         wake.lanes(["backlog".to_owned()]);
@@ -1044,41 +1048,17 @@ mod adoption {
 
 #[cfg(test)]
 mod claim_under_way {
-    use super::tests_support::config;
-    use super::{LaneShare, Queue};
+    use super::tests_support::{config, Empty};
+    use super::LaneShare;
     use std::sync::Arc;
-    use tokio::sync::Notify;
-
-    /// A queue whose claim waits until told, then finds nothing.
-    #[derive(Default)]
-    struct Slow {
-        entered: Notify,
-        go: Notify,
-    }
-
-    #[async_trait::async_trait]
-    impl Queue for Slow {
-        type Item = ();
-        type Done = ();
-        fn lane(_: &()) -> String {
-            "lane".into()
-        }
-        async fn claim(&self, _: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
-            self.entered.notify_one();
-            self.go.notified().await;
-            Ok(Vec::new())
-        }
-        async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
-            Ok(())
-        }
-        async fn process(&self, _: &str, _: (), _: tokio::time::Instant) {}
-        async fn record(&self, _: &str, _: ()) {}
-    }
 
     #[tokio::test]
     async fn no_item_is_adopted_while_a_claim_is_under_way() {
         let pump = Arc::new(super::Pump::new(
-            Slow::default(),
+            Empty {
+                held: true,
+                ..Default::default()
+            },
             config(4, LaneShare::Fixed(4)),
             Default::default(),
         ));
@@ -1121,8 +1101,14 @@ mod tests_support {
         }
     }
 
-    /// A queue with nothing due.
-    pub struct Empty;
+    /// A queue with nothing due; when `held`, each claim waits for `go`
+    /// once it has said it `entered`.
+    #[derive(Default)]
+    pub struct Empty {
+        pub held: bool,
+        pub entered: tokio::sync::Notify,
+        pub go: tokio::sync::Notify,
+    }
 
     #[async_trait::async_trait]
     impl Queue for Empty {
@@ -1132,6 +1118,10 @@ mod tests_support {
             "lane".into()
         }
         async fn claim(&self, _: &str, _: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            if self.held {
+                self.entered.notify_one();
+                self.go.notified().await;
+            }
             Ok(Vec::new())
         }
         async fn release(&self, _: &str, _: Vec<()>) -> anyhow::Result<()> {
