@@ -8,7 +8,7 @@ use crate::answers::{FirstTries, Subscriber};
 use crate::model::{Attempt, AttemptStatus, NewEvent, PublishOutcome, Webhook};
 use crate::rows::Columns;
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The delivery worker's side: a place for one more try of an endpoint.
@@ -98,28 +98,41 @@ impl Born {
         }
     }
 
-    /// The webhooks of the tries that got a place, decoded whole from the
-    /// rows the batch read (`subscribers` are the same rows, in order). A
-    /// row that does not decode gives its places back: those tries are
-    /// stored for a claim.
-    pub(crate) fn whole<R: Columns>(
-        &mut self,
-        tries: &FirstTries,
-        subscribers: &[Subscriber],
-        rows: &[R],
-    ) -> HashMap<String, Webhook> {
-        let granted: HashSet<&str> = self
+    /// The webhooks whose tries got a place, each once (none: no row to
+    /// read whole).
+    pub(crate) fn granted(&self, tries: &FirstTries) -> Vec<String> {
+        let mut ids: Vec<String> = self
             .places
             .iter()
             .zip(&tries.webhook_ids)
             .filter(|(p, _)| p.is_some())
-            .map(|(_, w)| w.as_str())
+            .map(|(_, w)| w.clone())
             .collect();
-        let webhooks: HashMap<String, Webhook> = subscribers
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The webhooks of the tries that got a place, decoded whole from
+    /// `rows` (whole webhook rows; others' are skipped undecoded). A
+    /// webhook not among them, or whose row does not decode, gives its
+    /// places back: those tries are stored for a claim.
+    pub(crate) fn whole<R: Columns>(
+        &mut self,
+        tries: &FirstTries,
+        rows: &[R],
+    ) -> HashMap<String, Webhook> {
+        let granted = self.granted(tries);
+        let webhooks: HashMap<String, Webhook> = rows
             .iter()
-            .zip(rows)
-            .filter(|(w, _)| granted.contains(w.id.as_str()))
-            .filter_map(|(w, row)| Some((w.id.clone(), crate::rows::webhook(row).ok()?)))
+            .filter(|row| {
+                row.get::<String>("id")
+                    .is_ok_and(|id| granted.binary_search(&id).is_ok())
+            })
+            .filter_map(|row| {
+                let w = crate::rows::webhook(row).ok()?;
+                Some((w.id.clone(), w))
+            })
             .collect();
         for (place, webhook_id) in self.places.iter_mut().zip(&tries.webhook_ids) {
             if !webhooks.contains_key(webhook_id) {

@@ -224,7 +224,7 @@ impl BatchWriter for Publishes {
         // the statement measured slower in bursts.
         let (mut outcomes, tries) = answers::fan_out(items, &all, &webhooks);
         let mut born = Born::reserve(births, &tries, &webhooks);
-        let whole = born.whole(&tries, &webhooks, &rows);
+        let whole = born.whole(&tries, &rows);
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the event out of RETURNING, and its tries out of
         // the join: answered below.
