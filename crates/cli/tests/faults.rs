@@ -900,10 +900,14 @@ async fn hostile_receiver() -> u16 {
                         let _ = sock.set_zero_linger();
                         drop(sock);
                     }
-                    // Redirects to itself, forever.
+                    // Redirects to itself, forever. It closes the connection
+                    // after answering, so it says so: a client reusing a
+                    // connection closed unannounced fails the next try
+                    // with a "connection closed" of its own (a race of
+                    // the receiver's making, not the redirect under test).
                     "/loop" => {
                         let _ = sock
-                            .write_all(format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/loop\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                            .write_all(format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/loop\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").as_bytes())
                             .await;
                     }
                     _ => {
