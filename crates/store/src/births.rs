@@ -101,16 +101,17 @@ impl Born {
     /// The webhooks whose tries got a place, each once (none: no row to
     /// read whole).
     pub(crate) fn granted(&self, tries: &FirstTries) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .places
-            .iter()
-            .zip(&tries.webhook_ids)
-            .filter(|(p, _)| p.is_some())
-            .map(|(_, w)| w.clone())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        self.lanes(tries, |i| self.has_place(i))
+    }
+
+    /// Whether try `i` got a place (none without a worker).
+    fn has_place(&self, i: usize) -> bool {
+        self.places.get(i).is_some_and(Option::is_some)
+    }
+
+    /// Whether try `i` was due when offered (none are without a worker).
+    fn was_due(&self, i: usize) -> bool {
+        self.due_now.get(i).copied().unwrap_or(false)
     }
 
     /// The webhooks of the tries that got a place, decoded whole from
@@ -189,7 +190,7 @@ impl Born {
     /// that the batch's tries may be stored for a claim (if the insert did
     /// commit after all, the leases were undone).
     pub(crate) fn abandon(self, tries: &FirstTries) {
-        let lanes = self.lanes(tries, |i| self.due_now[i]);
+        let lanes = self.lanes(tries, |i| self.was_due(i));
         if let Some(b) = &self.births {
             b.stored_for_claim(&lanes);
         }
@@ -225,7 +226,7 @@ impl Born {
             return;
         };
         let unleased = self.lanes(tries, |i| {
-            self.due_now[i] && stored(i) && !(self.places[i].is_some() && leased(i))
+            self.was_due(i) && stored(i) && !(self.has_place(i) && leased(i))
         });
         births.stored_for_claim(&unleased);
         let mut handed: HashMap<&str, Vec<String>> = HashMap::new();

@@ -2783,3 +2783,31 @@ async fn a_webhook_disabled_while_its_try_is_stored_gets_none_handed_over() {
     let stats = s.queue_stats(Utc::now()).await.expect("stats");
     assert_eq!(stats.pending, 1, "stored all the same, unleased");
 }
+
+/// A publish whose insert fails (PostgreSQL's text refuses a NUL byte,
+/// here in a `traceparent` no caller would pass) fails alone, with or without a worker to hand tries to: the
+/// publish writer goes on and the next event is stored.
+#[tokio::test]
+async fn a_failed_publish_insert_leaves_the_writer_running() {
+    let (_db, s) = store(Backend::Postgres).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    for worker in [None, Some(Arc::new(Worker::default()))] {
+        if let Some(worker) = &worker {
+            worker.room.lock().expect("room").push(w.id.clone());
+        }
+        s.hand_births_to(worker.map(|w| w as Arc<dyn hookwarden_store::births::Births>));
+        let bad = NewEvent {
+            trace_parent: Some("00-\u{0}".into()),
+            ..event("acct_a", "t")
+        };
+        assert!(
+            s.publish_event(&bad).await.is_err(),
+            "refused by the database"
+        );
+        assert!(matches!(
+            s.publish_event(&event("acct_a", "t")).await,
+            Ok(PublishOutcome::Created { .. })
+        ));
+    }
+}
