@@ -42,7 +42,9 @@ impl OtherCpu {
 }
 
 /// CPU seconds used so far by every PostgreSQL process on the machine
-/// (the bench's database is the only busy one while it runs).
+/// (the bench's database is the only busy one while it runs), those that
+/// ended included: a backend whose connection closed is counted in its
+/// parent's children's time, where it would otherwise vanish from the sum.
 fn postgres_cpu() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -52,8 +54,22 @@ fn postgres_cpu() -> f64 {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
-        .map(|pid| proc_usage(pid).0)
+        .map(|pid| proc_usage(pid).0 + children_cpu(pid))
         .sum()
+}
+
+/// CPU seconds of a process's children that ended and were waited for.
+fn children_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0))
+        .collect();
+    // cutime, cstime: fields 16 and 17 of stat, in clock ticks (100 Hz).
+    (fields.get(13).copied().unwrap_or(0.0) + fields.get(14).copied().unwrap_or(0.0)) / 100.0
 }
 
 impl Figures {

@@ -4,6 +4,7 @@
 //! more than anything else on the publishing, delivering and receiving paths.
 
 use super::floor::Floor;
+use super::pinned::Pinned;
 use crate::answers;
 use crate::births::{BirthSlot, Born};
 use crate::error::{Result, StoreError};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 /// (provider, dedup key) is taken, earlier in the batch or by another
 /// replica (ON CONFLICT waits for a concurrent insert to commit), are
 /// answered with the stored event's id, read once the insert committed.
-pub(super) struct Inbound(pub(super) PgPool, pub(super) Arc<Floor>);
+pub(super) struct Inbound(pub(super) Pinned, pub(super) Arc<Floor>);
 
 #[async_trait]
 impl BatchWriter for Inbound {
@@ -34,6 +35,7 @@ impl BatchWriter for Inbound {
         let texts = |f: fn(&NewInbound) -> Option<String>| -> Vec<Option<String>> {
             items.iter().map(|e| f(e)).collect()
         };
+        let mut conn = self.0.get().await?;
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], \
@@ -65,8 +67,9 @@ impl BatchWriter for Inbound {
         .bind(items.iter().map(|e| e.received_at).collect::<Vec<_>>())
         .bind(texts(|e| Some(e.job_id.clone())))
         .bind(texts(|e| e.trace_parent.clone()))
-        .fetch_all(&self.0)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.finished();
         let inserted: HashSet<String> = inserted.into_iter().collect();
         self.1.wrote(
             items
@@ -93,7 +96,7 @@ impl BatchWriter for Inbound {
             )
             .bind(&providers)
             .bind(&keys)
-            .fetch_all(&self.0)
+            .fetch_all(self.0.pool())
             .await;
         }
         if let Ok(outcomes) = stored
@@ -109,7 +112,7 @@ impl BatchWriter for Inbound {
             outcomes.push(if inserted.contains(&e.id) {
                 Ok(RecordOutcome::Created)
             } else {
-                stored_inbound(&self.0, e).await
+                stored_inbound(self.0.pool(), e).await
             });
         }
         Ok(outcomes)
@@ -121,7 +124,7 @@ impl BatchWriter for Inbound {
 /// failed with retries left (copying the snapshot inside the database). One
 /// round trip instead of two per try is what lets one commit carry a
 /// hundred of them.
-pub(super) struct Completions(pub(super) PgPool, pub(super) Arc<Floor>);
+pub(super) struct Completions(pub(super) Pinned, pub(super) Arc<Floor>);
 
 #[async_trait]
 impl BatchWriter for Completions {
@@ -133,6 +136,7 @@ impl BatchWriter for Completions {
         let column = |f: fn(&AttemptResult) -> Option<String>| -> Vec<Option<String>> {
             items.iter().map(|r| f(r)).collect()
         };
+        let mut conn = self.0.get().await?;
         let recorded: Vec<String> = sqlx::query_scalar(
             "SELECT * FROM hook.complete_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -151,8 +155,9 @@ impl BatchWriter for Completions {
                 .map(|r| r.next.as_ref().map(|(_, due)| *due))
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(&self.0)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.finished();
         self.1.wrote(
             items
                 .iter()
@@ -178,7 +183,7 @@ impl BatchWriter for Completions {
 /// Tries whose endpoint has room in this process's worker are inserted
 /// leased to it and handed over once committed (`births.rs`).
 pub(super) struct Publishes(
-    pub(super) PgPool,
+    pub(super) Pinned,
     pub(super) Arc<Floor>,
     pub(super) Arc<BirthSlot>,
 );
@@ -208,11 +213,13 @@ impl BatchWriter for Publishes {
             Some(_) => crate::rows::WEBHOOK_COLUMNS,
             None => answers::SUBSCRIBER_COLUMNS,
         };
+        // Both statements on one connection, kept between batches.
+        let mut conn = self.0.get().await?;
         let rows = sqlx::query(&format!(
             "SELECT {columns} FROM hook.webhook_configs WHERE account_id = ANY($1) AND NOT disabled"
         ))
         .bind(&accounts)
-        .fetch_all(&self.0)
+        .fetch_all(&mut *conn)
         .await?;
         let webhooks = rows
             .iter()
@@ -282,11 +289,16 @@ impl BatchWriter for Publishes {
         .bind(born.owners(&tries))
         .bind(born.leases(&tries))
         .bind(born.seen(&tries, &whole))
-        .fetch_all(&self.0)
+        .fetch_all(&mut *conn)
         .await;
         let inserted = match inserted {
-            Ok(inserted) => inserted,
+            Ok(inserted) => {
+                conn.finished();
+                inserted
+            }
             Err(e) => {
+                // Closed first: the connection may be half way through it.
+                drop(conn);
                 // The statement may have committed all the same (the answer
                 // lost on the way): leases that no worker will start are
                 // undone, so a claim finds those tries at once.
@@ -298,7 +310,7 @@ impl BatchWriter for Publishes {
                     )
                     .bind(&ids)
                     .bind(&owners)
-                    .execute(&self.0)
+                    .execute(self.0.pool())
                     .await;
                     if let Err(undo) = undone {
                         tracing::warn!(error.message = %undo, "undoing the leases of a failed publish failed; those tries wait for their lease");
@@ -331,7 +343,7 @@ impl BatchWriter for Publishes {
             answers.push(if new.remove(&e.id) {
                 Ok(outcome)
             } else {
-                existing(&self.0, e).await
+                existing(self.0.pool(), e).await
             });
         }
         Ok(answers)

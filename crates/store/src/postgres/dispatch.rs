@@ -289,11 +289,13 @@ impl Store for PgStore {
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
         // Row by primary key, whatever the statistics (migration 0005).
+        let mut conn = self.claims.get().await?;
         sqlx::query("SELECT hook.release_attempts($1, $2)")
             .bind(attempt_ids)
             .bind(worker_id)
-            .execute(&self.unsynced)
+            .execute(&mut *conn)
             .await?;
+        conn.finished();
         Ok(())
     }
 

@@ -145,19 +145,22 @@ impl IngressStore for PgStore {
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
         // By primary key only: the status test as an expression cannot
         // select the partial due index (migration 0006 says why).
+        let mut conn = self.claims.get().await?;
         sqlx::query(
             "UPDATE hook.processing_jobs SET lease_until = NULL, claimed_by = NULL \
              WHERE id = $1 AND claimed_by = $2 AND (status || '') = 'pending'",
         )
         .bind(job_id)
         .bind(worker_id)
-        .execute(&self.unsynced)
+        .execute(&mut *conn)
         .await?;
+        conn.finished();
         Ok(())
     }
 
     async fn complete_job(&self, r: &AttemptResult) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.hot.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // By primary key only, as `release_job`.
         let row = sqlx::query(
             "UPDATE hook.processing_jobs SET status = $3, http_status = $4, duration_ms = $5, response_preview = $6, \
@@ -174,7 +177,11 @@ impl IngressStore for PgStore {
         .bind(r.completed_at)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(false) };
+        let Some(row) = row else {
+            tx.rollback().await?;
+            conn.finished();
+            return Ok(false);
+        };
         if let Some((next_id, due)) = &r.next {
             sqlx::query(
                 "INSERT INTO hook.processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) \
@@ -190,6 +197,7 @@ impl IngressStore for PgStore {
             .await?;
         }
         tx.commit().await?;
+        conn.finished();
         self.job_floor.wrote(r.next.as_ref().map(|(_, due)| *due));
         Ok(true)
     }

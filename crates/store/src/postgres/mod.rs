@@ -10,6 +10,7 @@ mod batch;
 mod dispatch;
 mod floor;
 mod ingress;
+mod pinned;
 mod retention;
 mod web;
 mod webhooks;
@@ -22,6 +23,7 @@ use crate::model::{AttemptResult, Claim, NewEvent, PublishOutcome};
 use crate::rows::{Columns, Value};
 use chrono::{DateTime, Utc};
 use floor::Floor;
+use pinned::Pinned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use std::str::FromStr;
@@ -35,6 +37,10 @@ pub struct PgStore {
     /// Claims, releases and tries' outcomes: committed without waiting for
     /// the WAL flush, since losing one only repeats work (see `connect`).
     pub(crate) unsynced: PgPool,
+    /// The unsynced pool's connections for claims and releases, and the
+    /// pool's for forwarding outcomes (`pinned.rs`).
+    pub(crate) claims: Pinned,
+    pub(crate) hot: Pinned,
     /// Inbound events share commits (group commit).
     pub(crate) inbound: Batcher<NewInbound, Result<RecordOutcome>>,
     /// Finished delivery tries share commits too.
@@ -77,23 +83,35 @@ impl PgStore {
         let job_floor = Arc::new(Floor::new(
             "SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending'",
         ));
-        let inbound = Batcher::start(batch::Inbound(pool.clone(), Arc::clone(&job_floor)), 4);
+        // Each kept for the batches' committers and the claims (`pinned.rs`).
+        let inbound = Batcher::start(
+            batch::Inbound(Pinned::new(pool.clone(), 4), Arc::clone(&job_floor)),
+            4,
+        );
         // Two committers: what waits while one commits forms the next batch.
         let due_floor = Arc::new(Floor::new(
             "SELECT min(due_at) FROM hook.delivery_attempts WHERE status = 'pending'",
         ));
         let completions = Batcher::start(
-            batch::Completions(unsynced.clone(), Arc::clone(&due_floor)),
+            batch::Completions(Pinned::new(unsynced.clone(), 2), Arc::clone(&due_floor)),
             2,
         );
         let births = Arc::new(BirthSlot::default());
         let publishes = Batcher::start(
-            batch::Publishes(pool.clone(), Arc::clone(&due_floor), Arc::clone(&births)),
+            batch::Publishes(
+                Pinned::new(pool.clone(), 2),
+                Arc::clone(&due_floor),
+                Arc::clone(&births),
+            ),
             2,
         );
+        let claims = Pinned::new(unsynced.clone(), 2);
+        let hot = Pinned::new(pool.clone(), 2);
         Ok(Self {
             pool,
             unsynced,
+            claims,
+            hot,
             inbound,
             completions,
             publishes,
@@ -142,14 +160,17 @@ impl PgStore {
     /// bound from `c`, the walk starting at `floor`'s due time.
     async fn claim_rows(&self, sql: &str, c: &Claim<'_>, floor: &Floor) -> Result<Vec<PgRow>> {
         let from = floor.get(&self.unsynced, c.now).await?;
-        Ok(sqlx::query(sql)
+        let mut conn = self.claims.get().await?;
+        let rows = sqlx::query(sql)
             .bind(c.lease_until)
             .bind(c.worker_id)
             .bind(c.now)
             .bind(c.exclude_webhooks)
             .bind(i32::try_from(c.limit).unwrap_or(i32::MAX))
             .bind(from)
-            .fetch_all(&self.unsynced)
-            .await?)
+            .fetch_all(&mut *conn)
+            .await?;
+        conn.finished();
+        Ok(rows)
     }
 }

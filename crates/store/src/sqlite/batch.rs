@@ -4,7 +4,7 @@
 //! multi-row inserts; finished tries, a few statements each, one after
 //! another inside the batch's transaction.
 
-use super::ms;
+use super::{compound, ms};
 use crate::answers;
 use crate::births::{BirthSlot, Born};
 use crate::error::Result;
@@ -33,8 +33,9 @@ impl BatchWriter for Inbound {
     const NAME: &'static str = "inbound";
 
     async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
-        let mut tx = self.0.begin().await?;
-        let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut w = compound::Compound::acquire(&self.0).await?;
+        let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(compound::BEGIN);
+        events.push(
             "INSERT INTO inbound_events (id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, \
              source_ip, correlation_id, received_at, trace_parent) ",
         );
@@ -54,26 +55,10 @@ impl BatchWriter for Inbound {
         events.push(" ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id");
         let inserted: HashSet<String> = events
             .build_query_scalar::<String>()
-            .fetch_all(&mut *tx)
+            .fetch_all(w.conn())
             .await?
             .into_iter()
             .collect();
-        let created: Vec<&&NewInbound> =
-            items.iter().filter(|e| inserted.contains(&e.id)).collect();
-        if !created.is_empty() {
-            let mut jobs = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) ",
-            );
-            jobs.push_values(created, |mut row, e| {
-                row.push_bind(&e.job_id)
-                    .push_bind(&e.id)
-                    .push_bind(&e.provider)
-                    .push("1, 'pending', 'received'")
-                    .push_bind(ms(e.received_at))
-                    .push_bind(ms(e.received_at));
-            });
-            jobs.build().execute(&mut *tx).await?;
-        }
         // The events already stored for the keys of those not inserted.
         let taken: Vec<(&str, &str)> = items
             .iter()
@@ -91,64 +76,67 @@ impl BatchWriter for Inbound {
                  (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
             )
             .bind(Json(&taken))
-            .fetch_all(&mut *tx)
+            .fetch_all(w.conn())
             .await?;
         }
         let outcomes = answers::inbound(items, &inserted, stored)?;
-        tx.commit().await?;
+        // The first jobs of those inserted, and the commit, in one command.
+        let created: Vec<&&NewInbound> =
+            items.iter().filter(|e| inserted.contains(&e.id)).collect();
+        let mut jobs = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        if !created.is_empty() {
+            jobs.push(
+                "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) ",
+            );
+            jobs.push_values(created, |mut row, e| {
+                row.push_bind(&e.job_id)
+                    .push_bind(&e.id)
+                    .push_bind(&e.provider)
+                    .push("1, 'pending', 'received'")
+                    .push_bind(ms(e.received_at))
+                    .push_bind(ms(e.received_at));
+            });
+        }
+        jobs.push(compound::COMMIT);
+        jobs.build().execute(w.conn()).await?;
+        w.committed();
         Ok(outcomes)
     }
 }
 
-/// Records one finished try (and schedules the next) inside `tx`.
-async fn complete_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    r: &AttemptResult,
-) -> Result<bool> {
-    let row = sqlx::query(
-        "UPDATE delivery_attempts SET status = ?3, http_status = ?4, duration_ms = ?5, \
-         response_preview = ?6, error = ?7, completed_at = ?8, lease_until = NULL \
-         WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' \
-         RETURNING event_id, webhook_id, account_id, attempt, payload_snapshot, trace_parent",
-    )
-    .bind(&r.attempt_id)
-    .bind(&r.worker_id)
-    .bind(r.status.as_str())
-    .bind(r.http_status)
-    .bind(r.duration_ms)
-    .bind(&r.response_preview)
-    .bind(&r.error)
-    .bind(ms(r.completed_at))
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        return Ok(false);
-    };
-    if let Some((next_id, due)) = &r.next {
-        sqlx::query(
-            "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-             payload_snapshot, created_at, trace_parent) VALUES (?1,?2,?3,?4,?5,'pending',?6,?7,?8,?9) \
-             ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
-        )
-        .bind(next_id)
-        .bind(row.try_get::<String, _>("event_id")?)
-        .bind(row.try_get::<String, _>("webhook_id")?)
-        .bind(row.try_get::<String, _>("account_id")?)
-        .bind(row.try_get::<i32, _>("attempt")? + 1)
-        .bind(ms(*due))
-        .bind(row.try_get::<String, _>("payload_snapshot")?)
-        .bind(ms(r.completed_at))
-        .bind(row.try_get::<Option<String>, _>("trace_parent")?)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(true)
-}
-
 /// Finished tries recorded together: one transaction per batch, committed
-/// without a sync of its own (`relaxed.rs`): an outcome lost in a power cut
-/// repeats its try, and the next publish's sync carries it anyway.
+/// without a sync of its own (`relaxed.rs` says why that is safe), sent as
+/// one command (`compound.rs`) whatever the batch's size: the switch to
+/// `synchronous = NORMAL`, each try's outcome where the worker still holds
+/// the lease, the next try of those that failed with retries left (copying
+/// the snapshot inside the database), the commit, and the switch back. The
+/// batch goes in as one JSON argument, so the text is always the same and
+/// its statements are prepared once.
 pub(super) struct Completions(pub(super) SqlitePool);
+
+const COMPLETE: &str = "PRAGMA synchronous = NORMAL; BEGIN; \
+    UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
+      duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
+      completed_at = r.at, lease_until = NULL \
+    FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.worker') AS worker, \
+            json_extract(value, '$.status') AS status, json_extract(value, '$.http_status') AS http_status, \
+            json_extract(value, '$.duration_ms') AS duration_ms, json_extract(value, '$.preview') AS preview, \
+            json_extract(value, '$.error') AS error, json_extract(value, '$.at') AS at \
+          FROM json_each(?1)) AS r \
+    WHERE delivery_attempts.id = r.id AND delivery_attempts.claimed_by = r.worker \
+      AND delivery_attempts.status = 'pending' \
+    RETURNING delivery_attempts.id; \
+    INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+      payload_snapshot, created_at, trace_parent) \
+    SELECT json_extract(n.value, '$.next'), a.event_id, a.webhook_id, a.account_id, a.attempt + 1, \
+      'pending', json_extract(n.value, '$.due'), a.payload_snapshot, json_extract(n.value, '$.at'), \
+      a.trace_parent \
+    FROM json_each(?1) AS n JOIN delivery_attempts a ON a.id = json_extract(n.value, '$.id') \
+    WHERE json_extract(n.value, '$.next') IS NOT NULL \
+      AND a.claimed_by = json_extract(n.value, '$.worker') \
+      AND a.status = json_extract(n.value, '$.status') AND a.completed_at = json_extract(n.value, '$.at') \
+    ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING; \
+    COMMIT; PRAGMA synchronous = FULL";
 
 #[async_trait]
 impl BatchWriter for Completions {
@@ -157,15 +145,33 @@ impl BatchWriter for Completions {
     const NAME: &'static str = "delivery results";
 
     async fn commit(&self, items: &[&AttemptResult]) -> Result<Vec<bool>> {
-        let mut w = super::relaxed::Relaxed::acquire(&self.0).await?;
-        let mut tx = sqlx::Connection::begin(w.conn()).await?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            outcomes.push(complete_one(&mut tx, item).await?);
-        }
-        tx.commit().await?;
-        w.finish().await?;
-        Ok(outcomes)
+        // The next try is written only where the update took: the row is
+        // then this worker's, finished as just written.
+        let batch: Vec<serde_json::Value> = items
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.attempt_id, "worker": r.worker_id, "status": r.status.as_str(),
+                    "http_status": r.http_status, "duration_ms": r.duration_ms,
+                    "preview": r.response_preview, "error": r.error, "at": ms(r.completed_at),
+                    "next": r.next.as_ref().map(|(id, _)| id),
+                    "due": r.next.as_ref().map(|(_, due)| ms(*due)),
+                })
+            })
+            .collect();
+        let mut w = compound::Compound::acquire(&self.0).await?;
+        let recorded: Vec<String> = sqlx::query_scalar(COMPLETE)
+            .bind(Json(&batch))
+            .fetch_all(w.conn())
+            .await?;
+        w.committed();
+        // The same try twice in one batch (never in practice): the first
+        // one recorded it; the other answers false, as it would alone.
+        let mut recorded: HashSet<String> = recorded.into_iter().collect();
+        Ok(items
+            .iter()
+            .map(|r| recorded.remove(&r.attempt_id))
+            .collect())
     }
 }
 
@@ -175,10 +181,7 @@ const TRIES_PER_INSERT: usize = 3_000;
 
 /// A client id this producer published before for this account (or, for an
 /// event without one, its internal id): the same event again, or a conflict.
-async fn existing(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    e: &NewEvent,
-) -> Result<PublishOutcome> {
+async fn existing(conn: &mut sqlx::SqliteConnection, e: &NewEvent) -> Result<PublishOutcome> {
     // By the producer's client id for the account, or (an event without
     // one) by its internal id. Two statements, not one with a CASE: each
     // must use its index.
@@ -197,7 +200,7 @@ async fn existing(
     .bind(&e.client_id)
     .bind(&e.producer)
     .bind(&e.account_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(conn)
     .await?;
     answers::existing(&row, e)
 }
@@ -218,14 +221,20 @@ impl BatchWriter for Publishes {
     const NAME: &'static str = "publish";
 
     async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
-        let mut tx = self.0.begin().await?;
+        // The events and the subscribed webhooks of every account in the
+        // batch, in one command with its BEGIN (`compound.rs`): those of an
+        // account whose events all conflict are read for nothing, rarely.
+        let mut accounts: Vec<&str> = items.iter().map(|e| e.account_id.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let mut first = sqlx::QueryBuilder::<sqlx::Sqlite>::new(compound::BEGIN);
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the row out of RETURNING: answered below.
-        let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        first.push(
             "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at, \
              trace_parent) ",
         );
-        events.push_values(items, |mut row, e| {
+        first.push_values(items, |mut row, e| {
             row.push_bind(&e.id)
                 .push_bind(&e.client_id)
                 .push_bind(&e.account_id)
@@ -235,33 +244,30 @@ impl BatchWriter for Publishes {
                 .push_bind(ms(e.created_at))
                 .push_bind(&e.trace_parent);
         });
-        events.push(" ON CONFLICT DO NOTHING RETURNING id");
-        let mut new: HashSet<String> = events
-            .build_query_scalar::<String>()
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+        first
+            .push(" ON CONFLICT DO NOTHING RETURNING id AS inserted_event; ")
+            .push(format!(
+                "SELECT {} FROM webhook_configs \
+                 WHERE account_id IN (SELECT value FROM json_each(",
+                answers::SUBSCRIBER_COLUMNS
+            ))
+            .push_bind(Json(&accounts))
+            .push(")) AND disabled = 0");
+        let mut w = compound::Compound::acquire(&self.0).await?;
+        let rows = first.build().fetch_all(w.conn()).await?;
+        let mut new: HashSet<String> = HashSet::new();
+        let mut webhooks = Vec::new();
+        for row in &rows {
+            if row.columns().len() == 1 {
+                new.insert(row.try_get("inserted_event")?);
+            } else {
+                webhooks.push(answers::Subscriber::from_row(row)?);
+            }
+        }
         // Rows go in in order, so of one key twice in a batch the first is
         // new and the second meets it, as if they came one by one.
         let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
-        let accounts = answers::fresh_accounts(items, &fresh);
         let births = self.1.get();
-        let mut webhooks = Vec::new();
-        if !accounts.is_empty() {
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM webhook_configs \
-                 WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
-                answers::SUBSCRIBER_COLUMNS
-            ))
-            .bind(Json(&accounts))
-            .fetch_all(&mut *tx)
-            .await?;
-            webhooks = rows
-                .iter()
-                .map(answers::Subscriber::from_row)
-                .collect::<Result<_>>()?;
-        }
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
         let mut born = Born::reserve(births, &tries, &webhooks);
         // The webhooks of the tries handed over, read whole (the worker
@@ -275,19 +281,21 @@ impl BatchWriter for Publishes {
                 crate::rows::WEBHOOK_COLUMNS
             ))
             .bind(Json(&granted))
-            .fetch_all(&mut *tx)
+            .fetch_all(w.conn())
             .await?;
         }
         let whole = born.whole(&tries, &rows);
-        // In chunks: SQLite binds at most 32,766 values per statement, and
-        // an event may fan out to many endpoints.
+        // The tries and the commit, in one command. In chunks: SQLite binds
+        // at most 32,766 values per statement, and an event may fan out to
+        // many endpoints.
         let all: Vec<usize> = (0..tries.ids.len()).collect();
+        let mut last = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
         for chunk in all.chunks(TRIES_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            last.push(
                 "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
                  due_at, payload_snapshot, created_at, trace_parent, claimed_by, lease_until) ",
             );
-            insert.push_values(chunk.iter().copied(), |mut row, i| {
+            last.push_values(chunk.iter().copied(), |mut row, i| {
                 row.push_bind(&tries.ids[i])
                     .push_bind(&tries.event_ids[i])
                     .push_bind(&tries.webhook_ids[i])
@@ -300,14 +308,25 @@ impl BatchWriter for Publishes {
                     .push_bind(born.owner(i))
                     .push_bind(born.lease_until(i).map(ms));
             });
-            insert.build().execute(&mut *tx).await?;
+            last.push("; ");
         }
-        for ((e, fresh), outcome) in items.iter().zip(fresh).zip(&mut outcomes) {
-            if !fresh {
-                *outcome = existing(&mut tx, e).await?;
+        // An event that met a stored one is answered with it, its tries
+        // counted once this batch's are in (the same key twice in a batch):
+        // then the commit is a command of its own, rarely.
+        let conflicts = fresh.iter().any(|f| !f);
+        if !conflicts {
+            last.push(compound::COMMIT);
+        }
+        last.build().execute(w.conn()).await?;
+        if conflicts {
+            for ((e, fresh), outcome) in items.iter().zip(&fresh).zip(&mut outcomes) {
+                if !fresh {
+                    *outcome = existing(w.conn(), e).await?;
+                }
             }
+            sqlx::query("COMMIT").execute(w.conn()).await?;
         }
-        tx.commit().await?;
+        w.committed();
         // Every try was stored with its event, leased as offered: the
         // webhooks were read inside this transaction.
         born.start(&tries, |_| true, |_| true, &whole, items, &mut outcomes);

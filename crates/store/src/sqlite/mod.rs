@@ -10,6 +10,7 @@
 mod activity;
 mod batch;
 mod checkpoint;
+mod compound;
 mod dispatch;
 mod ingress;
 mod relaxed;

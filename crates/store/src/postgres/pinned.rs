@@ -1,0 +1,155 @@
+//! Connections kept by the hot paths (publish, inbound and outcome batches,
+//! claims and releases) between uses, outside the pool. sqlx tests every
+//! connection given back to its pool with a round trip of its own (a `Sync`
+//! and the server's answer), in a task it spawns: each statement run on the
+//! pool woke PostgreSQL's backend twice, and a tokio thread for the task.
+//! The test is there for a connection left half way by a cancelled or
+//! failed call; a connection here goes back only after a call that
+//! finished, and is closed otherwise. One idle for long goes back through
+//! the pool's own test (the server may have closed it meanwhile).
+
+use crate::error::Result;
+use sqlx::postgres::{PgConnection, PgPool};
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Kept idle no longer than this: past it, a connection is given back to
+/// the pool, which tests it before its next use.
+const FRESH: Duration = Duration::from_secs(10);
+
+/// Idle connections of one kind (those of `pool`, with its session
+/// settings), opened from the pool and then kept apart from it.
+pub(crate) struct Pinned {
+    pool: PgPool,
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    /// At most this many are kept idle; more in use at once are closed
+    /// when given back.
+    keep: usize,
+}
+
+impl Pinned {
+    pub(crate) fn new(pool: PgPool, keep: usize) -> Self {
+        Self {
+            pool,
+            idle: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// The pool the connections come from, for the paths that stay on it.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// An idle connection, or a new one taken out of the pool.
+    pub(crate) async fn get(&self) -> Result<Held<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some((conn, since)) if since.elapsed() < FRESH => conn,
+            stale => {
+                // Closed here rather than handed to the pool: it may be
+                // dead, and the pool opens or tests its own.
+                drop(stale);
+                self.pool.acquire().await?.detach()
+            }
+        };
+        Ok(Held {
+            conn: Some(conn),
+            home: self,
+            finished: false,
+        })
+    }
+}
+
+/// A connection in use. Given back by `finished`; dropped without it (an
+/// error, a cancelled future), it is closed: it may be half way through a
+/// statement.
+pub(crate) struct Held<'a> {
+    conn: Option<PgConnection>,
+    home: &'a Pinned,
+    finished: bool,
+}
+
+impl Held<'_> {
+    /// The call finished: the connection may serve the next one.
+    pub(crate) fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Deref for Held<'_> {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if self.finished {
+            let mut idle = self.home.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.home.keep {
+                idle.push((conn, Instant::now()));
+                return;
+            }
+        }
+        // Dropping a connection closes its socket: the server ends the
+        // session and rolls back whatever it had open.
+        drop(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn backend_pid(conn: &mut PgConnection) -> i32 {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(conn)
+            .await
+            .expect("pid")
+    }
+
+    /// A connection given back after a finished call serves the next one
+    /// (no test on release, no new session); one dropped half way (an
+    /// error, a cancelled future) is closed, never handed out again.
+    #[tokio::test]
+    async fn a_finished_connection_is_kept_and_an_unfinished_one_closed() {
+        let url = std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let pool = PgPool::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is needed for this test and is not reachable at {url}: {e}. \
+                 Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            )
+        });
+        let pinned = Pinned::new(pool, 2);
+        let mut c = pinned.get().await.expect("connection");
+        let first = backend_pid(&mut c).await;
+        c.finished();
+        let mut c = pinned.get().await.expect("connection");
+        assert_eq!(backend_pid(&mut c).await, first, "kept and reused");
+        // In a transaction, then dropped without finishing.
+        sqlx::query("BEGIN").execute(&mut *c).await.expect("begin");
+        drop(c);
+        let mut c = pinned.get().await.expect("connection");
+        let next = backend_pid(&mut c).await;
+        assert_ne!(
+            next, first,
+            "the unfinished one was closed: its open transaction went with it"
+        );
+        c.finished();
+    }
+}
