@@ -106,7 +106,7 @@ impl PgStore {
             2,
         );
         let claims = Pinned::new(unsynced.clone(), 2);
-        let hot = Pinned::new(pool.clone(), 2);
+        let hot = Pinned::new(pool.clone(), 4);
         Ok(Self {
             pool,
             unsynced,

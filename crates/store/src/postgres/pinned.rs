@@ -13,27 +13,29 @@ use sqlx::postgres::{PgConnection, PgPool};
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Kept idle no longer than this: past it, a connection is given back to
 /// the pool, which tests it before its next use.
 const FRESH: Duration = Duration::from_secs(10);
 
-/// Idle connections of one kind (those of `pool`, with its session
-/// settings), opened from the pool and then kept apart from it.
+/// Connections of one kind (those of `pool`, with its session settings),
+/// opened from the pool and then kept apart from it: at most `max` of them,
+/// in use or idle. A connection taken out of a pool no longer counts
+/// against the pool's own limit, so without this bound every concurrent
+/// caller would open one more.
 pub(crate) struct Pinned {
     pool: PgPool,
     idle: Mutex<Vec<(PgConnection, Instant)>>,
-    /// At most this many are kept idle; more in use at once are closed
-    /// when given back.
-    keep: usize,
+    out: Semaphore,
 }
 
 impl Pinned {
-    pub(crate) fn new(pool: PgPool, keep: usize) -> Self {
+    pub(crate) fn new(pool: PgPool, max: usize) -> Self {
         Self {
             pool,
             idle: Mutex::new(Vec::new()),
-            keep,
+            out: Semaphore::new(max),
         }
     }
 
@@ -44,6 +46,11 @@ impl Pinned {
 
     /// An idle connection, or a new one taken out of the pool.
     pub(crate) async fn get(&self) -> Result<Held<'_>> {
+        let permit = self
+            .out
+            .acquire()
+            .await
+            .unwrap_or_else(|_| unreachable!("never closed"));
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some((conn, since)) if since.elapsed() < FRESH => conn,
@@ -58,6 +65,7 @@ impl Pinned {
             conn: Some(conn),
             home: self,
             finished: false,
+            _permit: permit,
         })
     }
 }
@@ -69,6 +77,7 @@ pub(crate) struct Held<'a> {
     conn: Option<PgConnection>,
     home: &'a Pinned,
     finished: bool,
+    _permit: SemaphorePermit<'a>,
 }
 
 impl Held<'_> {
@@ -99,11 +108,10 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if self.finished {
+            // Never more idle than may be out: each was out with a permit.
             let mut idle = self.home.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < self.home.keep {
-                idle.push((conn, Instant::now()));
-                return;
-            }
+            idle.push((conn, Instant::now()));
+            return;
         }
         // Dropping a connection closes its socket: the server ends the
         // session and rolls back whatever it had open.
@@ -151,5 +159,28 @@ mod tests {
             "the unfinished one was closed: its open transaction went with it"
         );
         c.finished();
+    }
+
+    /// Callers beyond the bound wait for a connection rather than open
+    /// one more each (taken out of its pool, a connection no longer counts
+    /// against the pool's limit).
+    #[tokio::test]
+    async fn no_more_connections_than_the_bound_are_open_at_once() {
+        let url = std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let pool = PgPool::connect(&url).await.expect("PostgreSQL");
+        let pinned = Pinned::new(pool, 2);
+        let a = pinned.get().await.expect("first");
+        let b = pinned.get().await.expect("second");
+        let third = tokio::time::timeout(Duration::from_millis(200), pinned.get()).await;
+        assert!(third.is_err(), "a third waits while two are out");
+        a.finished();
+        let c = tokio::time::timeout(Duration::from_secs(5), pinned.get())
+            .await
+            .expect("one came back")
+            .expect("connection");
+        c.finished();
+        b.finished();
+        assert_eq!(pinned.idle.lock().expect("idle").len(), 2);
     }
 }
