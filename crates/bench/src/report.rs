@@ -93,7 +93,7 @@ impl Figures {
             .unwrap_or_default();
         let cpu = self
             .cpu_seconds
-            .map(|c| format!("{:.2} CPU s/1k", 1000.0 * c / self.count.max(1) as f64))
+            .map(|c| format!("{:.3} CPU s/1k", 1000.0 * c / self.count.max(1) as f64))
             .unwrap_or_else(|| "-".into());
         let rss = self
             .peak_rss_mb

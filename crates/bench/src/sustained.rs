@@ -38,6 +38,9 @@ pub(crate) async fn run(backend: Backend, plan: &Plan) -> anyhow::Result<()> {
     )
     .await
     .print(None);
+    // Every scenario after the lived events, as an outside load test that
+    // runs them back to back would count its CPU per event.
+    let mut all = Totals::default();
     for i in 1..=plan.bursts {
         rig.fresh_endpoint(&format!("acct_burst{i}")).await?;
         let f = rig
@@ -51,6 +54,7 @@ pub(crate) async fn run(backend: Backend, plan: &Plan) -> anyhow::Result<()> {
             .await;
         f.print(None);
         print_cpu_per_event(&f);
+        all.add(&f);
     }
     for (rate, seconds) in [
         (200, plan.short_seconds),
@@ -73,6 +77,7 @@ pub(crate) async fn run(backend: Backend, plan: &Plan) -> anyhow::Result<()> {
             .await;
         f.print(None);
         print_cpu_per_event(&f);
+        all.add(&f);
         // Delivered within the publishing window, as a share of the rate.
         let on_time: u64 = f.timeline.iter().take(seconds as usize).sum();
         println!(
@@ -81,7 +86,34 @@ pub(crate) async fn run(backend: Backend, plan: &Plan) -> anyhow::Result<()> {
             rate * seconds
         );
     }
+    all.print();
     Ok(())
+}
+
+/// Events and CPU seconds summed over scenarios.
+#[derive(Default)]
+struct Totals {
+    events: u64,
+    ours: f64,
+    database: f64,
+}
+
+impl Totals {
+    fn add(&mut self, f: &Figures) {
+        self.events += f.count;
+        self.ours += f.cpu_seconds.unwrap_or(0.0);
+        self.database += f.others.database.max(0.0);
+    }
+
+    fn print(&self) {
+        let n = self.events.max(1) as f64;
+        let (ours, db) = (self.ours * 1e3 / n, self.database * 1e3 / n);
+        println!(
+            "all scenarios above (bursts and steady rates), {} events: CPU per event {:.3} ms (hookwarden {ours:.3} + database {db:.3})",
+            self.events,
+            ours + db
+        );
+    }
 }
 
 /// CPU per delivered event, hookwarden and PostgreSQL apart and together.

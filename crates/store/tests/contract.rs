@@ -23,6 +23,7 @@ on_both!(
     client_ids_survive_the_migration_that_scoped_them,
     concurrent_claims_never_share_an_attempt,
     complete_schedules_next_and_history_is_append_only,
+    one_try_finished_twice_at_once_is_recorded_once,
     retry_now_reuses_or_creates_pending,
     rotation_keeps_old_secret,
     event_types_upsert_list_delete,
@@ -648,6 +649,79 @@ async fn complete_schedules_next_and_history_is_append_only(backend: Backend) {
         raw_execute(backend, &db.url, &revive).await.is_err(),
         "a finished try cannot be made pending again"
     );
+}
+
+/// Two outcomes of one try submitted together (they may share a batch):
+/// one is recorded, with its own next try or none, never a mix of the two.
+async fn one_try_finished_twice_at_once_is_recorded_once(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    for round in 0..4 {
+        s.publish_event(&event("acct_a", "t"))
+            .await
+            .expect("publish");
+        let now = Utc::now();
+        let claimed = s
+            .claim_due(&Claim {
+                worker_id: "w1",
+                now,
+                lease_until: now + Duration::seconds(30),
+                limit: 10,
+                exclude_webhooks: &[],
+            })
+            .await
+            .expect("claim");
+        let a = claimed
+            .iter()
+            .find(|a| a.attempt == 1)
+            .expect("the new first try");
+        let succeeded = AttemptResult {
+            attempt_id: a.id.clone(),
+            worker_id: "w1".into(),
+            status: AttemptStatus::Succeeded,
+            http_status: Some(200),
+            duration_ms: 3,
+            response_preview: None,
+            error: None,
+            completed_at: now,
+            next: None,
+        };
+        let failed = AttemptResult {
+            status: AttemptStatus::Failed,
+            http_status: Some(500),
+            next: Some((ids::attempt_id(), now + Duration::hours(1))),
+            ..succeeded.clone()
+        };
+        // Either order first, as callers race.
+        let (x, y) = if round % 2 == 0 {
+            (&succeeded, &failed)
+        } else {
+            (&failed, &succeeded)
+        };
+        let (rx, ry) = tokio::join!(s.complete_attempt(x), s.complete_attempt(y));
+        let (rx, ry) = (rx.expect("complete"), ry.expect("complete"));
+        assert!(rx ^ ry, "exactly one is recorded (round {round})");
+        let won = if rx { x } else { y };
+        let tries = s
+            .search_attempts(
+                &AttemptFilter {
+                    event_id: Some(&a.event_id),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .expect("tries");
+        let first = tries.items.iter().find(|t| t.id == a.id).expect("the try");
+        assert_eq!(first.status, won.status, "round {round}");
+        assert_eq!(
+            tries.items.len(),
+            if won.next.is_some() { 2 } else { 1 },
+            "a next try only for the outcome recorded (round {round})"
+        );
+    }
 }
 
 async fn retry_now_reuses_or_creates_pending(backend: Backend) {

@@ -1,12 +1,18 @@
 //! Connections kept by the hot paths (publish, inbound and outcome batches,
-//! claims and releases) between uses, outside the pool. sqlx tests every
-//! connection given back to its pool with a round trip of its own (a `Sync`
-//! and the server's answer), in a task it spawns: each statement run on the
-//! pool woke PostgreSQL's backend twice, and a tokio thread for the task.
-//! The test is there for a connection left half way by a cancelled or
-//! failed call; a connection here goes back only after a call that
-//! finished, and is closed otherwise. One idle for long goes back through
-//! the pool's own test (the server may have closed it meanwhile).
+//! claims and releases, forwarding outcomes) between uses, outside the
+//! pool. sqlx tests a pooled connection with a round trip before handing it
+//! out and again, in a task it spawns, when it is given back: each
+//! statement run on the pool was three round trips, each waking
+//! PostgreSQL's backend. The test on release is there for a connection left
+//! half way by a cancelled or failed call; a connection here goes back only
+//! after a call that finished, and is closed otherwise. One idle for a
+//! while is tested before its next use (the server may have gone away
+//! meanwhile), and a failure empties the idle list: after a restart of the
+//! server every kept connection is dead, and each would fail a call.
+//!
+//! Taken out of its pool, a connection no longer counts against the pool's
+//! limit: each kind has a bound of its own, and docs/PRODUCTION.md counts
+//! them in the connections a replica may open.
 
 use crate::error::Result;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -15,9 +21,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Kept idle no longer than this: past it, a connection is given back to
-/// the pool, which tests it before its next use.
-const FRESH: Duration = Duration::from_secs(10);
+/// Idle longer than this, a connection is tested (a round trip) before its
+/// next use; under load they are reused within milliseconds.
+const FRESH: Duration = Duration::from_secs(1);
 
 /// Connections of one kind (those of `pool`, with its session settings),
 /// opened from the pool and then kept apart from it: at most `max` of them,
@@ -52,14 +58,19 @@ impl Pinned {
             .await
             .unwrap_or_else(|_| unreachable!("never closed"));
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some((conn, since)) if since.elapsed() < FRESH => conn,
-            stale => {
-                // Closed here rather than handed to the pool: it may be
-                // dead, and the pool opens or tests its own.
-                drop(stale);
-                self.pool.acquire().await?.detach()
-            }
+        let tested = match idle {
+            Some((conn, since)) if since.elapsed() < FRESH => Some(conn),
+            Some((mut conn, _)) => match sqlx::Connection::ping(&mut conn).await {
+                Ok(()) => Some(conn),
+                // Dead: closed as it is dropped here.
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let conn = match tested {
+            Some(conn) => conn,
+            // The pool opens or tests its own.
+            None => self.pool.acquire().await?.detach(),
         };
         Ok(Held {
             conn: Some(conn),
@@ -114,8 +125,14 @@ impl Drop for Held<'_> {
             return;
         }
         // Dropping a connection closes its socket: the server ends the
-        // session and rolls back whatever it had open.
+        // session and rolls back whatever it had open. The others kept may
+        // be dead for the same reason (the server restarted): not reused.
         drop(conn);
+        self.home
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -168,7 +185,12 @@ mod tests {
     async fn no_more_connections_than_the_bound_are_open_at_once() {
         let url = std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let pool = PgPool::connect(&url).await.expect("PostgreSQL");
+        let pool = PgPool::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is needed for this test and is not reachable at {url}: {e}. \
+                 Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            )
+        });
         let pinned = Pinned::new(pool, 2);
         let a = pinned.get().await.expect("first");
         let b = pinned.get().await.expect("second");

@@ -1,8 +1,8 @@
 //! SQLite's group-committed writes (`group_commit.rs`): one transaction per
-//! batch on the single writer. Every statement is a round trip to the
+//! batch on the single writer. Every command is a round trip to the
 //! connection's own thread, so inbound and published events go in as
-//! multi-row inserts; finished tries, a few statements each, one after
-//! another inside the batch's transaction.
+//! multi-row inserts, finished tries as one JSON argument, and a batch's
+//! BEGIN and COMMIT go with its first and last statements (`compound.rs`).
 
 use super::{compound, ms};
 use crate::answers;
@@ -114,7 +114,19 @@ impl BatchWriter for Inbound {
 /// its statements are prepared once.
 pub(super) struct Completions(pub(super) SqlitePool);
 
+/// The next tries first, while the tries they follow are still pending and
+/// this worker's (the very condition of the update after), then the
+/// outcomes. Ids are unique within a batch (`commit` sees to it).
 const COMPLETE: &str = "PRAGMA synchronous = NORMAL; BEGIN; \
+    INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+      payload_snapshot, created_at, trace_parent) \
+    SELECT json_extract(n.value, '$.next'), a.event_id, a.webhook_id, a.account_id, a.attempt + 1, \
+      'pending', json_extract(n.value, '$.due'), a.payload_snapshot, json_extract(n.value, '$.at'), \
+      a.trace_parent \
+    FROM json_each(?1) AS n JOIN delivery_attempts a ON a.id = json_extract(n.value, '$.id') \
+    WHERE json_extract(n.value, '$.next') IS NOT NULL \
+      AND a.claimed_by = json_extract(n.value, '$.worker') AND a.status = 'pending' \
+    ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING; \
     UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
       duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
       completed_at = r.at, lease_until = NULL \
@@ -126,16 +138,6 @@ const COMPLETE: &str = "PRAGMA synchronous = NORMAL; BEGIN; \
     WHERE delivery_attempts.id = r.id AND delivery_attempts.claimed_by = r.worker \
       AND delivery_attempts.status = 'pending' \
     RETURNING delivery_attempts.id; \
-    INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-      payload_snapshot, created_at, trace_parent) \
-    SELECT json_extract(n.value, '$.next'), a.event_id, a.webhook_id, a.account_id, a.attempt + 1, \
-      'pending', json_extract(n.value, '$.due'), a.payload_snapshot, json_extract(n.value, '$.at'), \
-      a.trace_parent \
-    FROM json_each(?1) AS n JOIN delivery_attempts a ON a.id = json_extract(n.value, '$.id') \
-    WHERE json_extract(n.value, '$.next') IS NOT NULL \
-      AND a.claimed_by = json_extract(n.value, '$.worker') \
-      AND a.status = json_extract(n.value, '$.status') AND a.completed_at = json_extract(n.value, '$.at') \
-    ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING; \
     COMMIT; PRAGMA synchronous = FULL";
 
 #[async_trait]
@@ -145,10 +147,14 @@ impl BatchWriter for Completions {
     const NAME: &'static str = "delivery results";
 
     async fn commit(&self, items: &[&AttemptResult]) -> Result<Vec<bool>> {
-        // The next try is written only where the update took: the row is
-        // then this worker's, finished as just written.
+        // The same try twice in one batch (never in practice): the first
+        // is recorded, as it would be alone, and the other answers false.
+        // One update cannot take both (which row of a join it applies is
+        // SQLite's choice).
+        let mut seen = HashSet::new();
         let batch: Vec<serde_json::Value> = items
             .iter()
+            .filter(|r| seen.insert(r.attempt_id.as_str()))
             .map(|r| {
                 serde_json::json!({
                     "id": r.attempt_id, "worker": r.worker_id, "status": r.status.as_str(),
@@ -165,8 +171,6 @@ impl BatchWriter for Completions {
             .fetch_all(w.conn())
             .await?;
         w.committed();
-        // The same try twice in one batch (never in practice): the first
-        // one recorded it; the other answers false, as it would alone.
         let mut recorded: HashSet<String> = recorded.into_iter().collect();
         Ok(items
             .iter()
