@@ -662,31 +662,12 @@ async fn one_try_finished_twice_at_once_is_recorded_once(backend: Backend) {
             .await
             .expect("publish");
         let now = Utc::now();
-        let claimed = s
-            .claim_due(&Claim {
-                worker_id: "w1",
-                now,
-                lease_until: now + Duration::seconds(30),
-                limit: 10,
-                exclude_webhooks: &[],
-            })
-            .await
-            .expect("claim");
+        let claimed = claim(&s, "w1", now, 30, 10).await;
         let a = claimed
             .iter()
             .find(|a| a.attempt == 1)
             .expect("the new first try");
-        let succeeded = AttemptResult {
-            attempt_id: a.id.clone(),
-            worker_id: "w1".into(),
-            status: AttemptStatus::Succeeded,
-            http_status: Some(200),
-            duration_ms: 3,
-            response_preview: None,
-            error: None,
-            completed_at: now,
-            next: None,
-        };
+        let succeeded = succeeded(&a.id, "w1", now);
         let failed = AttemptResult {
             status: AttemptStatus::Failed,
             http_status: Some(500),

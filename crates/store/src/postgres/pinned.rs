@@ -140,6 +140,18 @@ impl Drop for Held<'_> {
 mod tests {
     use super::*;
 
+    /// The machine's PostgreSQL (tests run against the real server).
+    async fn test_pool() -> PgPool {
+        let url = std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        PgPool::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is needed for this test and is not reachable at {url}: {e}. \
+                 Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            )
+        })
+    }
+
     async fn backend_pid(conn: &mut PgConnection) -> i32 {
         sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(conn)
@@ -152,14 +164,7 @@ mod tests {
     /// error, a cancelled future) is closed, never handed out again.
     #[tokio::test]
     async fn a_finished_connection_is_kept_and_an_unfinished_one_closed() {
-        let url = std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let pool = PgPool::connect(&url).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is needed for this test and is not reachable at {url}: {e}. \
-                 Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-            )
-        });
+        let pool = test_pool().await;
         let pinned = Pinned::new(pool, 2);
         let mut c = pinned.get().await.expect("connection");
         let first = backend_pid(&mut c).await;
@@ -183,14 +188,7 @@ mod tests {
     /// against the pool's limit).
     #[tokio::test]
     async fn no_more_connections_than_the_bound_are_open_at_once() {
-        let url = std::env::var("HOOKWARDEN_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let pool = PgPool::connect(&url).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is needed for this test and is not reachable at {url}: {e}. \
-                 Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-            )
-        });
+        let pool = test_pool().await;
         let pinned = Pinned::new(pool, 2);
         let a = pinned.get().await.expect("first");
         let b = pinned.get().await.expect("second");
