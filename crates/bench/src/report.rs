@@ -60,16 +60,28 @@ fn postgres_cpu() -> f64 {
 
 /// CPU seconds of a process's children that ended and were waited for.
 fn children_cpu(pid: u32) -> f64 {
+    let fields = stat_fields(pid);
+    // cutime, cstime: fields 16 and 17 of stat, in clock ticks (100 Hz).
+    (tick(&fields, 13) + tick(&fields, 14)) / 100.0
+}
+
+/// The fields of `/proc/<pid>/stat` after the command's name (the third
+/// field of the documentation is index 0 here).
+fn stat_fields(pid: u32) -> Vec<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<f64> = stat
-        .rsplit(')')
+    stat.rsplit(')')
         .next()
         .unwrap_or("")
         .split_whitespace()
-        .map(|v| v.parse::<f64>().unwrap_or(0.0))
-        .collect();
-    // cutime, cstime: fields 16 and 17 of stat, in clock ticks (100 Hz).
-    (fields.get(13).copied().unwrap_or(0.0) + fields.get(14).copied().unwrap_or(0.0)) / 100.0
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tick(fields: &[String], i: usize) -> f64 {
+    fields
+        .get(i)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 impl Figures {
@@ -139,20 +151,8 @@ impl Figures {
 
 /// CPU seconds (user + system) and peak RSS in MB of a process.
 pub(crate) fn proc_usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let cpu = (ticks(11) + ticks(12)) / 100.0; // utime, stime in clock ticks (100 Hz)
+    let fields = stat_fields(pid);
+    let cpu = (tick(&fields, 11) + tick(&fields, 12)) / 100.0; // utime, stime in clock ticks (100 Hz)
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm_kb = status
         .lines()

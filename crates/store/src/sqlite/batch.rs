@@ -116,7 +116,8 @@ pub(super) struct Completions(pub(super) SqlitePool);
 
 /// The next tries first, while the tries they follow are still pending and
 /// this worker's (the very condition of the update after), then the
-/// outcomes. Ids are unique within a batch (`commit` sees to it).
+/// outcomes. Ids are unique within a batch (`commit` sees to it). Between
+/// the switches of `relaxed.rs`, spelled out so that the text is a constant.
 const COMPLETE: &str = "PRAGMA synchronous = NORMAL; BEGIN; \
     INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
       payload_snapshot, created_at, trace_parent) \
@@ -262,8 +263,9 @@ impl BatchWriter for Publishes {
         let mut new: HashSet<String> = HashSet::new();
         let mut webhooks = Vec::new();
         for row in &rows {
-            if row.columns().len() == 1 {
-                new.insert(row.try_get("inserted_event")?);
+            // The insert's rows carry only `inserted_event`.
+            if let Ok(id) = row.try_get::<String, _>("inserted_event") {
+                new.insert(id);
             } else {
                 webhooks.push(answers::Subscriber::from_row(row)?);
             }

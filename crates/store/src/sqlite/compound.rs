@@ -39,7 +39,8 @@ impl Compound {
         &mut self.conn
     }
 
-    /// The command carrying `COMMIT` succeeded: nothing is left open.
+    /// The command carrying `COMMIT` (or the switch back of a relaxed write,
+    /// `relaxed.rs`) succeeded: nothing is left open or switched.
     pub(crate) fn committed(mut self) {
         self.committed = true;
     }
@@ -54,21 +55,36 @@ impl Drop for Compound {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
 
-    async fn pool(dir: &std::path::Path) -> SqlitePool {
-        let _ = std::fs::create_dir_all(dir);
+    /// A one-connection pool (a writer, as the store's) on a file of its
+    /// own in a fresh temporary directory, syncing every commit; returns
+    /// the directory too, to remove.
+    pub(crate) async fn writer(name: &str) -> (SqlitePool, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "hw_{name}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let _ = std::fs::create_dir_all(&dir);
         let opts = SqliteConnectOptions::new()
             .filename(dir.join("db.sqlite"))
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        SqlitePoolOptions::new()
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts)
             .await
-            .expect("a SQLite file in the temporary directory")
+            .expect("a SQLite file in the temporary directory");
+        (pool, dir)
     }
 
     /// A compound that fails after its `BEGIN` (here, its second statement)
@@ -77,15 +93,7 @@ mod tests {
     /// write, on a fresh connection, is not inside it.
     #[tokio::test]
     async fn a_compound_that_fails_or_is_abandoned_leaves_no_transaction_open() {
-        let dir = std::env::temp_dir().join(format!(
-            "hw_compound_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        let pool = pool(&dir).await;
+        let (pool, dir) = writer("compound").await;
         sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
             .execute(&pool)
             .await

@@ -1,7 +1,8 @@
 //! `Store` on SQLite: webhooks, events, delivery tries, event types,
 //! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::relaxed::Relaxed;
+use super::compound::Compound;
+use super::relaxed::relaxed;
 use super::{activity, ms, retention, web, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
@@ -232,8 +233,8 @@ impl Store for SqliteStore {
              RETURNING {ATTEMPT_COLUMNS}"
         );
         // A lease lost in a power cut only repeats a try (`relaxed.rs`).
-        let mut w = Relaxed::acquire(&self.writer).await?;
-        let rows = sqlx::query(&sql)
+        let mut w = Compound::acquire(&self.writer).await?;
+        let rows = sqlx::query(&relaxed(&sql))
             .bind(ms(c.lease_until))
             .bind(c.worker_id)
             .bind(ms(c.now))
@@ -241,21 +242,22 @@ impl Store for SqliteStore {
             .bind(i64::from(c.limit))
             .fetch_all(w.conn())
             .await?;
-        w.finish().await?;
+        w.committed();
         rows.iter().map(rows::attempt).collect()
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
-        let mut w = Relaxed::acquire(&self.writer).await?;
-        sqlx::query(
+        let mut w = Compound::acquire(&self.writer).await?;
+        sqlx::query(&relaxed(
             "UPDATE delivery_attempts SET lease_until = NULL, claimed_by = NULL \
              WHERE id IN (SELECT value FROM json_each(?1)) AND claimed_by = ?2 AND status = 'pending'",
-        )
+        ))
         .bind(Json(attempt_ids))
         .bind(worker_id)
         .execute(w.conn())
         .await?;
-        w.finish().await
+        w.committed();
+        Ok(())
     }
 
     async fn complete_attempt(&self, r: &AttemptResult) -> Result<bool> {

@@ -1,7 +1,8 @@
 //! `IngressStore` on SQLite: integrations, inbound events, forwarding jobs,
 //! replays and the audit trail.
 
-use super::relaxed::Relaxed;
+use super::compound::Compound;
+use super::relaxed::relaxed;
 use super::{ms, SqliteStore};
 use crate::error::Result;
 use crate::ingress::*;
@@ -147,8 +148,8 @@ impl IngressStore for SqliteStore {
                ORDER BY due_at LIMIT ?5) RETURNING {JOB_COLUMNS}"
         );
         // A lease lost in a power cut only repeats a forwarding (`relaxed.rs`).
-        let mut w = Relaxed::acquire(&self.writer).await?;
-        let rows = sqlx::query(&sql)
+        let mut w = Compound::acquire(&self.writer).await?;
+        let rows = sqlx::query(&relaxed(&sql))
             .bind(ms(c.lease_until))
             .bind(c.worker_id)
             .bind(ms(c.now))
@@ -156,21 +157,22 @@ impl IngressStore for SqliteStore {
             .bind(i64::from(c.limit))
             .fetch_all(w.conn())
             .await?;
-        w.finish().await?;
+        w.committed();
         rows.iter().map(rows::job).collect()
     }
 
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
-        let mut w = Relaxed::acquire(&self.writer).await?;
-        sqlx::query(
+        let mut w = Compound::acquire(&self.writer).await?;
+        sqlx::query(&relaxed(
             "UPDATE processing_jobs SET lease_until = NULL, claimed_by = NULL \
              WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'",
-        )
+        ))
         .bind(job_id)
         .bind(worker_id)
         .execute(w.conn())
         .await?;
-        w.finish().await
+        w.committed();
+        Ok(())
     }
 
     async fn complete_job(&self, r: &AttemptResult) -> Result<bool> {

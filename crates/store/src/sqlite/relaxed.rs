@@ -10,60 +10,28 @@
 //!
 //! Why: each of these was a sync of the log of its own, and at 1,000 events
 //! a second the writer spent most of its time waiting for them.
+//!
+//! The switch and the switch back travel with the write, as one command on
+//! a `Compound` (`compound.rs`): should the command fail half way, or its
+//! future be dropped, the connection is closed rather than given back, so no
+//! later write can run without a sync by mistake (the pool's next
+//! connection opens with the options' `FULL`).
 
-use crate::error::Result;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
+/// Puts before a relaxed write (a statement, or a whole transaction).
+pub(crate) const NORMAL: &str = "PRAGMA synchronous = NORMAL; ";
+/// Puts after it.
+pub(crate) const FULL: &str = "; PRAGMA synchronous = FULL";
 
-/// The writer's connection while it commits without syncing. Dropped
-/// without `finish` (an error, a cancelled future), the connection is closed
-/// rather than given back: no later write may run without a sync by mistake.
-pub(crate) struct Relaxed {
-    conn: PoolConnection<Sqlite>,
-    restored: bool,
-}
-
-impl Relaxed {
-    pub(crate) async fn acquire(pool: &SqlitePool) -> Result<Self> {
-        let mut conn = pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        Ok(Self {
-            conn,
-            restored: false,
-        })
-    }
-
-    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
-    }
-
-    /// Gives the connection back syncing every commit again.
-    pub(crate) async fn finish(mut self) -> Result<()> {
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *self.conn)
-            .await?;
-        self.restored = true;
-        Ok(())
-    }
-}
-
-impl Drop for Relaxed {
-    fn drop(&mut self) {
-        if !self.restored {
-            // Closed, not pooled; the pool opens a fresh one (FULL).
-            self.conn.close_on_drop();
-        }
-    }
+/// `sql` committed without a sync of its own.
+pub(crate) fn relaxed(sql: &str) -> String {
+    format!("{NORMAL}{sql}{FULL}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-    };
+    use crate::sqlite::compound::{tests::writer, Compound};
+    use sqlx::sqlite::SqlitePool;
 
     async fn synchronous(pool: &SqlitePool) -> i64 {
         sqlx::query_scalar("PRAGMA synchronous")
@@ -77,37 +45,43 @@ mod tests {
     /// a publish must never commit without a sync by mistake.
     #[tokio::test]
     async fn the_writer_syncs_again_after_a_relaxed_write_finished_or_abandoned() {
-        let dir = std::env::temp_dir().join(format!("hw_relaxed_{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let opts = SqliteConnectOptions::new()
-            .filename(dir.join("db.sqlite"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .expect("a SQLite file in the temporary directory");
-        const FULL: i64 = 2;
-        const NORMAL: i64 = 1;
-        assert_eq!(synchronous(&pool).await, FULL);
+        let (pool, dir) = writer("relaxed").await;
+        const FULL_LEVEL: i64 = 2;
+        const NORMAL_LEVEL: i64 = 1;
+        assert_eq!(synchronous(&pool).await, FULL_LEVEL);
 
-        let mut w = Relaxed::acquire(&pool).await.expect("relaxed");
-        let relaxed: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(w.conn())
+        // Finished: the level read inside the write, then after it.
+        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let inside: Vec<i64> = sqlx::query_scalar(&relaxed("PRAGMA synchronous"))
+            .fetch_all(w.conn())
             .await
-            .expect("pragma");
-        assert_eq!(relaxed, NORMAL, "inside a relaxed write");
-        w.finish().await.expect("finish");
-        assert_eq!(synchronous(&pool).await, FULL, "after finish");
+            .expect("relaxed read of the level");
+        w.committed();
+        assert_eq!(inside, vec![NORMAL_LEVEL], "inside a relaxed write");
+        assert_eq!(synchronous(&pool).await, FULL_LEVEL, "after it");
 
-        // Abandoned: the connection is closed, and the pool's next one
-        // opens with the options' FULL.
-        let abandoned = Relaxed::acquire(&pool).await;
-        assert!(abandoned.is_ok());
-        drop(abandoned);
-        assert_eq!(synchronous(&pool).await, FULL, "after an abandoned write");
+        // Failed half way: its switch back never ran, and the connection
+        // is not reused; the pool's next one opens with the options' FULL.
+        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let failed = sqlx::query(&relaxed("SELECT * FROM no_such_table"))
+            .execute(w.conn())
+            .await;
+        assert!(failed.is_err());
+        drop(w);
+        assert_eq!(synchronous(&pool).await, FULL_LEVEL, "after a failed write");
+
+        // Abandoned after its switch, before any switch back.
+        let mut w = Compound::acquire(&pool).await.expect("writer");
+        sqlx::query(NORMAL.trim_end_matches("; "))
+            .execute(w.conn())
+            .await
+            .expect("switch");
+        drop(w);
+        assert_eq!(
+            synchronous(&pool).await,
+            FULL_LEVEL,
+            "after an abandoned write"
+        );
         pool.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
