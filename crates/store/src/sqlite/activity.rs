@@ -16,7 +16,8 @@ pub(super) async fn add(s: &SqliteStore, deltas: &[ActivityDelta]) -> Result<Vec
         return Ok(Vec::new());
     }
     let mut sums = Vec::with_capacity(deltas.len());
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         let rows = vec!["(?,?,?)"; chunk.len()].join(",");
         let sql = format!(
@@ -57,7 +58,7 @@ pub(super) async fn since(s: &SqliteStore, since: DateTime<Utc>) -> Result<Vec<A
 pub(super) async fn prune(s: &SqliteStore, before: DateTime<Utc>) -> Result<u64> {
     let done = sqlx::query("DELETE FROM activity WHERE minute < ?1")
         .bind(ms(before))
-        .execute(&s.writer)
+        .execute(&mut *s.writer.get().await?)
         .await?;
     Ok(done.rows_affected())
 }

@@ -4,6 +4,7 @@
 //! multi-row inserts, finished tries as one JSON argument, and a batch's
 //! BEGIN and COMMIT go with its first and last statements (`compound.rs`).
 
+use super::writer::Writer;
 use super::{compound, ms};
 use crate::answers;
 use crate::births::{BirthSlot, Born};
@@ -12,10 +13,10 @@ use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
-use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
 use sqlx::Row;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Inbound events in a fixed number of statements whatever the batch's size
@@ -24,7 +25,7 @@ use std::sync::Arc;
 /// CPU when each event took two statements. Those whose (provider, dedup
 /// key) is taken, earlier in the batch too, are answered with the stored
 /// event's id.
-pub(super) struct Inbound(pub(super) SqlitePool);
+pub(super) struct Inbound(pub(super) Arc<Writer>);
 
 #[async_trait]
 impl BatchWriter for Inbound {
@@ -112,34 +113,62 @@ impl BatchWriter for Inbound {
 /// the snapshot inside the database), the commit, and the switch back. The
 /// batch goes in as one JSON argument, so the text is always the same and
 /// its statements are prepared once.
-pub(super) struct Completions(pub(super) SqlitePool);
+pub(super) struct Completions(pub(super) Arc<Writer>);
 
-/// The next tries first, while the tries they follow are still pending and
-/// this worker's (the very condition of the update after), then the
-/// outcomes. Ids are unique within a batch (`commit` sees to it). Between
-/// the switches of `relaxed.rs`, spelled out so that the text is a constant.
-const COMPLETE: &str = "PRAGMA synchronous = NORMAL; BEGIN; \
-    INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
-      payload_snapshot, created_at, trace_parent) \
-    SELECT json_extract(n.value, '$.next'), a.event_id, a.webhook_id, a.account_id, a.attempt + 1, \
-      'pending', json_extract(n.value, '$.due'), a.payload_snapshot, json_extract(n.value, '$.at'), \
-      a.trace_parent \
-    FROM json_each(?1) AS n JOIN delivery_attempts a ON a.id = json_extract(n.value, '$.id') \
-    WHERE json_extract(n.value, '$.next') IS NOT NULL \
-      AND a.claimed_by = json_extract(n.value, '$.worker') AND a.status = 'pending' \
-    ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING; \
-    UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
-      duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
-      completed_at = r.at, lease_until = NULL \
-    FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.worker') AS worker, \
-            json_extract(value, '$.status') AS status, json_extract(value, '$.http_status') AS http_status, \
-            json_extract(value, '$.duration_ms') AS duration_ms, json_extract(value, '$.preview') AS preview, \
-            json_extract(value, '$.error') AS error, json_extract(value, '$.at') AS at \
-          FROM json_each(?1)) AS r \
-    WHERE delivery_attempts.id = r.id AND delivery_attempts.claimed_by = r.worker \
-      AND delivery_attempts.status = 'pending' \
-    RETURNING delivery_attempts.id; \
-    COMMIT; PRAGMA synchronous = FULL";
+/// The next tries of a batch's failed tries, copied from the tries they
+/// follow while those are still pending and this worker's (the very
+/// condition of the update after).
+macro_rules! next_tries {
+    () => {
+        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+           payload_snapshot, created_at, trace_parent) \
+         SELECT json_extract(n.value, '$.next'), a.event_id, a.webhook_id, a.account_id, a.attempt + 1, \
+           'pending', json_extract(n.value, '$.due'), a.payload_snapshot, json_extract(n.value, '$.at'), \
+           a.trace_parent \
+         FROM json_each(?1) AS n JOIN delivery_attempts a ON a.id = json_extract(n.value, '$.id') \
+         WHERE json_extract(n.value, '$.next') IS NOT NULL \
+           AND a.claimed_by = json_extract(n.value, '$.worker') AND a.status = 'pending' \
+         ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING"
+    };
+}
+
+/// The outcomes, where the worker still holds the lease; returns the ids
+/// recorded. Ids are unique within a batch (`commit` sees to it).
+macro_rules! outcomes {
+    () => {
+        "UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
+           duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
+           completed_at = r.at, lease_until = NULL \
+         FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.worker') AS worker, \
+                 json_extract(value, '$.status') AS status, json_extract(value, '$.http_status') AS http_status, \
+                 json_extract(value, '$.duration_ms') AS duration_ms, json_extract(value, '$.preview') AS preview, \
+                 json_extract(value, '$.error') AS error, json_extract(value, '$.at') AS at \
+               FROM json_each(?1)) AS r \
+         WHERE delivery_attempts.id = r.id AND delivery_attempts.claimed_by = r.worker \
+           AND delivery_attempts.status = 'pending' \
+         RETURNING delivery_attempts.id"
+    };
+}
+
+/// A batch with next tries: those first, then the outcomes, in one
+/// transaction between the switches of `relaxed.rs` (spelled out so that
+/// the text is a constant).
+const COMPLETE: &str = concat!(
+    "PRAGMA synchronous = NORMAL; BEGIN; ",
+    next_tries!(),
+    "; ",
+    outcomes!(),
+    "; COMMIT; PRAGMA synchronous = FULL"
+);
+
+/// A batch without (every try succeeded, say): the update alone, atomic by
+/// itself. Each statement's result is one more wake-up of a runtime thread
+/// (`compound.rs`): three fewer than `COMPLETE`.
+const RECORD: &str = concat!(
+    "PRAGMA synchronous = NORMAL; ",
+    outcomes!(),
+    "; PRAGMA synchronous = FULL"
+);
 
 #[async_trait]
 impl BatchWriter for Completions {
@@ -166,8 +195,13 @@ impl BatchWriter for Completions {
                 })
             })
             .collect();
+        let sql = if items.iter().any(|r| r.next.is_some()) {
+            COMPLETE
+        } else {
+            RECORD
+        };
         let mut w = compound::Compound::acquire(&self.0).await?;
-        let recorded: Vec<String> = sqlx::query_scalar(COMPLETE)
+        let recorded: Vec<String> = sqlx::query_scalar(sql)
             .bind(Json(&batch))
             .fetch_all(w.conn())
             .await?;
@@ -212,12 +246,22 @@ async fn existing(conn: &mut sqlx::SqliteConnection, e: &NewEvent) -> Result<Pub
 
 /// Published events in one transaction per batch, in three statements
 /// whatever its size (the events, the subscribed webhooks of their
-/// accounts, the first tries), as on PostgreSQL: each statement is a
-/// hand-off to the connection's thread and back, and three per event were
-/// most of the publishing path's cost in SQLite's thread.
-/// Tries whose endpoint has room in this process's worker are inserted
-/// leased to it and handed over once committed (`births.rs`).
-pub(super) struct Publishes(pub(super) SqlitePool, pub(super) Arc<BirthSlot>);
+/// accounts, the first tries) and two commands (`compound.rs`), as on
+/// PostgreSQL: each statement was a hand-off to the connection's thread
+/// and back, and three per event were most of the publishing path's cost
+/// in SQLite's thread. Tries whose endpoint has room in this process's
+/// worker are inserted leased to it and handed over once committed
+/// (`births.rs`).
+pub(super) struct Publishes {
+    pub(super) writer: Arc<Writer>,
+    pub(super) births: Arc<BirthSlot>,
+    /// Whether the last batch handed tries over: then the next reads its
+    /// accounts' webhooks whole in its first command, rather than in a
+    /// command of its own once places are granted (at a steady rate,
+    /// nearly every batch). In a burst, whose tries wait for claims, the
+    /// batches read no more than the subscribers' columns.
+    pub(super) handed_over: AtomicBool,
+}
 
 #[async_trait]
 impl BatchWriter for Publishes {
@@ -232,6 +276,8 @@ impl BatchWriter for Publishes {
         let mut accounts: Vec<&str> = items.iter().map(|e| e.account_id.as_str()).collect();
         accounts.sort_unstable();
         accounts.dedup();
+        let births = self.births.get();
+        let whole_first = births.is_some() && self.handed_over.load(Ordering::Relaxed);
         let mut first = sqlx::QueryBuilder::<sqlx::Sqlite>::new(compound::BEGIN);
         // Any conflict (the internal id, or the producer's client id for the
         // account) leaves the row out of RETURNING: answered below.
@@ -254,11 +300,15 @@ impl BatchWriter for Publishes {
             .push(format!(
                 "SELECT {} FROM webhook_configs \
                  WHERE account_id IN (SELECT value FROM json_each(",
-                answers::SUBSCRIBER_COLUMNS
+                if whole_first {
+                    crate::rows::WEBHOOK_COLUMNS
+                } else {
+                    answers::SUBSCRIBER_COLUMNS
+                }
             ))
             .push_bind(Json(&accounts))
             .push(")) AND disabled = 0");
-        let mut w = compound::Compound::acquire(&self.0).await?;
+        let mut w = compound::Compound::acquire(&self.writer).await?;
         let rows = first.build().fetch_all(w.conn()).await?;
         let mut new: HashSet<String> = HashSet::new();
         let mut webhooks = Vec::new();
@@ -273,24 +323,27 @@ impl BatchWriter for Publishes {
         // Rows go in in order, so of one key twice in a batch the first is
         // new and the second meets it, as if they came one by one.
         let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
-        let births = self.1.get();
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
         let mut born = Born::reserve(births, &tries, &webhooks);
         // The webhooks of the tries handed over, read whole (the worker
-        // needs them) only when there are some: in a burst, whose tries
-        // wait for claims, the batch reads no more than before.
+        // needs them) only when there are some, unless the first command
+        // read them so already.
         let granted = born.granted(&tries);
-        let mut rows = Vec::new();
-        if !granted.is_empty() {
-            rows = sqlx::query(&format!(
+        self.handed_over
+            .store(!granted.is_empty(), Ordering::Relaxed);
+        let whole = if whole_first || granted.is_empty() {
+            // The insert's rows have no `id`: skipped.
+            born.whole(&tries, &rows)
+        } else {
+            let rows = sqlx::query(&format!(
                 "SELECT {} FROM webhook_configs WHERE id IN (SELECT value FROM json_each(?1))",
                 crate::rows::WEBHOOK_COLUMNS
             ))
             .bind(Json(&granted))
             .fetch_all(w.conn())
             .await?;
-        }
-        let whole = born.whole(&tries, &rows);
+            born.whole(&tries, &rows)
+        };
         // The tries and the commit, in one command. In chunks: SQLite binds
         // at most 32,766 values per statement, and an event may fan out to
         // many endpoints.

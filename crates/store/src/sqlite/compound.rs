@@ -2,19 +2,22 @@
 //! connection's thread as its statements allow: `BEGIN` goes with the first
 //! statement and `COMMIT` with the last, as one command each (sqlx runs
 //! every statement of a query string in one command, its arguments bound
-//! in order across them). Each hand-off wakes that thread and then a tokio
-//! thread: thirteen commands per published and delivered event, six now
-//! (the publish batch three, the outcomes one, and the pool's test of the
-//! connection given back after each).
+//! in order across them). Each command wakes that thread, and each of its
+//! statements' results (and rows) is sent back on its own, waking a
+//! runtime thread that had nothing else to do at a steady rate: fewer
+//! commands and fewer statements per event are fewer wake-ups. A published
+//! and delivered event took thirteen commands; now two (the publish batch,
+//! once the worker takes its tries at birth) and one (the outcome).
 //!
 //! A command that fails half way leaves its transaction open; so does a
 //! future dropped between two commands. Then the connection is closed
 //! rather than given back (SQLite rolls back what it had open), and the
-//! pool opens a fresh one with the options' settings (`synchronous = FULL`).
+//! next caller opens a fresh one with the options' settings
+//! (`synchronous = FULL`, `writer.rs`).
 
+use super::writer::{Held, Writer};
 use crate::error::Result;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqliteConnection;
 
 /// Opens a transaction: put before the batch's first statement.
 pub(crate) const BEGIN: &str = "BEGIN; ";
@@ -22,15 +25,15 @@ pub(crate) const BEGIN: &str = "BEGIN; ";
 pub(crate) const COMMIT: &str = "; COMMIT";
 
 /// The writer's connection while a compound transaction may be open.
-pub(crate) struct Compound {
-    conn: PoolConnection<Sqlite>,
+pub(crate) struct Compound<'a> {
+    conn: Held<'a>,
     committed: bool,
 }
 
-impl Compound {
-    pub(crate) async fn acquire(pool: &SqlitePool) -> Result<Self> {
+impl<'a> Compound<'a> {
+    pub(crate) async fn acquire(writer: &'a Writer) -> Result<Self> {
         Ok(Self {
-            conn: pool.acquire().await?,
+            conn: writer.get().await?,
             committed: false,
         })
     }
@@ -46,7 +49,7 @@ impl Compound {
     }
 }
 
-impl Drop for Compound {
+impl Drop for Compound<'_> {
     fn drop(&mut self) {
         if !self.committed {
             self.conn.close_on_drop();
@@ -57,14 +60,12 @@ impl Drop for Compound {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use sqlx::sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-    };
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-    /// A one-connection pool (a writer, as the store's) on a file of its
-    /// own in a fresh temporary directory, syncing every commit; returns
-    /// the directory too, to remove.
-    pub(crate) async fn writer(name: &str) -> (SqlitePool, std::path::PathBuf) {
+    /// A writer, as the store's, on a file of its own in a fresh temporary
+    /// directory, syncing every commit; returns the directory too, to
+    /// remove.
+    pub(crate) async fn writer(name: &str) -> (Writer, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "hw_{name}_{}_{}",
             std::process::id(),
@@ -79,12 +80,10 @@ pub(crate) mod tests {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
+        let writer = Writer::open(opts)
             .await
             .expect("a SQLite file in the temporary directory");
-        (pool, dir)
+        (writer, dir)
     }
 
     /// A compound that fails after its `BEGIN` (here, its second statement)
@@ -95,7 +94,7 @@ pub(crate) mod tests {
     async fn a_compound_that_fails_or_is_abandoned_leaves_no_transaction_open() {
         let (pool, dir) = writer("compound").await;
         sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
-            .execute(&pool)
+            .execute(&mut *pool.get().await.expect("writer"))
             .await
             .expect("table");
 
@@ -122,7 +121,7 @@ pub(crate) mod tests {
             .expect("a whole compound");
         w.committed();
         let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
-            .fetch_all(&pool)
+            .fetch_all(&mut *pool.get().await.expect("writer"))
             .await
             .expect("read");
         assert_eq!(
@@ -130,7 +129,7 @@ pub(crate) mod tests {
             vec![3],
             "neither the failed nor the abandoned one stayed"
         );
-        pool.close().await;
+        drop(pool);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

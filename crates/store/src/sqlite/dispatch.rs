@@ -26,7 +26,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        super::MIGRATOR.run(&self.writer).await?;
+        self.writer.migrate(&super::MIGRATOR).await?;
         Ok(())
     }
 
@@ -154,7 +154,8 @@ impl Store for SqliteStore {
     async fn publish_to_webhook(&self, e: &NewEvent, webhook_id: &str) -> Result<DirectOutcome> {
         // On the single writer, so the webhook read and the inserts are one
         // step: a concurrent disable or delete comes before or after all of it.
-        let mut tx = self.writer.begin().await?;
+        let mut held = self.writer.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *held).await?;
         let Some(w) = sqlx::query(
             "SELECT disabled, throttled_until FROM webhook_configs WHERE id = ?1 AND account_id = ?2",
         )
@@ -291,7 +292,8 @@ impl Store for SqliteStore {
         due_at: DateTime<Utc>,
         only_if_latest: bool,
     ) -> Result<Option<Attempt>> {
-        let mut tx = self.writer.begin().await?;
+        let mut held = self.writer.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *held).await?;
         let Some(orig) = sqlx::query(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE account_id = ?1 AND id = ?2"
         ))
@@ -389,7 +391,7 @@ impl Store for SqliteStore {
         .bind(&e.description)
         .bind(ms(e.created_at))
         .bind(ms(e.updated_at))
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *self.writer.get().await?)
         .await?;
         rows::event_type(&row)
     }
@@ -412,7 +414,7 @@ impl Store for SqliteStore {
     async fn delete_event_type(&self, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM event_types WHERE name = ?1")
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -453,7 +455,7 @@ impl Store for SqliteStore {
             .bind(id_value)
             .bind(&old.key_id)
             .bind(&old.ciphertext)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -56,7 +56,7 @@ impl IngressStore for SqliteStore {
             .bind(ms(i.created_at))
             .bind(ms(i.updated_at))
             .bind(i.forward_raw_body)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -88,7 +88,7 @@ impl IngressStore for SqliteStore {
         let done = bind_integration(sqlx::query(sql), i)
             .bind(ms(i.updated_at))
             .bind(i.forward_raw_body)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -96,7 +96,7 @@ impl IngressStore for SqliteStore {
     async fn delete_integration(&self, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM integrations WHERE name = ?1")
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -176,7 +176,8 @@ impl IngressStore for SqliteStore {
     }
 
     async fn complete_job(&self, r: &AttemptResult) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut held = self.writer.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *held).await?;
         let row = sqlx::query(
             "UPDATE processing_jobs SET status = ?3, http_status = ?4, duration_ms = ?5, response_preview = ?6, \
              error = ?7, completed_at = ?8, lease_until = NULL \
@@ -234,7 +235,8 @@ impl IngressStore for SqliteStore {
     // Replays.
 
     async fn replay(&self, r: &NewReplay) -> Result<Option<Job>> {
-        let mut tx = self.writer.begin().await?;
+        let mut held = self.writer.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *held).await?;
         let provider: Option<String> =
             sqlx::query_scalar("SELECT provider FROM inbound_events WHERE id = ?1")
                 .bind(&r.event_id)
@@ -276,7 +278,8 @@ impl IngressStore for SqliteStore {
 
     async fn append_audit(&self, entry: &NewAudit, now: DateTime<Utc>) -> Result<AuditRecord> {
         // The single writer connection serializes appends: the chain has no forks.
-        let mut tx = self.writer.begin().await?;
+        let mut held = self.writer.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *held).await?;
         let prev: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -349,7 +352,8 @@ impl IngressStore for SqliteStore {
         seal: SealNewAuditKey<'_>,
         now: DateTime<Utc>,
     ) -> Result<Sealed> {
-        let mut tx = self.writer.begin().await?;
+        let mut held = self.writer.get().await?;
+        let mut tx = sqlx::Connection::begin(&mut *held).await?;
         // The single writer: no entry goes in between the last unkeyed one and the key.
         let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_entries")
             .fetch_one(&mut *tx)

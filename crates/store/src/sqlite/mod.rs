@@ -17,6 +17,7 @@ mod relaxed;
 mod retention;
 mod web;
 mod webhooks;
+mod writer;
 
 use crate::births::BirthSlot;
 use crate::error::{Result, StoreError};
@@ -37,7 +38,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 pub struct SqliteStore {
     /// Exactly one connection: every write goes through it, in order.
-    pub(crate) writer: SqlitePool,
+    pub(crate) writer: std::sync::Arc<writer::Writer>,
     pub(crate) readers: SqlitePool,
     /// Inbound events share commits (group commit) on the writer.
     pub(crate) inbound: Batcher<NewInbound, RecordOutcome>,
@@ -142,11 +143,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "10000");
         // No ping before each use: a file connection does not go stale, and
         // the ping is one more hand-off to the connection's thread per use.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(opts.clone())
-            .await?;
+        let writer = std::sync::Arc::new(writer::Writer::open(opts.clone()).await?);
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
@@ -167,7 +164,11 @@ impl SqliteStore {
         let completions = Batcher::start(batch::Completions(writer.clone()), 1);
         let births = std::sync::Arc::new(BirthSlot::default());
         let publishes = Batcher::start(
-            batch::Publishes(writer.clone(), std::sync::Arc::clone(&births)),
+            batch::Publishes {
+                writer: writer.clone(),
+                births: std::sync::Arc::clone(&births),
+                handed_over: Default::default(),
+            },
             1,
         );
         Ok(Self {

@@ -14,8 +14,8 @@
 //! The switch and the switch back travel with the write, as one command on
 //! a `Compound` (`compound.rs`): should the command fail half way, or its
 //! future be dropped, the connection is closed rather than given back, so no
-//! later write can run without a sync by mistake (the pool's next
-//! connection opens with the options' `FULL`).
+//! later write can run without a sync by mistake (the next connection
+//! opens with the options' `FULL`, `writer.rs`).
 
 /// Puts before a relaxed write (a statement, or a whole transaction).
 pub(crate) const NORMAL: &str = "PRAGMA synchronous = NORMAL; ";
@@ -31,11 +31,11 @@ pub(crate) fn relaxed(sql: &str) -> String {
 mod tests {
     use super::*;
     use crate::sqlite::compound::{tests::writer, Compound};
-    use sqlx::sqlite::SqlitePool;
+    use crate::sqlite::writer::Writer;
 
-    async fn synchronous(pool: &SqlitePool) -> i64 {
+    async fn synchronous(pool: &Writer) -> i64 {
         sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(pool)
+            .fetch_one(&mut *pool.get().await.expect("writer"))
             .await
             .unwrap_or(-1)
     }
@@ -61,7 +61,7 @@ mod tests {
         assert_eq!(synchronous(&pool).await, FULL_LEVEL, "after it");
 
         // Failed half way: its switch back never ran, and the connection
-        // is not reused; the pool's next one opens with the options' FULL.
+        // is not reused; the next one opens with the options' FULL.
         let mut w = Compound::acquire(&pool).await.expect("writer");
         let failed = sqlx::query(&relaxed("SELECT * FROM no_such_table"))
             .execute(w.conn())
@@ -82,7 +82,7 @@ mod tests {
             FULL_LEVEL,
             "after an abandoned write"
         );
-        pool.close().await;
+        drop(pool);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -15,7 +15,8 @@ pub(super) async fn prune_events(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Pruned> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     // The next `limit` events after the cursor, and whether each may go:
     // the cursor moves past kept ones, so a run walks them once.
     let seen: Vec<(String, bool)> = sqlx::query_as(
@@ -70,7 +71,8 @@ pub(super) async fn prune_inbound(
     before: DateTime<Utc>,
     limit: u32,
 ) -> Result<(u64, u64)> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT i.id FROM inbound_events i \
          WHERE i.received_at < ?1 \

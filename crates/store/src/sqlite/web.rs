@@ -21,7 +21,7 @@ pub(super) async fn create_session(s: &SqliteStore, w: &WebSession) -> Result<()
     .bind(ms(w.created_at))
     .bind(ms(w.expires_at))
     .bind(w.revoked_at.map(ms))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?;
     Ok(())
 }
@@ -53,7 +53,7 @@ pub(super) async fn revoke_session(
     )
     .bind(id_hash)
     .bind(ms(now))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -68,7 +68,8 @@ pub(super) async fn revoke_sessions(
     // either is spent here (and opens nothing) or has its session
     // committed before the sessions are revoked (`open_link` spends a link
     // and starts its session in one transaction too).
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     if kind == SessionKind::Portal {
         // The account's links not opened yet go too: a leaked one must not
         // outlive the revocation.
@@ -141,7 +142,7 @@ pub(super) async fn create_link(s: &SqliteStore, l: &PortalLink) -> Result<()> {
     .bind(ms(l.expires_at))
     .bind(l.session_ttl_seconds)
     .bind(l.used_at.map(ms))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?;
     Ok(())
 }
@@ -172,7 +173,7 @@ pub(super) async fn redeem_link(
     let row = sqlx::query(&sql)
         .bind(token_hash)
         .bind(ms(now))
-        .fetch_optional(&s.writer)
+        .fetch_optional(&mut *s.writer.get().await?)
         .await?;
     row.as_ref().map(rows::portal_link).transpose()
 }
@@ -197,7 +198,8 @@ pub(super) async fn open_link(
     }
     // The link is spent and its session stored in one transaction, so a
     // revocation of the account sees both or neither.
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     let sql = format!(
         "UPDATE portal_links SET used_at = ?2 \
          WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 \
@@ -253,7 +255,7 @@ pub(super) async fn prune(s: &SqliteStore, now: DateTime<Utc>) -> Result<u64> {
             let done = sqlx::query(sql)
                 .bind(before)
                 .bind(i64::from(PRUNE_BATCH))
-                .execute(&s.writer)
+                .execute(&mut *s.writer.get().await?)
                 .await?;
             total += done.rows_affected();
             if done.rows_affected() < u64::from(PRUNE_BATCH) {

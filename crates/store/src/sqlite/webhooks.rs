@@ -11,7 +11,7 @@ use sqlx::types::Json;
 pub(super) async fn set_max_per_account(s: &SqliteStore, max: u32) -> Result<()> {
     sqlx::query("UPDATE tenant_limits SET max_webhooks_per_account = ?1 WHERE id = 1")
         .bind(i32::try_from(max.max(1)).unwrap_or(i32::MAX))
-        .execute(&s.writer)
+        .execute(&mut *s.writer.get().await?)
         .await?;
     Ok(())
 }
@@ -38,7 +38,7 @@ pub(super) async fn create(s: &SqliteStore, w: &Webhook) -> Result<()> {
     .bind(w.controls.filter.as_ref().map(Json))
     .bind(w.controls.rate_limit_per_second.map(i64::from))
     .bind(&w.controls.public_key)
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await
     .map_err(classify)?;
     Ok(())
@@ -155,7 +155,7 @@ pub(super) async fn update(
         .bind(u.controls.rate_limit_per_second.flatten().map(i64::from))
         .bind(u.controls.public_key.is_some())
         .bind(u.controls.public_key.as_ref().and_then(|k| k.as_ref()))
-        .fetch_optional(&s.writer)
+        .fetch_optional(&mut *s.writer.get().await?)
         .await
         .map_err(classify)?;
     row.as_ref().map(rows::webhook).transpose()
@@ -167,7 +167,8 @@ pub(super) async fn delete(
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     let deleted = sqlx::query("DELETE FROM webhook_configs WHERE account_id = ?1 AND id = ?2")
         .bind(account_id)
         .bind(id)
@@ -203,7 +204,7 @@ pub(super) async fn disable(
     .bind(id)
     .bind(reason)
     .bind(ms(now))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -222,7 +223,7 @@ pub(super) async fn hold(
     .bind(id)
     .bind(reason)
     .bind(ms(now))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -235,14 +236,15 @@ pub(super) async fn enable(s: &SqliteStore, id: &str, now: DateTime<Utc>) -> Res
     )
     .bind(id)
     .bind(ms(now))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?
     .rows_affected();
     Ok(changed > 0)
 }
 
 pub(super) async fn throttle(s: &SqliteStore, id: &str, until: DateTime<Utc>) -> Result<()> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     sqlx::query("UPDATE webhook_configs SET throttled_until = MAX(COALESCE(throttled_until, ?2), ?2) WHERE id = ?1")
         .bind(id)
         .bind(ms(until))
@@ -290,7 +292,7 @@ pub(super) async fn failed(
     .bind(id)
     .bind(ms(now))
     .bind(i64::from(threshold))
-    .fetch_optional(&s.writer)
+    .fetch_optional(&mut *s.writer.get().await?)
     .await?;
     row.map(|(in_a_row, pauses, since)| {
         Ok(Failure {
@@ -303,7 +305,8 @@ pub(super) async fn failed(
 }
 
 pub(super) async fn succeeded(s: &SqliteStore, id: &str) -> Result<u32> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     let before: Option<i64> =
         sqlx::query_scalar("SELECT breaker_pauses FROM webhook_configs WHERE id = ?1")
             .bind(id)
@@ -326,7 +329,8 @@ pub(super) async fn disable_failing(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     let changed = sqlx::query(
         "UPDATE webhook_configs SET disabled = 1, disabled_reason = ?2, updated_at = ?3 \
          WHERE id = ?1 AND NOT disabled AND NOT operator_hold",
@@ -358,7 +362,8 @@ pub(super) async fn hurry_retries(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     sqlx::query(
         "UPDATE webhook_configs SET throttled_until = NULL, failures_in_a_row = 0, \
          breaker_pauses = 0 WHERE id = ?1",
@@ -388,7 +393,8 @@ pub(super) async fn reserve_send_slot(
     latest: DateTime<Utc>,
 ) -> Result<Slot> {
     // On the one writer: read and take in one transaction.
-    let mut tx = s.writer.begin().await?;
+    let mut held = s.writer.get().await?;
+    let mut tx = sqlx::Connection::begin(&mut *held).await?;
     let row: Option<(Option<i64>,)> =
         sqlx::query_as("SELECT rate_next_at FROM webhook_configs WHERE id = ?1")
             .bind(id)
@@ -416,7 +422,7 @@ pub(super) async fn hold_back(s: &SqliteStore, id: &str, until: DateTime<Utc>) -
     )
     .bind(id)
     .bind(ms(until))
-    .execute(&s.writer)
+    .execute(&mut *s.writer.get().await?)
     .await?;
     Ok(())
 }
