@@ -3,14 +3,27 @@
 //! inbound events and for recording delivery tries. Nothing is answered
 //! before its transaction commits, and a failing batch is retried item by
 //! item, so one bad item never fails the others.
+//!
+//! Writes nobody waits on to answer a client (recorded tries) may also
+//! linger for company (`Pace`): at a steady rate each arrives alone, and
+//! each batch is a command (or a round trip) of its own that wakes the
+//! database's thread and then ours several times.
 
 use crate::error::{Result, StoreError};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
 
 /// Most items one commit carries.
 const MAX_BATCH: usize = 128;
+
+/// How long a batch of recorded tries may wait for more. Nobody waits on
+/// it to answer a client: the try's slot went back to its endpoint before
+/// recording (`pump.rs`), and its lease lasts far longer. At 200 tries a
+/// second a batch then carries about four.
+pub(crate) const OUTCOMES_LINGER: Duration = Duration::from_millis(20);
 
 /// Writes several items in one transaction (each backend its own SQL).
 #[async_trait]
@@ -44,10 +57,20 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     /// round trips would otherwise bound a lone committer). It ends when the
     /// store, holding the sender, drops.
     pub(crate) fn start<W: BatchWriter<Item = I, Outcome = O>>(writer: W, commits: usize) -> Self {
+        Self::lingering(writer, commits, Duration::ZERO)
+    }
+
+    /// As `start`, but a batch that has begun waits up to `linger` for
+    /// more items when the recent pace says some will come (`Pace`).
+    pub(crate) fn lingering<W: BatchWriter<Item = I, Outcome = O>>(
+        writer: W,
+        commits: usize,
+        linger: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
         let (writer, rx) = (Arc::new(writer), Arc::new(Mutex::new(rx)));
         for _ in 0..commits.max(1) {
-            tokio::spawn(run(writer.clone(), rx.clone()));
+            tokio::spawn(run(writer.clone(), rx.clone(), linger));
         }
         Self { tx, name: W::NAME }
     }
@@ -64,21 +87,39 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
 type Queue<W> =
     Arc<Mutex<mpsc::Receiver<Request<<W as BatchWriter>::Item, <W as BatchWriter>::Outcome>>>>;
 
-async fn run<W: BatchWriter>(writer: Arc<W>, rx: Queue<W>) {
+async fn run<W: BatchWriter>(writer: Arc<W>, rx: Queue<W>, linger: Duration) {
+    let mut pace = Pace::new(linger);
     loop {
         // Take what is waiting (up to a batch), then let another committer in.
         let batch = {
             let mut rx = rx.lock().await;
+            let asked = Instant::now();
             let Some(first) = rx.recv().await else {
                 return;
             };
+            let begun = Instant::now();
+            let gap = pace.gap(begun, begun - asked);
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            loop {
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let Some(gap) = gap.filter(|_| batch.len() < MAX_BATCH) else {
+                    break;
+                };
+                let until = (Instant::now() + gap).min(begun + linger);
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(next)) => batch.push(next),
+                    // The time is up, nobody came within the gap (whoever
+                    // could is waiting on this batch, say), or the store is
+                    // gone: commit these.
+                    _ => break,
                 }
             }
+            pace.took(begun, gap.is_some(), batch.len());
             batch
         };
         let items: Vec<&W::Item> = batch.iter().map(|(e, _)| e).collect();
@@ -99,5 +140,193 @@ async fn run<W: BatchWriter>(writer: Arc<W>, rx: Queue<W>) {
                 }
             }
         }
+    }
+}
+
+/// Whether a batch lingers for more, and how long it waits for each next
+/// item. Only when the committer had waited for the batch's first item
+/// (one already queued means items come faster than commits, as in a
+/// burst: batches form by themselves, and a linger would only hold up the
+/// writers waiting on it), and when the last batch's size and the time
+/// since it began say at least two more would arrive within the linger (a
+/// steady rate, not a lone write). Each next item is awaited for twice the recent mean
+/// gap between items at most, so a batch that holds everything its
+/// writers can send (a bounded number of outcomes may wait to be recorded,
+/// `pump.rs`) is committed at once rather than at the linger's end. And
+/// not for a while after a linger that found nobody (one caller writing
+/// one item at a time), each such linger doubling the while, up to 64
+/// batches.
+struct Pace {
+    linger: Duration,
+    /// When the last batch began, and how many items it took.
+    last: Option<(Instant, usize)>,
+    /// Batches still to go without lingering, and the next such pause.
+    skip: u32,
+    backoff: u32,
+}
+
+/// A committer that waited less than this for a batch's first item found
+/// it queued.
+const QUEUED: Duration = Duration::from_micros(200);
+
+/// The least wait for a next item (timers are not finer than this anyway).
+const LEAST_GAP: Duration = Duration::from_micros(500);
+
+impl Pace {
+    fn new(linger: Duration) -> Self {
+        Self {
+            linger,
+            last: None,
+            skip: 0,
+            backoff: 1,
+        }
+    }
+
+    /// How long to wait for each next item of the batch beginning `now`,
+    /// whose first item the committer `waited` for; None: no lingering.
+    fn gap(&mut self, now: Instant, waited: Duration) -> Option<Duration> {
+        if self.linger.is_zero() || waited < QUEUED {
+            return None;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        let (at, took) = self.last?;
+        let since = now.duration_since(at).max(LEAST_GAP);
+        let expected = took as f64 * self.linger.as_secs_f64() / since.as_secs_f64();
+        if expected < 2.0 {
+            return None;
+        }
+        let mean = since / u32::try_from(took.max(1)).unwrap_or(u32::MAX);
+        Some((mean * 2).clamp(LEAST_GAP, self.linger))
+    }
+
+    fn took(&mut self, begun: Instant, lingered: bool, items: usize) {
+        self.last = Some((begun, items));
+        if lingered && items == 1 {
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2).min(64);
+        } else if lingered {
+            self.backoff = 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: Duration = Duration::from_millis(20);
+    /// A committer that waited for the first item (not a burst).
+    const WAITED: Duration = Duration::from_millis(1);
+
+    /// Items every 5 ms (200/s): four would come within a linger, so the
+    /// next batch lingers, waiting up to twice that gap for each; one every
+    /// 100 ms does not, nor a batch whose first item was already queued.
+    #[test]
+    fn a_batch_lingers_only_at_a_pace_that_brings_company() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(LINGER);
+        assert_eq!(pace.gap(t0, WAITED), None, "nothing to go by yet");
+        pace.took(t0, false, 1);
+        let t1 = t0 + Duration::from_millis(5);
+        assert_eq!(
+            pace.gap(t1, WAITED),
+            Some(Duration::from_millis(10)),
+            "200/s: about four more in 20 ms, each within 10 ms"
+        );
+        pace.took(t1, true, 4);
+        let slow = t1 + Duration::from_millis(100);
+        assert_eq!(
+            pace.gap(slow, WAITED),
+            None,
+            "4 in 100 ms: under one in 20 ms"
+        );
+        pace.took(slow, false, 100);
+        let burst = slow + Duration::from_millis(2);
+        assert_eq!(
+            pace.gap(burst, Duration::ZERO),
+            None,
+            "its first item was queued: items already outpace commits"
+        );
+        assert_eq!(
+            Pace::new(Duration::ZERO).gap(t0, WAITED),
+            None,
+            "no linger set"
+        );
+    }
+
+    /// One caller writing one item at a time finds nobody in each linger:
+    /// after each, it goes without for twice as many batches as before, up
+    /// to 64, and a linger that found company ends the pauses.
+    #[test]
+    fn a_lone_writer_stops_lingering_for_longer_each_time() {
+        let mut t = Instant::now();
+        let mut pace = Pace::new(LINGER);
+        pace.took(t, false, 1);
+        let mut lingered = 0;
+        for _ in 0..200 {
+            t += Duration::from_millis(1);
+            let gap = pace.gap(t, WAITED);
+            lingered += u32::from(gap.is_some());
+            pace.took(t, gap.is_some(), 1);
+        }
+        assert!(
+            lingered <= 10,
+            "{lingered} lingers in 200 lone writes: the pauses grow (1, 2, 4 … 64)"
+        );
+        // Company again: the pauses end.
+        while pace.gap(t, WAITED).is_none() {
+            t += Duration::from_millis(1);
+            pace.took(t, false, 1);
+        }
+        pace.took(t, true, 5);
+        assert_eq!((pace.skip, pace.backoff), (0, 1));
+    }
+
+    /// Outcomes waiting on a batch that holds every one its writers may
+    /// send: the batch is committed within the gap, not at the linger's end.
+    #[tokio::test]
+    async fn a_batch_that_holds_all_there_is_does_not_wait_out_the_linger() {
+        struct Count;
+        #[async_trait]
+        impl BatchWriter for Count {
+            type Item = u32;
+            type Outcome = usize;
+            const NAME: &'static str = "count";
+            async fn commit(&self, items: &[&u32]) -> Result<Vec<usize>> {
+                Ok(vec![items.len(); items.len()])
+            }
+        }
+        let linger = Duration::from_secs(5);
+        let b = Batcher::lingering(Count, 1, linger);
+        // Batches of one, 1 ms apart: the second lingers and finds nobody,
+        // the third goes at once (a pause of one batch), and the next may
+        // linger again.
+        for i in 0..3 {
+            b.submit(i).await.expect("committed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Then four at once and nothing more: the batch lingers, and goes
+        // within the gap (a few ms), not after the 5 s linger.
+        let started = Instant::now();
+        let sizes = futures_join4(b.submit(10), b.submit(11), b.submit(12), b.submit(13)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sizes, [4, 4, 4, 4], "all four in one batch");
+    }
+
+    async fn futures_join4(
+        a: impl std::future::Future<Output = Result<usize>>,
+        b: impl std::future::Future<Output = Result<usize>>,
+        c: impl std::future::Future<Output = Result<usize>>,
+        d: impl std::future::Future<Output = Result<usize>>,
+    ) -> [usize; 4] {
+        let (a, b, c, d) = tokio::join!(a, b, c, d);
+        [a, b, c, d].map(|r| r.expect("committed"))
     }
 }

@@ -41,6 +41,14 @@ impl Backlog {
         s.all.is_some() || s.lanes.contains_key(lane)
     }
 
+    /// Whether this lane may have due work waiting that was stored after
+    /// `epoch` (a claim begun then cannot have seen it).
+    pub fn behind_since(&self, lane: &str, epoch: u64) -> bool {
+        let s = self.state();
+        s.all.is_some_and(|since| since > epoch)
+            || s.lanes.get(lane).is_some_and(|since| *since > epoch)
+    }
+
     /// Due work was stored for these lanes (a try the worker had no room
     /// for, a wake).
     pub fn gained<'a>(&self, lanes: impl IntoIterator<Item = &'a String>) {

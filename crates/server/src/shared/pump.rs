@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -221,8 +221,44 @@ pub struct Pump<Q: Queue> {
     stopping: AtomicBool,
     /// Items adopted and started, for tests and tools.
     handed: AtomicU64,
-    /// A claim's query is under way: the free slots are its.
-    claiming: AtomicBool,
+    /// The claim whose query is under way, if any (`UnderWay`).
+    under_way: Mutex<Option<Arc<UnderWay>>>,
+    /// Whether the last claim came back short: only then may items be
+    /// adopted during the next (in a burst claims come back full, and an
+    /// item adopted meanwhile would only go back).
+    last_short: AtomicBool,
+}
+
+/// A claim whose query is under way. It will take every due row stored
+/// before it began, of the lanes it does not exclude, if it comes back
+/// short. An item of such a lane stored meanwhile is adopted only after a
+/// claim that came back short and beyond the slots this one may fill, and
+/// waits for its verdict: started with
+/// the claim's items if the claim showed its lane clear, given back (for a
+/// later claim, behind the older rows) otherwise. Refusing it instead
+/// stored it for a claim, and at a steady rate a try arrived during nearly
+/// every claim: each claim left a try of the lane behind, and the lane
+/// never went back to being handed its tries as they were stored.
+struct UnderWay {
+    epoch: u64,
+    limit: usize,
+    exclude: HashSet<String>,
+    verdict: watch::Sender<Option<Verdict>>,
+}
+
+/// What a claim showed once it came back.
+#[derive(Clone)]
+enum Verdict {
+    /// Short: every lane but these had nothing more due from before it.
+    Short(Arc<HashSet<String>>),
+    /// Full or failed: no lane is known clear.
+    Unknown,
+}
+
+impl Verdict {
+    fn clears(&self, lane: &str) -> bool {
+        matches!(self, Verdict::Short(not) if !not.contains(lane))
+    }
 }
 
 /// A slot reserved for an item being stored leased to this worker
@@ -236,25 +272,42 @@ pub struct Adopted<Q: Queue> {
     pub lease_until: DateTime<Utc>,
     /// The lease's owner: a name of its own, like a claim's.
     pub owner: Arc<str>,
+    /// The verdict of the claim under way when adopted, to wait for.
+    after: Option<watch::Receiver<Option<Verdict>>>,
 }
 
 impl<Q: Queue> Adopted<Q> {
     /// The item was stored leased to `owner`: work on it.
     pub fn start(mut self, item: Q::Item) {
-        if let Some(permit) = self.permit.take() {
-            let claimed = Claimed {
-                item,
-                permit,
-                lease_ends: self.lease_ends,
-                owner: self.owner.clone(),
-                adopted: true,
-            };
-            let pump = Arc::clone(&self.pump);
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let claimed = Claimed {
+            item,
+            permit,
+            lease_ends: self.lease_ends,
+            owner: self.owner.clone(),
+            adopted: true,
+        };
+        let pump = Arc::clone(&self.pump);
+        let after = self.after.take();
+        tokio::spawn(async move {
+            if let Some(mut after) = after {
+                // A dropped sender (the claim never finished) clears nothing.
+                let verdict = match after.wait_for(Option::is_some).await {
+                    Ok(v) => v.clone().unwrap_or(Verdict::Unknown),
+                    Err(_) => Verdict::Unknown,
+                };
+                if !verdict.clears(&Q::lane(&claimed.item)) {
+                    pump.give_back(claimed).await;
+                    return;
+                }
+            }
             pump.handed.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(crate::shared::metrics::TRIES_STARTED, "queue" => pump.config.name, "how" => "handed")
                 .increment(1);
-            tokio::spawn(async move { pump.work(claimed).await });
-        }
+            pump.work(claimed).await
+        });
     }
 }
 
@@ -296,7 +349,8 @@ impl<Q: Queue> Pump<Q> {
             backlog: Backlog::default(),
             stopping: AtomicBool::new(false),
             handed: AtomicU64::new(0),
-            claiming: AtomicBool::new(false),
+            under_way: Mutex::new(None),
+            last_short: AtomicBool::new(false),
             config,
         }
     }
@@ -313,15 +367,31 @@ impl<Q: Queue> Pump<Q> {
     pub fn adopt(self: &Arc<Self>, lane: &str) -> Option<Adopted<Q>> {
         // Nor beyond the free slots owed to claims (the room of lanes woken
         // or freed and not yet served), or a lane waiting for room would
-        // starve; nor while a claim is under way: the rows it brings back
-        // would find their slots taken and go back.
-        if self.stopping.load(Ordering::Relaxed)
-            || self.claiming.load(Ordering::Acquire)
-            || self.backlog.behind(lane)
-            || self.free_beyond_owed() == 0
-        {
+        // starve.
+        if self.stopping.load(Ordering::Relaxed) || self.free_beyond_owed() == 0 {
             return None;
         }
+        // While a claim is under way: only beyond the slots it may fill (the
+        // rows it brings back must find theirs), only if it can take all
+        // the lane has waiting, and then after its verdict (`UnderWay`).
+        let under_way = self
+            .under_way
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let after = match under_way {
+            None if self.backlog.behind(lane) => return None,
+            None => None,
+            Some(c)
+                if !self.last_short.load(Ordering::Relaxed)
+                    || self.permits.available_permits() <= c.limit
+                    || c.exclude.contains(lane)
+                    || self.backlog.behind_since(lane, c.epoch) =>
+            {
+                return None
+            }
+            Some(c) => Some(c.verdict.subscribe()),
+        };
         // In this order, as for a claim: the database's lease never ends
         // before the one the worker keeps to.
         let lease_ends = self.config.clock.instant() + self.config.lease;
@@ -339,7 +409,23 @@ impl<Q: Queue> Pump<Q> {
             lease_ends,
             lease_until,
             owner: self.owner_name(),
+            after,
         })
+    }
+
+    /// An adopted item whose claim under way did not show its lane clear:
+    /// older items of its lane may wait in the database, so it goes back
+    /// there (unleased) to be claimed behind them.
+    async fn give_back(&self, claimed: Claimed<Q::Item>) {
+        let lane = Q::lane(&claimed.item);
+        if let Err(e) = self.queue.release(&claimed.owner, vec![claimed.item]).await {
+            tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "giving back an item stored during a claim failed; it waits for its lease");
+        }
+        self.finish(&lane);
+        drop(claimed.permit);
+        self.record_in_flight();
+        self.stored_for_claim(&[lane]);
+        self.slot_freed.notify_one();
     }
 
     /// Items of these lanes were stored for a claim (the worker had no room,
@@ -352,6 +438,13 @@ impl<Q: Queue> Pump<Q> {
         }
         self.backlog.gained(lanes);
         self.wake.lanes(lanes.iter().cloned());
+    }
+
+    /// Whether this lane may have due work waiting in the database, as far
+    /// as the pump knows (until a claim has shown otherwise, every lane
+    /// may): while it may, its new items are not handed over at birth.
+    pub fn behind(&self, lane: &str) -> bool {
+        self.backlog.behind(lane)
     }
 
     /// How many items were adopted and started since the pump was made.
@@ -643,12 +736,20 @@ impl<Q: Queue> Pump<Q> {
         let lease_ends = self.config.clock.instant() + self.config.lease;
         let owner = self.owner_name();
         let epoch = self.backlog.epoch();
-        self.claiming.store(true, Ordering::Release);
+        let under_way = Arc::new(UnderWay {
+            epoch,
+            limit,
+            exclude: exclude.iter().cloned().collect(),
+            verdict: watch::Sender::new(None),
+        });
+        *self.under_way.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&under_way));
         let items = self.queue.claim(&owner, limit as u32, &exclude).await;
-        self.claiming.store(false, Ordering::Release);
+        *self.under_way.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let items = match items {
             Ok(items) => items,
             Err(e) => {
+                self.last_short.store(false, Ordering::Relaxed);
+                under_way.verdict.send_replace(Some(Verdict::Unknown));
                 // What this claim was for is still to be served.
                 self.keep(trigger, woken, refill);
                 return Err(e);
@@ -673,6 +774,12 @@ impl<Q: Queue> Pump<Q> {
         let crowded: HashSet<String> = over.iter().map(Q::lane).collect();
         self.backlog
             .settle(epoch, !full, exclude.iter().chain(&crowded).cloned());
+        self.last_short.store(!full, Ordering::Relaxed);
+        under_way.verdict.send_replace(Some(if full {
+            Verdict::Unknown
+        } else {
+            Verdict::Short(Arc::new(exclude.iter().chain(&crowded).cloned().collect()))
+        }));
         let next = match named {
             // A full claim for any lane: there may be more.
             None if over.is_empty() => full.then_some(Trigger::All),
@@ -1048,18 +1155,53 @@ mod adoption {
 
 #[cfg(test)]
 mod claim_under_way {
-    use super::tests_support::{config, Empty};
+    use super::tests_support::config;
     use super::LaneShare;
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn no_item_is_adopted_while_a_claim_is_under_way() {
+    /// A queue of lane "a" whose claims wait for `go` once `entered`, then
+    /// bring back as many items as asked (`full`) or none, and which counts
+    /// the items given back.
+    #[derive(Default)]
+    struct Held {
+        full: std::sync::atomic::AtomicBool,
+        entered: tokio::sync::Notify,
+        go: tokio::sync::Notify,
+        released: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl super::Queue for Held {
+        type Item = ();
+        type Done = ();
+        fn lane(_: &()) -> String {
+            "a".into()
+        }
+        async fn claim(&self, _: &str, limit: u32, _: &[String]) -> anyhow::Result<Vec<()>> {
+            self.entered.notify_one();
+            self.go.notified().await;
+            Ok(if self.full.load(Ordering::Relaxed) {
+                vec![(); limit as usize]
+            } else {
+                Vec::new()
+            })
+        }
+        async fn release(&self, _: &str, items: Vec<()>) -> anyhow::Result<()> {
+            self.released.fetch_add(items.len(), Ordering::Relaxed);
+            Ok(())
+        }
+        async fn process(&self, _: &str, _: (), _: tokio::time::Instant) {}
+        async fn record(&self, _: &str, _: ()) {}
+    }
+
+    use std::sync::atomic::Ordering;
+
+    /// A claim for lane "a" under way on a pump of 4 slots, 2 per lane (the
+    /// claim may fill 2); first a claim of any lane that shows all clear.
+    async fn claim_under_way(full: bool) -> (Arc<super::Pump<Held>>, tokio::task::JoinHandle<()>) {
         let pump = Arc::new(super::Pump::new(
-            Empty {
-                held: true,
-                ..Default::default()
-            },
-            config(4, LaneShare::Fixed(4)),
+            Held::default(),
+            config(4, LaneShare::Fixed(2)),
             Default::default(),
         ));
         let first = {
@@ -1069,18 +1211,69 @@ mod claim_under_way {
         pump.queue().entered.notified().await;
         pump.queue().go.notify_one();
         first.await.expect("task").expect("claim");
-        let second = {
+        pump.queue().full.store(full, Ordering::Relaxed);
+        let claim = {
             let pump = Arc::clone(&pump);
-            tokio::spawn(async move { pump.run_once().await })
+            tokio::spawn(async move {
+                let lanes = std::iter::once("a".to_owned()).collect();
+                pump.claim(super::Trigger::Lanes(lanes))
+                    .await
+                    .expect("claim");
+            })
         };
         pump.queue().entered.notified().await;
-        assert!(
-            pump.adopt("a").is_none(),
-            "the free slots are the claim's while it runs"
-        );
+        (pump, claim)
+    }
+
+    async fn settled<T>(what: impl Fn() -> T, want: T)
+    where
+        T: PartialEq + std::fmt::Debug,
+    {
+        for _ in 0..200 {
+            if what() == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(what(), want);
+    }
+
+    /// An item stored while a claim that can take all its lane has waiting
+    /// is under way is adopted, and starts once the claim came back short.
+    #[tokio::test]
+    async fn an_item_stored_during_a_claim_starts_once_the_claim_shows_its_lane_clear() {
+        let (pump, claim) = claim_under_way(false).await;
+        let place = pump.adopt("a").expect("adopted beyond the claim's 2 slots");
+        place.start(());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(pump.handed(), 0, "waits for the claim's verdict");
         pump.queue().go.notify_one();
-        second.await.expect("task").expect("claim");
-        assert!(pump.adopt("a").is_some());
+        claim.await.expect("claim");
+        settled(|| pump.handed(), 1).await;
+        assert_eq!(pump.queue().released.load(Ordering::Relaxed), 0);
+    }
+
+    /// After a full claim (more may wait, older than it), the item goes back
+    /// to the database to be claimed behind them; and nothing is adopted
+    /// into the slots the claim may fill.
+    #[tokio::test]
+    async fn an_item_stored_during_a_full_claim_goes_back_behind_the_older_ones() {
+        let (pump, claim) = claim_under_way(true).await;
+        let place = pump.adopt("a").expect("adopted beyond the claim's 2 slots");
+        let second = pump.adopt("b").expect("one more slot beyond the claim's");
+        assert!(
+            pump.adopt("c").is_none(),
+            "the last two slots are the claim's while it runs"
+        );
+        drop(second);
+        place.start(());
+        pump.queue().go.notify_one();
+        claim.await.expect("claim");
+        // The claim's second item (over the lane's share of 2, the adopted
+        // item holding one) and the adopted item.
+        settled(|| pump.queue().released.load(Ordering::Relaxed), 2).await;
+        assert_eq!(pump.handed(), 0, "never started");
+        assert!(pump.behind("a"), "its lane waits for a claim");
     }
 }
 

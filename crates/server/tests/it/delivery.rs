@@ -599,11 +599,26 @@ async fn in_flight_tries_never_exceed_the_budget(backend: Backend) {
 /// database and later ones wait behind them (none overtakes the backlog),
 /// until a claim has taken them all.
 async fn first_tries_go_straight_to_a_worker_with_room_and_never_past_a_backlog(backend: Backend) {
-    let app = worker_app(backend, 4, Some(2)).await;
+    // No polls: a poll's claim under way takes the free slots, so a try
+    // stored meanwhile would be claimed rather than handed over, by chance.
+    let app = TestApp::with(
+        backend,
+        Options {
+            worker: true,
+            max_in_flight: 4,
+            max_in_flight_per_endpoint: Some(2),
+            retry_schedule: "1h",
+            customize: Some(Box::new(|raw| {
+                raw.set("poll_interval", "1h");
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
     let rx = Receiver::start().await;
-    app.create_webhook("acct_1", &rx.url("/hook"), &["*"]).await;
+    let (webhook, _) = app.create_webhook("acct_1", &rx.url("/hook"), &["*"]).await;
     // The worker's first claims have shown nothing waits.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    caught_up(&app, &webhook).await;
     let before = app.dispatcher.handed();
     app.publish("acct_1", "t", json!({"n": 0})).await;
     received(&rx, 1).await;
@@ -641,11 +656,22 @@ async fn first_tries_go_straight_to_a_worker_with_room_and_never_past_a_backlog(
         );
     }
     // Once a claim has taken the backlog, new tries go straight again.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    caught_up(&app, &webhook).await;
     app.publish("acct_1", "t", json!({"n": 7})).await;
     received(&rx, 8).await;
     assert_eq!(app.dispatcher.handed(), before + 4);
     app.stop().await;
+}
+
+/// Waits until the worker's claims have shown that nothing of this
+/// endpoint waits in the database (a fixed pause was too short on a busy
+/// machine).
+async fn caught_up(app: &TestApp, webhook: &str) {
+    let deadline = Instant::now() + WAIT;
+    while app.dispatcher.behind(webhook) {
+        assert!(Instant::now() < deadline, "the worker never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the receiver got `n` requests.

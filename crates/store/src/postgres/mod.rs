@@ -92,9 +92,10 @@ impl PgStore {
         let due_floor = Arc::new(Floor::new(
             "SELECT min(due_at) FROM hook.delivery_attempts WHERE status = 'pending'",
         ));
-        let completions = Batcher::start(
+        let completions = Batcher::lingering(
             batch::Completions(Pinned::new(unsynced.clone(), 2), Arc::clone(&due_floor)),
             2,
+            crate::group_commit::OUTCOMES_LINGER,
         );
         let births = Arc::new(BirthSlot::default());
         let publishes = Batcher::start(

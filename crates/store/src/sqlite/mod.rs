@@ -161,7 +161,11 @@ impl SqliteStore {
         }
         // One committer each: SQLite has one writer.
         let inbound = Batcher::start(batch::Inbound(writer.clone()), 1);
-        let completions = Batcher::start(batch::Completions(writer.clone()), 1);
+        let completions = Batcher::lingering(
+            batch::Completions(writer.clone()),
+            1,
+            crate::group_commit::OUTCOMES_LINGER,
+        );
         let births = std::sync::Arc::new(BirthSlot::default());
         let publishes = Batcher::start(
             batch::Publishes {
