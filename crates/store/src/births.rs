@@ -84,11 +84,22 @@ impl Born {
             .map(|w| (w.id.as_str(), w.paused_until))
             .collect();
         let due_now: Vec<bool> = tries.due.iter().map(|d| *d <= now).collect();
+        // An endpoint refused once in the batch is not asked again: its
+        // later tries would overtake the refused one, stored for a claim
+        // (the worker's answer can change between two asks).
+        let mut refused: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let places = (0..tries.ids.len())
             .map(|i| {
                 let webhook_id = tries.webhook_ids[i].as_str();
                 let paused_until = *paused.get(webhook_id)?;
-                due_now[i].then(|| b.reserve(webhook_id, paused_until))?
+                if !due_now[i] || refused.contains(webhook_id) {
+                    return None;
+                }
+                let place = b.reserve(webhook_id, paused_until);
+                if place.is_none() {
+                    refused.insert(webhook_id);
+                }
+                place
             })
             .collect();
         Self {

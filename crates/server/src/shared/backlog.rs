@@ -18,6 +18,10 @@ struct State {
     /// Counts every gain, so that a claim clears only what was stored
     /// before it began: its snapshot may predate later work.
     epoch: u64,
+    /// Lanes with items on their way back to the database (given back,
+    /// still leased until that write commits): behind whatever a claim
+    /// meanwhile shows, since no claim can see them yet.
+    returning: HashMap<String, usize>,
 }
 
 impl Default for State {
@@ -26,6 +30,7 @@ impl Default for State {
             all: Some(0),
             lanes: HashMap::new(),
             epoch: 0,
+            returning: HashMap::new(),
         }
     }
 }
@@ -38,7 +43,7 @@ impl Backlog {
     /// Whether this lane may have due work waiting in the database.
     pub fn behind(&self, lane: &str) -> bool {
         let s = self.state();
-        s.all.is_some() || s.lanes.contains_key(lane)
+        s.all.is_some() || s.lanes.contains_key(lane) || s.returning.contains_key(lane)
     }
 
     /// Whether this lane may have due work waiting that was stored after
@@ -47,6 +52,27 @@ impl Backlog {
         let s = self.state();
         s.all.is_some_and(|since| since > epoch)
             || s.lanes.get(lane).is_some_and(|since| *since > epoch)
+            || s.returning.contains_key(lane)
+    }
+
+    /// An item of this lane is on its way back to the database.
+    pub fn returning(&self, lane: &str) {
+        *self.state().returning.entry(lane.to_owned()).or_insert(0) += 1;
+    }
+
+    /// It is back (its release committed, or failed and waits for its
+    /// lease): the lane is behind by an ordinary gain from here on.
+    pub fn returned(&self, lane: &str) {
+        let mut s = self.state();
+        s.epoch += 1;
+        let epoch = s.epoch;
+        s.lanes.insert(lane.to_owned(), epoch);
+        if let Some(n) = s.returning.get_mut(lane) {
+            *n -= 1;
+            if *n == 0 {
+                s.returning.remove(lane);
+            }
+        }
     }
 
     /// Due work was stored for these lanes (a try the worker had no room
@@ -98,6 +124,25 @@ impl Backlog {
 #[cfg(test)]
 mod tests {
     use super::Backlog;
+
+    /// A lane with an item on its way back stays behind through a short
+    /// claim (which cannot have seen it), and after its return until a
+    /// claim begun since comes back short.
+    #[test]
+    fn a_lane_whose_item_is_on_its_way_back_stays_behind() {
+        let b = Backlog::default();
+        b.settle(b.epoch(), true, []);
+        b.returning("a");
+        assert!(b.behind("a") && b.behind_since("a", u64::MAX));
+        b.settle(b.epoch(), true, []);
+        assert!(b.behind("a"), "a short claim does not clear it");
+        let before = b.epoch();
+        b.returned("a");
+        b.settle(before, true, []);
+        assert!(b.behind("a"), "returned after that claim began");
+        b.settle(b.epoch(), true, []);
+        assert!(!b.behind("a"));
+    }
 
     #[test]
     fn everything_is_behind_until_a_short_claim_says_otherwise() {

@@ -246,6 +246,27 @@ struct UnderWay {
     verdict: watch::Sender<Option<Verdict>>,
 }
 
+/// A claim under way, as it ends: no longer under way, and `Unknown` sent
+/// unless a verdict was.
+struct Unsettled<'a>(&'a Mutex<Option<Arc<UnderWay>>>, &'a Arc<UnderWay>);
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, self.1)) {
+            *slot = None;
+        }
+        drop(slot);
+        self.1.verdict.send_if_modified(|v| {
+            let unsent = v.is_none();
+            if unsent {
+                *v = Some(Verdict::Unknown);
+            }
+            unsent
+        });
+    }
+}
+
 /// What a claim showed once it came back.
 #[derive(Clone)]
 enum Verdict {
@@ -418,13 +439,17 @@ impl<Q: Queue> Pump<Q> {
     /// there (unleased) to be claimed behind them.
     async fn give_back(&self, claimed: Claimed<Q::Item>) {
         let lane = Q::lane(&claimed.item);
+        // Behind from now on: until the release commits no claim can see
+        // the item, and a claim meanwhile must not clear its lane.
+        self.backlog.returning(&lane);
         if let Err(e) = self.queue.release(&claimed.owner, vec![claimed.item]).await {
             tracing::warn!(queue = self.config.name, error.message = %format!("{e:#}"), "giving back an item stored during a claim failed; it waits for its lease");
         }
+        self.backlog.returned(&lane);
         self.finish(&lane);
         drop(claimed.permit);
         self.record_in_flight();
-        self.stored_for_claim(&[lane]);
+        self.wake.lanes([lane]);
         self.slot_freed.notify_one();
     }
 
@@ -743,6 +768,9 @@ impl<Q: Queue> Pump<Q> {
             verdict: watch::Sender::new(None),
         });
         *self.under_way.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&under_way));
+        // Should this future be dropped or the claim panic, the items
+        // adopted meanwhile go back rather than wait for ever.
+        let unsettled = Unsettled(&self.under_way, &under_way);
         let items = self.queue.claim(&owner, limit as u32, &exclude).await;
         *self.under_way.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let items = match items {
@@ -780,6 +808,7 @@ impl<Q: Queue> Pump<Q> {
         } else {
             Verdict::Short(Arc::new(exclude.iter().chain(&crowded).cloned().collect()))
         }));
+        drop(unsettled);
         let next = match named {
             // A full claim for any lane: there may be more.
             None if over.is_empty() => full.then_some(Trigger::All),
@@ -1251,6 +1280,20 @@ mod claim_under_way {
         claim.await.expect("claim");
         settled(|| pump.handed(), 1).await;
         assert_eq!(pump.queue().released.load(Ordering::Relaxed), 0);
+    }
+
+    /// A claim that never finishes (its future dropped) leaves no item
+    /// waiting for its verdict: they go back.
+    #[tokio::test]
+    async fn an_item_stored_during_an_abandoned_claim_goes_back() {
+        let (pump, claim) = claim_under_way(false).await;
+        let place = pump.adopt("a").expect("adopted beyond the claim's 2 slots");
+        place.start(());
+        claim.abort();
+        let _ = claim.await;
+        settled(|| pump.queue().released.load(Ordering::Relaxed), 1).await;
+        assert_eq!(pump.handed(), 0, "never started");
+        assert!(pump.adopt("b").is_some(), "no claim is under way any more");
     }
 
     /// After a full claim (more may wait, older than it), the item goes back

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 /// A TCP proxy to a real service that the test cuts, like a network outage.
 struct Cut {
     addr: std::net::SocketAddr,
+    accept: Mutex<Option<JoinHandle<()>>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -33,12 +34,22 @@ impl Cut {
                 }));
             }
         });
-        tasks.lock().expect("lock").push(accept);
-        Self { addr, tasks }
+        Self {
+            addr,
+            accept: Mutex::new(Some(accept)),
+            tasks,
+        }
     }
 
-    /// Closes the listener and every proxied connection.
-    fn cut(&self) {
+    /// Closes the listener and every proxied connection. The listener
+    /// first, and only once it has stopped the connections: one it accepted
+    /// while being aborted would otherwise outlive the cut.
+    async fn cut(&self) {
+        let accept = self.accept.lock().expect("lock").take();
+        if let Some(accept) = accept {
+            accept.abort();
+            let _ = accept.await;
+        }
         for t in self.tasks.lock().expect("lock").drain(..) {
             t.abort();
         }
@@ -93,7 +104,7 @@ async fn a_database_outage_reads_database_unavailable() {
     )
     .await;
     ready_until(&app, |s, _| s == StatusCode::OK).await;
-    proxy.cut();
+    proxy.cut().await;
     let body = ready_until(&app, |s, _| s == StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["checks"]["database"], "unavailable", "{body}");
     assert!(
@@ -135,7 +146,7 @@ async fn a_nats_outage_reads_nats_unavailable() {
     .await;
     let body = ready_until(&app, |s, _| s == StatusCode::OK).await;
     assert_eq!(body["checks"]["nats"], "ok", "{body}");
-    proxy.cut();
+    proxy.cut().await;
     let body = ready_until(&app, |s, _| s == StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["checks"]["nats"], "unavailable", "{body}");
     assert!(

@@ -59,10 +59,14 @@ impl Proxy {
         *self.accept.lock().expect("lock") = Some(accept);
     }
 
-    /// Closes the listener and every proxied connection.
-    fn cut(&self) {
-        if let Some(a) = self.accept.lock().expect("lock").take() {
+    /// Closes the listener and every proxied connection: the listener
+    /// first, and only once it has stopped the connections (one it accepted
+    /// while being aborted would otherwise outlive the cut).
+    async fn cut(&self) {
+        let accept = self.accept.lock().expect("lock").take();
+        if let Some(a) = accept {
             a.abort();
+            let _ = a.await;
         }
         for t in self.tasks.lock().expect("lock").drain(..) {
             t.abort();
@@ -147,7 +151,7 @@ async fn losing_redis_mid_run_loses_and_duplicates_nothing(backend: Backend) {
         "duplicate caught by the Redis marker"
     );
 
-    proxy.cut();
+    proxy.cut().await;
     let (_, ready) = ready(&app).await;
     assert_eq!(ready["checks"]["redis"], "degraded", "{ready}");
     // Duplicates of earlier deliveries: the database still names them.
@@ -193,7 +197,7 @@ async fn redis_down_at_start_up_is_degraded_then_used(backend: Backend) {
     // anyway (it used to refuse to), ready and degraded, on the database alone.
     let prefix = RedisPrefix::new();
     let proxy = Proxy::start().await;
-    proxy.cut();
+    proxy.cut().await;
     let app = TestApp::with(
         backend,
         Options {
