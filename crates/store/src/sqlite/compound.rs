@@ -92,13 +92,13 @@ pub(crate) mod tests {
     /// write, on a fresh connection, is not inside it.
     #[tokio::test]
     async fn a_compound_that_fails_or_is_abandoned_leaves_no_transaction_open() {
-        let (pool, dir) = writer("compound").await;
+        let (db, dir) = writer("compound").await;
         sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
-            .execute(&mut *pool.get().await.expect("writer"))
+            .execute(&mut *db.get().await.expect("writer"))
             .await
             .expect("table");
 
-        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let mut w = Compound::acquire(&db).await.expect("writer");
         let failed = sqlx::query(&format!(
             "{BEGIN}INSERT INTO t VALUES (1); INSERT INTO t VALUES (1){COMMIT}"
         ))
@@ -107,21 +107,21 @@ pub(crate) mod tests {
         assert!(failed.is_err(), "the second insert breaks the key");
         drop(w);
 
-        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let mut w = Compound::acquire(&db).await.expect("writer");
         sqlx::query(&format!("{BEGIN}INSERT INTO t VALUES (2)"))
             .execute(w.conn())
             .await
             .expect("first command");
         drop(w); // abandoned before its COMMIT
 
-        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let mut w = Compound::acquire(&db).await.expect("writer");
         sqlx::query(&format!("{BEGIN}INSERT INTO t VALUES (3){COMMIT}"))
             .execute(w.conn())
             .await
             .expect("a whole compound");
         w.committed();
         let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
-            .fetch_all(&mut *pool.get().await.expect("writer"))
+            .fetch_all(&mut *db.get().await.expect("writer"))
             .await
             .expect("read");
         assert_eq!(
@@ -129,7 +129,7 @@ pub(crate) mod tests {
             vec![3],
             "neither the failed nor the abandoned one stayed"
         );
-        drop(pool);
+        drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

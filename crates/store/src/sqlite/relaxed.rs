@@ -33,9 +33,9 @@ mod tests {
     use crate::sqlite::compound::{tests::writer, Compound};
     use crate::sqlite::writer::Writer;
 
-    async fn synchronous(pool: &Writer) -> i64 {
+    async fn synchronous(db: &Writer) -> i64 {
         sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *pool.get().await.expect("writer"))
+            .fetch_one(&mut *db.get().await.expect("writer"))
             .await
             .unwrap_or(-1)
     }
@@ -45,44 +45,44 @@ mod tests {
     /// a publish must never commit without a sync by mistake.
     #[tokio::test]
     async fn the_writer_syncs_again_after_a_relaxed_write_finished_or_abandoned() {
-        let (pool, dir) = writer("relaxed").await;
+        let (db, dir) = writer("relaxed").await;
         const FULL_LEVEL: i64 = 2;
         const NORMAL_LEVEL: i64 = 1;
-        assert_eq!(synchronous(&pool).await, FULL_LEVEL);
+        assert_eq!(synchronous(&db).await, FULL_LEVEL);
 
         // Finished: the level read inside the write, then after it.
-        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let mut w = Compound::acquire(&db).await.expect("writer");
         let inside: Vec<i64> = sqlx::query_scalar(&relaxed("PRAGMA synchronous"))
             .fetch_all(w.conn())
             .await
             .expect("relaxed read of the level");
         w.committed();
         assert_eq!(inside, vec![NORMAL_LEVEL], "inside a relaxed write");
-        assert_eq!(synchronous(&pool).await, FULL_LEVEL, "after it");
+        assert_eq!(synchronous(&db).await, FULL_LEVEL, "after it");
 
         // Failed half way: its switch back never ran, and the connection
         // is not reused; the next one opens with the options' FULL.
-        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let mut w = Compound::acquire(&db).await.expect("writer");
         let failed = sqlx::query(&relaxed("SELECT * FROM no_such_table"))
             .execute(w.conn())
             .await;
         assert!(failed.is_err());
         drop(w);
-        assert_eq!(synchronous(&pool).await, FULL_LEVEL, "after a failed write");
+        assert_eq!(synchronous(&db).await, FULL_LEVEL, "after a failed write");
 
         // Abandoned after its switch, before any switch back.
-        let mut w = Compound::acquire(&pool).await.expect("writer");
+        let mut w = Compound::acquire(&db).await.expect("writer");
         sqlx::query(NORMAL.trim_end_matches("; "))
             .execute(w.conn())
             .await
             .expect("switch");
         drop(w);
         assert_eq!(
-            synchronous(&pool).await,
+            synchronous(&db).await,
             FULL_LEVEL,
             "after an abandoned write"
         );
-        drop(pool);
+        drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
