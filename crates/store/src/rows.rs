@@ -44,14 +44,23 @@ pub(crate) const WEB_SESSION_COLUMNS: &str =
 pub(crate) const PORTAL_LINK_COLUMNS: &str =
     "token_hash, account_id, created_at, expires_at, session_ttl_seconds, used_at";
 
-/// A value both dialects decode the same way.
+/// A value both dialects decode the same way (SQLite's through sqlx, or
+/// on the writer's own thread, `sqlite/direct.rs`).
 pub(crate) trait Value:
-    for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>
+    for<'r> Decode<'r, Postgres>
+    + Type<Postgres>
+    + for<'r> Decode<'r, Sqlite>
+    + Type<Sqlite>
+    + crate::sqlite::FromCell
 {
 }
 
 impl<T> Value for T where
-    T: for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>
+    T: for<'r> Decode<'r, Postgres>
+        + Type<Postgres>
+        + for<'r> Decode<'r, Sqlite>
+        + Type<Sqlite>
+        + crate::sqlite::FromCell
 {
 }
 

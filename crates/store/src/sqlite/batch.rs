@@ -1,11 +1,13 @@
 //! SQLite's group-committed writes (`group_commit.rs`): one transaction per
-//! batch on the single writer. Every command is a round trip to the
-//! connection's own thread, so inbound and published events go in as
-//! multi-row inserts, finished tries as one JSON argument, and a batch's
-//! BEGIN and COMMIT go with its first and last statements (`compound.rs`).
+//! batch on the single writer, run whole on the writer's own thread
+//! (`direct.rs`), which answers once per batch (twice for a publish batch
+//! whose tries are handed to the worker, three times when it must read
+//! their webhooks too). Inbound and published events go in as multi-row
+//! inserts, finished tries as one JSON argument.
 
+use super::direct::Cells;
+use super::ms;
 use super::writer::Writer;
-use super::{compound, ms};
 use crate::answers;
 use crate::births::{BirthSlot, Born};
 use crate::error::Result;
@@ -13,11 +15,105 @@ use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
-use sqlx::types::Json;
-use sqlx::Row;
+use rusqlite::params_from_iter;
+use rusqlite::types::Value as Cell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// `INSERT … VALUES (?, …), …` for `rows` rows of `columns` values, each
+/// row's constant tail (`tail`, say `1, 'pending'`) after its first `at`
+/// values.
+fn values(insert: &str, rows: usize, columns: usize, at: usize, tail: &str) -> String {
+    let mut row = String::from("(");
+    for c in 0..columns {
+        if c > 0 {
+            row.push_str(", ");
+        }
+        if c == at && !tail.is_empty() {
+            row.push_str(tail);
+            row.push_str(", ");
+        }
+        row.push('?');
+    }
+    row.push(')');
+    let mut sql = String::with_capacity(insert.len() + 8 + rows * (row.len() + 2));
+    sql.push_str(insert);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+    sql
+}
+
+fn text(s: &str) -> Cell {
+    Cell::Text(s.to_owned())
+}
+
+fn opt_text(s: Option<&str>) -> Cell {
+    s.map_or(Cell::Null, text)
+}
+
+fn json(v: &serde_json::Value) -> Cell {
+    // A `Value` always serialises.
+    Cell::Text(v.to_string())
+}
+
+/// Runs `sql` with `params`, collecting the first column of each row.
+fn column(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// Batches of up to this many rows keep their statements prepared (at a
+/// steady rate nearly all are this small); larger ones, whose text changes
+/// with their size, would only push those out.
+const KEEP_ROWS: usize = 4;
+
+/// A statement whose text depends on a batch of `rows` rows.
+fn sized<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    rows: usize,
+) -> rusqlite::Result<Sized<'c>> {
+    Ok(if rows <= KEEP_ROWS {
+        Sized::Kept(conn.prepare_cached(sql)?)
+    } else {
+        Sized::Once(conn.prepare(sql)?)
+    })
+}
+
+enum Sized<'c> {
+    Kept(rusqlite::CachedStatement<'c>),
+    Once(rusqlite::Statement<'c>),
+}
+
+impl<'c> std::ops::Deref for Sized<'c> {
+    type Target = rusqlite::Statement<'c>;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Sized::Kept(s) => s,
+            Sized::Once(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Sized<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Sized::Kept(s) => s,
+            Sized::Once(s) => s,
+        }
+    }
+}
 
 /// Inbound events in a fixed number of statements whatever the batch's size
 /// (the events, then the first jobs of those inserted): those hand-offs to
@@ -27,6 +123,20 @@ use std::sync::Arc;
 /// event's id.
 pub(super) struct Inbound(pub(super) Arc<Writer>);
 
+const INSERT_INBOUND: &str =
+    "INSERT INTO inbound_events (id, provider, dedup_key, delivery_id, body_sha256, \
+     raw_body, headers, source_ip, correlation_id, received_at, trace_parent)";
+const INSERT_JOBS: &str =
+    "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at)";
+/// The events already stored for the keys of those not inserted; a key
+/// pruned by retention is answered from what it left.
+const STORED_KEYS: &str =
+    "SELECT provider, dedup_key, id FROM inbound_events WHERE (provider, dedup_key) IN \
+     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)) \
+     UNION ALL \
+     SELECT provider, dedup_key, event_id FROM inbound_pruned WHERE (provider, dedup_key) IN \
+     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))";
+
 #[async_trait]
 impl BatchWriter for Inbound {
     type Item = NewInbound;
@@ -34,93 +144,99 @@ impl BatchWriter for Inbound {
     const NAME: &'static str = "inbound";
 
     async fn commit(&self, items: &[&NewInbound]) -> Result<Vec<RecordOutcome>> {
-        let mut w = compound::Compound::acquire(&self.0).await?;
-        let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(compound::BEGIN);
-        events.push(
-            "INSERT INTO inbound_events (id, provider, dedup_key, delivery_id, body_sha256, raw_body, headers, \
-             source_ip, correlation_id, received_at, trace_parent) ",
-        );
-        events.push_values(items, |mut row, e| {
-            row.push_bind(&e.id)
-                .push_bind(&e.provider)
-                .push_bind(&e.dedup_key)
-                .push_bind(&e.delivery_id)
-                .push_bind(&e.body_sha256)
-                .push_bind(&e.raw_body)
-                .push_bind(Json(&e.headers))
-                .push_bind(&e.source_ip)
-                .push_bind(&e.correlation_id)
-                .push_bind(ms(e.received_at))
-                .push_bind(&e.trace_parent);
-        });
-        events.push(" ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id");
-        let inserted: HashSet<String> = events
-            .build_query_scalar::<String>()
-            .fetch_all(w.conn())
-            .await?
-            .into_iter()
-            .collect();
-        // The events already stored for the keys of those not inserted.
-        let taken: Vec<(&str, &str)> = items
+        let mut events = Vec::with_capacity(items.len() * 11);
+        for e in items {
+            events.extend([
+                text(&e.id),
+                text(&e.provider),
+                text(&e.dedup_key),
+                opt_text(e.delivery_id.as_deref()),
+                text(&e.body_sha256),
+                Cell::Blob(e.raw_body.clone()),
+                json(&e.headers),
+                opt_text(e.source_ip.as_deref()),
+                text(&e.correlation_id),
+                Cell::Integer(ms(e.received_at)),
+                opt_text(e.trace_parent.as_deref()),
+            ]);
+        }
+        // Each event's key, and its first job's values, for the thread to
+        // pick from once it knows which were inserted.
+        let keys: Vec<(String, String, String)> = items
             .iter()
-            .filter(|e| !inserted.contains(&e.id))
-            .map(|e| (e.provider.as_str(), e.dedup_key.as_str()))
+            .map(|e| (e.id.clone(), e.provider.clone(), e.dedup_key.clone()))
             .collect();
-        let mut stored = Vec::new();
-        if !taken.is_empty() {
-            // A key pruned by retention is answered from what it left.
-            stored = sqlx::query_as(
-                "SELECT provider, dedup_key, id FROM inbound_events WHERE (provider, dedup_key) IN \
-                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)) \
-                 UNION ALL \
-                 SELECT provider, dedup_key, event_id FROM inbound_pruned WHERE (provider, dedup_key) IN \
-                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
-            )
-            .bind(Json(&taken))
-            .fetch_all(w.conn())
+        let jobs: Vec<[Cell; 5]> = items
+            .iter()
+            .map(|e| {
+                [
+                    text(&e.job_id),
+                    text(&e.id),
+                    text(&e.provider),
+                    Cell::Integer(ms(e.received_at)),
+                    Cell::Integer(ms(e.received_at)),
+                ]
+            })
+            .collect();
+        let n = items.len();
+        let (_held, direct) = self.0.direct().await?;
+        let (inserted, stored) = direct
+            .run(move |conn| {
+                conn.prepare_cached("BEGIN")?.execute([])?;
+                let insert = values(INSERT_INBOUND, n, 11, 11, "")
+                    + " ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id";
+                let inserted: HashSet<String> = {
+                    let mut stmt = sized(conn, &insert, n)?;
+                    let rows = stmt.query_map(params_from_iter(&events), |r| r.get(0))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let taken: Vec<(&str, &str)> = keys
+                    .iter()
+                    .filter(|(id, ..)| !inserted.contains(id))
+                    .map(|(_, p, k)| (p.as_str(), k.as_str()))
+                    .collect();
+                let mut stored = Vec::new();
+                if !taken.is_empty() {
+                    let taken = serde_json::to_string(&taken).unwrap_or_default();
+                    let mut stmt = conn.prepare_cached(STORED_KEYS)?;
+                    let rows =
+                        stmt.query_map([taken], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    stored = rows.collect::<rusqlite::Result<_>>()?;
+                }
+                let created: Vec<Cell> = keys
+                    .iter()
+                    .zip(jobs)
+                    .filter(|((id, ..), _)| inserted.contains(id))
+                    .flat_map(|(_, job)| job)
+                    .collect();
+                if !created.is_empty() {
+                    let rows = created.len() / 5;
+                    let insert = values(INSERT_JOBS, rows, 5, 3, "1, 'pending', 'received'");
+                    sized(conn, &insert, rows)?.execute(params_from_iter(&created))?;
+                }
+                conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok((inserted, stored))
+            })
             .await?;
-        }
-        let outcomes = answers::inbound(items, &inserted, stored)?;
-        // The first jobs of those inserted, and the commit, in one command.
-        let created: Vec<&&NewInbound> =
-            items.iter().filter(|e| inserted.contains(&e.id)).collect();
-        let mut jobs = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
-        if !created.is_empty() {
-            jobs.push(
-                "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) ",
-            );
-            jobs.push_values(created, |mut row, e| {
-                row.push_bind(&e.job_id)
-                    .push_bind(&e.id)
-                    .push_bind(&e.provider)
-                    .push("1, 'pending', 'received'")
-                    .push_bind(ms(e.received_at))
-                    .push_bind(ms(e.received_at));
-            });
-        }
-        jobs.push(compound::COMMIT);
-        jobs.build().execute(w.conn()).await?;
-        w.committed();
-        Ok(outcomes)
+        answers::inbound(items, &inserted, stored)
     }
 }
 
 /// Finished tries recorded together: one transaction per batch, committed
-/// without a sync of its own (`relaxed.rs` says why that is safe), sent as
-/// one command (`compound.rs`) whatever the batch's size: the switch to
+/// without a sync of its own (`relaxed.rs` says why that is safe), in one
+/// job on the writer's thread whatever the batch's size: the switch to
 /// `synchronous = NORMAL`, each try's outcome where the worker still holds
 /// the lease, the next try of those that failed with retries left (copying
-/// the snapshot inside the database), the commit, and the switch back. The
-/// batch goes in as one JSON argument, so the text is always the same and
-/// its statements are prepared once.
+/// the snapshot inside the database), the commit, and the switch back (a
+/// failed job is set back by `direct.rs`). The batch goes in as one JSON
+/// argument, so the text is always the same and its statements are
+/// prepared once.
 pub(super) struct Completions(pub(super) Arc<Writer>);
 
 /// The next tries of a batch's failed tries, copied from the tries they
 /// follow while those are still pending and this worker's (the very
 /// condition of the update after).
-macro_rules! next_tries {
-    () => {
-        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
+const NEXT_TRIES: &str = "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, due_at, \
            payload_snapshot, created_at, trace_parent) \
          SELECT json_extract(n.value, '$.next'), a.event_id, a.webhook_id, a.account_id, a.attempt + 1, \
            'pending', json_extract(n.value, '$.due'), a.payload_snapshot, json_extract(n.value, '$.at'), \
@@ -128,15 +244,11 @@ macro_rules! next_tries {
          FROM json_each(?1) AS n JOIN delivery_attempts a ON a.id = json_extract(n.value, '$.id') \
          WHERE json_extract(n.value, '$.next') IS NOT NULL \
            AND a.claimed_by = json_extract(n.value, '$.worker') AND a.status = 'pending' \
-         ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING"
-    };
-}
+         ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING";
 
 /// The outcomes, where the worker still holds the lease; returns the ids
 /// recorded. Ids are unique within a batch (`commit` sees to it).
-macro_rules! outcomes {
-    () => {
-        "UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
+const OUTCOMES: &str = "UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
            duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
            completed_at = r.at, lease_until = NULL \
          FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.worker') AS worker, \
@@ -146,29 +258,7 @@ macro_rules! outcomes {
                FROM json_each(?1)) AS r \
          WHERE delivery_attempts.id = r.id AND delivery_attempts.claimed_by = r.worker \
            AND delivery_attempts.status = 'pending' \
-         RETURNING delivery_attempts.id"
-    };
-}
-
-/// A batch with next tries: those first, then the outcomes, in one
-/// transaction between the switches of `relaxed.rs` (spelled out so that
-/// the text is a constant).
-const COMPLETE: &str = concat!(
-    "PRAGMA synchronous = NORMAL; BEGIN; ",
-    next_tries!(),
-    "; ",
-    outcomes!(),
-    "; COMMIT; PRAGMA synchronous = FULL"
-);
-
-/// A batch without (every try succeeded, say): the update alone, atomic by
-/// itself. Each statement's result is one more wake-up of a runtime thread
-/// (`compound.rs`): three fewer than `COMPLETE`.
-const RECORD: &str = concat!(
-    "PRAGMA synchronous = NORMAL; ",
-    outcomes!(),
-    "; PRAGMA synchronous = FULL"
-);
+         RETURNING delivery_attempts.id";
 
 #[async_trait]
 impl BatchWriter for Completions {
@@ -195,17 +285,28 @@ impl BatchWriter for Completions {
                 })
             })
             .collect();
-        let sql = if items.iter().any(|r| r.next.is_some()) {
-            COMPLETE
-        } else {
-            RECORD
-        };
-        let mut w = compound::Compound::acquire(&self.0).await?;
-        let recorded: Vec<String> = sqlx::query_scalar(sql)
-            .bind(Json(&batch))
-            .fetch_all(w.conn())
+        // Without next tries (every try succeeded, say) the update alone,
+        // atomic by itself, needs no transaction.
+        let next = items.iter().any(|r| r.next.is_some());
+        let batch = serde_json::Value::Array(batch).to_string();
+        let (_held, direct) = self.0.direct().await?;
+        let recorded = direct
+            .run(move |conn| {
+                conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+                    .execute([])?;
+                if next {
+                    conn.prepare_cached("BEGIN")?.execute([])?;
+                    conn.prepare_cached(NEXT_TRIES)?.execute([&batch])?;
+                }
+                let recorded = column(conn, OUTCOMES, [&batch])?;
+                if next {
+                    conn.prepare_cached("COMMIT")?.execute([])?;
+                }
+                conn.prepare_cached("PRAGMA synchronous = FULL")?
+                    .execute([])?;
+                Ok(recorded)
+            })
             .await?;
-        w.committed();
         let mut recorded: HashSet<String> = recorded.into_iter().collect();
         Ok(items
             .iter()
@@ -218,48 +319,48 @@ impl BatchWriter for Completions {
 /// SQLite's limit of 32,766.
 const TRIES_PER_INSERT: usize = 3_000;
 
-/// A client id this producer published before for this account (or, for an
-/// event without one, its internal id): the same event again, or a conflict.
-async fn existing(conn: &mut sqlx::SqliteConnection, e: &NewEvent) -> Result<PublishOutcome> {
-    // By the producer's client id for the account, or (an event without
-    // one) by its internal id. Two statements, not one with a CASE: each
-    // must use its index.
-    let key = if e.client_id.is_some() {
-        "ev.producer = ?3 AND ev.account_id = ?4 AND ev.client_id = ?2"
-    } else {
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, \
+     created_at, trace_parent)";
+const INSERT_TRIES: &str =
+    "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, \
+     status, due_at, payload_snapshot, created_at, trace_parent, claimed_by, lease_until)";
+
+/// The stored event a published one met: by the producer's client id for
+/// the account, or (an event without one) by its internal id. Two
+/// statements, not one with a CASE: each must use its index.
+fn existing(conn: &rusqlite::Connection, key: &[Cell; 4]) -> rusqlite::Result<Cells> {
+    let by = if matches!(key[1], Cell::Null) {
         "ev.id = ?1"
+    } else {
+        "ev.producer = ?3 AND ev.account_id = ?4 AND ev.client_id = ?2"
     };
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "SELECT id, client_id, account_id, event_type, payload, producer, created_at, trace_parent, \
          (SELECT count(DISTINCT a.webhook_id) FROM delivery_attempts a WHERE a.event_id = ev.id) \
            AS deliveries \
-         FROM events ev WHERE {key}"
-    ))
-    .bind(&e.id)
-    .bind(&e.client_id)
-    .bind(&e.producer)
-    .bind(&e.account_id)
-    .fetch_one(conn)
-    .await?;
-    answers::existing(&row, e)
+         FROM events ev WHERE {by}"
+    );
+    Cells::all(conn, &sql, params_from_iter(key))?
+        .pop()
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 /// Published events in one transaction per batch, in three statements
 /// whatever its size (the events, the subscribed webhooks of their
-/// accounts, the first tries) and two commands (`compound.rs`), as on
-/// PostgreSQL: each statement was a hand-off to the connection's thread
-/// and back, and three per event were most of the publishing path's cost
-/// in SQLite's thread. Tries whose endpoint has room in this process's
-/// worker are inserted leased to it and handed over once committed
-/// (`births.rs`).
+/// accounts, the first tries) and two jobs on the writer's thread
+/// (`direct.rs`), as on PostgreSQL. Tries whose endpoint has room in this
+/// process's worker are inserted leased to it and handed over once
+/// committed (`births.rs`): the places are reserved here between the two
+/// jobs, with the transaction open.
 pub(super) struct Publishes {
     pub(super) writer: Arc<Writer>,
     pub(super) births: Arc<BirthSlot>,
     /// Whether the last batch handed tries over: then the next reads its
-    /// accounts' webhooks whole in its first command, rather than in a
-    /// command of its own once places are granted (at a steady rate,
-    /// nearly every batch). In a burst, whose tries wait for claims, the
-    /// batches read no more than the subscribers' columns.
+    /// accounts' webhooks whole in its first job, rather than in a job of
+    /// its own once places are granted (at a steady rate, nearly every
+    /// batch). In a burst, whose tries wait for claims, the batches read no
+    /// more than the subscribers' columns.
     pub(super) handed_over: AtomicBool,
 }
 
@@ -271,121 +372,150 @@ impl BatchWriter for Publishes {
 
     async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
         // The events and the subscribed webhooks of every account in the
-        // batch, in one command with its BEGIN (`compound.rs`): those of an
-        // account whose events all conflict are read for nothing, rarely.
+        // batch, in the first job with its BEGIN: those of an account whose
+        // events all conflict are read for nothing, rarely.
         let mut accounts: Vec<&str> = items.iter().map(|e| e.account_id.as_str()).collect();
         accounts.sort_unstable();
         accounts.dedup();
+        let accounts = serde_json::to_string(&accounts).unwrap_or_default();
         let births = self.births.get();
         let whole_first = births.is_some() && self.handed_over.load(Ordering::Relaxed);
-        let mut first = sqlx::QueryBuilder::<sqlx::Sqlite>::new(compound::BEGIN);
-        // Any conflict (the internal id, or the producer's client id for the
-        // account) leaves the row out of RETURNING: answered below.
-        first.push(
-            "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, created_at, \
-             trace_parent) ",
-        );
-        first.push_values(items, |mut row, e| {
-            row.push_bind(&e.id)
-                .push_bind(&e.client_id)
-                .push_bind(&e.account_id)
-                .push_bind(&e.event_type)
-                .push_bind(Json(&e.payload))
-                .push_bind(&e.producer)
-                .push_bind(ms(e.created_at))
-                .push_bind(&e.trace_parent);
-        });
-        first
-            .push(" ON CONFLICT DO NOTHING RETURNING id AS inserted_event; ")
-            .push(format!(
-                "SELECT {} FROM webhook_configs \
-                 WHERE account_id IN (SELECT value FROM json_each(",
-                if whole_first {
-                    crate::rows::WEBHOOK_COLUMNS
-                } else {
-                    answers::SUBSCRIBER_COLUMNS
-                }
-            ))
-            .push_bind(Json(&accounts))
-            .push(")) AND disabled = 0");
-        let mut w = compound::Compound::acquire(&self.writer).await?;
-        let rows = first.build().fetch_all(w.conn()).await?;
-        let mut new: HashSet<String> = HashSet::new();
-        let mut webhooks = Vec::new();
-        for row in &rows {
-            // The insert's rows carry only `inserted_event`.
-            if let Ok(id) = row.try_get::<String, _>("inserted_event") {
-                new.insert(id);
-            } else {
-                webhooks.push(answers::Subscriber::from_row(row)?);
-            }
+        let mut events = Vec::with_capacity(items.len() * 8);
+        for e in items {
+            events.extend([
+                text(&e.id),
+                opt_text(e.client_id.as_deref()),
+                text(&e.account_id),
+                text(&e.event_type),
+                json(&e.payload),
+                text(&e.producer),
+                Cell::Integer(ms(e.created_at)),
+                opt_text(e.trace_parent.as_deref()),
+            ]);
         }
+        let n = items.len();
+        // Any conflict (the internal id, or the producer's client id for
+        // the account) leaves the row out of RETURNING: answered below.
+        let insert = values(INSERT_EVENTS, n, 8, 8, "") + " ON CONFLICT DO NOTHING RETURNING id";
+        let subscribers = format!(
+            "SELECT {} FROM webhook_configs \
+             WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
+            if whole_first {
+                crate::rows::WEBHOOK_COLUMNS
+            } else {
+                answers::SUBSCRIBER_COLUMNS
+            }
+        );
+        let (_held, direct) = self.writer.direct().await?;
+        let open = direct.open_transaction();
+        let (new, rows) = direct
+            .run(move |conn| {
+                conn.prepare_cached("BEGIN")?.execute([])?;
+                let new: HashSet<String> = {
+                    let mut stmt = sized(conn, &insert, n)?;
+                    let rows = stmt.query_map(params_from_iter(&events), |r| r.get(0))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                Ok((new, Cells::all(conn, &subscribers, [accounts])?))
+            })
+            .await?;
+        let mut new = new;
+        let webhooks = rows
+            .iter()
+            .map(answers::Subscriber::from_row)
+            .collect::<Result<Vec<_>>>()?;
         // Rows go in in order, so of one key twice in a batch the first is
         // new and the second meets it, as if they came one by one.
         let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
         let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
         let mut born = Born::reserve(births, &tries, &webhooks);
         // The webhooks of the tries handed over, read whole (the worker
-        // needs them) only when there are some, unless the first command
-        // read them so already.
+        // needs them) only when there are some, unless the first job read
+        // them so already.
         let granted = born.granted(&tries);
         self.handed_over
             .store(!granted.is_empty(), Ordering::Relaxed);
         let whole = if whole_first || granted.is_empty() {
-            // The insert's rows have no `id`: skipped.
             born.whole(&tries, &rows)
         } else {
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM webhook_configs WHERE id IN (SELECT value FROM json_each(?1))",
-                crate::rows::WEBHOOK_COLUMNS
-            ))
-            .bind(Json(&granted))
-            .fetch_all(w.conn())
-            .await?;
+            let granted = serde_json::to_string(&granted).unwrap_or_default();
+            let rows = direct
+                .run(move |conn| {
+                    Cells::all(
+                        conn,
+                        &format!(
+                            "SELECT {} FROM webhook_configs WHERE id IN (SELECT value FROM json_each(?1))",
+                            crate::rows::WEBHOOK_COLUMNS
+                        ),
+                        [granted],
+                    )
+                })
+                .await?;
             born.whole(&tries, &rows)
         };
-        // The tries and the commit, in one command. In chunks: SQLite binds
-        // at most 32,766 values per statement, and an event may fan out to
-        // many endpoints.
+        // The tries, and the commit. In chunks: SQLite binds at most 32,766
+        // values per statement, and an event may fan out to many endpoints.
         let all: Vec<usize> = (0..tries.ids.len()).collect();
-        let mut last = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
-        for chunk in all.chunks(TRIES_PER_INSERT) {
-            last.push(
-                "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-                 due_at, payload_snapshot, created_at, trace_parent, claimed_by, lease_until) ",
-            );
-            last.push_values(chunk.iter().copied(), |mut row, i| {
-                row.push_bind(&tries.ids[i])
-                    .push_bind(&tries.event_ids[i])
-                    .push_bind(&tries.webhook_ids[i])
-                    .push_bind(&tries.account_ids[i])
-                    .push("1, 'pending'")
-                    .push_bind(ms(tries.due[i]))
-                    .push_bind(&tries.bodies[tries.body_of[i]])
-                    .push_bind(ms(tries.at[i]))
-                    .push_bind(&tries.traces[i])
-                    .push_bind(born.owner(i))
-                    .push_bind(born.lease_until(i).map(ms));
-            });
-            last.push("; ");
-        }
-        // An event that met a stored one is answered with it, its tries
-        // counted once this batch's are in (the same key twice in a batch):
-        // then the commit is a command of its own, rarely.
-        let conflicts = fresh.iter().any(|f| !f);
-        if !conflicts {
-            last.push(compound::COMMIT);
-        }
-        last.build().execute(w.conn()).await?;
-        if conflicts {
-            for ((e, fresh), outcome) in items.iter().zip(&fresh).zip(&mut outcomes) {
-                if !fresh {
-                    *outcome = existing(w.conn(), e).await?;
+        let chunks: Vec<(usize, Vec<Cell>)> = all
+            .chunks(TRIES_PER_INSERT)
+            .map(|chunk| {
+                let mut cells = Vec::with_capacity(chunk.len() * 10);
+                for &i in chunk {
+                    cells.extend([
+                        text(&tries.ids[i]),
+                        text(&tries.event_ids[i]),
+                        text(&tries.webhook_ids[i]),
+                        text(&tries.account_ids[i]),
+                        Cell::Integer(ms(tries.due[i])),
+                        text(&tries.bodies[tries.body_of[i]]),
+                        Cell::Integer(ms(tries.at[i])),
+                        opt_text(tries.traces[i].as_deref()),
+                        opt_text(born.owner(i)),
+                        born.lease_until(i)
+                            .map_or(Cell::Null, |t| Cell::Integer(ms(t))),
+                    ]);
                 }
-            }
-            sqlx::query("COMMIT").execute(w.conn()).await?;
+                (chunk.len(), cells)
+            })
+            .collect();
+        // An event that met a stored one is answered with it, its tries
+        // counted once this batch's are in (the same key twice in a batch).
+        let met: Vec<(usize, [Cell; 4])> = items
+            .iter()
+            .zip(&fresh)
+            .enumerate()
+            .filter(|(_, (_, fresh))| !**fresh)
+            .map(|(i, (e, _))| {
+                (
+                    i,
+                    [
+                        text(&e.id),
+                        opt_text(e.client_id.as_deref()),
+                        text(&e.producer),
+                        text(&e.account_id),
+                    ],
+                )
+            })
+            .collect();
+        let stored = direct
+            .run(move |conn| {
+                for (rows, cells) in &chunks {
+                    let insert = values(INSERT_TRIES, *rows, 10, 4, "1, 'pending'");
+                    sized(conn, &insert, *rows)?.execute(params_from_iter(cells))?;
+                }
+                let stored = met
+                    .iter()
+                    .map(|(i, key)| Ok((*i, existing(conn, key)?)))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(stored)
+            })
+            .await;
+        // Committed, or rolled back by the job's failure.
+        open.ended();
+        for (i, row) in stored? {
+            outcomes[i] = answers::existing(&row, items[i])?;
         }
-        w.committed();
         // Every try was stored with its event, leased as offered: the
         // webhooks were read inside this transaction.
         born.start(&tries, |_| true, |_| true, &whole, items, &mut outcomes);

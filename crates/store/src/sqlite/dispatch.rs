@@ -1,8 +1,6 @@
 //! `Store` on SQLite: webhooks, events, delivery tries, event types,
 //! sealed values, web sessions and activity, in the order the trait declares them.
 
-use super::compound::Compound;
-use super::relaxed::relaxed;
 use super::{activity, ms, retention, web, webhooks, SqliteStore};
 use crate::error::Result;
 use crate::model::*;
@@ -233,31 +231,30 @@ impl Store for SqliteStore {
                ORDER BY a.due_at LIMIT ?5) \
              RETURNING {ATTEMPT_COLUMNS}"
         );
-        // A lease lost in a power cut only repeats a try (`relaxed.rs`).
-        let mut w = Compound::acquire(&self.writer).await?;
-        let rows = sqlx::query(&relaxed(&sql))
-            .bind(ms(c.lease_until))
-            .bind(c.worker_id)
-            .bind(ms(c.now))
-            .bind(Json(c.exclude_webhooks))
-            .bind(i64::from(c.limit))
-            .fetch_all(w.conn())
-            .await?;
-        w.committed();
+        // A lease lost in a power cut only repeats a try (`relaxed.rs`). On
+        // the writer's own thread (`direct.rs`): one answer for all rows.
+        let params = (
+            ms(c.lease_until),
+            c.worker_id.to_owned(),
+            ms(c.now),
+            serde_json::to_string(c.exclude_webhooks).unwrap_or_default(),
+            i64::from(c.limit),
+        );
+        let (_held, direct) = self.writer.direct().await?;
+        let rows = direct.relaxed(sql, params).await?;
         rows.iter().map(rows::attempt).collect()
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
-        let mut w = Compound::acquire(&self.writer).await?;
-        sqlx::query(&relaxed(
-            "UPDATE delivery_attempts SET lease_until = NULL, claimed_by = NULL \
-             WHERE id IN (SELECT value FROM json_each(?1)) AND claimed_by = ?2 AND status = 'pending'",
-        ))
-        .bind(Json(attempt_ids))
-        .bind(worker_id)
-        .execute(w.conn())
-        .await?;
-        w.committed();
+        let params = (
+            serde_json::to_string(attempt_ids).unwrap_or_default(),
+            worker_id.to_owned(),
+        );
+        let (_held, direct) = self.writer.direct().await?;
+        let sql = "UPDATE delivery_attempts SET lease_until = NULL, claimed_by = NULL \
+                   WHERE id IN (SELECT value FROM json_each(?1)) AND claimed_by = ?2 \
+                     AND status = 'pending'";
+        direct.relaxed(sql.to_owned(), params).await?;
         Ok(())
     }
 

@@ -1,8 +1,6 @@
 //! `IngressStore` on SQLite: integrations, inbound events, forwarding jobs,
 //! replays and the audit trail.
 
-use super::compound::Compound;
-use super::relaxed::relaxed;
 use super::{ms, SqliteStore};
 use crate::error::Result;
 use crate::ingress::*;
@@ -148,30 +146,25 @@ impl IngressStore for SqliteStore {
                ORDER BY due_at LIMIT ?5) RETURNING {JOB_COLUMNS}"
         );
         // A lease lost in a power cut only repeats a forwarding (`relaxed.rs`).
-        let mut w = Compound::acquire(&self.writer).await?;
-        let rows = sqlx::query(&relaxed(&sql))
-            .bind(ms(c.lease_until))
-            .bind(c.worker_id)
-            .bind(ms(c.now))
-            .bind(Json(c.exclude_webhooks))
-            .bind(i64::from(c.limit))
-            .fetch_all(w.conn())
-            .await?;
-        w.committed();
+        let params = (
+            ms(c.lease_until),
+            c.worker_id.to_owned(),
+            ms(c.now),
+            serde_json::to_string(c.exclude_webhooks).unwrap_or_default(),
+            i64::from(c.limit),
+        );
+        let (_held, direct) = self.writer.direct().await?;
+        let rows = direct.relaxed(sql, params).await?;
         rows.iter().map(rows::job).collect()
     }
 
     async fn release_job(&self, job_id: &str, worker_id: &str) -> Result<()> {
-        let mut w = Compound::acquire(&self.writer).await?;
-        sqlx::query(&relaxed(
-            "UPDATE processing_jobs SET lease_until = NULL, claimed_by = NULL \
-             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'",
-        ))
-        .bind(job_id)
-        .bind(worker_id)
-        .execute(w.conn())
-        .await?;
-        w.committed();
+        let sql = "UPDATE processing_jobs SET lease_until = NULL, claimed_by = NULL \
+                   WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'";
+        let (_held, direct) = self.writer.direct().await?;
+        direct
+            .relaxed(sql.to_owned(), (job_id.to_owned(), worker_id.to_owned()))
+            .await?;
         Ok(())
     }
 

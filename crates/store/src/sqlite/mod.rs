@@ -10,7 +10,7 @@
 mod activity;
 mod batch;
 mod checkpoint;
-mod compound;
+mod direct;
 mod dispatch;
 mod ingress;
 mod relaxed;
@@ -18,6 +18,8 @@ mod retention;
 mod web;
 mod webhooks;
 mod writer;
+
+pub(crate) use direct::FromCell;
 
 use crate::births::BirthSlot;
 use crate::error::{Result, StoreError};
@@ -82,6 +84,23 @@ impl Columns for SqliteRow {
     }
 }
 
+/// The same, for rows read on the writer's own thread (`direct.rs`).
+impl Columns for direct::Cells {
+    fn get<T: Value>(&self, column: &str) -> Result<T> {
+        T::from_cell(self.cell(column)?)
+            .ok_or_else(|| StoreError::Corrupt(format!("column {column}: unexpected type")))
+    }
+    fn time(&self, column: &str) -> Result<DateTime<Utc>> {
+        time(self.get(column)?)
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
+        self.get::<Option<i64>>(column)?.map(time).transpose()
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.get(column)
+    }
+}
+
 /// Creates the database's directory (0700) and file (0600) when they do
 /// not exist yet, so the events, payloads and sealed secrets inside are
 /// never readable by other users of the host; SQLite gives its `-wal` and
@@ -143,7 +162,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "10000");
         // No ping before each use: a file connection does not go stale, and
         // the ping is one more hand-off to the connection's thread per use.
-        let writer = std::sync::Arc::new(writer::Writer::open(opts.clone()).await?);
+        let writer = std::sync::Arc::new(writer::Writer::open(opts.clone(), in_memory).await?);
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)

@@ -11,72 +11,69 @@
 //! Why: each of these was a sync of the log of its own, and at 1,000 events
 //! a second the writer spent most of its time waiting for them.
 //!
-//! The switch and the switch back travel with the write, as one command on
-//! a `Compound` (`compound.rs`): should the command fail half way, or its
-//! future be dropped, the connection is closed rather than given back, so no
-//! later write can run without a sync by mistake (the next connection
-//! opens with the options' `FULL`, `writer.rs`).
-
-/// Puts before a relaxed write (a statement, or a whole transaction).
-pub(crate) const NORMAL: &str = "PRAGMA synchronous = NORMAL; ";
-/// Puts after it.
-pub(crate) const FULL: &str = "; PRAGMA synchronous = FULL";
-
-/// `sql` committed without a sync of its own.
-pub(crate) fn relaxed(sql: &str) -> String {
-    format!("{NORMAL}{sql}{FULL}")
-}
+//! The switch and the switch back travel with the write, in one job on the
+//! writer's own thread (`direct.rs`), which sets the level back to `FULL`
+//! should the job fail half way, and runs to its end even if its caller
+//! goes away: no later write can run without a sync by mistake. The other
+//! connection of the writer (`writer.rs`) never changes the level.
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::sqlite::compound::{tests::writer, Compound};
-    use crate::sqlite::writer::Writer;
+    use crate::sqlite::writer::{tests::writer, Writer};
+
+    const FULL_LEVEL: i64 = 2;
+    const NORMAL_LEVEL: i64 = 1;
 
     async fn synchronous(db: &Writer) -> i64 {
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *db.get().await.expect("writer"))
+        let (_held, direct) = db.direct().await.expect("writer");
+        direct
+            .run(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
             .await
             .unwrap_or(-1)
     }
 
     /// Every write after a relaxed one syncs again, whether the relaxed one
-    /// finished or was abandoned half way (an error, a cancelled future):
-    /// a publish must never commit without a sync by mistake.
+    /// finished, failed half way (after its switch, inside a transaction) or
+    /// its caller went away: a publish must never commit without a sync by
+    /// mistake.
     #[tokio::test]
-    async fn the_writer_syncs_again_after_a_relaxed_write_finished_or_abandoned() {
+    async fn the_writer_syncs_again_after_a_relaxed_write_finished_failed_or_abandoned() {
         let (db, dir) = writer("relaxed").await;
-        const FULL_LEVEL: i64 = 2;
-        const NORMAL_LEVEL: i64 = 1;
         assert_eq!(synchronous(&db).await, FULL_LEVEL);
 
         // Finished: the level read inside the write, then after it.
-        let mut w = Compound::acquire(&db).await.expect("writer");
-        let inside: Vec<i64> = sqlx::query_scalar(&relaxed("PRAGMA synchronous"))
-            .fetch_all(w.conn())
+        let (held, direct) = db.direct().await.expect("writer");
+        let inside = direct
+            .relaxed("PRAGMA synchronous".into(), [])
             .await
             .expect("relaxed read of the level");
-        w.committed();
-        assert_eq!(inside, vec![NORMAL_LEVEL], "inside a relaxed write");
+        drop(held);
+        let level: i64 = crate::rows::Columns::get(&inside[0], "synchronous").expect("level");
+        assert_eq!(level, NORMAL_LEVEL, "inside a relaxed write");
         assert_eq!(synchronous(&db).await, FULL_LEVEL, "after it");
 
-        // Failed half way: its switch back never ran, and the connection
-        // is not reused; the next one opens with the options' FULL.
-        let mut w = Compound::acquire(&db).await.expect("writer");
-        let failed = sqlx::query(&relaxed("SELECT * FROM no_such_table"))
-            .execute(w.conn())
+        // Failed half way: after its switch, inside a transaction.
+        let (held, direct) = db.direct().await.expect("writer");
+        let failed = direct
+            .run(|c| {
+                c.execute_batch("PRAGMA synchronous = NORMAL; BEGIN; CREATE TABLE t (v)")?;
+                c.execute_batch("SELECT * FROM no_such_table")
+            })
             .await;
         assert!(failed.is_err());
-        drop(w);
+        drop(held);
         assert_eq!(synchronous(&db).await, FULL_LEVEL, "after a failed write");
 
-        // Abandoned after its switch, before any switch back.
-        let mut w = Compound::acquire(&db).await.expect("writer");
-        sqlx::query(NORMAL.trim_end_matches("; "))
-            .execute(w.conn())
-            .await
-            .expect("switch");
-        drop(w);
+        // Abandoned: its caller went away before the answer; the job still
+        // ran to its end (here, its switch back), before the next one.
+        let (held, direct) = db.direct().await.expect("writer");
+        let abandoned = direct.run(|c| {
+            c.execute_batch("PRAGMA synchronous = NORMAL")?;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            c.execute_batch("PRAGMA synchronous = FULL")
+        });
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), abandoned).await;
+        drop(held);
         assert_eq!(
             synchronous(&db).await,
             FULL_LEVEL,

@@ -9,16 +9,18 @@
 //!
 //! What the test on release guarded against is handled where it can arise:
 //! a transaction dropped unfinished queues its rollback on the connection,
-//! ahead of the next caller's commands; a single statement abandoned half
-//! way has either run whole or not at all; and a multi-statement command
-//! that may leave a transaction or a setting behind (`compound.rs`) closes
-//! the connection unless it finished, and the next caller opens a fresh one
-//! with the options' settings (`synchronous = FULL`).
+//! ahead of the next caller's commands, and a single statement abandoned
+//! half way has either run whole or not at all. Nothing on this connection
+//! changes a setting: the relaxed commits (`relaxed.rs`) and the hot
+//! batches run on a second connection of the writer's own, driven on a
+//! thread of its own (`direct.rs`), only while this lock is held: one
+//! writer still, in order.
 
+use super::direct::{Direct, Target};
 use crate::error::Result;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
-use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -28,30 +30,53 @@ const WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Writer {
     opts: SqliteConnectOptions,
-    conn: Mutex<Option<SqliteConnection>>,
+    target: Target,
+    conn: Mutex<SqliteConnection>,
+    /// Behind its own lock, taken only while `conn`'s is held.
+    direct: std::sync::Mutex<Option<Arc<Direct>>>,
 }
 
 impl Writer {
     /// Opens the connection now, so a database that cannot be opened is an
     /// error at start-up rather than at the first write.
-    pub(crate) async fn open(opts: SqliteConnectOptions) -> Result<Self> {
+    pub(crate) async fn open(opts: SqliteConnectOptions, in_memory: bool) -> Result<Self> {
         let conn = SqliteConnection::connect_with(&opts).await?;
         Ok(Self {
+            target: Target {
+                path: opts.get_filename().to_path_buf(),
+                in_memory,
+            },
             opts,
-            conn: Mutex::new(Some(conn)),
+            conn: Mutex::new(conn),
+            direct: std::sync::Mutex::new(None),
         })
     }
 
-    /// The connection, once the callers before this one are done with it;
-    /// reopened if the last one closed it.
+    /// The writer held, with its direct connection (`direct.rs`) for the
+    /// hot batches: opened the first time, and again after its thread
+    /// ended.
+    pub(crate) async fn direct(&self) -> Result<(Held<'_>, Arc<Direct>)> {
+        let held = self.get().await?;
+        let mut slot = self
+            .direct
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let direct = match slot.as_ref() {
+            Some(d) if !d.is_finished() => Arc::clone(d),
+            _ => {
+                let d = Arc::new(Direct::open(&self.target)?);
+                *slot = Some(Arc::clone(&d));
+                d
+            }
+        };
+        Ok((held, direct))
+    }
+
+    /// The connection, once the callers before this one are done with it.
     pub(crate) async fn get(&self) -> Result<Held<'_>> {
-        let mut slot = tokio::time::timeout(WAIT, self.conn.lock())
+        Ok(tokio::time::timeout(WAIT, self.conn.lock())
             .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?;
-        if slot.is_none() {
-            *slot = Some(SqliteConnection::connect_with(&self.opts).await?);
-        }
-        Ok(Held { slot, close: false })
+            .map_err(|_| sqlx::Error::PoolTimedOut)?)
     }
 
     /// Runs `migrator` while holding the writer, so nothing else writes
@@ -70,45 +95,35 @@ impl Writer {
     }
 }
 
-/// The writer while one caller uses it. Given back as it is dropped, unless
-/// `close_on_drop` was called.
-pub(crate) struct Held<'a> {
-    slot: MutexGuard<'a, Option<SqliteConnection>>,
-    close: bool,
-}
+/// The writer while one caller uses it, given back as it is dropped.
+pub(crate) type Held<'a> = MutexGuard<'a, SqliteConnection>;
 
-impl Held<'_> {
-    /// Closes the connection as this is dropped: it may hold a transaction
-    /// or a setting half way. Closing it ends its thread, and SQLite rolls
-    /// back whatever was open; the next caller opens a fresh one.
-    pub(crate) fn close_on_drop(&mut self) {
-        self.close = true;
-    }
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 
-impl Deref for Held<'_> {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        self.slot
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("opened in get, taken only on drop"))
-    }
-}
-
-impl DerefMut for Held<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.slot
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("opened in get, taken only on drop"))
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        if self.close {
-            // Dropping the connection ends its thread after the commands
-            // already sent to it, and SQLite closes the file.
-            self.slot.take();
-        }
+    /// A writer, as the store's, on a file of its own in a fresh temporary
+    /// directory, syncing every commit; returns the directory too, to
+    /// remove.
+    pub(crate) async fn writer(name: &str) -> (Writer, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "hw_{name}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("db.sqlite"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let writer = Writer::open(opts, false)
+            .await
+            .expect("a SQLite file in the temporary directory");
+        (writer, dir)
     }
 }
