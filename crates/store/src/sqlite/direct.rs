@@ -361,6 +361,7 @@ impl<T: serde::de::DeserializeOwned> FromCell for sqlx::types::Json<T> {
 #[cfg(test)]
 mod tests {
     use crate::sqlite::writer::tests::writer;
+    use crate::sqlite::writer::Writer;
 
     /// A transaction left open between two jobs is rolled back when its
     /// caller goes away between them, before any later job runs; and a job
@@ -373,15 +374,12 @@ mod tests {
             .execute(&mut *db.get().await.expect("writer"))
             .await
             .expect("table");
-        let count = |db: &super::super::writer::Writer| {
-            let db = &*db;
-            async move {
-                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t")
-                    .fetch_one(&mut *db.get().await.expect("writer"))
-                    .await
-                    .expect("count")
-            }
-        };
+        async fn count(db: &Writer) -> i64 {
+            sqlx::query_scalar("SELECT count(*) FROM t")
+                .fetch_one(&mut *db.get().await.expect("writer"))
+                .await
+                .expect("count")
+        }
 
         // Abandoned between its two jobs.
         {
