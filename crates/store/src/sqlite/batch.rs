@@ -15,8 +15,8 @@ use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
 use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use async_trait::async_trait;
-use rusqlite::params_from_iter;
 use rusqlite::types::Value as Cell;
+use rusqlite::{params_from_iter, ToSql};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,46 +73,53 @@ fn column(
     rows.collect()
 }
 
-/// Batches of up to this many rows keep their statements prepared (at a
-/// steady rate nearly all are this small); larger ones, whose text changes
-/// with their size, would only push those out.
-const KEEP_ROWS: usize = 4;
+/// The most rows one multi-row insert takes (1,408 values at most).
+const MAX_RUN: usize = 128;
 
-/// A statement whose text depends on a batch of `rows` rows.
-fn sized<'c>(
-    conn: &'c rusqlite::Connection,
-    sql: &str,
-    rows: usize,
-) -> rusqlite::Result<Sized<'c>> {
-    Ok(if rows <= KEEP_ROWS {
-        Sized::Kept(conn.prepare_cached(sql)?)
-    } else {
-        Sized::Once(conn.prepare(sql)?)
+/// A batch of `n` rows as runs of 128, then 64, 32 … 1 rows: each run's
+/// statement is one of eight texts per insert, all kept prepared whatever
+/// the batches' sizes (a statement per size, prepared afresh, had been a
+/// third of the receiving path's CPU).
+fn runs(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = n - start;
+        if left == 0 {
+            return None;
+        }
+        let len = if left >= MAX_RUN {
+            MAX_RUN
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        let run = start..start + len;
+        start += len;
+        Some(run)
     })
 }
 
-enum Sized<'c> {
-    Kept(rusqlite::CachedStatement<'c>),
-    Once(rusqlite::Statement<'c>),
-}
-
-impl<'c> std::ops::Deref for Sized<'c> {
-    type Target = rusqlite::Statement<'c>;
-    fn deref(&self) -> &Self::Target {
-        match self {
-            Sized::Kept(s) => s,
-            Sized::Once(s) => s,
+/// Inserts `rows` rows of `columns` values each (`cells`, row after row) in
+/// runs (`runs`), collecting what `returning` (if any) gives back.
+fn insert_rows(
+    conn: &rusqlite::Connection,
+    sql: impl Fn(usize) -> String,
+    cells: &[&dyn rusqlite::ToSql],
+    columns: usize,
+    returning: bool,
+) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for run in runs(cells.len() / columns) {
+        let mut stmt = conn.prepare_cached(&sql(run.len()))?;
+        let params = params_from_iter(&cells[run.start * columns..run.end * columns]);
+        if returning {
+            for id in stmt.query_map(params, |r| r.get(0))? {
+                out.push(id?);
+            }
+        } else {
+            stmt.execute(params)?;
         }
     }
-}
-
-impl std::ops::DerefMut for Sized<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        match self {
-            Sized::Kept(s) => s,
-            Sized::Once(s) => s,
-        }
-    }
+    Ok(out)
 }
 
 /// Inbound events in a fixed number of statements whatever the batch's size
@@ -178,18 +185,23 @@ impl BatchWriter for Inbound {
                 ]
             })
             .collect();
-        let n = items.len();
         let (_held, direct) = self.0.direct().await?;
         let (inserted, stored) = direct
             .run(move |conn| {
                 conn.prepare_cached("BEGIN")?.execute([])?;
-                let insert = values(INSERT_INBOUND, n, 11, 11, "")
-                    + " ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id";
-                let inserted: HashSet<String> = {
-                    let mut stmt = sized(conn, &insert, n)?;
-                    let rows = stmt.query_map(params_from_iter(&events), |r| r.get(0))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
+                let cells: Vec<&dyn ToSql> = events.iter().map(|c| c as &dyn ToSql).collect();
+                let inserted: HashSet<String> = insert_rows(
+                    conn,
+                    |rows| {
+                        values(INSERT_INBOUND, rows, 11, 11, "")
+                            + " ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id"
+                    },
+                    &cells,
+                    11,
+                    true,
+                )?
+                .into_iter()
+                .collect();
                 let taken: Vec<(&str, &str)> = keys
                     .iter()
                     .filter(|(id, ..)| !inserted.contains(id))
@@ -203,17 +215,19 @@ impl BatchWriter for Inbound {
                         stmt.query_map([taken], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                     stored = rows.collect::<rusqlite::Result<_>>()?;
                 }
-                let created: Vec<Cell> = keys
+                let created: Vec<&dyn ToSql> = keys
                     .iter()
-                    .zip(jobs)
+                    .zip(&jobs)
                     .filter(|((id, ..), _)| inserted.contains(id))
-                    .flat_map(|(_, job)| job)
+                    .flat_map(|(_, job)| job.iter().map(|c| c as &dyn ToSql))
                     .collect();
-                if !created.is_empty() {
-                    let rows = created.len() / 5;
-                    let insert = values(INSERT_JOBS, rows, 5, 3, "1, 'pending', 'received'");
-                    sized(conn, &insert, rows)?.execute(params_from_iter(&created))?;
-                }
+                insert_rows(
+                    conn,
+                    |rows| values(INSERT_JOBS, rows, 5, 3, "1, 'pending', 'received'"),
+                    &created,
+                    5,
+                    false,
+                )?;
                 conn.prepare_cached("COMMIT")?.execute([])?;
                 Ok((inserted, stored))
             })
@@ -315,10 +329,6 @@ impl BatchWriter for Completions {
     }
 }
 
-/// First tries per multi-row insert: 10 values each (30,000), under
-/// SQLite's limit of 32,766.
-const TRIES_PER_INSERT: usize = 3_000;
-
 const INSERT_EVENTS: &str =
     "INSERT INTO events (id, client_id, account_id, event_type, payload, producer, \
      created_at, trace_parent)";
@@ -393,10 +403,6 @@ impl BatchWriter for Publishes {
                 opt_text(e.trace_parent.as_deref()),
             ]);
         }
-        let n = items.len();
-        // Any conflict (the internal id, or the producer's client id for
-        // the account) leaves the row out of RETURNING: answered below.
-        let insert = values(INSERT_EVENTS, n, 8, 8, "") + " ON CONFLICT DO NOTHING RETURNING id";
         let subscribers = format!(
             "SELECT {} FROM webhook_configs \
              WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
@@ -411,11 +417,22 @@ impl BatchWriter for Publishes {
         let (new, rows) = direct
             .run(move |conn| {
                 conn.prepare_cached("BEGIN")?.execute([])?;
-                let new: HashSet<String> = {
-                    let mut stmt = sized(conn, &insert, n)?;
-                    let rows = stmt.query_map(params_from_iter(&events), |r| r.get(0))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
+                // Any conflict (the internal id, or the producer's client id
+                // for the account) leaves the row out of RETURNING:
+                // answered below.
+                let cells: Vec<&dyn ToSql> = events.iter().map(|c| c as &dyn ToSql).collect();
+                let new: HashSet<String> = insert_rows(
+                    conn,
+                    |rows| {
+                        values(INSERT_EVENTS, rows, 8, 8, "")
+                            + " ON CONFLICT DO NOTHING RETURNING id"
+                    },
+                    &cells,
+                    8,
+                    true,
+                )?
+                .into_iter()
+                .collect();
                 Ok((new, Cells::all(conn, &subscribers, [accounts])?))
             })
             .await?;
@@ -453,29 +470,25 @@ impl BatchWriter for Publishes {
                 .await?;
             born.whole(&tries, &rows)
         };
-        // The tries, and the commit. In chunks: SQLite binds at most 32,766
-        // values per statement, and an event may fan out to many endpoints.
-        let all: Vec<usize> = (0..tries.ids.len()).collect();
-        let chunks: Vec<(usize, Vec<Cell>)> = all
-            .chunks(TRIES_PER_INSERT)
-            .map(|chunk| {
-                let mut cells = Vec::with_capacity(chunk.len() * 10);
-                for &i in chunk {
-                    cells.extend([
-                        text(&tries.ids[i]),
-                        text(&tries.event_ids[i]),
-                        text(&tries.webhook_ids[i]),
-                        text(&tries.account_ids[i]),
-                        Cell::Integer(ms(tries.due[i])),
-                        text(&tries.bodies[tries.body_of[i]]),
-                        Cell::Integer(ms(tries.at[i])),
-                        opt_text(tries.traces[i].as_deref()),
-                        opt_text(born.owner(i)),
-                        born.lease_until(i)
-                            .map_or(Cell::Null, |t| Cell::Integer(ms(t))),
-                    ]);
-                }
-                (chunk.len(), cells)
+        // The tries, and the commit. Each try's values but its snapshot,
+        // which all tries of an event share and which is bound from the
+        // event's one copy.
+        let bodies = tries.bodies.clone();
+        let rows: Vec<([Cell; 9], usize)> = (0..tries.ids.len())
+            .map(|i| {
+                let cells = [
+                    text(&tries.ids[i]),
+                    text(&tries.event_ids[i]),
+                    text(&tries.webhook_ids[i]),
+                    text(&tries.account_ids[i]),
+                    Cell::Integer(ms(tries.due[i])),
+                    Cell::Integer(ms(tries.at[i])),
+                    opt_text(tries.traces[i].as_deref()),
+                    opt_text(born.owner(i)),
+                    born.lease_until(i)
+                        .map_or(Cell::Null, |t| Cell::Integer(ms(t))),
+                ];
+                (cells, tries.body_of[i])
             })
             .collect();
         // An event that met a stored one is answered with it, its tries
@@ -499,10 +512,19 @@ impl BatchWriter for Publishes {
             .collect();
         let stored = direct
             .run(move |conn| {
-                for (rows, cells) in &chunks {
-                    let insert = values(INSERT_TRIES, *rows, 10, 4, "1, 'pending'");
-                    sized(conn, &insert, *rows)?.execute(params_from_iter(cells))?;
+                let mut cells: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 10);
+                for (row, body) in &rows {
+                    cells.extend(row[..5].iter().map(|c| c as &dyn ToSql));
+                    cells.push(&bodies[*body]);
+                    cells.extend(row[5..].iter().map(|c| c as &dyn ToSql));
                 }
+                insert_rows(
+                    conn,
+                    |rows| values(INSERT_TRIES, rows, 10, 4, "1, 'pending'"),
+                    &cells,
+                    10,
+                    false,
+                )?;
                 let stored = met
                     .iter()
                     .map(|(i, key)| Ok((*i, existing(conn, key)?)))
@@ -520,5 +542,29 @@ impl BatchWriter for Publishes {
         // webhooks were read inside this transaction.
         born.start(&tries, |_| true, |_| true, &whole, items, &mut outcomes);
         Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row in exactly one run, in order, each run one of eight sizes.
+    #[test]
+    fn a_batch_goes_in_runs_of_eight_sizes() {
+        for n in 0..=700 {
+            let runs: Vec<_> = runs(n).collect();
+            let mut next = 0;
+            for run in &runs {
+                assert_eq!(run.start, next, "{n} rows: in order, none skipped");
+                assert!(run.len().is_power_of_two() && run.len() <= MAX_RUN);
+                next = run.end;
+            }
+            assert_eq!(next, n, "{n} rows: all of them");
+        }
+        assert_eq!(
+            runs(200).map(|r| r.len()).collect::<Vec<_>>(),
+            vec![128, 64, 8]
+        );
     }
 }

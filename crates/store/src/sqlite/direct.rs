@@ -40,6 +40,9 @@ pub(crate) struct Target {
 pub(crate) struct Direct {
     jobs: mpsc::Sender<Job>,
     thread: std::thread::JoinHandle<()>,
+    /// A job's answer was lost to a panic: the thread is ending, if not
+    /// ended yet.
+    dead: std::sync::atomic::AtomicBool,
 }
 
 impl Direct {
@@ -55,13 +58,17 @@ impl Direct {
                 }
             })
             .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-        Ok(Self { jobs, thread })
+        Ok(Self {
+            jobs,
+            thread,
+            dead: Default::default(),
+        })
     }
 
     /// The thread ended (a job panicked, or could not roll back): this
     /// connection is gone.
     pub(crate) fn is_finished(&self) -> bool {
-        self.thread.is_finished()
+        self.dead.load(std::sync::atomic::Ordering::Relaxed) || self.thread.is_finished()
     }
 
     /// Runs `batch` on the thread, its transaction (if it opens one) ended
@@ -83,8 +90,11 @@ impl Direct {
                 }
                 let _ = answer.send(out);
             }))
-            .map_err(|_| crashed())?;
-        answered.await.map_err(|_| crashed())?.map_err(into_store)
+            .map_err(|_| self.crashed())?;
+        answered
+            .await
+            .map_err(|_| self.crashed())?
+            .map_err(into_store)
     }
 
     /// One statement committed without a sync of its own (`relaxed.rs`): a
@@ -164,12 +174,17 @@ fn connect(target: &Target) -> rusqlite::Result<Connection> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000",
     )?;
-    conn.set_prepared_statement_cache_capacity(32);
+    conn.set_prepared_statement_cache_capacity(96);
     Ok(conn)
 }
 
-fn crashed() -> StoreError {
-    StoreError::Unavailable(sqlx::Error::WorkerCrashed)
+impl Direct {
+    /// The thread is gone or going: the writer opens a fresh one for the
+    /// next batch.
+    fn crashed(&self) -> StoreError {
+        self.dead.store(true, std::sync::atomic::Ordering::Relaxed);
+        StoreError::Unavailable(sqlx::Error::WorkerCrashed)
+    }
 }
 
 /// As sqlx's errors would say it: busy, locked, I/O, full disk or an
@@ -273,7 +288,7 @@ impl Cells {
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let values = (0..width)
-                .map(|i| row.get::<_, Cell>(i))
+                .map(|i| owned(row.get_ref(i)?, i))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             out.push(Cells {
                 names: Arc::clone(&names),
@@ -290,6 +305,29 @@ impl Cells {
             .and_then(|i| self.values.get(i))
             .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))
     }
+}
+
+/// A value read, owned; text that is not UTF-8 is an error (rusqlite's own
+/// conversion would panic, ending the writer's thread).
+fn owned(v: rusqlite::types::ValueRef<'_>, column: usize) -> rusqlite::Result<Cell> {
+    use rusqlite::types::ValueRef;
+    Ok(match v {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(n) => Cell::Integer(n),
+        ValueRef::Real(f) => Cell::Real(f),
+        ValueRef::Text(t) => Cell::Text(
+            std::str::from_utf8(t)
+                .map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        column,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?
+                .to_owned(),
+        ),
+        ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+    })
 }
 
 /// A column's value out of a `Cells` row, as sqlx would decode it from

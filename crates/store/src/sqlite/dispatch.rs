@@ -231,17 +231,8 @@ impl Store for SqliteStore {
                ORDER BY a.due_at LIMIT ?5) \
              RETURNING {ATTEMPT_COLUMNS}"
         );
-        // A lease lost in a power cut only repeats a try (`relaxed.rs`). On
-        // the writer's own thread (`direct.rs`): one answer for all rows.
-        let params = (
-            ms(c.lease_until),
-            c.worker_id.to_owned(),
-            ms(c.now),
-            serde_json::to_string(c.exclude_webhooks).unwrap_or_default(),
-            i64::from(c.limit),
-        );
-        let (_held, direct) = self.writer.direct().await?;
-        let rows = direct.relaxed(sql, params).await?;
+        // A lease lost in a power cut only repeats a try (`relaxed.rs`).
+        let rows = super::relaxed::claim(&self.writer, sql, c).await?;
         rows.iter().map(rows::attempt).collect()
     }
 

@@ -146,15 +146,7 @@ impl IngressStore for SqliteStore {
                ORDER BY due_at LIMIT ?5) RETURNING {JOB_COLUMNS}"
         );
         // A lease lost in a power cut only repeats a forwarding (`relaxed.rs`).
-        let params = (
-            ms(c.lease_until),
-            c.worker_id.to_owned(),
-            ms(c.now),
-            serde_json::to_string(c.exclude_webhooks).unwrap_or_default(),
-            i64::from(c.limit),
-        );
-        let (_held, direct) = self.writer.direct().await?;
-        let rows = direct.relaxed(sql, params).await?;
+        let rows = super::relaxed::claim(&self.writer, sql, c).await?;
         rows.iter().map(rows::job).collect()
     }
 
@@ -169,40 +161,60 @@ impl IngressStore for SqliteStore {
     }
 
     async fn complete_job(&self, r: &AttemptResult) -> Result<bool> {
-        let mut held = self.writer.get().await?;
-        let mut tx = sqlx::Connection::begin(&mut *held).await?;
-        let row = sqlx::query(
-            "UPDATE processing_jobs SET status = ?3, http_status = ?4, duration_ms = ?5, response_preview = ?6, \
-             error = ?7, completed_at = ?8, lease_until = NULL \
-             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' RETURNING event_id, provider, attempt",
-        )
-        .bind(&r.attempt_id)
-        .bind(&r.worker_id)
-        .bind(r.status.as_str())
-        .bind(r.http_status)
-        .bind(r.duration_ms)
-        .bind(&r.response_preview)
-        .bind(&r.error)
-        .bind(ms(r.completed_at))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        if let Some((next_id, due)) = &r.next {
-            sqlx::query(
-                "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, due_at, created_at) \
-                 VALUES (?1,?2,?3,?4,'pending','retry',?5,?6) ON CONFLICT (event_id, attempt) DO NOTHING",
-            )
-            .bind(next_id)
-            .bind(row.try_get::<String, _>("event_id")?)
-            .bind(row.try_get::<String, _>("provider")?)
-            .bind(row.try_get::<i32, _>("attempt")? + 1)
-            .bind(ms(*due))
-            .bind(ms(r.completed_at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        // The outcome where the worker still holds the lease, and the next
+        // job of a failed one, in one job on the writer's thread.
+        let outcome = (
+            r.attempt_id.clone(),
+            r.worker_id.clone(),
+            r.status.as_str(),
+            r.http_status,
+            r.duration_ms,
+            r.response_preview.clone(),
+            r.error.clone(),
+            ms(r.completed_at),
+        );
+        let next = r
+            .next
+            .as_ref()
+            .map(|(id, due)| (id.clone(), ms(*due), ms(r.completed_at)));
+        let (_held, direct) = self.writer.direct().await?;
+        direct
+            .run(move |conn| {
+                conn.prepare_cached("BEGIN")?.execute([])?;
+                let job = conn
+                    .prepare_cached(
+                        "UPDATE processing_jobs SET status = ?3, http_status = ?4, duration_ms = ?5, \
+                         response_preview = ?6, error = ?7, completed_at = ?8, lease_until = NULL \
+                         WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending' \
+                         RETURNING event_id, provider, attempt",
+                    )?
+                    .query_row(outcome, |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    });
+                let (event_id, provider, attempt) = match job {
+                    Ok(job) => job,
+                    Err(rusqlite::Error::QueryReturnedNoRows) => {
+                        conn.prepare_cached("ROLLBACK")?.execute([])?;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some((next_id, due, at)) = next {
+                    conn.prepare_cached(
+                        "INSERT INTO processing_jobs (id, event_id, provider, attempt, status, trigger, \
+                         due_at, created_at) VALUES (?1,?2,?3,?4,'pending','retry',?5,?6) \
+                         ON CONFLICT (event_id, attempt) DO NOTHING",
+                    )?
+                    .execute((next_id, event_id, provider, attempt + 1, due, at))?;
+                }
+                conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn list_jobs(

@@ -17,6 +17,27 @@
 //! goes away: no later write can run without a sync by mistake. The other
 //! connection of the writer (`writer.rs`) never changes the level.
 
+use super::direct::Cells;
+use super::ms;
+use super::writer::Writer;
+use crate::error::Result;
+use crate::model::Claim;
+
+/// A claim's `UPDATE … RETURNING` (of tries or of forwarding jobs), its
+/// lease until `?1` for owner `?2` at `?3`, lanes `?4` (JSON) left out and
+/// at most `?5` rows, committed relaxed; the rows it leased.
+pub(crate) async fn claim(writer: &Writer, sql: String, c: &Claim<'_>) -> Result<Vec<Cells>> {
+    let params = (
+        ms(c.lease_until),
+        c.worker_id.to_owned(),
+        ms(c.now),
+        serde_json::to_string(c.exclude_webhooks).unwrap_or_default(),
+        i64::from(c.limit),
+    );
+    let (_held, direct) = writer.direct().await?;
+    direct.relaxed(sql, params).await
+}
+
 #[cfg(test)]
 mod tests {
     use crate::sqlite::writer::{tests::writer, Writer};

@@ -20,6 +20,7 @@ use super::direct::{Direct, Target};
 use crate::error::Result;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
@@ -34,6 +35,12 @@ pub(crate) struct Writer {
     conn: Mutex<SqliteConnection>,
     /// Behind its own lock, taken only while `conn`'s is held.
     direct: std::sync::Mutex<Option<Arc<Direct>>>,
+    /// Whether the last holder wrote through the direct connection. A
+    /// holder's work can outlast it on either connection (a direct job runs
+    /// to its end after its caller went away; a transaction dropped on
+    /// sqlx's queues its rollback on that connection's thread), so a holder
+    /// on the other connection first waits behind it (`get`, `direct`).
+    direct_last: AtomicBool,
 }
 
 impl Writer {
@@ -49,6 +56,7 @@ impl Writer {
             opts,
             conn: Mutex::new(conn),
             direct: std::sync::Mutex::new(None),
+            direct_last: AtomicBool::new(false),
         })
     }
 
@@ -56,7 +64,13 @@ impl Writer {
     /// hot batches: opened the first time, and again after its thread
     /// ended.
     pub(crate) async fn direct(&self) -> Result<(Held<'_>, Arc<Direct>)> {
-        let held = self.get().await?;
+        let mut held = self.lock().await?;
+        if !self.direct_last.load(Ordering::Relaxed) {
+            // Behind anything the last holder left queued on sqlx's
+            // connection (its thread takes commands in order).
+            held.ping().await?;
+            self.direct_last.store(true, Ordering::Relaxed);
+        }
         let mut slot = self
             .direct
             .lock()
@@ -74,6 +88,25 @@ impl Writer {
 
     /// The connection, once the callers before this one are done with it.
     pub(crate) async fn get(&self) -> Result<Held<'_>> {
+        let held = self.lock().await?;
+        if self.direct_last.load(Ordering::Relaxed) {
+            // Behind any job the last holder left running on the direct
+            // connection (its thread takes jobs in order). A connection
+            // that is gone has nothing running.
+            let current = self
+                .direct
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(direct) = current {
+                let _ = direct.run(|_| Ok(())).await;
+            }
+            self.direct_last.store(false, Ordering::Relaxed);
+        }
+        Ok(held)
+    }
+
+    async fn lock(&self) -> Result<Held<'_>> {
         Ok(tokio::time::timeout(WAIT, self.conn.lock())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?)
