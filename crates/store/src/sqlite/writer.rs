@@ -67,8 +67,13 @@ impl Writer {
         let mut held = self.lock().await?;
         if !self.direct_last.load(Ordering::Relaxed) {
             // Behind anything the last holder left queued on sqlx's
-            // connection (its thread takes commands in order).
-            held.ping().await?;
+            // connection (its thread takes commands in order). A thread
+            // that is gone (a panic in it) has nothing queued: the rare
+            // writes get a fresh connection, opened with the options'
+            // settings.
+            if held.ping().await.is_err() {
+                *held = SqliteConnection::connect_with(&self.opts).await?;
+            }
             self.direct_last.store(true, Ordering::Relaxed);
         }
         let mut slot = self
