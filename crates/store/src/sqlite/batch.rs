@@ -122,12 +122,10 @@ fn insert_rows(
     Ok(out)
 }
 
-/// Inbound events in a fixed number of statements whatever the batch's size
-/// (the events, then the first jobs of those inserted): those hand-offs to
-/// the connection's thread, not SQLite, were most of the receiving path's
-/// CPU when each event took two statements. Those whose (provider, dedup
-/// key) is taken, earlier in the batch too, are answered with the stored
-/// event's id.
+/// Inbound events as multi-row inserts (the events, then the first jobs of
+/// those inserted), in one job on the writer's thread. Those whose
+/// (provider, dedup key) is taken, earlier in the batch too, are answered
+/// with the stored event's id.
 pub(super) struct Inbound(pub(super) Arc<Writer>);
 
 const INSERT_INBOUND: &str =
