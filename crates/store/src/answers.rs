@@ -6,7 +6,7 @@
 
 use crate::error::{Result, StoreError};
 use crate::ingress::{NewInbound, RecordOutcome};
-use crate::model::{NewEvent, PublishOutcome};
+use crate::model::{AttemptResult, NewEvent, PublishOutcome};
 use crate::rows::{self, Columns};
 use chrono::{DateTime, Utc};
 use hookwarden_core::payload_filter::PayloadFilter;
@@ -177,6 +177,19 @@ pub(crate) fn fan_out(
         });
     }
     (outcomes, tries)
+}
+
+/// Which of a batch's outcomes were recorded, from the (try, worker) pairs
+/// the database recorded: each pair answers the first outcome of that try
+/// from that worker. Of one try finished twice in a batch, by one worker
+/// or by a worker that lost its lease beside the one holding it, only the
+/// outcome recorded hears true; the other answers false, as it would alone.
+pub(crate) fn recorded(items: &[&AttemptResult], pairs: Vec<(String, String)>) -> Vec<bool> {
+    let mut pairs: HashSet<(String, String)> = pairs.into_iter().collect();
+    items
+        .iter()
+        .map(|r| pairs.remove(&(r.attempt_id.clone(), r.worker_id.clone())))
+        .collect()
 }
 
 /// The accounts of the events stored now, each once: whose webhooks a

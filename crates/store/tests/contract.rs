@@ -24,6 +24,7 @@ on_both!(
     concurrent_claims_never_share_an_attempt,
     complete_schedules_next_and_history_is_append_only,
     one_try_finished_twice_at_once_is_recorded_once,
+    a_stale_outcome_beside_the_lease_holders_does_not_hide_it,
     retry_now_reuses_or_creates_pending,
     rotation_keeps_old_secret,
     event_types_upsert_list_delete,
@@ -702,6 +703,60 @@ async fn one_try_finished_twice_at_once_is_recorded_once(backend: Backend) {
             if won.next.is_some() { 2 } else { 1 },
             "a next try only for the outcome recorded (round {round})"
         );
+    }
+}
+
+/// A worker that lost its lease and the one that holds it now finish the
+/// same try together (a batch may carry both, the stale one first): the
+/// holder's outcome is recorded, the stale one's is not, and only the
+/// holder's next try exists.
+async fn a_stale_outcome_beside_the_lease_holders_does_not_hide_it(backend: Backend) {
+    let (_db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    for round in 0..3 {
+        s.publish_event(&event("acct_a", "t"))
+            .await
+            .expect("publish");
+        let now = Utc::now();
+        let first = claim(&s, "stale", now, 1, 10).await;
+        let a = first.iter().find(|a| a.attempt == 1).expect("first try");
+        // The lease ran out: another worker claims the try.
+        let later = now + Duration::seconds(5);
+        let again = claim(&s, "holder", later, 30, 10).await;
+        assert!(
+            again.iter().any(|b| b.id == a.id),
+            "claimed again (round {round})"
+        );
+        let stale = AttemptResult {
+            status: AttemptStatus::Failed,
+            http_status: Some(500),
+            next: Some((ids::attempt_id(), later + Duration::hours(1))),
+            ..succeeded(&a.id, "stale", later)
+        };
+        let holder = succeeded(&a.id, "holder", later);
+        let (rs, rh) = tokio::join!(s.complete_attempt(&stale), s.complete_attempt(&holder));
+        assert!(
+            !rs.expect("stale"),
+            "the stale outcome is refused (round {round})"
+        );
+        assert!(
+            rh.expect("holder"),
+            "the holder's is recorded (round {round})"
+        );
+        let tries = s
+            .search_attempts(
+                &AttemptFilter {
+                    event_id: Some(&a.event_id),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .expect("tries");
+        assert_eq!(tries.items.len(), 1, "no next try from the stale outcome");
+        assert_eq!(tries.items[0].status, AttemptStatus::Succeeded);
     }
 }
 

@@ -137,8 +137,8 @@ impl BatchWriter for Completions {
             items.iter().map(|r| f(r)).collect()
         };
         let mut conn = self.0.get().await?;
-        let recorded: Vec<String> = sqlx::query_scalar(
-            "SELECT * FROM hook.complete_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        let recorded: Vec<(String, String)> = sqlx::query_as(
+            "SELECT * FROM hook.record_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(column(|r| Some(r.attempt_id.clone())))
         .bind(column(|r| Some(r.worker_id.clone())))
@@ -163,13 +163,7 @@ impl BatchWriter for Completions {
                 .iter()
                 .filter_map(|r| r.next.as_ref().map(|(_, due)| *due)),
         );
-        // The same try twice in one batch (never in practice): the first
-        // one recorded it; the other answers false, as it would alone.
-        let mut recorded: HashSet<String> = recorded.into_iter().collect();
-        Ok(items
-            .iter()
-            .map(|r| recorded.remove(&r.attempt_id))
-            .collect())
+        Ok(answers::recorded(items, recorded))
     }
 }
 

@@ -13,12 +13,11 @@ use crate::births::{BirthSlot, Born};
 use crate::error::Result;
 use crate::group_commit::BatchWriter;
 use crate::ingress::{NewInbound, RecordOutcome};
-use crate::model::{AttemptResult, NewEvent, PublishOutcome};
+use crate::model::{AttemptResult, NewEvent, PublishOutcome, Webhook};
 use async_trait::async_trait;
 use rusqlite::types::Value as Cell;
 use rusqlite::{params_from_iter, ToSql};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// `INSERT … VALUES (?, …), …` for `rows` rows of `columns` values, each
@@ -60,17 +59,6 @@ fn opt_text(s: Option<&str>) -> Cell {
 fn json(v: &serde_json::Value) -> Cell {
     // A `Value` always serialises.
     Cell::Text(v.to_string())
-}
-
-/// Runs `sql` with `params`, collecting the first column of each row.
-fn column(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
-    rows.collect()
 }
 
 /// The most rows one multi-row insert takes (1,408 values at most).
@@ -259,7 +247,8 @@ const NEXT_TRIES: &str = "INSERT INTO delivery_attempts (id, event_id, webhook_i
          ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING";
 
 /// The outcomes, where the worker still holds the lease; returns the ids
-/// recorded. Ids are unique within a batch (`commit` sees to it).
+/// recorded and whose outcome each was. (id, worker) pairs are unique
+/// within a batch (`commit` sees to it).
 const OUTCOMES: &str = "UPDATE delivery_attempts SET status = r.status, http_status = r.http_status, \
            duration_ms = r.duration_ms, response_preview = r.preview, error = r.error, \
            completed_at = r.at, lease_until = NULL \
@@ -270,7 +259,7 @@ const OUTCOMES: &str = "UPDATE delivery_attempts SET status = r.status, http_sta
                FROM json_each(?1)) AS r \
          WHERE delivery_attempts.id = r.id AND delivery_attempts.claimed_by = r.worker \
            AND delivery_attempts.status = 'pending' \
-         RETURNING delivery_attempts.id";
+         RETURNING delivery_attempts.id, delivery_attempts.claimed_by";
 
 #[async_trait]
 impl BatchWriter for Completions {
@@ -279,14 +268,16 @@ impl BatchWriter for Completions {
     const NAME: &'static str = "delivery results";
 
     async fn commit(&self, items: &[&AttemptResult]) -> Result<Vec<bool>> {
-        // The same try twice in one batch (never in practice): the first
-        // is recorded, as it would be alone, and the other answers false.
-        // One update cannot take both (which row of a join it applies is
-        // SQLite's choice).
+        // The same try twice in one batch from one worker (never in
+        // practice): the first is recorded, as it would be alone, and the
+        // other answers false. One update cannot take both (which row of a
+        // join it applies is SQLite's choice). From two workers (one lost
+        // the lease meanwhile) both go in: only the holder's meets the
+        // update's condition.
         let mut seen = HashSet::new();
         let batch: Vec<serde_json::Value> = items
             .iter()
-            .filter(|r| seen.insert(r.attempt_id.as_str()))
+            .filter(|r| seen.insert((r.attempt_id.as_str(), r.worker_id.as_str())))
             .map(|r| {
                 serde_json::json!({
                     "id": r.attempt_id, "worker": r.worker_id, "status": r.status.as_str(),
@@ -310,7 +301,11 @@ impl BatchWriter for Completions {
                     conn.prepare_cached("BEGIN")?.execute([])?;
                     conn.prepare_cached(NEXT_TRIES)?.execute([&batch])?;
                 }
-                let recorded = column(conn, OUTCOMES, [&batch])?;
+                let recorded = {
+                    let mut stmt = conn.prepare_cached(OUTCOMES)?;
+                    let rows = stmt.query_map([&batch], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<Vec<(String, String)>>>()?
+                };
                 if next {
                     conn.prepare_cached("COMMIT")?.execute([])?;
                 }
@@ -319,11 +314,7 @@ impl BatchWriter for Completions {
                 Ok(recorded)
             })
             .await?;
-        let mut recorded: HashSet<String> = recorded.into_iter().collect();
-        Ok(items
-            .iter()
-            .map(|r| recorded.remove(&r.attempt_id))
-            .collect())
+        Ok(answers::recorded(items, recorded))
     }
 }
 
@@ -356,20 +347,26 @@ fn existing(conn: &rusqlite::Connection, key: &[Cell; 4]) -> rusqlite::Result<Ce
 
 /// Published events in one transaction per batch, in three statements
 /// whatever its size (the events, the subscribed webhooks of their
-/// accounts, the first tries) and two jobs on the writer's thread
-/// (`direct.rs`), as on PostgreSQL. Tries whose endpoint has room in this
-/// process's worker are inserted leased to it and handed over once
-/// committed (`births.rs`): the places are reserved here between the two
-/// jobs, with the transaction open.
+/// accounts, the first tries), as on PostgreSQL, and in one job on the
+/// writer's thread (`direct.rs`): the fan-out and the worker's places for
+/// tries leased at birth (`births.rs`) are decided there too, with the
+/// transaction open, so a batch wakes that thread and ours once each. At a
+/// steady rate each event is a batch of its own, and two jobs cost two
+/// more wake-ups per event than one. Tries whose endpoint has room are
+/// inserted leased and handed over once committed.
 pub(super) struct Publishes {
     pub(super) writer: Arc<Writer>,
     pub(super) births: Arc<BirthSlot>,
-    /// Whether the last batch handed tries over: then the next reads its
-    /// accounts' webhooks whole in its first job, rather than in a job of
-    /// its own once places are granted (at a steady rate, nearly every
-    /// batch). In a burst, whose tries wait for claims, the batches read no
-    /// more than the subscribers' columns.
-    pub(super) handed_over: AtomicBool,
+}
+
+/// What the publish job decided, for the answers and the hand-over.
+struct Decided {
+    outcomes: Vec<PublishOutcome>,
+    tries: answers::FirstTries,
+    born: Born,
+    whole: HashMap<String, Webhook>,
+    /// The stored events that events of the batch met, by batch position.
+    met: Vec<(usize, Cells)>,
 }
 
 #[async_trait]
@@ -379,161 +376,49 @@ impl BatchWriter for Publishes {
     const NAME: &'static str = "publish";
 
     async fn commit(&self, items: &[&NewEvent]) -> Result<Vec<PublishOutcome>> {
-        // The events and the subscribed webhooks of every account in the
-        // batch, in the first job with its BEGIN: those of an account whose
-        // events all conflict are read for nothing, rarely.
+        // The subscribed webhooks of every account in the batch: those of
+        // an account whose events all conflict are read for nothing,
+        // rarely. Whole rows when there is a worker to hand tries to (it
+        // needs them).
         let mut accounts: Vec<&str> = items.iter().map(|e| e.account_id.as_str()).collect();
         accounts.sort_unstable();
         accounts.dedup();
         let accounts = serde_json::to_string(&accounts).unwrap_or_default();
         let births = self.births.get();
-        let whole_first = births.is_some() && self.handed_over.load(Ordering::Relaxed);
-        let mut events = Vec::with_capacity(items.len() * 8);
-        for e in items {
-            events.extend([
-                text(&e.id),
-                opt_text(e.client_id.as_deref()),
-                text(&e.account_id),
-                text(&e.event_type),
-                json(&e.payload),
-                text(&e.producer),
-                Cell::Integer(ms(e.created_at)),
-                opt_text(e.trace_parent.as_deref()),
-            ]);
-        }
         let subscribers = format!(
             "SELECT {} FROM webhook_configs \
              WHERE account_id IN (SELECT value FROM json_each(?1)) AND disabled = 0",
-            if whole_first {
+            if births.is_some() {
                 crate::rows::WEBHOOK_COLUMNS
             } else {
                 answers::SUBSCRIBER_COLUMNS
             }
         );
+        // The job outlives this borrow of the batch: it gets its own copy.
+        let events: Vec<NewEvent> = items.iter().map(|e| (*e).clone()).collect();
         let (_held, direct) = self.writer.direct().await?;
-        let open = direct.open_transaction();
-        let (new, rows) = direct
+        let decided = direct
             .run(move |conn| {
                 conn.prepare_cached("BEGIN")?.execute([])?;
-                // Any conflict (the internal id, or the producer's client id
-                // for the account) leaves the row out of RETURNING:
-                // answered below.
-                let cells: Vec<&dyn ToSql> = events.iter().map(|c| c as &dyn ToSql).collect();
-                let new: HashSet<String> = insert_rows(
-                    conn,
-                    |rows| {
-                        values(INSERT_EVENTS, rows, 8, 8, "")
-                            + " ON CONFLICT DO NOTHING RETURNING id"
-                    },
-                    &cells,
-                    8,
-                    true,
-                )?
-                .into_iter()
-                .collect();
-                Ok((new, Cells::all(conn, &subscribers, [accounts])?))
-            })
-            .await?;
-        let mut new = new;
-        let webhooks = rows
-            .iter()
-            .map(answers::Subscriber::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        // Rows go in in order, so of one key twice in a batch the first is
-        // new and the second meets it, as if they came one by one.
-        let fresh: Vec<bool> = items.iter().map(|e| new.remove(&e.id)).collect();
-        let (mut outcomes, tries) = answers::fan_out(items, &fresh, &webhooks);
-        let mut born = Born::reserve(births, &tries, &webhooks);
-        // The webhooks of the tries handed over, read whole (the worker
-        // needs them) only when there are some, unless the first job read
-        // them so already.
-        let granted = born.granted(&tries);
-        self.handed_over
-            .store(!granted.is_empty(), Ordering::Relaxed);
-        let whole = if whole_first || granted.is_empty() {
-            born.whole(&tries, &rows)
-        } else {
-            let granted = serde_json::to_string(&granted).unwrap_or_default();
-            let rows = direct
-                .run(move |conn| {
-                    Cells::all(
-                        conn,
-                        &format!(
-                            "SELECT {} FROM webhook_configs WHERE id IN (SELECT value FROM json_each(?1))",
-                            crate::rows::WEBHOOK_COLUMNS
-                        ),
-                        [granted],
-                    )
-                })
-                .await?;
-            born.whole(&tries, &rows)
-        };
-        // The tries, and the commit. Each try's values but its snapshot,
-        // which all tries of an event share and which is bound from the
-        // event's one copy.
-        let bodies = tries.bodies.clone();
-        let rows: Vec<([Cell; 9], usize)> = (0..tries.ids.len())
-            .map(|i| {
-                let cells = [
-                    text(&tries.ids[i]),
-                    text(&tries.event_ids[i]),
-                    text(&tries.webhook_ids[i]),
-                    text(&tries.account_ids[i]),
-                    Cell::Integer(ms(tries.due[i])),
-                    Cell::Integer(ms(tries.at[i])),
-                    opt_text(tries.traces[i].as_deref()),
-                    opt_text(born.owner(i)),
-                    born.lease_until(i)
-                        .map_or(Cell::Null, |t| Cell::Integer(ms(t))),
-                ];
-                (cells, tries.body_of[i])
-            })
-            .collect();
-        // An event that met a stored one is answered with it, its tries
-        // counted once this batch's are in (the same key twice in a batch).
-        let met: Vec<(usize, [Cell; 4])> = items
-            .iter()
-            .zip(&fresh)
-            .enumerate()
-            .filter(|(_, (_, fresh))| !**fresh)
-            .map(|(i, (e, _))| {
-                (
-                    i,
-                    [
-                        text(&e.id),
-                        opt_text(e.client_id.as_deref()),
-                        text(&e.producer),
-                        text(&e.account_id),
-                    ],
-                )
-            })
-            .collect();
-        let stored = direct
-            .run(move |conn| {
-                let mut cells: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 10);
-                for (row, body) in &rows {
-                    cells.extend(row[..5].iter().map(|c| c as &dyn ToSql));
-                    cells.push(&bodies[*body]);
-                    cells.extend(row[5..].iter().map(|c| c as &dyn ToSql));
+                // A statement's failure ends the job: it is rolled back.
+                let decided = publish(conn, &events, &subscribers, accounts, births)?;
+                if decided.is_err() {
+                    conn.prepare_cached("ROLLBACK")?.execute([])?;
+                } else {
+                    conn.prepare_cached("COMMIT")?.execute([])?;
                 }
-                insert_rows(
-                    conn,
-                    |rows| values(INSERT_TRIES, rows, 10, 4, "1, 'pending'"),
-                    &cells,
-                    10,
-                    false,
-                )?;
-                let stored = met
-                    .iter()
-                    .map(|(i, key)| Ok((*i, existing(conn, key)?)))
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                conn.prepare_cached("COMMIT")?.execute([])?;
-                Ok(stored)
+                Ok(decided)
             })
             .await;
-        // Committed, or rolled back by the job's failure.
-        open.ended();
-        for (i, row) in stored? {
+        // Committed, or rolled back by the job or its failure.
+        let Decided {
+            mut outcomes,
+            tries,
+            born,
+            whole,
+            met,
+        } = decided??;
+        for (i, row) in met {
             outcomes[i] = answers::existing(&row, items[i])?;
         }
         // Every try was stored with its event, leased as offered: the
@@ -541,6 +426,118 @@ impl BatchWriter for Publishes {
         born.start(&tries, |_| true, |_| true, &whole, items, &mut outcomes);
         Ok(outcomes)
     }
+}
+
+/// The publish job's body, inside its transaction: the events, the
+/// subscribers, the fan-out and places, the tries, and the stored events
+/// that duplicates met. A row that does not decode is an error inside
+/// `Ok`, for the job to roll back.
+fn publish(
+    conn: &rusqlite::Connection,
+    events: &[NewEvent],
+    subscribers: &str,
+    accounts: String,
+    births: Option<Arc<dyn crate::births::Births>>,
+) -> rusqlite::Result<Result<Decided>> {
+    let mut cells = Vec::with_capacity(events.len() * 8);
+    for e in events {
+        cells.extend([
+            text(&e.id),
+            opt_text(e.client_id.as_deref()),
+            text(&e.account_id),
+            text(&e.event_type),
+            json(&e.payload),
+            text(&e.producer),
+            Cell::Integer(ms(e.created_at)),
+            opt_text(e.trace_parent.as_deref()),
+        ]);
+    }
+    // Any conflict (the internal id, or the producer's client id for the
+    // account) leaves the row out of RETURNING: answered below.
+    let cells: Vec<&dyn ToSql> = cells.iter().map(|c| c as &dyn ToSql).collect();
+    let mut new: HashSet<String> = insert_rows(
+        conn,
+        |rows| values(INSERT_EVENTS, rows, 8, 8, "") + " ON CONFLICT DO NOTHING RETURNING id",
+        &cells,
+        8,
+        true,
+    )?
+    .into_iter()
+    .collect();
+    let rows = Cells::all(conn, subscribers, [accounts])?;
+    let webhooks = match rows
+        .iter()
+        .map(answers::Subscriber::from_row)
+        .collect::<Result<Vec<_>>>()
+    {
+        Ok(w) => w,
+        Err(e) => return Ok(Err(e)),
+    };
+    // Rows go in in order, so of one key twice in a batch the first is new
+    // and the second meets it, as if they came one by one.
+    let fresh: Vec<bool> = events.iter().map(|e| new.remove(&e.id)).collect();
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    let (outcomes, tries) = answers::fan_out(&refs, &fresh, &webhooks);
+    let mut born = Born::reserve(births, &tries, &webhooks);
+    let whole = born.whole(&tries, &rows);
+    // Each try's values, its snapshot bound from its event's one copy.
+    let owners: Vec<Option<&str>> = (0..tries.ids.len()).map(|i| born.owner(i)).collect();
+    let mut cells: Vec<&dyn ToSql> = Vec::with_capacity(tries.ids.len() * 10);
+    let leases: Vec<[Cell; 3]> = (0..tries.ids.len())
+        .map(|i| {
+            [
+                Cell::Integer(ms(tries.due[i])),
+                Cell::Integer(ms(tries.at[i])),
+                born.lease_until(i)
+                    .map_or(Cell::Null, |t| Cell::Integer(ms(t))),
+            ]
+        })
+        .collect();
+    for (i, lease) in leases.iter().enumerate() {
+        cells.extend([
+            &tries.ids[i] as &dyn ToSql,
+            &tries.event_ids[i],
+            &tries.webhook_ids[i],
+            &tries.account_ids[i],
+            &lease[0],
+            &tries.bodies[tries.body_of[i]],
+            &lease[1],
+            &tries.traces[i],
+            &owners[i],
+            &lease[2],
+        ]);
+    }
+    insert_rows(
+        conn,
+        |rows| values(INSERT_TRIES, rows, 10, 4, "1, 'pending'"),
+        &cells,
+        10,
+        false,
+    )?;
+    // An event that met a stored one is answered with it, its tries
+    // counted once this batch's are in (the same key twice in a batch).
+    let met = events
+        .iter()
+        .zip(&fresh)
+        .enumerate()
+        .filter(|(_, (_, fresh))| !**fresh)
+        .map(|(i, (e, _))| {
+            let key = [
+                text(&e.id),
+                opt_text(e.client_id.as_deref()),
+                text(&e.producer),
+                text(&e.account_id),
+            ];
+            Ok((i, existing(conn, &key)?))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Ok(Decided {
+        outcomes,
+        tries,
+        born,
+        whole,
+        met,
+    }))
 }
 
 #[cfg(test)]

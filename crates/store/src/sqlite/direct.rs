@@ -13,9 +13,9 @@
 //! writer's lock is held (`writer.rs`), so the two never write at once. A
 //! job runs to its end whatever becomes of its caller: one that fails is
 //! rolled back and the sync level set back to `FULL` before the next job
-//! runs; a caller that goes away loses only the answer. A transaction that
-//! spans two jobs (`Open`) is rolled back if its caller goes away between
-//! them. A panic ends the thread and closes the connection (SQLite rolls
+//! runs; a caller that goes away loses only the answer. No transaction
+//! spans two jobs: a job that leaves one open fails and is rolled back.
+//! A panic ends the thread and closes the connection (SQLite rolls
 //! back what was open); the writer opens a fresh one for the next batch.
 
 use crate::error::{Result, StoreError};
@@ -73,7 +73,9 @@ impl Direct {
 
     /// Runs `batch` on the thread, its transaction (if it opens one) ended
     /// by its own statements; rolled back and set back to `FULL` if it
-    /// fails.
+    /// fails. A job that leaves its transaction open fails too: no
+    /// transaction spans two jobs, so none waits on a caller that may have
+    /// gone away.
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         batch: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -81,7 +83,16 @@ impl Direct {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move |conn: &mut Connection| {
-                let out = batch(conn);
+                let out = batch(conn).and_then(|r| {
+                    if conn.is_autocommit() {
+                        Ok(r)
+                    } else {
+                        Err(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
+                            Some("a batch left its transaction open".into()),
+                        ))
+                    }
+                });
                 if out.is_err() && !settle(conn) {
                     // Neither rollback nor reset took: the connection is
                     // not fit for the next job. Ending the thread closes
@@ -113,42 +124,6 @@ impl Direct {
             Ok(rows)
         })
         .await
-    }
-
-    /// Opens a transaction that a later job ends: rolled back if the caller
-    /// goes away first.
-    pub(crate) fn open_transaction(&self) -> Open<'_> {
-        Open {
-            direct: self,
-            ended: false,
-        }
-    }
-}
-
-/// A transaction left open between two jobs. Dropped unended, it queues its
-/// rollback ahead of any later job.
-pub(crate) struct Open<'a> {
-    direct: &'a Direct,
-    ended: bool,
-}
-
-impl Open<'_> {
-    /// The last job ended the transaction (committed it or failed, which
-    /// rolls it back).
-    pub(crate) fn ended(mut self) {
-        self.ended = true;
-    }
-}
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            let _ = self.direct.jobs.send(Box::new(|conn: &mut Connection| {
-                if !settle(conn) {
-                    panic!("the SQLite writer could not roll back an abandoned batch");
-                }
-            }));
-        }
     }
 }
 
@@ -401,12 +376,12 @@ mod tests {
     use crate::sqlite::writer::tests::writer;
     use crate::sqlite::writer::Writer;
 
-    /// A transaction left open between two jobs is rolled back when its
-    /// caller goes away between them, before any later job runs; and a job
-    /// that panics ends only its connection: the next batch gets a fresh
-    /// one, and what the panicking job had open is gone.
+    /// A job that leaves its transaction open fails and is rolled back
+    /// before the next job runs; and a job that panics ends only its
+    /// connection: the next batch gets a fresh one, and what the panicking
+    /// job had open is gone.
     #[tokio::test]
-    async fn an_abandoned_or_panicking_batch_leaves_nothing_open() {
+    async fn an_unended_or_panicking_batch_leaves_nothing_open() {
         let (db, dir) = writer("direct").await;
         sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
             .execute(&mut *db.get().await.expect("writer"))
@@ -419,24 +394,19 @@ mod tests {
                 .expect("count")
         }
 
-        // Abandoned between its two jobs.
-        {
-            let (_held, direct) = db.direct().await.expect("writer");
-            let open = direct.open_transaction();
-            direct
-                .run(|c| c.execute_batch("BEGIN; INSERT INTO t VALUES (1)"))
-                .await
-                .expect("first job");
-            drop(open);
-        }
+        // Its transaction left open.
         let (held, direct) = db.direct().await.expect("writer");
+        let unended = direct
+            .run(|c| c.execute_batch("BEGIN; INSERT INTO t VALUES (1)"))
+            .await;
+        assert!(unended.is_err(), "a job may not leave its transaction open");
         let autocommit = direct
             .run(|c| Ok(c.is_autocommit()))
             .await
             .expect("next job");
         drop(held);
         assert!(autocommit, "no transaction left open");
-        assert_eq!(count(&db).await, 0, "the abandoned insert rolled back");
+        assert_eq!(count(&db).await, 0, "the unended insert rolled back");
 
         // Panicking half way through its transaction.
         let (held, direct) = db.direct().await.expect("writer");

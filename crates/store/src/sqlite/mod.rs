@@ -190,7 +190,6 @@ impl SqliteStore {
             batch::Publishes {
                 writer: writer.clone(),
                 births: std::sync::Arc::clone(&births),
-                handed_over: Default::default(),
             },
             1,
         );
