@@ -685,21 +685,11 @@ async fn one_try_finished_twice_at_once_is_recorded_once(backend: Backend) {
         let (rx, ry) = (rx.expect("complete"), ry.expect("complete"));
         assert!(rx ^ ry, "exactly one is recorded (round {round})");
         let won = if rx { x } else { y };
-        let tries = s
-            .search_attempts(
-                &AttemptFilter {
-                    event_id: Some(&a.event_id),
-                    ..Default::default()
-                },
-                None,
-                10,
-            )
-            .await
-            .expect("tries");
-        let first = tries.items.iter().find(|t| t.id == a.id).expect("the try");
+        let tries = tries_of(&s, &a.event_id).await;
+        let first = tries.iter().find(|t| t.id == a.id).expect("the try");
         assert_eq!(first.status, won.status, "round {round}");
         assert_eq!(
-            tries.items.len(),
+            tries.len(),
             if won.next.is_some() { 2 } else { 1 },
             "a next try only for the outcome recorded (round {round})"
         );
@@ -744,20 +734,25 @@ async fn a_stale_outcome_beside_the_lease_holders_does_not_hide_it(backend: Back
             rh.expect("holder"),
             "the holder's is recorded (round {round})"
         );
-        let tries = s
-            .search_attempts(
-                &AttemptFilter {
-                    event_id: Some(&a.event_id),
-                    ..Default::default()
-                },
-                None,
-                10,
-            )
-            .await
-            .expect("tries");
-        assert_eq!(tries.items.len(), 1, "no next try from the stale outcome");
-        assert_eq!(tries.items[0].status, AttemptStatus::Succeeded);
+        let tries = tries_of(&s, &a.event_id).await;
+        assert_eq!(tries.len(), 1, "no next try from the stale outcome");
+        assert_eq!(tries[0].status, AttemptStatus::Succeeded);
     }
+}
+
+/// Every try of one event, as the API's search lists them.
+async fn tries_of(s: &Arc<dyn Store>, event_id: &str) -> Vec<Attempt> {
+    s.search_attempts(
+        &AttemptFilter {
+            event_id: Some(event_id),
+            ..Default::default()
+        },
+        None,
+        10,
+    )
+    .await
+    .expect("tries")
+    .items
 }
 
 async fn retry_now_reuses_or_creates_pending(backend: Backend) {
