@@ -1,9 +1,7 @@
 //! SQLite's group-committed writes (`group_commit.rs`): one transaction per
 //! batch on the single writer, run whole on the writer's own thread
-//! (`direct.rs`), which answers once per batch (twice for a publish batch
-//! whose tries are handed to the worker, three times when it must read
-//! their webhooks too). Inbound and published events go in as multi-row
-//! inserts, finished tries as one JSON argument.
+//! (`direct.rs`), which answers once per batch. Inbound and published
+//! events go in as multi-row inserts, finished tries as one JSON argument.
 
 use super::direct::Cells;
 use super::ms;
