@@ -16,8 +16,9 @@
 //! and claims and lists as stored history grows from 10⁴ to 10⁷ events,
 //! `hookwarden-bench history [--max-stored N] [--events N]`, and deliveries
 //! while retention prunes, `hookwarden-bench retention [--stored N]
-//! [--seconds N]`.
-//! (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
+//! [--seconds N]`. `--unmigrated` starts the server on an empty database
+//! that it migrates itself, so that an older binary can be measured beside
+//! today's (build first: `cargo build --release -p hookwarden -p hookwarden-bench`).
 
 mod backlog;
 mod console;
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = flag("--concurrency", 64) as usize;
     let events = flag("--events", 5000);
     let _ = server::PG_TLS.set(args.iter().any(|a| a == "--pg-tls"));
+    let _ = rig::UNMIGRATED.set(args.iter().any(|a| a == "--unmigrated"));
     if let Some(n) = args
         .iter()
         .position(|a| a == "--in-flight")

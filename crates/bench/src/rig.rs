@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 /// `--in-flight N`, when given.
 pub(crate) static IN_FLIGHT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// `--unmigrated`: start the server on an empty database, which it migrates
+/// itself, so that an older binary (whose migrations are fewer than this
+/// bench's template holds, and which refuses a schema newer than itself)
+/// can be measured beside today's.
+pub(crate) static UNMIGRATED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// A running hookwarden with one webhook to a local receiver, ready for
 /// dispatch runs.
@@ -35,7 +40,11 @@ pub(crate) struct Rig {
 
 impl Rig {
     pub(crate) async fn start(backend: Backend, extra: &[(&str, String)]) -> anyhow::Result<Self> {
-        let db = TestDb::new(backend).await;
+        let db = if UNMIGRATED.get().copied().unwrap_or(false) {
+            TestDb::empty(backend).await
+        } else {
+            TestDb::new(backend).await
+        };
         let (rport, received, arrivals) = start_baseline(200, Duration::ZERO).await?;
         let mut env = vec![("HOOKWARDEN_POLL_INTERVAL", "50ms".to_string())];
         if let Some(n) = IN_FLIGHT.get() {
