@@ -119,8 +119,7 @@ impl BatchWriter for Inbound {
     }
 }
 
-/// Finished tries in one call per batch (`hook.record_attempts`, migration
-/// 0026: one statement, its plan kept per connection): each try's outcome
+/// Finished tries in one call per batch (migration 0005): each try's outcome
 /// where the worker still holds the lease, and the next try of those that
 /// failed with retries left (copying the snapshot inside the database). One
 /// round trip instead of two per try is what lets one commit carry a
