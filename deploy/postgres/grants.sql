@@ -7,6 +7,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA hook TO hook_svc;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA hook TO hook_svc;
 ALTER DEFAULT PRIVILEGES IN SCHEMA hook GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO hook_svc;
 -- The claim path's functions (migration 0005). They run with the caller's
--- rights (SECURITY INVOKER), so they give nothing the grants above do not.
+-- rights (SECURITY INVOKER), so they give nothing the grants above do not,
+-- but one: hook.refresh_stale_statistics() (migration 0026) runs with the
+-- owner's, because ANALYZE is the owner's. It takes no argument and
+-- analyzes only the tables of schema hook whose statistics count under a
+-- tenth of their rows; the replicas call it every 10 s.
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA hook TO hook_svc;
 ALTER DEFAULT PRIVILEGES IN SCHEMA hook GRANT EXECUTE ON FUNCTIONS TO hook_svc;

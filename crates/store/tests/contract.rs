@@ -2916,3 +2916,89 @@ async fn a_failed_publish_insert_leaves_the_writer_running() {
         ));
     }
 }
+
+/// PostgreSQL: statistics that record the tries' pages but no row (what a
+/// VACUUM or ANALYZE leaves when it finds only dead rows) make every plan
+/// on the table count on one row, however many it holds: the claim and the
+/// recording of tries then read it whole. The store's own check analyzes
+/// such a table once it holds 1,000 rows more than its statistics say, and
+/// the outcome's lookup is a primary-key lookup again.
+#[tokio::test]
+async fn statistics_that_say_the_tries_table_is_empty_are_refreshed() {
+    use sqlx::Connection;
+    let (db, _s) = store(Backend::Postgres).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    async fn stats(c: &mut sqlx::PgConnection) -> sqlx::Result<(i32, f32)> {
+        sqlx::query_as(
+            "SELECT relpages, reltuples FROM pg_class WHERE oid = 'hook.delivery_attempts'::regclass",
+        )
+        .fetch_one(c)
+        .await
+    }
+    // The tries of a rolled-back insert leave a page of dead rows; ANALYZE
+    // then records that page and no row.
+    sqlx::raw_sql(
+        "BEGIN; \
+         INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
+           SELECT 'evt_gone_' || i, 'acct_s', 't', '{}', 'p', now() FROM generate_series(1, 10) i; \
+         INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+           due_at, payload_snapshot, created_at) \
+           SELECT 'att_gone_' || i, 'evt_gone_' || i, 'wh_s', 'acct_s', 1, 'pending', now(), '{}', now() \
+           FROM generate_series(1, 10) i; \
+         ROLLBACK; \
+         ANALYZE hook.delivery_attempts;",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("stale statistics");
+    let (pages, rows) = stats(&mut admin).await.expect("stats");
+    assert!(pages > 0 && rows == 0.0, "pages {pages}, rows {rows}");
+    // 2,000 tries stored afterwards, their count sent to the statistics
+    // collector at once (it would within a second or so anyway).
+    sqlx::raw_sql(
+        "INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
+           SELECT 'evt_s_' || i, 'acct_s', 't', '{}', 'p', now() FROM generate_series(1, 2000) i; \
+         INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+           due_at, payload_snapshot, created_at) \
+           SELECT 'att_s_' || lpad(i::text, 5, '0'), 'evt_s_' || i, 'wh_s', 'acct_s', 1, 'pending', \
+             now(), '{}', now() \
+           FROM generate_series(1, 2000) i;",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("tries");
+    sqlx::raw_sql("SELECT pg_stat_force_next_flush()")
+        .execute(&mut admin)
+        .await
+        .expect("flush");
+    // The store's check runs every 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let (_, rows) = stats(&mut admin).await.expect("stats");
+        if rows >= 1000.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not analyze the table (rows {rows})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN UPDATE hook.delivery_attempts SET status = 'succeeded' \
+         WHERE id = 'att_s_00007' AND claimed_by = 'w' AND (status || '') = 'pending'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("plan");
+    assert!(
+        plan.iter().any(|l| l.contains("delivery_attempts_pkey")),
+        "a lookup by id is a primary-key lookup again: {plan:?}"
+    );
+    // Nothing left to do: the next check analyzes nothing.
+    let again: Vec<String> = sqlx::query_scalar("SELECT hook.refresh_stale_statistics()")
+        .fetch_all(&mut admin)
+        .await
+        .expect("check");
+    assert!(again.is_empty(), "{again:?}");
+}

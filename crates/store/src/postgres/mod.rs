@@ -12,6 +12,7 @@ mod floor;
 mod ingress;
 mod pinned;
 mod retention;
+mod statistics;
 mod web;
 mod webhooks;
 
@@ -54,6 +55,9 @@ pub struct PgStore {
     pub(crate) job_floor: Arc<Floor>,
     /// The delivery worker first tries are handed to (`births.rs`).
     pub(crate) births: Arc<BirthSlot>,
+    /// Analyzes a table whose statistics say it is (nearly) empty while it
+    /// is not (`statistics.rs`).
+    _statistics: statistics::Guard,
 }
 
 impl PgStore {
@@ -108,6 +112,7 @@ impl PgStore {
         );
         let claims = Pinned::new(unsynced.clone(), 2);
         let hot = Pinned::new(pool.clone(), 4);
+        let statistics = statistics::Guard::start(pool.clone());
         Ok(Self {
             pool,
             unsynced,
@@ -120,6 +125,7 @@ impl PgStore {
             due_floor,
             job_floor,
             births,
+            _statistics: statistics,
         })
     }
 

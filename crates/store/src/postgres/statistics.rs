@@ -1,0 +1,65 @@
+//! Statistics that say a table is empty while it is not (migration 0026):
+//! every `EVERY`, one call to `hook.refresh_stale_statistics()`, which
+//! analyzes the tables of schema hook whose statistics count under a tenth
+//! of their live rows. Such statistics make every plan on a table count on
+//! one row, and the claim and the recording of tries then read whole
+//! tables; autovacuum would end it a minute later, and nothing would where
+//! it is off. Most calls find nothing to do (a catalog read, under a
+//! millisecond).
+
+use crate::error::Result;
+use sqlx::postgres::PgPool;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Between checks: how long plans can be wrong once a table holds 1,000
+/// rows more than its statistics say.
+pub(crate) const EVERY: Duration = Duration::from_secs(10);
+
+/// The checking task, stopped when the store drops.
+pub(crate) struct Guard(JoinHandle<()>);
+
+impl Guard {
+    pub(crate) fn start(pool: PgPool) -> Self {
+        Self(tokio::spawn(async move {
+            // The first check a period after start: `migrate` may still be
+            // creating the function.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                match refresh(&pool).await {
+                    Ok(tables) => {
+                        failing = false;
+                        for table in tables {
+                            tracing::warn!(
+                                table = %table,
+                                "PostgreSQL's statistics counted far fewer rows than the table holds, so plans on it read it whole; analyzed it (docs/PRODUCTION.md, PostgreSQL: statistics)"
+                            );
+                        }
+                    }
+                    // Said once, not every period, until a check works again.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error.message = %e, "checking PostgreSQL's statistics failed; tried again every 10 s");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One check: the tables analyzed (none, nearly always).
+pub(crate) async fn refresh(pool: &PgPool) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT hook.refresh_stale_statistics()")
+        .fetch_all(pool)
+        .await?)
+}
