@@ -16,6 +16,9 @@ use tokio::task::JoinHandle;
 /// rows more than its statistics say.
 pub(crate) const EVERY: Duration = Duration::from_secs(10);
 
+/// How often a check that keeps failing is said again.
+const SAY_AGAIN: Duration = Duration::from_secs(3600);
+
 /// The checking task, stopped when the store drops.
 pub(crate) struct Guard(JoinHandle<()>);
 
@@ -26,25 +29,27 @@ impl Guard {
             // creating the function.
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
+            // When a failure was last said: once an hour while it lasts (a
+            // function missing or not granted turns the check off).
+            let mut said: Option<tokio::time::Instant> = None;
             loop {
                 tick.tick().await;
                 match refresh(&pool).await {
                     Ok(tables) => {
-                        failing = false;
+                        said = None;
                         for table in tables {
                             tracing::warn!(
                                 table = %table,
-                                "PostgreSQL's statistics counted far fewer rows than the table holds, so plans on it read it whole; analyzed it (docs/PRODUCTION.md, PostgreSQL: statistics)"
+                                "PostgreSQL's statistics counted under a tenth of the rows the table holds, so plans made from them can read it whole; analyzed it (docs/PRODUCTION.md, PostgreSQL: statistics)"
                             );
                         }
                     }
-                    // Said once, not every period, until a check works again.
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::warn!(error.message = %e, "checking PostgreSQL's statistics failed; tried again every 10 s");
+                    Err(e) => {
+                        if said.is_none_or(|at| at.elapsed() >= SAY_AGAIN) {
+                            said = Some(tokio::time::Instant::now());
+                            tracing::warn!(error.message = %e, "checking PostgreSQL's statistics failed (docs/PRODUCTION.md, PostgreSQL: statistics); tried again every 10 s, said again hourly");
+                        }
                     }
-                    Err(_) => {}
                 }
             }
         }))
