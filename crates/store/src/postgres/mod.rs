@@ -33,6 +33,9 @@ use std::time::Duration;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// How long a claim, release, batch of outcomes or floor may run.
+const UNSYNCED_TIMEOUT: &str = "10s";
+
 pub struct PgStore {
     pub(crate) pool: PgPool,
     /// Claims, releases and tries' outcomes: committed without waiting for
@@ -79,10 +82,20 @@ impl PgStore {
         // included. Skipping the flush takes the fsync of every claim and
         // every recorded batch off the hot path (the disk's flushes were the
         // main wait of the dispatch benchmark).
+        //
+        // Every statement here (a claim, a release, a batch of outcomes, a
+        // floor) takes milliseconds; one still running after
+        // `UNSYNCED_TIMEOUT` was planned from statistics that lied
+        // (`statistics.rs`) and may otherwise run for hours, holding its
+        // replica's claims up after the statistics are mended. Cancelled,
+        // it changes nothing, and the next one is planned afresh.
         let unsynced = PgPoolOptions::new()
             .max_connections(6)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.options([("synchronous_commit", "off")]))
+            .connect_with(opts.options([
+                ("synchronous_commit", "off"),
+                ("statement_timeout", UNSYNCED_TIMEOUT),
+            ]))
             .await?;
         let job_floor = Arc::new(Floor::new(
             "SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending'",
