@@ -3038,3 +3038,73 @@ async fn statistics_taken_while_the_tries_table_had_no_page_are_refreshed() {
     );
     assert!(refresh_stale(&mut admin).await.is_empty());
 }
+
+/// PostgreSQL: a statement of the unsynced pool (claims, releases, tries'
+/// outcomes) still running after 10 s is cancelled: one planned from
+/// statistics that lied would otherwise run on, for hours on a large
+/// table, after they were mended. Here the outcome waits on a row lock
+/// that is never let go; it fails instead of waiting for ever, and the try
+/// stays pending for a later claim.
+#[tokio::test]
+async fn an_outcome_still_running_after_the_statement_timeout_is_cancelled() {
+    use sqlx::Connection;
+    let (db, s) = store(Backend::Postgres).await;
+    let w = new_webhook("acct_t", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    s.publish_event(&event("acct_t", "t"))
+        .await
+        .expect("publish");
+    let now = Utc::now();
+    let claimed = s
+        .claim_due(&Claim {
+            worker_id: "w1",
+            now,
+            lease_until: now + Duration::seconds(120),
+            limit: 10,
+            exclude_webhooks: &[],
+        })
+        .await
+        .expect("claim");
+    let a = claimed.first().expect("a try");
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql(&format!(
+        "BEGIN; SELECT 1 FROM hook.delivery_attempts WHERE id = '{}' FOR UPDATE",
+        a.id
+    ))
+    .execute(&mut holder)
+    .await
+    .expect("lock");
+    let started = std::time::Instant::now();
+    let recorded = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        s.complete_attempt(&AttemptResult {
+            attempt_id: a.id.clone(),
+            worker_id: "w1".into(),
+            status: AttemptStatus::Succeeded,
+            http_status: Some(200),
+            duration_ms: 1,
+            response_preview: None,
+            error: None,
+            completed_at: Utc::now(),
+            next: None,
+        }),
+    )
+    .await
+    .expect("the outcome did not wait for ever");
+    assert!(
+        recorded.is_err(),
+        "cancelled, not recorded: {recorded:?} after {:?}",
+        started.elapsed()
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM hook.delivery_attempts WHERE id = $1")
+            .bind(&a.id)
+            .fetch_one(&mut holder)
+            .await
+            .expect("status");
+    assert_eq!(status, "pending");
+}
