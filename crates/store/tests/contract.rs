@@ -3040,11 +3040,12 @@ async fn statistics_taken_while_the_tries_table_had_no_page_are_refreshed() {
 }
 
 /// PostgreSQL: a statement of the unsynced pool (claims, releases, tries'
-/// outcomes) still running after 10 s is cancelled: one planned from
+/// outcomes) still running after 60 s is cancelled: one planned from
 /// statistics that lied would otherwise run on, for hours on a large
 /// table, after they were mended. Here the outcome waits on a row lock
-/// that is never let go; it fails instead of waiting for ever, and the try
-/// stays pending for a later claim.
+/// that is never let go; it fails instead of waiting for ever (after two
+/// timeouts: the batch's, then the try's own retry), and the try stays
+/// pending for a later claim.
 #[tokio::test]
 async fn an_outcome_still_running_after_the_statement_timeout_is_cancelled() {
     use sqlx::Connection;
@@ -3076,7 +3077,7 @@ async fn an_outcome_still_running_after_the_statement_timeout_is_cancelled() {
     .expect("lock");
     let started = std::time::Instant::now();
     let recorded = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(180),
         s.complete_attempt(&AttemptResult {
             attempt_id: a.id.clone(),
             worker_id: "w1".into(),

@@ -12,10 +12,11 @@
 -- Each replica calls this every 10 s (`postgres/statistics.rs`). A table
 -- of schema hook holding 1,000 live rows or more whose statistics count
 -- fewer than a tenth of them is analyzed, and its name answered. The count
--- is the planner's: rows per page times the pages the table has now, or,
--- where the statistics record no page (a table analyzed while it had
--- none), the rows they record; a plan kept from then survives the table's
--- growth. A table never analyzed (reltuples -1) is left alone: the planner
+-- is the rows per recorded page times the pages the table has now, as the
+-- planner scales them; where the statistics record no page (a table
+-- analyzed while it had none) it is the rows they record, none: a plan
+-- made afresh then estimates from the rows' width, but one kept from
+-- then counted no row and survives the table's growth. A table never analyzed (reltuples -1) is left alone: the planner
 -- assumes a size for it.
 --
 -- ANALYZE is the owner's to run, so the function runs with its owner's
