@@ -38,11 +38,10 @@ const UNSYNCED_TIMEOUT: &str = "60s";
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
-    /// Claims, releases and tries' outcomes: committed without waiting for
-    /// the WAL flush, since losing one only repeats work (see `connect`).
-    pub(crate) unsynced: PgPool,
-    /// The unsynced pool's connections for claims and releases, and the
-    /// pool's for forwarding outcomes (`pinned.rs`).
+    /// The unsynced pool's connections for claims and releases (committed
+    /// without waiting for the WAL flush, since losing one only repeats
+    /// work; see `connect`), and the pool's for forwarding outcomes
+    /// (`pinned.rs`).
     pub(crate) claims: Pinned,
     pub(crate) hot: Pinned,
     /// Inbound events share commits (group commit).
@@ -131,7 +130,6 @@ impl PgStore {
         let statistics = statistics::Guard::start(pool.clone());
         Ok(Self {
             pool,
-            unsynced,
             claims,
             hot,
             inbound,
