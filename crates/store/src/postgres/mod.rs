@@ -91,13 +91,20 @@ impl PgStore {
         // afresh. A minute, not less: a claim that honestly needs longer
         // (walking a huge backlog of endpoints at capacity) would fail every
         // time instead of succeeding slowly.
+        // Named for this store alone, so that the statistics check cancels
+        // this replica's claims and outcomes, planned before it mended the
+        // statistics, and no one else's (`statistics.rs`).
+        let unsynced_name = format!("hookwarden-unsynced-{}", uuid::Uuid::new_v4().simple());
         let unsynced = PgPoolOptions::new()
             .max_connections(6)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.options([
-                ("synchronous_commit", "off"),
-                ("statement_timeout", UNSYNCED_TIMEOUT),
-            ]))
+            .connect_with(
+                opts.options([
+                    ("synchronous_commit", "off"),
+                    ("statement_timeout", UNSYNCED_TIMEOUT),
+                ])
+                .application_name(&unsynced_name),
+            )
             .await?;
         let job_floor = Arc::new(Floor::new(
             "SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending'",
@@ -127,7 +134,7 @@ impl PgStore {
         );
         let claims = Pinned::new(unsynced.clone(), 2);
         let hot = Pinned::new(pool.clone(), 4);
-        let statistics = statistics::Guard::start(pool.clone());
+        let statistics = statistics::Guard::start(pool.clone(), unsynced_name);
         Ok(Self {
             pool,
             claims,

@@ -23,7 +23,8 @@ const SAY_AGAIN: Duration = Duration::from_secs(3600);
 pub(crate) struct Guard(JoinHandle<()>);
 
 impl Guard {
-    pub(crate) fn start(pool: PgPool) -> Self {
+    /// `unsynced` is the application name of this store's unsynced pool.
+    pub(crate) fn start(pool: PgPool, unsynced: String) -> Self {
         Self(tokio::spawn(async move {
             // The first check a period after start: `migrate` may still be
             // creating the function.
@@ -37,6 +38,15 @@ impl Guard {
                 match refresh(&pool).await {
                     Ok(tables) => {
                         said = None;
+                        if !tables.is_empty() {
+                            // Claims and outcomes already running keep the
+                            // plans the lying statistics gave them, and one
+                            // can run for minutes: cancelled, it changes
+                            // nothing, and the next is planned afresh.
+                            if let Err(e) = cancel_running(&pool, &unsynced).await {
+                                tracing::warn!(error.message = %e, "cancelling the claims planned before the statistics were mended failed; they end at their statement timeout");
+                            }
+                        }
                         for table in tables {
                             tracing::warn!(
                                 table = %table,
@@ -60,6 +70,19 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Cancels the statements of this store's unsynced pool (claims, releases,
+/// delivery outcomes) running now. A role may cancel its own sessions.
+async fn cancel_running(pool: &PgPool, unsynced: &str) -> Result<()> {
+    sqlx::query(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+    )
+    .bind(unsynced)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// One check: the tables analyzed (none, nearly always).
