@@ -91,6 +91,7 @@ impl PgStore {
         // afresh. A minute, not less: a claim that honestly needs longer
         // (walking a huge backlog of endpoints at capacity) would fail every
         // time instead of succeeding slowly.
+        //
         // Named for this store alone, so that the statistics check cancels
         // this replica's claims and outcomes, planned before it mended the
         // statistics, and no one else's (`statistics.rs`).
