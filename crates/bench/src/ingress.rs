@@ -112,6 +112,7 @@ async fn drive_ingress(
         cpu_seconds: cpu,
         peak_rss_mb: rss,
         timeline: vec![],
+        slowest_us: vec![],
         others: OtherCpu::now().since(others),
     }
 }

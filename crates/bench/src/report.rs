@@ -12,6 +12,9 @@ pub(crate) struct Figures {
     /// Deliveries in each second of the run (empty where not counted), so a
     /// stall shows where an average would hide it.
     pub(crate) timeline: Vec<u64>,
+    /// The slowest publish-to-delivery of each of those seconds
+    /// (microseconds), so a tail can be placed in time.
+    pub(crate) slowest_us: Vec<u64>,
     /// CPU seconds of everything else on the machine in the run: PostgreSQL's
     /// processes, and this program (load generator, receiver, baseline).
     pub(crate) others: OtherCpu,
@@ -144,6 +147,15 @@ impl Figures {
                     .min()
                     .unwrap_or(&0),
                 per_second.join(" ")
+            );
+            let slowest: Vec<String> = self
+                .slowest_us
+                .iter()
+                .map(|us| format!("{}", us / 1000))
+                .collect();
+            println!(
+                "  slowest delivery in each second, ms: {}",
+                slowest.join(" ")
             );
         }
     }

@@ -335,10 +335,12 @@ impl Rig {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut timeline = vec![0u64; seconds.ceil() as usize];
-        for (at, _) in &arrivals {
+        let mut slowest = vec![0u64; timeline.len()];
+        for (at, latency) in &arrivals {
             let second = (at.saturating_sub(started_us) / 1_000_000) as usize;
             if let Some(n) = timeline.get_mut(second) {
                 *n += 1;
+                slowest[second] = slowest[second].max(*latency);
             }
         }
         Figures {
@@ -349,6 +351,7 @@ impl Rig {
             cpu_seconds: Some(c1 - c0),
             peak_rss_mb: Some(rss),
             timeline,
+            slowest_us: slowest,
             others: OtherCpu::now().since(others),
         }
     }

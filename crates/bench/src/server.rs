@@ -84,9 +84,21 @@ pub(crate) async fn start_hookwarden(
         .env("HOOKWARDEN_ALLOWED_DESTINATIONS", "127.0.0.1/32")
         .env("HOOKWARDEN_PUBLISH_RATE_LIMIT_PER_MINUTE", "100000000")
         .env("HOOKWARDEN_API_RATE_LIMIT_PER_MINUTE", "100000000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("RUST_LOG", "warn");
+    // The server's warnings are dropped unless asked for (a stall to explain:
+    // what the server said while it happened).
+    match std::env::var_os("HOOKWARDEN_BENCH_SERVER_LOG") {
+        Some(path) => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            cmd.stdout(log.try_clone()?).stderr(log);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
     for (k, v) in extra {
         cmd.env(k, v);
     }

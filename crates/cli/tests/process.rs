@@ -1356,19 +1356,72 @@ async fn least_privilege_service_role() {
             "the service role must not: {sql}"
         );
     }
+    // The owner's function cannot be led astray by the caller's temporary
+    // objects: its search path puts pg_catalog first. Every table of the
+    // schema analyzed while empty (0 pages, 0 rows): a shadow of the live
+    // count, were it called, would make them all look stale.
+    sqlx::raw_sql("ANALYZE")
+        .execute(&mut as_owner)
+        .await
+        .expect("analyze as the owner");
+    sqlx::raw_sql(
+        "CREATE FUNCTION pg_temp.pg_stat_get_live_tuples(oid) RETURNS bigint \
+           LANGUAGE sql AS 'SELECT 1000000::bigint'; \
+         CREATE TEMP VIEW pg_class AS SELECT * FROM pg_catalog.pg_class; \
+         CREATE TEMP TABLE pg_namespace (nspname name)",
+    )
+    .execute(&mut as_svc)
+    .await
+    .expect("the service role may make temporary objects (PUBLIC's TEMP right)");
+    let analyzed: Vec<String> = sqlx::query_scalar("SELECT hook.refresh_stale_statistics()")
+        .fetch_all(&mut as_svc)
+        .await
+        .expect("check with shadows in place");
+    assert!(
+        analyzed.is_empty(),
+        "the caller's temporary objects were used: {analyzed:?}"
+    );
+    // A role granted the schema but not the function may not call it
+    // (REVOKE … FROM PUBLIC): ANALYZE is the owner's right, lent only to
+    // the service role.
+    let stranger = format!("hook_stranger_{tag}");
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {stranger} LOGIN PASSWORD 'stranger-pw'; GRANT USAGE ON SCHEMA hook TO {stranger}"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("stranger role");
+    url.set_username(&stranger).expect("user");
+    url.set_password(Some("stranger-pw")).expect("pw");
+    let mut as_stranger = sqlx::PgConnection::connect(url.as_str())
+        .await
+        .expect("stranger");
+    let refused = sqlx::raw_sql("SELECT hook.refresh_stale_statistics()")
+        .execute(&mut as_stranger)
+        .await
+        .expect_err("a role without EXECUTE must be refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("permission denied for function"),
+        "{refused}"
+    );
+    drop(as_stranger);
     drop(as_svc);
     drop(as_owner);
     // Leave nothing behind: the database goes with `db`; the roles go here.
-    let _ = sqlx::raw_sql(&format!("DROP OWNED BY {svc}; DROP OWNED BY {owner};"))
-        .execute(&mut admin)
-        .await;
+    let _ = sqlx::raw_sql(&format!(
+        "DROP OWNED BY {stranger}; DROP OWNED BY {svc}; DROP OWNED BY {owner};"
+    ))
+    .execute(&mut admin)
+    .await;
     drop(admin);
     drop(db);
     if let Ok(mut c) =
         sqlx::PgConnection::connect(&hookwarden_store::testing::postgres_admin_url()).await
     {
         let _ = sqlx::raw_sql(&format!(
-            "DROP ROLE IF EXISTS {svc}; DROP ROLE IF EXISTS {owner};"
+            "DROP ROLE IF EXISTS {stranger}; DROP ROLE IF EXISTS {svc}; DROP ROLE IF EXISTS {owner};"
         ))
         .execute(&mut c)
         .await;

@@ -3048,47 +3048,12 @@ async fn statistics_taken_while_the_tries_table_had_no_page_are_refreshed() {
 /// pending for a later claim.
 #[tokio::test]
 async fn an_outcome_still_running_after_the_statement_timeout_is_cancelled() {
-    use sqlx::Connection;
     let (db, s) = store(Backend::Postgres).await;
-    let w = new_webhook("acct_t", &["*"]);
-    s.create_webhook(&w).await.expect("webhook");
-    s.publish_event(&event("acct_t", "t"))
-        .await
-        .expect("publish");
-    let now = Utc::now();
-    let claimed = s
-        .claim_due(&Claim {
-            worker_id: "w1",
-            now,
-            lease_until: now + Duration::seconds(120),
-            limit: 10,
-            exclude_webhooks: &[],
-        })
-        .await
-        .expect("claim");
-    let a = claimed.first().expect("a try");
-    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-    sqlx::raw_sql(&format!(
-        "BEGIN; SELECT 1 FROM hook.delivery_attempts WHERE id = '{}' FOR UPDATE",
-        a.id
-    ))
-    .execute(&mut holder)
-    .await
-    .expect("lock");
+    let (a, mut holder) = a_claimed_try_locked_elsewhere(&db, &s, 120).await;
     let started = std::time::Instant::now();
     let recorded = tokio::time::timeout(
         std::time::Duration::from_secs(180),
-        s.complete_attempt(&AttemptResult {
-            attempt_id: a.id.clone(),
-            worker_id: "w1".into(),
-            status: AttemptStatus::Succeeded,
-            http_status: Some(200),
-            duration_ms: 1,
-            response_preview: None,
-            error: None,
-            completed_at: Utc::now(),
-            next: None,
-        }),
+        s.complete_attempt(&succeeded(&a.id, "w1", Utc::now())),
     )
     .await
     .expect("the outcome did not wait for ever");
@@ -3108,4 +3073,124 @@ async fn an_outcome_still_running_after_the_statement_timeout_is_cancelled() {
             .await
             .expect("status");
     assert_eq!(status, "pending");
+}
+
+/// PostgreSQL: when the store's check mends a table's statistics, it also
+/// cancels the statements of its own unsynced pool running at that moment
+/// (they were planned from the statistics that lied, and would run on to
+/// their 60-s timeout), and the outcome, retried, is recorded once it can
+/// be. Here the outcome waits on a row lock held elsewhere; it is cancelled
+/// within the check's period, long before its timeout.
+#[tokio::test]
+async fn statements_running_when_the_check_mends_statistics_are_cancelled() {
+    use sqlx::Connection;
+    let (db, s) = store(Backend::Postgres).await;
+    let (a, mut holder) = a_claimed_try_locked_elsewhere(&db, &s, 300).await;
+    let recording = tokio::spawn({
+        let (s, id) = (s.clone(), a.id.clone());
+        async move { s.complete_attempt(&succeeded(&id, "w1", Utc::now())).await }
+    });
+    // The outcome's statement, waiting on the lock, as the store names it.
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let waiting = "SELECT pid, query_start FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'hookwarden-unsynced-%' \
+           AND state = 'active' AND wait_event_type = 'Lock'";
+    let started = std::time::Instant::now();
+    let (pid, since): (i32, chrono::DateTime<Utc>) = loop {
+        if let Some(row) = sqlx::query_as(waiting)
+            .fetch_optional(&mut admin)
+            .await
+            .expect("activity")
+        {
+            break row;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the outcome never waited on the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // Statistics that lie (a rolled-back insert, then ANALYZE: pages and
+    // one row), then 2,000 tries stored: the next check mends them.
+    sqlx::raw_sql(
+        "BEGIN; \
+         INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
+           SELECT 'evt_gone_' || i, 'acct_s', 't', '{}', 'p', now() FROM generate_series(1, 10) i; \
+         INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+           due_at, payload_snapshot, created_at) \
+           SELECT 'att_gone_' || i, 'evt_gone_' || i, 'wh_s', 'acct_s', 1, 'pending', now(), '{}', now() \
+           FROM generate_series(1, 10) i; \
+         ROLLBACK; \
+         ANALYZE hook.delivery_attempts;",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("stale statistics");
+    store_tries(&mut admin).await;
+    // Cancelled: that statement is no longer the one waiting (the retry,
+    // try by try, waits anew), well before the 60-s timeout.
+    loop {
+        let now: Option<(i32, chrono::DateTime<Utc>)> = sqlx::query_as(waiting)
+            .fetch_optional(&mut admin)
+            .await
+            .expect("activity");
+        if now != Some((pid, since)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "the waiting outcome was not cancelled by the check"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "cancelled by the check, not by the statement timeout: {:?}",
+        started.elapsed()
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    tokio::time::timeout(std::time::Duration::from_secs(30), recording)
+        .await
+        .expect("recorded once the lock went")
+        .expect("task")
+        .expect("recorded");
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM hook.delivery_attempts WHERE id = $1")
+            .bind(&a.id)
+            .fetch_one(&mut admin)
+            .await
+            .expect("status");
+    assert_eq!(status, "succeeded");
+}
+
+/// One try, published and claimed by "w1" (leased `secs` seconds), its row
+/// locked by a transaction of another connection, which is returned.
+async fn a_claimed_try_locked_elsewhere(
+    db: &TestDb,
+    s: &Arc<dyn Store>,
+    secs: i64,
+) -> (Attempt, sqlx::PgConnection) {
+    use sqlx::Connection;
+    s.create_webhook(&new_webhook("acct_t", &["*"]))
+        .await
+        .expect("webhook");
+    s.publish_event(&event("acct_t", "t"))
+        .await
+        .expect("publish");
+    let a = claim(s, "w1", Utc::now(), secs, 10)
+        .await
+        .pop()
+        .expect("a try");
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql(&format!(
+        "BEGIN; SELECT 1 FROM hook.delivery_attempts WHERE id = '{}' FOR UPDATE",
+        a.id
+    ))
+    .execute(&mut holder)
+    .await
+    .expect("lock");
+    (a, holder)
 }
