@@ -2935,22 +2935,7 @@ async fn statistics_that_say_the_tries_table_is_empty_are_refreshed() {
         .fetch_one(c)
         .await
     }
-    // The tries of a rolled-back insert leave a page of dead rows; ANALYZE
-    // then records that page and no row.
-    sqlx::raw_sql(
-        "BEGIN; \
-         INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
-           SELECT 'evt_gone_' || i, 'acct_s', 't', '{}', 'p', now() FROM generate_series(1, 10) i; \
-         INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-           due_at, payload_snapshot, created_at) \
-           SELECT 'att_gone_' || i, 'evt_gone_' || i, 'wh_s', 'acct_s', 1, 'pending', now(), '{}', now() \
-           FROM generate_series(1, 10) i; \
-         ROLLBACK; \
-         ANALYZE hook.delivery_attempts;",
-    )
-    .execute(&mut admin)
-    .await
-    .expect("stale statistics");
+    analyze_after_a_rolled_back_insert(&mut admin).await;
     let (pages, rows) = stats(&mut admin).await.expect("stats");
     assert!(pages > 0 && rows == 0.0, "pages {pages}, rows {rows}");
     // 2,000 tries stored afterwards, their count sent to the statistics
@@ -2983,6 +2968,25 @@ async fn statistics_that_say_the_tries_table_is_empty_are_refreshed() {
     // Nothing left to do: the next check analyzes nothing.
     let again = refresh_stale(&mut admin).await;
     assert!(again.is_empty(), "{again:?}");
+}
+
+/// The tries of a rolled-back insert leave a page of dead rows; ANALYZE
+/// then records that page and only the live rows (none on an empty table).
+async fn analyze_after_a_rolled_back_insert(c: &mut sqlx::PgConnection) {
+    sqlx::raw_sql(
+        "BEGIN; \
+         INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
+           SELECT 'evt_gone_' || i, 'acct_s', 't', '{}', 'p', now() FROM generate_series(1, 10) i; \
+         INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+           due_at, payload_snapshot, created_at) \
+           SELECT 'att_gone_' || i, 'evt_gone_' || i, 'wh_s', 'acct_s', 1, 'pending', now(), '{}', now() \
+           FROM generate_series(1, 10) i; \
+         ROLLBACK; \
+         ANALYZE hook.delivery_attempts;",
+    )
+    .execute(c)
+    .await
+    .expect("stale statistics");
 }
 
 /// One check, as a replica makes it: the tables it analyzed.
@@ -3112,20 +3116,7 @@ async fn statements_running_when_the_check_mends_statistics_are_cancelled() {
     };
     // Statistics that lie (a rolled-back insert, then ANALYZE: pages and
     // one row), then 2,000 tries stored: the next check mends them.
-    sqlx::raw_sql(
-        "BEGIN; \
-         INSERT INTO hook.events (id, account_id, event_type, payload, producer, created_at) \
-           SELECT 'evt_gone_' || i, 'acct_s', 't', '{}', 'p', now() FROM generate_series(1, 10) i; \
-         INSERT INTO hook.delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
-           due_at, payload_snapshot, created_at) \
-           SELECT 'att_gone_' || i, 'evt_gone_' || i, 'wh_s', 'acct_s', 1, 'pending', now(), '{}', now() \
-           FROM generate_series(1, 10) i; \
-         ROLLBACK; \
-         ANALYZE hook.delivery_attempts;",
-    )
-    .execute(&mut admin)
-    .await
-    .expect("stale statistics");
+    analyze_after_a_rolled_back_insert(&mut admin).await;
     store_tries(&mut admin).await;
     // Cancelled: that statement is no longer the one waiting (the retry,
     // try by try, waits anew), well before the 60-s timeout.
