@@ -3070,13 +3070,7 @@ async fn an_outcome_still_running_after_the_statement_timeout_is_cancelled() {
         .execute(&mut holder)
         .await
         .expect("rollback");
-    let status: String =
-        sqlx::query_scalar("SELECT status FROM hook.delivery_attempts WHERE id = $1")
-            .bind(&a.id)
-            .fetch_one(&mut holder)
-            .await
-            .expect("status");
-    assert_eq!(status, "pending");
+    assert_eq!(status_of(&s, &a).await, AttemptStatus::Pending);
 }
 
 /// PostgreSQL: when the store's check mends a table's statistics, it also
@@ -3148,13 +3142,17 @@ async fn statements_running_when_the_check_mends_statistics_are_cancelled() {
         .expect("recorded once the lock went")
         .expect("task")
         .expect("recorded");
-    let status: String =
-        sqlx::query_scalar("SELECT status FROM hook.delivery_attempts WHERE id = $1")
-            .bind(&a.id)
-            .fetch_one(&mut admin)
-            .await
-            .expect("status");
-    assert_eq!(status, "succeeded");
+    assert_eq!(status_of(&s, &a).await, AttemptStatus::Succeeded);
+}
+
+/// The stored status of try `a`, read through the store.
+async fn status_of(s: &Arc<dyn Store>, a: &Attempt) -> AttemptStatus {
+    tries_of(s, &a.event_id)
+        .await
+        .into_iter()
+        .find(|t| t.id == a.id)
+        .expect("the try")
+        .status
 }
 
 /// One try, published and claimed by "w1" (leased `secs` seconds), its row
