@@ -448,18 +448,68 @@ pub async fn apply_configured(state: &AppState, list: &[IntegrationInput]) -> an
 
 /// Headers that are safe to keep with the event: never one that carries a
 /// signature, token or credential.
+/// Runs on every header of every accepted request, so it neither allocates
+/// nor builds a substring searcher per word (names are short, the words
+/// shorter): one pass over the name, a word compared only where its first
+/// letter stands.
 pub fn keepable_header(name: &str, scheme_header: Option<&str>) -> bool {
-    let n = name.to_ascii_lowercase();
-    let sensitive = [
-        "signature",
-        "token",
-        "secret",
-        "hmac",
-        "auth",
-        "cookie",
-        "api-key",
-        "apikey",
-        "password",
+    const SENSITIVE: [&[u8]; 9] = [
+        b"signature",
+        b"token",
+        b"secret",
+        b"hmac",
+        b"auth",
+        b"cookie",
+        b"api-key",
+        b"apikey",
+        b"password",
     ];
-    Some(n.as_str()) != scheme_header && !sensitive.iter().any(|s| n.contains(s))
+    // The words' first letters: most positions of most names start none.
+    const FIRSTS: &[u8] = b"sthacp";
+    let n = name.as_bytes();
+    let sensitive = (0..n.len()).any(|i| {
+        let first = n[i].to_ascii_lowercase();
+        FIRSTS.contains(&first)
+            && SENSITIVE.iter().any(|w| {
+                w[0] == first && n.len() - i >= w.len() && n[i..i + w.len()].eq_ignore_ascii_case(w)
+            })
+    });
+    !sensitive && !scheme_header.is_some_and(|h| h.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keepable_header;
+
+    #[test]
+    fn credentials_and_the_schemes_header_are_never_kept() {
+        for kept in [
+            "content-type",
+            "user-agent",
+            "x-github-event",
+            "x-request-id",
+            "x-correlation-id",
+        ] {
+            assert!(keepable_header(kept, Some("x-sig")), "{kept}");
+        }
+        for dropped in [
+            "x-hub-signature-256",
+            "Stripe-Signature",
+            "authorization",
+            "proxy-authorization",
+            "x-api-key",
+            "X-Shopify-Hmac-Sha256",
+            "cookie",
+            "x-auth-token",
+            "x-apikey",
+            "x-webhook-secret",
+            "x-password",
+            "x-sig",
+            "X-Sig",
+        ] {
+            assert!(!keepable_header(dropped, Some("x-sig")), "{dropped}");
+        }
+        assert!(keepable_header("x-sig", None));
+        assert!(!keepable_header("x-sig", Some("X-SIG")));
+    }
 }

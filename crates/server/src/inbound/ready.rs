@@ -1,13 +1,23 @@
 //! An integration made ready for the receive path once, when the in-memory
 //! copy is loaded: its verification scheme resolved, its allowed source
 //! ranges parsed and its rate limit settled, so no request parses them again.
+//! Its provider secrets are opened at the first request that needs them and
+//! kept with it, so no later request pays for the key derivation and the
+//! decryption (nor can a caller with bad signatures make each request pay).
 
+use super::integrations::open_secrets;
+use hookwarden_core::crypto::Keyring;
 use hookwarden_core::destination::parse_cidrs;
 use hookwarden_core::inbound::Scheme;
 use hookwarden_store::ingress::Integration;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use zeroize::Zeroizing;
+
+/// An integration's provider secrets in the clear, zeroed when the last
+/// holder drops them.
+pub type OpenSecrets = Arc<[Zeroizing<String>]>;
 
 /// Requests per minute per provider and source address when the integration
 /// sets none.
@@ -39,6 +49,10 @@ pub struct Ready {
     pinning_broken: bool,
     /// Requests per minute per source address.
     pub rate_limit: u32,
+    /// The provider secrets once opened (`secrets`). This copy is replaced
+    /// whenever the row changes (a secret rotated in or out, the row
+    /// re-sealed under a new master key), so they never outlive their row.
+    opened: OnceLock<OpenSecrets>,
 }
 
 impl Ready {
@@ -62,7 +76,19 @@ impl Ready {
             allowed,
             pinning_broken,
             rate_limit,
+            opened: OnceLock::new(),
         }
+    }
+
+    /// The provider secrets, opened with `keyring` the first time. A failure
+    /// (a row sealed under a key this replica does not hold) is not kept:
+    /// the next request tries again.
+    pub fn secrets(&self, keyring: &Keyring) -> anyhow::Result<OpenSecrets> {
+        if let Some(open) = self.opened.get() {
+            return Ok(open.clone());
+        }
+        let open: OpenSecrets = open_secrets(keyring, &self.row)?.into();
+        Ok(self.opened.get_or_init(|| open).clone())
     }
 
     /// May a request from `ip` be considered at all? Source pinning is an
@@ -130,5 +156,30 @@ mod tests {
         assert!(!broken.admits("10.1.2.3".parse().expect("ip")));
         assert_eq!(open.rate_limit, DEFAULT_RATE_LIMIT as u32);
         assert!(open.scheme.is_ok());
+    }
+
+    #[test]
+    fn secrets_are_opened_once_and_a_failure_is_not_kept() {
+        use crate::shared::secrets::row_identity;
+        use hookwarden_core::crypto::{Keyring, MasterKey};
+        use hookwarden_store::sealed::SealedColumn;
+        let holder = Keyring::new(MasterKey::generate(), Vec::new());
+        let mut r = row(&[]);
+        r.secrets = holder.seal(
+            row_identity(SealedColumn::IntegrationSecrets, &r.name, ""),
+            br#"["whsec-one","whsec-two"]"#,
+        );
+        let ready = Ready::new(r);
+        // A replica without the sealing key fails, and keeps trying.
+        let stranger = Keyring::new(MasterKey::generate(), Vec::new());
+        assert!(ready.secrets(&stranger).is_err());
+        let first = ready.secrets(&holder).expect("opened");
+        let names: Vec<&str> = first.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["whsec-one", "whsec-two"]);
+        // The same opened copy afterwards, whatever keyring is passed.
+        assert!(Arc::ptr_eq(
+            &first,
+            &ready.secrets(&stranger).expect("kept")
+        ));
     }
 }

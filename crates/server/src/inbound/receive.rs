@@ -6,8 +6,8 @@
 //! body between the two, so a refused client costs no body read.
 
 use super::dedup;
-use super::integrations::{keepable_header, open_secrets};
-use super::ready::Ready;
+use super::integrations::keepable_header;
+use super::ready::{OpenSecrets, Ready};
 use crate::shared::activity::Count;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
@@ -21,7 +21,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
 /// What became of an accepted request: the stored event (the earlier one,
 /// for a duplicate).
@@ -139,9 +138,10 @@ pub async fn accept(
         source_ip,
         ..
     } = admitted;
-    let integration = &integration.row;
-    let secrets = open_secrets(&state.keyring, integration)
+    let secrets = integration
+        .secrets(&state.keyring)
         .map_err(|e| ApiError::internal("open integration secrets", e))?;
+    let integration = &integration.row;
     let now = state.clock.now();
     let verified = verify_off_runtime(
         scheme.clone(),
@@ -327,7 +327,7 @@ const VERIFY_IN_PLACE_UP_TO: usize = 64 * 1024;
 /// the inner result the verification's.
 async fn verify_off_runtime(
     scheme: Arc<inbound::Scheme>,
-    secrets: Vec<Zeroizing<String>>,
+    secrets: OpenSecrets,
     headers: &HeaderMap,
     raw: axum::body::Bytes,
     now: i64,
