@@ -171,7 +171,9 @@ pub fn open_secrets(keyring: &Keyring, i: &Integration) -> anyhow::Result<Vec<Ze
         row_identity(SealedColumn::IntegrationSecrets, &i.name, ""),
         &i.secrets,
     )?;
-    let list: Vec<String> = serde_json::from_slice(&plain)?;
+    // serde_json's error would quote the decrypted text it could not read.
+    let list: Vec<String> = serde_json::from_slice(&plain)
+        .map_err(|_| anyhow::anyhow!("the stored provider secrets are not a list of strings"))?;
     Ok(list.into_iter().map(Zeroizing::new).collect())
 }
 

@@ -16,8 +16,26 @@ use std::sync::{Arc, OnceLock};
 use zeroize::Zeroizing;
 
 /// An integration's provider secrets in the clear, zeroed when the last
-/// holder drops them.
-pub type OpenSecrets = Arc<[Zeroizing<String>]>;
+/// holder drops them; `Debug` says how many, never what.
+#[derive(Clone)]
+pub struct OpenSecrets(Arc<[Zeroizing<String>]>);
+
+impl OpenSecrets {
+    pub fn iter(&self) -> impl Iterator<Item = &Zeroizing<String>> {
+        self.0.iter()
+    }
+
+    /// Is this the very copy `other` is (not merely equal secrets)?
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for OpenSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} provider secrets]", self.0.len())
+    }
+}
 
 /// Requests per minute per provider and source address when the integration
 /// sets none.
@@ -87,7 +105,7 @@ impl Ready {
         if let Some(open) = self.opened.get() {
             return Ok(open.clone());
         }
-        let open: OpenSecrets = open_secrets(keyring, &self.row)?.into();
+        let open = OpenSecrets(open_secrets(keyring, &self.row)?.into());
         Ok(self.opened.get_or_init(|| open).clone())
     }
 
@@ -177,9 +195,7 @@ mod tests {
         let names: Vec<&str> = first.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, ["whsec-one", "whsec-two"]);
         // The same opened copy afterwards, whatever keyring is passed.
-        assert!(Arc::ptr_eq(
-            &first,
-            &ready.secrets(&stranger).expect("kept")
-        ));
+        assert!(first.same(&ready.secrets(&stranger).expect("kept")));
+        assert_eq!(format!("{first:?}"), "[2 provider secrets]");
     }
 }
