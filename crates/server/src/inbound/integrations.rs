@@ -513,5 +513,27 @@ mod tests {
         }
         assert!(keepable_header("x-sig", None));
         assert!(!keepable_header("x-sig", Some("X-SIG")));
+        // Every word, anywhere in the name, in either case.
+        for word in [
+            "signature",
+            "token",
+            "secret",
+            "hmac",
+            "auth",
+            "cookie",
+            "api-key",
+            "apikey",
+            "password",
+        ] {
+            for name in [
+                word.to_owned(),
+                format!("x-{word}"),
+                format!("{word}-x"),
+                format!("x-{word}-y"),
+                format!("X-{}-Y", word.to_ascii_uppercase()),
+            ] {
+                assert!(!keepable_header(&name, None), "{name}");
+            }
+        }
     }
 }
