@@ -448,30 +448,42 @@ pub async fn apply_configured(state: &AppState, list: &[IntegrationInput]) -> an
     Ok(())
 }
 
+/// Words that mark a header as carrying a signature, token or credential.
+const SENSITIVE: [&[u8]; 9] = [
+    b"signature",
+    b"token",
+    b"secret",
+    b"hmac",
+    b"auth",
+    b"cookie",
+    b"api-key",
+    b"apikey",
+    b"password",
+];
+
+/// Which bytes start a word of `SENSITIVE` (lower case), made from the list
+/// itself so a word added there is never skipped.
+const STARTS_A_WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < SENSITIVE.len() {
+        table[SENSITIVE[i][0] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Headers that are safe to keep with the event: never one that carries a
-/// signature, token or credential.
+/// signature, token or credential, nor the scheme's own header.
 /// Runs on every header of every accepted request, so it neither allocates
 /// nor builds a substring searcher per word (names are short, the words
-/// shorter): one pass over the name, a word compared only where its first
-/// letter stands.
+/// shorter): one pass over the name, the words compared only where one of
+/// their first letters stands.
 pub fn keepable_header(name: &str, scheme_header: Option<&str>) -> bool {
-    const SENSITIVE: [&[u8]; 9] = [
-        b"signature",
-        b"token",
-        b"secret",
-        b"hmac",
-        b"auth",
-        b"cookie",
-        b"api-key",
-        b"apikey",
-        b"password",
-    ];
-    // The words' first letters: most positions of most names start none.
-    const FIRSTS: &[u8] = b"sthacp";
     let n = name.as_bytes();
     let sensitive = (0..n.len()).any(|i| {
         let first = n[i].to_ascii_lowercase();
-        FIRSTS.contains(&first)
+        STARTS_A_WORD[first as usize]
             && SENSITIVE.iter().any(|w| {
                 w[0] == first && n.len() - i >= w.len() && n[i..i + w.len()].eq_ignore_ascii_case(w)
             })

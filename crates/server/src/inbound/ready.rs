@@ -198,4 +198,24 @@ mod tests {
         assert!(first.same(&ready.secrets(&stranger).expect("kept")));
         assert_eq!(format!("{first:?}"), "[2 provider secrets]");
     }
+
+    #[test]
+    fn a_damaged_secrets_list_is_refused_without_quoting_it() {
+        use crate::shared::secrets::row_identity;
+        use hookwarden_core::crypto::{Keyring, MasterKey};
+        use hookwarden_store::sealed::SealedColumn;
+        let keyring = Keyring::new(MasterKey::generate(), Vec::new());
+        let mut r = row(&[]);
+        // Authenticated, so only a bug could write it: a string, not a list.
+        r.secrets = keyring.seal(
+            row_identity(SealedColumn::IntegrationSecrets, &r.name, ""),
+            br#""whsec-never-shown""#,
+        );
+        let err = format!(
+            "{:#}",
+            Ready::new(r).secrets(&keyring).expect_err("refused")
+        );
+        assert!(!err.contains("whsec-never-shown"), "{err}");
+        assert!(err.contains("not a list of strings"), "{err}");
+    }
 }
