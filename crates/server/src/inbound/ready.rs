@@ -176,20 +176,28 @@ mod tests {
         assert!(open.scheme.is_ok());
     }
 
+    fn keyring() -> Keyring {
+        Keyring::new(hookwarden_core::crypto::MasterKey::generate(), Vec::new())
+    }
+
+    /// An integration whose stored secrets are `plain`, sealed with `keyring`.
+    fn sealed(keyring: &Keyring, plain: &[u8]) -> Ready {
+        use crate::shared::secrets::row_identity;
+        use hookwarden_store::sealed::SealedColumn;
+        let mut r = row(&[]);
+        r.secrets = keyring.seal(
+            row_identity(SealedColumn::IntegrationSecrets, &r.name, ""),
+            plain,
+        );
+        Ready::new(r)
+    }
+
     #[test]
     fn secrets_are_opened_once_and_a_failure_is_not_kept() {
-        use crate::shared::secrets::row_identity;
-        use hookwarden_core::crypto::{Keyring, MasterKey};
-        use hookwarden_store::sealed::SealedColumn;
-        let holder = Keyring::new(MasterKey::generate(), Vec::new());
-        let mut r = row(&[]);
-        r.secrets = holder.seal(
-            row_identity(SealedColumn::IntegrationSecrets, &r.name, ""),
-            br#"["whsec-one","whsec-two"]"#,
-        );
-        let ready = Ready::new(r);
+        let holder = keyring();
+        let ready = sealed(&holder, br#"["whsec-one","whsec-two"]"#);
         // A replica without the sealing key fails, and keeps trying.
-        let stranger = Keyring::new(MasterKey::generate(), Vec::new());
+        let stranger = keyring();
         assert!(ready.secrets(&stranger).is_err());
         let first = ready.secrets(&holder).expect("opened");
         let names: Vec<&str> = first.iter().map(|s| s.as_str()).collect();
@@ -201,20 +209,10 @@ mod tests {
 
     #[test]
     fn a_damaged_secrets_list_is_refused_without_quoting_it() {
-        use crate::shared::secrets::row_identity;
-        use hookwarden_core::crypto::{Keyring, MasterKey};
-        use hookwarden_store::sealed::SealedColumn;
-        let keyring = Keyring::new(MasterKey::generate(), Vec::new());
-        let mut r = row(&[]);
+        let holder = keyring();
         // Authenticated, so only a bug could write it: a string, not a list.
-        r.secrets = keyring.seal(
-            row_identity(SealedColumn::IntegrationSecrets, &r.name, ""),
-            br#""whsec-never-shown""#,
-        );
-        let err = format!(
-            "{:#}",
-            Ready::new(r).secrets(&keyring).expect_err("refused")
-        );
+        let ready = sealed(&holder, br#""whsec-never-shown""#);
+        let err = format!("{:#}", ready.secrets(&holder).expect_err("refused"));
         assert!(!err.contains("whsec-never-shown"), "{err}");
         assert!(err.contains("not a list of strings"), "{err}");
     }
