@@ -4,6 +4,7 @@
 
 use hookwarden_core::crypto::{Keyring, MasterKey};
 use hookwarden_core::validate;
+use hookwarden_server::inbound::body::NotAnObject;
 use hookwarden_server::inbound::integrations::{build, IntegrationInput};
 use hookwarden_server::outbound::intake::PublishRequest;
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +26,14 @@ fuzz_target!(|data: &[u8]| {
         let name = input.name.clone().unwrap_or_else(|| "fuzz".into());
         let _ = build(&keyring, &name, &input, None);
     }
-    // An inbound body is any JSON object: parsing one never panics either.
-    let _ = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data);
+    // An inbound body is any JSON object, checked without building it
+    // (`inbound/body.rs`): never a panic, and exactly the verdict (and the
+    // top-level "id") a full parse gives.
+    let shape = hookwarden_server::inbound::body::shape(data);
+    let full = match serde_json::from_slice::<serde_json::Value>(data) {
+        Err(_) => Err(NotAnObject::Invalid),
+        Ok(v) if !v.is_object() => Err(NotAnObject::OtherValue),
+        Ok(v) => Ok(v["id"].as_str().map(str::to_owned)),
+    };
+    assert_eq!(shape.map(|s| s.id), full, "body check disagrees with a full parse");
 });

@@ -2,7 +2,7 @@
 //! out and at half that rate, beside the bare baseline in the same run.
 
 use crate::receiver::start_baseline;
-use crate::report::{proc_usage, Figures, OtherCpu};
+use crate::report::{embedded_db_cpu, proc_usage, Figures, OtherCpu};
 use crate::server::start_hookwarden;
 use hmac::{Hmac, Mac};
 use hookwarden_store::testing::{Backend, TestDb};
@@ -57,6 +57,7 @@ async fn drive_ingress(
         .build()
         .unwrap_or_default();
     let before = pid.map(proc_usage);
+    let db_before = pid.map(embedded_db_cpu);
     let others = OtherCpu::now();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -104,12 +105,14 @@ async fn drive_ingress(
         }
         _ => (None, None),
     };
+    let db = pid.zip(db_before).map(|(p, d0)| embedded_db_cpu(p) - d0);
     Figures {
         name: name.into(),
         count: latencies.len() as u64,
         seconds,
         latencies_us: latencies,
         cpu_seconds: cpu,
+        embedded_db_cpu: db,
         peak_rss_mb: rss,
         timeline: vec![],
         slowest_us: vec![],

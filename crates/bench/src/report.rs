@@ -8,6 +8,11 @@ pub(crate) struct Figures {
     pub(crate) seconds: f64,
     pub(crate) latencies_us: Vec<u64>,
     pub(crate) cpu_seconds: Option<f64>,
+    /// Of `cpu_seconds`, what the embedded SQLite's threads used (the
+    /// writer's and sqlx's connection threads): the database's own work, in
+    /// hookwarden's process, told apart from the rest (HTTP, verification,
+    /// the handler). `None` on PostgreSQL, whose CPU is in `others`.
+    pub(crate) embedded_db_cpu: Option<f64>,
     pub(crate) peak_rss_mb: Option<f64>,
     /// Deliveries in each second of the run (empty where not counted), so a
     /// stall shows where an average would hide it.
@@ -110,6 +115,14 @@ impl Figures {
             .cpu_seconds
             .map(|c| format!("{:.3} CPU s/1k", 1000.0 * c / self.count.max(1) as f64))
             .unwrap_or_else(|| "-".into());
+        let cpu = match (self.cpu_seconds, self.embedded_db_cpu) {
+            (Some(all), Some(db)) if db > 0.0 => format!(
+                "{cpu} (embedded SQLite's threads {:.3}, the rest {:.3})",
+                1000.0 * db / self.count.max(1) as f64,
+                1000.0 * (all - db) / self.count.max(1) as f64
+            ),
+            _ => cpu,
+        };
         let rss = self
             .peak_rss_mb
             .map(|r| format!("{r:.0} MB peak RSS"))
@@ -159,6 +172,35 @@ impl Figures {
             );
         }
     }
+}
+
+/// Names (as `/proc` keeps them, cut to 15 bytes) of the threads that run
+/// the embedded SQLite: the store's writer and sqlx's connection workers.
+const SQLITE_THREADS: [&str; 2] = ["sqlite-writer", "sqlx-sqlite-wor"];
+
+/// CPU seconds used so far by a process's embedded SQLite threads (all of
+/// them are long-lived, so none takes its time with it mid-run).
+pub(crate) fn embedded_db_cpu(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|tid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+            let name = stat.split_once('(')?.1.rsplit_once(')')?.0;
+            if !SQLITE_THREADS.iter().any(|t| name.starts_with(t)) {
+                return None;
+            }
+            let fields: Vec<String> = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            Some((tick(&fields, 11) + tick(&fields, 12)) / 100.0)
+        })
+        .sum()
 }
 
 /// CPU seconds (user + system) and peak RSS in MB of a process.

@@ -4,7 +4,7 @@
 //! measured run until every event is delivered.
 
 use crate::receiver::{now_us, start_baseline, Arrivals};
-use crate::report::{proc_usage, Figures, OtherCpu};
+use crate::report::{embedded_db_cpu, proc_usage, Figures, OtherCpu};
 use crate::server::{add_webhook, producer_token, start_hookwarden, Server};
 use hookwarden_store::testing::{Backend, TestDb};
 use serde_json::json;
@@ -312,6 +312,7 @@ impl Rig {
             .clear();
         let start_count = self.received.load(Ordering::Relaxed);
         let (c0, _) = proc_usage(self.server.child.id());
+        let db0 = embedded_db_cpu(self.server.child.id());
         let others = OtherCpu::now();
         let started = Instant::now();
         let started_us = now_us();
@@ -329,6 +330,7 @@ impl Rig {
             t.abort();
         }
         let (c1, rss) = proc_usage(self.server.child.id());
+        let db1 = embedded_db_cpu(self.server.child.id());
         let arrivals = self
             .arrivals
             .lock()
@@ -349,6 +351,7 @@ impl Rig {
             seconds,
             latencies_us: arrivals.into_iter().map(|(_, l)| l).collect(),
             cpu_seconds: Some(c1 - c0),
+            embedded_db_cpu: Some(db1 - db0),
             peak_rss_mb: Some(rss),
             timeline,
             slowest_us: slowest,

@@ -15,7 +15,6 @@
 
 use axum::http::HeaderMap;
 use hookwarden_core::inbound::Scheme;
-use serde_json::Value;
 
 /// Longest delivery id taken from a header or body (in bytes), and so the
 /// longest the operator's search by delivery id accepts.
@@ -52,12 +51,13 @@ pub fn header_id(scheme: &Scheme, configured: Option<&str>, headers: &HeaderMap)
         .or_else(|| scheme.delivery_id_header().and_then(from))
 }
 
-/// The identity of a verified delivery.
+/// The identity of a verified delivery; `body_id` is the body's top-level
+/// `"id"` string, if any (`body::shape`).
 pub fn identity(
     scheme: &Scheme,
     configured: Option<&str>,
     headers: &HeaderMap,
-    body: &Value,
+    body_id: Option<&str>,
     body_sha256: &str,
 ) -> Identity {
     let by_hash = format!("sha256:{body_sha256}");
@@ -70,8 +70,7 @@ pub fn identity(
             }
         }
         Scheme::Stripe => {
-            let id = body["id"]
-                .as_str()
+            let id = body_id
                 .filter(|id| !id.is_empty() && id.len() <= MAX_ID)
                 .map(str::to_owned);
             Identity {
@@ -89,7 +88,6 @@ pub fn identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -101,19 +99,18 @@ mod tests {
 
     #[test]
     fn unsigned_delivery_ids_never_decide() {
-        let body = json!({"action": "opened"});
         let a = identity(
             &Scheme::Github,
             None,
             &headers(&[("x-github-delivery", "d-1")]),
-            &body,
+            None,
             "abc",
         );
         let b = identity(
             &Scheme::Github,
             None,
             &headers(&[("x-github-delivery", "d-2")]),
-            &body,
+            None,
             "abc",
         );
         assert_eq!(a.dedup_key, "sha256:abc");
@@ -131,7 +128,7 @@ mod tests {
             &hmac,
             Some("x-request-id"),
             &headers(&[("x-request-id", "r-9")]),
-            &body,
+            None,
             "abc",
         );
         assert_eq!(c.dedup_key, "sha256:abc");
@@ -140,13 +137,13 @@ mod tests {
 
     #[test]
     fn signed_ids_decide_and_a_configured_header_cannot_override_them() {
-        let body = json!({"id": "evt_1"});
+        let body = Some("evt_1");
         let h = headers(&[("idem", "other"), ("webhook-id", "msg_1")]);
-        let s = identity(&Scheme::Stripe, Some("idem"), &h, &body, "abc");
+        let s = identity(&Scheme::Stripe, Some("idem"), &h, body, "abc");
         assert_eq!(s.dedup_key, "id:evt_1");
-        let w = identity(&Scheme::StandardWebhooks, Some("idem"), &h, &body, "abc");
+        let w = identity(&Scheme::StandardWebhooks, Some("idem"), &h, body, "abc");
         assert_eq!(w.dedup_key, "id:msg_1");
-        let no_id = identity(&Scheme::Stripe, None, &h, &json!({}), "abc");
+        let no_id = identity(&Scheme::Stripe, None, &h, None, "abc");
         assert_eq!(no_id.dedup_key, "sha256:abc");
         assert!(
             signs_own_id("stripe") && signs_own_id("standard-webhooks") && !signs_own_id("github")

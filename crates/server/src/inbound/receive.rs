@@ -5,9 +5,9 @@
 //! forwarding job (`accept`). The HTTP handler (`http/receive.rs`) reads the
 //! body between the two, so a refused client costs no body read.
 
-use super::dedup;
 use super::integrations::keepable_header;
 use super::ready::{OpenSecrets, Ready};
+use super::{body, dedup};
 use crate::shared::activity::Count;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::state::AppState;
@@ -165,11 +165,9 @@ pub async fn accept(
         }
     }
 
-    let parsed: Value = serde_json::from_slice(&raw)
-        .map_err(|_| ApiError::Validation("body must be a JSON object".into()))?;
-    if !parsed.is_object() {
-        return Err(ApiError::Validation("body must be a JSON object".into()));
-    }
+    // Checked as strictly as a full parse, without building one.
+    let shape =
+        body::shape(&raw).map_err(|_| ApiError::Validation("body must be a JSON object".into()))?;
     let body_sha256 = hex::encode(Sha256::digest(&raw));
     let dedup::Identity {
         dedup_key,
@@ -178,7 +176,7 @@ pub async fn accept(
         scheme,
         integration.idempotency_header.as_deref(),
         headers,
-        &parsed,
+        shape.id.as_deref(),
         &body_sha256,
     );
 
