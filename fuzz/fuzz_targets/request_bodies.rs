@@ -35,5 +35,14 @@ fuzz_target!(|data: &[u8]| {
         Ok(v) if !v.is_object() => Err(NotAnObject::OtherValue),
         Ok(v) => Ok(v["id"].as_str().map(str::to_owned)),
     };
-    assert_eq!(shape.map(|s| s.id), full, "body check disagrees with a full parse");
+    if shape == Err(NotAnObject::ReservedKey) {
+        // Refused on purpose where a full parse would read the body as
+        // other JSON; only a body naming the key (perhaps escaped) is.
+        assert!(
+            data.windows(11).any(|w| w == b"$serde_json") || data.contains(&b'\\'),
+            "reserved key reported for a body without it"
+        );
+    } else {
+        assert_eq!(shape.map(|s| s.id), full, "body check disagrees with a full parse");
+    }
 });

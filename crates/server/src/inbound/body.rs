@@ -7,7 +7,7 @@
 //! allocations per request, for a tree that was thrown away. The raw bytes
 //! are what is stored and forwarded.
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// A verified body's shape.
@@ -26,15 +26,37 @@ pub enum NotAnObject {
     Invalid,
     /// Well-formed JSON whose top level is not an object.
     OtherValue,
+    /// An object holds the key serde_json reserves for its raw values
+    /// (`RESERVED_KEY`). Parsed into a `Value` (as forwarding parses the
+    /// stored body), an object whose first key it is becomes whatever JSON
+    /// text its string value holds, parsed afresh with a fresh depth limit:
+    /// a body could then forward as something other than what was signed
+    /// and checked, or nest past every limit. No provider sends it.
+    ReservedKey,
 }
+
+/// The key serde_json (with its `raw_value` feature, which axum and sqlx
+/// turn on) reads as "the value is raw JSON text" when it comes first.
+pub const RESERVED_KEY: &str = "$serde_json::private::RawValue";
 
 /// Checks the whole body; `Ok` only for a well-formed JSON object.
 pub fn shape(raw: &[u8]) -> Result<Shape, NotAnObject> {
     match serde_json::from_slice::<Top>(raw) {
         Ok(Top(Some(shape))) => Ok(shape),
         Ok(Top(None)) => Err(NotAnObject::OtherValue),
+        // The visitors raise one error of their own (a data error, where
+        // every malformation is a syntax or end-of-input one): the key.
+        Err(e) if e.is_data() => Err(NotAnObject::ReservedKey),
         Err(_) => Err(NotAnObject::Invalid),
     }
+}
+
+/// The reserved key's refusal, raised wherever the key stands.
+fn reserved<E: de::Error>(key: &str) -> Result<(), E> {
+    if key == RESERVED_KEY {
+        return Err(E::custom("reserved key"));
+    }
+    Ok(())
 }
 
 /// The top level: an object's shape, or `None` for any other JSON value.
@@ -96,7 +118,8 @@ impl<'de> Deserialize<'de> for IsId {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a key")
             }
-            fn visit_str<E>(self, key: &str) -> Result<IsId, E> {
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<IsId, E> {
+                reserved(key)?;
                 Ok(IsId(key == "id"))
             }
         }
@@ -156,8 +179,27 @@ impl Checked {
     }
 
     fn visit_members<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        while map.next_entry::<Key, Checked>()?.is_some() {}
         Ok(())
+    }
+}
+
+/// A key of a nested object: checked, and refused if it is the reserved one.
+struct Key;
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                reserved(key).map(|()| Key)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -282,6 +324,29 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    #[test]
+    fn the_reserved_raw_value_key_is_refused_wherever_it_stands() {
+        // A full parse would read these as other bodies (`Value` turns the
+        // first into `"evt_1"`'s object, the second into an array, and
+        // refuses the third); all are refused here, escaped or not.
+        for raw in [
+            r#"{"$serde_json::private::RawValu\u0065":"{\"id\":\"evt_1\"}"}"#,
+            r#"{"$serde_json::private::RawValue":"[1,2]"}"#,
+            r#"{"a":{"$serde_json::private::RawValue":"zz"}}"#,
+            r#"{"a":1,"$serde_json::private::RawValue":"{}"}"#,
+            r#"{"a":[{"b":{"$serde_json::private::RawValue":1}}]}"#,
+            r#"{"id":{"$serde_json::private::RawValue":"x"}}"#,
+        ] {
+            assert_eq!(
+                shape(raw.as_bytes()),
+                Err(NotAnObject::ReservedKey),
+                "{raw}"
+            );
+        }
+        // A value that merely says it is fine.
+        assert!(shape(br#"{"a":"$serde_json::private::RawValue"}"#).is_ok());
     }
 
     #[test]

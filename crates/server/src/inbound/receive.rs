@@ -166,8 +166,14 @@ pub async fn accept(
     }
 
     // Checked as strictly as a full parse, without building one.
-    let shape =
-        body::shape(&raw).map_err(|_| ApiError::Validation("body must be a JSON object".into()))?;
+    let shape = body::shape(&raw).map_err(|e| {
+        ApiError::Validation(match e {
+            body::NotAnObject::ReservedKey => {
+                format!("body must not hold the key {}", body::RESERVED_KEY)
+            }
+            _ => "body must be a JSON object".into(),
+        })
+    })?;
     let body_sha256 = hex::encode(Sha256::digest(&raw));
     let dedup::Identity {
         dedup_key,

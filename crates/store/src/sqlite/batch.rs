@@ -108,6 +108,30 @@ fn insert_rows(
     Ok(out)
 }
 
+/// Body bytes one multi-row insert of inbound events carries at most. The
+/// writer keeps a statement's journal and its `RETURNING` rows in memory
+/// (`direct.rs`), so a batch of large bodies (128 of 1 MiB) goes in as
+/// several statements of a few MiB each, not one of 128 MiB held twice.
+const MAX_STATEMENT_BYTES: usize = 4 << 20;
+
+/// Consecutive rows whose sizes sum to at most `max` each (a larger row
+/// alone).
+fn byte_groups(sizes: &[usize], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && bytes + size > max {
+            groups.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        groups.push(start..sizes.len());
+    }
+    groups
+}
+
 /// Inbound events as multi-row inserts (the events, then the first jobs of
 /// those inserted), in one job on the writer's thread. Those whose
 /// (provider, dedup key) is taken, earlier in the batch too, are answered
@@ -157,6 +181,7 @@ impl BatchWriter for Inbound {
             .iter()
             .map(|e| (e.id.clone(), e.provider.clone(), e.dedup_key.clone()))
             .collect();
+        let sizes: Vec<usize> = items.iter().map(|e| e.raw_body.len()).collect();
         let jobs: Vec<[Cell; 5]> = items
             .iter()
             .map(|e| {
@@ -174,18 +199,15 @@ impl BatchWriter for Inbound {
             .run(move |conn| {
                 conn.prepare_cached("BEGIN")?.execute([])?;
                 let cells: Vec<&dyn ToSql> = events.iter().map(|c| c as &dyn ToSql).collect();
-                let inserted: HashSet<String> = insert_rows(
-                    conn,
-                    |rows| {
-                        values(INSERT_INBOUND, rows, 11, 11, "")
-                            + " ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id"
-                    },
-                    &cells,
-                    11,
-                    true,
-                )?
-                .into_iter()
-                .collect();
+                let sql = |rows| {
+                    values(INSERT_INBOUND, rows, 11, 11, "")
+                        + " ON CONFLICT (provider, dedup_key) DO NOTHING RETURNING id"
+                };
+                let mut inserted = HashSet::new();
+                for group in byte_groups(&sizes, MAX_STATEMENT_BYTES) {
+                    let group = &cells[group.start * 11..group.end * 11];
+                    inserted.extend(insert_rows(conn, sql, group, 11, true)?);
+                }
                 let taken: Vec<(&str, &str)> = keys
                     .iter()
                     .filter(|(id, ..)| !inserted.contains(id))
@@ -559,5 +581,28 @@ mod tests {
             runs(200).map(|r| r.len()).collect::<Vec<_>>(),
             vec![128, 64, 8]
         );
+    }
+
+    /// Large bodies go in as several statements, each within the bound
+    /// (unless one body alone is larger), every row once and in order.
+    #[test]
+    fn large_bodies_are_split_across_statements() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(byte_groups(&[], MIB), vec![]);
+        assert_eq!(byte_groups(&[10; 5], MIB), vec![0..5]);
+        assert_eq!(byte_groups(&[MIB; 128], 4 * MIB).len(), 32);
+        assert_eq!(
+            byte_groups(&[5 * MIB, 1, 1, 4 * MIB, 1], 4 * MIB),
+            vec![0..1, 1..3, 3..4, 4..5]
+        );
+        let sizes: Vec<usize> = (0..300).map(|i| (i * 7919) % (2 * MIB)).collect();
+        let groups = byte_groups(&sizes, 4 * MIB);
+        let mut next = 0;
+        for g in &groups {
+            assert_eq!(g.start, next);
+            assert!(g.len() == 1 || sizes[g.clone()].iter().sum::<usize>() <= 4 * MIB);
+            next = g.end;
+        }
+        assert_eq!(next, sizes.len());
     }
 }

@@ -140,7 +140,10 @@ fn settle(conn: &mut Connection) -> bool {
 /// statement journal (the pages it changed, to undo that statement alone),
 /// and past 64 KiB SQLite spilled it to a fresh file in /var/tmp, created,
 /// written, unlinked and closed at nearly every batch (a tenth of the
-/// writer thread's CPU). Its batches are bounded, so the journal is too.
+/// writer thread's CPU). What a statement holds in memory is bounded: its
+/// journal and `RETURNING` rows are at most about twice its rows, and a
+/// statement carries at most 128 rows, inbound bodies at most 4 MiB in all
+/// (`batch.rs`), published payloads at most 256 KiB each.
 fn connect(target: &Target) -> rusqlite::Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
