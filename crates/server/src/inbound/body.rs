@@ -10,6 +10,28 @@
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
+/// The scalar visits (booleans, numbers, null) of a visitor that answers
+/// every scalar alike.
+macro_rules! scalars_are {
+    ($t:ty, $v:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
+            Ok($v)
+        }
+        fn visit_unit<E>(self) -> Result<$t, E> {
+            Ok($v)
+        }
+    };
+}
+
 /// A verified body's shape.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -84,22 +106,8 @@ impl<'de> Deserialize<'de> for Top {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
                 Checked::visit_all(seq).map(|()| Top(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
-                Ok(Top(None))
-            }
+            scalars_are!(Top, Top(None));
             fn visit_str<E>(self, _: &str) -> Result<Top, E> {
-                Ok(Top(None))
-            }
-            fn visit_unit<E>(self) -> Result<Top, E> {
                 Ok(Top(None))
             }
         }
@@ -147,21 +155,7 @@ impl<'de> Deserialize<'de> for MaybeString {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeString, A::Error> {
                 Checked::visit_all(seq).map(|()| MaybeString(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<MaybeString, E> {
-                Ok(MaybeString(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<MaybeString, E> {
-                Ok(MaybeString(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<MaybeString, E> {
-                Ok(MaybeString(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<MaybeString, E> {
-                Ok(MaybeString(None))
-            }
-            fn visit_unit<E>(self) -> Result<MaybeString, E> {
-                Ok(MaybeString(None))
-            }
+            scalars_are!(MaybeString, MaybeString(None));
         }
         d.deserialize_any(V)
     }
@@ -217,22 +211,8 @@ impl<'de> Deserialize<'de> for Checked {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Checked, A::Error> {
                 Checked::visit_all(seq).map(|()| Checked)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-                Ok(Checked)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-                Ok(Checked)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-                Ok(Checked)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-                Ok(Checked)
-            }
+            scalars_are!(Checked, Checked);
             fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-                Ok(Checked)
-            }
-            fn visit_unit<E>(self) -> Result<Checked, E> {
                 Ok(Checked)
             }
         }
