@@ -76,7 +76,12 @@ fn children_cpu(pid: u32) -> f64 {
 /// The fields of `/proc/<pid>/stat` after the command's name (the third
 /// field of the documentation is index 0 here).
 fn stat_fields(pid: u32) -> Vec<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_fields_of(&format!("/proc/{pid}/stat"))
+}
+
+/// The same of any `stat` file (a process's or one of its threads').
+fn stat_fields_of(path: &str) -> Vec<String> {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     stat.rsplit(')')
         .next()
         .unwrap_or("")
@@ -186,19 +191,13 @@ pub(crate) fn embedded_db_cpu(pid: u32) -> f64 {
     };
     tasks
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|tid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-            let name = stat.split_once('(')?.1.rsplit_once(')')?.0;
-            if !SQLITE_THREADS.iter().any(|t| name.starts_with(t)) {
-                return None;
-            }
-            let fields: Vec<String> = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-            Some((tick(&fields, 11) + tick(&fields, 12)) / 100.0)
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|name| SQLITE_THREADS.iter().any(|t| name.starts_with(t)))
+        })
+        .map(|tid| {
+            let fields = stat_fields_of(&format!("/proc/{pid}/task/{tid}/stat"));
+            (tick(&fields, 11) + tick(&fields, 12)) / 100.0
         })
         .sum()
 }

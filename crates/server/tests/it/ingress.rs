@@ -545,11 +545,32 @@ async fn limits_on_size_shape_rate_and_source(backend: Backend) {
         .post_oversize("/api/v1/webhooks/open", &tok, big.as_bytes())
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
-    for not_object in [&b"[1,2]"[..], b"\"text\"", b"42", b"not json"] {
+    for not_object in [
+        &b"[1,2]"[..],
+        b"\"text\"",
+        b"42",
+        b"not json",
+        b"{\"a\":\"nul\0\"}",
+    ] {
         let (status, err) = app.inbound("open", &tok, not_object).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
         assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
     }
+    // serde_json's reserved raw-value key: a full parse (the forwarder's)
+    // would read these objects as other JSON (an array, an id) than the one
+    // checked. Refused, escaped or nested, and nothing is stored.
+    for reserved in [
+        &br#"{"$serde_json::private::RawValue":"[1,2]"}"#[..],
+        br#"{"$serde_json::private::RawValu\u0065":"{\"id\":\"evt_1\"}"}"#,
+        br#"{"data":{"object":{"$serde_json::private::RawValue":"{}"}}}"#,
+    ] {
+        let (status, err) = app.inbound("open", &tok, reserved).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("$serde_json::private::RawValue"), "{err}");
+    }
+    assert_eq!(event_count(&app).await, 0, "no refused body was stored");
     let (status, err) = app.inbound("pinned", &tok, b"{}").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
     for i in 0..5 {
