@@ -111,9 +111,10 @@ impl PgStore {
             "SELECT min(due_at) FROM hook.processing_jobs WHERE status = 'pending'",
         ));
         // Each kept for the batches' committers and the claims (`pinned.rs`).
-        let inbound = Batcher::start(
+        let inbound = Batcher::lingering(
             batch::Inbound(Pinned::new(pool.clone(), 4), Arc::clone(&job_floor)),
             4,
+            crate::group_commit::ANSWERED_LINGER,
         );
         // Two committers: what waits while one commits forms the next batch.
         let due_floor = Arc::new(Floor::new(
@@ -125,13 +126,14 @@ impl PgStore {
             crate::group_commit::OUTCOMES_LINGER,
         );
         let births = Arc::new(BirthSlot::default());
-        let publishes = Batcher::start(
+        let publishes = Batcher::lingering(
             batch::Publishes(
                 Pinned::new(pool.clone(), 2),
                 Arc::clone(&due_floor),
                 Arc::clone(&births),
             ),
             2,
+            crate::group_commit::ANSWERED_LINGER,
         );
         let claims = Pinned::new(unsynced.clone(), 2);
         let hot = Pinned::new(pool.clone(), 4);

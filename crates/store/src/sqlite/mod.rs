@@ -179,19 +179,24 @@ impl SqliteStore {
             checkpoint::start(pool, std::sync::Arc::downgrade(&checkpoints));
         }
         // One committer each: SQLite has one writer.
-        let inbound = Batcher::start(batch::Inbound(writer.clone()), 1);
+        let inbound = Batcher::lingering(
+            batch::Inbound(writer.clone()),
+            1,
+            crate::group_commit::ANSWERED_LINGER,
+        );
         let completions = Batcher::lingering(
             batch::Completions(writer.clone()),
             1,
             crate::group_commit::OUTCOMES_LINGER,
         );
         let births = std::sync::Arc::new(BirthSlot::default());
-        let publishes = Batcher::start(
+        let publishes = Batcher::lingering(
             batch::Publishes {
                 writer: writer.clone(),
                 births: std::sync::Arc::clone(&births),
             },
             1,
+            crate::group_commit::ANSWERED_LINGER,
         );
         Ok(Self {
             writer,
