@@ -321,7 +321,11 @@ mod tests {
             "1,000/s: about five more in 5 ms, each within 2 ms"
         );
         assert_eq!(after(ANSWERED_LINGER, 7), Some(LEAST_GAP));
-        assert_eq!(after(ANSWERED_LINGER, 8), None, "a batch that formed by itself");
+        assert_eq!(
+            after(ANSWERED_LINGER, 8),
+            None,
+            "a batch that formed by itself"
+        );
         assert_eq!(after(ANSWERED_LINGER, 64), None);
         assert!(after(OUTCOMES_LINGER, 64).is_some());
     }
