@@ -35,12 +35,13 @@ pub(crate) const OUTCOMES_LINGER: Linger = Linger {
 /// the wait is short: at 500 events a second and more, it lets a commit
 /// (its fsync, and each statement's start in the database) carry three to
 /// six of them instead of one, for a few milliseconds more before the
-/// answer. Slower than that, or one caller sending one event at a time,
-/// `Pace` does not wait; nor in a burst, where batches form by themselves;
-/// nor after a batch of eight or more, which formed by itself: there the
-/// callers are many, and when each waits on its answer to send the next
-/// (64 connections receiving flat out), holding answers back held the
-/// next items back with them: 15 % fewer webhooks received a second.
+/// answer. Slower than that, `Pace` does not wait; nor in a burst, where
+/// batches form by themselves; nor, for a while, after a wait that found
+/// nobody (one caller, or a few, each waiting on its answer before
+/// sending the next). Nor after a batch of eight or more (at 1,600/s and
+/// more, every other batch): when many callers each wait on their answer
+/// (64 connections receiving flat out), holding answers back held their
+/// next requests back too, 15 % fewer webhooks received a second.
 pub(crate) const ANSWERED_LINGER: Linger = Linger {
     most: Duration::from_millis(5),
     after_fewer_than: 8,
@@ -143,6 +144,9 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
             let begun = Instant::now();
             let gap = pace.gap(begun, begun - asked);
             let mut batch = vec![first];
+            // How many were there without waiting: a linger is judged by
+            // what it adds to them.
+            let mut ready = None;
             loop {
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -150,6 +154,7 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
                         Err(_) => break,
                     }
                 }
+                ready.get_or_insert(batch.len());
                 let Some(gap) = gap.filter(|_| batch.len() < MAX_BATCH) else {
                     break;
                 };
@@ -162,7 +167,8 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
                     _ => break,
                 }
             }
-            pace.took(begun, gap.is_some(), batch.len());
+            let found = batch.len() > ready.unwrap_or(batch.len());
+            pace.took(begun, gap.is_some(), batch.len(), found);
             batch
         };
         let items: Vec<&W::Item> = batch.iter().map(|(e, _)| e).collect();
@@ -197,8 +203,11 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
 /// writers can send (a bounded number of outcomes may wait to be recorded,
 /// `pump.rs`) is committed at once rather than at the linger's end. And
 /// not for a while after a linger that found nobody (one caller writing
-/// one item at a time), each such linger doubling the while, up to 64
-/// batches.
+/// one item at a time, or a few that each wait on their answer before
+/// sending the next: all of theirs were there at once, and the wait only
+/// held their next ones back), each such linger doubling the while, up to
+/// 64 batches. Nor, for writes whose callers wait on them, after a batch
+/// of `after_fewer_than` items or more (`ANSWERED_LINGER`).
 struct Pace {
     linger: Linger,
     /// When the last batch began, and how many items it took.
@@ -212,7 +221,9 @@ struct Pace {
 /// it queued.
 const QUEUED: Duration = Duration::from_micros(200);
 
-/// The least wait for a next item (timers are not finer than this anyway).
+/// The least wait for a next item (tokio's timer rounds a deadline up to
+/// its millisecond anyway, so a linger may last up to 1 ms longer than
+/// asked).
 const LEAST_GAP: Duration = Duration::from_micros(500);
 
 impl Pace {
@@ -245,12 +256,14 @@ impl Pace {
             return None;
         }
         let mean = since / u32::try_from(took.max(1)).unwrap_or(u32::MAX);
-        Some((mean * 2).clamp(LEAST_GAP, self.linger.most))
+        Some((mean * 2).clamp(LEAST_GAP.min(self.linger.most), self.linger.most))
     }
 
-    fn took(&mut self, begun: Instant, lingered: bool, items: usize) {
+    /// The batch that began at `begun` took `items`; if it `lingered`,
+    /// whether that `found` any it would not have had at once.
+    fn took(&mut self, begun: Instant, lingered: bool, items: usize, found: bool) {
         self.last = Some((begun, items));
-        if lingered && items == 1 {
+        if lingered && !found {
             self.skip = self.backoff;
             self.backoff = (self.backoff * 2).min(64);
         } else if lingered {
@@ -275,21 +288,21 @@ mod tests {
         let t0 = Instant::now();
         let mut pace = Pace::new(LINGER);
         assert_eq!(pace.gap(t0, WAITED), None, "nothing to go by yet");
-        pace.took(t0, false, 1);
+        pace.took(t0, false, 1, false);
         let t1 = t0 + Duration::from_millis(5);
         assert_eq!(
             pace.gap(t1, WAITED),
             Some(Duration::from_millis(10)),
             "200/s: about four more in 20 ms, each within 10 ms"
         );
-        pace.took(t1, true, 4);
+        pace.took(t1, true, 4, true);
         let slow = t1 + Duration::from_millis(100);
         assert_eq!(
             pace.gap(slow, WAITED),
             None,
             "4 in 100 ms: under one in 20 ms"
         );
-        pace.took(slow, false, 100);
+        pace.took(slow, false, 100, false);
         let burst = slow + Duration::from_millis(2);
         assert_eq!(
             pace.gap(burst, Duration::ZERO),
@@ -312,7 +325,7 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1);
         let after = |linger: Linger, took: usize| {
             let mut pace = Pace::new(linger);
-            pace.took(t0, false, took);
+            pace.took(t0, false, took, false);
             pace.gap(t1, WAITED)
         };
         assert_eq!(
@@ -337,13 +350,13 @@ mod tests {
     fn a_lone_writer_stops_lingering_for_longer_each_time() {
         let mut t = Instant::now();
         let mut pace = Pace::new(LINGER);
-        pace.took(t, false, 1);
+        pace.took(t, false, 1, false);
         let mut lingered = 0;
         for _ in 0..200 {
             t += Duration::from_millis(1);
             let gap = pace.gap(t, WAITED);
             lingered += u32::from(gap.is_some());
-            pace.took(t, gap.is_some(), 1);
+            pace.took(t, gap.is_some(), 1, false);
         }
         assert!(
             lingered <= 10,
@@ -352,9 +365,34 @@ mod tests {
         // Company again: the pauses end.
         while pace.gap(t, WAITED).is_none() {
             t += Duration::from_millis(1);
-            pace.took(t, false, 1);
+            pace.took(t, false, 1, false);
         }
-        pace.took(t, true, 5);
+        pace.took(t, true, 5, true);
+        assert_eq!((pace.skip, pace.backoff), (0, 1));
+    }
+
+    /// Two callers that each wait on their answer before sending the next:
+    /// both items are there at once, and a linger finds nobody more. It
+    /// backs off as for one lone writer, rather than holding every answer
+    /// back (which, the longer the last batch took, waited longer still).
+    #[test]
+    fn a_few_callers_waiting_on_their_answers_stop_lingering() {
+        let mut t = Instant::now();
+        let mut pace = Pace::new(ANSWERED_LINGER);
+        pace.took(t, false, 2, false);
+        let mut lingered = 0;
+        for _ in 0..200 {
+            t += Duration::from_millis(1);
+            let gap = pace.gap(t, WAITED);
+            lingered += u32::from(gap.is_some());
+            pace.took(t, gap.is_some(), 2, false);
+        }
+        assert!(lingered <= 10, "{lingered} lingers in 200 batches of two");
+        // A linger that found a third: the pauses end.
+        pace.skip = 0;
+        t += Duration::from_millis(1);
+        assert!(pace.gap(t, WAITED).is_some());
+        pace.took(t, true, 3, true);
         assert_eq!((pace.skip, pace.backoff), (0, 1));
     }
 
