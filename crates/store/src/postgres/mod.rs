@@ -114,7 +114,7 @@ impl PgStore {
         let inbound = Batcher::lingering(
             batch::Inbound(Pinned::new(pool.clone(), 4), Arc::clone(&job_floor)),
             4,
-            crate::group_commit::ANSWERED_LINGER,
+            crate::group_commit::Linger::NONE,
         );
         // Two committers: what waits while one commits forms the next batch.
         let due_floor = Arc::new(Floor::new(

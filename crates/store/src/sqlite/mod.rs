@@ -182,7 +182,7 @@ impl SqliteStore {
         let inbound = Batcher::lingering(
             batch::Inbound(writer.clone()),
             1,
-            crate::group_commit::ANSWERED_LINGER,
+            crate::group_commit::Linger::NONE,
         );
         let completions = Batcher::lingering(
             batch::Completions(writer.clone()),
