@@ -347,6 +347,20 @@ mod tests {
         assert!(after(OUTCOMES_LINGER, 64).is_some());
     }
 
+    /// Batches of `items` every millisecond, each all there at once (a
+    /// linger finds nobody more): how many of 200 lingered.
+    fn lingers_in_200(pace: &mut Pace, t: &mut Instant, items: usize) -> u32 {
+        pace.took(*t, false, items, false);
+        let mut lingered = 0;
+        for _ in 0..200 {
+            *t += Duration::from_millis(1);
+            let gap = pace.gap(*t, WAITED);
+            lingered += u32::from(gap.is_some());
+            pace.took(*t, gap.is_some(), items, false);
+        }
+        lingered
+    }
+
     /// One caller writing one item at a time finds nobody in each linger:
     /// after each, it goes without for twice as many batches as before, up
     /// to 64, and a linger that found company ends the pauses.
@@ -354,14 +368,7 @@ mod tests {
     fn a_lone_writer_stops_lingering_for_longer_each_time() {
         let mut t = Instant::now();
         let mut pace = Pace::new(LINGER);
-        pace.took(t, false, 1, false);
-        let mut lingered = 0;
-        for _ in 0..200 {
-            t += Duration::from_millis(1);
-            let gap = pace.gap(t, WAITED);
-            lingered += u32::from(gap.is_some());
-            pace.took(t, gap.is_some(), 1, false);
-        }
+        let lingered = lingers_in_200(&mut pace, &mut t, 1);
         assert!(
             lingered <= 10,
             "{lingered} lingers in 200 lone writes: the pauses grow (1, 2, 4 … 64)"
@@ -383,14 +390,7 @@ mod tests {
     fn a_few_callers_waiting_on_their_answers_stop_lingering() {
         let mut t = Instant::now();
         let mut pace = Pace::new(ANSWERED_LINGER);
-        pace.took(t, false, 2, false);
-        let mut lingered = 0;
-        for _ in 0..200 {
-            t += Duration::from_millis(1);
-            let gap = pace.gap(t, WAITED);
-            lingered += u32::from(gap.is_some());
-            pace.took(t, gap.is_some(), 2, false);
-        }
+        let lingered = lingers_in_200(&mut pace, &mut t, 2);
         assert!(lingered <= 10, "{lingered} lingers in 200 batches of two");
         // A linger that found a third: the pauses end.
         pace.skip = 0;
