@@ -115,7 +115,9 @@ impl<'de> Deserialize<'de> for Top {
     }
 }
 
-/// An object key: is it `"id"` (after unescaping, as `Value` would see it)?
+/// An object key, at any depth: refused if it is the reserved one; is it
+/// `"id"` (after unescaping, as `Value` would see it)? Only the top
+/// level's answer is read.
 struct IsId(bool);
 
 impl<'de> Deserialize<'de> for IsId {
@@ -173,27 +175,9 @@ impl Checked {
     }
 
     fn visit_members<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<Key, Checked>()?.is_some() {}
+        // Keys as the top level's: checked, the reserved one refused.
+        while map.next_entry::<IsId, Checked>()?.is_some() {}
         Ok(())
-    }
-}
-
-/// A key of a nested object: checked, and refused if it is the reserved one.
-struct Key;
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                reserved(key).map(|()| Key)
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
