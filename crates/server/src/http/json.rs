@@ -1,7 +1,9 @@
 //! Request-body, query and path extractors that answer in the error
 //! contract: 415 without `application/json`, 413 over the limit, 400 for
-//! malformed JSON, unknown fields or a path parameter that does not decode.
+//! malformed JSON, serde_json's reserved raw-value key, unknown fields or a
+//! path parameter that does not decode.
 
+use crate::inbound::body;
 use crate::shared::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::path::ErrorKind;
@@ -33,6 +35,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = read_body(req, state).await?;
+        // serde_json (with the `raw_value` feature axum and sqlx turn on)
+        // would read an object led by this key as the JSON text its string
+        // holds, parsed afresh with a fresh depth limit: a body would mean
+        // something it does not show, and could nest past every limit.
+        if body::holds_reserved_key(&bytes) {
+            return Err(ApiError::Validation(body::reserved_key_refusal()));
+        }
         serde_json::from_slice(&bytes)
             .map(StrictJson)
             .map_err(|e| ApiError::Validation(describe(&e)))

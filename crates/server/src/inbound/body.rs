@@ -61,6 +61,30 @@ pub enum NotAnObject {
 /// turn on) reads as "the value is raw JSON text" when it comes first.
 pub const RESERVED_KEY: &str = "$serde_json::private::RawValue";
 
+/// What a refused body is told (never quoting it).
+pub fn reserved_key_refusal() -> String {
+    format!("body must not hold the key {RESERVED_KEY}")
+}
+
+/// Whether an object anywhere in this JSON text holds the reserved key, so
+/// that no request body is read as raw JSON text it does not show: every
+/// JSON body the API reads (`http/json.rs`), where a `Value` field (a
+/// published event's payload, say) would otherwise become whatever its
+/// string holds. Malformed JSON answers `false` (its own parse refuses it)
+/// unless the key comes before what is malformed: a 400 either way.
+pub fn holds_reserved_key(raw: &[u8]) -> bool {
+    // The key's characters can only be spelled otherwise by a `\u` escape
+    // (none is one of the short escapes' `"`, `\`, `/` or controls), so a
+    // body without either costs no second pass.
+    let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    if !has(RESERVED_KEY.as_bytes()) && !has(b"\\u") {
+        return false;
+    }
+    // `Checked` raises one data error of its own (the key); every
+    // malformation is a syntax or end-of-input error.
+    matches!(serde_json::from_slice::<Checked>(raw), Err(e) if e.is_data())
+}
+
 /// Checks the whole body; `Ok` only for a well-formed JSON object.
 pub fn shape(raw: &[u8]) -> Result<Shape, NotAnObject> {
     match serde_json::from_slice::<Top>(raw) {
@@ -311,6 +335,32 @@ mod tests {
         }
         // A value that merely says it is fine.
         assert!(shape(br#"{"a":"$serde_json::private::RawValue"}"#).is_ok());
+    }
+
+    /// Any JSON body the API reads: the key refused wherever it stands,
+    /// however it is spelt; bodies without it, and malformed ones (their
+    /// own parse refuses them), pass.
+    #[test]
+    fn a_body_holding_the_reserved_key_is_found_at_any_depth() {
+        for raw in [
+            r#"{"payload":{"$serde_json::private::RawValue":"[1,2]"}}"#,
+            r#"{"payload":{"\u0024serde_json::private::RawValue":"[1,2]"}}"#,
+            r#"{"a":1,"payload":{"x":[{"$serde_json::private::Raw\u0056alue":"{}"}]}}"#,
+            r#"[{"$serde_json::private::RawValue":"1"}]"#,
+            // Malformed after the key: refused for the key.
+            r#"{"payload":{"$serde_json::private::RawValue":"x""#,
+        ] {
+            assert!(holds_reserved_key(raw.as_bytes()), "{raw}");
+        }
+        for raw in [
+            r#"{"payload":{"note":"$serde_json::private::RawValue"}}"#,
+            r#"{"payload":{"caf\u00e9":"\u00e9"}}"#,
+            r#"{"payload":{"a":"\\u0024"}}"#,
+            r#"{"payload":{"a":"\u0024"#,
+            r#"{}"#,
+        ] {
+            assert!(!holds_reserved_key(raw.as_bytes()), "{raw}");
+        }
     }
 
     #[test]

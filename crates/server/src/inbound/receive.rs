@@ -168,9 +168,7 @@ pub async fn accept(
     // Checked as strictly as a full parse, without building one.
     let shape = body::shape(&raw).map_err(|e| {
         ApiError::Validation(match e {
-            body::NotAnObject::ReservedKey => {
-                format!("body must not hold the key {}", body::RESERVED_KEY)
-            }
+            body::NotAnObject::ReservedKey => body::reserved_key_refusal(),
             _ => "body must be a JSON object".into(),
         })
     })?;

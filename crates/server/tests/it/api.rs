@@ -367,6 +367,35 @@ async fn publish_is_idempotent_on_id(backend: Backend) {
         let (status, err, _) = app.post("/v1/events", &p, bad.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {err}");
     }
+    // serde_json's raw-value key would make a payload the JSON text its
+    // string holds (here `{"n":1}`, parsed afresh past the depth limit):
+    // refused wherever it stands, spelt plainly or escaped.
+    let reserved = "$serde_json::private::RawValue";
+    let escaped = r#"{"accountId":"acct_a","eventType":"t","payload":{"\u0024serde_json::private::RawValue":"{\"n\":1}"}}"#;
+    for body in [
+        json!({"accountId": "acct_a", "eventType": "t", "payload": {reserved: "{\"n\":1}"}})
+            .to_string(),
+        json!({"accountId": "acct_a", "eventType": "t", "payload": {"a": [{reserved: "{}"}]}})
+            .to_string(),
+        escaped.to_owned(),
+    ] {
+        let resp = app
+            .http
+            .post(app.url("/v1/events"))
+            .bearer_auth(&p)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+        let err: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(
+            err["error"]["message"],
+            format!("body must not hold the key {reserved}")
+        );
+    }
     let stats = app
         .state
         .store
