@@ -35,6 +35,14 @@ fuzz_target!(|data: &[u8]| {
         Ok(v) if !v.is_object() => Err(NotAnObject::OtherValue),
         Ok(v) => Ok(v["id"].as_str().map(str::to_owned)),
     };
+    // Every other JSON body the API reads is refused for the key by a check
+    // that skips a body spelling neither it nor a `\u` escape: the skip never
+    // hides one, and the check agrees with the body check's verdict.
+    assert_eq!(
+        hookwarden_server::inbound::body::holds_reserved_key(data),
+        shape == Err(NotAnObject::ReservedKey),
+        "the reserved-key check disagrees with the body check"
+    );
     if shape == Err(NotAnObject::ReservedKey) {
         // Refused on purpose where a full parse would read the body as
         // other JSON; only a body naming the key (perhaps escaped) is.
