@@ -91,10 +91,8 @@ async fn set_schema(
     request_id: &str,
 ) -> ApiResult<EventTypeView> {
     hookwarden_core::validate::event_type(name)?;
-    if crate::outbound::intake::holds_nul(&body.schema) {
-        return Err(ApiError::Validation(
-            "schema: must not contain the character U+0000".into(),
-        ));
+    if let Some(why) = crate::outbound::intake::unstorable(&body.schema) {
+        return Err(ApiError::Validation(format!("schema: {why}")));
     }
     crate::outbound::schemas::compile(&body.schema).map_err(ApiError::Validation)?;
     let description = body.description.unwrap_or_default();

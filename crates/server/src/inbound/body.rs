@@ -337,6 +337,15 @@ mod tests {
         assert!(shape(br#"{"a":"$serde_json::private::RawValue"}"#).is_ok());
     }
 
+    /// The key is serde_json's private one, copied here: if serde_json ever
+    /// spells it otherwise, this fails and `RESERVED_KEY` must follow.
+    #[test]
+    fn serde_json_still_reads_the_reserved_key_as_raw_json_text() {
+        let read: Value =
+            serde_json::from_str(r#"{"$serde_json::private::RawValue":"[1]"}"#).expect("parses");
+        assert_eq!(read, serde_json::json!([1]));
+    }
+
     /// Any JSON body the API reads: the key refused wherever it stands,
     /// however it is spelt; bodies without it, and malformed ones (their
     /// own parse refuses them), pass.
@@ -349,9 +358,19 @@ mod tests {
             r#"[{"$serde_json::private::RawValue":"1"}]"#,
             // Malformed after the key: refused for the key.
             r#"{"payload":{"$serde_json::private::RawValue":"x""#,
+            // Not first (harmless in this parse, but first once stored with
+            // its keys sorted).
+            r#"{"payload":{"zzzz":1,"$serde_json::private::RawValue":"0"}}"#,
         ] {
             assert!(holds_reserved_key(raw.as_bytes()), "{raw}");
         }
+        // At the deepest a parse reaches (serde_json stops at 128 levels).
+        let deep = format!(
+            "{}{{\"$serde_json::private::RawValue\":1}}{}",
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        assert!(holds_reserved_key(deep.as_bytes()));
         for raw in [
             r#"{"payload":{"note":"$serde_json::private::RawValue"}}"#,
             r#"{"payload":{"caf\u00e9":"\u00e9"}}"#,

@@ -2,6 +2,7 @@
 //! the edge, commit (event plus its pending attempts), then wake the worker.
 //! Nothing is acknowledged before the commit.
 
+use crate::inbound::body;
 use crate::shared::state::AppState;
 use crate::shared::traces::Span;
 use hookwarden_core::{ids, validate};
@@ -51,12 +52,8 @@ pub fn validate(req: &PublishRequest) -> Result<(), IntakeError> {
     validate::identifier("accountId", &req.account_id).map_err(invalid)?;
     validate::event_type(&req.event_type).map_err(invalid)?;
     validate::payload(&req.payload).map_err(invalid)?;
-    if holds_nul(&req.payload) {
-        // PostgreSQL's jsonb cannot hold U+0000; SQLite could, but both
-        // backends answer alike (README: "Payloads").
-        return Err(IntakeError::Invalid(
-            "payload: must not contain the character U+0000 (\\u0000) in a key or a string".into(),
-        ));
+    if let Some(why) = unstorable(&req.payload) {
+        return Err(IntakeError::Invalid(format!("payload: {why}")));
     }
     if let Some(id) = &req.id {
         validate::identifier("id", id).map_err(invalid)?;
@@ -64,14 +61,33 @@ pub fn validate(req: &PublishRequest) -> Result<(), IntakeError> {
     Ok(())
 }
 
-/// Does U+0000 appear in any key or string of `value`?
-pub fn holds_nul(value: &Value) -> bool {
+/// Why a JSON value (a payload, a schema) could not be stored and read
+/// back as it is, if it could not: U+0000 in a key or a string
+/// (PostgreSQL's jsonb cannot hold it; SQLite could, but both backends
+/// answer alike, README: "Payloads"), or serde_json's reserved raw-value
+/// key at any place (stored, an object led by it would be read back as the
+/// JSON text its string holds, or not at all). Every way in refuses a raw
+/// body holding the key (`inbound/body.rs`); this holds whichever way a
+/// value came.
+pub fn unstorable(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(holds_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        Value::String(s) => s.contains('\0').then(nul),
+        Value::Array(items) => items.iter().find_map(unstorable),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(nul())
+            } else if k == body::RESERVED_KEY {
+                Some(format!("must not hold the key {}", body::RESERVED_KEY))
+            } else {
+                unstorable(v)
+            }
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
     }
+}
+
+fn nul() -> String {
+    "must not contain the character U+0000 (\\u0000) in a key or a string".into()
 }
 
 /// Validates, stores and acknowledges one event. `span` is the step's span
@@ -149,4 +165,26 @@ pub async fn publish(
         deliveries,
         duplicate,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Whatever way a value came, one that could not be read back as it is
+    /// stored is refused: U+0000, or the raw-value key at any place.
+    #[test]
+    fn values_that_would_not_read_back_are_unstorable() {
+        let reserved = body::RESERVED_KEY;
+        for value in [
+            json!({"to": "a\u{0}b"}),
+            json!({"a\u{0}": 1}),
+            json!({"zzzz": 1, reserved: "0"}),
+            json!({"a": [{"b": {reserved: "{}"}}]}),
+        ] {
+            assert!(unstorable(&value).is_some(), "{value}");
+        }
+        assert_eq!(unstorable(&json!({"a": [reserved, {"b": null}]})), None);
+    }
 }

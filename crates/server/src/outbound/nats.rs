@@ -4,6 +4,7 @@
 //! we accepted: the database does.
 
 use crate::config::{format_bytes, NatsSettings};
+use crate::inbound::body;
 use crate::outbound::intake::{self, IntakeError, PublishRequest};
 use crate::shared::retry::DeadLetterSink;
 use crate::shared::state::AppState;
@@ -282,12 +283,21 @@ impl Nats {
         );
         span.set("messaging.system", "nats");
         span.set("messaging.destination.name", msg.subject.as_str());
-        let parsed: Result<PublishRequest, _> = serde_json::from_slice(&msg.payload);
+        // Read as the HTTP API reads a body (`http/json.rs`): a message
+        // holding serde_json's reserved raw-value key is refused, not read
+        // as the JSON text its string holds.
+        let parsed: Result<PublishRequest, String> = if body::holds_reserved_key(&msg.payload) {
+            Err(body::reserved_key_refusal())
+        } else {
+            serde_json::from_slice(&msg.payload).map_err(|e| {
+                format!(
+                    "malformed message: {}",
+                    e.to_string().split(" at line ").next().unwrap_or("")
+                )
+            })
+        };
         let verdict = match parsed {
-            Err(e) => Err(format!(
-                "malformed message: {}",
-                e.to_string().split(" at line ").next().unwrap_or("")
-            )),
+            Err(e) => Err(e),
             Ok(req) => match intake::publish(state, req, &producer, "nats", &mut span).await {
                 Ok(_) => Ok(()),
                 // Whatever the cause (the database refusing this very

@@ -185,8 +185,14 @@ pub fn text(v: &Value) -> Markup {
     }
 }
 
-/// A body as text: pretty-printed when it is JSON, else as it came.
+/// A body as text: pretty-printed when it is JSON, else as it came (also
+/// when it holds serde_json's raw-value key, which a parse would show as
+/// the JSON text its string holds: a receiver's answer could dress itself
+/// up as another).
 pub fn pretty(body: &str) -> String {
+    if crate::inbound::body::holds_reserved_key(body.as_bytes()) {
+        return body.to_owned();
+    }
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
@@ -244,4 +250,17 @@ pub fn joined(v: &Value) -> String {
                 .join(", ")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A receiver's answer is shown as the JSON it is, or as it came: never
+    /// as the other JSON a parse would read into it.
+    #[test]
+    fn a_body_is_shown_as_it_came_when_a_parse_would_show_another() {
+        assert_eq!(super::pretty(r#"{"a":1}"#), "{\n  \"a\": 1\n}");
+        assert_eq!(super::pretty("not json"), "not json");
+        let dressed = r#"{"$serde_json::private::RawValue":"{\"status\":\"ok\"}"}"#;
+        assert_eq!(super::pretty(dressed), dressed);
+    }
 }

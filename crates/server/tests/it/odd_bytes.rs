@@ -1,5 +1,6 @@
 //! Odd bytes are stored or refused, never looped: a receiver answering with
-//! NUL bytes or gzip, a payload holding U+0000 (over HTTP and NATS), a NATS
+//! NUL bytes or gzip, a payload holding U+0000 (over HTTP and NATS) or
+//! serde_json's raw-value key (over NATS; HTTP: `api.rs`), a NATS
 //! message the database refuses, and an outcome whose write fails.
 
 use crate::helpers::*;
@@ -17,7 +18,7 @@ use std::time::Duration;
 on_both!(
     receivers_answering_nul_or_gzip_bytes_are_recorded_once,
     payloads_holding_nul_are_refused_over_http,
-    payloads_holding_nul_are_dead_lettered_over_nats,
+    payloads_holding_nul_or_the_raw_value_key_are_dead_lettered_over_nats,
     nats_messages_that_fail_to_store_are_dead_lettered_after_bounded_deliveries,
     an_outcome_that_cannot_be_written_is_recorded_generically,
 );
@@ -168,6 +169,23 @@ async fn consumer_settles(nats: &NatsTest) {
     assert_eq!((after.num_ack_pending, after.num_pending), (0, 0));
 }
 
+/// Publishes `message` to JetStream and waits up to `within` seconds for
+/// its dead-letter notice.
+async fn dead_letter_of(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    message: &str,
+    dead: &mut async_nats::Subscriber,
+    within: u64,
+) -> Value {
+    js.publish(subject, message.to_owned().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored by JetStream");
+    next_notice(dead, Duration::from_secs(within)).await
+}
+
 async fn next_notice(sub: &mut async_nats::Subscriber, within: Duration) -> Value {
     let msg = tokio::time::timeout(within, sub.next())
         .await
@@ -176,7 +194,7 @@ async fn next_notice(sub: &mut async_nats::Subscriber, within: Duration) -> Valu
     serde_json::from_slice(&msg.payload).expect("notice is JSON")
 }
 
-async fn payloads_holding_nul_are_dead_lettered_over_nats(backend: Backend) {
+async fn payloads_holding_nul_or_the_raw_value_key_are_dead_lettered_over_nats(backend: Backend) {
     let nats = NatsTest::new().await;
     let app = TestApp::with(
         backend,
@@ -192,24 +210,29 @@ async fn payloads_holding_nul_are_dead_lettered_over_nats(backend: Backend) {
         .await
         .expect("subscribe");
     let js = async_nats::jetstream::new(nats.client.clone());
-    // Written by hand: JSON allows the escape, PostgreSQL's jsonb does not.
-    let message =
-        r#"{"accountId":"acct_a","eventType":"t","payload":{"to":"a\u0000b"},"id":"evt_nul_1"}"#;
-    js.publish(format!("{}.dispatch", nats.prefix), message.into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored by JetStream");
-    let notice = next_notice(&mut dead, Duration::from_secs(15)).await;
-    assert_eq!(notice["kind"], "intake");
-    assert!(
-        notice["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("U+0000"),
-        "{notice}"
-    );
-    assert_eq!(notice["message"], message, "kept to be repaired");
+    for (message, reason) in [
+        // Written by hand: JSON allows the escape, PostgreSQL's jsonb does not.
+        (
+            r#"{"accountId":"acct_a","eventType":"t","payload":{"to":"a\u0000b"},"id":"evt_nul_1"}"#,
+            "U+0000",
+        ),
+        // Not first, serde_json keeps the key as any other; stored (keys
+        // sorted) it would come first, and the payload would be read back as
+        // the JSON text `0` followed by more: never again.
+        (
+            r#"{"accountId":"acct_a","eventType":"t","payload":{"zzzz":1,"$serde_json::private::RawValue":"0"},"id":"evt_raw_1"}"#,
+            "must not hold the key $serde_json::private::RawValue",
+        ),
+    ] {
+        let subject = format!("{}.dispatch", nats.prefix);
+        let notice = dead_letter_of(&js, subject, message, &mut dead, 15).await;
+        assert_eq!(notice["kind"], "intake");
+        assert!(
+            notice["reason"].as_str().expect("reason").contains(reason),
+            "{notice}"
+        );
+        assert_eq!(notice["message"], message, "kept to be repaired");
+    }
     consumer_settles(&nats).await;
     assert!(
         tokio::time::timeout(Duration::from_millis(500), dead.next())
@@ -255,13 +278,8 @@ async fn nats_messages_that_fail_to_store_are_dead_lettered_after_bounded_delive
     let js = async_nats::jetstream::new(nats.client.clone());
     let subject = format!("{}.dispatch", nats.prefix);
     let refused = json!({"accountId": "acct_a", "eventType": "refused.type", "payload": {"n": 1}});
-    js.publish(subject.clone(), refused.to_string().into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored by JetStream");
     // 1 + 2 + 4 + 8 s between the five deliveries.
-    let notice = next_notice(&mut dead, Duration::from_secs(30)).await;
+    let notice = dead_letter_of(&js, subject.clone(), &refused.to_string(), &mut dead, 30).await;
     assert_eq!(notice["kind"], "intake");
     let reason = notice["reason"].as_str().expect("reason");
     assert!(
