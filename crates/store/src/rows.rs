@@ -162,6 +162,26 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
 }
 
 /// A delivery try (`ATTEMPT_COLUMNS`).
+/// Claimed tries, each read on its own: a row that cannot be read (a
+/// payload holding serde_json's raw-value key, stored before every way in
+/// refused it, say) is left out with an error naming it, rather than
+/// failing the claim of every try claimed with it (and, due first, every
+/// claim after). It keeps its lease until that runs out, and is named
+/// again at each claim of it, for the operator to mend.
+pub(crate) fn claimed_attempts<R: Columns>(rows: &[R]) -> Vec<Attempt> {
+    rows.iter()
+        .filter_map(|row| match attempt(row) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let id = row.get::<String>("id").unwrap_or_default();
+                tracing::error!(attempt.id = %id, error.message = %e,
+                    "a claimed try could not be read; left out of the claim");
+                None
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn attempt(row: &impl Columns) -> Result<Attempt> {
     Ok(Attempt {
         id: row.get("id")?,

@@ -22,6 +22,7 @@ on_both!(
     client_ids_are_scoped_to_producer_and_account,
     client_ids_survive_the_migration_that_scoped_them,
     concurrent_claims_never_share_an_attempt,
+    a_try_that_cannot_be_read_is_left_out_of_its_claim,
     complete_schedules_next_and_history_is_append_only,
     one_try_finished_twice_at_once_is_recorded_once,
     a_stale_outcome_beside_the_lease_holders_does_not_hide_it,
@@ -1082,6 +1083,44 @@ async fn a_paused_endpoint_s_tries_wait_out_the_pause(backend: Backend) {
         w.throttled_until.map(|t| t.timestamp_millis()),
         Some(until.timestamp_millis())
     );
+}
+
+/// A try whose stored row cannot be read (here a snapshot led by
+/// serde_json's raw-value key, which no way in now accepts, written by
+/// hand) is claimed, named in the log and left out: the tries claimed with
+/// it go on, where before the whole claim failed, every time.
+async fn a_try_that_cannot_be_read_is_left_out_of_its_claim(backend: Backend) {
+    let (db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    let e = event("acct_a", "t");
+    s.publish_event(&e).await.expect("publish");
+    let now = match backend {
+        Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) * 1000",
+        Backend::Postgres => "now()",
+    };
+    let insert = format!(
+        "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
+           due_at, payload_snapshot, created_at) VALUES ('att_unreadable', '{}', '{}', 'acct_a', 2, \
+           'pending', {now}, '{{\"$serde_json::private::RawValue\":\"0\",\"{}\":1}}', {now})",
+        e.id,
+        w.id,
+        "z".repeat(40)
+    );
+    raw_execute(backend, &db.url, &insert)
+        .await
+        .expect("written by hand");
+    let claimed = claim(&s, "w1", Utc::now() + Duration::seconds(2), 30, 10).await;
+    assert_eq!(
+        claimed.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1],
+        "the readable try is claimed"
+    );
+    // The unreadable one was claimed too (it holds the lease), not skipped
+    // by the query.
+    let held = "UPDATE delivery_attempts SET lease_until = lease_until \
+                WHERE id = 'att_unreadable' AND claimed_by = 'w1'";
+    assert_eq!(raw_execute(backend, &db.url, held).await, Ok(1));
 }
 
 /// Claims up to `limit` attempts due at `now` for `worker`, leased `secs` seconds.

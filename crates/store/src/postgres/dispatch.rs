@@ -225,7 +225,7 @@ impl Store for PgStore {
         let sql =
             format!("SELECT {ATTEMPT_COLUMNS} FROM hook.claim_attempts($1, $2, $3, $4, $5, $6)");
         let rows = self.claim_rows(&sql, c, &self.due_floor).await?;
-        rows.iter().map(rows::attempt).collect()
+        Ok(rows::claimed_attempts(&rows))
     }
 
     async fn claim_due_with_webhooks(
@@ -260,7 +260,7 @@ impl Store for PgStore {
                 webhooks.insert(w.id.clone(), w);
             }
         }
-        let attempts = rows.iter().map(rows::attempt).collect::<Result<Vec<_>>>()?;
+        let attempts = rows::claimed_attempts(&rows);
         // The join reads the statement's snapshot, taken before the claim's
         // own: a webhook created just before its try was queued may be
         // missing there. Asked again (rare: a deleted webhook's tries die

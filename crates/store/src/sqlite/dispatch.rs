@@ -233,7 +233,7 @@ impl Store for SqliteStore {
         );
         // A lease lost in a power cut only repeats a try (`relaxed.rs`).
         let rows = super::relaxed::claim(&self.writer, sql, c).await?;
-        rows.iter().map(rows::attempt).collect()
+        Ok(rows::claimed_attempts(&rows))
     }
 
     async fn release(&self, attempt_ids: &[String], worker_id: &str) -> Result<()> {
