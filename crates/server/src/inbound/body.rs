@@ -63,7 +63,12 @@ pub const RESERVED_KEY: &str = "$serde_json::private::RawValue";
 
 /// What a refused body is told (never quoting it).
 pub fn reserved_key_refusal() -> String {
-    format!("body must not hold the key {RESERVED_KEY}")
+    format!("body {}", reserved_key_rule())
+}
+
+/// The rule, for whatever holds the key (a body, a payload, a schema).
+pub fn reserved_key_rule() -> String {
+    format!("must not hold the key {RESERVED_KEY}")
 }
 
 /// Whether an object anywhere in this JSON text holds the reserved key, so

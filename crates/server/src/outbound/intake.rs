@@ -77,7 +77,7 @@ pub fn unstorable(value: &Value) -> Option<String> {
             if k.contains('\0') {
                 Some(nul())
             } else if k == body::RESERVED_KEY {
-                Some(format!("must not hold the key {}", body::RESERVED_KEY))
+                Some(body::reserved_key_rule())
             } else {
                 unstorable(v)
             }

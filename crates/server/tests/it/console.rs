@@ -14,6 +14,7 @@ on_both!(
     sign_in_refuses_wrong_keys_and_limits_attempts,
     sessions_expire_and_sign_out_ends_them,
     pages_escape_what_they_show_and_forbid_inline_script,
+    a_receivers_answer_is_shown_as_it_came_and_escaped,
 );
 
 /// A browser-like client: cookies by hand, redirects not followed.
@@ -414,6 +415,47 @@ async fn pages_escape_what_they_show_and_forbid_inline_script(backend: Backend) 
     let id = created["id"].as_str().expect("id");
     let (_, op_page) = page(&app, &console, &format!("/console/webhooks/{id}")).await;
     assert!(!op_page.contains("<script>alert"), "{op_page}");
+    app.stop().await;
+}
+
+/// A receiver's answer dressed up with serde_json's raw-value key (a parse
+/// would show the JSON its string holds) and markup: the delivery's page
+/// shows the answer as it came, escaped, never the other JSON.
+async fn a_receivers_answer_is_shown_as_it_came_and_escaped(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let rx = Receiver::start().await;
+    let dressed = r#"{"$serde_json::private::RawValue":"{\"status\":\"<b>all good</b>\"}"}"#;
+    rx.set_default(Reply::Full {
+        status: 200,
+        headers: vec![("content-type", "application/json".into())],
+        body: dressed.into(),
+    });
+    let (webhook, _) = app
+        .create_webhook("acct_a", &rx.url("/hook"), &["invoice.paid"])
+        .await;
+    app.publish("acct_a", "invoice.paid", json!({"n": 1})).await;
+    app.deliver_until(std::time::Duration::from_secs(20), || rx.count() == 1)
+        .await;
+    // The outcome is recorded just after the answer.
+    let mut id = String::new();
+    for _ in 0..100 {
+        let items = app.deliveries("acct_a", &webhook).await;
+        if let Some(d) = items.iter().find(|d| d["responsePreview"].is_string()) {
+            id = d["id"].as_str().expect("id").to_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!id.is_empty(), "the outcome was recorded");
+    let console = sign_in(&app).await;
+    let (status, html) = page(&app, &console, &format!("/console/deliveries/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("$serde_json::private::RawValue"),
+        "shown as it came: {html}"
+    );
+    assert!(html.contains("&lt;b&gt;all good&lt;/b&gt;"), "{html}");
+    assert!(!html.contains("<b>all good"), "{html}");
     app.stop().await;
 }
 
