@@ -205,6 +205,12 @@ async fn the_logged_head_moves_back_loudly_when_newest_entries_are_removed(backe
         )
         .await;
     }
+    // tracing caches each log line's interest across all subscribers, but
+    // while only one subscriber is registered it asks the registering
+    // thread's own: another test's server logging the head first, on its own
+    // thread, would cache "nobody listens" past this test's subscriber. The
+    // binary's global capture makes two, so every thread's answer counts ours.
+    crate::logs::capture();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
