@@ -105,9 +105,8 @@ impl Subscriber {
             account_id: row.get("account_id")?,
             event_types: row.get::<sqlx::types::Json<Vec<String>>>("event_types")?.0,
             paused_until: row.opt_time("throttled_until")?,
-            filter: row
-                .get::<Option<sqlx::types::Json<serde_json::Value>>>("payload_filter")?
-                .and_then(|f| PayloadFilter::parse(&f.0).ok()),
+            filter: rows::opt_json(row, "payload_filter")?
+                .and_then(|f| PayloadFilter::parse(&f).ok()),
         })
     }
 }

@@ -105,6 +105,91 @@ fn opt_status(text: Option<String>) -> Result<Option<AttemptStatus>> {
     text.as_deref().map(status).transpose()
 }
 
+/// A JSON column, read back as it was stored (`Stored`).
+pub(crate) fn json(row: &impl Columns, column: &str) -> Result<serde_json::Value> {
+    Ok(row.get::<Json<Stored>>(column)?.0 .0)
+}
+
+pub(crate) fn opt_json(row: &impl Columns, column: &str) -> Result<Option<serde_json::Value>> {
+    Ok(row.get::<Option<Json<Stored>>>(column)?.map(|j| j.0 .0))
+}
+
+/// A stored JSON value read exactly as it was stored. serde_json's own
+/// `Value` (with the `raw_value` feature, which axum and sqlx turn on)
+/// reads an object led by the key `$serde_json::private::RawValue` as the
+/// JSON text its string holds: a value holding that key, stored before
+/// every way in refused it, read back as other JSON than was stored, or
+/// not at all, and every list and claim holding it failed. This reader
+/// builds the value itself, so every key is an ordinary key.
+pub(crate) struct Stored(pub serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Stored {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StoredVisitor).map(Stored)
+    }
+}
+
+struct StoredVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StoredVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
+        // As serde_json's own reader: JSON holds no NaN nor infinity.
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|Stored(v)| v)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Stored(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some((k, Stored(v))) = map.next_entry::<String, Stored>()? {
+            object.insert(k, v);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
 /// A webhook (`WEBHOOK_COLUMNS`).
 pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
     let old = match (
@@ -138,9 +223,7 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
             failing_since: row.opt_time("failing_since")?,
         },
         controls: Controls {
-            headers: row
-                .get::<Option<Json<serde_json::Value>>>("headers")?
-                .map(|j| j.0),
+            headers: opt_json(row, "headers")?,
             secret_headers: match (
                 row.get::<Option<Vec<u8>>>("headers_enc")?,
                 row.get::<Option<String>>("headers_key_id")?,
@@ -148,9 +231,7 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
                 (Some(ciphertext), Some(key_id)) => Some(Sealed { key_id, ciphertext }),
                 _ => None,
             },
-            filter: row
-                .get::<Option<Json<serde_json::Value>>>("payload_filter")?
-                .map(|j| j.0),
+            filter: opt_json(row, "payload_filter")?,
             rate_limit_per_second: row
                 .opt_int("rate_limit_per_second")?
                 .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
@@ -163,8 +244,8 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
 
 /// A delivery try (`ATTEMPT_COLUMNS`).
 /// Claimed tries, each read on its own: a row that cannot be read (a
-/// payload holding serde_json's raw-value key, stored before every way in
-/// refused it, say) is left out with an error naming it, rather than
+/// snapshot holding a number past what any reader holds, written by hand,
+/// say) is left out with an error naming it, rather than
 /// failing the claim of every try claimed with it (and, due first, every
 /// claim after). It keeps its lease until that runs out, and is named
 /// again at each claim of it, for the operator to mend.
@@ -191,7 +272,7 @@ pub(crate) fn attempt(row: &impl Columns) -> Result<Attempt> {
         attempt: row.get("attempt")?,
         status: status(&row.get::<String>("status")?)?,
         due_at: row.time("due_at")?,
-        payload_snapshot: row.get::<Json<serde_json::Value>>("payload_snapshot")?.0,
+        payload_snapshot: json(row, "payload_snapshot")?,
         trace_parent: row.get("trace_parent")?,
         http_status: row.get("http_status")?,
         duration_ms: row.get("duration_ms")?,
@@ -209,7 +290,7 @@ pub(crate) fn event(row: &impl Columns) -> Result<NewEvent> {
         client_id: row.get("client_id")?,
         account_id: row.get("account_id")?,
         event_type: row.get("event_type")?,
-        payload: row.get::<Json<serde_json::Value>>("payload")?.0,
+        payload: json(row, "payload")?,
         producer: row.get("producer")?,
         created_at: row.time("created_at")?,
         trace_parent: row.get("trace_parent")?,
@@ -220,7 +301,7 @@ pub(crate) fn event(row: &impl Columns) -> Result<NewEvent> {
 pub(crate) fn event_type(row: &impl Columns) -> Result<EventType> {
     Ok(EventType {
         name: row.get("name")?,
-        schema: row.get::<Json<serde_json::Value>>("schema")?.0,
+        schema: json(row, "schema")?,
         description: row.get("description")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
@@ -277,7 +358,7 @@ pub(crate) fn inbound(row: &impl Columns) -> Result<InboundEvent> {
         delivery_id: row.get("delivery_id")?,
         body_sha256: row.get("body_sha256")?,
         raw_body: row.get("raw_body")?,
-        headers: row.get::<Json<serde_json::Value>>("headers")?.0,
+        headers: json(row, "headers")?,
         source_ip: row.get("source_ip")?,
         correlation_id: row.get("correlation_id")?,
         received_at: row.time("received_at")?,
@@ -356,4 +437,42 @@ pub(crate) fn age_seconds(now: DateTime<Utc>, oldest: Option<DateTime<Utc>>) -> 
     oldest
         .map(|o| (now - o).num_milliseconds().max(0) as f64 / 1000.0)
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stored;
+    use serde_json::json;
+
+    /// A value holding serde_json's raw-value key reads back as stored, the
+    /// key an ordinary key (serde_json's `Value` would read `[1,2]`), and
+    /// every other kind of value as serde_json reads it.
+    #[test]
+    fn a_stored_value_reads_back_as_it_was_stored() {
+        let text = r#"{"$serde_json::private::RawValue":"[1,2]","b":[1,{"c":null},true],"f":1.5,"n":-1,"u":18446744073709551615,"s":"\u00e9\n"}"#;
+        let Stored(read) = serde_json::from_str(text).expect("reads");
+        let mut expected = serde_json::Map::new();
+        expected.insert("$serde_json::private::RawValue".into(), json!("[1,2]"));
+        expected.insert("b".into(), json!([1, {"c": null}, true]));
+        expected.insert("f".into(), json!(1.5));
+        expected.insert("n".into(), json!(-1));
+        expected.insert("u".into(), json!(u64::MAX));
+        expected.insert("s".into(), json!("é\n"));
+        assert_eq!(read, serde_json::Value::Object(expected));
+        for plain in [
+            r#"[]"#,
+            r#"{}"#,
+            r#""x""#,
+            "0",
+            "-0.5e-3",
+            "null",
+            r#"[[[{"a":[]}]]]"#,
+        ] {
+            let Stored(read) = serde_json::from_str(plain).expect("reads");
+            let reference: serde_json::Value = serde_json::from_str(plain).expect("reads");
+            assert_eq!(read, reference, "{plain}");
+        }
+        // What no reader holds stays unreadable (a number past f64).
+        assert!(serde_json::from_str::<Stored>(r#"{"n":1e400}"#).is_err());
+    }
 }
