@@ -16,6 +16,7 @@ pub mod duration;
 pub mod ids;
 pub mod inbound;
 pub mod payload_filter;
+pub mod plain_json;
 pub mod secret;
 pub mod standard_webhooks;
 pub mod trace_context;

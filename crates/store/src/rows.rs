@@ -17,6 +17,7 @@ use crate::model::{
 use crate::sealed::{SealedColumn, SealedRow};
 use chrono::{DateTime, Utc};
 use hookwarden_core::crypto::Sealed;
+use hookwarden_core::plain_json::Plain;
 use sqlx::types::Json;
 use sqlx::{Decode, Postgres, Sqlite, Type};
 
@@ -105,89 +106,16 @@ fn opt_status(text: Option<String>) -> Result<Option<AttemptStatus>> {
     text.as_deref().map(status).transpose()
 }
 
-/// A JSON column, read back as it was stored (`Stored`).
+/// A JSON column, read back exactly as it was stored (`Plain`: serde_json's
+/// raw-value key an ordinary key, so a value holding it that was stored
+/// before every way in refused it reads as stored, not as other JSON or
+/// not at all).
 pub(crate) fn json(row: &impl Columns, column: &str) -> Result<serde_json::Value> {
-    Ok(row.get::<Json<Stored>>(column)?.0 .0)
+    Ok(row.get::<Json<Plain>>(column)?.0 .0)
 }
 
 pub(crate) fn opt_json(row: &impl Columns, column: &str) -> Result<Option<serde_json::Value>> {
-    Ok(row.get::<Option<Json<Stored>>>(column)?.map(|j| j.0 .0))
-}
-
-/// A stored JSON value read exactly as it was stored. serde_json's own
-/// `Value` (with the `raw_value` feature, which axum and sqlx turn on)
-/// reads an object led by the key `$serde_json::private::RawValue` as the
-/// JSON text its string holds: a value holding that key, stored before
-/// every way in refused it, read back as other JSON than was stored, or
-/// not at all, and every list and claim holding it failed. This reader
-/// builds the value itself, so every key is an ordinary key.
-pub(crate) struct Stored(pub serde_json::Value);
-
-impl<'de> serde::Deserialize<'de> for Stored {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(StoredVisitor).map(Stored)
-    }
-}
-
-struct StoredVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StoredVisitor {
-    type Value = serde_json::Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
-        // As serde_json's own reader: JSON holds no NaN nor infinity.
-        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Self::Value, D::Error> {
-        serde::Deserialize::deserialize(d).map(|Stored(v)| v)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Stored(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(serde_json::Value::Array(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some((k, Stored(v))) = map.next_entry::<String, Stored>()? {
-            object.insert(k, v);
-        }
-        Ok(serde_json::Value::Object(object))
-    }
+    Ok(row.get::<Option<Json<Plain>>>(column)?.map(|j| j.0 .0))
 }
 
 /// A webhook (`WEBHOOK_COLUMNS`).
@@ -437,42 +365,4 @@ pub(crate) fn age_seconds(now: DateTime<Utc>, oldest: Option<DateTime<Utc>>) -> 
     oldest
         .map(|o| (now - o).num_milliseconds().max(0) as f64 / 1000.0)
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Stored;
-    use serde_json::json;
-
-    /// A value holding serde_json's raw-value key reads back as stored, the
-    /// key an ordinary key (serde_json's `Value` would read `[1,2]`), and
-    /// every other kind of value as serde_json reads it.
-    #[test]
-    fn a_stored_value_reads_back_as_it_was_stored() {
-        let text = r#"{"$serde_json::private::RawValue":"[1,2]","b":[1,{"c":null},true],"f":1.5,"n":-1,"u":18446744073709551615,"s":"\u00e9\n"}"#;
-        let Stored(read) = serde_json::from_str(text).expect("reads");
-        let mut expected = serde_json::Map::new();
-        expected.insert("$serde_json::private::RawValue".into(), json!("[1,2]"));
-        expected.insert("b".into(), json!([1, {"c": null}, true]));
-        expected.insert("f".into(), json!(1.5));
-        expected.insert("n".into(), json!(-1));
-        expected.insert("u".into(), json!(u64::MAX));
-        expected.insert("s".into(), json!("é\n"));
-        assert_eq!(read, serde_json::Value::Object(expected));
-        for plain in [
-            r#"[]"#,
-            r#"{}"#,
-            r#""x""#,
-            "0",
-            "-0.5e-3",
-            "null",
-            r#"[[[{"a":[]}]]]"#,
-        ] {
-            let Stored(read) = serde_json::from_str(plain).expect("reads");
-            let reference: serde_json::Value = serde_json::from_str(plain).expect("reads");
-            assert_eq!(read, reference, "{plain}");
-        }
-        // What no reader holds stays unreadable (a number past f64).
-        assert!(serde_json::from_str::<Stored>(r#"{"n":1e400}"#).is_err());
-    }
 }

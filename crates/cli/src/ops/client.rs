@@ -212,7 +212,8 @@ impl Client {
         let status = response.status();
         let bytes = self.read_body(response, &url).await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).with_context(|| {
+            // Answers carry stored values as stored (`plain_json`).
+            return hookwarden_core::plain_json::from_slice(&bytes).with_context(|| {
                 format!(
                     "{} answered {status} with a body that is not JSON",
                     shown(&url)

@@ -100,7 +100,10 @@ impl ForwardQueue {
 
 /// The normalized event every internal service receives.
 pub fn normalized(event: &hookwarden_store::ingress::InboundEvent) -> Value {
-    let payload: Value = serde_json::from_slice(&event.raw_body).unwrap_or(Value::Null);
+    // As received: a body stored before the raw-value key was refused is
+    // forwarded as it came, not as the JSON text its key's string holds.
+    let payload: Value =
+        hookwarden_core::plain_json::from_slice(&event.raw_body).unwrap_or(Value::Null);
     json!({
         "id": event.id,
         "provider": event.provider,

@@ -78,7 +78,8 @@ impl Api {
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            // Our own answers carry stored values as stored (`plain_json`).
+            hookwarden_core::plain_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         if status.is_success() {
             return Ok(value);
