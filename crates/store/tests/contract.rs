@@ -1096,10 +1096,7 @@ async fn a_try_that_cannot_be_read_is_left_out_of_its_claim(backend: Backend) {
     s.create_webhook(&w).await.expect("webhook");
     let e = event("acct_a", "t");
     s.publish_event(&e).await.expect("publish");
-    let now = match backend {
-        Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) * 1000",
-        Backend::Postgres => "now()",
-    };
+    let now = now_sql(backend);
     let insert = format!(
         "INSERT INTO delivery_attempts (id, event_id, webhook_id, account_id, attempt, status, \
            due_at, payload_snapshot, created_at) VALUES ('att_unreadable', '{}', '{}', 'acct_a', 2, \
@@ -1138,10 +1135,7 @@ async fn a_payload_holding_the_raw_value_key_reads_back_as_stored(backend: Backe
     // keeps the reserved key first on both backends.
     let long = "z".repeat(40);
     let held = format!(r#"{{"$serde_json::private::RawValue":"[1,2]","{long}":1}}"#);
-    let now = match backend {
-        Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) * 1000",
-        Backend::Postgres => "now()",
-    };
+    let now = now_sql(backend);
     for sql in [
         format!("UPDATE events SET payload = '{held}' WHERE id = '{}'", e.id),
         // A try's snapshot is immutable: a second try holds it.
@@ -1171,6 +1165,14 @@ async fn a_payload_holding_the_raw_value_key_reads_back_as_stored(backend: Backe
         .find(|a| a.id == "att_held")
         .expect("held try");
     assert_eq!(held.payload_snapshot, expected);
+}
+
+/// The current time as a stored time, in SQL of `backend` (rows written by hand).
+fn now_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) * 1000",
+        Backend::Postgres => "now()",
+    }
 }
 
 /// Claims up to `limit` attempts due at `now` for `worker`, leased `secs` seconds.
