@@ -170,7 +170,6 @@ pub(crate) fn webhook(row: &impl Columns) -> Result<Webhook> {
     })
 }
 
-/// A delivery try (`ATTEMPT_COLUMNS`).
 /// Claimed tries, each read on its own: a row that cannot be read (a
 /// snapshot holding a number past what any reader holds, written by hand,
 /// say) is left out with an error naming it, rather than
@@ -191,6 +190,7 @@ pub(crate) fn claimed_attempts<R: Columns>(rows: &[R]) -> Vec<Attempt> {
         .collect()
 }
 
+/// A delivery try (`ATTEMPT_COLUMNS`).
 pub(crate) fn attempt(row: &impl Columns) -> Result<Attempt> {
     Ok(Attempt {
         id: row.get("id")?,

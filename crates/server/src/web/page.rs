@@ -185,15 +185,12 @@ pub fn text(v: &Value) -> Markup {
     }
 }
 
-/// A body as text: pretty-printed when it is JSON, else as it came (also
-/// when it holds serde_json's raw-value key, which a parse would show as
-/// the JSON text its string holds: a receiver's answer could dress itself
-/// up as another).
+/// A body as text: pretty-printed when it is JSON, else as it came. Read
+/// as it was written (`plain_json`): serde_json's own reading shows an
+/// object led by its raw-value key as the JSON text that key's string
+/// holds, so a receiver's answer could dress itself up as another.
 pub fn pretty(body: &str) -> String {
-    if crate::inbound::body::holds_reserved_key(body.as_bytes()) {
-        return body.to_owned();
-    }
-    serde_json::from_str::<Value>(body)
+    hookwarden_core::plain_json::from_slice(body.as_bytes())
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| body.to_owned())
@@ -261,6 +258,9 @@ mod tests {
         assert_eq!(super::pretty(r#"{"a":1}"#), "{\n  \"a\": 1\n}");
         assert_eq!(super::pretty("not json"), "not json");
         let dressed = r#"{"$serde_json::private::RawValue":"{\"status\":\"ok\"}"}"#;
-        assert_eq!(super::pretty(dressed), dressed);
+        assert_eq!(
+            super::pretty(dressed),
+            "{\n  \"$serde_json::private::RawValue\": \"{\\\"status\\\":\\\"ok\\\"}\"\n}"
+        );
     }
 }
