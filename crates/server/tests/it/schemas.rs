@@ -92,6 +92,24 @@ async fn schemas_are_enforced_at_publish_and_before_delivery(backend: Backend) {
         StatusCode::BAD_REQUEST,
         "remote references are never fetched: {err}"
     );
+    // serde_json's raw-value key would make the schema the JSON text its
+    // string holds (here one accepting anything): refused, nothing stored.
+    let (status, err, _) = app
+        .put(
+            "/v1/event-types/invoice.paid",
+            &billing,
+            json!({"schema": {"$serde_json::private::RawValue": "true"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("must not hold the key $serde_json::private::RawValue")),
+        "{err}"
+    );
+    let (status, _, _) = app.get("/v1/event-types/invoice.paid", &billing).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no schema was stored");
     let (status, body, _) = app
         .put(
             "/v1/event-types/invoice.paid",
