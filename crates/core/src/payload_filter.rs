@@ -5,7 +5,8 @@
 //! Values compare as JSON values, except that numbers compare by value
 //! (`1` equals `1.0`). A pointer to nothing matches nothing.
 
-use serde::{Deserialize, Serialize};
+use crate::plain_json::Plain;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// Longest pointer accepted.
@@ -22,11 +23,32 @@ pub struct PayloadFilter {
     /// member of a member (`~1` stands for `/`, `~0` for `~`).
     pub pointer: String,
     /// The value there must equal this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "plain"
+    )]
     pub equals: Option<Value>,
     /// The value there must equal one of these.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "plain_list"
+    )]
     pub one_of: Option<Vec<Value>>,
+}
+
+// The values are read by `plain_json`'s reader, not serde_json's `Value`:
+// a filter stored before every way in refused serde_json's raw-value key
+// would otherwise fail to read (and so filter nothing) or compare as other
+// JSON than was stored. `null` is no value, as before.
+
+fn plain<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Ok(Option::<Plain>::deserialize(d)?.map(|p| p.0))
+}
+
+fn plain_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Value>>, D::Error> {
+    Ok(Option::<Vec<Plain>>::deserialize(d)?.map(|v| v.into_iter().map(|p| p.0).collect()))
 }
 
 impl PayloadFilter {
@@ -138,6 +160,31 @@ mod tests {
         assert!(big.matches(&json!({"id": 9007199254740993u64})));
         let whole = filter(json!({"pointer": "", "equals": {"a": 1}})).expect("ok");
         assert!(whole.matches(&json!({"a": 1})));
+    }
+
+    #[test]
+    fn a_value_holding_the_raw_value_key_is_an_ordinary_value() {
+        // A filter stored before every way in refused the key, read back as
+        // stored (`plain_json`): it must read, and match as written, not be
+        // taken for the JSON text its string holds (nor fail, and so filter
+        // nothing).
+        let key = "$serde_json::private::RawValue";
+        let stored =
+            format!(r#"{{"pointer":"/a","oneOf":[{{"{key}":"{{\"b\":1}}"}},2],"equals":null}}"#);
+        let v = crate::plain_json::from_slice(stored.as_bytes()).expect("stored JSON");
+        let f = PayloadFilter::parse(&v).expect("reads");
+        let payload = |a: &str| {
+            crate::plain_json::from_slice(format!(r#"{{"a":{a}}}"#).as_bytes()).expect("payload")
+        };
+        assert!(f.matches(&payload(&format!(r#"{{"{key}":"{{\"b\":1}}"}}"#))));
+        assert!(!f.matches(&payload(r#"{"b":1}"#)), "not the inner text");
+        assert!(f.matches(&payload("2")));
+        let equals = format!(r#"{{"pointer":"/a","equals":{{"{key}":"1"}}}}"#);
+        let f =
+            PayloadFilter::parse(&crate::plain_json::from_slice(equals.as_bytes()).expect("json"))
+                .expect("reads");
+        assert!(f.matches(&payload(&format!(r#"{{"{key}":"1"}}"#))));
+        assert!(!f.matches(&payload("1")));
     }
 
     #[test]

@@ -24,6 +24,7 @@ on_both!(
     concurrent_claims_never_share_an_attempt,
     a_try_that_cannot_be_read_is_left_out_of_its_claim,
     a_payload_holding_the_raw_value_key_reads_back_as_stored,
+    a_payload_filter_holding_the_raw_value_key_filters_as_stored,
     complete_schedules_next_and_history_is_append_only,
     one_try_finished_twice_at_once_is_recorded_once,
     a_stale_outcome_beside_the_lease_holders_does_not_hide_it,
@@ -1165,6 +1166,38 @@ async fn a_payload_holding_the_raw_value_key_reads_back_as_stored(backend: Backe
         .find(|a| a.id == "att_held")
         .expect("held try");
     assert_eq!(held.payload_snapshot, expected);
+}
+
+/// A webhook's payload filter holding serde_json's raw-value key, stored
+/// before every way in refused it (written here by hand), filters as it was
+/// stored. Read with serde_json's own `Value`, the object was taken for the
+/// JSON text its string holds: other values than stored, or (as here) no
+/// filter at all, and a filter that does not read filters nothing: the
+/// webhook got every event of its types.
+async fn a_payload_filter_holding_the_raw_value_key_filters_as_stored(backend: Backend) {
+    let (db, s) = store(backend).await;
+    let w = new_webhook("acct_a", &["*"]);
+    s.create_webhook(&w).await.expect("webhook");
+    // serde_json's reading takes the key's string for JSON text: this one
+    // is none, so the whole filter failed to read.
+    let filter =
+        r#"{"pointer":"/tier","oneOf":[{"$serde_json::private::RawValue":"no JSON"},"gold"]}"#;
+    let sql = format!(
+        "UPDATE webhook_configs SET payload_filter = '{filter}' WHERE id = '{}'",
+        w.id
+    );
+    assert_eq!(raw_execute(backend, &db.url, &sql).await, Ok(1), "{sql}");
+    for tier in ["silver", "gold"] {
+        let mut e = event("acct_a", "t");
+        e.payload = json!({ "tier": tier });
+        s.publish_event(&e).await.expect("publish");
+    }
+    let claimed = claim(&s, "w1", Utc::now() + Duration::seconds(2), 30, 10).await;
+    let tiers: Vec<_> = claimed
+        .iter()
+        .map(|a| a.payload_snapshot["data"]["tier"].clone())
+        .collect();
+    assert_eq!(tiers, [json!("gold")], "only the matching event has a try");
 }
 
 /// The current time as a stored time, in SQL of `backend` (rows written by hand).
