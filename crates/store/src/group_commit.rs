@@ -8,8 +8,8 @@
 //! (an fsync, statements started in the database, a round trip) of its own
 //! that wakes the database's thread and then ours several times. So a batch
 //! may also linger for company (`Pace`): up to 20 ms for writes nobody
-//! waits on to answer a client (recorded tries), 5 ms for published
-//! events, whose producers wait on them.
+//! waits on to answer a client (recorded tries), 10 ms for published
+//! events, whose producers wait on them, 5 ms for inbound events on SQLite.
 
 use crate::error::{Result, StoreError};
 use async_trait::async_trait;
@@ -31,19 +31,35 @@ pub(crate) const OUTCOMES_LINGER: Linger = Linger {
 };
 
 /// How long a batch of published events may wait for more. Their
-/// callers (producers) wait on it for their answer, so
-/// the wait is short: at 500 events a second and more, it lets a commit
-/// (its fsync, and each statement's start in the database) carry three to
-/// six of them instead of one, for a few milliseconds more before the
-/// answer. Slower than that, `Pace` does not wait; nor in a burst, where
-/// batches form by themselves; nor, for a while, after a wait that found
-/// nobody (one caller, or a few, each waiting on its answer before
-/// sending the next). Nor after a batch of eight or more (at 1,600/s and
-/// more, every other batch): when many callers each wait on their answer
-/// to send the next, holding answers back holds their next requests back
-/// too (receiving flat out over 64 connections, which lingered so in a
-/// first version, fell 15 %).
-pub(crate) const ANSWERED_LINGER: Linger = Linger {
+/// callers (producers) wait on it for their answer, so the wait is
+/// bounded: from about 200 events a second, it lets a commit (its fsync,
+/// each statement's start in the database, the hand-offs to the
+/// database's thread) carry two to ten of them instead of one, for a few
+/// milliseconds more before the answer (p50 about 6 ms at 200–1,000/s, p99
+/// about 14 ms). 10 ms rather than 5: the CPU per event at a steady 200,
+/// 500 and 1,000/s fell by 24 %, 14 % and 11 % on SQLite and by 8–16 %,
+/// 13–16 % and 5–6 % on PostgreSQL, and 200/s, the costliest rate per
+/// event, lingers at all (README › Benchmarks › Sustained load). Slower
+/// than that, `Pace` does not wait; nor in a burst, where batches form by
+/// themselves; nor, for a while, after a wait that found nobody (one
+/// caller, or a few, each waiting on its answer before sending the next).
+/// Nor after a batch of eight or more (at 1,600/s and more, every other
+/// batch): when many callers each wait on their answer to send the next,
+/// holding answers back holds their next requests back too (receiving
+/// flat out over 64 connections, which lingered so in a first version,
+/// fell 15 %).
+pub(crate) const PUBLISH_LINGER: Linger = Linger {
+    most: Duration::from_millis(10),
+    after_fewer_than: 8,
+};
+
+/// How long a batch of inbound events may wait for more on SQLite (on
+/// PostgreSQL they do not wait, `Linger::NONE`). As publishes, but at most
+/// 5 ms: a provider waits on the answer, and the ingress keeps its p99
+/// under 20 ms at half the flat-out rate (8 ms with this wait, 2 without).
+/// There it cut the CPU per webhook from 61–64 µs to 54–55; flat out the
+/// batches are larger than eight and never wait.
+pub(crate) const INBOUND_LINGER: Linger = Linger {
     most: Duration::from_millis(5),
     after_fewer_than: 8,
 };
@@ -58,11 +74,10 @@ pub(crate) struct Linger {
 }
 
 impl Linger {
-    /// No waiting at all: inbound events. Their batches lingering as
-    /// publishes do measured no better receiving flat out on SQLite (60-61
-    /// µs per webhook either way) and slower on PostgreSQL, whose four
-    /// committers make small batches at any rate: 13,400 → 9,700 webhooks
-    /// a second.
+    /// No waiting at all: inbound events on PostgreSQL, whose four
+    /// committers make small batches at any rate; lingering as publishes
+    /// did, it received 13,400 → 9,700 webhooks a second flat out. (On
+    /// SQLite's single committer they linger briefly: `INBOUND_LINGER`.)
     pub(crate) const NONE: Linger = Linger {
         most: Duration::ZERO,
         after_fewer_than: 0,
@@ -211,7 +226,7 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
 /// sending the next: all of theirs were there at once, and the wait only
 /// held their next ones back), each such linger doubling the while, up to
 /// 64 batches. Nor, for writes whose callers wait on them, after a batch
-/// of `after_fewer_than` items or more (`ANSWERED_LINGER`).
+/// of `after_fewer_than` items or more (`PUBLISH_LINGER`, `INBOUND_LINGER`).
 struct Pace {
     linger: Linger,
     /// When the last batch began, and how many items it took.
@@ -332,18 +347,16 @@ mod tests {
             pace.took(t0, false, took, false);
             pace.gap(t1, WAITED)
         };
-        assert_eq!(
-            after(ANSWERED_LINGER, 1),
-            Some(Duration::from_millis(2)),
-            "1,000/s: about five more in 5 ms, each within 2 ms"
-        );
-        assert_eq!(after(ANSWERED_LINGER, 7), Some(LEAST_GAP));
-        assert_eq!(
-            after(ANSWERED_LINGER, 8),
-            None,
-            "a batch that formed by itself"
-        );
-        assert_eq!(after(ANSWERED_LINGER, 64), None);
+        for answered in [PUBLISH_LINGER, INBOUND_LINGER] {
+            assert_eq!(
+                after(answered, 1),
+                Some(Duration::from_millis(2)),
+                "1,000/s: about five more in 5 ms, each within 2 ms"
+            );
+            assert_eq!(after(answered, 7), Some(LEAST_GAP));
+            assert_eq!(after(answered, 8), None, "a batch that formed by itself");
+            assert_eq!(after(answered, 64), None);
+        }
         assert!(after(OUTCOMES_LINGER, 64).is_some());
     }
 
@@ -389,7 +402,7 @@ mod tests {
     #[test]
     fn a_few_callers_waiting_on_their_answers_stop_lingering() {
         let mut t = Instant::now();
-        let mut pace = Pace::new(ANSWERED_LINGER);
+        let mut pace = Pace::new(PUBLISH_LINGER);
         let lingered = lingers_in_200(&mut pace, &mut t, 2);
         assert!(lingered <= 10, "{lingered} lingers in 200 batches of two");
         // A linger that found a third: the pauses end.

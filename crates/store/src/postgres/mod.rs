@@ -133,7 +133,7 @@ impl PgStore {
                 Arc::clone(&births),
             ),
             2,
-            crate::group_commit::ANSWERED_LINGER,
+            crate::group_commit::PUBLISH_LINGER,
         );
         let claims = Pinned::new(unsynced.clone(), 2);
         let hot = Pinned::new(pool.clone(), 4);

@@ -182,7 +182,7 @@ impl SqliteStore {
         let inbound = Batcher::lingering(
             batch::Inbound(writer.clone()),
             1,
-            crate::group_commit::Linger::NONE,
+            crate::group_commit::INBOUND_LINGER,
         );
         let completions = Batcher::lingering(
             batch::Completions(writer.clone()),
@@ -196,7 +196,7 @@ impl SqliteStore {
                 births: std::sync::Arc::clone(&births),
             },
             1,
-            crate::group_commit::ANSWERED_LINGER,
+            crate::group_commit::PUBLISH_LINGER,
         );
         Ok(Self {
             writer,
