@@ -59,7 +59,17 @@ pub struct Operational {
     wake: Arc<Wake>,
     clock: Clock,
     /// Whether an operational webhook existed, and when that was read.
-    listening: Mutex<Option<(bool, Instant)>>,
+    listening: Mutex<Listening>,
+}
+
+/// The cached answer, and how many times the webhooks changed: a look
+/// that began before a change keeps its answer to itself (it may have read
+/// the list before a webhook was added, and would otherwise hide that
+/// webhook for `LOOK_EVERY`).
+#[derive(Default)]
+struct Listening {
+    answer: Option<(bool, Instant)>,
+    changes: u64,
 }
 
 impl Operational {
@@ -68,13 +78,19 @@ impl Operational {
             store,
             wake,
             clock,
-            listening: Mutex::new(None),
+            listening: Mutex::new(Listening::default()),
         }
     }
 
     /// The operational webhooks changed: read again before the next event.
     pub fn changed(&self) {
-        *self.listening.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut listening = self.listening();
+        listening.answer = None;
+        listening.changes += 1;
+    }
+
+    fn listening(&self) -> std::sync::MutexGuard<'_, Listening> {
+        self.listening.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether `account_id` is the operational account (its endpoints'
@@ -112,11 +128,15 @@ impl Operational {
     }
 
     async fn anyone_listening(&self) -> bool {
-        if let Some((any, at)) = *self.listening.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < LOOK_EVERY {
-                return any;
+        let changes = {
+            let listening = self.listening();
+            if let Some((any, at)) = listening.answer {
+                if at.elapsed() < LOOK_EVERY {
+                    return any;
+                }
             }
-        }
+            listening.changes
+        };
         let any = match self.store.list_webhooks(Some(ACCOUNT), None, 1).await {
             Ok(page) => !page.items.is_empty(),
             Err(e) => {
@@ -124,7 +144,10 @@ impl Operational {
                 return false;
             }
         };
-        *self.listening.lock().unwrap_or_else(|p| p.into_inner()) = Some((any, Instant::now()));
+        let mut listening = self.listening();
+        if listening.changes == changes {
+            listening.answer = Some((any, Instant::now()));
+        }
         any
     }
 }
