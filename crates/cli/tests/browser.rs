@@ -233,7 +233,7 @@ fn attack_sessions() {
 fn attack_session_ttl() {
     scenario(
         "attack_session_ttl",
-        &[("HOOKWARDEN_CONSOLE_SESSION_TTL", "3s")],
+        &[("HOOKWARDEN_CONSOLE_SESSION_TTL", "10s")],
     );
 }
 

@@ -1,5 +1,5 @@
 """Attack: an expired console session. The server runs with
-HOOKWARDEN_CONSOLE_SESSION_TTL=3s: the cookie says so, and once the time is
+HOOKWARDEN_CONSOLE_SESSION_TTL=10s: the cookie says so, and once the time is
 up the console sends the browser to sign in — also when the old cookie is
 put back by hand, and a POST with it and its CSRF token is refused."""
 
@@ -8,8 +8,8 @@ import time
 
 from harness import OPERATOR_KEY, browser, check, heading, path, sign_in, url
 
-TTL = 3
-check(os.environ.get("HOOKWARDEN_CONSOLE_SESSION_TTL") == f"{TTL}s", "run with HOOKWARDEN_CONSOLE_SESSION_TTL=3s")
+TTL = 10
+check(os.environ.get("HOOKWARDEN_CONSOLE_SESSION_TTL") == f"{TTL}s", "run with HOOKWARDEN_CONSOLE_SESSION_TTL=10s")
 
 with browser() as page:
     sign_in(page, OPERATOR_KEY)

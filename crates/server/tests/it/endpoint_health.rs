@@ -284,9 +284,7 @@ async fn one_recovery_a_minute_holds_across_replicas() {
     let path = format!("/v1/webhooks/{id}/recover");
     let since = json!({"since": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339()});
     // Both in one minute: not in its last seconds.
-    while chrono::Utc::now().timestamp() % 60 > 50 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    early_in_a_minute(10).await;
     let (status, body, _) = a.post(&path, &a.tenant("acct_a"), since.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let (status, body, headers) = b.post(&path, &b.tenant("acct_a"), since).await;

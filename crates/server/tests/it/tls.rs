@@ -299,6 +299,7 @@ impl HttpsReceiver {
                             headers,
                             body,
                             path,
+                            at: std::time::Instant::now(),
                         },
                     ));
                     "ok"

@@ -31,6 +31,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub path: String,
+    /// When it arrived (a test polling for it may look much later).
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -110,6 +112,7 @@ impl Receiver {
             headers,
             body,
             path,
+            at: std::time::Instant::now(),
         });
         let reply = self
             .replies
