@@ -166,7 +166,6 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
             // How many were there without waiting: a linger is judged by
             // what it adds to them.
             let mut ready = None;
-            let mut wait = gap;
             loop {
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -175,15 +174,12 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
                     }
                 }
                 ready.get_or_insert(batch.len());
-                let Some(now_wait) = wait.filter(|_| batch.len() < MAX_BATCH) else {
+                let Some(gap) = gap.filter(|_| batch.len() < MAX_BATCH) else {
                     break;
                 };
-                let until = (Instant::now() + now_wait).min(begun + linger.most);
+                let until = (Instant::now() + gap).min(begun + linger.most);
                 match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(next)) => {
-                        batch.push(next);
-                        wait = gap.map(|g| next_wait(g, begun.elapsed(), batch.len()));
-                    }
+                    Ok(Some(next)) => batch.push(next),
                     // The time is up, nobody came within the gap (whoever
                     // could is waiting on this batch, say), or the store is
                     // gone: commit these.
@@ -213,21 +209,6 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Queue<W>, linger: Linger) {
             }
         }
     }
-}
-
-/// How long a lingering batch of `items`, begun `since` ago, waits for its
-/// next item: at most the pace's `gap`, and at most twice the mean
-/// interval between the items it has (at least `LEAST_GAP`). A few callers
-/// that each wait on their answer before sending the next all arrive
-/// within moments of each other, and then nobody more until they are
-/// answered: waiting the pace's gap after the last of them held every
-/// answer back, and the longer cycle that made lengthened the next gap
-/// up to the whole linger (three such callers, 1–3 ms apart, went at
-/// about half their pace with a 10 ms linger). A steady stream keeps its
-/// interval and its wait.
-fn next_wait(gap: Duration, since: Duration, items: usize) -> Duration {
-    let mean = since / u32::try_from(items.saturating_sub(1).max(1)).unwrap_or(u32::MAX);
-    gap.min((mean * 2).max(LEAST_GAP))
 }
 
 /// Whether a batch lingers for more, and how long it waits for each next
@@ -468,60 +449,6 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(sizes, [4, 4, 4, 4], "all four in one batch");
-    }
-
-    /// Three callers that each send their next item 1, 2 and 3 ms after
-    /// their last was answered (a client's round trip), and a commit that
-    /// takes 2 ms: each batch takes all three and waits about twice their
-    /// interval for more, round after round (7 ms a round), rather than
-    /// the pace's gap, which the longer round itself lengthened up to the
-    /// whole linger (13 ms a round, 1.28 s in all, without `next_wait`).
-    /// Time is paused: the figures do not depend on the machine.
-    #[tokio::test(start_paused = true)]
-    async fn callers_waiting_on_their_answers_are_not_held_a_growing_while() {
-        struct Slow;
-        #[async_trait]
-        impl BatchWriter for Slow {
-            type Item = u32;
-            type Outcome = usize;
-            const NAME: &'static str = "slow";
-            async fn commit(&self, items: &[&u32]) -> Result<Vec<usize>> {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok(vec![items.len(); items.len()])
-            }
-        }
-        let b = Batcher::lingering(Slow, 1, PUBLISH_LINGER);
-        let caller = |b: Batcher<u32, usize>, delay: u64| async move {
-            let mut sizes = Vec::new();
-            for i in 0..100 {
-                if i > 0 {
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
-                }
-                sizes.push(b.submit(i).await.expect("committed"));
-            }
-            sizes
-        };
-        let started = Instant::now();
-        let (one, two, three) = tokio::join!(
-            caller(b.clone(), 1),
-            caller(b.clone(), 2),
-            caller(b.clone(), 3)
-        );
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_millis(900),
-            "100 rounds took {took:?}"
-        );
-        let together = one
-            .iter()
-            .chain(&two)
-            .chain(&three)
-            .filter(|&&n| n == 3)
-            .count();
-        assert!(
-            together >= 270,
-            "{together} of 300 answered in a batch of three"
-        );
     }
 
     async fn futures_join4(
