@@ -72,6 +72,30 @@ struct Listening {
     changes: u64,
 }
 
+impl Listening {
+    /// The cached answer while it is fresh; otherwise the change count a
+    /// look beginning now must hand back to `keep`.
+    fn cached(&self, now: Instant) -> Result<bool, u64> {
+        match self.answer {
+            Some((any, at)) if now.duration_since(at) < LOOK_EVERY => Ok(any),
+            _ => Err(self.changes),
+        }
+    }
+
+    /// Keeps what a look that began at change count `began` read, unless
+    /// the webhooks changed since.
+    fn keep(&mut self, began: u64, any: bool, now: Instant) {
+        if self.changes == began {
+            self.answer = Some((any, now));
+        }
+    }
+
+    fn changed(&mut self) {
+        self.answer = None;
+        self.changes += 1;
+    }
+}
+
 impl Operational {
     pub fn new(store: Arc<dyn Store>, wake: Arc<Wake>, clock: Clock) -> Self {
         Self {
@@ -84,9 +108,7 @@ impl Operational {
 
     /// The operational webhooks changed: read again before the next event.
     pub fn changed(&self) {
-        let mut listening = self.listening();
-        listening.answer = None;
-        listening.changes += 1;
+        self.listening().changed();
     }
 
     fn listening(&self) -> std::sync::MutexGuard<'_, Listening> {
@@ -128,14 +150,9 @@ impl Operational {
     }
 
     async fn anyone_listening(&self) -> bool {
-        let changes = {
-            let listening = self.listening();
-            if let Some((any, at)) = listening.answer {
-                if at.elapsed() < LOOK_EVERY {
-                    return any;
-                }
-            }
-            listening.changes
+        let began = match self.listening().cached(Instant::now()) {
+            Ok(any) => return any,
+            Err(began) => began,
         };
         let any = match self.store.list_webhooks(Some(ACCOUNT), None, 1).await {
             Ok(page) => !page.items.is_empty(),
@@ -144,10 +161,35 @@ impl Operational {
                 return false;
             }
         };
-        let mut listening = self.listening();
-        if listening.changes == changes {
-            listening.answer = Some((any, Instant::now()));
-        }
+        self.listening().keep(began, any, Instant::now());
         any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A look that read the list before a webhook was added (and finished
+    /// after) leaves nothing cached: the next look reads again. A look with
+    /// no change meanwhile is kept for `LOOK_EVERY`.
+    #[test]
+    fn a_look_that_began_before_a_change_is_not_kept() {
+        let t0 = Instant::now();
+        let mut l = Listening::default();
+        let began = l.cached(t0).expect_err("nothing cached yet");
+        l.changed(); // a webhook added while the look was reading
+        l.keep(began, false, t0);
+        assert!(l.cached(t0).is_err(), "the stale `false` was kept");
+
+        let began = l.cached(t0).expect_err("looks again");
+        l.keep(began, true, t0);
+        assert_eq!(l.cached(t0 + Duration::from_secs(1)), Ok(true));
+        assert!(
+            l.cached(t0 + LOOK_EVERY).is_err(),
+            "read again after LOOK_EVERY"
+        );
+        l.changed();
+        assert!(l.cached(t0).is_err(), "read again after a change");
     }
 }

@@ -236,7 +236,7 @@ async fn refusals_spread_over_replicas_are_counted_together() {
         forge(app, 6).await;
     }
     // The listener was added through the other replica: this one sees it
-    // within a minute (`LOOK_EVERY`); here at once, whatever it looked at
+    // within `LOOK_EVERY` (5 s); here at once, whatever it looked at
     // before (its audit head watcher may have looked before the listener
     // existed, which made this test flaky).
     b.state.operational.changed();
