@@ -36,10 +36,11 @@ pub(crate) const OUTCOMES_LINGER: Linger = Linger {
 /// each statement's start in the database, the hand-offs to the
 /// database's thread) carry two to ten of them instead of one, for a few
 /// milliseconds more before the answer (publish → delivery at 1,000/s:
-/// p50 2.2–2.5 ms and p99 5 ms later than with 5 ms). 10 ms rather than 5: the CPU per event at a steady 200,
-/// 500 and 1,000/s fell by 24 %, 14 % and 11 % on SQLite and by 8–16 %,
-/// 13–16 % and 5–6 % on PostgreSQL, and 200/s, the costliest rate per
-/// event, lingers at all (README › Benchmarks › Sustained load). Slower
+/// p50 2.2–2.5 ms and p99 5 ms later than with 5 ms). 10 ms rather than
+/// 5: the CPU per event at a steady 200, 500 and 1,000/s fell by 24 %,
+/// 14 % and 11 % on SQLite and by 8–16 %, 13–16 % and 5–6 % on
+/// PostgreSQL, and 200/s, the costliest rate per event, lingers at all
+/// (README › Benchmarks › Sustained load). Slower
 /// than that, `Pace` does not wait; nor in a burst, where batches form by
 /// themselves; nor, for a while, after a wait that found nobody (one
 /// caller, or a few, each waiting on its answer before sending the next).
