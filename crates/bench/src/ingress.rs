@@ -116,6 +116,8 @@ async fn drive_ingress(
         peak_rss_mb: rss,
         timeline: vec![],
         slowest_us: vec![],
+        answers_us: vec![],
+        unanswered: 0,
         others: OtherCpu::now().since(others),
     }
 }

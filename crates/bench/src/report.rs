@@ -20,6 +20,11 @@ pub(crate) struct Figures {
     /// The slowest publish-to-delivery of each of those seconds
     /// (microseconds), so a tail can be placed in time.
     pub(crate) slowest_us: Vec<u64>,
+    /// How long each accepted publish took to answer its producer
+    /// (microseconds; empty where nothing was published through the API).
+    pub(crate) answers_us: Vec<u64>,
+    /// Publishes refused or failed (none, in a run that measured right).
+    pub(crate) unanswered: u64,
     /// CPU seconds of everything else on the machine in the run: PostgreSQL's
     /// processes, and this program (load generator, receiver, baseline).
     pub(crate) others: OtherCpu,
@@ -103,13 +108,7 @@ impl Figures {
     }
 
     pub(crate) fn pct(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let mut v = self.latencies_us.clone();
-        v.sort_unstable();
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[i] as f64 / 1000.0
+        percentile_ms(&self.latencies_us, p)
     }
 
     pub(crate) fn print(&self, baseline: Option<&Figures>) {
@@ -155,6 +154,17 @@ impl Figures {
             self.pct(0.99),
             self.pct(1.0)
         );
+        if !self.answers_us.is_empty() || self.unanswered > 0 {
+            let a = |p| percentile_ms(&self.answers_us, p);
+            println!(
+                "  publish answered (the producer's wait, apart from delivery): p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms; refused or failed: {}",
+                a(0.50),
+                a(0.90),
+                a(0.99),
+                a(1.0),
+                self.unanswered
+            );
+        }
         if !self.timeline.is_empty() {
             let per_second: Vec<String> = self.timeline.iter().map(u64::to_string).collect();
             println!(
@@ -177,6 +187,17 @@ impl Figures {
             );
         }
     }
+}
+
+/// The `p` quantile of `us` (microseconds) in milliseconds; 0 when empty.
+fn percentile_ms(us: &[u64], p: f64) -> f64 {
+    if us.is_empty() {
+        return 0.0;
+    }
+    let mut v = us.to_vec();
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i] as f64 / 1000.0
 }
 
 /// Names (as `/proc` keeps them, cut to 15 bytes) of the threads that run

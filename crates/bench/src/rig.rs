@@ -203,14 +203,15 @@ impl Rig {
         Ok(())
     }
 
-    /// Publishes `events` to `account` (flat out, or at a steady `rate`).
+    /// Publishes `events` to `account` (flat out, or at a steady `rate`);
+    /// each publisher answers how long its producer waited for each answer.
     pub(crate) fn publish(
         &self,
         account: &str,
         events: u64,
         rate: Option<u64>,
         concurrency: usize,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    ) -> Vec<tokio::task::JoinHandle<Answered>> {
         let token = producer_token();
         let url = format!("http://127.0.0.1:{}/v1/events", self.server.port);
         let started = Instant::now();
@@ -226,6 +227,7 @@ impl Rig {
                     account.to_owned(),
                 );
                 tokio::spawn(async move {
+                    let mut answered = Answered::default();
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         if n >= events {
@@ -237,14 +239,18 @@ impl Rig {
                             tokio::time::sleep_until(due.into()).await;
                         }
                         let body = publish_body(&account, n, body_bytes);
-                        let _ = client
+                        let sent = Instant::now();
+                        let answer = client
                             .post(&url)
                             .bearer_auth(&token)
                             .header("content-type", "application/json")
                             .body(body)
                             .send()
                             .await;
+                        let ok = answer.is_ok_and(|a| a.status().is_success());
+                        answered.note(sent, ok);
                     }
+                    answered
                 })
             })
             .collect()
@@ -258,22 +264,27 @@ impl Rig {
         subject: &str,
         events: u64,
         concurrency: usize,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    ) -> Vec<tokio::task::JoinHandle<Answered>> {
         let next = Arc::new(AtomicU64::new(0));
         (0..concurrency)
             .map(|_| {
                 let (js, subject, next) = (js.clone(), subject.to_owned(), next.clone());
                 tokio::spawn(async move {
+                    let mut answered = Answered::default();
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         if n >= events {
                             break;
                         }
                         let body = json!({"accountId": "acct_b", "eventType": "bench.event", "payload": {"n": n, "sentUs": now_us()}});
-                        if let Ok(ack) = js.publish(subject.clone(), body.to_string().into()).await {
-                            let _ = ack.await;
-                        }
+                        let sent = Instant::now();
+                        let ok = match js.publish(subject.clone(), body.to_string().into()).await {
+                            Ok(ack) => ack.await.is_ok(),
+                            Err(_) => false,
+                        };
+                        answered.note(sent, ok);
                     }
+                    answered
                 })
             })
             .collect()
@@ -287,7 +298,7 @@ impl Rig {
         events: u64,
         rate: Option<u64>,
         concurrency: usize,
-        alongside: Vec<tokio::task::JoinHandle<()>>,
+        alongside: Vec<tokio::task::JoinHandle<Answered>>,
     ) -> Figures {
         self.run_with(
             name,
@@ -303,8 +314,8 @@ impl Rig {
         &self,
         name: String,
         events: u64,
-        publishers: impl FnOnce() -> Vec<tokio::task::JoinHandle<()>>,
-        alongside: Vec<tokio::task::JoinHandle<()>>,
+        publishers: impl FnOnce() -> Vec<tokio::task::JoinHandle<Answered>>,
+        alongside: Vec<tokio::task::JoinHandle<Answered>>,
     ) -> Figures {
         self.arrivals
             .lock()
@@ -316,8 +327,11 @@ impl Rig {
         let others = OtherCpu::now();
         let started = Instant::now();
         let started_us = now_us();
+        let mut answered = Answered::default();
         for t in publishers() {
-            let _ = t.await;
+            if let Ok(a) = t.await {
+                answered.add(a);
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(300);
         while self.received.load(Ordering::Relaxed) < start_count + events
@@ -355,8 +369,34 @@ impl Rig {
             peak_rss_mb: Some(rss),
             timeline,
             slowest_us: slowest,
+            answers_us: answered.latencies_us,
+            unanswered: answered.failed,
             others: OtherCpu::now().since(others),
         }
+    }
+}
+
+/// What one publisher's producer saw: how long each accepted publish took
+/// to answer (the wait a batch's linger adds shows here, apart from
+/// delivery), and how many were refused or failed.
+#[derive(Default)]
+pub(crate) struct Answered {
+    latencies_us: Vec<u64>,
+    failed: u64,
+}
+
+impl Answered {
+    fn note(&mut self, sent: Instant, ok: bool) {
+        if ok {
+            self.latencies_us.push(sent.elapsed().as_micros() as u64);
+        } else {
+            self.failed += 1;
+        }
+    }
+
+    fn add(&mut self, other: Answered) {
+        self.latencies_us.extend(other.latencies_us);
+        self.failed += other.failed;
     }
 }
 

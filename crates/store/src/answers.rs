@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use hookwarden_core::payload_filter::PayloadFilter;
 use hookwarden_core::{ids, validate::subscribed};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Each item of a stored inbound batch answered, in order: created when its
 /// row went in (`inserted`), else the id of the event already stored for
@@ -89,7 +90,8 @@ pub(crate) struct Subscriber {
     pub(crate) paused_until: Option<DateTime<Utc>>,
     /// Events whose payload this does not match get no try. A stored
     /// filter that no longer reads (written by a later version, say)
-    /// filters nothing: an event is never dropped for it.
+    /// filters nothing: an event is never dropped for it. The operator
+    /// hears of it (`unreadable_filter`).
     pub(crate) filter: Option<PayloadFilter>,
 }
 
@@ -105,9 +107,28 @@ impl Subscriber {
             account_id: row.get("account_id")?,
             event_types: row.get::<sqlx::types::Json<Vec<String>>>("event_types")?.0,
             paused_until: row.opt_time("throttled_until")?,
-            filter: rows::opt_json(row, "payload_filter")?
-                .and_then(|f| PayloadFilter::parse(&f).ok()),
+            filter: rows::opt_json(row, "payload_filter")?.and_then(|f| {
+                PayloadFilter::parse(&f)
+                    .inspect_err(|_| {
+                        unreadable_filter(&row.get::<String>("id").unwrap_or_default())
+                    })
+                    .ok()
+            }),
         })
+    }
+}
+
+/// Says, at most once a minute (it is read at every publish batch that
+/// reaches the webhook), that a webhook's stored payload filter does not
+/// read and so filters nothing. The webhook is named, never the filter or
+/// the error, which may quote the filter's values (a tenant's data).
+fn unreadable_filter(webhook: &str) {
+    static LAST_MINUTE: AtomicI64 = AtomicI64::new(i64::MIN);
+    let minute = Utc::now().timestamp() / 60;
+    if LAST_MINUTE.swap(minute, Ordering::Relaxed) != minute {
+        tracing::error!(webhook.id = %webhook,
+            "a webhook's stored payload filter could not be read: it filters nothing (every event \
+             of its types is sent) until the filter is set again");
     }
 }
 

@@ -206,7 +206,7 @@ impl FromRequestParts<AppState> for Tenant {
 }
 
 /// Any caller with a valid token (tenant or producer), for read-only
-/// platform information such as event types.
+/// platform information such as event types; within the API's rate limit.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
@@ -241,9 +241,19 @@ impl FromRequestParts<AppState> for Caller {
             }
             None => {}
         }
-        Ok(Self {
-            principal: authenticate(parts, state).await?,
-        })
+        let principal = authenticate(parts, state).await?;
+        // Metered as the tenant API is: a tenant's token in its account's
+        // budget, any other token in one of its own (the catalog is read
+        // whole at each call, so it must not be free to ask for).
+        let key = match &principal.account_id {
+            Some(account_id) => format!("tenant:{account_id}"),
+            None => format!("reader:{}", principal.subject),
+        };
+        state
+            .limiter
+            .check(&key, state.settings.api_rate_limit_per_minute)
+            .await?;
+        Ok(Self { principal })
     }
 }
 

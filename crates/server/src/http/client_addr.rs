@@ -62,15 +62,50 @@ fn warn_ignored_forwarding(req: &Request) {
     }
 }
 
-/// The scope a refusal counts in: one provider's ingress, or the APIs.
+/// The scope a refusal counts in: one provider's ingress, or the APIs. The
+/// provider is named as the route reads it, percent-decoded: `%61cme`
+/// is `acme`, and its refusals count in `acme`'s scope (each spelling its
+/// own scope would multiply a client's budget of forgeries).
 fn scope(path: &str) -> String {
     match path.strip_prefix("/api/v1/webhooks/") {
         Some(p) => {
-            let provider: String = p.chars().take(64).collect();
+            let segment = p.split('/').next().unwrap_or_default();
+            let decoded = percent_decoded(segment);
+            let provider: String = decoded.chars().take(64).collect();
             format!("ingress:{provider}")
         }
         None => "api".to_owned(),
     }
+}
+
+/// A path segment with its `%XX` escapes decoded (invalid escapes and
+/// bytes that do not make UTF-8 kept or replaced, as the path extractor
+/// would refuse them anyway).
+fn percent_decoded(segment: &str) -> std::borrow::Cow<'_, str> {
+    if !segment.contains('%') {
+        return segment.into();
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned().into()
 }
 
 pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -101,4 +136,26 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         state.refusals.failed(&scope, client);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope;
+
+    #[test]
+    fn every_spelling_of_a_provider_counts_in_its_one_scope() {
+        for path in [
+            "/api/v1/webhooks/acme",
+            "/api/v1/webhooks/%61cme",
+            "/api/v1/webhooks/ac%6de",
+            "/api/v1/webhooks/ac%6De",
+            "/api/v1/webhooks/%61%63%6d%65",
+        ] {
+            assert_eq!(scope(path), "ingress:acme", "{path}");
+        }
+        // Broken escapes are kept as they are (the route refuses them).
+        assert_eq!(scope("/api/v1/webhooks/a%6"), "ingress:a%6");
+        assert_eq!(scope("/api/v1/webhooks/a%zz"), "ingress:a%zz");
+        assert_eq!(scope("/v1/webhooks"), "api");
+    }
 }

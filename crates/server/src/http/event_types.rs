@@ -225,7 +225,7 @@ pub async fn operator_delete(
 /// List event types and their schemas
 ///
 /// Every registered event type with its JSON Schema. Any valid tenant or producer token may
-/// read them.
+/// read them, within the API's rate limit (a tenant's in its account's budget).
 #[utoipa::path(get, path = "/v1/event-types", tag = "events",
     security(("bearer" = [])),
     responses((status = 200, description = "Every registered type", body = Page<EventTypeView>)))]

@@ -73,7 +73,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     reject_declared_oversize(req.headers(), crate::shared::limits::MAX_BODY)?;
     Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let ApiError::BodyTooSlow = crate::http::body_deadline::refusal(&e) {
+            ApiError::BodyTooSlow
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
         } else {
             ApiError::Validation("request body could not be read".into())

@@ -2,6 +2,7 @@
 //! internal ops router (`/health`, `/ready`, `/metrics`). The public one
 //! also serves its OpenAPI document at `/openapi.json`.
 
+pub(crate) mod body_deadline;
 pub(crate) mod client_addr;
 pub(crate) mod cursor;
 pub(crate) mod deliveries;
@@ -154,6 +155,7 @@ fn layered(routes: Router<AppState>, state: AppState, hide_operator: bool) -> Ro
     }
     routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(body_deadline::layer))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             client_addr::layer,

@@ -5,7 +5,7 @@
 use crate::http::client_addr::ClientAddr;
 use crate::http::json::StrictPath;
 use crate::inbound::receive::{accept, admit};
-use crate::shared::error::{ApiError, ApiResult};
+use crate::shared::error::ApiResult;
 use crate::shared::limits::MAX_BODY;
 use crate::shared::state::AppState;
 use axum::body::Body;
@@ -59,7 +59,7 @@ pub async fn receive(
     crate::http::json::reject_declared_oversize(&headers, MAX_BODY)?;
     let raw = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
+        .map_err(|e| crate::http::body_deadline::refusal(&e))?;
     let received = accept(&state, admitted, &headers, raw).await?;
     let status = if received.duplicate {
         StatusCode::OK

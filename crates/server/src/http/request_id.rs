@@ -27,7 +27,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(ids::request_id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request.id = %id, http.method = %req.method(), http.route = %req.uri().path(), client.ip = tracing::field::Empty);
+    let span = tracing::info_span!("request", request.id = %id, http.method = %req.method(), http.route = %logged_path(req.uri().path()), client.ip = tracing::field::Empty);
     let start = std::time::Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     let err = resp
@@ -46,14 +46,43 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);
     }
+    let (status, duration_ms) = (resp.status(), start.elapsed().as_millis() as u64);
     span.in_scope(|| {
-        tracing::info!(
-            http.status = resp.status().as_u16(),
-            duration_ms = start.elapsed().as_millis() as u64,
-            "request finished"
-        )
+        // A client over its limit is answered 429 as often as it asks,
+        // before any work: a line each would let it fill the log (and the
+        // log's queue, whose overflow drops other lines).
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            tracing::debug!(
+                http.status = status.as_u16(),
+                duration_ms,
+                "request finished"
+            );
+        } else {
+            tracing::info!(
+                http.status = status.as_u16(),
+                duration_ms,
+                "request finished"
+            );
+        }
     });
     resp
+}
+
+/// The longest request path a log line carries, in bytes: a path may be
+/// as long as a request's head (tens of KiB), and each request logs it.
+const LOGGED_PATH: usize = 256;
+
+/// `path` as logged: whole up to `LOGGED_PATH` bytes, else its start
+/// (cut at a character's boundary) and an ellipsis.
+fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= LOGGED_PATH {
+        return path.into();
+    }
+    let mut end = LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end]).into()
 }
 
 /// The error body for an error answer without one of ours (and without a
@@ -92,4 +121,22 @@ fn unrendered_error(resp: &Response) -> Option<ErrorBody> {
         code: error.code(),
         message: error.message(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{logged_path, LOGGED_PATH};
+
+    #[test]
+    fn a_long_path_is_logged_cut_short() {
+        assert_eq!(logged_path("/v1/webhooks"), "/v1/webhooks");
+        let long = format!("/{}", "é".repeat(40_000));
+        let logged = logged_path(&long);
+        assert!(
+            logged.len() <= LOGGED_PATH + '…'.len_utf8(),
+            "{}",
+            logged.len()
+        );
+        assert!(logged.ends_with('…') && long.starts_with(logged.trim_end_matches('…')));
+    }
 }

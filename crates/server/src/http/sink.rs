@@ -17,6 +17,20 @@ use utoipa::ToSchema;
 /// The sink keeps at most this much of each body (it is a development aid:
 /// 1,000 records × 64 KiB bounds its memory).
 const SINK_BODY_KEPT: usize = 64 * 1024;
+/// And at most this many headers of a request, each value cut to
+/// `SINK_HEADER_KEPT` bytes: with the body's bound, a record stays under
+/// about 80 KiB, the whole sink under about 80 MiB.
+const SINK_HEADERS_KEPT: usize = 32;
+const SINK_HEADER_KEPT: usize = 256;
+/// Headers that carry a credential (the forwarder's token for the internal
+/// service, a provider's signature): the sink answers anyone who asks, so
+/// it shows that they came, never what they held.
+const SINK_REDACTED: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "webhook-signature",
+];
 
 /// What the sink answers to a delivery.
 #[derive(Serialize, ToSchema)]
@@ -27,8 +41,10 @@ pub struct SinkReceived {
 /// Record a request (development sink)
 ///
 /// Records the request's headers and at most 64 KiB of its body under `provider`, to try
-/// forwarding locally: point an integration's `targetUrl` here. No credentials. Outside
-/// production only: in production it answers 404.
+/// forwarding locally: point an integration's `targetUrl` here. Credentials it is sent
+/// (`authorization`, `cookie`, `webhook-signature`) are kept as `[redacted]`; at most 32
+/// headers are kept, each cut to 256 bytes. No credentials. Outside production only: in
+/// production it answers 404.
 #[utoipa::path(post, path = "/api/v1/internal/delivery-sink/{provider}", tag = "inbound",
     params(("provider" = String, Path, description = "Any name, to sort what is recorded")),
     request_body(content = String, description = "Anything; at most 64 KiB of it is kept", content_type = "*/*"),
@@ -45,10 +61,15 @@ pub async fn sink_receive(
     let kept = headers
         .iter()
         .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+            let v = v.to_str().ok()?;
+            let v = if SINK_REDACTED.contains(&k.as_str()) {
+                "[redacted]"
+            } else {
+                cut(v, SINK_HEADER_KEPT)
+            };
+            Some((k.as_str().to_owned(), v.to_owned()))
         })
+        .take(SINK_HEADERS_KEPT)
         .collect();
     let mut sink = state.sink.lock().unwrap_or_else(|p| p.into_inner());
     sink.push_back(SinkRecord {
@@ -61,6 +82,15 @@ pub async fn sink_receive(
         sink.pop_front();
     }
     Ok((StatusCode::OK, Json(SinkReceived { received: true })))
+}
+
+/// `s` up to `bytes` bytes, cut at a character's boundary.
+fn cut(s: &str, bytes: usize) -> &str {
+    let mut end = s.len().min(bytes);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// List what the development sink recorded

@@ -15,6 +15,8 @@ pub enum ApiError {
     NotFound,
     Conflict(String),
     PayloadTooLarge,
+    /// The body did not arrive within its deadline (`http::body_deadline`).
+    BodyTooSlow,
     UnsupportedMediaType,
     LimitExceeded(String),
     RateLimited(Duration),
@@ -39,7 +41,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::BodyTooSlow => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::InvalidSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -54,7 +56,7 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Validation(_) => "VALIDATION_ERROR",
+            Self::Validation(_) | Self::BodyTooSlow => "VALIDATION_ERROR",
             Self::Unauthorized(_) => "UNAUTHORIZED",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::Forbidden(_) => "FORBIDDEN",
@@ -78,6 +80,7 @@ impl ApiError {
             Self::InvalidSignature => "signature verification failed".into(),
             Self::NotFound => "not found".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
+            Self::BodyTooSlow => "the request body did not arrive within 30 s".into(),
             Self::UnsupportedMediaType => "content-type must be application/json".into(),
             Self::RateLimited(_) => "rate limit exceeded".into(),
             Self::Internal => "internal error".into(),
@@ -94,7 +97,7 @@ impl IntoResponse for ApiError {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if let Self::PayloadTooLarge = &self {
+        if let Self::PayloadTooLarge | Self::BodyTooSlow = &self {
             // The body was refused unread: the connection cannot carry
             // another request, so no client may keep it for the next one.
             resp.headers_mut()

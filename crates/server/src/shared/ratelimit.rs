@@ -9,7 +9,10 @@
 //! (and counted in a metric) until the next rotation, so a flood of fresh
 //! source addresses can neither grow the map, slow anyone's check, nor lock
 //! out clients that did nothing wrong; keys already counted go on being
-//! limited.
+//! limited. Keys that anyone can make up (a provider's traffic per source
+//! address, sign-in attempts per address) fill maps of their own, apart
+//! from the keys of authenticated callers: a flood from fresh addresses
+//! cannot let a tenant's or a producer's requests through uncounted.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -64,9 +67,23 @@ struct Windows {
 }
 
 pub struct LocalRateLimiter {
-    windows: Mutex<Windows>,
+    /// One set of windows per class of key (`class`), each with its cap.
+    windows: [Mutex<Windows>; 3],
     epoch: Instant,
     max_keys: usize,
+}
+
+/// Which windows a key counts in: authenticated callers' keys (a tenant's,
+/// a producer's, a portal session's account), a provider's traffic per
+/// source address, sign-in attempts per address.
+fn class(key: &str) -> usize {
+    if key.starts_with("ingress:") {
+        1
+    } else if key.starts_with("console-sign-in:") {
+        2
+    } else {
+        0
+    }
 }
 
 impl Default for LocalRateLimiter {
@@ -78,10 +95,12 @@ impl Default for LocalRateLimiter {
 impl LocalRateLimiter {
     pub fn with_capacity(max_keys: usize) -> Self {
         Self {
-            windows: Mutex::new(Windows {
-                index: 0,
-                current: HashMap::new(),
-                previous: HashMap::new(),
+            windows: std::array::from_fn(|_| {
+                Mutex::new(Windows {
+                    index: 0,
+                    current: HashMap::new(),
+                    previous: HashMap::new(),
+                })
             }),
             epoch: Instant::now(),
             max_keys,
@@ -107,7 +126,9 @@ impl LocalRateLimiter {
     }
 
     fn decide(&self, key: &str, per_minute: u32, now: Instant, count: bool) -> Result<(), Limited> {
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.windows[class(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         // Windows are aligned to the limiter's epoch so every key shares them.
         // A caller that read the clock just before another one rotated the
         // windows counts in the newer window: time never moves back here.
@@ -221,13 +242,28 @@ mod tests {
             let _ = l.check_at("known", 60, t);
         }
         assert!(l.check_at("known", 60, t).is_err());
-        assert_eq!(l.windows.lock().expect("lock").current.len(), 1_000);
+        assert_eq!(l.windows[0].lock().expect("lock").current.len(), 1_000);
         // The next minute rotates the maps: room again, and nothing was swept.
         let t = l.epoch + Duration::from_secs(61);
         assert!(l.check_at("fresh-new", 60, t).is_ok());
-        let w = l.windows.lock().expect("lock");
+        let w = l.windows[0].lock().expect("lock");
         assert_eq!(w.current.len(), 1);
         assert_eq!(w.previous.len(), 1_000);
+    }
+
+    #[test]
+    fn keys_anyone_can_make_up_cannot_let_a_tenant_through_uncounted() {
+        let l = LocalRateLimiter::with_capacity(3);
+        let t = l.epoch + Duration::from_secs(1);
+        // A flood of fresh source addresses fills the provider traffic's
+        // and the sign-in attempts' maps...
+        for i in 0..10 {
+            let _ = l.check_at(&format!("ingress:acme:198.51.100.{i}"), 60, t);
+            let _ = l.check_at(&format!("console-sign-in:198.51.100.{i}"), 60, t);
+        }
+        // ...and a tenant's budget is still counted and enforced.
+        assert!(l.check_at("tenant:acct_1", 1, t).is_ok());
+        assert!(l.check_at("tenant:acct_1", 1, t).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::session::{self, Signed};
 use super::Web;
+use crate::shared::error::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -84,12 +85,18 @@ pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Resp
                 );
             };
             let (parts, body) = req.into_parts();
-            let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
-                return secured(
-                    &web,
-                    kind,
-                    refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
-                );
+            let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let refusal = match crate::http::body_deadline::refusal(&e) {
+                        ApiError::BodyTooSlow => (
+                            StatusCode::BAD_REQUEST,
+                            "The form did not arrive in time; try again.",
+                        ),
+                        _ => (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
+                    };
+                    return secured(&web, kind, refused(refusal.0, refusal.1));
+                }
             };
             if !csrf_ok(&bytes, &s.csrf) {
                 return secured(&web, kind, refused(StatusCode::FORBIDDEN, "This form's security token is missing or stale; reload the page and try again."));

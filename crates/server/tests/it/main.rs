@@ -13,6 +13,7 @@ mod replicas;
 mod retention;
 mod rotation;
 mod schemas;
+mod slow_clients;
 
 mod activity;
 mod api;

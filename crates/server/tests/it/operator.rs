@@ -74,6 +74,8 @@ async fn operator_keys_are_required_and_compared_exactly(backend: Backend) {
     let resp = app
         .http
         .post(app.url("/api/v1/internal/delivery-sink/acme"))
+        .header("authorization", "Bearer forwarder-token-not-for-anyone")
+        .header("x-long", "v".repeat(4000))
         .body("{\"x\":1}")
         .send()
         .await
@@ -88,6 +90,12 @@ async fn operator_keys_are_required_and_compared_exactly(backend: Backend) {
         )
         .await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
+    // Anyone may list the sink: a credential that came is shown as having
+    // come, never its value, and a long header is kept cut short.
+    let headers = &list["items"][0]["headers"];
+    assert_eq!(headers["authorization"], "[redacted]");
+    assert!(!list.to_string().contains("forwarder-token-not-for-anyone"));
+    assert_eq!(headers["x-long"].as_str().map(str::len), Some(256));
 }
 
 async fn integrations_are_validated_and_never_show_secrets(backend: Backend) {

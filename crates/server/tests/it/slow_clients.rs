@@ -1,0 +1,224 @@
+//! Clients that cost without paying: a request head sent half way, an idle
+//! keep-alive connection, a body trickled in, a path as long as a head may
+//! be, a provider spelt another way to get a fresh budget of forgeries, and
+//! an uncounted read of the whole event-type catalog. Each is bounded.
+
+use crate::helpers::*;
+use axum::http::StatusCode;
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or `within` passes);
+/// answers what it sent and how long that took.
+async fn until_closed(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    within: Duration,
+) -> (String, Duration) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "the connection was still open after {within:?}; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_half_sent_head_and_an_idle_connection_are_closed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // Half a request line, then nothing.
+    let mut half = TcpStream::connect(app.addr).await.expect("connect");
+    half.write_all(b"POST /api/v1/webhooks/acme HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .expect("write");
+    // A keep-alive connection that asked once and then says nothing.
+    let mut idle = TcpStream::connect(app.addr).await.expect("connect");
+    idle.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    // Both closed within the head's 10 s (a loaded machine gets 10 more).
+    let (half_got, half_after) = until_closed(&mut half, Duration::from_secs(20)).await;
+    let (idle_got, _) = until_closed(&mut idle, Duration::from_secs(20)).await;
+    assert!(
+        half_after >= Duration::from_secs(9),
+        "closed too early: {half_after:?}"
+    );
+    assert!(!half_got.contains("200"), "{half_got}");
+    assert!(idle_got.starts_with("HTTP/1.1 200"), "{idle_got}");
+    // The server still serves.
+    let (status, _, _) = app.call(Method::GET, "/api/v1/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_trickled_in_is_refused_at_its_deadline() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let target = Receiver::start().await;
+    app.integration(
+        json!({"name": "acme", "scheme": "hmac-sha256", "secret": "acme-secret",
+        "signatureHeader": "x-acme-signature", "targetUrl": target.url("/a")}),
+    )
+    .await;
+    let slow = TcpStream::connect(app.addr).await.expect("connect");
+    let (mut rd, mut wr) = slow.into_split();
+    wr.write_all(
+        b"POST /api/v1/webhooks/acme HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+          x-acme-signature: 00\r\nContent-Length: 100\r\n\r\n{\"n\":",
+    )
+    .await
+    .expect("write");
+    // A byte every few seconds keeps the body coming, never done.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if wr.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let (got, after) = until_closed(&mut rd, Duration::from_secs(45)).await;
+    trickle.abort();
+    assert!(
+        after >= Duration::from_secs(25),
+        "refused too early: {after:?}"
+    );
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert!(
+        got.contains("VALIDATION_ERROR") && got.contains("did not arrive within 30 s"),
+        "{got}"
+    );
+    // Nothing was stored for it.
+    let (_, events, _) = app
+        .operator(Method::GET, "/api/v1/events?limit=10", None)
+        .await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(0),
+        "{events}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_spelt_another_way_shares_its_budget_of_forgeries() {
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            customize: Some(Box::new(|raw| {
+                raw.set("trusted_proxies", "127.0.0.1/32");
+                raw.set("failed_auth_limit_per_minute", Some(4));
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let target = Receiver::start().await;
+    app.integration(
+        json!({"name": "acme", "scheme": "hmac-sha256", "secret": "acme-secret",
+        "signatureHeader": "x-acme-signature", "targetUrl": target.url("/a")}),
+    )
+    .await;
+    let app = &app;
+    let forged = |provider: &'static str| async move {
+        let headers = [
+            ("x-acme-signature", "00".repeat(32)),
+            ("x-forwarded-for", "198.51.100.7".to_owned()),
+        ];
+        app.inbound(provider, &headers, b"{\"n\":1}").await.0
+    };
+    // Four spellings of one provider: one budget of four refusals.
+    for provider in ["acme", "%61cme", "ac%6De", "%61%63%6d%65"] {
+        assert_eq!(
+            forged(provider).await,
+            StatusCode::UNAUTHORIZED,
+            "{provider}"
+        );
+    }
+    for provider in ["acme", "a%63me"] {
+        assert_eq!(
+            forged(provider).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{provider}: a fresh spelling is not a fresh budget"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_event_type_catalog_is_read_within_the_api_rate_limit() {
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            rate_limit: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let tenant = app.tenant("acct_catalog");
+    for _ in 0..2 {
+        let (status, _, _) = app.get("/v1/event-types", &tenant).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, err, _) = app.get("/v1/event-types", &tenant).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
+    assert_eq!(err["error"]["code"], "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn a_long_path_and_a_blocked_client_do_not_fill_the_log() {
+    crate::logs::capture();
+    let app = TestApp::with(
+        Backend::Sqlite,
+        Options {
+            customize: Some(Box::new(|raw| {
+                raw.set("trusted_proxies", "127.0.0.1/32");
+                raw.set("failed_auth_limit_per_minute", Some(2));
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let marker = format!("longpath{}", uuid::Uuid::new_v4().simple());
+    let path = format!("/v1/webhooks/{marker}{}", "x".repeat(60_000));
+    for _ in 0..20 {
+        let resp = app
+            .http
+            .get(app.url(&path))
+            .header("authorization", "Bearer not-a-token")
+            .header("x-forwarded-for", "198.51.100.9")
+            .send()
+            .await
+            .expect("send");
+        assert!(
+            resp.status() == 401 || resp.status() == 429,
+            "{}",
+            resp.status()
+        );
+    }
+    let logs = crate::logs::captured();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(!lines.is_empty(), "the requests are logged");
+    assert!(
+        lines.iter().all(|l| l.len() < 2_000),
+        "a line of {} bytes",
+        lines.iter().map(|l| l.len()).max().unwrap_or(0)
+    );
+    // Refused early (429) from the third on: those are not logged at INFO.
+    let info = lines
+        .iter()
+        .filter(|l| l.contains(" INFO ") && l.contains("request finished"))
+        .count();
+    assert!(info <= 3, "{info} INFO lines for a blocked client");
+}
