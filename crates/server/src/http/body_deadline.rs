@@ -1,5 +1,5 @@
 //! A request body's deadline: the whole body must have arrived within
-//! `BODY_DEADLINE` of its request reaching the router, whoever reads it (the
+//! `BODY_DEADLINE` of its first read, whoever reads it (the
 //! receive route, a JSON or form extractor, the console's form check), so a
 //! client that sends a body a byte at a time cannot hold a connection, a
 //! task and the part of the body read so far for as long as it likes.
@@ -33,11 +33,10 @@ impl std::fmt::Display for TooSlow {
 impl std::error::Error for TooSlow {}
 
 pub async fn layer(req: Request, next: Next) -> Response {
-    let deadline = Instant::now() + BODY_DEADLINE;
     next.run(req.map(|inner| {
         Body::new(Deadline {
             inner,
-            deadline,
+            deadline: None,
             timer: None,
         })
     }))
@@ -57,7 +56,10 @@ pub fn refusal(e: &(dyn std::error::Error + 'static)) -> ApiError {
 
 struct Deadline {
     inner: Body,
-    deadline: Instant,
+    /// From the first read: a handler that took its time before reading
+    /// (a stalled database behind a lookup, say) does not spend the
+    /// client's.
+    deadline: Option<Instant>,
     /// Made only once the body keeps its reader waiting: most bodies come
     /// with their request's head and never need one.
     timer: Option<Pin<Box<Sleep>>>,
@@ -72,10 +74,12 @@ impl HttpBody for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
+        let deadline = *this
+            .deadline
+            .get_or_insert_with(|| Instant::now() + BODY_DEADLINE);
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        let deadline = this.deadline;
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

@@ -205,7 +205,8 @@ fn error_response(description: &str, retry_after: bool) -> RefOr<utoipa::openapi
 /// public listener passes the failed-authentication limit per client
 /// (`http::client_addr`); tenant routes (the `Tenant` extractor) also meter
 /// the account, and producer routes (the `Producer` extractor: publishing
-/// and writing a type's schema) the producer. The inbound route documents
+/// and writing a type's schema) the producer, and the event-type catalog's
+/// readers (the `Caller` extractor) the token. The inbound route documents
 /// its own limits. A test (`every_documented_429_names_the_limits_that_apply`)
 /// calls each bearer route over the limits to keep this true.
 fn too_many_requests(method: &str, path: &str, op: &Operation) -> &'static str {
@@ -219,6 +220,10 @@ fn too_many_requests(method: &str, path: &str, op: &Operation) -> &'static str {
     let tenant = path.starts_with("/v1/webhooks")
         || path.starts_with("/v1/deliveries")
         || (method == "get" && path == "/v1/events/{id}");
+    // The catalog's readers (the `Caller` extractor).
+    if bearer && method == "get" && path.starts_with("/v1/event-types") {
+        return "Over the token's request limit (a tenant's token: its account's), or too many failed authentications from this client";
+    }
     match (bearer, producer, tenant) {
         (true, true, _) => {
             "Over the producer's publish limit, or too many failed authentications from this client"

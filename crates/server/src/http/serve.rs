@@ -1,9 +1,9 @@
 //! Serving a router on a listener, plain HTTP or TLS (with optional client
 //! certificates), through one accept loop that attaches the peer address and
 //! client identity to every request and bounds what an idle or slow client
-//! may hold: connections at once, time to send a request's head, and (for
-//! TLS) time to finish the handshake. A request's body has its own deadline
-//! where it is read (`shared::limits::read_body`).
+//! may hold: connections at once, time to say which protocol it speaks and
+//! to send a request's head, and (for TLS) time to finish the handshake. A
+//! request's body has its own deadline (`http::body_deadline`).
 
 use crate::shared::client_identity::ClientIdentity;
 use axum::extract::ConnectInfo;
@@ -34,6 +34,11 @@ const MAX_CONNECTIONS: usize = 4096;
 /// After an accept that failed (no file descriptor left, say), the loop
 /// waits this long before the next: retrying at once spins a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Requests one HTTP/2 connection may have in progress at once (hyper's
+/// default is 200, each able to hold a body being read).
+const H2_STREAMS: u32 = 32;
+/// What a client speaking HTTP/2 without TLS sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long shutdown waits for open connections.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -55,6 +60,9 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
+                // One client's connection that failed on its way in: the
+                // next may be accepted at once.
+                Err(e) if is_one_connection(&e) => continue,
                 Err(e) => {
                     accept_failed(&e);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -69,7 +77,12 @@ pub async fn serve(
             // Held until the connection ends.
             let _slot = slot;
             let Some(acceptor) = acceptor else {
-                let conn = connection(TokioIo::new(tcp), router, peer, None);
+                // Which protocol, read before hyper's own reading (which
+                // waits for it without a deadline).
+                let Some(h2) = speaks_h2(&tcp).await else {
+                    return;
+                };
+                let conn = connection(TokioIo::new(tcp), router, peer, None, h2);
                 let _ = watcher.watch(conn).await;
                 return;
             };
@@ -89,7 +102,9 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| ClientIdentity::from_der(c));
-            let conn = connection(TokioIo::new(stream), router, peer, identity);
+            // Over TLS, HTTP/2 is what ALPN agreed (RFC 9113 §3.2).
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            let conn = connection(TokioIo::new(stream), router, peer, identity, h2);
             let _ = watcher.watch(conn).await;
         });
     }
@@ -104,6 +119,7 @@ fn connection<I>(
     router: Router,
     peer: SocketAddr,
     identity: Option<ClientIdentity>,
+    h2: bool,
 ) -> impl hyper_util::server::graceful::GracefulConnection
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -123,10 +139,61 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS)
+        // A peer that stopped answering is let go.
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    // The protocol is known already: hyper need not read for it (its
+    // reading has no deadline).
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
     builder
         .serve_connection_with_upgrades(io, TowerToHyperService::new(svc))
         .into_owned()
+}
+
+/// Whether a client without TLS opens with HTTP/2's preface: `None` if it
+/// neither does nor sends anything else within `HEADER_READ_TIMEOUT` (a
+/// connection that says nothing is closed, as one that sends half a head).
+async fn speaks_h2(tcp: &tokio::net::TcpStream) -> Option<bool> {
+    let sniff = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = tcp.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if buf[..n] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            // Part of the preface so far: peeking again at once would find
+            // the same bytes and spin.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(HEADER_READ_TIMEOUT, sniff)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// An accept error that concerns one connection only (its client gave up
+/// on the way in), not the listener.
+fn is_one_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 /// Says an accept failed, at most once in ten seconds (under a flood that

@@ -195,6 +195,8 @@ async fn every_documented_429_names_the_limits_that_apply() {
                 "account"
             } else if documented.starts_with("Over the producer's") {
                 "producer"
+            } else if documented.starts_with("Over the token's") {
+                "token"
             } else {
                 "none"
             };
@@ -203,6 +205,7 @@ async fn every_documented_429_names_the_limits_that_apply() {
                 path.starts_with("/v1/event-types") || path == "/v1/events",
             ) {
                 (false, _) => "none",
+                (true, true) if method == Method::GET => "token",
                 (true, true) => "producer",
                 (true, false) => "account",
             };

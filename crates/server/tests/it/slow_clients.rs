@@ -50,9 +50,20 @@ async fn a_half_sent_head_and_an_idle_connection_are_closed() {
     idle.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .expect("write");
-    // Both closed within the head's 10 s (a loaded machine gets 10 more).
+    // One that says nothing at all, and one that starts HTTP/2's preface
+    // and stops (before the protocol is known, hyper reads with no deadline).
+    let mut silent = TcpStream::connect(app.addr).await.expect("connect");
+    let mut preface = TcpStream::connect(app.addr).await.expect("connect");
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("write");
+    // All closed within the head's 10 s (a loaded machine gets 10 more).
     let (half_got, half_after) = until_closed(&mut half, Duration::from_secs(20)).await;
     let (idle_got, _) = until_closed(&mut idle, Duration::from_secs(20)).await;
+    let (silent_got, _) = until_closed(&mut silent, Duration::from_secs(20)).await;
+    let (preface_got, _) = until_closed(&mut preface, Duration::from_secs(20)).await;
+    assert_eq!((silent_got.as_str(), preface_got.as_str()), ("", ""));
     assert!(
         half_after >= Duration::from_secs(9),
         "closed too early: {half_after:?}"
@@ -81,14 +92,19 @@ async fn a_body_trickled_in_is_refused_at_its_deadline() {
     )
     .await
     .expect("write");
-    // A byte every few seconds keeps the body coming, never done.
+    // A byte every few seconds keeps the body coming, never done; the last
+    // well before the deadline (bytes the server never reads when it closes
+    // could reset the connection before its answer is read), and the
+    // connection kept open after it.
     let trickle = tokio::spawn(async move {
-        for _ in 0..40 {
+        for _ in 0..7 {
             tokio::time::sleep(Duration::from_secs(3)).await;
             if wr.write_all(b" ").await.is_err() {
                 break;
             }
         }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(wr);
     });
     let (got, after) = until_closed(&mut rd, Duration::from_secs(45)).await;
     trickle.abort();
