@@ -14,12 +14,33 @@ use std::time::{Duration, Instant};
 
 use super::http_client;
 
+/// A port for a server a test starts: free now, below the kernel's
+/// ephemeral range (32768–60999 on Linux) and never answered twice by this
+/// process. A port found by binding port 0 and letting it go (as this did)
+/// is the kernel's to hand out again, and a receiver the test started next
+/// on port 0 could get it: the server then failed with "Address already in
+/// use". Test binaries run one at a time (`cargo test`), so a counter per
+/// process is enough.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each run starts elsewhere in the range, so a run just after another
+    // does not reach for the ports that run's servers just let go.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % PORTS,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..PORTS {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % PORTS) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + PORTS);
 }
 
 /// A running `hookwarden serve` whose output is collected.
