@@ -311,6 +311,7 @@ impl Application {
                 listener,
                 http::public_router(state.clone(), false),
                 public_tls.clone(),
+                state.settings.trusted_proxies.clone(),
                 shutdown.clone(),
             )
         });
@@ -319,6 +320,7 @@ impl Application {
             public,
             http::public_router(state.clone(), operator_private),
             public_tls,
+            state.settings.trusted_proxies.clone(),
             shutdown.clone(),
         );
         let operator_srv = async move {
@@ -331,6 +333,7 @@ impl Application {
             ops,
             http::ops_router(state.clone()),
             ops_tls,
+            state.settings.trusted_proxies.clone(),
             shutdown.clone(),
         );
         let mut workers = tokio::task::JoinSet::new();

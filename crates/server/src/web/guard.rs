@@ -26,6 +26,11 @@ pub const PORTAL_PAGES_PER_MINUTE: u32 = 300;
 /// Forms that need no session: signing in, and opening a portal link.
 const OPEN_FORMS: &[&str] = &["/console/sign-in", "/portal/enter"];
 
+/// Largest form that needs no session (a key or a link's token, a few
+/// fields). Anyone may post one, and it is read before its sender's limit
+/// is counted: 1 MiB each would make those reads the costly part.
+pub const MAX_OPEN_FORM: usize = 16 * 1024;
+
 pub async fn layer(State(web): State<Web>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let kind = if path.starts_with("/portal") {

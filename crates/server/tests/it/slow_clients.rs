@@ -76,6 +76,82 @@ async fn a_half_sent_head_and_an_idle_connection_are_closed() {
 }
 
 #[tokio::test]
+async fn one_client_holds_at_most_its_share_of_connections() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // 256 connections that say nothing (yet: each would be closed after
+    // 10 s), then one more, closed at once.
+    let mut held = Vec::new();
+    for _ in 0..256 {
+        held.push(TcpStream::connect(app.addr).await.expect("connect"));
+    }
+    let mut over = TcpStream::connect(app.addr).await.expect("connect");
+    let (got, after) = until_closed(&mut over, Duration::from_secs(5)).await;
+    assert_eq!(got, "");
+    assert!(after < Duration::from_secs(5));
+    // Connections let go make room for the next (a few: the test's own
+    // client may hold one of the 256).
+    held.truncate(250);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut next = TcpStream::connect(app.addr).await.expect("connect");
+    next.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, _) = until_closed(&mut next, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_asks_nothing_is_closed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut h2 = TcpStream::connect(app.addr).await.expect("connect");
+    // The preface and an empty SETTINGS frame: a connection, no request.
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("write");
+    // Read frames as a client would (answering pings: a graceful close
+    // waits for one), until the server closes the connection.
+    let started = Instant::now();
+    let (mut buf, mut goaway) = (Vec::new(), None);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(
+            Duration::from_secs(55).saturating_sub(started.elapsed()),
+            h2.read(&mut chunk),
+        )
+        .await
+        .expect("closed within 55 s")
+        .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            if kind == 7 {
+                goaway.get_or_insert(started.elapsed());
+            }
+            if kind == 6 && flags & 1 == 0 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&buf[9..17]);
+                let _ = h2.write_all(&ack).await;
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    // Told to go (GOAWAY) once it had gone 30 s without a request (checked
+    // every 10 s), before the first keep-alive ping (60 s) could matter.
+    let goaway = goaway.expect("a GOAWAY before the close");
+    assert!(
+        goaway >= Duration::from_secs(25),
+        "told to go too early: {goaway:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_body_trickled_in_is_refused_at_its_deadline() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let target = Receiver::start().await;
@@ -237,4 +313,21 @@ async fn a_long_path_and_a_blocked_client_do_not_fill_the_log() {
         .filter(|l| l.contains(" INFO ") && l.contains("request finished"))
         .count();
     assert!(info <= 3, "{info} INFO lines for a blocked client");
+}
+
+#[tokio::test]
+async fn a_form_anyone_may_post_is_read_only_up_to_16_kib() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for path in ["/console/sign-in", "/portal/enter"] {
+        let big = format!("key={}", "k".repeat(64 * 1024));
+        let resp = app
+            .http
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+    }
 }

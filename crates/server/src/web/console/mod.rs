@@ -9,12 +9,18 @@ pub(crate) mod sessions;
 pub(crate) mod sign_in;
 
 use super::Web;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 pub fn routes() -> Router<Web> {
     Router::new()
-        .route("/console/sign-in", get(sign_in::show).post(sign_in::submit))
+        .route(
+            "/console/sign-in",
+            get(sign_in::show)
+                .post(sign_in::submit)
+                .layer(DefaultBodyLimit::max(super::guard::MAX_OPEN_FORM)),
+        )
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console", get(overview::show))
         .route("/console/integrations", get(integrations::list))

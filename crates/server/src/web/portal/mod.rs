@@ -9,6 +9,7 @@ pub(crate) mod enter;
 
 use super::page;
 use super::Web;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +17,12 @@ use axum::Router;
 
 pub fn routes() -> Router<Web> {
     Router::new()
-        .route("/portal/enter", get(enter::open).post(enter::enter))
+        .route(
+            "/portal/enter",
+            get(enter::open)
+                .post(enter::enter)
+                .layer(DefaultBodyLimit::max(super::guard::MAX_OPEN_FORM)),
+        )
         .route("/portal/sign-out", post(enter::sign_out))
         .route("/portal", get(endpoints::list))
         .route("/portal/catalog", get(endpoints::catalog))
