@@ -333,7 +333,8 @@ impl Application {
             ops,
             http::ops_router(state.clone()),
             ops_tls,
-            state.settings.trusted_proxies.clone(),
+            // No proxy fronts the ops listener: nobody is exempt there.
+            Vec::new(),
             shutdown.clone(),
         );
         let mut workers = tokio::task::JoinSet::new();

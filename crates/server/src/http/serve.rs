@@ -25,15 +25,25 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to say which protocol it speaks (its first
+/// bytes): a client means to send a request when it connects.
+const PROTOCOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's head (HTTP/1), also the
 /// longest an idle keep-alive connection is kept waiting for its next
-/// request: without it (hyper enforces nothing without a timer) a client
-/// that sends half a request line holds its connection forever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// request (hyper cannot set the two apart): without it (hyper enforces
+/// nothing without a timer) a client that sends half a request line holds
+/// its connection forever. hyper's own default, once it has a timer; a
+/// client that keeps idle connections longer may find one closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection may go without a request in progress before it is
 /// closed (gracefully): HTTP/2 has no head deadline between requests, and a
 /// connection that only answers pings would otherwise be kept for ever.
 const IDLE: Duration = Duration::from_secs(30);
+/// How long a connection told to close (idle, or at shutdown) may take to
+/// finish what it is sending before it is dropped: a client that never
+/// reads its answer, or never opens HTTP/2's window for it, would otherwise
+/// keep it open for ever (a graceful close waits for the answer).
+const GRACE: Duration = Duration::from_secs(10);
 /// Connections served at once; the next waits in the kernel's backlog
 /// until one closes, so a flood of connections cannot take every file
 /// descriptor the process has (its logs, its database, its outbound
@@ -55,7 +65,8 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown`; `trusted_proxies` are
-/// exempt from the per-client connection cap.
+/// exempt from the per-client connection cap (give none for a listener
+/// that no proxy fronts).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -148,17 +159,28 @@ async fn run<I>(
     let conn = connection(io, router, peer, identity, h2, activity.clone());
     let mut conn = std::pin::pin!(conn);
     let mut check = tokio::time::interval(IDLE / 3);
-    let mut closing = false;
+    // Set once the connection is told to close: then it has `GRACE`.
+    let mut dropped_at: Option<tokio::time::Instant> = None;
     loop {
+        let grace = async {
+            match dropped_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            // The connection first: a request already in its socket when
+            // shutdown came is read before the close is asked for.
+            biased;
             _ = conn.as_mut() => break,
-            _ = shutdown.cancelled(), if !closing => {
-                closing = true;
+            _ = grace => break,
+            _ = shutdown.cancelled(), if dropped_at.is_none() => {
+                dropped_at = Some(tokio::time::Instant::now() + GRACE);
                 conn.as_mut().graceful_shutdown();
             }
-            _ = check.tick(), if !closing => {
+            _ = check.tick(), if dropped_at.is_none() => {
                 if activity.idle_longer_than(IDLE) {
-                    closing = true;
+                    dropped_at = Some(tokio::time::Instant::now() + GRACE);
                     conn.as_mut().graceful_shutdown();
                 }
             }
@@ -209,14 +231,15 @@ where
         .keep_alive_interval(Duration::from_secs(60))
         .keep_alive_timeout(Duration::from_secs(10));
     // The protocol is known already: hyper need not read for it (its
-    // reading has no deadline).
+    // reading has no deadline). `serve_connection`, not the one with
+    // upgrades, which ignores this and reads anyway (no route upgrades).
     let builder = if h2 {
         builder.http2_only()
     } else {
         builder.http1_only()
     };
     builder
-        .serve_connection_with_upgrades(io, TowerToHyperService::new(svc))
+        .serve_connection(io, TowerToHyperService::new(svc))
         .into_owned()
 }
 
@@ -279,6 +302,8 @@ impl Clients {
 
     /// A connection from `ip`, if its client holds fewer than `PER_CLIENT`.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Held> {
+        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`.
+        let ip = hookwarden_core::client_addr::canonical(ip);
         if self.exempt.iter().any(|net| net.contains(&ip)) {
             return Some(Held(None));
         }
@@ -326,11 +351,12 @@ fn client_of(ip: IpAddr) -> IpAddr {
 }
 
 /// Whether a client without TLS opens with HTTP/2's preface: `None` if it
-/// neither does nor sends anything else within `HEADER_READ_TIMEOUT` (a
+/// neither does nor sends anything else within `PROTOCOL_TIMEOUT` (a
 /// connection that says nothing is closed, as one that sends half a head).
 async fn speaks_h2(tcp: &tokio::net::TcpStream) -> Option<bool> {
     let sniff = async {
         let mut buf = [0u8; H2_PREFACE.len()];
+        let mut wait = Duration::from_millis(5);
         loop {
             let n = tcp.peek(&mut buf).await.ok()?;
             if n == 0 {
@@ -343,11 +369,13 @@ async fn speaks_h2(tcp: &tokio::net::TcpStream) -> Option<bool> {
                 return Some(true);
             }
             // Part of the preface so far: peeking again at once would find
-            // the same bytes and spin.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // the same bytes and spin, and a client that stops there must
+            // not cost a wake-up every few milliseconds.
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
         }
     };
-    tokio::time::timeout(HEADER_READ_TIMEOUT, sniff)
+    tokio::time::timeout(PROTOCOL_TIMEOUT, sniff)
         .await
         .ok()
         .flatten()
