@@ -4,6 +4,7 @@
 use crate::http::json::StrictPath;
 use crate::http::openapi::Page;
 use crate::http::rfc3339;
+use crate::inbound::integrations::keepable_header;
 use crate::shared::error::{ApiError, ApiResult};
 use crate::shared::sink::SinkRecord;
 use crate::shared::state::AppState;
@@ -22,15 +23,6 @@ const SINK_BODY_KEPT: usize = 64 * 1024;
 /// about 80 KiB, the whole sink under about 80 MiB.
 const SINK_HEADERS_KEPT: usize = 32;
 const SINK_HEADER_KEPT: usize = 256;
-/// Headers that carry a credential (the forwarder's token for the internal
-/// service, a provider's signature): the sink answers anyone who asks, so
-/// it shows that they came, never what they held.
-const SINK_REDACTED: [&str; 4] = [
-    "authorization",
-    "cookie",
-    "proxy-authorization",
-    "webhook-signature",
-];
 
 /// What the sink answers to a delivery.
 #[derive(Serialize, ToSchema)]
@@ -42,7 +34,7 @@ pub struct SinkReceived {
 ///
 /// Records the request's headers and at most 64 KiB of its body under `provider`, to try
 /// forwarding locally: point an integration's `targetUrl` here. Credentials it is sent
-/// (`authorization`, `cookie`, `webhook-signature`) are kept as `[redacted]`; at most 32
+/// (`authorization`, `cookie`, a header naming a signature, token, secret or key) are kept as `[redacted]`; at most 32
 /// headers are kept, each cut to 256 bytes. No credentials. Outside production only: in
 /// production it answers 404.
 #[utoipa::path(post, path = "/api/v1/internal/delivery-sink/{provider}", tag = "inbound",
@@ -62,7 +54,10 @@ pub async fn sink_receive(
         .iter()
         .filter_map(|(k, v)| {
             let v = v.to_str().ok()?;
-            let v = if SINK_REDACTED.contains(&k.as_str()) {
+            // A credential (the forwarder's token for the internal service,
+            // a signature), as the ingress judges one: the sink answers
+            // anyone who asks, so it shows that it came, never what it held.
+            let v = if !keepable_header(k.as_str(), None) {
                 "[redacted]"
             } else {
                 cut(v, SINK_HEADER_KEPT)

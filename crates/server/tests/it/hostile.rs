@@ -29,16 +29,6 @@ fn mac(key: &[u8], body: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn behind_proxy(limit: Option<u32>) -> Options {
-    Options {
-        customize: Some(Box::new(move |raw| {
-            raw.set("trusted_proxies", "127.0.0.1/32");
-            raw.set("failed_auth_limit_per_minute", limit);
-        })),
-        ..Default::default()
-    }
-}
-
 /// Posts to the ingress as if a proxy forwarded it for `client`.
 async fn from(
     app: &TestApp,

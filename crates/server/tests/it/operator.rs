@@ -75,6 +75,7 @@ async fn operator_keys_are_required_and_compared_exactly(backend: Backend) {
         .http
         .post(app.url("/api/v1/internal/delivery-sink/acme"))
         .header("authorization", "Bearer forwarder-token-not-for-anyone")
+        .header("x-acme-api-key", "a-key-not-for-anyone")
         .header("x-long", "v".repeat(4000))
         .body("{\"x\":1}")
         .send()
@@ -94,7 +95,9 @@ async fn operator_keys_are_required_and_compared_exactly(backend: Backend) {
     // come, never its value, and a long header is kept cut short.
     let headers = &list["items"][0]["headers"];
     assert_eq!(headers["authorization"], "[redacted]");
+    assert_eq!(headers["x-acme-api-key"], "[redacted]");
     assert!(!list.to_string().contains("forwarder-token-not-for-anyone"));
+    assert!(!list.to_string().contains("a-key-not-for-anyone"));
     assert_eq!(headers["x-long"].as_str().map(str::len), Some(256));
 }
 

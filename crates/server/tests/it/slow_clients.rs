@@ -246,17 +246,7 @@ async fn a_body_trickled_in_is_refused_at_its_deadline() {
 
 #[tokio::test]
 async fn a_provider_spelt_another_way_shares_its_budget_of_forgeries() {
-    let app = TestApp::with(
-        Backend::Sqlite,
-        Options {
-            customize: Some(Box::new(|raw| {
-                raw.set("trusted_proxies", "127.0.0.1/32");
-                raw.set("failed_auth_limit_per_minute", Some(4));
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = TestApp::with(Backend::Sqlite, behind_proxy(Some(4))).await;
     let target = Receiver::start().await;
     app.integration(
         json!({"name": "acme", "scheme": "hmac-sha256", "secret": "acme-secret",
@@ -311,17 +301,7 @@ async fn the_event_type_catalog_is_read_within_the_api_rate_limit() {
 #[tokio::test]
 async fn a_long_path_and_a_blocked_client_do_not_fill_the_log() {
     crate::logs::capture();
-    let app = TestApp::with(
-        Backend::Sqlite,
-        Options {
-            customize: Some(Box::new(|raw| {
-                raw.set("trusted_proxies", "127.0.0.1/32");
-                raw.set("failed_auth_limit_per_minute", Some(2));
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = TestApp::with(Backend::Sqlite, behind_proxy(Some(2))).await;
     let marker = format!("longpath{}", uuid::Uuid::new_v4().simple());
     let path = format!("/v1/webhooks/{marker}{}", "x".repeat(60_000));
     for _ in 0..20 {

@@ -118,6 +118,18 @@ impl Drop for TempDir {
     }
 }
 
+/// Options for an app behind a trusted proxy on loopback (so a test names
+/// its client in `X-Forwarded-For`), with this failed-authentication limit.
+pub fn behind_proxy(limit: Option<u32>) -> Options {
+    Options {
+        customize: Some(Box::new(move |raw| {
+            raw.set("trusted_proxies", "127.0.0.1/32");
+            raw.set("failed_auth_limit_per_minute", limit);
+        })),
+        ..Default::default()
+    }
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         Self::with(backend, Options::default()).await

@@ -11,7 +11,7 @@ mod requests;
 mod services;
 mod tokens;
 
-pub use app::{Options, TempDir, TestApp, OPERATOR_KEY, OPERATOR_KEY_OLD};
+pub use app::{behind_proxy, Options, TempDir, TestApp, OPERATOR_KEY, OPERATOR_KEY_OLD};
 pub use hookwarden_store::testing::Backend;
 pub use receiver::{Received, Receiver, Reply};
 pub use reference::{ed25519_verify, reference_verify};
