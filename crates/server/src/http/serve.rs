@@ -109,14 +109,24 @@ pub async fn serve(
             let _held = held;
             let Some(acceptor) = acceptor else {
                 // Which protocol, read before hyper's own reading (which
-                // waits for it without a deadline).
-                let Some(h2) = speaks_h2(&tcp).await else {
+                // waits for it without a deadline). A connection that has
+                // said nothing yet is let go at shutdown (a client's pool
+                // may hold one open, unused): else shutdown waits its 10 s.
+                let h2 = tokio::select! {
+                    h2 = speaks_h2(&tcp) => h2,
+                    _ = shutdown.cancelled() => None,
+                };
+                let Some(h2) = h2 else {
                     return;
                 };
                 run(TokioIo::new(tcp), router, peer, None, h2, shutdown).await;
                 return;
             };
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::select! {
+                done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => done,
+                _ = shutdown.cancelled() => return,
+            };
+            let stream = match handshake {
                 Ok(Ok(s)) => s,
                 // Debug, not info: anyone can fail a handshake, as often as
                 // they like.

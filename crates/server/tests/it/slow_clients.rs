@@ -351,3 +351,18 @@ async fn a_form_anyone_may_post_is_read_only_up_to_16_kib() {
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_connection_that_said_nothing_does_not_hold_up_shutdown() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // Opened and unused, as a client's pool may keep one.
+    let _silent = TcpStream::connect(app.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for a silent connection",
+        started.elapsed()
+    );
+}
